@@ -1,0 +1,221 @@
+//! The calls tests make of an IC, behind a trait: implemented by the embedded [`Harness`] and,
+//! with the `pocket-ic` feature, by `pocket_ic::PocketIc`, so one test runs on both.
+
+use std::time::Duration;
+
+use candid::Principal;
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use ic_management_canister_types::CanisterSettings;
+
+use crate::harness::{Harness, MessageId};
+use crate::types::{CallResult, RejectResponse};
+
+/// Why a typed call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("rejected: {0}")]
+    Reject(RejectResponse),
+    #[error("candid: {0}")]
+    Candid(String),
+}
+
+impl CallError {
+    pub fn reject(&self) -> Option<&RejectResponse> {
+        match self {
+            CallError::Reject(r) => Some(r),
+            CallError::Candid(_) => None,
+        }
+    }
+}
+
+pub trait IcBackend {
+    type MessageId;
+
+    fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<CanisterSettings>) -> Principal;
+    fn add_cycles(&self, canister: Principal, amount: u128) -> u128;
+    fn cycle_balance(&self, canister: Principal) -> u128;
+    fn install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>);
+    fn upgrade_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse>;
+    fn reinstall_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse>;
+    fn update_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult;
+    fn query_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult;
+    fn submit_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<Self::MessageId, RejectResponse>;
+    fn await_call(&self, id: Self::MessageId) -> CallResult;
+    fn tick(&self);
+    fn advance_time(&self, duration: Duration);
+    fn time_nanos(&self) -> u64;
+    fn set_controllers(&self, canister: Principal, sender: Option<Principal>, controllers: Vec<Principal>) -> Result<(), RejectResponse>;
+    fn stop_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse>;
+    fn start_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse>;
+    fn get_stable_memory(&self, canister: Principal) -> Vec<u8>;
+
+    fn create_canister(&self) -> Principal {
+        self.create_canister_with_settings(None, None)
+    }
+
+    /// An update call with candid arguments and results.
+    fn update_candid<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, CallError> {
+        let payload = candid::encode_args(args).map_err(|e| CallError::Candid(e.to_string()))?;
+        let reply = self.update_call(canister, sender, method, payload).map_err(CallError::Reject)?;
+        candid::decode_args(&reply).map_err(|e| CallError::Candid(e.to_string()))
+    }
+
+    /// A query call with candid arguments and results.
+    fn query_candid<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, CallError> {
+        let payload = candid::encode_args(args).map_err(|e| CallError::Candid(e.to_string()))?;
+        let reply = self.query_call(canister, sender, method, payload).map_err(CallError::Reject)?;
+        candid::decode_args(&reply).map_err(|e| CallError::Candid(e.to_string()))
+    }
+}
+
+impl IcBackend for Harness {
+    type MessageId = MessageId;
+
+    fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<CanisterSettings>) -> Principal {
+        Harness::create_canister_with_settings(self, sender, settings)
+    }
+    fn add_cycles(&self, canister: Principal, amount: u128) -> u128 {
+        Harness::add_cycles(self, canister, amount)
+    }
+    fn cycle_balance(&self, canister: Principal) -> u128 {
+        Harness::cycle_balance(self, canister)
+    }
+    fn install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) {
+        Harness::install_canister(self, canister, wasm, arg, sender)
+    }
+    fn upgrade_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        Harness::upgrade_canister(self, canister, wasm, arg, sender)
+    }
+    fn reinstall_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        Harness::reinstall_canister(self, canister, wasm, arg, sender)
+    }
+    fn update_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+        Harness::update_call(self, canister, sender, method, payload)
+    }
+    fn query_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+        Harness::query_call(self, canister, sender, method, payload)
+    }
+    fn submit_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<MessageId, RejectResponse> {
+        Harness::submit_call(self, canister, sender, method, payload)
+    }
+    fn await_call(&self, id: MessageId) -> CallResult {
+        Harness::await_call(self, id)
+    }
+    fn tick(&self) {
+        Harness::tick(self)
+    }
+    fn advance_time(&self, duration: Duration) {
+        Harness::advance_time(self, duration)
+    }
+    fn time_nanos(&self) -> u64 {
+        self.get_time().as_nanos_since_unix_epoch()
+    }
+    fn set_controllers(&self, canister: Principal, sender: Option<Principal>, controllers: Vec<Principal>) -> Result<(), RejectResponse> {
+        Harness::set_controllers(self, canister, sender, controllers)
+    }
+    fn stop_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        Harness::stop_canister(self, canister, sender)
+    }
+    fn start_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        Harness::start_canister(self, canister, sender)
+    }
+    fn get_stable_memory(&self, canister: Principal) -> Vec<u8> {
+        Harness::get_stable_memory(self, canister)
+    }
+}
+
+#[cfg(feature = "pocket-ic")]
+mod pocket {
+    use super::*;
+    use crate::types::{ErrorCode, RejectCode};
+    use pocket_ic::PocketIc;
+
+    fn reject(r: pocket_ic::RejectResponse) -> RejectResponse {
+        RejectResponse {
+            reject_code: RejectCode::from_u32(r.reject_code as u32).unwrap_or(RejectCode::SysFatal),
+            error_code: ErrorCode::from_u16(r.error_code as u16).unwrap_or(ErrorCode::CanisterTrapped),
+            reject_message: r.reject_message,
+            certified: r.certified,
+        }
+    }
+
+    fn settings(s: CanisterSettings) -> pocket_ic::management_canister::CanisterSettings {
+        pocket_ic::management_canister::CanisterSettings {
+            controllers: s.controllers,
+            compute_allocation: s.compute_allocation,
+            memory_allocation: s.memory_allocation,
+            freezing_threshold: s.freezing_threshold,
+            reserved_cycles_limit: s.reserved_cycles_limit,
+            wasm_memory_limit: s.wasm_memory_limit,
+            ..Default::default()
+        }
+    }
+
+    impl IcBackend for PocketIc {
+        type MessageId = pocket_ic::common::rest::RawMessageId;
+
+        fn create_canister_with_settings(&self, sender: Option<Principal>, s: Option<CanisterSettings>) -> Principal {
+            PocketIc::create_canister_with_settings(self, sender, s.map(settings))
+        }
+        fn add_cycles(&self, canister: Principal, amount: u128) -> u128 {
+            PocketIc::add_cycles(self, canister, amount)
+        }
+        fn cycle_balance(&self, canister: Principal) -> u128 {
+            PocketIc::cycle_balance(self, canister)
+        }
+        fn install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) {
+            PocketIc::install_canister(self, canister, wasm, arg, sender)
+        }
+        fn upgrade_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+            PocketIc::upgrade_canister(self, canister, wasm, arg, sender).map_err(reject)
+        }
+        fn reinstall_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+            PocketIc::reinstall_canister(self, canister, wasm, arg, sender).map_err(reject)
+        }
+        fn update_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+            PocketIc::update_call(self, canister, sender, method, payload).map_err(reject)
+        }
+        fn query_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+            PocketIc::query_call(self, canister, sender, method, payload).map_err(reject)
+        }
+        fn submit_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<Self::MessageId, RejectResponse> {
+            PocketIc::submit_call(self, canister, sender, method, payload).map_err(reject)
+        }
+        fn await_call(&self, id: Self::MessageId) -> CallResult {
+            PocketIc::await_call(self, id).map_err(reject)
+        }
+        fn tick(&self) {
+            PocketIc::tick(self)
+        }
+        fn advance_time(&self, duration: Duration) {
+            PocketIc::advance_time(self, duration)
+        }
+        fn time_nanos(&self) -> u64 {
+            self.get_time().as_nanos_since_unix_epoch()
+        }
+        fn set_controllers(&self, canister: Principal, sender: Option<Principal>, controllers: Vec<Principal>) -> Result<(), RejectResponse> {
+            PocketIc::set_controllers(self, canister, sender, controllers).map_err(reject)
+        }
+        fn stop_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+            PocketIc::stop_canister(self, canister, sender).map_err(reject)
+        }
+        fn start_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+            PocketIc::start_canister(self, canister, sender).map_err(reject)
+        }
+        fn get_stable_memory(&self, canister: Principal) -> Vec<u8> {
+            PocketIc::get_stable_memory(self, canister)
+        }
+    }
+}

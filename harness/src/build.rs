@@ -1,0 +1,46 @@
+//! Builds canister wasm from this workspace, for tests, benchmarks and demos.
+//!
+//! Canisters are built with `cargo build --target wasm32-unknown-unknown --profile canister`
+//! into `target/canisters`, apart from the native build, so neither invalidates the other.
+//! Each (package, binary) is built once per process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the harness crate is in the workspace").to_path_buf()
+}
+
+/// Builds binary `bin` of `package` for wasm32 and returns the module's bytes.
+pub fn canister_wasm(package: &str, bin: &str) -> Vec<u8> {
+    static BUILT: OnceLock<Mutex<HashMap<(String, String), Vec<u8>>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (package.to_string(), bin.to_string());
+    if let Some(wasm) = built.get(&key) {
+        return wasm.clone();
+    }
+    let root = workspace_root();
+    let target_dir = root.join("target").join("canisters");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--quiet", "--locked", "--target", "wasm32-unknown-unknown", "--profile", "canister"])
+        .args(["-p", package, "--bin", bin])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build canister {package}/{bin}: {e}"));
+    assert!(status.success(), "building canister {package}/{bin} failed");
+    let path = target_dir.join("wasm32-unknown-unknown").join("canister").join(format!("{bin}.wasm"));
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    built.insert(key, wasm.clone());
+    wasm
+}

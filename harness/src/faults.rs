@@ -1,0 +1,163 @@
+//! Fault injection: make a canister trap at its n-th execution, refuse calls with a chosen
+//! reject, or drop the responses of bounded-wait calls so their callers see SYS_UNKNOWN.
+
+use candid::Principal;
+
+use crate::types::{ErrorCode, RejectCode};
+use crate::world::{Reject, Request};
+
+/// Which calls a fault applies to; `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallMatcher {
+    pub caller: Option<Principal>,
+    pub callee: Option<Principal>,
+    pub method: Option<String>,
+}
+
+impl CallMatcher {
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    pub fn to(callee: Principal) -> Self {
+        CallMatcher { callee: Some(callee), ..Self::default() }
+    }
+
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+
+    pub fn from(mut self, caller: Principal) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
+    fn matches(&self, caller: Principal, callee: Principal, method: Option<&str>) -> bool {
+        self.caller.is_none_or(|c| c == caller)
+            && self.callee.is_none_or(|c| c == callee)
+            && self.method.as_deref().is_none_or(|m| Some(m) == method)
+    }
+}
+
+/// How many more times a fault fires; `None` forever.
+type Remaining = Option<u32>;
+
+fn fire(remaining: &mut Remaining) -> bool {
+    match remaining {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            *n -= 1;
+            true
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct TrapFault {
+    canister: Principal,
+    /// Executions of the canister still to pass before the trap.
+    countdown: u64,
+}
+
+#[derive(Clone, Debug)]
+struct RejectFault {
+    matcher: CallMatcher,
+    code: RejectCode,
+    message: String,
+    remaining: Remaining,
+}
+
+#[derive(Clone, Debug)]
+struct DropFault {
+    matcher: CallMatcher,
+    remaining: Remaining,
+}
+
+/// A trap the harness makes a canister take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectedTrap {
+    pub message: String,
+}
+
+/// The faults in force.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    traps: Vec<TrapFault>,
+    rejects: Vec<RejectFault>,
+    drops: Vec<DropFault>,
+    /// How many faults fired.
+    pub fired: u64,
+}
+
+impl Faults {
+    /// The canister's `nth` execution from now (1 = the next one) traps after it ran, so its
+    /// changes are rolled back.
+    pub fn trap_at(&mut self, canister: Principal, nth: u64) {
+        assert!(nth >= 1, "executions are counted from 1");
+        self.traps.push(TrapFault { canister, countdown: nth });
+    }
+
+    /// Requests matching `matcher` are answered with `code` and `message` instead of being
+    /// delivered, `times` times (`None`: always).
+    pub fn reject_calls(&mut self, matcher: CallMatcher, code: RejectCode, message: impl Into<String>, times: Option<u32>) {
+        self.rejects.push(RejectFault { matcher, code, message: message.into(), remaining: times });
+    }
+
+    /// Responses to bounded-wait calls matching `matcher` are dropped, `times` times.
+    pub fn drop_responses(&mut self, matcher: CallMatcher, times: Option<u32>) {
+        self.drops.push(DropFault { matcher, remaining: times });
+    }
+
+    pub fn clear(&mut self) {
+        self.traps.clear();
+        self.rejects.clear();
+        self.drops.clear();
+    }
+
+    /// Called once per replicated execution of `canister`.
+    pub fn take_trap(&mut self, canister: Principal) -> Option<InjectedTrap> {
+        let mut hit = None;
+        for fault in self.traps.iter_mut().filter(|f| f.canister == canister) {
+            fault.countdown -= 1;
+            if fault.countdown == 0 {
+                hit = Some(InjectedTrap { message: "injected fault: trap at this message".to_string() });
+            }
+        }
+        self.traps.retain(|f| f.countdown > 0);
+        self.fired += hit.is_some() as u64;
+        hit
+    }
+
+    pub fn reject_for(&mut self, request: &Request) -> Option<Reject> {
+        let fault = self
+            .rejects
+            .iter_mut()
+            .find(|f| f.matcher.matches(request.sender, request.receiver, Some(&request.method)) && f.remaining != Some(0))?;
+        fire(&mut fault.remaining);
+        self.fired += 1;
+        let error_code = match fault.code {
+            RejectCode::SysFatal => ErrorCode::SubnetOversubscribed,
+            RejectCode::SysTransient => ErrorCode::CanisterQueueFull,
+            RejectCode::DestinationInvalid => ErrorCode::CanisterNotFound,
+            RejectCode::CanisterReject => ErrorCode::CanisterRejectedMessage,
+            RejectCode::CanisterError => ErrorCode::CanisterTrapped,
+            RejectCode::SysUnknown => ErrorCode::DeadlineExpired,
+        };
+        Some(Reject::system_with_code(fault.code, error_code, fault.message.clone()))
+    }
+
+    pub fn drop_response(&mut self, caller: Principal, callee: Principal, method: Option<&str>) -> bool {
+        let Some(fault) = self
+            .drops
+            .iter_mut()
+            .find(|f| f.matcher.matches(caller, callee, method) && f.remaining != Some(0))
+        else {
+            return false;
+        };
+        fire(&mut fault.remaining);
+        self.fired += 1;
+        true
+    }
+}

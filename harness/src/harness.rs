@@ -1,0 +1,358 @@
+//! [`Harness`]: the embedded IC's public API, named as the `pocket-ic` crate names it so
+//! tests move between the two.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use candid::{Encode, Principal};
+use ic_management_canister_types as mgmt;
+
+use crate::config::{CostTable, DEFAULT_PROVISIONAL_CYCLES, Limits};
+use crate::faults::CallMatcher;
+use crate::management::InstallMode;
+use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
+use crate::world::{CanisterMetrics, Traffic, World};
+
+/// The IC's time: nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Time(u64);
+
+impl Time {
+    pub const fn from_nanos_since_unix_epoch(nanos: u64) -> Self {
+        Time(nanos)
+    }
+
+    pub fn as_nanos_since_unix_epoch(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0 + d.as_nanos() as u64)
+    }
+}
+
+/// PocketIC's genesis time: 2021-05-06 19:17:10 UTC.
+pub const DEFAULT_INITIAL_TIME: Time = Time(1_620_328_630_000_000_000);
+
+/// An ingress message in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageId(u64);
+
+/// Builds a [`Harness`] with other limits, prices or start time.
+#[derive(Clone, Debug)]
+pub struct HarnessBuilder {
+    limits: Limits,
+    costs: CostTable,
+    initial_time: Time,
+    log_to_stderr: bool,
+    max_rounds_per_call: u32,
+}
+
+impl Default for HarnessBuilder {
+    fn default() -> Self {
+        HarnessBuilder {
+            limits: Limits::default(),
+            costs: CostTable::default(),
+            initial_time: DEFAULT_INITIAL_TIME,
+            log_to_stderr: std::env::var_os("HARNESS_LOG").is_some(),
+            max_rounds_per_call: 100,
+        }
+    }
+}
+
+impl HarnessBuilder {
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Prices of a subnet of `nodes` nodes.
+    pub fn with_subnet_size(mut self, nodes: u64) -> Self {
+        self.costs = CostTable::for_subnet_size(nodes);
+        self
+    }
+
+    pub fn with_initial_time(mut self, time: Time) -> Self {
+        self.initial_time = time;
+        self
+    }
+
+    /// Prints every canister's `debug_print` lines to stderr (also with `HARNESS_LOG` set).
+    pub fn with_log_to_stderr(mut self, on: bool) -> Self {
+        self.log_to_stderr = on;
+        self
+    }
+
+    /// Rounds [`Harness::await_call`] runs before giving up (PocketIC: 100).
+    pub fn with_max_rounds_per_call(mut self, rounds: u32) -> Self {
+        self.max_rounds_per_call = rounds;
+        self
+    }
+
+    pub fn build(self) -> Harness {
+        let mut world = World::new(self.limits, self.costs, self.initial_time.0);
+        world.log_to_stderr = self.log_to_stderr;
+        Harness { world: RefCell::new(world), max_rounds_per_call: self.max_rounds_per_call }
+    }
+}
+
+/// An embedded IC: canisters run in this process, on wasmtime.
+pub struct Harness {
+    world: RefCell<World>,
+    max_rounds_per_call: u32,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn user(sender: Option<Principal>) -> Principal {
+    sender.unwrap_or_else(Principal::anonymous)
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        HarnessBuilder::default().build()
+    }
+
+    pub fn builder() -> HarnessBuilder {
+        HarnessBuilder::default()
+    }
+
+    /// Direct access to the state, for the harness's own extensions.
+    pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        f(&mut self.world.borrow_mut())
+    }
+
+    fn management(&self, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+        let id = self.submit_call(MANAGEMENT_CANISTER, sender, method, payload)?;
+        self.await_call(id)
+    }
+
+    /// Creates a canister with 100T cycles, controlled by the anonymous principal.
+    pub fn create_canister(&self) -> Principal {
+        self.create_canister_with_settings(None, None)
+    }
+
+    /// Creates a canister with 100T cycles, controlled by `sender` unless `settings` says.
+    pub fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<mgmt::CanisterSettings>) -> Principal {
+        self.world
+            .borrow_mut()
+            .create_canister(user(sender), false, settings, DEFAULT_PROVISIONAL_CYCLES)
+            .unwrap_or_else(|r| panic!("create_canister: {}", r.user_message))
+    }
+
+    pub fn canister_exists(&self, canister: Principal) -> bool {
+        self.world.borrow().canisters.contains_key(&canister)
+    }
+
+    /// Adds cycles; returns the new balance.
+    pub fn add_cycles(&self, canister: Principal, amount: u128) -> u128 {
+        let mut world = self.world.borrow_mut();
+        let c = world.canisters.get_mut(&canister).unwrap_or_else(|| panic!("canister {canister} does not exist"));
+        c.cycles += amount;
+        c.cycles
+    }
+
+    pub fn cycle_balance(&self, canister: Principal) -> u128 {
+        self.world.borrow().canister(&canister).map_or(0, |c| c.cycles)
+    }
+
+    /// Installs `wasm_module` on an empty canister; panics on failure, as PocketIC does.
+    pub fn install_canister(&self, canister: Principal, wasm_module: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) {
+        self.install(canister, wasm_module, arg, sender, InstallMode::Install)
+            .unwrap_or_else(|r| panic!("install_canister failed: {}", r.reject_message))
+    }
+
+    pub fn upgrade_canister(&self, canister: Principal, wasm_module: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        self.install(canister, wasm_module, arg, sender, InstallMode::Upgrade { skip_pre_upgrade: false })
+    }
+
+    pub fn reinstall_canister(&self, canister: Principal, wasm_module: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        self.install(canister, wasm_module, arg, sender, InstallMode::Reinstall)
+    }
+
+    fn install(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>, mode: InstallMode) -> Result<(), RejectResponse> {
+        self.world
+            .borrow_mut()
+            .install_code(user(sender), false, canister, mode, &wasm, arg)
+            .map_err(|r| r.to_user())
+    }
+
+    pub fn uninstall_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        self.world.borrow_mut().uninstall_code(user(sender), false, canister).map_err(|r| r.to_user())
+    }
+
+    /// Sends an update call and runs rounds until it completes.
+    pub fn update_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+        let id = self.submit_call(canister, sender, method, payload)?;
+        self.await_call(id)
+    }
+
+    /// Runs a query; its changes are discarded.
+    pub fn query_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+        self.world.borrow_mut().query(canister, sender, method, payload)
+    }
+
+    /// Submits an update call without running it.
+    pub fn submit_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<MessageId, RejectResponse> {
+        self.world.borrow_mut().submit_ingress(canister, sender, method, payload).map(MessageId)
+    }
+
+    /// Runs rounds until the call completes (at most the configured number of rounds).
+    pub fn await_call(&self, id: MessageId) -> CallResult {
+        for _ in 0..=self.max_rounds_per_call {
+            if let Some(result) = self.ingress_status(id) {
+                return result;
+            }
+            self.tick();
+        }
+        Err(RejectResponse::new(
+            ErrorCode::IngressMessageTimeout,
+            format!("Failed to answer to ingress {} after {} rounds.", id.0, self.max_rounds_per_call),
+        ))
+    }
+
+    /// The result of a submitted call, if it completed.
+    pub fn ingress_status(&self, id: MessageId) -> Option<CallResult> {
+        self.world.borrow().ingress.get(&id.0).cloned().flatten()
+    }
+
+    /// Executes one round.
+    pub fn tick(&self) {
+        self.world.borrow_mut().tick();
+    }
+
+    /// Moves time forward (runs no round); canisters pay storage for the elapsed time.
+    pub fn advance_time(&self, duration: Duration) {
+        self.world.borrow_mut().advance_time(duration.as_nanos() as u64);
+    }
+
+    pub fn get_time(&self) -> Time {
+        Time(self.world.borrow().time)
+    }
+
+    /// Sets the time; it cannot go back.
+    pub fn set_time(&self, time: Time) {
+        let now = self.world.borrow().time;
+        assert!(time.0 >= now, "time cannot go back: {} < {now}", time.0);
+        self.world.borrow_mut().advance_time(time.0 - now);
+    }
+
+    pub fn get_controllers(&self, canister: Principal) -> Vec<Principal> {
+        self.world.borrow().canister(&canister).map(|c| c.controllers.clone()).unwrap_or_default()
+    }
+
+    pub fn set_controllers(&self, canister: Principal, sender: Option<Principal>, new_controllers: Vec<Principal>) -> Result<(), RejectResponse> {
+        let settings = mgmt::CanisterSettings { controllers: Some(new_controllers), ..Default::default() };
+        self.update_canister_settings(canister, sender, settings)
+    }
+
+    pub fn update_canister_settings(&self, canister: Principal, sender: Option<Principal>, settings: mgmt::CanisterSettings) -> Result<(), RejectResponse> {
+        self.world
+            .borrow_mut()
+            .update_settings(user(sender), false, canister, settings)
+            .map_err(|r| r.to_user())
+    }
+
+    /// Stops a canister: runs rounds until its open calls are done.
+    pub fn stop_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        let arg = Encode!(&mgmt::CanisterIdRecord { canister_id: canister }).expect("encodes");
+        self.management(user(sender), "stop_canister", arg).map(|_| ())
+    }
+
+    pub fn start_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        self.world.borrow_mut().start_canister(user(sender), canister).map_err(|r| r.to_user())
+    }
+
+    pub fn delete_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        self.world.borrow_mut().delete_canister(user(sender), canister).map_err(|r| r.to_user())
+    }
+
+    pub fn canister_status(&self, canister: Principal, sender: Option<Principal>) -> Result<mgmt::CanisterStatusResult, RejectResponse> {
+        self.world.borrow().canister_status(user(sender), canister).map_err(|r| r.to_user())
+    }
+
+    pub fn get_stable_memory(&self, canister: Principal) -> Vec<u8> {
+        let world = self.world.borrow();
+        let c = world.canister(&canister).unwrap_or_else(|| panic!("canister {canister} does not exist"));
+        c.instance.as_ref().map(|i| i.stable().contents().to_vec()).unwrap_or_default()
+    }
+
+    /// Replaces a canister's stable memory (outside any message).
+    pub fn set_stable_memory(&self, canister: Principal, data: Vec<u8>) {
+        let mut world = self.world.borrow_mut();
+        let c = world.canisters.get_mut(&canister).unwrap_or_else(|| panic!("canister {canister} does not exist"));
+        let instance = c.instance.as_mut().unwrap_or_else(|| panic!("canister {canister} has no module"));
+        instance.stable_mut().set_contents(&data).unwrap_or_else(|e| panic!("set_stable_memory: {e}"));
+    }
+
+    /// A canister's log, for a controller (as `fetch_canister_logs` with controller visibility).
+    pub fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse> {
+        let world = self.world.borrow();
+        let c = world
+            .canister(&canister)
+            .ok_or_else(|| RejectResponse::new(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")))?;
+        if !c.controllers.contains(&sender) {
+            return Err(RejectResponse::new(
+                ErrorCode::CanisterRejectedMessage,
+                format!("Caller {sender} is not allowed to read the logs of canister {canister}"),
+            ));
+        }
+        Ok(c.logs.clone())
+    }
+
+    // Beyond PocketIC: what the harness can show and do because it runs in-process.
+
+    /// Every log line of a canister, including traps as `[TRAP]: ...`.
+    pub fn canister_logs(&self, canister: Principal) -> Vec<LogRecord> {
+        self.world.borrow().canister(&canister).map(|c| c.logs.clone()).unwrap_or_default()
+    }
+
+    pub fn canister_metrics(&self, canister: Principal) -> CanisterMetrics {
+        self.world.borrow().canister(&canister).map(|c| c.metrics.clone()).unwrap_or_default()
+    }
+
+    /// Requests and responses that crossed between different canisters.
+    pub fn traffic(&self) -> Traffic {
+        self.world.borrow().traffic.clone()
+    }
+
+    /// The heap of a canister (its logical size).
+    pub fn heap_memory(&self, canister: Principal) -> Vec<u8> {
+        let world = self.world.borrow();
+        world.canister(&canister).and_then(|c| c.instance.as_ref()).map(|i| i.heap().to_vec()).unwrap_or_default()
+    }
+
+    /// Makes the canister's `nth` replicated execution from now (1 = the next) trap after it
+    /// ran: its changes are rolled back, as after any trap.
+    pub fn trap_at_message(&self, canister: Principal, nth: u64) {
+        self.world.borrow_mut().faults.trap_at(canister, nth);
+    }
+
+    /// Answers matching calls with `code` and `message` instead of delivering them, `times`
+    /// times (`None`: until cleared).
+    pub fn reject_calls(&self, matcher: CallMatcher, code: RejectCode, message: &str, times: Option<u32>) {
+        self.world.borrow_mut().faults.reject_calls(matcher, code, message, times);
+    }
+
+    /// Drops the responses of matching bounded-wait calls: the caller gets SYS_UNKNOWN once
+    /// the call's deadline passes.
+    pub fn drop_responses(&self, matcher: CallMatcher, times: Option<u32>) {
+        self.world.borrow_mut().faults.drop_responses(matcher, times);
+    }
+
+    pub fn clear_faults(&self) {
+        self.world.borrow_mut().faults.clear();
+    }
+
+    /// How many injected faults fired so far.
+    pub fn faults_fired(&self) -> u64 {
+        self.world.borrow().faults.fired
+    }
+}

@@ -1,0 +1,610 @@
+//! The management canister `aaaaa-aa`: canister lifecycle, settings, status and info.
+//!
+//! Each method checks its caller as the IC does (controllers, or canisters only) and answers
+//! with the replica's texts. Install and upgrade run the canister's hooks atomically: a trap in
+//! `canister_init`, `canister_pre_upgrade` or `canister_post_upgrade` leaves the canister as it
+//! was.
+
+use std::sync::Arc;
+
+use candid::{Decode, Encode, Nat, Principal};
+use ic_management_canister_types as mgmt;
+use sha2::{Digest, Sha256};
+
+use crate::canister::{self, CompiledModule, Entry, ExecError, Instance, Outcome};
+use crate::config::MAX_WASM_MEMORY;
+use crate::pages::StableMemory;
+use crate::system_api::ApiContext;
+use crate::types::{ErrorCode, MANAGEMENT_CANISTER, canister_id_from_index};
+use crate::world::{CanisterState, Origin, Reject, Request, Settings, Status, World};
+
+const DOCS: &str = "https://internetcomputer.org/docs/current/references/execution-errors";
+
+fn nat_u64(n: &Nat) -> u64 {
+    u64::try_from(n.0.clone()).unwrap_or(u64::MAX)
+}
+
+fn nat_u128(n: &Nat) -> u128 {
+    u128::try_from(n.0.clone()).unwrap_or(u128::MAX)
+}
+
+/// How an install changes the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallMode {
+    Install,
+    Reinstall,
+    Upgrade { skip_pre_upgrade: bool },
+}
+
+impl World {
+    fn origin_of(&self, sender: Principal, from_canister: bool) -> mgmt::ChangeOrigin {
+        if from_canister {
+            mgmt::ChangeOrigin::FromCanister(mgmt::FromCanisterRecord {
+                canister_id: sender,
+                canister_version: self.canisters.get(&sender).map(|c| c.version),
+            })
+        } else {
+            mgmt::ChangeOrigin::FromUser(mgmt::FromUserRecord { user_id: sender })
+        }
+    }
+
+    fn existing(&self, id: Principal) -> Result<&CanisterState, Reject> {
+        self.canisters.get(&id).ok_or_else(|| {
+            Reject::system(
+                ErrorCode::CanisterNotFound,
+                format!(
+                    "Canister {id} not found.\nCheck the ICP dashboard to ensure the canister exists. See documentation: {DOCS}#canister-not-found"
+                ),
+            )
+        })
+    }
+
+    /// The canister, if `sender` controls it.
+    fn controlled(&self, id: Principal, sender: Principal) -> Result<&CanisterState, Reject> {
+        let c = self.existing(id)?;
+        if !c.controllers.contains(&sender) {
+            let controllers: Vec<String> = c.controllers.iter().map(|p| p.to_string()).collect();
+            return Err(Reject::system(
+                ErrorCode::CanisterInvalidController,
+                format!(
+                    "Only the controllers of the canister {id} can control it.\nCanister's controllers: {}\nSender's ID: {sender}\nExecute this call from a controller of the target canister or add the current caller as a controller. See documentation: {DOCS}#invalid-controller",
+                    controllers.join(" ")
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// A call to the management canister that is answered at once (all but `stop_canister`).
+    pub fn management_call(&mut self, sender: Principal, from_canister: bool, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
+        self.management_call_with_cycles(sender, from_canister, method, payload, 0)
+    }
+
+    fn management_call_with_cycles(
+        &mut self,
+        sender: Principal,
+        from_canister: bool,
+        method: &str,
+        payload: &[u8],
+        cycles: u128,
+    ) -> Result<Vec<u8>, Reject> {
+        fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(method: &str, payload: &[u8]) -> Result<T, Reject> {
+            Decode!(payload, T).map_err(|e| {
+                Reject::system(ErrorCode::InvalidManagementPayload, format!("Error decoding candid for method {method}: {e}"))
+            })
+        }
+        fn encode<T: candid::CandidType>(value: &T) -> Vec<u8> {
+            Encode!(value).expect("management replies encode")
+        }
+        let only_canisters = |name: &str| {
+            Reject::system(ErrorCode::CanisterRejectedMessage, format!("Only canisters can call ic00 method {name}"))
+        };
+        match method {
+            "create_canister" => {
+                let args: mgmt::CreateCanisterArgs = decode(method, payload)?;
+                if from_canister && cycles < self.costs.canister_creation {
+                    return Err(Reject::system(
+                        ErrorCode::InsufficientCyclesForCreateCanister,
+                        format!(
+                            "Creating a canister requires a fee of {} that is deducted from the canister's initial balance but only {cycles} cycles were received with the create_canister request.",
+                            self.costs.canister_creation
+                        ),
+                    ));
+                }
+                let initial = if from_canister { cycles - self.costs.canister_creation } else { cycles };
+                let id = self.create_canister(sender, from_canister, args.settings, initial)?;
+                Ok(encode(&mgmt::CanisterIdRecord { canister_id: id }))
+            }
+            "provisional_create_canister_with_cycles" => {
+                let args: mgmt::ProvisionalCreateCanisterWithCyclesArgs = decode(method, payload)?;
+                let amount = args.amount.as_ref().map_or(crate::config::DEFAULT_PROVISIONAL_CYCLES, nat_u128);
+                let id = self.create_canister(sender, from_canister, args.settings, amount)?;
+                Ok(encode(&mgmt::CanisterIdRecord { canister_id: id }))
+            }
+            "provisional_top_up_canister" => {
+                let args: mgmt::ProvisionalTopUpCanisterArgs = decode(method, payload)?;
+                self.existing(args.canister_id)?;
+                self.canisters.get_mut(&args.canister_id).expect("exists").cycles += nat_u128(&args.amount);
+                Ok(encode(&()))
+            }
+            "deposit_cycles" => {
+                let args: mgmt::DepositCyclesArgs = decode(method, payload)?;
+                self.existing(args.canister_id)?;
+                self.canisters.get_mut(&args.canister_id).expect("exists").cycles += cycles;
+                Ok(encode(&()))
+            }
+            "install_code" => {
+                let args: mgmt::InstallCodeArgs = decode(method, payload)?;
+                let mode = match args.mode {
+                    mgmt::CanisterInstallMode::Install => InstallMode::Install,
+                    mgmt::CanisterInstallMode::Reinstall => InstallMode::Reinstall,
+                    mgmt::CanisterInstallMode::Upgrade(flags) => {
+                        let flags = flags.unwrap_or_default();
+                        if flags.wasm_memory_persistence == Some(mgmt::WasmMemoryPersistence::Keep) {
+                            return Err(Reject::system(
+                                ErrorCode::CanisterContractViolation,
+                                "The harness does not support wasm_memory_persistence = keep",
+                            ));
+                        }
+                        InstallMode::Upgrade { skip_pre_upgrade: flags.skip_pre_upgrade.unwrap_or(false) }
+                    }
+                };
+                self.install_code(sender, from_canister, args.canister_id, mode, &args.wasm_module, args.arg)?;
+                Ok(encode(&()))
+            }
+            "uninstall_code" => {
+                let args: mgmt::UninstallCodeArgs = decode(method, payload)?;
+                self.uninstall_code(sender, from_canister, args.canister_id)?;
+                Ok(encode(&()))
+            }
+            "start_canister" => {
+                let args: mgmt::CanisterIdRecord = decode(method, payload)?;
+                self.start_canister(sender, args.canister_id)?;
+                Ok(encode(&()))
+            }
+            "canister_status" => {
+                let args: mgmt::CanisterIdRecord = decode(method, payload)?;
+                Ok(encode(&self.canister_status(sender, args.canister_id)?))
+            }
+            "canister_info" => {
+                if !from_canister {
+                    return Err(only_canisters(method));
+                }
+                let args: mgmt::CanisterInfoArgs = decode(method, payload)?;
+                Ok(encode(&self.canister_info(args.canister_id, args.num_requested_changes.unwrap_or(0))?))
+            }
+            "update_settings" => {
+                let args: mgmt::UpdateSettingsArgs = decode(method, payload)?;
+                self.update_settings(sender, from_canister, args.canister_id, args.settings)?;
+                Ok(encode(&()))
+            }
+            "delete_canister" => {
+                let args: mgmt::CanisterIdRecord = decode(method, payload)?;
+                self.delete_canister(sender, args.canister_id)?;
+                Ok(encode(&()))
+            }
+            "raw_rand" => {
+                if !from_canister {
+                    return Err(only_canisters(method));
+                }
+                let mut hasher = Sha256::new();
+                hasher.update(self.rounds.to_be_bytes());
+                hasher.update(self.time.to_be_bytes());
+                hasher.update(sender.as_slice());
+                Ok(encode(&serde_bytes::ByteBuf::from(hasher.finalize().to_vec())))
+            }
+            other => Err(Reject::system(
+                ErrorCode::UnknownManagementMessage,
+                format!("Management canister has no method '{other}'"),
+            )),
+        }
+    }
+
+    /// A request to `aaaaa-aa` from a canister or an ingress message, taken from the queue.
+    pub fn process_management_request(&mut self, request: Request) {
+        let from_canister = matches!(request.origin, Origin::Canister { .. });
+        if request.method == "stop_canister" {
+            let result = Decode!(&request.payload, mgmt::CanisterIdRecord)
+                .map_err(|e| Reject::system(ErrorCode::InvalidManagementPayload, format!("Error decoding candid for method stop_canister: {e}")))
+                .and_then(|args| self.stop_canister(request.sender, args.canister_id, request.origin));
+            match result {
+                Ok(true) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Ok(Encode!(&()).expect("unit")), request.cycles),
+                Ok(false) => {} // answered when the canister has stopped
+                Err(reject) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Err(reject), request.cycles),
+            }
+            return;
+        }
+        let keeps_cycles = matches!(request.method.as_str(), "create_canister" | "deposit_cycles");
+        let result = self.management_call_with_cycles(request.sender, from_canister, &request.method, &request.payload, request.cycles);
+        let refund = if keeps_cycles && result.is_ok() { 0 } else { request.cycles };
+        self.deliver_response(request.origin, MANAGEMENT_CANISTER, result, refund);
+    }
+
+    pub fn create_canister(
+        &mut self,
+        sender: Principal,
+        from_canister: bool,
+        settings: Option<mgmt::CanisterSettings>,
+        cycles: u128,
+    ) -> Result<Principal, Reject> {
+        let settings = settings.unwrap_or_default();
+        let controllers = settings.controllers.clone().unwrap_or_else(|| vec![sender]);
+        check_controllers(&controllers)?;
+        let id = canister_id_from_index(self.next_canister_index);
+        self.next_canister_index += 1;
+        let mut state = CanisterState::new(id, controllers.clone(), cycles, Settings::default());
+        apply_settings(&mut state.settings, &settings)?;
+        let origin = self.origin_of(sender, from_canister);
+        state.record_change(
+            self.time,
+            origin,
+            mgmt::ChangeDetails::Creation(mgmt::CreationRecord { controllers, environment_variables_hash: None }),
+        );
+        self.canisters.insert(id, state);
+        Ok(id)
+    }
+
+    pub fn install_code(
+        &mut self,
+        sender: Principal,
+        from_canister: bool,
+        id: Principal,
+        mode: InstallMode,
+        wasm: &[u8],
+        arg: Vec<u8>,
+    ) -> Result<(), Reject> {
+        let c = self.controlled(id, sender)?;
+        if mode == InstallMode::Install && c.instance.is_some() {
+            return Err(Reject::system(
+                ErrorCode::CanisterNonEmpty,
+                format!("Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."),
+            ));
+        }
+        if matches!(mode, InstallMode::Upgrade { .. }) && c.instance.is_none() {
+            return Err(Reject::failed(&id, &crate::world::no_wasm_module()));
+        }
+        let module = canister::compile(wasm).map_err(|e| {
+            Reject::system(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
+        })?;
+        let origin = self.origin_of(sender, from_canister);
+        let result = match mode {
+            InstallMode::Upgrade { skip_pre_upgrade } => self.upgrade(id, sender, module.clone(), arg, skip_pre_upgrade),
+            _ => self.install_fresh(id, sender, module.clone(), arg, mode == InstallMode::Reinstall),
+        };
+        let instructions = match &result {
+            Ok(effects) => effects.instructions,
+            Err((_, instructions)) => *instructions,
+        };
+        let fee = self.costs.execution(instructions);
+        let time = self.time;
+        let c = self.canisters.get_mut(&id).expect("exists");
+        c.cycles = c.cycles.saturating_sub(fee);
+        c.metrics.cycles_consumed += fee;
+        c.metrics.executions += 1;
+        c.metrics.instructions += instructions;
+        let effects = result.map_err(|(error, _)| Reject::failed(&id, &error))?;
+        c.version += 1;
+        // install_code deactivates the timer; init or post_upgrade may have set it again.
+        c.global_timer = effects.global_timer;
+        if !matches!(mode, InstallMode::Upgrade { .. }) {
+            c.certified_data.clear();
+        }
+        if let Some(data) = effects.certified_data {
+            c.certified_data = data;
+        }
+        let deployment_mode = match mode {
+            InstallMode::Install => mgmt::CodeDeploymentMode::Install,
+            InstallMode::Reinstall => mgmt::CodeDeploymentMode::Reinstall,
+            InstallMode::Upgrade { .. } => mgmt::CodeDeploymentMode::Upgrade,
+        };
+        c.record_change(
+            time,
+            origin,
+            mgmt::ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord { mode: deployment_mode, module_hash: module.hash.to_vec() }),
+        );
+        Ok(())
+    }
+
+    /// Keeps an install hook's log lines and trap.
+    fn log_outcome(&mut self, id: Principal, outcome: &Outcome) {
+        let (time, to_stderr) = (self.time, self.log_to_stderr);
+        let c = self.canisters.get_mut(&id).expect("exists");
+        for line in &outcome.exec.logs {
+            c.log(time, line.clone(), to_stderr);
+        }
+        if let Err(e) = &outcome.result {
+            c.log(time, format!("[TRAP]: {}", e.display).into_bytes(), to_stderr);
+        }
+    }
+
+    fn hook_execution(&self, id: Principal, sender: Principal, context: ApiContext, arg: Vec<u8>) -> crate::system_api::Execution {
+        let mut exec = self.execution(&self.canisters[&id], context, sender);
+        exec.arg = arg;
+        exec.instruction_limit = self.limits.install_instructions;
+        if context == ApiContext::Init {
+            exec.global_timer = 0;
+        }
+        exec
+    }
+
+    fn install_fresh(&mut self, id: Principal, sender: Principal, module: Arc<CompiledModule>, arg: Vec<u8>, reinstall: bool) -> Result<HookEffects, (ExecError, u64)> {
+        let stable = StableMemory::new(self.limits.stable_memory_bytes).expect("reserving stable memory address space");
+        let limit = self.canisters[&id].settings.wasm_memory_limit;
+        let mut instance = Instance::new(module, stable, limit).map_err(|(e, _)| (e, 0))?;
+        let mut effects = HookEffects::default();
+        if instance.exports("canister_init") {
+            let exec = self.hook_execution(id, sender, ApiContext::Init, arg);
+            let outcome = instance.run(Entry::Export("canister_init"), exec, self.limits.install_instructions);
+            self.log_outcome(id, &outcome);
+            if let Err(e) = outcome.result {
+                return Err((e, outcome.instructions));
+            }
+            effects = HookEffects::of(&outcome);
+        }
+        if reinstall {
+            self.discard_call_contexts(id);
+        }
+        self.canisters.get_mut(&id).expect("exists").instance = Some(instance);
+        Ok(effects)
+    }
+
+    fn upgrade(&mut self, id: Principal, sender: Principal, module: Arc<CompiledModule>, arg: Vec<u8>, skip_pre_upgrade: bool) -> Result<HookEffects, (ExecError, u64)> {
+        let budget = self.limits.install_instructions;
+        let mut old = self.canisters.get_mut(&id).expect("exists").instance.take().expect("checked by install_code");
+        let mut used = 0;
+        let restore = |world: &mut World, mut old: Instance| {
+            old.roll_back();
+            world.canisters.get_mut(&id).expect("exists").instance = Some(old);
+        };
+        if !skip_pre_upgrade && old.exports("canister_pre_upgrade") {
+            let exec = self.hook_execution(id, sender, ApiContext::PreUpgrade, Vec::new());
+            let outcome = old.run_uncommitted(Entry::Export("canister_pre_upgrade"), exec, budget);
+            self.log_outcome(id, &outcome);
+            used += outcome.instructions;
+            if let Err(e) = outcome.result {
+                restore(self, old);
+                return Err((e, used));
+            }
+        }
+        let limit = self.canisters[&id].settings.wasm_memory_limit;
+        let mut new = match Instance::new(module, old.take_stable(), limit) {
+            Ok(new) => new,
+            Err((e, stable)) => {
+                old.put_stable(stable);
+                restore(self, old);
+                return Err((e, used));
+            }
+        };
+        let mut effects = HookEffects::default();
+        if new.exports("canister_post_upgrade") {
+            // The new module runs at the version after the upgrade.
+            let mut exec = self.hook_execution(id, sender, ApiContext::Init, arg);
+            exec.version += 1;
+            let outcome = new.run_uncommitted(Entry::Export("canister_post_upgrade"), exec, budget.saturating_sub(used));
+            self.log_outcome(id, &outcome);
+            used += outcome.instructions;
+            if let Err(e) = outcome.result {
+                new.roll_back();
+                old.put_stable(new.into_stable());
+                restore(self, old);
+                return Err((e, used));
+            }
+            effects = HookEffects::of(&outcome);
+        }
+        new.commit();
+        self.canisters.get_mut(&id).expect("exists").instance = Some(new);
+        effects.instructions = used;
+        Ok(effects)
+    }
+
+    /// Open call contexts of a canister whose code goes away are rejected; their callbacks
+    /// will not run.
+    fn discard_call_contexts(&mut self, id: Principal) {
+        let c = self.canisters.get_mut(&id).expect("exists");
+        let contexts = std::mem::take(&mut c.call_contexts);
+        c.callbacks.clear();
+        for (_, ctx) in contexts {
+            if !ctx.responded {
+                let reject = Reject::system_with_code(
+                    crate::types::RejectCode::CanisterReject,
+                    ErrorCode::CanisterRejectedMessage,
+                    "Canister has been uninstalled.",
+                );
+                self.deliver_response(ctx.origin, id, Err(reject), ctx.available);
+            }
+        }
+    }
+
+    pub fn uninstall_code(&mut self, sender: Principal, from_canister: bool, id: Principal) -> Result<(), Reject> {
+        self.controlled(id, sender)?;
+        self.discard_call_contexts(id);
+        let origin = self.origin_of(sender, from_canister);
+        let time = self.time;
+        let c = self.canisters.get_mut(&id).expect("exists");
+        c.instance = None;
+        c.global_timer = 0;
+        c.certified_data.clear();
+        c.version += 1;
+        c.record_change(time, origin, mgmt::ChangeDetails::CodeUninstall);
+        Ok(())
+    }
+
+    /// Starts stopping `id`; returns whether it is already stopped (answer now) or the answer
+    /// waits until its call contexts close.
+    pub fn stop_canister(&mut self, sender: Principal, id: Principal, waiter: Origin) -> Result<bool, Reject> {
+        self.controlled(id, sender)?;
+        let c = self.canisters.get_mut(&id).expect("exists");
+        match &mut c.status {
+            Status::Stopped => Ok(true),
+            Status::Stopping(waiters) => {
+                waiters.push(waiter);
+                Ok(false)
+            }
+            Status::Running => {
+                c.status = Status::Stopping(vec![waiter]);
+                c.version += 1;
+                Ok(false)
+            }
+        }
+    }
+
+    pub fn start_canister(&mut self, sender: Principal, id: Principal) -> Result<(), Reject> {
+        self.controlled(id, sender)?;
+        let c = self.canisters.get_mut(&id).expect("exists");
+        let previous = std::mem::replace(&mut c.status, Status::Running);
+        if previous != Status::Running {
+            c.version += 1;
+        }
+        if let Status::Stopping(waiters) = previous {
+            for waiter in waiters {
+                let reject = Reject::system(ErrorCode::CanisterStoppingCancelled, format!("Canister {id}'s stop request was cancelled."));
+                self.deliver_response(waiter, MANAGEMENT_CANISTER, Err(reject), 0);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn canister_status(&self, sender: Principal, id: Principal) -> Result<mgmt::CanisterStatusResult, Reject> {
+        let c = self.existing(id)?;
+        if sender != id {
+            self.controlled(id, sender)?;
+        }
+        let heap = c.instance.as_ref().map_or(0, |i| i.heap_bytes());
+        let stable = c.instance.as_ref().map_or(0, |i| i.stable().size_bytes());
+        Ok(mgmt::CanisterStatusResult {
+            status: match c.status {
+                Status::Running => mgmt::CanisterStatusType::Running,
+                Status::Stopping(_) => mgmt::CanisterStatusType::Stopping,
+                Status::Stopped => mgmt::CanisterStatusType::Stopped,
+            },
+            ready_for_migration: false,
+            version: c.version,
+            settings: mgmt::DefiniteCanisterSettings {
+                controllers: c.controllers.clone(),
+                compute_allocation: Nat::from(c.settings.compute_allocation),
+                memory_allocation: Nat::from(c.settings.memory_allocation),
+                freezing_threshold: Nat::from(c.settings.freezing_threshold),
+                reserved_cycles_limit: Nat::from(c.settings.reserved_cycles_limit),
+                wasm_memory_limit: Nat::from(c.settings.wasm_memory_limit),
+                ..Default::default()
+            },
+            module_hash: c.instance.as_ref().map(|i| i.module().hash.to_vec()),
+            memory_size: Nat::from(heap + stable),
+            memory_metrics: mgmt::MemoryMetrics {
+                wasm_memory_size: Nat::from(heap),
+                stable_memory_size: Nat::from(stable),
+                global_memory_size: Nat::from(0u64),
+                wasm_binary_size: Nat::from(0u64),
+                custom_sections_size: Nat::from(0u64),
+                canister_history_size: Nat::from(0u64),
+                wasm_chunk_store_size: Nat::from(0u64),
+                snapshots_size: Nat::from(0u64),
+                log_memory_store_size: Nat::from(0u64),
+            },
+            cycles: Nat::from(c.cycles),
+            reserved_cycles: Nat::from(0u64),
+            idle_cycles_burned_per_day: Nat::from(self.costs.idle_burn_per_day(heap + stable)),
+            query_stats: mgmt::QueryStats {
+                num_calls_total: Nat::from(0u64),
+                num_instructions_total: Nat::from(0u64),
+                request_payload_bytes_total: Nat::from(0u64),
+                response_payload_bytes_total: Nat::from(0u64),
+            },
+        })
+    }
+
+    pub fn canister_info(&self, id: Principal, requested: u64) -> Result<mgmt::CanisterInfoResult, Reject> {
+        let c = self.existing(id)?;
+        let n = (requested as usize).min(c.history.len());
+        Ok(mgmt::CanisterInfoResult {
+            total_num_changes: c.total_changes,
+            recent_changes: c.history[c.history.len() - n..].to_vec(),
+            module_hash: c.instance.as_ref().map(|i| i.module().hash.to_vec()),
+            controllers: c.controllers.clone(),
+        })
+    }
+
+    pub fn update_settings(&mut self, sender: Principal, from_canister: bool, id: Principal, settings: mgmt::CanisterSettings) -> Result<(), Reject> {
+        self.controlled(id, sender)?;
+        if let Some(controllers) = &settings.controllers {
+            check_controllers(controllers)?;
+        }
+        let origin = self.origin_of(sender, from_canister);
+        let time = self.time;
+        let c = self.canisters.get_mut(&id).expect("exists");
+        let mut updated = c.settings.clone();
+        apply_settings(&mut updated, &settings)?;
+        c.settings = updated;
+        c.version += 1;
+        if let Some(controllers) = settings.controllers {
+            c.controllers = controllers.clone();
+            c.record_change(time, origin, mgmt::ChangeDetails::ControllersChange(mgmt::ControllersChangeRecord { controllers }));
+        }
+        Ok(())
+    }
+
+    pub fn delete_canister(&mut self, sender: Principal, id: Principal) -> Result<(), Reject> {
+        let c = self.controlled(id, sender)?;
+        if sender == id {
+            return Err(Reject::system(ErrorCode::CanisterInvalidController, format!("Canister {id} cannot delete itself.")));
+        }
+        if c.status != Status::Stopped {
+            return Err(Reject::system(ErrorCode::CanisterNotStopped, format!("Canister {id} must be stopped before it is deleted.")));
+        }
+        self.canisters.remove(&id);
+        Ok(())
+    }
+}
+
+/// What an init or post_upgrade hook leaves besides memory.
+#[derive(Default)]
+struct HookEffects {
+    instructions: u64,
+    global_timer: u64,
+    certified_data: Option<Vec<u8>>,
+}
+
+impl HookEffects {
+    fn of(outcome: &Outcome) -> Self {
+        HookEffects {
+            instructions: outcome.instructions,
+            global_timer: outcome.exec.global_timer,
+            certified_data: outcome.exec.certified_data.clone(),
+        }
+    }
+}
+
+fn check_controllers(controllers: &[Principal]) -> Result<(), Reject> {
+    const MAX_CONTROLLERS: usize = 10;
+    if controllers.len() > MAX_CONTROLLERS {
+        return Err(Reject::system(
+            ErrorCode::InvalidManagementPayload,
+            format!("Invalid settings: At most {MAX_CONTROLLERS} controllers can be specified, got {}.", controllers.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn apply_settings(settings: &mut Settings, update: &mgmt::CanisterSettings) -> Result<(), Reject> {
+    if let Some(t) = &update.freezing_threshold {
+        settings.freezing_threshold = nat_u64(t);
+    }
+    if let Some(limit) = &update.wasm_memory_limit {
+        let limit = nat_u64(limit);
+        settings.wasm_memory_limit = if limit == 0 { MAX_WASM_MEMORY } else { limit };
+    }
+    if let Some(a) = &update.compute_allocation {
+        let a = nat_u64(a);
+        if a > 100 {
+            return Err(Reject::system(ErrorCode::InvalidManagementPayload, format!("Invalid compute allocation {a}: must be at most 100.")));
+        }
+        settings.compute_allocation = a;
+    }
+    if let Some(a) = &update.memory_allocation {
+        settings.memory_allocation = nat_u64(a);
+    }
+    if let Some(l) = &update.reserved_cycles_limit {
+        settings.reserved_cycles_limit = nat_u128(l);
+    }
+    Ok(())
+}

@@ -1,0 +1,974 @@
+//! The state of the embedded IC and its rounds: canisters, input queues, call contexts,
+//! callbacks, timers, cycles, and the routing of requests and responses.
+//!
+//! Messages between canisters are queued per receiver in arrival order, so requests (and
+//! responses) between a pair of canisters stay in order. A round ([`World::tick`]) fires due
+//! timers, then runs every queued message, and keeps running the messages those produce in
+//! inner rounds until the queues are empty or `max_inner_rounds` is reached.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use candid::Principal;
+
+use crate::canister::{Entry, ExecError, Instance, Outcome};
+use crate::config::{CostTable, DEFAULT_FREEZING_THRESHOLD_SECONDS, DEFAULT_WASM_MEMORY_LIMIT, Limits};
+use crate::faults::{Faults, InjectedTrap};
+use crate::system_api::{ApiContext, Execution, Help, OutgoingCall, Response};
+use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
+
+/// A rejection on its way to a caller, with the text each kind of caller sees: an ingress
+/// caller gets the IC error code and the user message; a calling canister gets the reject code
+/// and its own form of the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub code: RejectCode,
+    pub error_code: ErrorCode,
+    pub user_message: String,
+    pub canister_message: String,
+}
+
+impl Reject {
+    /// A reject the callee made with `msg_reject`.
+    pub fn by_canister(message: String) -> Self {
+        Reject {
+            code: RejectCode::CanisterReject,
+            error_code: ErrorCode::CanisterRejectedMessage,
+            user_message: message.clone(),
+            canister_message: message,
+        }
+    }
+
+    /// A failed execution: canisters see the message behind its error code, as the replica
+    /// sends it (`IC0503: Error from Canister ...`).
+    pub fn failed(canister: &Principal, error: &ExecError) -> Self {
+        let message = error.user_message(canister);
+        Reject {
+            code: error.code.reject_code(),
+            error_code: error.code,
+            canister_message: format!("{}: {message}", error.code),
+            user_message: message,
+        }
+    }
+
+    /// A reject the system makes, the same text for every caller.
+    pub fn system(error_code: ErrorCode, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Reject { code: error_code.reject_code(), error_code, user_message: message.clone(), canister_message: message }
+    }
+
+    /// As [`Self::system`] with a reject code other than the error code's first digit.
+    pub fn system_with_code(code: RejectCode, error_code: ErrorCode, message: impl Into<String>) -> Self {
+        Reject { code, ..Self::system(error_code, message) }
+    }
+
+    pub fn to_user(&self) -> RejectResponse {
+        RejectResponse {
+            reject_code: self.code,
+            reject_message: self.user_message.clone(),
+            error_code: self.error_code,
+            certified: true,
+        }
+    }
+}
+
+/// Who waits for the answer of a call context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Ingress(u64),
+    Canister { caller: Principal, callback: u64 },
+    /// A timer or heartbeat: nobody waits.
+    System,
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub sender: Principal,
+    pub receiver: Principal,
+    pub method: String,
+    pub payload: Vec<u8>,
+    pub cycles: u128,
+    pub origin: Origin,
+    /// Nanoseconds; 0 for a call without a deadline.
+    pub deadline: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResponseMessage {
+    pub callback: u64,
+    pub result: Result<Vec<u8>, Reject>,
+    pub refund: u128,
+}
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    Request(Request),
+    Response(ResponseMessage),
+}
+
+/// What an execution sends out, routed once the canister's state is settled.
+#[derive(Debug)]
+pub enum Output {
+    Request(Request),
+    Respond { origin: Origin, from: Principal, result: Result<Vec<u8>, Reject>, refund: u128 },
+}
+
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub origin: Origin,
+    pub caller: Principal,
+    pub responded: bool,
+    /// Attached cycles not yet accepted.
+    pub available: u128,
+    pub outstanding: u32,
+    pub instructions: u64,
+    pub deadline: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Callback {
+    pub context: u64,
+    pub call: OutgoingCall,
+    pub deadline: u64,
+    /// Set when the deadline passed and the caller was told SYS_UNKNOWN: a late response is
+    /// dropped.
+    pub expired: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    /// Waiting for its call contexts to close; the stop requests to answer then.
+    Stopping(Vec<Origin>),
+    Stopped,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub freezing_threshold: u64,
+    pub wasm_memory_limit: u64,
+    pub compute_allocation: u64,
+    pub memory_allocation: u64,
+    pub reserved_cycles_limit: u128,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            freezing_threshold: DEFAULT_FREEZING_THRESHOLD_SECONDS,
+            wasm_memory_limit: DEFAULT_WASM_MEMORY_LIMIT,
+            compute_allocation: 0,
+            memory_allocation: 0,
+            reserved_cycles_limit: 5_000_000_000_000,
+        }
+    }
+}
+
+/// What a canister did, for benchmarks and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CanisterMetrics {
+    /// Replicated executions: updates, callbacks, cleanups, timers, heartbeats, installs.
+    pub executions: u64,
+    pub instructions: u64,
+    pub cycles_consumed: u128,
+    pub requests_sent: u64,
+    pub request_bytes_sent: u64,
+    pub responses_sent: u64,
+    pub response_bytes_sent: u64,
+}
+
+/// One entry of a canister's history, as `canister_info` reports it.
+pub type Change = ic_management_canister_types::Change;
+
+pub struct CanisterState {
+    pub id: Principal,
+    pub controllers: Vec<Principal>,
+    pub status: Status,
+    pub cycles: u128,
+    pub settings: Settings,
+    pub instance: Option<Instance>,
+    pub call_contexts: BTreeMap<u64, CallContext>,
+    pub callbacks: BTreeMap<u64, Callback>,
+    next_id: u64,
+    pub global_timer: u64,
+    pub version: u64,
+    pub certified_data: Vec<u8>,
+    pub logs: Vec<LogRecord>,
+    next_log: u64,
+    pub history: Vec<Change>,
+    pub total_changes: u64,
+    pub queue: VecDeque<Input>,
+    pub metrics: CanisterMetrics,
+}
+
+impl CanisterState {
+    pub fn new(id: Principal, controllers: Vec<Principal>, cycles: u128, settings: Settings) -> Self {
+        CanisterState {
+            id,
+            controllers,
+            status: Status::Running,
+            cycles,
+            settings,
+            instance: None,
+            call_contexts: BTreeMap::new(),
+            callbacks: BTreeMap::new(),
+            next_id: 0,
+            global_timer: 0,
+            version: 0,
+            certified_data: Vec::new(),
+            logs: Vec::new(),
+            next_log: 0,
+            history: Vec::new(),
+            total_changes: 0,
+            queue: VecDeque::new(),
+            metrics: CanisterMetrics::default(),
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Heap and stable memory in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.instance.as_ref().map_or(0, |i| i.heap_bytes() + i.stable().size_bytes())
+    }
+
+    pub fn freezing_reserve(&self, costs: &CostTable) -> u128 {
+        costs.idle_burn_per_day(self.memory_bytes()) * self.settings.freezing_threshold as u128 / 86_400
+    }
+
+    pub fn liquid_cycles(&self, costs: &CostTable) -> u128 {
+        self.cycles.saturating_sub(self.freezing_reserve(costs))
+    }
+
+    pub fn status_code(&self) -> u32 {
+        match self.status {
+            Status::Running => 1,
+            Status::Stopping(_) => 2,
+            Status::Stopped => 3,
+        }
+    }
+
+    pub fn log(&mut self, time: u64, content: Vec<u8>, to_stderr: bool) {
+        if to_stderr {
+            eprintln!("[{}] {}", self.id, String::from_utf8_lossy(&content));
+        }
+        self.logs.push(LogRecord { idx: self.next_log, timestamp_nanos: time, content });
+        self.next_log += 1;
+    }
+
+    pub fn record_change(&mut self, time: u64, origin: ic_management_canister_types::ChangeOrigin, details: ic_management_canister_types::ChangeDetails) {
+        self.total_changes += 1;
+        self.history.push(Change { timestamp_nanos: time, canister_version: self.version, origin, details: Some(details) });
+        const KEPT_CHANGES: usize = 20;
+        if self.history.len() > KEPT_CHANGES {
+            self.history.remove(0);
+        }
+    }
+}
+
+/// Counts of what crossed between canisters, for benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub request_bytes: u64,
+    pub responses: u64,
+    pub response_bytes: u64,
+}
+
+pub struct World {
+    pub time: u64,
+    last_round_time: u64,
+    pub canisters: BTreeMap<Principal, CanisterState>,
+    pub next_canister_index: u64,
+    pub ingress: HashMap<u64, Option<CallResult>>,
+    next_message: u64,
+    pub limits: Limits,
+    pub costs: CostTable,
+    pub subnet_id: Principal,
+    pub faults: Faults,
+    pub traffic: Traffic,
+    pub log_to_stderr: bool,
+    pub max_inner_rounds: u32,
+    pub rounds: u64,
+    management_queue: VecDeque<Request>,
+}
+
+/// How a canister's execution starts and what its call context is.
+enum Work {
+    Request { context: u64, method: String, query: bool },
+    Callback { context: u64, callback: Callback, result: Result<Vec<u8>, Reject>, refund: u128 },
+    System { context: u64, export: &'static str, kind: ApiContext },
+}
+
+impl World {
+    pub fn new(limits: Limits, costs: CostTable, initial_time: u64) -> Self {
+        World {
+            time: initial_time,
+            last_round_time: 0,
+            canisters: BTreeMap::new(),
+            next_canister_index: 0,
+            ingress: HashMap::new(),
+            next_message: 0,
+            limits,
+            costs,
+            subnet_id: Principal::from_slice(&[0x5a; 29]),
+            faults: Faults::default(),
+            traffic: Traffic::default(),
+            log_to_stderr: false,
+            max_inner_rounds: 64,
+            rounds: 0,
+            management_queue: VecDeque::new(),
+        }
+    }
+
+    pub fn canister(&self, id: &Principal) -> Option<&CanisterState> {
+        self.canisters.get(id)
+    }
+
+    /// A fresh execution record for canister `c` in `context`.
+    pub(crate) fn execution(&self, c: &CanisterState, context: ApiContext, caller: Principal) -> Execution {
+        Execution {
+            context,
+            canister_id: c.id,
+            caller,
+            balance: c.cycles,
+            freezing_reserve: c.freezing_reserve(&self.costs),
+            time: self.time,
+            controllers: c.controllers.clone(),
+            version: c.version,
+            status: c.status_code(),
+            global_timer: c.global_timer,
+            limits: self.limits.clone(),
+            costs: self.costs.clone(),
+            subnet_id: self.subnet_id,
+            ..Execution::default()
+        }
+    }
+
+    /// Submits an ingress update; the caller polls `ingress` for the result.
+    pub fn submit_ingress(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, RejectResponse> {
+        if payload.len() > self.limits.max_ingress_bytes {
+            return Err(RejectResponse::new(
+                ErrorCode::CanisterRejectedMessage,
+                format!("Request {} bytes exceeds the maximum ingress payload of {} bytes", payload.len(), self.limits.max_ingress_bytes),
+            ));
+        }
+        if receiver == MANAGEMENT_CANISTER {
+            let id = self.new_message_id();
+            self.ingress.insert(id, None);
+            let request = Request { sender, receiver, method: method.to_string(), payload, cycles: 0, origin: Origin::Ingress(id), deadline: 0 };
+            self.route_request(request);
+            return Ok(id);
+        }
+        let Some(c) = self.canisters.get(&receiver) else {
+            return Err(RejectResponse::new(ErrorCode::CanisterNotFound, format!("Canister {receiver} not found")));
+        };
+        let Some(instance) = &c.instance else {
+            return Err(RejectResponse::new(ErrorCode::CanisterWasmModuleNotFound, "Requested canister has no wasm module"));
+        };
+        if c.liquid_cycles(&self.costs) < self.costs.ingress(method.len() + payload.len()) {
+            return Err(RejectResponse::new(ErrorCode::CanisterOutOfCycles, format!("Canister {receiver} is out of cycles")));
+        }
+        if instance.exports("canister_inspect_message") {
+            self.inspect_message(receiver, sender, method, &payload)?;
+        }
+        let c = self.canisters.get_mut(&receiver).expect("checked above");
+        let fee = self.costs.ingress(method.len() + payload.len());
+        c.cycles -= fee;
+        c.metrics.cycles_consumed += fee;
+        let id = self.new_message_id();
+        self.ingress.insert(id, None);
+        let request = Request {
+            sender,
+            receiver,
+            method: method.to_string(),
+            payload,
+            cycles: 0,
+            origin: Origin::Ingress(id),
+            deadline: 0,
+        };
+        self.route_request(request);
+        Ok(id)
+    }
+
+    fn new_message_id(&mut self) -> u64 {
+        self.next_message += 1;
+        self.next_message
+    }
+
+    fn inspect_message(&mut self, receiver: Principal, sender: Principal, method: &str, payload: &[u8]) -> Result<(), RejectResponse> {
+        let c = &self.canisters[&receiver];
+        let mut exec = self.execution(c, ApiContext::InspectMessage, sender);
+        exec.arg = payload.to_vec();
+        exec.method_name = method.to_string();
+        exec.instruction_limit = self.limits.inspect_instructions;
+        let budget = self.limits.inspect_instructions;
+        let c = self.canisters.get_mut(&receiver).expect("checked by the caller");
+        let instance = c.instance.as_mut().expect("checked by the caller");
+        let outcome = instance.run_uncommitted(Entry::Export("canister_inspect_message"), exec, budget);
+        instance.roll_back();
+        let time = self.time;
+        for line in &outcome.exec.logs {
+            c.log(time, line.clone(), self.log_to_stderr);
+        }
+        match outcome.result {
+            Err(e) => Err(Reject::failed(&receiver, &e).to_user()),
+            Ok(()) if !outcome.exec.message_accepted => Err(RejectResponse::new(
+                ErrorCode::CanisterRejectedMessage,
+                format!("Error from Canister {receiver}: Canister rejected the message"),
+            )),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Runs a non-replicated query; its changes are always discarded.
+    pub fn query(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+        if receiver == MANAGEMENT_CANISTER {
+            return self.management_call(sender, false, method, &payload).map_err(|r| r.to_user());
+        }
+        let Some(c) = self.canisters.get(&receiver) else {
+            return Err(RejectResponse::new(ErrorCode::CanisterNotFound, format!("Canister {receiver} not found")));
+        };
+        if c.status == Status::Stopped {
+            return Err(RejectResponse::new(ErrorCode::CanisterStopped, format!("Canister {receiver} is stopped")));
+        }
+        let Some(instance) = &c.instance else {
+            return Err(Reject::failed(&receiver, &no_wasm_module()).to_user());
+        };
+        let export = format!("canister_query {method}");
+        if !instance.exports(&export) {
+            return Err(Reject::failed(&receiver, &method_not_found("query", method)).to_user());
+        }
+        let mut exec = self.execution(c, ApiContext::NonReplicatedQuery, sender);
+        exec.arg = payload;
+        exec.instruction_limit = self.limits.query_instructions;
+        let budget = self.limits.query_instructions;
+        let (time, to_stderr) = (self.time, self.log_to_stderr);
+        let c = self.canisters.get_mut(&receiver).expect("checked above");
+        let instance = c.instance.as_mut().expect("checked above");
+        let outcome = instance.run_uncommitted(Entry::Export(&export), exec, budget);
+        instance.roll_back();
+        for line in &outcome.exec.logs {
+            c.log(time, line.clone(), to_stderr);
+        }
+        match (outcome.result, outcome.exec.response) {
+            (Err(e), _) => Err(Reject::failed(&receiver, &e).to_user()),
+            (Ok(()), Some(Response::Reply(bytes))) => Ok(bytes),
+            (Ok(()), Some(Response::Reject(msg))) => Err(Reject::by_canister(msg).to_user()),
+            (Ok(()), None) => Err(RejectResponse::new(
+                ErrorCode::CanisterDidNotReply,
+                format!("Canister {receiver} did not reply to the call"),
+            )),
+        }
+    }
+
+    /// Delivers a request to its receiver's queue, or answers it at once where the IC would
+    /// refuse it on induction.
+    pub fn route_request(&mut self, request: Request) {
+        let size = request.method.len() + request.payload.len();
+        if let Some(sender) = self.canisters.get_mut(&request.sender) {
+            sender.metrics.requests_sent += 1;
+            sender.metrics.request_bytes_sent += size as u64;
+        }
+        if request.receiver != request.sender {
+            self.traffic.requests += 1;
+            self.traffic.request_bytes += size as u64;
+        }
+        let refuse = |world: &mut World, request: Request, reject: Reject| {
+            let refund = request.cycles;
+            world.deliver_response(request.origin, request.receiver, Err(reject), refund);
+        };
+        if let Some(reject) = self.faults.reject_for(&request) {
+            return refuse(self, request, reject);
+        }
+        let cross_subnet = request.sender != request.receiver && !self.limits.single_subnet;
+        if matches!(request.origin, Origin::Canister { .. }) && cross_subnet && size > self.limits.max_request_bytes_cross_subnet {
+            let reject = Reject::system(
+                ErrorCode::CanisterContractViolation,
+                format!(
+                    "Canister {} violated contract: attempted to send a message of size {size} exceeding the limit {}",
+                    request.sender, self.limits.max_request_bytes_cross_subnet
+                ),
+            );
+            return refuse(self, request, reject);
+        }
+        if request.receiver == MANAGEMENT_CANISTER {
+            self.management_queue.push_back(request);
+            return;
+        }
+        let Some(receiver) = self.canisters.get_mut(&request.receiver) else {
+            let reject = Reject::system(ErrorCode::CanisterNotFound, format!("Canister {} not found", request.receiver));
+            return refuse(self, request, reject);
+        };
+        match receiver.status {
+            Status::Running => receiver.queue.push_back(Input::Request(request)),
+            Status::Stopping(_) => {
+                let reject = Reject::system(ErrorCode::CanisterStopping, format!("Canister {} is stopping", request.receiver));
+                refuse(self, request, reject)
+            }
+            Status::Stopped => {
+                let reject = Reject::system(ErrorCode::CanisterStopped, format!("Canister {} is stopped", request.receiver));
+                refuse(self, request, reject)
+            }
+        }
+    }
+
+    /// Sends the answer of a call context to whoever waits for it.
+    pub fn deliver_response(&mut self, origin: Origin, from: Principal, result: Result<Vec<u8>, Reject>, refund: u128) {
+        match origin {
+            Origin::Ingress(id) => {
+                self.ingress.insert(id, Some(result.map_err(|r| r.to_user())));
+            }
+            Origin::System => {}
+            Origin::Canister { caller, callback } => {
+                let bytes = match &result {
+                    Ok(b) => b.len(),
+                    Err(r) => r.canister_message.len(),
+                };
+                if let Some(responder) = self.canisters.get_mut(&from) {
+                    responder.metrics.responses_sent += 1;
+                    responder.metrics.response_bytes_sent += bytes as u64;
+                }
+                if from != caller {
+                    self.traffic.responses += 1;
+                    self.traffic.response_bytes += bytes as u64;
+                }
+                let Some(c) = self.canisters.get_mut(&caller) else { return };
+                let bounded = c.callbacks.get(&callback).is_some_and(|cb| cb.deadline != 0);
+                if bounded && self.faults.drop_response(caller, from, c.callbacks.get(&callback).map(|cb| cb.call.method.as_str())) {
+                    return; // the caller's deadline will expire
+                }
+                c.queue.push_back(Input::Response(ResponseMessage { callback, result, refund }));
+            }
+        }
+    }
+
+    fn route(&mut self, from: Principal, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Request(request) => self.route_request(request),
+                Output::Respond { origin, from: responder, result, refund } => {
+                    debug_assert_eq!(responder, from);
+                    self.deliver_response(origin, responder, result, refund)
+                }
+            }
+        }
+    }
+
+    /// Moves time forward and charges storage for the elapsed time.
+    pub fn advance_time(&mut self, nanos: u64) {
+        for c in self.canisters.values_mut() {
+            let fee = self.costs.storage(c.memory_bytes(), nanos);
+            c.cycles = c.cycles.saturating_sub(fee);
+            c.metrics.cycles_consumed += fee;
+        }
+        self.time += nanos;
+    }
+
+    /// One round: due timers and heartbeats, then queued messages in inner rounds.
+    pub fn tick(&mut self) {
+        if self.time == self.last_round_time {
+            self.time += 1;
+        }
+        self.last_round_time = self.time;
+        self.rounds += 1;
+        self.expire_deadlines();
+        let ids: Vec<Principal> = self.canisters.keys().copied().collect();
+        for id in &ids {
+            self.run_system_tasks(*id);
+        }
+        for _ in 0..self.max_inner_rounds {
+            let mut progressed = false;
+            let ids: Vec<Principal> = self.canisters.keys().copied().collect();
+            for id in ids {
+                let queued = self.canisters.get(&id).map_or(0, |c| c.queue.len());
+                for _ in 0..queued {
+                    let Some(input) = self.canisters.get_mut(&id).and_then(|c| c.queue.pop_front()) else { break };
+                    progressed = true;
+                    self.process(id, input);
+                }
+            }
+            let management = std::mem::take(&mut self.management_queue);
+            for request in management {
+                progressed = true;
+                self.process_management_request(request);
+            }
+            self.finish_stopping();
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Bounded-wait calls past their deadline get SYS_UNKNOWN.
+    fn expire_deadlines(&mut self) {
+        let now = self.time;
+        for c in self.canisters.values_mut() {
+            for (&id, cb) in c.callbacks.iter_mut() {
+                if cb.deadline != 0 && cb.deadline < now && !cb.expired {
+                    cb.expired = true;
+                    let reject = Reject::system(ErrorCode::DeadlineExpired, "Call deadline has expired.");
+                    c.queue.push_back(Input::Response(ResponseMessage { callback: id, result: Err(reject), refund: 0 }));
+                }
+            }
+        }
+    }
+
+    fn run_system_tasks(&mut self, id: Principal) {
+        let c = &self.canisters[&id];
+        if c.status != Status::Running || c.instance.is_none() {
+            return;
+        }
+        if c.global_timer != 0 && self.time >= c.global_timer {
+            self.canisters.get_mut(&id).expect("exists").global_timer = 0;
+            if self.exports(id, "canister_global_timer") {
+                self.run_system_task(id, "canister_global_timer", ApiContext::GlobalTimer);
+            }
+        }
+        if self.exports(id, "canister_heartbeat") {
+            self.run_system_task(id, "canister_heartbeat", ApiContext::Heartbeat);
+        }
+    }
+
+    fn exports(&self, id: Principal, name: &str) -> bool {
+        self.canisters[&id].instance.as_ref().is_some_and(|i| i.exports(name))
+    }
+
+    fn run_system_task(&mut self, id: Principal, export: &'static str, kind: ApiContext) {
+        let c = self.canisters.get_mut(&id).expect("exists");
+        if c.liquid_cycles(&self.costs) < self.costs.execution(self.limits.update_instructions) {
+            return; // frozen: system tasks do not run
+        }
+        let context = c.next_id();
+        c.call_contexts.insert(
+            context,
+            CallContext { origin: Origin::System, caller: MANAGEMENT_CANISTER, responded: true, available: 0, outstanding: 0, instructions: 0, deadline: 0 },
+        );
+        self.execute(id, Work::System { context, export, kind });
+    }
+
+    fn process(&mut self, id: Principal, input: Input) {
+        match input {
+            Input::Request(request) => self.process_request(id, request),
+            Input::Response(response) => self.process_response(id, response),
+        }
+    }
+
+    fn process_request(&mut self, id: Principal, request: Request) {
+        let c = self.canisters.get_mut(&id).expect("queued for an existing canister");
+        let refuse = |reject: Reject| Output::Respond { origin: request.origin, from: id, result: Err(reject), refund: request.cycles };
+        let refusal = match (&c.status, &c.instance) {
+            (Status::Stopped, _) => Some(Reject::system(ErrorCode::CanisterStopped, format!("Canister {id} is stopped"))),
+            (Status::Stopping(_), _) => Some(Reject::system(ErrorCode::CanisterStopping, format!("Canister {id} is stopping"))),
+            (_, None) => Some(Reject::failed(&id, &no_wasm_module())),
+            (_, Some(instance)) => {
+                let update = instance.exports(&format!("canister_update {}", request.method));
+                let query = instance.exports(&format!("canister_query {}", request.method));
+                if !update && !query {
+                    Some(Reject::failed(&id, &method_not_found("update", &request.method)))
+                } else if c.liquid_cycles(&self.costs) < self.costs.execution(self.limits.update_instructions) {
+                    Some(Reject::system(ErrorCode::CanisterOutOfCycles, format!("Canister {id} is out of cycles")))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(reject) = refusal {
+            let output = refuse(reject);
+            return self.route(id, vec![output]);
+        }
+        let query = !c.instance.as_ref().expect("checked").exports(&format!("canister_update {}", request.method));
+        let context = c.next_id();
+        c.call_contexts.insert(
+            context,
+            CallContext {
+                origin: request.origin,
+                caller: request.sender,
+                responded: false,
+                available: request.cycles,
+                outstanding: 0,
+                instructions: 0,
+                deadline: request.deadline,
+            },
+        );
+        let method = request.method.clone();
+        self.execute_with_arg(id, Work::Request { context, method, query }, request.payload);
+    }
+
+    fn process_response(&mut self, id: Principal, response: ResponseMessage) {
+        let c = self.canisters.get_mut(&id).expect("queued for an existing canister");
+        let Some(callback) = c.callbacks.get(&response.callback) else { return };
+        // A late response to an expired call is dropped; the expiry itself is delivered once.
+        let is_expiry = matches!(&response.result, Err(r) if r.error_code == ErrorCode::DeadlineExpired);
+        if callback.expired && !is_expiry {
+            return;
+        }
+        let callback = c.callbacks.remove(&response.callback).expect("checked above");
+        // What the call prepaid beyond its fee and bytes comes back, down to the response's size.
+        let bytes = match &response.result {
+            Ok(b) => b.len(),
+            Err(r) => r.canister_message.len(),
+        };
+        let reservation = self.costs.response_reservation(&self.limits);
+        let response_fee = self.costs.per_byte_sent * bytes as u128;
+        c.cycles += response.refund + reservation.saturating_sub(response_fee);
+        c.metrics.cycles_consumed += response_fee + (callback.call.prepaid - reservation);
+        if c.instance.is_none() {
+            return;
+        }
+        let context = callback.context;
+        self.execute(id, Work::Callback { context, callback, result: response.result, refund: response.refund });
+    }
+
+    fn execute(&mut self, id: Principal, work: Work) {
+        self.execute_with_arg(id, work, Vec::new())
+    }
+
+    /// Runs `work` on canister `id` and settles its call context.
+    fn execute_with_arg(&mut self, id: Principal, work: Work, arg: Vec<u8>) {
+        let (time, to_stderr) = (self.time, self.log_to_stderr);
+        let injected = self.faults.take_trap(id);
+        let c = &self.canisters[&id];
+        let context_id = match &work {
+            Work::Request { context, .. } | Work::Callback { context, .. } | Work::System { context, .. } => *context,
+        };
+        let ctx = c.call_contexts[&context_id].clone();
+        let (kind, caller) = match &work {
+            Work::Request { query: true, .. } => (ApiContext::ReplicatedQuery, ctx.caller),
+            Work::Request { .. } => (ApiContext::Update, ctx.caller),
+            Work::Callback { result: Ok(_), .. } => (ApiContext::ReplyCallback, ctx.caller),
+            Work::Callback { .. } => (ApiContext::RejectCallback, ctx.caller),
+            Work::System { kind, .. } => (*kind, MANAGEMENT_CANISTER),
+        };
+        let mut exec = self.execution(c, kind, caller);
+        exec.already_responded = ctx.responded;
+        exec.cycles_available = ctx.available;
+        exec.deadline = ctx.deadline;
+        exec.call_context_instructions = ctx.instructions;
+        exec.instruction_limit = self.limits.update_instructions;
+        exec.arg = arg;
+        let budget = self.limits.update_instructions;
+        let (entry_name, callback) = match &work {
+            Work::Request { method, query, .. } => {
+                (format!("canister_{} {method}", if *query { "query" } else { "update" }), None)
+            }
+            Work::Callback { callback, result, refund, .. } => {
+                exec.cycles_refunded = *refund;
+                match result {
+                    Ok(bytes) => exec.arg = bytes.clone(),
+                    Err(r) => exec.reject = Some((r.code, r.canister_message.clone())),
+                }
+                (String::new(), Some(callback.clone()))
+            }
+            Work::System { export, .. } => (export.to_string(), None),
+        };
+        let entry = match &callback {
+            Some(cb) if kind == ApiContext::ReplyCallback => Entry::Callback { fun: cb.call.on_reply.0, env: cb.call.on_reply.1 },
+            Some(cb) => Entry::Callback { fun: cb.call.on_reject.0, env: cb.call.on_reject.1 },
+            None => Entry::Export(&entry_name),
+        };
+
+        let c = self.canisters.get_mut(&id).expect("exists");
+        let instance = c.instance.as_mut().expect("checked before scheduling");
+        let mut outcome = instance.run_uncommitted(entry, exec, budget);
+        if outcome.result.is_ok() && (kind == ApiContext::ReplicatedQuery || injected.is_some()) {
+            instance.roll_back();
+            if let Some(trap) = &injected {
+                outcome.result = Err(trap.error());
+            } else {
+                // A query executed as an update: its answer counts, its changes do not.
+                outcome.exec.calls.clear();
+            }
+        } else if outcome.result.is_ok() {
+            instance.commit();
+        } else {
+            instance.roll_back();
+        }
+
+        // A trapped callback is followed by its cleanup, on the state from before the callback.
+        let mut error = outcome.result.clone().err();
+        let mut cleanup_outcome = None;
+        if let (Some(err), Some(cb)) = (&error, &callback) {
+            if let Some((fun, env)) = cb.call.on_cleanup {
+                let mut exec = self.execution(&self.canisters[&id], ApiContext::Cleanup, caller);
+                exec.instruction_limit = self.limits.update_instructions;
+                let left = budget.saturating_sub(outcome.instructions);
+                let c = self.canisters.get_mut(&id).expect("exists");
+                let instance = c.instance.as_mut().expect("exists");
+                let cleanup = instance.run(Entry::Callback { fun, env }, exec, left);
+                if let Err(cleanup_err) = &cleanup.result {
+                    error = Some(ExecError {
+                        code: err.code,
+                        display: format!(
+                            "{}\n\ncall_on_cleanup also failed:\n\n{}",
+                            err.user_message(&id),
+                            cleanup_err.user_message(&id)
+                        ),
+                        help: Help::None,
+                    });
+                }
+                cleanup_outcome = Some(cleanup);
+            }
+        }
+        let outputs = self.settle(id, context_id, kind, outcome, cleanup_outcome, error, time, to_stderr);
+        self.route(id, outputs);
+    }
+
+    /// Applies an execution's effects to canister `id` and its call context, and returns what
+    /// it sends out.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        id: Principal,
+        context_id: u64,
+        kind: ApiContext,
+        outcome: Outcome,
+        cleanup: Option<Outcome>,
+        error: Option<ExecError>,
+        time: u64,
+        to_stderr: bool,
+    ) -> Vec<Output> {
+        let costs = self.costs.clone();
+        let timeout_base = self.time;
+        let c = self.canisters.get_mut(&id).expect("exists");
+        let mut outputs = Vec::new();
+        let mut instructions = outcome.instructions;
+        for line in outcome.exec.logs.iter().cloned() {
+            c.log(time, line, to_stderr);
+        }
+        if let Some(err) = &outcome.result.as_ref().err() {
+            c.log(time, format!("[TRAP]: {}", err.display).into_bytes(), to_stderr);
+        }
+        if outcome.result.is_ok() && kind != ApiContext::ReplicatedQuery {
+            let exec = outcome.exec;
+            c.cycles = exec.balance;
+            c.global_timer = exec.global_timer;
+            if let Some(data) = exec.certified_data {
+                c.certified_data = data;
+            }
+            c.version += 1;
+            let ctx = c.call_contexts.get_mut(&context_id).expect("context of this execution");
+            ctx.available -= exec.cycles_accepted;
+            ctx.outstanding += exec.calls.len() as u32;
+            for call in exec.calls {
+                let deadline = call.timeout_seconds.map_or(0, |s| (timeout_base / 1_000_000_000 + s as u64) * 1_000_000_000);
+                let callback = c.next_id();
+                let request = Request {
+                    sender: id,
+                    receiver: call.callee,
+                    method: call.method.clone(),
+                    payload: call.payload.clone(),
+                    cycles: call.cycles,
+                    origin: Origin::Canister { caller: id, callback },
+                    deadline,
+                };
+                c.callbacks.insert(callback, Callback { context: context_id, call, deadline, expired: false });
+                outputs.push(Output::Request(request));
+            }
+            let ctx = c.call_contexts.get_mut(&context_id).expect("context of this execution");
+            if let Some(response) = exec.response {
+                ctx.responded = true;
+                let result = match response {
+                    Response::Reply(bytes) => Ok(bytes),
+                    Response::Reject(msg) => Err(Reject::by_canister(msg)),
+                };
+                outputs.push(Output::Respond { origin: ctx.origin, from: id, result, refund: std::mem::take(&mut ctx.available) });
+            }
+        } else if kind == ApiContext::ReplicatedQuery {
+            let ctx = c.call_contexts.get_mut(&context_id).expect("context of this execution");
+            if outcome.result.is_ok() {
+                if let Some(response) = outcome.exec.response {
+                    ctx.responded = true;
+                    let result = match response {
+                        Response::Reply(bytes) => Ok(bytes),
+                        Response::Reject(msg) => Err(Reject::by_canister(msg)),
+                    };
+                    outputs.push(Output::Respond { origin: ctx.origin, from: id, result, refund: std::mem::take(&mut ctx.available) });
+                }
+            }
+        }
+        if let Some(cleanup) = cleanup {
+            instructions += cleanup.instructions;
+            for line in cleanup.exec.logs.iter().cloned() {
+                c.log(time, line, to_stderr);
+            }
+            if cleanup.result.is_ok() {
+                c.cycles = cleanup.exec.balance;
+                c.global_timer = cleanup.exec.global_timer;
+            }
+        }
+        let fee = costs.execution(instructions);
+        c.cycles = c.cycles.saturating_sub(fee);
+        c.metrics.cycles_consumed += fee;
+        c.metrics.executions += 1;
+        c.metrics.instructions += instructions;
+
+        let ctx = c.call_contexts.get_mut(&context_id).expect("context of this execution");
+        ctx.instructions += instructions;
+        if matches!(kind, ApiContext::ReplyCallback | ApiContext::RejectCallback) {
+            ctx.outstanding -= 1;
+        }
+        if !ctx.responded && ctx.outstanding == 0 {
+            ctx.responded = true;
+            let reject = match &error {
+                Some(err) => Reject::failed(&id, err),
+                None => Reject {
+                    code: RejectCode::CanisterError,
+                    error_code: ErrorCode::CanisterDidNotReply,
+                    user_message: format!("Canister {id} did not reply to the call"),
+                    canister_message: "No response".to_string(),
+                },
+            };
+            outputs.push(Output::Respond { origin: ctx.origin, from: id, result: Err(reject), refund: std::mem::take(&mut ctx.available) });
+        }
+        if ctx.responded && ctx.outstanding == 0 {
+            c.call_contexts.remove(&context_id);
+        }
+        outputs
+    }
+
+    /// Canisters that are stopping and have no open call contexts become stopped.
+    fn finish_stopping(&mut self) {
+        let mut answers = Vec::new();
+        for c in self.canisters.values_mut() {
+            if let Status::Stopping(waiters) = &c.status {
+                if c.call_contexts.is_empty() && c.callbacks.is_empty() {
+                    answers.extend(waiters.iter().copied());
+                    c.status = Status::Stopped;
+                    c.version += 1;
+                }
+            }
+        }
+        for origin in answers {
+            self.deliver_response(origin, MANAGEMENT_CANISTER, Ok(candid::encode_one(()).expect("unit encodes")), 0);
+        }
+    }
+}
+
+pub fn method_not_found(kind: &str, method: &str) -> ExecError {
+    ExecError {
+        code: ErrorCode::CanisterMethodNotFound,
+        display: format!("Canister has no {kind} method '{method}'."),
+        help: Help::MethodNotFound,
+    }
+}
+
+pub fn no_wasm_module() -> ExecError {
+    ExecError {
+        code: ErrorCode::CanisterWasmModuleNotFound,
+        display: "Attempted to execute a message, but the canister contains no Wasm module.".to_string(),
+        help: Help::WasmModuleNotFound,
+    }
+}
+
+impl InjectedTrap {
+    pub fn error(&self) -> ExecError {
+        ExecError {
+            code: ErrorCode::CanisterCalledTrap,
+            display: format!("Canister called `ic0.trap` with message: '{}'", self.message),
+            help: Help::TrappedExplicitly,
+        }
+    }
+}
