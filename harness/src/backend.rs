@@ -151,8 +151,8 @@ mod pocket {
         }
     }
 
-    fn settings(s: CanisterSettings) -> pocket_ic::management_canister::CanisterSettings {
-        pocket_ic::management_canister::CanisterSettings {
+    fn settings(s: CanisterSettings) -> pocket_ic::CanisterSettings {
+        pocket_ic::CanisterSettings {
             controllers: s.controllers,
             compute_allocation: s.compute_allocation,
             memory_allocation: s.memory_allocation,

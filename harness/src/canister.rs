@@ -190,10 +190,10 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Instantiates `module` over `stable` (kept as it is, open journal included) with a heap
-    /// that may grow to `wasm_memory_limit` bytes. Runs the module's start function, if any.
-    pub fn new(module: Arc<CompiledModule>, stable: StableMemory, wasm_memory_limit: u64) -> Result<Self, (ExecError, StableMemory)> {
-        let limit_pages = wasm_memory_limit.min(crate::config::MAX_WASM_MEMORY) / WASM_PAGE_SIZE;
+    /// Instantiates `module` over `stable` (kept as it is, open journal included). Runs the
+    /// module's start function, if any.
+    pub fn new(module: Arc<CompiledModule>, stable: StableMemory) -> Result<Self, (ExecError, StableMemory)> {
+        let limit_pages = crate::config::MAX_WASM_MEMORY / WASM_PAGE_SIZE;
         let exec = Execution { context: ApiContext::Start, ..Execution::default() };
         let mut store = Store::new(
             engine(),

@@ -329,8 +329,7 @@ impl World {
 
     fn install_fresh(&mut self, id: Principal, sender: Principal, module: Arc<CompiledModule>, arg: Vec<u8>, reinstall: bool) -> Result<HookEffects, (ExecError, u64)> {
         let stable = StableMemory::new(self.limits.stable_memory_bytes).expect("reserving stable memory address space");
-        let limit = self.canisters[&id].settings.wasm_memory_limit;
-        let mut instance = Instance::new(module, stable, limit).map_err(|(e, _)| (e, 0))?;
+        let mut instance = Instance::new(module, stable).map_err(|(e, _)| (e, 0))?;
         let mut effects = HookEffects::default();
         if instance.exports("canister_init") {
             let exec = self.hook_execution(id, sender, ApiContext::Init, arg);
@@ -366,8 +365,7 @@ impl World {
                 return Err((e, used));
             }
         }
-        let limit = self.canisters[&id].settings.wasm_memory_limit;
-        let mut new = match Instance::new(module, old.take_stable(), limit) {
+        let mut new = match Instance::new(module, old.take_stable()) {
             Ok(new) => new,
             Err((e, stable)) => {
                 old.put_stable(stable);

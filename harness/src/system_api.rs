@@ -164,6 +164,9 @@ pub struct Execution {
     pub limits: Limits,
     pub costs: CostTable,
     pub subnet_id: Principal,
+    /// The `wasm_memory_limit` setting in bytes, enforced on growth in updates and install
+    /// hooks; `None` where the IC does not enforce it.
+    pub wasm_memory_limit: Option<u64>,
 }
 
 impl Default for Execution {
@@ -199,6 +202,7 @@ impl Default for Execution {
             limits: Limits::default(),
             costs: CostTable::default(),
             subnet_id: Principal::anonymous(),
+            wasm_memory_limit: None,
         }
     }
 }
@@ -245,6 +249,10 @@ pub enum HostTrap {
     Stable32Bit,
     #[error("Canister {0} is out of cycles")]
     OutOfCycles(Principal),
+    #[error(
+        "Canister exceeded its current Wasm memory limit of {limit} bytes. The peak Wasm memory usage was {peak} bytes."
+    )]
+    WasmMemoryLimit { limit: u64, peak: u64 },
 }
 
 /// The help line the replica appends to an error.
@@ -317,6 +325,7 @@ impl HostTrap {
             HostTrap::InstructionLimit(_) => CanisterInstructionLimitExceeded,
             HostTrap::StableDirtyLimit(_) => CanisterMemoryAccessLimitExceeded,
             HostTrap::StableOutOfBounds | HostTrap::Stable32Bit => CanisterTrapped,
+            HostTrap::WasmMemoryLimit { .. } => CanisterWasmMemoryLimitExceeded,
         }
     }
 
@@ -326,7 +335,7 @@ impl HostTrap {
             HostTrap::ContractViolation { help, .. } => *help,
             HostTrap::InstructionLimit(_) => Help::InstructionLimit,
             HostTrap::StableOutOfBounds | HostTrap::Stable32Bit => Help::Trapped,
-            HostTrap::StableDirtyLimit(_) | HostTrap::OutOfCycles(_) => Help::None,
+            HostTrap::StableDirtyLimit(_) | HostTrap::OutOfCycles(_) | HostTrap::WasmMemoryLimit { .. } => Help::None,
         }
     }
 }
@@ -335,7 +344,7 @@ impl HostTrap {
 #[derive(Default)]
 pub struct Heap {
     pub logical_pages: u64,
-    /// The largest size the canister may grow to, in wasm pages.
+    /// The largest size a wasm32 memory may grow to, in wasm pages.
     pub limit_pages: u64,
     pub journal: PageJournal,
     pub mark: SizeMark,
@@ -610,6 +619,12 @@ pub fn link(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         let new = old + u(delta);
         if new > heap.limit_pages {
             return Ok(-1);
+        }
+        if let Some(limit) = c.data().exec.wasm_memory_limit {
+            if new * WASM_PAGE_SIZE > limit {
+                let peak = new * WASM_PAGE_SIZE;
+                return Err(wasmtime::Error::new(HostTrap::WasmMemoryLimit { limit, peak }));
+            }
         }
         let memory = handles(&c).memory.expect("memory.grow implies a memory");
         let physical = memory.size(&c);

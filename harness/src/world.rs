@@ -306,7 +306,7 @@ impl World {
     pub fn new(limits: Limits, costs: CostTable, initial_time: u64) -> Self {
         World {
             time: initial_time,
-            last_round_time: 0,
+            last_round_time: initial_time,
             canisters: BTreeMap::new(),
             next_canister_index: 0,
             ingress: HashMap::new(),
@@ -343,6 +343,7 @@ impl World {
             limits: self.limits.clone(),
             costs: self.costs.clone(),
             subnet_id: self.subnet_id,
+            wasm_memory_limit: matches!(context, ApiContext::Update | ApiContext::Init).then_some(c.settings.wasm_memory_limit),
             ..Execution::default()
         }
     }

@@ -1,5 +1,15 @@
-//! Integration tests of the embedded IC: each module runs the real test canisters and checks
-//! one area of the IC's semantics.
+//! Integration tests of the embedded IC: each module runs the real test canisters (built from
+//! `harness/canisters`) and checks one area of the IC's semantics.
 
+mod atomicity;
+mod backend;
+mod calls;
 mod common;
-mod smoke;
+mod cycles;
+mod execution;
+mod faults;
+mod imports;
+mod limits;
+mod management;
+mod timers;
+mod upgrades;

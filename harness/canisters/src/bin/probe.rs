@@ -32,6 +32,23 @@ fn get() -> u64 {
     COUNTER.get()
 }
 
+/// A query that changes the counter: the change must not outlive the query.
+#[query]
+fn query_inc() -> u64 {
+    inc()
+}
+
+#[update]
+fn print(line: String) {
+    ic_cdk::println!("{line}");
+}
+
+/// Rejects the call with `message` (reject code 4).
+#[update(manual_reply = true)]
+fn reject(message: String) {
+    ic_cdk::api::msg_reject(message);
+}
+
 /// Sets the counter, writes stable memory, grows the heap, then traps: nothing may remain.
 #[update]
 fn set_and_trap(value: u64, stable_bytes: ByteBuf, heap_mib: u64) {
@@ -87,6 +104,19 @@ fn burn(iterations: u64) -> u64 {
 }
 
 #[query]
+fn burn_in_query(iterations: u64) -> u64 {
+    burn(iterations)
+}
+
+/// Calls `target.echo` with a blob of `n` bytes made here, so the request can exceed what an
+/// ingress message may carry.
+#[update]
+async fn send_blob(target: Principal, n: u64) -> CallOutcome {
+    let arg = candid::encode_one(ByteBuf::from(vec![1u8; n as usize])).unwrap();
+    call_raw(target, "echo", &arg, None, 0).await
+}
+
+#[query]
 fn reply_bytes(n: u64) -> ByteBuf {
     ByteBuf::from(vec![0xab; n as usize])
 }
@@ -125,6 +155,16 @@ async fn call_raw(target: Principal, method: &str, arg: &[u8], timeout: Option<u
 #[update]
 async fn call(target: Principal, method: String, arg: ByteBuf, timeout: Option<u32>, cycles: u128) -> CallOutcome {
     call_raw(target, &method, &arg, timeout, cycles).await
+}
+
+/// Makes `n` calls to `target.inc` at once; returns the values in the order the calls were
+/// made, which FIFO delivery makes increasing.
+#[update]
+async fn fan_out(target: Principal, n: u64) -> Vec<u64> {
+    let calls = (0..n).map(|_| async move {
+        Call::unbounded_wait(target, "inc").await.expect("inc").candid::<u64>().expect("u64")
+    });
+    futures::future::join_all(calls).await
 }
 
 /// Sets the counter, awaits a call, then traps: the write before the await stays.

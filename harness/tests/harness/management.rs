@@ -1,0 +1,73 @@
+//! The management canister: canister_info, status, controllers, stop and start.
+
+use crate::common::*;
+use candid::{Encode, Principal};
+use ic_harness::{ErrorCode, Harness, RejectCode};
+use ic_management_canister_types::{CanisterIdRecord, CanisterInfoArgs, CanisterStatusType};
+use serde_bytes::ByteBuf;
+use sha2::Digest;
+
+#[test]
+fn canister_info_gives_a_canister_the_controllers_and_module_hash() {
+    let ic = Harness::new();
+    let (a, b) = (probe(&ic), probe(&ic));
+    let (controllers, hash, changes): (Vec<Principal>, Option<ByteBuf>, u64) = update(&ic, a, "info", (b,)).unwrap();
+    assert_eq!(controllers, vec![controller()]);
+    assert_eq!(hash.unwrap().into_vec(), sha2::Sha256::digest(probe_wasm()).to_vec());
+    assert_eq!(changes, 2, "creation and installation");
+
+    ic.set_controllers(b, Some(controller()), vec![controller(), stranger()]).unwrap();
+    let (controllers, _, changes): (Vec<Principal>, Option<ByteBuf>, u64) = update(&ic, a, "info", (b,)).unwrap();
+    assert_eq!(controllers, vec![controller(), stranger()]);
+    assert_eq!(changes, 3);
+}
+
+#[test]
+fn canister_info_is_refused_to_ingress() {
+    let ic = Harness::new();
+    let b = probe(&ic);
+    let arg = Encode!(&CanisterInfoArgs { canister_id: b, num_requested_changes: None }).unwrap();
+    let r = ic.update_call(Principal::management_canister(), controller(), "canister_info", arg).unwrap_err();
+    assert_eq!((r.reject_code, r.error_code), (RejectCode::CanisterReject, ErrorCode::CanisterRejectedMessage));
+    assert_eq!(r.reject_message, "Only canisters can call ic00 method canister_info");
+}
+
+#[test]
+fn only_controllers_see_status_and_change_settings() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    assert_eq!(ic.canister_status(id, Some(stranger())).unwrap_err().error_code, ErrorCode::CanisterInvalidController);
+    assert_eq!(ic.set_controllers(id, Some(stranger()), vec![stranger()]).unwrap_err().error_code, ErrorCode::CanisterInvalidController);
+    let status = ic.canister_status(id, Some(controller())).unwrap();
+    assert_eq!(status.status, CanisterStatusType::Running);
+    assert_eq!(status.settings.controllers, vec![controller()]);
+    assert_eq!(status.module_hash.unwrap(), sha2::Sha256::digest(probe_wasm()).to_vec());
+}
+
+#[test]
+fn a_stopped_canister_refuses_calls_until_started() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    ic.stop_canister(id, Some(controller())).unwrap();
+    assert_eq!(ic.canister_status(id, Some(controller())).unwrap().status, CanisterStatusType::Stopped);
+    let r = rejected(update::<_, (u64,)>(&ic, id, "inc", ()));
+    assert_eq!(r.error_code, ErrorCode::CanisterStopped);
+    assert_eq!(r.reject_message, format!("Canister {id} is stopped"));
+    ic.start_canister(id, Some(controller())).unwrap();
+    assert_eq!(update::<_, (u64,)>(&ic, id, "inc", ()).unwrap().0, 1);
+}
+
+#[test]
+fn stopping_waits_for_open_calls() {
+    let ic = Harness::new();
+    let (a, b) = (probe(&ic), probe(&ic));
+    // `a` has a call in flight to `b` when the stop request arrives.
+    let arg = candid::encode_args((b, "inc".to_string(), ByteBuf::from(no_args()), None::<u32>, 0u128)).unwrap();
+    let call = ic.submit_call(a, controller(), "call", arg).unwrap();
+    let stop = ic
+        .submit_call(Principal::management_canister(), controller(), "stop_canister", Encode!(&CanisterIdRecord { canister_id: a }).unwrap())
+        .unwrap();
+    ic.await_call(stop).unwrap();
+    assert!(ic.ingress_status(call).expect("the open call completed first").is_ok());
+    assert_eq!(ic.canister_status(a, Some(controller())).unwrap().status, CanisterStatusType::Stopped);
+}
