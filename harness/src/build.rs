@@ -16,7 +16,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds binary `bin` of `package` for wasm32 and returns the module's bytes.
 pub fn canister_wasm(package: &str, bin: &str) -> Vec<u8> {
-    static BUILT: OnceLock<Mutex<HashMap<(String, String), Vec<u8>>>> = OnceLock::new();
+    type Built = Mutex<HashMap<(String, String), Vec<u8>>>;
+    static BUILT: OnceLock<Built> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
     let key = (package.to_string(), bin.to_string());

@@ -55,9 +55,15 @@ fn engine() -> &'static Engine {
     })
 }
 
-fn linker() -> &'static (Linker<SysApi>, HashSet<(String, String)>) {
-    static LINKER: OnceLock<(Linker<SysApi>, HashSet<(String, String)>)> = OnceLock::new();
-    LINKER.get_or_init(|| {
+/// The linker of the host functions, and their `(module, name)`s.
+struct Host {
+    linker: Linker<SysApi>,
+    names: HashSet<(String, String)>,
+}
+
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
         let mut linker = Linker::new(engine());
         system_api::link(&mut linker).expect("host functions have distinct names");
         let probe = StableMemory::new(0).expect("an empty reservation");
@@ -66,13 +72,13 @@ fn linker() -> &'static (Linker<SysApi>, HashSet<(String, String)>) {
             SysApi { stable: probe, heap: Heap::default(), handles: None, exec: Execution::default() },
         );
         let names = linker.iter(&mut store).map(|(m, n, _)| (m.to_string(), n.to_string())).collect();
-        (linker, names)
+        Host { linker, names }
     })
 }
 
 /// Names of every host function, as `(module, name)`.
 pub fn host_functions() -> &'static HashSet<(String, String)> {
-    &linker().1
+    &host().names
 }
 
 /// Compiles `wasm` (plain or gzip-compressed), or returns the cached module of the same bytes.
@@ -103,7 +109,7 @@ fn compile_uncached(wasm: &[u8], hash: [u8; 32]) -> Result<CompiledModule, Modul
         }
     }
     let module = Module::new(engine(), &rewritten.wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-    linker().0.instantiate_pre(&module).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+    host().linker.instantiate_pre(&module).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
     Ok(CompiledModule {
         module,
         hash,
@@ -176,6 +182,16 @@ pub struct Outcome {
     pub exec: Execution,
     pub instructions: u64,
     pub result: Result<(), ExecError>,
+    /// Set when the execution was rolled back.
+    pub rollback: Option<Rollback>,
+}
+
+/// What a rollback undid and what it took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rollback {
+    /// 4 KiB pages the execution had written (heap and stable memory).
+    pub pages: usize,
+    pub nanos: u64,
 }
 
 /// A running instance of a canister module.
@@ -192,16 +208,16 @@ pub struct Instance {
 impl Instance {
     /// Instantiates `module` over `stable` (kept as it is, open journal included). Runs the
     /// module's start function, if any.
-    pub fn new(module: Arc<CompiledModule>, stable: StableMemory) -> Result<Self, (ExecError, StableMemory)> {
+    pub fn new(module: Arc<CompiledModule>, stable: StableMemory) -> Result<Self, Box<(ExecError, StableMemory)>> {
         let limit_pages = crate::config::MAX_WASM_MEMORY / WASM_PAGE_SIZE;
         let exec = Execution { context: ApiContext::Start, ..Execution::default() };
         let mut store = Store::new(
             engine(),
             SysApi { stable, heap: Heap { limit_pages, ..Heap::default() }, handles: None, exec },
         );
-        let instance = match linker().0.instantiate(&mut store, &module.module) {
+        let instance = match host().linker.instantiate(&mut store, &module.module) {
             Ok(instance) => instance,
-            Err(e) => return Err((ExecError::from_error(e), store.into_data().stable)),
+            Err(e) => return Err(Box::new((ExecError::from_error(e), store.into_data().stable))),
         };
         let memory = instance.get_memory(&mut store, instrument::MEMORY_EXPORT);
         let handles = Handles {
@@ -271,11 +287,11 @@ impl Instance {
 
     /// Runs `entry` and commits its changes, or rolls them back if it trapped.
     pub fn run(&mut self, entry: Entry, exec: Execution, budget: u64) -> Outcome {
-        let outcome = self.run_uncommitted(entry, exec, budget);
+        let mut outcome = self.run_uncommitted(entry, exec, budget);
         if outcome.result.is_ok() {
             self.commit();
         } else {
-            self.roll_back();
+            outcome.rollback = Some(self.roll_back());
         }
         outcome
     }
@@ -301,7 +317,7 @@ impl Instance {
         let left = self.handles.counter.get(&mut self.store).unwrap_i64();
         let instructions = counter_start.saturating_sub(left.max(0)) as u64;
         let exec = std::mem::take(&mut self.store.data_mut().exec);
-        Outcome { exec, instructions, result: result.map_err(ExecError::from_error) }
+        Outcome { exec, instructions, result: result.map_err(ExecError::from_error), rollback: None }
     }
 
     fn call_callback(&mut self, fun: u32, env: u32) -> wasmtime::Result<()> {
@@ -329,7 +345,9 @@ impl Instance {
     }
 
     /// Undoes the pending changes: heap pages, heap size, globals and stable memory.
-    pub fn roll_back(&mut self) {
+    pub fn roll_back(&mut self) -> Rollback {
+        let started = std::time::Instant::now();
+        let pages = self.store.data().heap.journal.touched_count() + self.store.data().stable.dirty_pages();
         self.clear_bitmap();
         if let Some(memory) = self.handles.memory {
             let (bytes, data) = memory.data_and_store_mut(&mut self.store);
@@ -345,6 +363,7 @@ impl Instance {
         for (global, value) in self.globals.iter().zip(saved) {
             global.set(&mut self.store, value).expect("restoring a global's own value");
         }
+        Rollback { pages, nanos: started.elapsed().as_nanos() as u64 }
     }
 
     fn clear_bitmap(&mut self) {

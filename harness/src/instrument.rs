@@ -419,10 +419,10 @@ pub fn instrument(wasm: &[u8]) -> Result<Instrumented, InstrumentError> {
         if custom.name() == "name" {
             // Function names shift with the added imports; a name section that does not
             // re-encode is dropped (it only serves backtraces).
-            if let wasmparser::KnownCustom::Name(names) = custom.as_known() {
-                if let Ok(s) = remap.custom_name_section(names) {
-                    module.section(&s);
-                }
+            if let wasmparser::KnownCustom::Name(names) = custom.as_known()
+                && let Ok(s) = remap.custom_name_section(names)
+            {
+                module.section(&s);
             }
         } else {
             remap.parse_custom_section(&mut module, custom)?;

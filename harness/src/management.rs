@@ -329,7 +329,7 @@ impl World {
 
     fn install_fresh(&mut self, id: Principal, sender: Principal, module: Arc<CompiledModule>, arg: Vec<u8>, reinstall: bool) -> Result<HookEffects, (ExecError, u64)> {
         let stable = StableMemory::new(self.limits.stable_memory_bytes).expect("reserving stable memory address space");
-        let mut instance = Instance::new(module, stable).map_err(|(e, _)| (e, 0))?;
+        let mut instance = Instance::new(module, stable).map_err(|failed| (failed.0, 0))?;
         let mut effects = HookEffects::default();
         if instance.exports("canister_init") {
             let exec = self.hook_execution(id, sender, ApiContext::Init, arg);
@@ -367,7 +367,8 @@ impl World {
         }
         let mut new = match Instance::new(module, old.take_stable()) {
             Ok(new) => new,
-            Err((e, stable)) => {
+            Err(failed) => {
+                let (e, stable) = *failed;
                 old.put_stable(stable);
                 restore(self, old);
                 return Err((e, used));

@@ -620,11 +620,11 @@ pub fn link(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         if new > heap.limit_pages {
             return Ok(-1);
         }
-        if let Some(limit) = c.data().exec.wasm_memory_limit {
-            if new * WASM_PAGE_SIZE > limit {
-                let peak = new * WASM_PAGE_SIZE;
-                return Err(wasmtime::Error::new(HostTrap::WasmMemoryLimit { limit, peak }));
-            }
+        if let Some(limit) = c.data().exec.wasm_memory_limit
+            && new * WASM_PAGE_SIZE > limit
+        {
+            let peak = new * WASM_PAGE_SIZE;
+            return Err(wasmtime::Error::new(HostTrap::WasmMemoryLimit { limit, peak }));
         }
         let memory = handles(&c).memory.expect("memory.grow implies a memory");
         let physical = memory.size(&c);
@@ -731,7 +731,8 @@ fn link_messages(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
 fn link_cycles(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     use allowed::*;
     // Amounts the execution can read: (name, allowed, value).
-    let readers: [(&'static str, u16, fn(&Execution) -> u128); 4] = [
+    type Amount = fn(&Execution) -> u128;
+    let readers: [(&'static str, u16, Amount); 4] = [
         ("msg_cycles_available128", U | RQ | RY | RT, |e| e.cycles_available - e.cycles_accepted),
         ("msg_cycles_refunded128", RY | RT, |e| e.cycles_refunded),
         ("canister_cycle_balance128", ANY, |e| e.balance),
@@ -799,7 +800,8 @@ fn link_canister_info(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     link_blob(linker, "subnet_self", ANY, |e| e.subnet_id.as_slice().to_vec())?;
     // The harness certifies nothing, so it has no root key to give.
     link_blob(linker, "root_key", REPLICATED, |_| Vec::new())?;
-    let numbers: [(&'static str, u16, fn(&Execution) -> i64); 4] = [
+    type Number = fn(&Execution) -> i64;
+    let numbers: [(&'static str, u16, Number); 4] = [
         ("canister_version", ANY, |e| e.version as i64),
         ("time", ANY, |e| e.time as i64),
         ("canister_status", ANY, |e| e.status as i64),

@@ -174,6 +174,18 @@ pub struct CanisterMetrics {
     pub request_bytes_sent: u64,
     pub responses_sent: u64,
     pub response_bytes_sent: u64,
+    /// Executions rolled back, the pages they had written, and the time the rollbacks took.
+    pub rollbacks: u64,
+    pub rolled_back_pages: u64,
+    pub rollback_nanos: u64,
+}
+
+impl CanisterMetrics {
+    fn record_rollback(&mut self, rollback: crate::canister::Rollback) {
+        self.rollbacks += 1;
+        self.rolled_back_pages += rollback.pages as u64;
+        self.rollback_nanos += rollback.nanos;
+    }
 }
 
 /// One entry of a canister's history, as `canister_info` reports it.
@@ -298,7 +310,7 @@ pub struct World {
 /// How a canister's execution starts and what its call context is.
 enum Work {
     Request { context: u64, method: String, query: bool },
-    Callback { context: u64, callback: Callback, result: Result<Vec<u8>, Reject>, refund: u128 },
+    Callback { context: u64, callback: Box<Callback>, result: Result<Vec<u8>, Reject>, refund: u128 },
     System { context: u64, export: &'static str, kind: ApiContext },
 }
 
@@ -720,7 +732,7 @@ impl World {
             return;
         }
         let context = callback.context;
-        self.execute(id, Work::Callback { context, callback, result: response.result, refund: response.refund });
+        self.execute(id, Work::Callback { context, callback: Box::new(callback), result: response.result, refund: response.refund });
     }
 
     fn execute(&mut self, id: Principal, work: Work) {
@@ -775,7 +787,7 @@ impl World {
         let instance = c.instance.as_mut().expect("checked before scheduling");
         let mut outcome = instance.run_uncommitted(entry, exec, budget);
         if outcome.result.is_ok() && (kind == ApiContext::ReplicatedQuery || injected.is_some()) {
-            instance.roll_back();
+            outcome.rollback = Some(instance.roll_back());
             if let Some(trap) = &injected {
                 outcome.result = Err(trap.error());
             } else {
@@ -785,33 +797,36 @@ impl World {
         } else if outcome.result.is_ok() {
             instance.commit();
         } else {
-            instance.roll_back();
+            outcome.rollback = Some(instance.roll_back());
+        }
+        if let Some(rollback) = outcome.rollback {
+            c.metrics.record_rollback(rollback);
         }
 
         // A trapped callback is followed by its cleanup, on the state from before the callback.
         let mut error = outcome.result.clone().err();
         let mut cleanup_outcome = None;
-        if let (Some(err), Some(cb)) = (&error, &callback) {
-            if let Some((fun, env)) = cb.call.on_cleanup {
-                let mut exec = self.execution(&self.canisters[&id], ApiContext::Cleanup, caller);
-                exec.instruction_limit = self.limits.update_instructions;
-                let left = budget.saturating_sub(outcome.instructions);
-                let c = self.canisters.get_mut(&id).expect("exists");
-                let instance = c.instance.as_mut().expect("exists");
-                let cleanup = instance.run(Entry::Callback { fun, env }, exec, left);
-                if let Err(cleanup_err) = &cleanup.result {
-                    error = Some(ExecError {
-                        code: err.code,
-                        display: format!(
-                            "{}\n\ncall_on_cleanup also failed:\n\n{}",
-                            err.user_message(&id),
-                            cleanup_err.user_message(&id)
-                        ),
-                        help: Help::None,
-                    });
-                }
-                cleanup_outcome = Some(cleanup);
+        if let (Some(err), Some(cb)) = (&error, &callback)
+            && let Some((fun, env)) = cb.call.on_cleanup
+        {
+            let mut exec = self.execution(&self.canisters[&id], ApiContext::Cleanup, caller);
+            exec.instruction_limit = self.limits.update_instructions;
+            let left = budget.saturating_sub(outcome.instructions);
+            let c = self.canisters.get_mut(&id).expect("exists");
+            let instance = c.instance.as_mut().expect("exists");
+            let cleanup = instance.run(Entry::Callback { fun, env }, exec, left);
+            if let Err(cleanup_err) = &cleanup.result {
+                error = Some(ExecError {
+                    code: err.code,
+                    display: format!(
+                        "{}\n\ncall_on_cleanup also failed:\n\n{}",
+                        err.user_message(&id),
+                        cleanup_err.user_message(&id)
+                    ),
+                    help: Help::None,
+                });
             }
+            cleanup_outcome = Some(cleanup);
         }
         let outputs = self.settle(id, context_id, kind, outcome, cleanup_outcome, error, time, to_stderr);
         self.route(id, outputs);
@@ -842,8 +857,10 @@ impl World {
         if let Some(err) = &outcome.result.as_ref().err() {
             c.log(time, format!("[TRAP]: {}", err.display).into_bytes(), to_stderr);
         }
-        if outcome.result.is_ok() && kind != ApiContext::ReplicatedQuery {
-            let exec = outcome.exec;
+        let succeeded = outcome.result.is_ok();
+        let exec = outcome.exec;
+        // A query executed as an update answers, but keeps no change.
+        if succeeded && kind != ApiContext::ReplicatedQuery {
             c.cycles = exec.balance;
             c.global_timer = exec.global_timer;
             if let Some(data) = exec.certified_data {
@@ -868,27 +885,15 @@ impl World {
                 c.callbacks.insert(callback, Callback { context: context_id, call, deadline, expired: false });
                 outputs.push(Output::Request(request));
             }
+        }
+        if let (true, Some(response)) = (succeeded, exec.response) {
             let ctx = c.call_contexts.get_mut(&context_id).expect("context of this execution");
-            if let Some(response) = exec.response {
-                ctx.responded = true;
-                let result = match response {
-                    Response::Reply(bytes) => Ok(bytes),
-                    Response::Reject(msg) => Err(Reject::by_canister(msg)),
-                };
-                outputs.push(Output::Respond { origin: ctx.origin, from: id, result, refund: std::mem::take(&mut ctx.available) });
-            }
-        } else if kind == ApiContext::ReplicatedQuery {
-            let ctx = c.call_contexts.get_mut(&context_id).expect("context of this execution");
-            if outcome.result.is_ok() {
-                if let Some(response) = outcome.exec.response {
-                    ctx.responded = true;
-                    let result = match response {
-                        Response::Reply(bytes) => Ok(bytes),
-                        Response::Reject(msg) => Err(Reject::by_canister(msg)),
-                    };
-                    outputs.push(Output::Respond { origin: ctx.origin, from: id, result, refund: std::mem::take(&mut ctx.available) });
-                }
-            }
+            ctx.responded = true;
+            let result = match response {
+                Response::Reply(bytes) => Ok(bytes),
+                Response::Reject(msg) => Err(Reject::by_canister(msg)),
+            };
+            outputs.push(Output::Respond { origin: ctx.origin, from: id, result, refund: std::mem::take(&mut ctx.available) });
         }
         if let Some(cleanup) = cleanup {
             instructions += cleanup.instructions;
@@ -934,12 +939,13 @@ impl World {
     fn finish_stopping(&mut self) {
         let mut answers = Vec::new();
         for c in self.canisters.values_mut() {
-            if let Status::Stopping(waiters) = &c.status {
-                if c.call_contexts.is_empty() && c.callbacks.is_empty() {
-                    answers.extend(waiters.iter().copied());
-                    c.status = Status::Stopped;
-                    c.version += 1;
-                }
+            if let Status::Stopping(waiters) = &c.status
+                && c.call_contexts.is_empty()
+                && c.callbacks.is_empty()
+            {
+                answers.extend(waiters.iter().copied());
+                c.status = Status::Stopped;
+                c.version += 1;
             }
         }
         for origin in answers {

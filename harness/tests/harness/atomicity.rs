@@ -22,7 +22,7 @@ fn a_trap_rolls_back_heap_stable_memory_and_growth() {
     assert_eq!(ic.get_stable_memory(id), stable_before, "stable memory, size included, is as before");
     assert_eq!(ic.heap_memory(id), heap_bytes_before, "the heap is byte for byte as before");
     // The canister works on: its allocator and stack pointer were restored too.
-    assert_eq!(update::<_, (u64,)>(&ic, id, "grow_heap", (4u64,)).unwrap().0 >= heap_before, true);
+    assert!(update::<_, (u64,)>(&ic, id, "grow_heap", (4u64,)).unwrap().0 >= heap_before);
     assert_eq!(update::<_, (u64,)>(&ic, id, "inc", ()).unwrap().0, 1);
 }
 

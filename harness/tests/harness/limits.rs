@@ -87,3 +87,13 @@ fn stable_memory_stops_at_its_limit_and_its_dirty_page_limit() {
     let r = rejected(update::<_, ()>(&ic, id, "write_stable", ((4u64 << 20) - 10, ByteBuf::from(vec![1u8; 20]))));
     assert!(r.reject_message.contains("stable memory grows"), "{}", r.reject_message);
 }
+
+#[test]
+fn install_hooks_share_the_install_instruction_limit() {
+    let ic = Harness::builder().with_limits(Limits { install_instructions: 1_000, ..Limits::default() }).build();
+    let id = ic.create_canister_with_settings(Some(controller()), None);
+    let r = ic.reinstall_canister(id, kv_wasm(), candid::encode_one(None::<KvArgs>).unwrap(), Some(controller())).unwrap_err();
+    assert_eq!(r.error_code, ErrorCode::CanisterInstructionLimitExceeded);
+    assert!(r.reject_message.contains("limit of 1000 instructions"), "{}", r.reject_message);
+    assert_eq!(ic.canister_status(id, Some(controller())).unwrap().module_hash, None, "nothing was installed");
+}

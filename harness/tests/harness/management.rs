@@ -71,3 +71,20 @@ fn stopping_waits_for_open_calls() {
     assert!(ic.ingress_status(call).expect("the open call completed first").is_ok());
     assert_eq!(ic.canister_status(a, Some(controller())).unwrap().status, CanisterStatusType::Stopped);
 }
+
+#[test]
+fn a_canister_creates_and_installs_another() {
+    let ic = Harness::new();
+    let parent = probe(&ic);
+    let before = ic.cycle_balance(parent);
+    let extra = 2_000_000_000_000u128;
+    let (child,): (Principal,) = update(&ic, parent, "spawn", (ByteBuf::from(probe_wasm()), extra)).unwrap();
+    assert_eq!(ic.get_controllers(child), vec![parent], "the creator controls the new canister");
+    assert_eq!(update::<_, (u64,)>(&ic, child, "inc", ()).unwrap().0, 1);
+    let spent = before - ic.cycle_balance(parent);
+    assert!(spent > 500_000_000_000 + extra, "the creation fee and the new canister's cycles: {spent}");
+    assert!(ic.cycle_balance(child) <= extra);
+    let (_, hash, changes): (Vec<Principal>, Option<ByteBuf>, u64) = update(&ic, parent, "info", (child,)).unwrap();
+    assert_eq!(hash.unwrap().into_vec(), sha2::Sha256::digest(probe_wasm()).to_vec());
+    assert_eq!(changes, 2);
+}

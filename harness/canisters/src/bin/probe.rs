@@ -235,6 +235,24 @@ async fn info(target: Principal) -> (Vec<Principal>, Option<ByteBuf>, u64) {
     (info.controllers, info.module_hash.map(ByteBuf::from), info.total_num_changes)
 }
 
+/// Creates a canister with `extra_cycles` beyond the creation fee, installs `wasm` in it and
+/// returns its id: the management canister called by a canister.
+#[update]
+async fn spawn(wasm: ByteBuf, extra_cycles: u128) -> Principal {
+    use ic_cdk_management_canister as mgmt;
+    let created = mgmt::create_canister_with_extra_cycles(&mgmt::CreateCanisterArgs { settings: None }, extra_cycles)
+        .await
+        .expect("create_canister");
+    let install = mgmt::InstallCodeArgs {
+        mode: mgmt::CanisterInstallMode::Install,
+        canister_id: created.canister_id,
+        wasm_module: wasm.into_vec(),
+        arg: candid::encode_args(()).unwrap(),
+    };
+    mgmt::install_code(&install).await.expect("install_code");
+    created.canister_id
+}
+
 /// A query that tries to make a call: the IC refuses `call_new` in a query.
 #[query]
 fn call_from_query(target: Principal) {
