@@ -432,14 +432,19 @@ fn write_heap(c: &mut Caller<'_, SysApi>, name: &str, dst: u64, data: &[u8]) -> 
     if data.is_empty() {
         return Ok(());
     }
-    let first = dst / PAGE_SIZE as u64;
-    let last = (dst + data.len() as u64 - 1) / PAGE_SIZE as u64;
-    for page in first..=last {
-        journal_heap_page(c, page);
-    }
+    journal_heap_range(c, dst, data.len() as u64);
     let memory = handles(c).memory.expect("checked by the size above");
     memory.data_mut(&mut *c)[dst as usize..dst as usize + data.len()].copy_from_slice(data);
     Ok(())
+}
+
+/// Journals the heap pages of `[start, start+len)`, which the caller checked to be in bounds.
+fn journal_heap_range(c: &mut Caller<'_, SysApi>, start: u64, len: u64) {
+    let first = start / PAGE_SIZE as u64;
+    let last = (start + len - 1) / PAGE_SIZE as u64;
+    for page in first..=last {
+        journal_heap_page(c, page);
+    }
 }
 
 /// Saves heap page `page` and the next one before their first write in this message, and marks
@@ -463,10 +468,25 @@ pub fn journal_heap_page(c: &mut Caller<'_, SysApi>, page: u64) {
     unsafe { *bitmap_ptr.add(page as usize) = 1 };
 }
 
-/// `ic0.*_copy`: `size` bytes of `source` from `offset` to the heap at `dst`.
-fn copy_out(c: &mut Caller<'_, SysApi>, name: &str, dst: u64, offset: u64, size: u64, source: &[u8]) -> HostResult<()> {
-    check_slice(&format!("{name} payload"), offset, size, source.len() as u64)?;
-    write_heap(c, name, dst, &source[offset as usize..(offset + size) as usize])
+/// `ic0.*_copy`: `size` bytes from `offset` of what `source` picks out of the execution, to
+/// the heap at `dst`, without copying the source first.
+fn copy_out(
+    c: &mut Caller<'_, SysApi>,
+    name: &str,
+    dst: u64,
+    offset: u64,
+    size: u64,
+    source: impl Fn(&Execution) -> &[u8],
+) -> HostResult<()> {
+    let source_len = source(&c.data().exec).len() as u64;
+    check_slice(&format!("{name} payload"), offset, size, source_len)?;
+    let heap_size = c.data().heap.logical_pages * WASM_PAGE_SIZE;
+    check_slice(&format!("{name} heap"), dst, size, heap_size)?;
+    let Some(memory) = handles(c).memory.filter(|_| size > 0) else { return Ok(()) };
+    journal_heap_range(c, dst, size);
+    let (heap, api) = memory.data_and_store_mut(&mut *c);
+    heap[dst as usize..(dst + size) as usize].copy_from_slice(&source(&api.exec)[offset as usize..(offset + size) as usize]);
+    Ok(())
 }
 
 fn write_u128(c: &mut Caller<'_, SysApi>, name: &str, dst: u64, value: u128) -> HostResult<()> {
@@ -513,10 +533,19 @@ fn stable_write(c: &mut Caller<'_, SysApi>, name: &str, offset: u64, src: u64, s
     if !c.data().stable.in_bounds(offset, size) {
         return Err(wasmtime::Error::new(HostTrap::StableOutOfBounds));
     }
-    let data = read_heap(c, name, src, size)?;
-    let api = c.data_mut();
-    let new_pages = api.stable.journal_range(offset, size);
-    api.stable.write_journaled(offset, &data);
+    let heap_size = c.data().heap.logical_pages * WASM_PAGE_SIZE;
+    check_slice(&format!("{name} heap"), src, size, heap_size)?;
+    let new_pages = match handles(c).memory {
+        Some(memory) if size > 0 => {
+            // Straight from the heap into stable memory, without an intermediate copy.
+            let (heap, api) = memory.data_and_store_mut(&mut *c);
+            let new_pages = api.stable.journal_range(offset, size);
+            api.stable.write_journaled(offset, &heap[src as usize..(src + size) as usize]);
+            new_pages
+        }
+        _ => 0,
+    };
+    let api = c.data();
     let limit = api.exec.stable_dirty_limit();
     if api.stable.dirty_pages() as u64 * PAGE_SIZE as u64 > limit {
         return Err(wasmtime::Error::new(HostTrap::StableDirtyLimit(limit / 1024)));
@@ -528,8 +557,14 @@ fn stable_read(c: &mut Caller<'_, SysApi>, name: &str, dst: u64, offset: u64, si
     if !c.data().stable.in_bounds(offset, size) {
         return Err(wasmtime::Error::new(HostTrap::StableOutOfBounds));
     }
-    let data = c.data().stable.read(offset, size).to_vec();
-    write_heap(c, name, dst, &data)
+    let heap_size = c.data().heap.logical_pages * WASM_PAGE_SIZE;
+    check_slice(&format!("{name} heap"), dst, size, heap_size)?;
+    let Some(memory) = handles(c).memory.filter(|_| size > 0) else { return Ok(()) };
+    journal_heap_range(c, dst, size);
+    // Straight from stable memory into the heap, without an intermediate copy.
+    let (heap, api) = memory.data_and_store_mut(&mut *c);
+    heap[dst as usize..(dst + size) as usize].copy_from_slice(api.stable.read(offset, size));
+    Ok(())
 }
 
 /// Pages the 32-bit stable memory API can address: 4 GiB.
@@ -647,7 +682,7 @@ fn link_blob(
     linker: &mut Linker<SysApi>,
     name: &'static str,
     allowed: u16,
-    bytes: fn(&Execution) -> Vec<u8>,
+    bytes: fn(&Execution) -> &[u8],
 ) -> wasmtime::Result<()> {
     let size_name: &'static str = Box::leak(format!("{name}_size").into_boxed_str());
     let copy_name: &'static str = Box::leak(format!("{name}_copy").into_boxed_str());
@@ -657,22 +692,19 @@ fn link_blob(
     })?;
     linker.func_wrap("ic0", copy_name, move |mut c: Caller<'_, SysApi>, dst: i32, off: i32, size: i32| {
         enter(&mut c, copy_name, allowed, 500 + u(size))?;
-        let source = bytes(&c.data().exec);
-        copy_out(&mut c, &format!("ic0.{copy_name}"), u(dst), u(off), u(size), &source)
+        copy_out(&mut c, &format!("ic0.{copy_name}"), u(dst), u(off), u(size), bytes)
     })?;
     Ok(())
 }
 
 fn link_messages(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     use allowed::*;
-    link_blob(linker, "msg_arg_data", I | U | Q | RY | F, |e| e.arg.clone())?;
-    link_blob(linker, "msg_caller", ANY, |e| e.caller.as_slice().to_vec())?;
-    link_blob(linker, "msg_caller_info_data", ANY, |_| Vec::new())?;
-    link_blob(linker, "msg_caller_info_signer", ANY, |_| Vec::new())?;
-    link_blob(linker, "msg_method_name", F, |e| e.method_name.as_bytes().to_vec())?;
-    link_blob(linker, "msg_reject_msg", RT, |e| {
-        e.reject.as_ref().map(|(_, m)| m.as_bytes().to_vec()).unwrap_or_default()
-    })?;
+    link_blob(linker, "msg_arg_data", I | U | Q | RY | F, |e| &e.arg)?;
+    link_blob(linker, "msg_caller", ANY, |e| e.caller.as_slice())?;
+    link_blob(linker, "msg_caller_info_data", ANY, |_| &[])?;
+    link_blob(linker, "msg_caller_info_signer", ANY, |_| &[])?;
+    link_blob(linker, "msg_method_name", F, |e| e.method_name.as_bytes())?;
+    link_blob(linker, "msg_reject_msg", RT, |e| e.reject.as_ref().map_or(&[][..], |(_, m)| m.as_bytes()))?;
     linker.func_wrap("ic0", "accept_message", |mut c: Caller<'_, SysApi>| {
         enter(&mut c, "accept_message", F, 500)?;
         let exec = &mut c.data_mut().exec;
@@ -796,10 +828,10 @@ fn link_cycles(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
 
 fn link_canister_info(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     use allowed::*;
-    link_blob(linker, "canister_self", ANY, |e| e.canister_id.as_slice().to_vec())?;
-    link_blob(linker, "subnet_self", ANY, |e| e.subnet_id.as_slice().to_vec())?;
+    link_blob(linker, "canister_self", ANY, |e| e.canister_id.as_slice())?;
+    link_blob(linker, "subnet_self", ANY, |e| e.subnet_id.as_slice())?;
     // The harness certifies nothing, so it has no root key to give.
-    link_blob(linker, "root_key", REPLICATED, |_| Vec::new())?;
+    link_blob(linker, "root_key", REPLICATED, |_| &[])?;
     type Number = fn(&Execution) -> i64;
     let numbers: [(&'static str, u16, Number); 4] = [
         ("canister_version", ANY, |e| e.version as i64),
