@@ -1,5 +1,6 @@
 //! Fault injection: make a canister trap at its n-th execution, refuse calls with a chosen
-//! reject, or drop the responses of bounded-wait calls so their callers see SYS_UNKNOWN.
+//! reject, drop the responses of bounded-wait calls so their callers see SYS_UNKNOWN, or
+//! corrupt a reply on its way back.
 
 use candid::Principal;
 
@@ -69,10 +70,19 @@ struct RejectFault {
     remaining: Remaining,
 }
 
+/// Drops or corrupts matching responses.
 #[derive(Clone, Debug)]
-struct DropFault {
+struct ResponseFault {
     matcher: CallMatcher,
     remaining: Remaining,
+}
+
+fn take(faults: &mut [ResponseFault], caller: Principal, callee: Principal, method: Option<&str>) -> bool {
+    let Some(fault) = faults.iter_mut().find(|f| f.matcher.matches(caller, callee, method) && f.remaining != Some(0))
+    else {
+        return false;
+    };
+    fire(&mut fault.remaining)
 }
 
 /// A trap the harness makes a canister take.
@@ -86,7 +96,8 @@ pub struct InjectedTrap {
 pub struct Faults {
     traps: Vec<TrapFault>,
     rejects: Vec<RejectFault>,
-    drops: Vec<DropFault>,
+    drops: Vec<ResponseFault>,
+    corruptions: Vec<ResponseFault>,
     /// How many faults fired.
     pub fired: u64,
 }
@@ -107,13 +118,19 @@ impl Faults {
 
     /// Responses to bounded-wait calls matching `matcher` are dropped, `times` times.
     pub fn drop_responses(&mut self, matcher: CallMatcher, times: Option<u32>) {
-        self.drops.push(DropFault { matcher, remaining: times });
+        self.drops.push(ResponseFault { matcher, remaining: times });
+    }
+
+    /// Replies to calls matching `matcher` arrive with their middle byte flipped, `times` times.
+    pub fn corrupt_replies(&mut self, matcher: CallMatcher, times: Option<u32>) {
+        self.corruptions.push(ResponseFault { matcher, remaining: times });
     }
 
     pub fn clear(&mut self) {
         self.traps.clear();
         self.rejects.clear();
         self.drops.clear();
+        self.corruptions.clear();
     }
 
     /// Called once per replicated execution of `canister`.
@@ -149,15 +166,16 @@ impl Faults {
     }
 
     pub fn drop_response(&mut self, caller: Principal, callee: Principal, method: Option<&str>) -> bool {
-        let Some(fault) = self
-            .drops
-            .iter_mut()
-            .find(|f| f.matcher.matches(caller, callee, method) && f.remaining != Some(0))
-        else {
-            return false;
-        };
-        fire(&mut fault.remaining);
-        self.fired += 1;
-        true
+        let hit = take(&mut self.drops, caller, callee, method);
+        self.fired += hit as u64;
+        hit
+    }
+
+    /// Flips the middle byte of `reply` if a corruption fault matches.
+    pub fn corrupt_reply(&mut self, caller: Principal, callee: Principal, method: Option<&str>, reply: &mut [u8]) {
+        if !reply.is_empty() && take(&mut self.corruptions, caller, callee, method) {
+            reply[reply.len() / 2] ^= 0xff;
+            self.fired += 1;
+        }
     }
 }

@@ -529,7 +529,7 @@ impl World {
     }
 
     /// Sends the answer of a call context to whoever waits for it.
-    pub fn deliver_response(&mut self, origin: Origin, from: Principal, result: Result<Vec<u8>, Reject>, refund: u128) {
+    pub fn deliver_response(&mut self, origin: Origin, from: Principal, mut result: Result<Vec<u8>, Reject>, refund: u128) {
         match origin {
             Origin::Ingress(id) => {
                 self.ingress.insert(id, Some(result.map_err(|r| r.to_user())));
@@ -549,9 +549,13 @@ impl World {
                     self.traffic.response_bytes += bytes as u64;
                 }
                 let Some(c) = self.canisters.get_mut(&caller) else { return };
+                let method = c.callbacks.get(&callback).map(|cb| cb.call.method.as_str());
                 let bounded = c.callbacks.get(&callback).is_some_and(|cb| cb.deadline != 0);
-                if bounded && self.faults.drop_response(caller, from, c.callbacks.get(&callback).map(|cb| cb.call.method.as_str())) {
+                if bounded && self.faults.drop_response(caller, from, method) {
                     return; // the caller's deadline will expire
+                }
+                if let Ok(reply) = &mut result {
+                    self.faults.corrupt_reply(caller, from, method, reply);
                 }
                 c.queue.push_back(Input::Response(ResponseMessage { callback, result, refund }));
             }

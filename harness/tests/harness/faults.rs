@@ -31,6 +31,20 @@ fn rejected_calls_never_reach_the_callee() {
 }
 
 #[test]
+fn a_corrupted_reply_arrives_changed() {
+    let ic = Harness::new();
+    let (a, b) = (probe(&ic), probe(&ic));
+    let arg = candid::encode_one(serde_bytes::ByteBuf::from(vec![0u8; 64])).unwrap();
+    let clean = call_via(&ic, a, b, "echo", arg.clone(), None, 0);
+    ic.corrupt_replies(CallMatcher::to(b).method("echo"), Some(1));
+    let corrupted = call_via(&ic, a, b, "echo", arg.clone(), None, 0);
+    let (CallOutcome::Reply(clean), CallOutcome::Reply(corrupted)) = (clean, corrupted) else { panic!() };
+    assert_eq!(clean.len(), corrupted.len());
+    assert_eq!(clean.iter().zip(corrupted.iter()).filter(|(x, y)| x != y).count(), 1);
+    assert_eq!(call_via(&ic, a, b, "echo", arg, None, 0), CallOutcome::Reply(clean), "only once");
+}
+
+#[test]
 fn cleared_faults_stop_firing() {
     let ic = Harness::new();
     let (a, b) = (probe(&ic), probe(&ic));
