@@ -1,0 +1,240 @@
+//! The client library's stable memory.
+//!
+//! The library owns the app's raw stable memory and divides it with a `MemoryManager`:
+//!
+//! ```text
+//! raw stable memory (MemoryManager)
+//! ├── 0 APP        the app's own memory: what `vault_client::memory()` hands out
+//! ├── 1 STAGING    a serialized dump, or a restore being staged
+//! ├── 2 COW        old contents of APP pages written while a dump is open (4 KiB slots)
+//! ├── 3 HEADER     the `Header` below, in a StableCell
+//! ├── 4 COW_INDEX  StableBTreeMap<page: u64, slot: u64>
+//! ├── 5 STAGED     StableBTreeMap<chunk index: u32, SHA-256: [u8; 32]>
+//! └── 6 UPGRADE    a serde app's state kept across its upgrades (length-prefixed MessagePack)
+//! ```
+//!
+//! Ids are append-only: a retired id stays listed here and is never reused.
+//!
+//! `Header`, version 1, 210 bytes, little endian:
+//!
+//! ```text
+//! 0   4  magic "CVCL"          44  1  dump present        86  1  restore present
+//! 4   1  layout version (1)    45  8  dump job            87  8  restore job
+//! 5   1  state kind (0/1/2)    53  1  dump kind           95  1  restore kind
+//! 6  30  vault (opt principal) 54  8  dump size           96  8  restore size
+//! 36  8  APP size (wasm pages) 62  8  dump chunk size    104  8  restore chunk size
+//!                              70  8  dump taken at      112 32  restore SHA-256
+//!                              78  8  COW slots used
+//! 144 1  last commit present   145 8  its job    153 8  its size   161 32 its SHA-256
+//! 193 1  its kind              194 8  bytes of the last serde dump
+//! 202 8  instructions it took
+//! ```
+//! State kind: 0 not yet known, 1 serde, 2 stable memory.
+
+use std::borrow::Cow;
+
+use candid::Principal;
+use ic_stable_structures::memory_manager::MemoryId;
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::Storable;
+use vault_api::codec::{Reader, Writer};
+use vault_api::protocol::StateKind;
+use vault_api::Sha256;
+
+pub const APP: MemoryId = MemoryId::new(0);
+pub const STAGING: MemoryId = MemoryId::new(1);
+pub const COW: MemoryId = MemoryId::new(2);
+pub const HEADER: MemoryId = MemoryId::new(3);
+pub const COW_INDEX: MemoryId = MemoryId::new(4);
+pub const STAGED: MemoryId = MemoryId::new(5);
+pub const UPGRADE: MemoryId = MemoryId::new(6);
+
+const MAGIC: &[u8; 4] = b"CVCL";
+const LAYOUT_VERSION: u8 = 1;
+const HEADER_BYTES: u32 = 210;
+
+/// An open dump: the image frozen at `taken_at_nanos`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenDump {
+    pub job: u64,
+    pub kind: StateKind,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub taken_at_nanos: u64,
+    /// Stable-memory dumps: slots of the COW memory in use.
+    pub cow_slots: u64,
+}
+
+/// A restore being staged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRestore {
+    pub job: u64,
+    pub kind: StateKind,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub sha256: Sha256,
+}
+
+/// The last restore committed, so a repeated commit answers the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub job: u64,
+    pub kind: StateKind,
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Header {
+    pub state_kind: Option<StateKind>,
+    pub vault: Option<Principal>,
+    /// Size of the APP memory as the app sees it, in wasm pages.
+    pub app_pages: u64,
+    pub dump: Option<OpenDump>,
+    pub restore: Option<OpenRestore>,
+    pub committed: Option<Committed>,
+    /// Bytes and instructions of the last serde dump, to estimate the next one's cost.
+    pub serde_cost: (u64, u64),
+}
+
+fn kind_byte(kind: Option<StateKind>) -> u8 {
+    match kind {
+        None => 0,
+        Some(StateKind::Serde) => 1,
+        Some(StateKind::StableMemory) => 2,
+    }
+}
+
+fn kind_of(byte: u8) -> Option<StateKind> {
+    match byte {
+        0 => None,
+        1 => Some(StateKind::Serde),
+        2 => Some(StateKind::StableMemory),
+        other => panic!("unknown state kind {other} in the client header"),
+    }
+}
+
+impl Storable for Header {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        let mut w = Writer::with_capacity(HEADER_BYTES as usize);
+        w.bytes(MAGIC).u8(LAYOUT_VERSION).u8(kind_byte(self.state_kind)).opt_principal(self.vault.as_ref()).u64(self.app_pages);
+        let dump = self.dump.clone().unwrap_or(OpenDump {
+            job: 0,
+            kind: StateKind::Serde,
+            size: 0,
+            chunk_size: 0,
+            taken_at_nanos: 0,
+            cow_slots: 0,
+        });
+        w.u8(self.dump.is_some() as u8)
+            .u64(dump.job)
+            .u8(kind_byte(Some(dump.kind)))
+            .u64(dump.size)
+            .u64(dump.chunk_size)
+            .u64(dump.taken_at_nanos)
+            .u64(dump.cow_slots);
+        let restore = self.restore.clone().unwrap_or(OpenRestore {
+            job: 0,
+            kind: StateKind::Serde,
+            size: 0,
+            chunk_size: 0,
+            sha256: Sha256::default(),
+        });
+        w.u8(self.restore.is_some() as u8)
+            .u64(restore.job)
+            .u8(kind_byte(Some(restore.kind)))
+            .u64(restore.size)
+            .u64(restore.chunk_size)
+            .sha256(&restore.sha256);
+        let committed = self.committed.clone().unwrap_or(Committed {
+            job: 0,
+            kind: StateKind::Serde,
+            size: 0,
+            sha256: Sha256::default(),
+        });
+        w.u8(self.committed.is_some() as u8)
+            .u64(committed.job)
+            .u64(committed.size)
+            .sha256(&committed.sha256)
+            .u8(kind_byte(Some(committed.kind)))
+            .u64(self.serde_cost.0)
+            .u64(self.serde_cost.1);
+        let bytes = w.into_vec();
+        debug_assert_eq!(bytes.len(), HEADER_BYTES as usize);
+        Cow::Owned(bytes)
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.to_bytes().into_owned()
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        let mut r = Reader::new(&bytes);
+        assert_eq!(&r.array::<4>(), MAGIC, "not a client header");
+        let version = r.u8();
+        assert_eq!(version, LAYOUT_VERSION, "client header layout {version} is not supported by this library");
+        let state_kind = kind_of(r.u8());
+        let vault = r.opt_principal();
+        let app_pages = r.u64();
+        let present = r.u8() == 1;
+        let dump = OpenDump {
+            job: r.u64(),
+            kind: kind_of(r.u8()).expect("a kind"),
+            size: r.u64(),
+            chunk_size: r.u64(),
+            taken_at_nanos: r.u64(),
+            cow_slots: r.u64(),
+        };
+        let dump = present.then_some(dump);
+        let present = r.u8() == 1;
+        let restore = OpenRestore {
+            job: r.u64(),
+            kind: kind_of(r.u8()).expect("a kind"),
+            size: r.u64(),
+            chunk_size: r.u64(),
+            sha256: r.sha256(),
+        };
+        let restore = present.then_some(restore);
+        let present = r.u8() == 1;
+        let (job, size, sha256) = (r.u64(), r.u64(), r.sha256());
+        let kind = kind_of(r.u8()).expect("a kind");
+        let committed = present.then_some(Committed { job, kind, size, sha256 });
+        let serde_cost = (r.u64(), r.u64());
+        Header { state_kind, vault, app_pages, dump, restore, committed, serde_cost }
+    }
+
+    const BOUND: Bound = Bound::Bounded { max_size: HEADER_BYTES, is_fixed_size: true };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            state_kind: Some(StateKind::StableMemory),
+            vault: Some(Principal::from_slice(&[9; 10])),
+            app_pages: 3,
+            dump: Some(OpenDump { job: 4, kind: StateKind::StableMemory, size: 196608, chunk_size: 100, taken_at_nanos: 5, cow_slots: 6 }),
+            restore: None,
+            committed: Some(Committed { job: 2, kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
+            serde_cost: (11, 12),
+        }
+    }
+
+    #[test]
+    fn header_round_trips_with_an_honest_bound() {
+        let h = sample();
+        let bytes = h.to_bytes();
+        assert_eq!(bytes.len(), HEADER_BYTES as usize);
+        assert_eq!(Header::from_bytes(bytes), h);
+        assert_eq!(Header::from_bytes(Header::default().to_bytes()), Header::default());
+    }
+
+    #[test]
+    fn header_golden_bytes() {
+        let bytes = sample().into_bytes();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, include_str!("../golden/header_v1.hex").trim());
+    }
+}

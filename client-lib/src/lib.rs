@@ -1,0 +1,185 @@
+//! `vault-client`: compiled into an app canister, it gives the app the backup endpoints its
+//! canister-vault calls, and refuses them to every other caller.
+//!
+//! An app backs up one of two kinds of state:
+//!
+//! - **Stable memory** (ic-stable-structures): build your `MemoryManager` on
+//!   [`memory()`] instead of `DefaultMemoryImpl`. A snapshot is the memory's bytes, frozen with
+//!   copy on write as of the message that opened it, while the app keeps serving updates.
+//! - **Heap state with serde**: register the state with [`use_serde_state`] in `init` and
+//!   `post_upgrade`. A snapshot is its MessagePack (rmp-serde) serialization, made in one
+//!   message.
+//!
+//! ```rust,ignore
+//! use std::cell::RefCell;
+//! use ic_stable_structures::{memory_manager::{MemoryId, MemoryManager, VirtualMemory}, StableBTreeMap};
+//! use vault_client::VaultMemory;
+//!
+//! thread_local! {
+//!     static MANAGER: RefCell<MemoryManager<VaultMemory>> =
+//!         RefCell::new(MemoryManager::init(vault_client::memory()));
+//!     static ACCOUNTS: RefCell<StableBTreeMap<u64, u64, VirtualMemory<VaultMemory>>> =
+//!         RefCell::new(StableBTreeMap::init(MANAGER.with_borrow(|m| m.get(MemoryId::new(0)))));
+//! }
+//!
+//! vault_client::vault_endpoints!();
+//!
+//! #[ic_cdk::init]
+//! fn init(vault: candid::Principal) {
+//!     vault_client::set_vault(vault);
+//! }
+//! ```
+//!
+//! The library owns the canister's raw stable memory (see the `layout` module): all stable
+//! memory access must go through [`memory()`] (or, for serde apps, [`save_for_upgrade`] and
+//! [`load_after_upgrade`]).
+//!
+//! Sizes and paths:
+//! - stable memory: dumped in chunks, any size; a restore's commit copies the staged image in
+//!   one message, so it is refused up front above [`restore::MAX_STABLE_RESTORE_BYTES`]
+//!   (2 GiB of stable memory written per message, less 64 MiB);
+//! - serde: serialized (and on restore deserialized) in one message within
+//!   [`staging::INSTRUCTION_BUDGET`] instructions and at most `staging::MAX_STAGED_BYTES`
+//!   bytes; past either the call is refused with `TooLargeForOneMessage` or `TooLarge`, the
+//!   state unchanged. The README gives the sizes these limits come to.
+
+mod dump;
+mod guards;
+mod layout;
+mod memory;
+pub mod restore;
+mod serde_state;
+pub mod staging;
+mod store;
+
+use candid::Principal;
+pub use memory::{VaultMemory, memory};
+pub use serde_state::{load_after_upgrade, save_for_upgrade, use_serde_state};
+pub use vault_api;
+use vault_api::protocol::{BackupError, BackupInfo};
+
+/// Sets the vault allowed to call the backup endpoints (call it in `init`; controllers can
+/// change it later with `vault_set_vault`).
+pub fn set_vault(vault: Principal) {
+    store::update_header(|h| h.vault = Some(vault));
+}
+
+/// The vault allowed to call the backup endpoints.
+pub fn vault() -> Option<Principal> {
+    store::header().vault
+}
+
+/// The functions behind the endpoints [`vault_endpoints!`] defines.
+#[doc(hidden)]
+pub mod endpoints {
+    use super::*;
+    use vault_api::protocol::{Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport};
+
+    pub fn info() -> Result<BackupInfo, BackupError> {
+        guards::caller_is_vault_or_controller()?;
+        let header = store::header();
+        let kind = dump::state_kind();
+        let state_bytes = match kind {
+            vault_api::protocol::StateKind::StableMemory => header.app_pages * 65536,
+            vault_api::protocol::StateKind::Serde => header.serde_cost.0,
+        };
+        Ok(BackupInfo { vault: header.vault, state_kind: kind, state_bytes, client_version: env!("CARGO_PKG_VERSION").to_string() })
+    }
+
+    pub fn set_vault(vault: Principal) -> Result<(), BackupError> {
+        guards::caller_is_controller()?;
+        super::set_vault(vault);
+        Ok(())
+    }
+
+    pub fn dump_begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
+        dump::begin(args)
+    }
+
+    pub fn dump_chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {
+        dump::chunk(args)
+    }
+
+    pub fn dump_end(args: JobRef) -> Result<(), BackupError> {
+        dump::end(args.job)
+    }
+
+    pub fn restore_begin(args: RestoreBegin) -> Result<(), BackupError> {
+        restore::begin(args)
+    }
+
+    pub fn restore_chunk(args: RestoreChunk) -> Result<(), BackupError> {
+        restore::chunk(args)
+    }
+
+    pub fn restore_commit(args: JobRef) -> Result<RestoreReport, BackupError> {
+        restore::commit(args.job)
+    }
+
+    pub fn restore_abort(args: JobRef) -> Result<(), BackupError> {
+        restore::abort(args.job)
+    }
+}
+
+/// Defines the backup endpoints in the app crate (see `backup.did`). The app crate depends on
+/// `ic-cdk`, `candid` and this crate as `vault-client`. (The paths are absolute rather than
+/// `$crate` because `ic_cdk::export_candid!` re-parses the types as written.)
+#[macro_export]
+macro_rules! vault_endpoints {
+    () => {
+        #[::ic_cdk::query]
+        fn vault_backup_info() -> ::core::result::Result<::vault_client::vault_api::protocol::BackupInfo, ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::info()
+        }
+
+        #[::ic_cdk::update]
+        fn vault_set_vault(vault: ::candid::Principal) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::set_vault(vault)
+        }
+
+        #[::ic_cdk::update]
+        fn vault_dump_begin(
+            args: ::vault_client::vault_api::protocol::DumpBegin,
+        ) -> ::core::result::Result<::vault_client::vault_api::protocol::DumpManifest, ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::dump_begin(args)
+        }
+
+        #[::ic_cdk::query]
+        fn vault_dump_chunk(
+            args: ::vault_client::vault_api::protocol::ChunkRequest,
+        ) -> ::core::result::Result<::vault_client::vault_api::protocol::Chunk, ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::dump_chunk(args)
+        }
+
+        #[::ic_cdk::update]
+        fn vault_dump_end(args: ::vault_client::vault_api::protocol::JobRef) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::dump_end(args)
+        }
+
+        #[::ic_cdk::update]
+        fn vault_restore_begin(
+            args: ::vault_client::vault_api::protocol::RestoreBegin,
+        ) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::restore_begin(args)
+        }
+
+        #[::ic_cdk::update]
+        fn vault_restore_chunk(
+            args: ::vault_client::vault_api::protocol::RestoreChunk,
+        ) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::restore_chunk(args)
+        }
+
+        #[::ic_cdk::update]
+        fn vault_restore_commit(
+            args: ::vault_client::vault_api::protocol::JobRef,
+        ) -> ::core::result::Result<::vault_client::vault_api::protocol::RestoreReport, ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::restore_commit(args)
+        }
+
+        #[::ic_cdk::update]
+        fn vault_restore_abort(args: ::vault_client::vault_api::protocol::JobRef) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
+            ::vault_client::endpoints::restore_abort(args)
+        }
+    };
+}

@@ -1,0 +1,207 @@
+//! [`VaultMemory`]: the app's stable memory, with copy on write while a dump is open.
+//!
+//! The app uses it as it would use `DefaultMemoryImpl`, typically under its own
+//! `MemoryManager`. While the vault reads a dump, the first write of a message to a 4 KiB page
+//! of the frozen image first copies the page's old contents aside, so the dump reads the state
+//! as of the message that opened it while the app keeps writing.
+
+use std::cell::RefCell;
+
+use ic_stable_structures::Memory;
+
+use crate::layout;
+use crate::store::{self, Mem};
+
+const WASM_PAGE: u64 = 65536;
+/// The unit of copy on write.
+pub const COW_PAGE: u64 = 4096;
+
+thread_local! {
+    /// Pages of the open dump already copied aside; `None` until loaded from the index.
+    static SAVED: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+}
+
+fn app() -> Mem {
+    store::memory(layout::APP)
+}
+
+fn cow() -> Mem {
+    store::memory(layout::COW)
+}
+
+/// The app's stable memory. Cheap to create and copy; all instances are the same memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VaultMemory;
+
+/// The app's memory.
+pub fn memory() -> VaultMemory {
+    VaultMemory
+}
+
+fn check_bounds(offset: u64, len: usize) {
+    let size = store::header().app_pages * WASM_PAGE;
+    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        ic_cdk::trap(format!("stable memory out of bounds: {offset} + {len} > {size}"));
+    }
+}
+
+impl Memory for VaultMemory {
+    fn size(&self) -> u64 {
+        store::header().app_pages
+    }
+
+    fn grow(&self, pages: u64) -> i64 {
+        let old = store::header().app_pages;
+        let new = old + pages;
+        let underlying = app();
+        let have = underlying.size();
+        if have < new && underlying.grow(new - have) < 0 {
+            return -1;
+        }
+        // A restore may have left bytes above the old size: growth exposes only zeros.
+        if have > old {
+            zero(&underlying, old * WASM_PAGE, have.min(new) * WASM_PAGE);
+        }
+        store::update_header(|h| h.app_pages = new);
+        old as i64
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        check_bounds(offset, dst.len());
+        app().read(offset, dst);
+    }
+
+    fn write(&self, offset: u64, src: &[u8]) {
+        check_bounds(offset, src.len());
+        if !src.is_empty() {
+            save_before_write(offset, src.len() as u64);
+        }
+        app().write(offset, src);
+    }
+}
+
+fn zero(memory: &Mem, start: u64, end: u64) {
+    let zeros = vec![0u8; WASM_PAGE as usize];
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(WASM_PAGE);
+        memory.write(at, &zeros[..n as usize]);
+        at += n;
+    }
+}
+
+/// Copies aside the pages of `[offset, offset+len)` that belong to an open stable-memory dump
+/// and were not copied yet.
+fn save_before_write(offset: u64, len: u64) {
+    let header = store::header();
+    let Some(dump) = header.dump.filter(|d| d.kind == vault_api::protocol::StateKind::StableMemory) else {
+        return;
+    };
+    let first = offset / COW_PAGE;
+    let last = ((offset + len - 1) / COW_PAGE).min(dump.size.div_ceil(COW_PAGE).saturating_sub(1));
+    if offset >= dump.size {
+        return;
+    }
+    let mut slots = dump.cow_slots;
+    let mut page_buf = [0u8; COW_PAGE as usize];
+    for page in first..=last {
+        if is_saved(page) {
+            continue;
+        }
+        app().read(page * COW_PAGE, &mut page_buf);
+        let at = slots * COW_PAGE;
+        let cow = cow();
+        let needed = (at + COW_PAGE).div_ceil(WASM_PAGE);
+        if cow.size() < needed && cow.grow(needed - cow.size()) < 0 {
+            ic_cdk::trap("the vault client could not grow its copy-on-write memory");
+        }
+        cow.write(at, &page_buf);
+        store::with_cow_index(|index| index.insert(page, slots));
+        mark_saved(page);
+        slots += 1;
+    }
+    if slots != dump.cow_slots {
+        store::update_header(|h| h.dump.as_mut().expect("open").cow_slots = slots);
+    }
+}
+
+fn with_saved<R>(f: impl FnOnce(&mut Vec<u64>) -> R) -> R {
+    SAVED.with_borrow_mut(|saved| {
+        let bits = saved.get_or_insert_with(|| {
+            let mut bits = Vec::new();
+            store::with_cow_index(|index| {
+                for entry in index.iter() {
+                    set_bit(&mut bits, *entry.key());
+                }
+            });
+            bits
+        });
+        f(bits)
+    })
+}
+
+fn set_bit(bits: &mut Vec<u64>, page: u64) {
+    let word = (page / 64) as usize;
+    if word >= bits.len() {
+        bits.resize(word + 1, 0);
+    }
+    bits[word] |= 1 << (page % 64);
+}
+
+fn is_saved(page: u64) -> bool {
+    with_saved(|bits| bits.get((page / 64) as usize).is_some_and(|w| w & (1 << (page % 64)) != 0))
+}
+
+fn mark_saved(page: u64) {
+    with_saved(|bits| set_bit(bits, page));
+}
+
+/// Forgets the pages copied aside (the dump closed).
+pub fn clear_saved() {
+    store::with_cow_index(|index| index.clear_new());
+    SAVED.with_borrow_mut(|saved| *saved = Some(Vec::new()));
+}
+
+/// Bytes `[offset, offset+dst.len())` of the open dump's image: copied-aside pages from the
+/// COW memory, the others from the app's memory.
+pub fn read_frozen(offset: u64, dst: &mut [u8]) {
+    let end = offset + dst.len() as u64;
+    let mut at = offset;
+    while at < end {
+        let page = at / COW_PAGE;
+        let page_end = ((page + 1) * COW_PAGE).min(end);
+        let out = &mut dst[(at - offset) as usize..(page_end - offset) as usize];
+        if is_saved(page) {
+            let slot = store::with_cow_index(|index| index.get(&page)).expect("a saved page has a slot");
+            cow().read(slot * COW_PAGE + (at - page * COW_PAGE), out);
+            at = page_end;
+        } else {
+            // Read the run of pages not copied aside in one go.
+            let mut run_end = page_end;
+            while run_end < end && !is_saved(run_end / COW_PAGE) {
+                run_end = ((run_end / COW_PAGE + 1) * COW_PAGE).min(end);
+            }
+            app().read(at, &mut dst[(at - offset) as usize..(run_end - offset) as usize]);
+            at = run_end;
+        }
+    }
+}
+
+/// Replaces the app's memory with `size` bytes read by `fill` (a restore's commit).
+pub fn replace_contents(size: u64, mut fill: impl FnMut(u64, &mut [u8])) {
+    let pages = size / WASM_PAGE;
+    let underlying = app();
+    if underlying.size() < pages && underlying.grow(pages - underlying.size()) < 0 {
+        ic_cdk::trap("the vault client could not grow the app's memory for a restore");
+    }
+    const STEP: u64 = 1 << 20;
+    let mut buf = vec![0u8; STEP as usize];
+    let mut at = 0;
+    while at < size {
+        let n = (size - at).min(STEP) as usize;
+        fill(at, &mut buf[..n]);
+        underlying.write(at, &buf[..n]);
+        at += n as u64;
+    }
+    store::update_header(|h| h.app_pages = pages);
+}

@@ -1,0 +1,84 @@
+//! Heap state with serde: the app registers its state once per instance (in `init` and
+//! `post_upgrade`), and the library serializes it with rmp-serde (MessagePack) into staging for
+//! a dump, and deserializes a staged image into it on a restore's commit.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::thread::LocalKey;
+
+use ic_stable_structures::Memory;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::layout;
+use crate::store;
+
+type DumpFn = Box<dyn Fn(&mut dyn Write) -> Result<(), rmp_serde::encode::Error>>;
+type LoadFn = Box<dyn Fn(&mut dyn Read) -> Result<(), rmp_serde::decode::Error>>;
+
+struct Hooks {
+    dump: DumpFn,
+    load: LoadFn,
+}
+
+thread_local! {
+    static HOOKS: RefCell<Option<Hooks>> = const { RefCell::new(None) };
+}
+
+/// Registers `state` as the app's backed-up state. Call it in `init` and in `post_upgrade`.
+pub fn use_serde_state<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
+    HOOKS.with_borrow_mut(|hooks| {
+        *hooks = Some(Hooks {
+            dump: Box::new(move |w| state.with_borrow(|s| rmp_serde::encode::write_named(w, s))),
+            load: Box::new(move |r| {
+                // The state is replaced only once the whole image decoded.
+                let value: T = rmp_serde::decode::from_read(r)?;
+                state.with_borrow_mut(|s| *s = value);
+                Ok(())
+            }),
+        })
+    });
+    store::update_header(|h| h.state_kind = Some(vault_api::protocol::StateKind::Serde));
+}
+
+pub fn registered() -> bool {
+    HOOKS.with_borrow(|h| h.is_some())
+}
+
+pub fn dump(w: &mut dyn Write) -> Result<(), rmp_serde::encode::Error> {
+    HOOKS.with_borrow(|h| (h.as_ref().expect("checked by the caller").dump)(w))
+}
+
+pub fn load(r: &mut dyn Read) -> Result<(), rmp_serde::decode::Error> {
+    HOOKS.with_borrow(|h| (h.as_ref().expect("checked by the caller").load)(r))
+}
+
+/// Keeps `state` across an upgrade: call it in `pre_upgrade` (the upgrade's 300B instructions
+/// apply there).
+pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
+    let bytes = state.with_borrow(rmp_serde::to_vec_named).unwrap_or_else(|e| ic_cdk::trap(format!("serializing the state for the upgrade: {e}")));
+    let memory = store::memory(layout::UPGRADE);
+    let needed = (bytes.len() as u64 + 8).div_ceil(65536);
+    if memory.size() < needed && memory.grow(needed - memory.size()) < 0 {
+        ic_cdk::trap("stable memory cannot hold the state for the upgrade");
+    }
+    memory.write(0, &(bytes.len() as u64).to_le_bytes());
+    memory.write(8, &bytes);
+}
+
+/// Loads the state `save_for_upgrade` kept into `state` and registers it: call it in
+/// `post_upgrade`.
+pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
+    let memory = store::memory(layout::UPGRADE);
+    if memory.size() > 0 {
+        let mut len = [0u8; 8];
+        memory.read(0, &mut len);
+        let mut bytes = vec![0u8; u64::from_le_bytes(len) as usize];
+        memory.read(8, &mut bytes);
+        if !bytes.is_empty() {
+            let value: T = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| ic_cdk::trap(format!("loading the state after the upgrade: {e}")));
+            state.with_borrow_mut(|s| *s = value);
+        }
+    }
+    use_serde_state(state);
+}

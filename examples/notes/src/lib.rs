@@ -1,0 +1,113 @@
+//! Notes: an app whose state lives on the heap and is saved across upgrades with serde, the
+//! way many teams write canisters. Adopting canister-vault takes the four marked lines.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
+
+#[derive(Serialize, Deserialize, CandidType, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Note {
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Notes {
+    /// Updates applied so far.
+    seq: u64,
+    next_id: u64,
+    notes: BTreeMap<u64, Note>,
+    /// Attachments, to give the state any size.
+    blobs: BTreeMap<u64, ByteBuf>,
+}
+
+thread_local! {
+    static STATE: RefCell<Notes> = RefCell::default();
+}
+
+vault_client::vault_endpoints!(); // canister-vault: the backup endpoints
+
+#[ic_cdk::init]
+fn init(vault: Option<Principal>) {
+    if let Some(vault) = vault {
+        vault_client::set_vault(vault); // canister-vault: who may back up and restore
+    }
+    vault_client::use_serde_state(&STATE); // canister-vault: what to back up
+}
+
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    vault_client::save_for_upgrade(&STATE);
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade() {
+    vault_client::load_after_upgrade(&STATE); // canister-vault: reload and register the state
+}
+
+fn applied<R>(f: impl FnOnce(&mut Notes) -> R) -> (R, u64) {
+    STATE.with_borrow_mut(|s| {
+        let r = f(s);
+        s.seq += 1;
+        (r, s.seq)
+    })
+}
+
+/// Adds a note; returns its id and the update's sequence number.
+#[ic_cdk::update]
+fn add_note(title: String, body: String) -> (u64, u64) {
+    applied(|s| {
+        let id = s.next_id;
+        s.next_id += 1;
+        s.notes.insert(id, Note { title, body });
+        id
+    })
+}
+
+#[ic_cdk::update]
+fn edit_note(id: u64, body: String) -> (bool, u64) {
+    applied(|s| s.notes.get_mut(&id).map(|n| n.body = body).is_some())
+}
+
+#[ic_cdk::update]
+fn delete_note(id: u64) -> (bool, u64) {
+    applied(|s| s.notes.remove(&id).is_some())
+}
+
+/// Stores `size` bytes derived from `seed` under `key`.
+#[ic_cdk::update]
+fn put_blob(key: u64, size: u64, seed: u8) -> u64 {
+    let data: Vec<u8> = (0..size).map(|i| seed.wrapping_add((i % 253) as u8)).collect();
+    applied(|s| s.blobs.insert(key, ByteBuf::from(data))).1
+}
+
+#[ic_cdk::query]
+fn get_note(id: u64) -> Option<Note> {
+    STATE.with_borrow(|s| s.notes.get(&id).cloned())
+}
+
+#[ic_cdk::query]
+fn count() -> u64 {
+    STATE.with_borrow(|s| s.notes.len() as u64)
+}
+
+#[ic_cdk::query]
+fn seq() -> u64 {
+    STATE.with_borrow(|s| s.seq)
+}
+
+/// The sequence number and the SHA-256 of the state's serialization: equal digests, equal
+/// states.
+#[ic_cdk::update]
+fn digest() -> (u64, ByteBuf) {
+    STATE.with_borrow(|s| {
+        let bytes = rmp_serde::to_vec_named(s).expect("the state serializes");
+        (s.seq, ByteBuf::from(Sha256::digest(&bytes).to_vec()))
+    })
+}
+
+ic_cdk::export_candid!();

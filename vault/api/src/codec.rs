@@ -1,0 +1,136 @@
+//! A small fixed-layout binary codec for records kept in stable memory.
+//!
+//! Records that the vault and the client library store are written field by field, little
+//! endian, in the order their `Storable` impl documents, so the bytes are pinned by golden
+//! tests and never depend on a serialization library's choices.
+
+use candid::Principal;
+
+use crate::manifest::Sha256;
+
+/// Appends fields to a byte vector.
+#[derive(Default)]
+pub struct Writer(Vec<u8>);
+
+impl Writer {
+    pub fn with_capacity(n: usize) -> Self {
+        Writer(Vec::with_capacity(n))
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u128(&mut self, v: u128) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
+    pub fn sha256(&mut self, v: &Sha256) -> &mut Self {
+        self.bytes(&v.0)
+    }
+    /// A principal in 30 bytes: its length, then its bytes, zero padded.
+    pub fn principal(&mut self, p: &Principal) -> &mut Self {
+        let bytes = p.as_slice();
+        let mut padded = [0u8; 29];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        self.u8(bytes.len() as u8).bytes(&padded)
+    }
+    /// An optional principal in 30 bytes: length 0 is none. (The management canister, whose
+    /// principal is empty, is never stored.)
+    pub fn opt_principal(&mut self, p: Option<&Principal>) -> &mut Self {
+        match p {
+            Some(p) => self.principal(p),
+            None => self.u8(0).bytes(&[0u8; 29]),
+        }
+    }
+    /// A length-prefixed (u32) byte string.
+    pub fn blob(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32).bytes(v)
+    }
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads fields in the order they were written. Panics on short input: stored records are
+/// written by this codec, so a short one is a broken invariant.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, at: 0 }
+    }
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let slice = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        slice
+    }
+    pub fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
+    }
+    pub fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+    pub fn u128(&mut self) -> u128 {
+        u128::from_le_bytes(self.take(16).try_into().expect("16 bytes"))
+    }
+    pub fn array<const N: usize>(&mut self) -> [u8; N] {
+        self.take(N).try_into().expect("N bytes")
+    }
+    pub fn sha256(&mut self) -> Sha256 {
+        Sha256(self.array())
+    }
+    pub fn principal(&mut self) -> Principal {
+        self.opt_principal().expect("a stored principal")
+    }
+    pub fn opt_principal(&mut self) -> Option<Principal> {
+        let len = self.u8() as usize;
+        let padded: [u8; 29] = self.array();
+        (len > 0).then(|| Principal::from_slice(&padded[..len]))
+    }
+    pub fn blob(&mut self) -> &'a [u8] {
+        let len = self.u32() as usize;
+        self.take(len)
+    }
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.take(self.bytes.len() - self.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let p = Principal::from_slice(&[1, 2, 3]);
+        let mut w = Writer::default();
+        w.u8(7).u32(8).u64(9).u128(10).principal(&p).opt_principal(None).blob(b"xy").sha256(&Sha256([5; 32]));
+        let bytes = w.into_vec();
+        assert_eq!(bytes.len(), 1 + 4 + 8 + 16 + 30 + 30 + 6 + 32);
+        let mut r = Reader::new(&bytes);
+        assert_eq!((r.u8(), r.u32(), r.u64(), r.u128()), (7, 8, 9, 10));
+        assert_eq!(r.principal(), p);
+        assert_eq!(r.opt_principal(), None);
+        assert_eq!(r.blob(), b"xy");
+        assert_eq!(r.sha256(), Sha256([5; 32]));
+        assert!(r.rest().is_empty());
+    }
+}

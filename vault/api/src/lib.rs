@@ -1,0 +1,14 @@
+//! The types canister-vault speaks, shared by the vault canister, the client library apps
+//! compile in, the CLI and the tests.
+//!
+//! - [`protocol`]: the endpoints the client library adds to an app, which only its vault may
+//!   call (dump a point-in-time image in chunks; stage a restore in chunks and commit it).
+//! - [`service`]: the vault's own endpoints (register, schedule, snapshot, list, restore, ...).
+//! - [`manifest`]: how an image is cut into chunks and how a snapshot's SHA-256 is computed.
+
+pub mod codec;
+pub mod manifest;
+pub mod protocol;
+pub mod service;
+
+pub use manifest::{Sha256, chunk_count, manifest_hash};

@@ -1,0 +1,158 @@
+//! The backup protocol: endpoints the client library adds to an app, called only by the app's
+//! vault. Every call carries the vault's job id and is idempotent for it, so the vault may
+//! repeat any call after a timeout (SYS_UNKNOWN) and get the same result.
+//!
+//! Snapshot (a dump):
+//! 1. `vault_dump_begin(job)` freezes the state as of this message and answers its manifest
+//!    (size, chunk size, state kind). The app keeps serving updates; the dump does not change.
+//! 2. `vault_dump_chunk(job, index)` answers chunk `index` with its SHA-256.
+//! 3. `vault_dump_end(job)` releases the frozen image.
+//!
+//! Restore:
+//! 1. `vault_restore_begin(job, manifest)` opens a staging area; the live state is untouched.
+//! 2. `vault_restore_chunk(job, index, data, sha256)` checks the chunk's hash and stages it.
+//! 3. `vault_restore_commit(job)` checks that every chunk is there and that the manifest hash
+//!    matches, then replaces the live state in this one message; `vault_restore_abort(job)`
+//!    drops the staging area instead.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::manifest::Sha256;
+
+/// Bytes of a chunk: the 2 MiB cross-subnet payload limit less 4 KiB for the method name and
+/// the candid framing of requests and replies.
+pub const CHUNK_SIZE: u64 = 2 * 1024 * 1024 - 4096;
+
+/// Method names of the protocol.
+pub mod methods {
+    pub const INFO: &str = "vault_backup_info";
+    pub const DUMP_BEGIN: &str = "vault_dump_begin";
+    pub const DUMP_CHUNK: &str = "vault_dump_chunk";
+    pub const DUMP_END: &str = "vault_dump_end";
+    pub const RESTORE_BEGIN: &str = "vault_restore_begin";
+    pub const RESTORE_CHUNK: &str = "vault_restore_chunk";
+    pub const RESTORE_COMMIT: &str = "vault_restore_commit";
+    pub const RESTORE_ABORT: &str = "vault_restore_abort";
+    pub const SET_VAULT: &str = "vault_set_vault";
+}
+
+/// How an app holds the state the vault backs up.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateKind {
+    /// Heap state serialized with MessagePack (rmp-serde).
+    Serde,
+    /// State in stable memory (ic-stable-structures): the image is the memory's bytes.
+    StableMemory,
+}
+
+/// What an app tells about its backup setup.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub vault: Option<Principal>,
+    pub state_kind: StateKind,
+    /// Bytes of the state: the memory size, or the size of the last serialized dump.
+    pub state_bytes: u64,
+    pub client_version: String,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DumpBegin {
+    pub job: u64,
+}
+
+/// A frozen image, ready to be read in chunks.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DumpManifest {
+    pub job: u64,
+    pub state_kind: StateKind,
+    pub size: u64,
+    pub chunk_size: u64,
+    /// The app's time when the image was frozen.
+    pub taken_at_nanos: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRequest {
+    pub job: u64,
+    pub index: u32,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub index: u32,
+    pub data: ByteBuf,
+    pub sha256: Sha256,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestoreBegin {
+    pub job: u64,
+    pub state_kind: StateKind,
+    pub size: u64,
+    pub chunk_size: u64,
+    /// The snapshot's manifest hash, checked before commit.
+    pub sha256: Sha256,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestoreChunk {
+    pub job: u64,
+    pub index: u32,
+    pub data: ByteBuf,
+    pub sha256: Sha256,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobRef {
+    pub job: u64,
+}
+
+/// What a committed restore put in place.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub job: u64,
+    pub state_kind: StateKind,
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+/// Why an app refused a protocol call. The app's state is unchanged by a refused call.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackupError {
+    #[error("{caller} is not this app's vault")]
+    NotTheVault { caller: Principal },
+    #[error("no vault is set for this app")]
+    NoVaultSet,
+    #[error("only a controller of the app may set its vault; {caller} is not one")]
+    NotAController { caller: Principal },
+    #[error("no dump or restore is open for job {job}")]
+    UnknownJob { job: u64 },
+    #[error("chunk {index} is out of range: the image has {chunks} chunks")]
+    ChunkOutOfRange { index: u32, chunks: u32 },
+    #[error("chunk {index} does not match its SHA-256")]
+    ChunkHashMismatch { index: u32 },
+    #[error("chunk {index} has {actual} bytes, not {expected}")]
+    ChunkSizeMismatch { index: u32, expected: u64, actual: u64 },
+    #[error("{missing} chunks are missing, the first is {first}")]
+    MissingChunks { missing: u32, first: u32 },
+    #[error("the staged image hashes to {actual}, not {expected}")]
+    SnapshotHashMismatch { expected: Sha256, actual: Sha256 },
+    #[error("a {snapshot:?} snapshot cannot be restored into a {app:?} app")]
+    StateKindMismatch { app: StateKind, snapshot: StateKind },
+    #[error("chunk size {chunk_size} is not supported: it must be between 1 and {max}")]
+    UnsupportedChunkSize { chunk_size: u64, max: u64 },
+    #[error("invalid image: {message}")]
+    InvalidImage { message: String },
+    #[error("an image of {size} bytes exceeds this app's limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error(
+        "the state ({size} bytes) needs about {estimated_instructions} instructions to serialize, over the {limit} a message may use: take it through the upgrade path"
+    )]
+    TooLargeForOneMessage { size: u64, estimated_instructions: u64, limit: u64 },
+    #[error("serialization failed: {message}")]
+    Serialization { message: String },
+    #[error("the staged image does not deserialize: {message}")]
+    Deserialization { message: String },
+}

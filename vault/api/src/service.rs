@@ -1,0 +1,207 @@
+//! The vault's service: what its controllers' tools (CLI, dfx, icp) call.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Sha256;
+use crate::protocol::{BackupError, StateKind};
+
+/// When the vault snapshots an app by itself.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Seconds between scheduled snapshots; 0 takes snapshots only on request.
+    pub interval_seconds: u64,
+}
+
+/// Which completed snapshots the vault keeps after each new one: the `keep_last` newest, plus
+/// the newest of each of the last `keep_daily` days and `keep_weekly` weeks (UTC).
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RegisterArgs {
+    pub app: Principal,
+    pub schedule: Schedule,
+    pub retention: Retention,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnregisterArgs {
+    pub app: Principal,
+    /// Also delete the app's snapshots; otherwise they stay, readable by the app's controllers
+    /// once it is registered again.
+    pub delete_snapshots: bool,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UpdateScheduleArgs {
+    pub app: Principal,
+    pub schedule: Option<Schedule>,
+    pub retention: Option<Retention>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppInfo {
+    pub app: Principal,
+    pub registered_by: Principal,
+    pub registered_at_nanos: u64,
+    /// The app's controllers as the vault last saw them through `canister_info`.
+    pub controllers: Vec<Principal>,
+    pub state_kind: StateKind,
+    pub schedule: Schedule,
+    pub retention: Retention,
+    pub next_snapshot_at_nanos: Option<u64>,
+    pub running_job: Option<u64>,
+    pub snapshots: u32,
+}
+
+/// What started a snapshot.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+    Import,
+}
+
+/// A completed snapshot: immutable, restorable.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub id: u64,
+    pub app: Principal,
+    /// The app's time when its state was frozen.
+    pub taken_at_nanos: u64,
+    pub size: u64,
+    /// The manifest hash (see `manifest`).
+    pub sha256: Sha256,
+    /// The app's module hash when the snapshot was taken.
+    pub module_hash: Option<Sha256>,
+    pub state_kind: StateKind,
+    pub chunks: u32,
+    pub chunk_size: u64,
+    /// From the job's start to the snapshot's completion.
+    pub duration_nanos: u64,
+    /// Cycles the vault spent on the transfer: call fees and bytes both ways.
+    pub transfer_cycles: u128,
+    pub trigger: Trigger,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub app: Principal,
+    pub snapshot_id: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreArgs {
+    pub app: Principal,
+    pub snapshot_id: u64,
+    /// Another canister to restore into (a clone); the app itself when absent.
+    pub target: Option<Principal>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub app: Principal,
+    pub snapshot_id: u64,
+    pub index: u32,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    Snapshot { trigger: Trigger },
+    /// Restores `snapshot_id` of `source` into the job's app.
+    Restore { source: Principal, snapshot_id: u64 },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobPhase {
+    /// Opening the dump, or the staging area.
+    Starting,
+    /// Moving chunks.
+    Transferring,
+    /// Closing the dump, or committing the restore.
+    Finishing,
+    Succeeded,
+    Failed,
+}
+
+/// Why a job failed.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("the app refused: {error}")]
+    AppRefused { error: BackupError },
+    #[error("the app could not be reached (reject code {reject_code}): {message}")]
+    AppUnreachable { reject_code: u32, message: String },
+    #[error("chunk {index} arrived corrupted {attempts} times")]
+    ChunkCorrupted { index: u32, attempts: u32 },
+    #[error("gave up after {attempts} failed attempts; the last: {last}")]
+    RetriesExhausted { attempts: u32, last: String },
+    #[error("the vault needs {required} cycles for this job but has {available} to spend")]
+    InsufficientCycles { required: u128, available: u128 },
+    #[error("the snapshot being restored was deleted")]
+    SnapshotDeleted,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    pub id: u64,
+    /// The app the job snapshots, or restores into.
+    pub app: Principal,
+    pub kind: JobKind,
+    pub phase: JobPhase,
+    /// The snapshot a snapshot job creates (set once the dump is open), or restores.
+    pub snapshot_id: Option<u64>,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub bytes_total: u64,
+    pub retries: u32,
+    pub started_at_nanos: u64,
+    pub updated_at_nanos: u64,
+    pub finished_at_nanos: Option<u64>,
+    pub error: Option<JobError>,
+    /// What happened along the way, e.g. a resumption after a vault upgrade.
+    pub notes: Vec<String>,
+}
+
+/// Why the vault refused a request. A refused request changes nothing.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VaultError {
+    #[error("anonymous callers are refused")]
+    Anonymous,
+    #[error("{caller} is not a controller of {app}")]
+    NotAController { app: Principal, caller: Principal },
+    #[error("{app} is not registered")]
+    UnknownApp { app: Principal },
+    #[error("{app} is already registered")]
+    AlreadyRegistered { app: Principal },
+    #[error("{app} has no snapshot {snapshot_id}")]
+    UnknownSnapshot { app: Principal, snapshot_id: u64 },
+    #[error("there is no job {job}")]
+    UnknownJob { job: u64 },
+    #[error("job {job} is already running for {app}")]
+    JobRunning { app: Principal, job: u64 },
+    #[error("invalid schedule: {reason}")]
+    InvalidSchedule { reason: String },
+    #[error("invalid retention: {reason}")]
+    InvalidRetention { reason: String },
+    #[error("the vault needs {required} cycles for this but has {available} to spend")]
+    InsufficientCycles { required: u128, available: u128 },
+    #[error("{app} could not be reached (reject code {reject_code}): {message}")]
+    AppUnreachable { app: Principal, reject_code: u32, message: String },
+    #[error("{app} refused: {error}")]
+    AppRefused { app: Principal, error: BackupError },
+    #[error("{app} serves the backup protocol for vault {vault:?}, not this one")]
+    WrongVault { app: Principal, vault: Option<Principal> },
+    #[error("{target} is not registered with this vault; register it before restoring into it")]
+    TargetNotRegistered { target: Principal },
+    #[error("a {snapshot:?} snapshot cannot be restored into {target}, which holds {target_kind:?} state")]
+    StateKindMismatch { target: Principal, target_kind: StateKind, snapshot: StateKind },
+    #[error("chunk {index} is out of range: snapshot {snapshot_id} has {chunks} chunks")]
+    ChunkOutOfRange { snapshot_id: u64, index: u32, chunks: u32 },
+    #[error("the vault is stopping")]
+    VaultStopping,
+}

@@ -1,0 +1,168 @@
+//! Typed calls from the vault to an app's backup endpoints and to the management canister.
+//! Every call is bounded-wait; a failure says whether repeating the call can help.
+
+use candid::utils::ArgumentEncoder;
+use candid::{CandidType, Principal};
+use ic_cdk::call::{Call, CallFailed};
+use serde::de::DeserializeOwned;
+use vault_api::protocol::{
+    BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport,
+    methods,
+};
+
+thread_local! {
+    static OUTSTANDING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Calls the vault has made and not seen answered. A vault upgrade waits for none (see
+/// `pre_upgrade`): a response arriving after an upgrade would run callbacks of the old code.
+pub fn outstanding_calls() -> u64 {
+    OUTSTANDING.get()
+}
+
+/// Counts a call from before it is made until its answer (or a trap) drops it.
+struct Outstanding;
+
+impl Outstanding {
+    fn new() -> Self {
+        OUTSTANDING.set(OUTSTANDING.get() + 1);
+        Outstanding
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        OUTSTANDING.set(OUTSTANDING.get() - 1);
+    }
+}
+
+/// Seconds a call may wait for its response before it ends in SYS_UNKNOWN.
+pub const CALL_TIMEOUT_SECONDS: u32 = 60;
+
+/// Fees of one call for the transfer accounting: the call fee and 1,000 cycles per byte each
+/// way, at 13-node application subnet prices.
+pub fn transfer_cycles(request_bytes: u64, reply_bytes: u64) -> u128 {
+    260_000 + 1_000 * (request_bytes + reply_bytes) as u128
+}
+
+/// Why a call produced no answer from the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallFailure {
+    Rejected { code: u32, message: String },
+    /// `call_perform` refused (not enough cycles, or a full queue).
+    NotSent,
+    /// The reply did not decode: a corrupted or foreign answer.
+    Undecodable(String),
+}
+
+impl CallFailure {
+    /// Whether a later attempt may succeed: transient rejects, timeouts (the call is
+    /// idempotent), traps (the app may recover, retries are bounded), undecodable replies.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CallFailure::Rejected { code, .. } => matches!(code, 2 | 5 | 6),
+            CallFailure::NotSent | CallFailure::Undecodable(_) => true,
+        }
+    }
+
+    pub fn reject_code(&self) -> u32 {
+        match self {
+            CallFailure::Rejected { code, .. } => *code,
+            CallFailure::NotSent => 2,
+            CallFailure::Undecodable(_) => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallFailure::Rejected { code, message } => write!(f, "reject code {code}: {message}"),
+            CallFailure::NotSent => write!(f, "the call could not be sent"),
+            CallFailure::Undecodable(e) => write!(f, "the reply did not decode: {e}"),
+        }
+    }
+}
+
+/// A completed call: its result and its bytes both ways.
+pub struct Answer<T> {
+    pub value: T,
+    pub request_bytes: u64,
+    pub reply_bytes: u64,
+}
+
+async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+    target: Principal,
+    method: &str,
+    args: A,
+) -> Result<Answer<R>, CallFailure> {
+    let payload = candid::encode_args(args).expect("protocol arguments encode");
+    let request_bytes = (method.len() + payload.len()) as u64;
+    let _outstanding = Outstanding::new();
+    let response = Call::bounded_wait(target, method)
+        .change_timeout(CALL_TIMEOUT_SECONDS)
+        .with_raw_args(&payload)
+        .await
+        .map_err(|e| match e {
+            CallFailed::CallRejected(r) => CallFailure::Rejected { code: r.raw_reject_code(), message: r.reject_message().to_string() },
+            _ => CallFailure::NotSent,
+        })?;
+    let bytes = response.into_bytes();
+    let value = candid::decode_one(&bytes).map_err(|e| CallFailure::Undecodable(e.to_string()))?;
+    Ok(Answer { value, request_bytes, reply_bytes: bytes.len() as u64 })
+}
+
+pub type Protocol<T> = Result<Answer<Result<T, BackupError>>, CallFailure>;
+
+pub async fn info(app: Principal) -> Protocol<BackupInfo> {
+    call(app, methods::INFO, ()).await
+}
+
+pub async fn dump_begin(app: Principal, job: u64) -> Protocol<DumpManifest> {
+    call(app, methods::DUMP_BEGIN, (DumpBegin { job },)).await
+}
+
+pub async fn dump_chunk(app: Principal, job: u64, index: u32) -> Protocol<Chunk> {
+    call(app, methods::DUMP_CHUNK, (ChunkRequest { job, index },)).await
+}
+
+pub async fn dump_end(app: Principal, job: u64) -> Protocol<()> {
+    call(app, methods::DUMP_END, (JobRef { job },)).await
+}
+
+pub async fn restore_begin(app: Principal, args: RestoreBegin) -> Protocol<()> {
+    call(app, methods::RESTORE_BEGIN, (args,)).await
+}
+
+pub async fn restore_chunk(app: Principal, args: RestoreChunk) -> Protocol<()> {
+    call(app, methods::RESTORE_CHUNK, (args,)).await
+}
+
+pub async fn restore_commit(app: Principal, job: u64) -> Protocol<RestoreReport> {
+    call(app, methods::RESTORE_COMMIT, (JobRef { job },)).await
+}
+
+pub async fn restore_abort(app: Principal, job: u64) -> Protocol<()> {
+    call(app, methods::RESTORE_ABORT, (JobRef { job },)).await
+}
+
+/// An app's controllers and module hash, from the management canister.
+pub struct CanisterInfo {
+    pub controllers: Vec<Principal>,
+    pub module_hash: Option<vault_api::Sha256>,
+}
+
+pub async fn canister_info(canister: Principal) -> Result<CanisterInfo, CallFailure> {
+    let args = ic_cdk_management_canister::CanisterInfoArgs { canister_id: canister, num_requested_changes: None };
+    let _outstanding = Outstanding::new();
+    let info = ic_cdk_management_canister::canister_info(&args).await.map_err(|e| match e {
+        ic_cdk::call::Error::CallRejected(r) => CallFailure::Rejected { code: r.raw_reject_code(), message: r.reject_message().to_string() },
+        ic_cdk::call::Error::CandidDecodeFailed(e) => CallFailure::Undecodable(e.to_string()),
+        _ => CallFailure::NotSent,
+    })?;
+    let module_hash = info
+        .module_hash
+        .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        .map(vault_api::Sha256);
+    Ok(CanisterInfo { controllers: info.controllers, module_hash })
+}

@@ -1,0 +1,46 @@
+//! The vault's stable memory, drawn.
+//!
+//! One `MemoryManager` over the raw stable memory; each id below is append-only (a retired id
+//! stays listed with "do not reuse").
+//!
+//! ```text
+//! id  name        structure                                   key -> value
+//! 0   HEADER      StableCell<Header>                          magic "CVLT", layout version, id counters
+//! 1   APPS        StableBTreeMap<Principal, AppRecord>         app -> registration, schedule, retention
+//! 2   SNAPSHOTS   StableBTreeMap<SnapshotKey, SnapshotRecord>  (app, snapshot id) -> metadata
+//! 3   MANIFESTS   StableBTreeMap<ManifestKey, [u8; 32]>        (snapshot id, chunk index) -> chunk SHA-256
+//! 4   CHUNK_REFS  StableBTreeMap<[u8; 32], u32>                chunk SHA-256 -> snapshots using it
+//! 5   CHUNK_DATA  StableBTreeMap<[u8; 32], Vec<u8>>            chunk SHA-256 -> bytes (stored once)
+//! 6   JOBS        StableBTreeMap<u64, JobRecord>               job id -> state machine and outcome
+//! 7   APP_JOBS    StableBTreeMap<AppJobKey, ()>                (app, job id): an app's job log
+//! 8   DELETIONS   StableBTreeMap<u64, Deletion>                snapshot id -> chunks left to release
+//! ```
+//!
+//! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
+//! over SNAPSHOTS and MANIFESTS. A chunk's bytes are stored once however many snapshots use
+//! them; deletion releases references in bounded steps and frees bytes at zero.
+//!
+//! The records' byte layouts are in `storable.rs`, each pinned by a golden test.
+
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::DefaultMemoryImpl;
+
+pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+
+/// Version of the layout above; stored in the header, checked at start.
+pub const LAYOUT_VERSION: u8 = 1;
+
+pub const HEADER: MemoryId = MemoryId::new(0);
+pub const APPS: MemoryId = MemoryId::new(1);
+pub const SNAPSHOTS: MemoryId = MemoryId::new(2);
+pub const MANIFESTS: MemoryId = MemoryId::new(3);
+pub const CHUNK_REFS: MemoryId = MemoryId::new(4);
+pub const CHUNK_DATA: MemoryId = MemoryId::new(5);
+pub const JOBS: MemoryId = MemoryId::new(6);
+pub const APP_JOBS: MemoryId = MemoryId::new(7);
+pub const DELETIONS: MemoryId = MemoryId::new(8);
+
+/// The memory of `id` under `manager`.
+pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {
+    manager.get(id)
+}

@@ -1,0 +1,286 @@
+//! What each endpoint does once its guards passed. Every refusal is a typed error returned
+//! before anything changes.
+
+use candid::Principal;
+use vault_api::service::{
+    AppInfo, ChunkRef, JobInfo, JobKind, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
+    UpdateScheduleArgs, VaultError,
+};
+use vault_api::protocol::Chunk;
+
+use crate::storable::{AppRecord, JobRecord, SnapshotRecord, SnapshotStatus};
+use crate::{app_client, engine, guards, retention, with_state};
+
+const SECOND: u64 = 1_000_000_000;
+/// Bounds of a schedule's interval, in seconds (0: manual only).
+const MIN_INTERVAL: u64 = 60;
+const MAX_INTERVAL: u64 = 366 * 86_400;
+
+fn validate_schedule(schedule: &Schedule) -> Result<(), VaultError> {
+    let s = schedule.interval_seconds;
+    if s != 0 && !(MIN_INTERVAL..=MAX_INTERVAL).contains(&s) {
+        return Err(VaultError::InvalidSchedule {
+            reason: format!("the interval must be 0 (manual only) or between {MIN_INTERVAL} and {MAX_INTERVAL} seconds, not {s}"),
+        });
+    }
+    Ok(())
+}
+
+fn next_due(schedule: &Schedule, now: u64) -> u64 {
+    if schedule.interval_seconds == 0 { 0 } else { now + schedule.interval_seconds * SECOND }
+}
+
+pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
+    let snapshots = with_state(|s| s.snapshots_of(app))
+        .into_iter()
+        .filter(|(_, r)| r.status == SnapshotStatus::Complete)
+        .count() as u32;
+    AppInfo {
+        app,
+        registered_by: record.registered_by,
+        registered_at_nanos: record.registered_at,
+        controllers: record.controllers.clone(),
+        state_kind: record.state_kind,
+        schedule: record.schedule,
+        retention: record.retention,
+        next_snapshot_at_nanos: (record.next_due > 0).then_some(record.next_due),
+        running_job: record.running_job,
+        snapshots,
+    }
+}
+
+pub fn snapshot_info(app: Principal, id: u64, r: &SnapshotRecord) -> SnapshotInfo {
+    SnapshotInfo {
+        id,
+        app,
+        taken_at_nanos: r.taken_at,
+        size: r.size,
+        sha256: r.sha256,
+        module_hash: r.module_hash,
+        state_kind: r.state_kind,
+        chunks: r.chunks,
+        chunk_size: r.chunk_size,
+        duration_nanos: r.duration,
+        transfer_cycles: r.transfer_cycles,
+        trigger: r.trigger,
+    }
+}
+
+pub fn job_info(job: &JobRecord) -> JobInfo {
+    JobInfo {
+        id: job.id,
+        app: job.app,
+        kind: job.kind,
+        phase: job.phase,
+        snapshot_id: job.snapshot_id,
+        chunks_done: job.chunks_done(),
+        chunks_total: job.chunks,
+        bytes_total: job.size,
+        retries: job.retries,
+        started_at_nanos: job.started_at,
+        updated_at_nanos: job.updated_at,
+        finished_at_nanos: job.finished_at,
+        error: job.error.clone(),
+        notes: job.notes.clone(),
+    }
+}
+
+pub async fn register(caller: Principal, args: RegisterArgs) -> Result<AppInfo, VaultError> {
+    validate_schedule(&args.schedule)?;
+    retention::validate(&args.retention)?;
+    let app = args.app;
+    if with_state(|s| s.app(app)).is_some() {
+        return Err(VaultError::AlreadyRegistered { app });
+    }
+    let info = guards::caller_controls(caller, app).await?;
+    // The app must serve the protocol, for this vault.
+    let backup = match app_client::info(app).await {
+        Ok(answer) => answer.value,
+        Err(f) => return Err(VaultError::AppUnreachable { app, reject_code: f.reject_code(), message: f.to_string() }),
+    };
+    let this = ic_cdk::api::canister_self();
+    let backup = match backup {
+        Ok(backup) if backup.vault == Some(this) => backup,
+        Ok(backup) => return Err(VaultError::WrongVault { app, vault: backup.vault }),
+        Err(vault_api::protocol::BackupError::NotTheVault { .. } | vault_api::protocol::BackupError::NoVaultSet) => {
+            return Err(VaultError::WrongVault { app, vault: None });
+        }
+        Err(error) => return Err(VaultError::AppRefused { app, error }),
+    };
+    let now = ic_cdk::api::time();
+    let record = AppRecord {
+        registered_by: caller,
+        registered_at: now,
+        state_kind: backup.state_kind,
+        schedule: args.schedule,
+        retention: args.retention,
+        next_due: next_due(&args.schedule, now),
+        running_job: None,
+        module_hash: info.module_hash,
+        controllers: info.controllers,
+    };
+    // Checked again: another registration may have completed during the calls.
+    let registered = with_state(|s| {
+        if s.app(app).is_some() {
+            return false;
+        }
+        s.put_app(app, record.clone());
+        true
+    });
+    if !registered {
+        return Err(VaultError::AlreadyRegistered { app });
+    }
+    if record.next_due > 0 {
+        engine::arm(record.next_due);
+    }
+    Ok(app_info(app, &record))
+}
+
+fn registered(app: Principal) -> Result<AppRecord, VaultError> {
+    with_state(|s| s.app(app)).ok_or(VaultError::UnknownApp { app })
+}
+
+fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
+    match record.running_job {
+        Some(job) => Err(VaultError::JobRunning { app, job }),
+        None => Ok(()),
+    }
+}
+
+/// Forgets an app: its schedule, its job log and, with `delete_snapshots`, its snapshots.
+pub async fn unregister(caller: Principal, app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
+    registered(app)?;
+    guards::caller_controls(caller, app).await?;
+    let record = registered(app)?;
+    idle(app, &record)?;
+    with_state(|s| {
+        if delete_snapshots {
+            for (id, _) in s.snapshots_of(app) {
+                s.schedule_deletion(app, id);
+            }
+        }
+        s.remove_jobs_of(app);
+        s.remove_app(app);
+    });
+    engine::arm(ic_cdk::api::time());
+    Ok(())
+}
+
+pub async fn update_schedule(caller: Principal, args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> {
+    let app = args.app;
+    registered(app)?;
+    if let Some(schedule) = &args.schedule {
+        validate_schedule(schedule)?;
+    }
+    if let Some(retention) = &args.retention {
+        retention::validate(retention)?;
+    }
+    guards::caller_controls(caller, app).await?;
+    let now = ic_cdk::api::time();
+    let record = with_state(|s| {
+        let mut record = s.app(app)?;
+        if let Some(schedule) = args.schedule {
+            record.schedule = schedule;
+            record.next_due = next_due(&schedule, now);
+        }
+        if let Some(retention) = args.retention {
+            record.retention = retention;
+        }
+        s.put_app(app, record.clone());
+        if args.retention.is_some() {
+            engine::apply_retention(s, app);
+        }
+        Some(record)
+    })
+    .ok_or(VaultError::UnknownApp { app })?;
+    engine::arm(if record.next_due > 0 { record.next_due } else { now });
+    Ok(app_info(app, &record))
+}
+
+pub async fn snapshot_now(caller: Principal, app: Principal) -> Result<JobInfo, VaultError> {
+    idle(app, &registered(app)?)?;
+    engine::check_cycles(engine::batch_reserve())?;
+    guards::caller_controls(caller, app).await?;
+    // Checked again after the call.
+    idle(app, &registered(app)?)?;
+    let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual }, None);
+    Ok(job_info(&job))
+}
+
+pub async fn restore(caller: Principal, args: RestoreArgs) -> Result<JobInfo, VaultError> {
+    let (source, target) = (args.app, args.target.unwrap_or(args.app));
+    registered(source)?;
+    let snapshot = with_state(|s| s.snapshot(source, args.snapshot_id))
+        .filter(|r| r.status == SnapshotStatus::Complete)
+        .ok_or(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id })?;
+    let target_record = with_state(|s| s.app(target)).ok_or(VaultError::TargetNotRegistered { target })?;
+    if target_record.state_kind != snapshot.state_kind {
+        return Err(VaultError::StateKindMismatch { target, target_kind: target_record.state_kind, snapshot: snapshot.state_kind });
+    }
+    idle(target, &target_record)?;
+    engine::check_cycles(engine::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
+    guards::caller_controls(caller, source).await?;
+    if target != source {
+        guards::caller_controls(caller, target).await?;
+    }
+    idle(target, &registered(target)?)?;
+    if with_state(|s| s.snapshot(source, args.snapshot_id)).is_none_or(|r| r.status != SnapshotStatus::Complete) {
+        return Err(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id });
+    }
+    let job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id }, Some(args.snapshot_id));
+    Ok(job_info(&job))
+}
+
+pub async fn delete_snapshot(caller: Principal, args: SnapshotRef) -> Result<(), VaultError> {
+    let (app, id) = (args.app, args.snapshot_id);
+    registered(app)?;
+    let complete = |s: &crate::state::State| s.snapshot(app, id).is_some_and(|r| r.status == SnapshotStatus::Complete);
+    if !with_state(|s| complete(s)) {
+        return Err(VaultError::UnknownSnapshot { app, snapshot_id: id });
+    }
+    guards::caller_controls(caller, app).await?;
+    with_state(|s| {
+        if !complete(s) {
+            return Err(VaultError::UnknownSnapshot { app, snapshot_id: id });
+        }
+        if let Some(job) = s.active_jobs().into_iter().find(|j| j.kind == JobKind::Restore { source: app, snapshot_id: id }) {
+            return Err(VaultError::JobRunning { app: job.app, job: job.id });
+        }
+        s.schedule_deletion(app, id);
+        Ok(())
+    })?;
+    engine::arm(ic_cdk::api::time());
+    Ok(())
+}
+
+pub fn list_snapshots(app: Principal) -> Vec<SnapshotInfo> {
+    with_state(|s| s.snapshots_of(app))
+        .into_iter()
+        .filter(|(_, r)| r.status == SnapshotStatus::Complete)
+        .map(|(id, r)| snapshot_info(app, id, &r))
+        .collect()
+}
+
+pub fn job(caller: Principal, id: u64) -> Result<JobInfo, VaultError> {
+    let job = with_state(|s| s.job(id)).ok_or(VaultError::UnknownJob { job: id })?;
+    guards::caller_controls_registered(caller, job.app)?;
+    // A clone's restore is visible to the controllers of its target, who control the source too.
+    Ok(job_info(&job))
+}
+
+pub fn jobs(app: Principal) -> Vec<JobInfo> {
+    with_state(|s| s.jobs_of(app)).iter().map(job_info).collect()
+}
+
+/// A chunk of a completed snapshot, for export.
+pub fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
+    let (app, id) = (args.app, args.snapshot_id);
+    let snapshot = with_state(|s| s.snapshot(app, id))
+        .filter(|r| r.status == SnapshotStatus::Complete)
+        .ok_or(VaultError::UnknownSnapshot { app, snapshot_id: id })?;
+    if args.index >= snapshot.chunks {
+        return Err(VaultError::ChunkOutOfRange { snapshot_id: id, index: args.index, chunks: snapshot.chunks });
+    }
+    let (sha256, data) = with_state(|s| s.chunk(id, args.index)).expect("a complete snapshot has every chunk");
+    Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256 })
+}

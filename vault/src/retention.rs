@@ -1,0 +1,97 @@
+//! Which completed snapshots a retention policy keeps: the `keep_last` newest, plus the newest
+//! of each of the most recent `keep_daily` days and `keep_weekly` ISO weeks that have
+//! snapshots (UTC), as restic's `--keep-last/--keep-daily/--keep-weekly` do.
+
+use std::collections::BTreeSet;
+
+use vault_api::service::{Retention, VaultError};
+
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+
+/// Bounds a policy must respect.
+pub fn validate(r: &Retention) -> Result<(), VaultError> {
+    let invalid = |reason: &str| Err(VaultError::InvalidRetention { reason: reason.to_string() });
+    if r.keep_last == 0 {
+        return invalid("keep_last must be at least 1: the newest snapshot is always kept");
+    }
+    if r.keep_last > 1000 || r.keep_daily > 3660 || r.keep_weekly > 520 {
+        return invalid("keep at most 1000 last, 3660 daily and 520 weekly snapshots");
+    }
+    Ok(())
+}
+
+fn day(taken_at: u64) -> u64 {
+    taken_at / NANOS_PER_DAY
+}
+
+/// ISO weeks start on Monday; 1970-01-01 was a Thursday.
+fn week(taken_at: u64) -> u64 {
+    (day(taken_at) + 3) / 7
+}
+
+/// Newest of each of the most recent `count` buckets.
+fn newest_per_bucket(newest_first: &[(u64, u64)], count: u32, bucket: fn(u64) -> u64, keep: &mut BTreeSet<u64>) {
+    let mut seen = BTreeSet::new();
+    for &(id, taken_at) in newest_first {
+        if seen.len() as u32 >= count {
+            break;
+        }
+        if seen.insert(bucket(taken_at)) {
+            keep.insert(id);
+        }
+    }
+}
+
+/// The ids of `snapshots` (id, taken at) that `policy` lets go.
+pub fn to_delete(snapshots: &[(u64, u64)], policy: &Retention) -> Vec<u64> {
+    let mut newest_first = snapshots.to_vec();
+    newest_first.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+    let mut keep: BTreeSet<u64> = newest_first.iter().take(policy.keep_last as usize).map(|s| s.0).collect();
+    newest_per_bucket(&newest_first, policy.keep_daily, day, &mut keep);
+    newest_per_bucket(&newest_first, policy.keep_weekly, week, &mut keep);
+    newest_first.iter().map(|s| s.0).filter(|id| !keep.contains(id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600 * 1_000_000_000;
+
+    fn policy(keep_last: u32, keep_daily: u32, keep_weekly: u32) -> Retention {
+        Retention { keep_last, keep_daily, keep_weekly }
+    }
+
+    #[test]
+    fn keep_last_keeps_the_newest() {
+        let snaps: Vec<(u64, u64)> = (1..=5).map(|i| (i, i * HOUR)).collect();
+        assert_eq!(to_delete(&snaps, &policy(2, 0, 0)), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn daily_keeps_the_newest_of_each_recent_day() {
+        // Four snapshots a day for three days (days 10, 11, 12).
+        let snaps: Vec<(u64, u64)> = (0..12).map(|i| (i + 1, (10 * 24 + (i / 4) * 24 + (i % 4) * 5) * HOUR)).collect();
+        let deleted = to_delete(&snaps, &policy(1, 2, 0));
+        let kept: Vec<u64> = snaps.iter().map(|s| s.0).filter(|id| !deleted.contains(id)).collect();
+        // The newest overall (12) is also day 12's newest; day 11's newest is 8.
+        assert_eq!(kept, vec![8, 12]);
+    }
+
+    #[test]
+    fn weekly_keeps_the_newest_of_each_recent_week() {
+        // One snapshot a day for 21 days starting on a Monday (day 4 = 1970-01-05).
+        let snaps: Vec<(u64, u64)> = (0..21).map(|d| (d + 1, (4 + d) * 24 * HOUR)).collect();
+        let deleted = to_delete(&snaps, &policy(1, 0, 3));
+        let kept: Vec<u64> = snaps.iter().map(|s| s.0).filter(|id| !deleted.contains(id)).collect();
+        // Sundays close the weeks: days 7, 14, 21.
+        assert_eq!(kept, vec![7, 14, 21]);
+    }
+
+    #[test]
+    fn policies_are_validated() {
+        assert!(validate(&policy(0, 1, 1)).is_err());
+        assert!(validate(&policy(1001, 0, 0)).is_err());
+        assert!(validate(&policy(3, 7, 4)).is_ok());
+    }
+}

@@ -1,0 +1,352 @@
+//! The vault's state: registrations, snapshots, content-addressed chunks and jobs, as plain
+//! functions over the stable maps of `memory.rs`, so unit tests drive them natively.
+
+use candid::Principal;
+use ic_stable_structures::memory_manager::MemoryManager;
+use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
+use vault_api::Sha256;
+use vault_api::manifest::ManifestHasher;
+
+use crate::memory::{self, Memory};
+use crate::storable::{
+    AppJobKey, AppRecord, Deletion, Header, JobRecord, ManifestKey, PrincipalKey, SnapshotKey, SnapshotRecord, SnapshotStatus,
+};
+
+pub struct State {
+    header: StableCell<Header, Memory>,
+    apps: StableBTreeMap<PrincipalKey, AppRecord, Memory>,
+    snapshots: StableBTreeMap<SnapshotKey, SnapshotRecord, Memory>,
+    manifests: StableBTreeMap<ManifestKey, [u8; 32], Memory>,
+    chunk_refs: StableBTreeMap<[u8; 32], u32, Memory>,
+    chunk_data: StableBTreeMap<[u8; 32], Vec<u8>, Memory>,
+    jobs: StableBTreeMap<u64, JobRecord, Memory>,
+    app_jobs: StableBTreeMap<AppJobKey, (), Memory>,
+    deletions: StableBTreeMap<u64, Deletion, Memory>,
+}
+
+/// Finished jobs kept in an app's log.
+pub const JOB_LOG_LENGTH: usize = 100;
+
+impl State {
+    /// Opens (or creates) the state in `memory`.
+    pub fn init(memory: DefaultMemoryImpl) -> Self {
+        let manager = MemoryManager::init(memory);
+        let m = |id| memory::get(&manager, id);
+        State {
+            header: StableCell::init(m(memory::HEADER), Header { next_job: 1, next_snapshot: 1 }),
+            apps: StableBTreeMap::init(m(memory::APPS)),
+            snapshots: StableBTreeMap::init(m(memory::SNAPSHOTS)),
+            manifests: StableBTreeMap::init(m(memory::MANIFESTS)),
+            chunk_refs: StableBTreeMap::init(m(memory::CHUNK_REFS)),
+            chunk_data: StableBTreeMap::init(m(memory::CHUNK_DATA)),
+            jobs: StableBTreeMap::init(m(memory::JOBS)),
+            app_jobs: StableBTreeMap::init(m(memory::APP_JOBS)),
+            deletions: StableBTreeMap::init(m(memory::DELETIONS)),
+        }
+    }
+
+    fn next_id(&mut self, job: bool) -> u64 {
+        let mut h = self.header.get().clone();
+        let id = if job { &mut h.next_job } else { &mut h.next_snapshot };
+        let next = *id;
+        *id += 1;
+        self.header.set(h);
+        next
+    }
+
+    // Apps.
+
+    pub fn app(&self, app: Principal) -> Option<AppRecord> {
+        self.apps.get(&PrincipalKey(app))
+    }
+
+    pub fn put_app(&mut self, app: Principal, record: AppRecord) {
+        self.apps.insert(PrincipalKey(app), record);
+    }
+
+    pub fn remove_app(&mut self, app: Principal) {
+        self.apps.remove(&PrincipalKey(app));
+    }
+
+    pub fn apps(&self) -> Vec<(Principal, AppRecord)> {
+        self.apps.iter().map(|e| (e.key().0, e.value())).collect()
+    }
+
+    // Snapshots and chunks.
+
+    pub fn snapshot(&self, app: Principal, id: u64) -> Option<SnapshotRecord> {
+        self.snapshots.get(&SnapshotKey { app, id })
+    }
+
+    pub fn put_snapshot(&mut self, app: Principal, id: u64, record: SnapshotRecord) {
+        self.snapshots.insert(SnapshotKey { app, id }, record);
+    }
+
+    /// An app's snapshots in id order (a range scan).
+    pub fn snapshots_of(&self, app: Principal) -> Vec<(u64, SnapshotRecord)> {
+        self.snapshots
+            .range(SnapshotKey { app, id: 0 }..=SnapshotKey { app, id: u64::MAX })
+            .map(|e| (e.key().id, e.value()))
+            .collect()
+    }
+
+    pub fn new_snapshot_id(&mut self) -> u64 {
+        self.next_id(false)
+    }
+
+    /// Stores chunk `index` of snapshot `snapshot`, once per content: repeating it (a retried
+    /// call) changes nothing. Returns the chunk's SHA-256.
+    pub fn store_chunk(&mut self, snapshot: u64, index: u32, data: &[u8]) -> Sha256 {
+        let hash = Sha256::of(data);
+        let key = ManifestKey { snapshot, index };
+        match self.manifests.get(&key) {
+            Some(existing) if existing == hash.0 => return hash,
+            Some(existing) => self.release_chunk(existing),
+            None => {}
+        }
+        self.manifests.insert(key, hash.0);
+        let refs = self.chunk_refs.get(&hash.0).unwrap_or(0);
+        if refs == 0 {
+            self.chunk_data.insert(hash.0, data.to_vec());
+        }
+        self.chunk_refs.insert(hash.0, refs + 1);
+        hash
+    }
+
+    fn release_chunk(&mut self, hash: [u8; 32]) {
+        match self.chunk_refs.get(&hash) {
+            Some(refs) if refs > 1 => {
+                self.chunk_refs.insert(hash, refs - 1);
+            }
+            Some(_) => {
+                self.chunk_refs.remove(&hash);
+                self.chunk_data.remove(&hash);
+            }
+            None => {}
+        }
+    }
+
+    pub fn has_chunk(&self, snapshot: u64, index: u32) -> bool {
+        self.manifests.contains_key(&ManifestKey { snapshot, index })
+    }
+
+    /// Chunk `index` of `snapshot`: its SHA-256 and bytes.
+    pub fn chunk(&self, snapshot: u64, index: u32) -> Option<(Sha256, Vec<u8>)> {
+        let hash = self.manifests.get(&ManifestKey { snapshot, index })?;
+        let data = self.chunk_data.get(&hash).expect("a manifest entry's chunk is stored");
+        Some((Sha256(hash), data))
+    }
+
+    /// The manifest hash of `snapshot` from its stored chunk hashes; `None` if any is missing.
+    pub fn manifest_hash(&self, snapshot: u64, size: u64, chunk_size: u64) -> Option<Sha256> {
+        let mut hasher = ManifestHasher::new(size, chunk_size);
+        let mut expected = 0u32;
+        for entry in self.manifests.range(ManifestKey { snapshot, index: 0 }..=ManifestKey { snapshot, index: u32::MAX }) {
+            if entry.key().index != expected {
+                return None;
+            }
+            hasher.push(&Sha256(entry.value()));
+            expected += 1;
+        }
+        hasher.finish()
+    }
+
+    /// Distinct chunks stored and their bytes.
+    pub fn chunk_totals(&self) -> (u64, u64) {
+        (self.chunk_data.len(), self.chunk_data.iter().map(|e| e.value().len() as u64).sum())
+    }
+
+    /// Marks a snapshot for deletion; its chunks are released by [`Self::delete_step`].
+    pub fn schedule_deletion(&mut self, app: Principal, id: u64) {
+        let key = SnapshotKey { app, id };
+        let Some(mut record) = self.snapshots.get(&key) else { return };
+        if record.status == SnapshotStatus::Deleting {
+            return;
+        }
+        record.status = SnapshotStatus::Deleting;
+        let chunks = record.chunks;
+        self.snapshots.insert(key, record);
+        self.deletions.insert(id, Deletion { app, next_index: 0, chunks });
+    }
+
+    /// Releases at most `budget` chunk references of pending deletions; removes a snapshot's
+    /// record once all its chunks are released. Returns whether work remains.
+    pub fn delete_step(&mut self, mut budget: u32) -> bool {
+        while budget > 0 {
+            let Some((id, mut deletion)) = self.deletions.first_key_value() else { return false };
+            while budget > 0 && deletion.next_index < deletion.chunks {
+                if let Some(hash) = self.manifests.remove(&ManifestKey { snapshot: id, index: deletion.next_index }) {
+                    self.release_chunk(hash);
+                }
+                deletion.next_index += 1;
+                budget -= 1;
+            }
+            if deletion.next_index >= deletion.chunks {
+                self.deletions.remove(&id);
+                self.snapshots.remove(&SnapshotKey { app: deletion.app, id });
+            } else {
+                self.deletions.insert(id, deletion);
+            }
+        }
+        !self.deletions.is_empty()
+    }
+
+    pub fn deletions_pending(&self) -> bool {
+        !self.deletions.is_empty()
+    }
+
+    // Jobs.
+
+    pub fn new_job_id(&mut self) -> u64 {
+        self.next_id(true)
+    }
+
+    pub fn job(&self, id: u64) -> Option<JobRecord> {
+        self.jobs.get(&id)
+    }
+
+    pub fn put_job(&mut self, job: JobRecord) {
+        self.app_jobs.insert(AppJobKey { app: job.app, job: job.id }, ());
+        self.jobs.insert(job.id, job);
+    }
+
+    /// An app's jobs, newest first.
+    pub fn jobs_of(&self, app: Principal) -> Vec<JobRecord> {
+        let mut ids: Vec<u64> = self
+            .app_jobs
+            .range(AppJobKey { app, job: 0 }..=AppJobKey { app, job: u64::MAX })
+            .map(|e| e.key().job)
+            .collect();
+        ids.reverse();
+        ids.into_iter().filter_map(|id| self.jobs.get(&id)).collect()
+    }
+
+    /// Jobs not finished yet, by id.
+    pub fn active_jobs(&self) -> Vec<JobRecord> {
+        self.apps
+            .iter()
+            .filter_map(|e| e.value().running_job)
+            .filter_map(|id| self.jobs.get(&id))
+            .filter(|j| !j.is_finished())
+            .collect()
+    }
+
+    /// Keeps the newest [`JOB_LOG_LENGTH`] finished jobs of `app`.
+    pub fn prune_job_log(&mut self, app: Principal) {
+        let finished: Vec<u64> = self.jobs_of(app).into_iter().filter(|j| j.is_finished()).map(|j| j.id).collect();
+        for id in finished.into_iter().skip(JOB_LOG_LENGTH) {
+            self.jobs.remove(&id);
+            self.app_jobs.remove(&AppJobKey { app, job: id });
+        }
+    }
+
+    /// Removes an app's job log (on unregistration).
+    pub fn remove_jobs_of(&mut self, app: Principal) {
+        for job in self.jobs_of(app) {
+            self.jobs.remove(&job.id);
+            self.app_jobs.remove(&AppJobKey { app, job: job.id });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault_api::protocol::StateKind;
+    use vault_api::service::Trigger;
+
+    fn state() -> State {
+        State::init(DefaultMemoryImpl::default())
+    }
+
+    fn app() -> Principal {
+        Principal::from_slice(&[7; 10])
+    }
+
+    fn complete(state: &mut State, id: u64, chunks: u32) {
+        state.put_snapshot(
+            app(),
+            id,
+            SnapshotRecord {
+                status: SnapshotStatus::Complete,
+                job: 1,
+                taken_at: id,
+                size: chunks as u64 * 4,
+                sha256: Sha256::default(),
+                module_hash: None,
+                state_kind: StateKind::Serde,
+                chunks,
+                chunk_size: 4,
+                started_at: 0,
+                duration: 0,
+                transfer_cycles: 0,
+                trigger: Trigger::Manual,
+            },
+        );
+    }
+
+    #[test]
+    fn identical_chunks_are_stored_once_and_freed_at_the_last_reference() {
+        let mut s = state();
+        for snapshot in [1, 2] {
+            s.store_chunk(snapshot, 0, b"same");
+            s.store_chunk(snapshot, 1, format!("own{snapshot}").as_bytes());
+            complete(&mut s, snapshot, 2);
+        }
+        assert_eq!(s.chunk_totals().0, 3, "the shared chunk is stored once");
+        s.schedule_deletion(app(), 1);
+        assert!(!s.delete_step(100));
+        assert_eq!(s.chunk_totals().0, 2);
+        assert_eq!(s.chunk(2, 0).unwrap().1, b"same".to_vec(), "still used by snapshot 2");
+        assert!(s.snapshot(app(), 1).is_none());
+        s.schedule_deletion(app(), 2);
+        s.delete_step(100);
+        assert_eq!(s.chunk_totals(), (0, 0));
+    }
+
+    #[test]
+    fn storing_a_chunk_again_is_a_no_op() {
+        let mut s = state();
+        s.store_chunk(1, 0, b"abc");
+        s.store_chunk(1, 0, b"abc");
+        complete(&mut s, 1, 1);
+        s.schedule_deletion(app(), 1);
+        s.delete_step(10);
+        assert_eq!(s.chunk_totals().0, 0, "one reference, not two");
+    }
+
+    #[test]
+    fn deletion_runs_in_bounded_steps() {
+        let mut s = state();
+        for i in 0..10 {
+            s.store_chunk(1, i, &[i as u8]);
+        }
+        complete(&mut s, 1, 10);
+        s.schedule_deletion(app(), 1);
+        assert!(s.delete_step(4));
+        assert_eq!(s.chunk_totals().0, 6);
+        assert!(s.delete_step(4));
+        assert!(!s.delete_step(4));
+        assert_eq!(s.chunk_totals().0, 0);
+        assert!(s.snapshots_of(app()).is_empty());
+    }
+
+    #[test]
+    fn the_manifest_hash_needs_every_chunk_in_order() {
+        let mut s = state();
+        s.store_chunk(1, 0, b"abcd");
+        assert_eq!(s.manifest_hash(1, 6, 4), None);
+        s.store_chunk(1, 1, b"ef");
+        let expected = vault_api::manifest::image_hash(b"abcdef", 4);
+        assert_eq!(s.manifest_hash(1, 6, 4), Some(expected));
+    }
+
+    #[test]
+    fn ids_are_unique_and_survive_reopening() {
+        let memory = DefaultMemoryImpl::default();
+        let mut s = State::init(memory.clone());
+        assert_eq!((s.new_job_id(), s.new_job_id(), s.new_snapshot_id()), (1, 2, 1));
+        let mut s = State::init(memory);
+        assert_eq!(s.new_job_id(), 3);
+    }
+}
