@@ -24,9 +24,21 @@
 //!
 //! vault_client::vault_endpoints!();
 //!
+//! /// Rebuilds the structures from the memory: they keep parts of their state on the heap.
+//! fn reload() {
+//!     MANAGER.with_borrow_mut(|m| *m = MemoryManager::init(vault_client::memory()));
+//!     ACCOUNTS.with_borrow_mut(|a| *a = StableBTreeMap::init(MANAGER.with_borrow(|m| m.get(MemoryId::new(0)))));
+//! }
+//!
 //! #[ic_cdk::init]
 //! fn init(vault: candid::Principal) {
 //!     vault_client::set_vault(vault);
+//!     vault_client::on_restore(reload);
+//! }
+//!
+//! #[ic_cdk::post_upgrade]
+//! fn post_upgrade() {
+//!     vault_client::on_restore(reload);
 //! }
 //! ```
 //!
@@ -54,6 +66,7 @@ mod store;
 
 use candid::Principal;
 pub use memory::{VaultMemory, memory};
+pub use restore::on_restore;
 pub use serde_state::{load_after_upgrade, save_for_upgrade, use_serde_state};
 pub use vault_api;
 use vault_api::protocol::{BackupError, BackupInfo};

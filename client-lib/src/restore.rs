@@ -10,6 +10,19 @@ use crate::layout::{Committed, OpenRestore};
 use crate::staging::{self, Exceeded, StagingReader};
 use crate::{dump, guards, memory, serde_state, store};
 
+thread_local! {
+    static RELOAD: std::cell::Cell<Option<fn()>> = const { std::cell::Cell::new(None) };
+}
+
+/// Registers the function that rebuilds the app's stable structures from its memory; the
+/// library calls it right after a restore replaced the memory, in the same message. Structures
+/// such as `MemoryManager`, `StableCell` and `StableBTreeMap` keep parts of their state on the
+/// heap, so without it they would not see the restored memory. Call it in `init` and
+/// `post_upgrade`.
+pub fn on_restore(reload: fn()) {
+    RELOAD.set(Some(reload));
+}
+
 /// The largest stable-memory image a commit can put in place: its copy must stay under the
 /// 2 GiB of stable memory one message may write.
 pub const MAX_STABLE_RESTORE_BYTES: u64 = staging::MAX_STAGED_BYTES;
@@ -30,6 +43,9 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
     }
     match args.state_kind {
         StateKind::StableMemory => {
+            if RELOAD.get().is_none() {
+                return Err(BackupError::NoReloadHook);
+            }
             if args.size % 65536 != 0 {
                 return Err(BackupError::InvalidImage {
                     message: format!("a stable-memory image is whole 64 KiB pages; {} bytes is not", args.size),
@@ -134,8 +150,10 @@ pub fn commit(job: u64) -> Result<RestoreReport, BackupError> {
     }
     match restore.kind {
         StateKind::StableMemory => {
+            let Some(reload) = RELOAD.get() else { return Err(BackupError::NoReloadHook) };
             let staging = staging::staging();
             memory::replace_contents(restore.size, |at, buf| staging.read(at, buf));
+            reload();
         }
         StateKind::Serde => {
             if !serde_state::registered() {

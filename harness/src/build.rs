@@ -16,11 +16,31 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds binary `bin` of `package` for wasm32 and returns the module's bytes.
 pub fn canister_wasm(package: &str, bin: &str) -> Vec<u8> {
+    build(package, Target::Bin(bin))
+}
+
+/// Builds the library (a `cdylib`) of `package`, whose library target is named `lib`, for
+/// wasm32 and returns the module's bytes.
+pub fn canister_lib_wasm(package: &str, lib: &str) -> Vec<u8> {
+    build(package, Target::Lib(lib))
+}
+
+enum Target<'a> {
+    Bin(&'a str),
+    Lib(&'a str),
+}
+
+fn build(package: &str, target: Target) -> Vec<u8> {
+    let (flag, name): (&[&str], &str) = match target {
+        Target::Bin(bin) => (&["--bin", bin], bin),
+        Target::Lib(lib) => (&["--lib"], lib),
+    };
+
     type Built = Mutex<HashMap<(String, String), Vec<u8>>>;
     static BUILT: OnceLock<Built> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    let key = (package.to_string(), bin.to_string());
+    let key = (package.to_string(), name.to_string());
     if let Some(wasm) = built.get(&key) {
         return wasm.clone();
     }
@@ -30,7 +50,8 @@ pub fn canister_wasm(package: &str, bin: &str) -> Vec<u8> {
     let status = Command::new(cargo)
         .current_dir(&root)
         .args(["build", "--quiet", "--locked", "--target", "wasm32-unknown-unknown", "--profile", "canister"])
-        .args(["-p", package, "--bin", bin])
+        .args(["-p", package])
+        .args(flag)
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
@@ -38,9 +59,9 @@ pub fn canister_wasm(package: &str, bin: &str) -> Vec<u8> {
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_TARGET_DIR")
         .status()
-        .unwrap_or_else(|e| panic!("running cargo to build canister {package}/{bin}: {e}"));
-    assert!(status.success(), "building canister {package}/{bin} failed");
-    let path = target_dir.join("wasm32-unknown-unknown").join("canister").join(format!("{bin}.wasm"));
+        .unwrap_or_else(|e| panic!("running cargo to build canister {package}/{name}: {e}"));
+    assert!(status.success(), "building canister {package}/{name} failed");
+    let path = target_dir.join("wasm32-unknown-unknown").join("canister").join(format!("{name}.wasm"));
     let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     built.insert(key, wasm.clone());
     wasm

@@ -1,5 +1,6 @@
 //! Ledger: an app whose state lives in stable structures. Adopting canister-vault takes the
-//! marked lines: the `MemoryManager` sits on `vault_client::memory()`.
+//! marked lines: the `MemoryManager` sits on `vault_client::memory()`, and `reload` rebuilds
+//! the structures after a restore.
 
 use std::cell::RefCell;
 
@@ -25,11 +26,26 @@ thread_local! {
 
 vault_client::vault_endpoints!(); // canister-vault: the backup endpoints
 
+/// canister-vault: rebuilds the structures from the restored memory (they cache on the heap).
+fn reload() {
+    MANAGER.with_borrow_mut(|m| *m = MemoryManager::init(vault_client::memory()));
+    let memory = |id| MANAGER.with_borrow(|m| m.get(MemoryId::new(id)));
+    BALANCES.with_borrow_mut(|b| *b = StableBTreeMap::init(memory(0)));
+    SEQ.with_borrow_mut(|s| *s = StableCell::init(memory(1), 0));
+    BLOBS.with_borrow_mut(|b| *b = StableBTreeMap::init(memory(2)));
+}
+
 #[ic_cdk::init]
 fn init(vault: Option<Principal>) {
     if let Some(vault) = vault {
         vault_client::set_vault(vault); // canister-vault: who may back up and restore
     }
+    vault_client::on_restore(reload);
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade() {
+    vault_client::on_restore(reload);
 }
 
 fn next_seq() -> u64 {

@@ -143,6 +143,8 @@ pub enum BackupError {
     StateKindMismatch { app: StateKind, snapshot: StateKind },
     #[error("chunk size {chunk_size} is not supported: it must be between 1 and {max}")]
     UnsupportedChunkSize { chunk_size: u64, max: u64 },
+    #[error("the app registered no reload hook: a stable-memory app must call vault_client::on_restore so its structures reload after a restore")]
+    NoReloadHook,
     #[error("invalid image: {message}")]
     InvalidImage { message: String },
     #[error("an image of {size} bytes exceeds this app's limit of {limit} bytes")]

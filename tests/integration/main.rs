@@ -1,0 +1,4 @@
+//! Integration tests of canister-vault on the embedded IC, running the real vault and example
+//! app wasm. One module per area.
+
+mod flows;

@@ -1,0 +1,275 @@
+//! Test support: an embedded IC with a vault and example apps, a typed helper for each canister
+//! method, and the multi-step flows the tests share.
+
+use std::time::Duration;
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{Encode, Principal};
+use ic_harness::{CallError, Harness, IcBackend};
+use serde_bytes::ByteBuf;
+use vault_api::protocol::Chunk;
+use vault_api::service::{
+    AppInfo, ChunkRef, JobInfo, JobPhase, RegisterArgs, RestoreArgs, Retention, Schedule, SnapshotInfo, SnapshotRef, UnregisterArgs,
+    UpdateScheduleArgs, VaultError,
+};
+
+pub use ic_harness;
+pub use vault_api;
+
+pub fn vault_wasm() -> Vec<u8> {
+    ic_harness::build::canister_lib_wasm("canister-vault", "vault")
+}
+
+pub fn notes_wasm() -> Vec<u8> {
+    ic_harness::build::canister_lib_wasm("notes", "notes")
+}
+
+pub fn ledger_wasm() -> Vec<u8> {
+    ic_harness::build::canister_lib_wasm("ledger", "ledger")
+}
+
+/// The principal controlling the vault and the apps.
+pub fn owner() -> Principal {
+    Principal::from_slice(&[0x0e; 29])
+}
+
+/// A principal controlling nothing.
+pub fn stranger() -> Principal {
+    Principal::from_slice(&[0x5e; 29])
+}
+
+pub type VaultResult<T> = Result<T, VaultError>;
+
+/// The vault's methods, called as `caller`.
+pub struct VaultClient<'a> {
+    pub ic: &'a Harness,
+    pub vault: Principal,
+    pub caller: Principal,
+}
+
+impl VaultClient<'_> {
+    fn update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
+        self.ic.update_candid(self.vault, self.caller, method, args)
+    }
+
+    fn query<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
+        self.ic.query_candid(self.vault, self.caller, method, args)
+    }
+
+    fn expect<T>(method: &str, r: Result<(T,), CallError>) -> T {
+        r.unwrap_or_else(|e| panic!("vault.{method}: {e}")).0
+    }
+
+    pub fn register(&self, app: Principal, schedule: Schedule, retention: Retention) -> VaultResult<AppInfo> {
+        Self::expect("register", self.update("register", (RegisterArgs { app, schedule, retention },)))
+    }
+
+    pub fn unregister(&self, app: Principal, delete_snapshots: bool) -> VaultResult<()> {
+        Self::expect("unregister", self.update("unregister", (UnregisterArgs { app, delete_snapshots },)))
+    }
+
+    pub fn update_schedule(&self, app: Principal, schedule: Option<Schedule>, retention: Option<Retention>) -> VaultResult<AppInfo> {
+        Self::expect("update_schedule", self.update("update_schedule", (UpdateScheduleArgs { app, schedule, retention },)))
+    }
+
+    pub fn app_info(&self, app: Principal) -> VaultResult<AppInfo> {
+        Self::expect("app_info", self.query("app_info", (app,)))
+    }
+
+    pub fn list_apps(&self) -> VaultResult<Vec<AppInfo>> {
+        Self::expect("list_apps", self.query("list_apps", ()))
+    }
+
+    pub fn snapshot_now(&self, app: Principal) -> VaultResult<JobInfo> {
+        Self::expect("snapshot_now", self.update("snapshot_now", (app,)))
+    }
+
+    pub fn list_snapshots(&self, app: Principal) -> VaultResult<Vec<SnapshotInfo>> {
+        Self::expect("list_snapshots", self.query("list_snapshots", (app,)))
+    }
+
+    pub fn delete_snapshot(&self, app: Principal, snapshot_id: u64) -> VaultResult<()> {
+        Self::expect("delete_snapshot", self.update("delete_snapshot", (SnapshotRef { app, snapshot_id },)))
+    }
+
+    pub fn restore(&self, app: Principal, snapshot_id: u64, target: Option<Principal>) -> VaultResult<JobInfo> {
+        Self::expect("restore", self.update("restore", (RestoreArgs { app, snapshot_id, target },)))
+    }
+
+    pub fn job_status(&self, job: u64) -> VaultResult<JobInfo> {
+        Self::expect("job_status", self.query("job_status", (job,)))
+    }
+
+    pub fn list_jobs(&self, app: Principal) -> VaultResult<Vec<JobInfo>> {
+        Self::expect("list_jobs", self.query("list_jobs", (app,)))
+    }
+
+    pub fn snapshot_chunk(&self, app: Principal, snapshot_id: u64, index: u32) -> VaultResult<Chunk> {
+        Self::expect("snapshot_chunk", self.query("snapshot_chunk", (ChunkRef { app, snapshot_id, index },)))
+    }
+}
+
+/// An example app's methods (the notes and ledger apps share `seq`, `digest` and `put_blob`).
+pub struct AppClient<'a> {
+    pub ic: &'a Harness,
+    pub app: Principal,
+}
+
+impl AppClient<'_> {
+    pub fn update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> R {
+        self.ic.update_candid(self.app, owner(), method, args).unwrap_or_else(|e| panic!("app.{method}: {e}"))
+    }
+
+    pub fn query<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> R {
+        self.ic.query_candid(self.app, owner(), method, args).unwrap_or_else(|e| panic!("app.{method}: {e}"))
+    }
+
+    /// The update count and the SHA-256 of the app's state.
+    pub fn digest(&self) -> (u64, Vec<u8>) {
+        let (seq, hash): (u64, ByteBuf) = self.update("digest", ());
+        (seq, hash.into_vec())
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.query::<_, (u64,)>("seq", ()).0
+    }
+
+    pub fn put_blob(&self, key: u64, size: u64, seed: u8) -> u64 {
+        self.update::<_, (u64,)>("put_blob", (key, size, seed)).0
+    }
+}
+
+/// Which example app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppKind {
+    /// Notes: serde heap state.
+    Notes,
+    /// Ledger: stable structures.
+    Ledger,
+}
+
+impl AppKind {
+    pub fn wasm(self) -> Vec<u8> {
+        match self {
+            AppKind::Notes => notes_wasm(),
+            AppKind::Ledger => ledger_wasm(),
+        }
+    }
+
+    /// The update with sequence number `n`, as each scenario applies it: deterministic, so a
+    /// state after `n` updates can be rebuilt on another canister.
+    pub fn apply(self, app: &AppClient, n: u64) -> u64 {
+        match self {
+            AppKind::Notes => match n % 3 {
+                0 => app.update::<_, (u64, u64)>("add_note", (format!("note {n}"), format!("body {n}"))).1,
+                1 => app.update::<_, (bool, u64)>("edit_note", (n / 3, format!("edited {n}"))).1,
+                _ => app.put_blob(n % 7, 1000 + n * 10, n as u8),
+            },
+            AppKind::Ledger => match n % 3 {
+                0 => app.update::<_, (u64,)>("mint", (n % 5, 100 + n)).0,
+                1 => app.update::<_, (Result<u64, String>,)>("transfer", (n % 5, (n + 1) % 5, 1u64)).0.unwrap_or_else(|_| app.put_blob(n, 64, n as u8)),
+                _ => app.put_blob(n % 7, 1000 + n * 10, n as u8),
+            },
+        }
+    }
+}
+
+/// An embedded IC with a vault controlled by [`owner`].
+pub struct Env {
+    pub ic: Harness,
+    pub vault: Principal,
+}
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::with_harness(Harness::new())
+    }
+
+    pub fn with_harness(ic: Harness) -> Self {
+        let vault = ic.create_canister_with_settings(Some(owner()), None);
+        ic.install_canister(vault, vault_wasm(), Encode!().unwrap(), Some(owner()));
+        Env { ic, vault }
+    }
+
+    /// The vault as its owner calls it.
+    pub fn vault(&self) -> VaultClient<'_> {
+        self.vault_as(owner())
+    }
+
+    pub fn vault_as(&self, caller: Principal) -> VaultClient<'_> {
+        VaultClient { ic: &self.ic, vault: self.vault, caller }
+    }
+
+    pub fn app(&self, app: Principal) -> AppClient<'_> {
+        AppClient { ic: &self.ic, app }
+    }
+
+    /// An example app controlled by [`owner`], with this vault set (or none).
+    pub fn deploy(&self, kind: AppKind, vault: Option<Principal>) -> Principal {
+        let app = self.ic.create_canister_with_settings(Some(owner()), None);
+        self.ic.install_canister(app, kind.wasm(), Encode!(&vault).unwrap(), Some(owner()));
+        app
+    }
+
+    /// An example app with this vault set, registered with `schedule` and `retention`.
+    pub fn registered(&self, kind: AppKind, schedule: Schedule, retention: Retention) -> Principal {
+        let app = self.deploy(kind, Some(self.vault));
+        self.vault().register(app, schedule, retention).expect("register");
+        app
+    }
+
+    /// Runs rounds, a second apart, until job `id` finishes; panics after `max_rounds`.
+    pub fn finish_job(&self, id: u64, max_rounds: u32) -> JobInfo {
+        for _ in 0..max_rounds {
+            let job = self.vault().job_status(id).expect("job_status");
+            if matches!(job.phase, JobPhase::Succeeded | JobPhase::Failed) {
+                return job;
+            }
+            self.ic.advance_time(Duration::from_secs(1));
+            self.ic.tick();
+        }
+        panic!("job {id} did not finish in {max_rounds} rounds: {:?}", self.vault().job_status(id));
+    }
+
+    /// Takes a snapshot now and waits for it; returns the finished job.
+    pub fn snapshot(&self, app: Principal) -> JobInfo {
+        let job = self.vault().snapshot_now(app).expect("snapshot_now");
+        self.finish_job(job.id, 2_000)
+    }
+
+    /// Restores and waits; returns the finished job.
+    pub fn restore(&self, app: Principal, snapshot: u64, target: Option<Principal>) -> JobInfo {
+        let job = self.vault().restore(app, snapshot, target).expect("restore");
+        self.finish_job(job.id, 2_000)
+    }
+
+    /// The digest a fresh canister of `kind` has after the first `n` scenario updates.
+    pub fn reference_digest(&self, kind: AppKind, n: u64) -> Vec<u8> {
+        let reference = self.deploy(kind, None);
+        let app = self.app(reference);
+        for i in 0..n {
+            kind.apply(&app, i);
+        }
+        app.digest().1
+    }
+}
+
+pub fn schedule(hours: u64) -> Schedule {
+    Schedule { interval_seconds: hours * 3600 }
+}
+
+pub fn manual() -> Schedule {
+    Schedule { interval_seconds: 0 }
+}
+
+pub fn keep(last: u32) -> Retention {
+    Retention { keep_last: last, keep_daily: 0, keep_weekly: 0 }
+}
