@@ -98,6 +98,7 @@ pub struct Faults {
     rejects: Vec<RejectFault>,
     drops: Vec<ResponseFault>,
     corruptions: Vec<ResponseFault>,
+    request_corruptions: Vec<ResponseFault>,
     /// How many faults fired.
     pub fired: u64,
 }
@@ -121,6 +122,21 @@ impl Faults {
         self.drops.push(ResponseFault { matcher, remaining: times });
     }
 
+    /// Requests matching `matcher` arrive with their middle byte flipped, `times` times.
+    pub fn corrupt_requests(&mut self, matcher: CallMatcher, times: Option<u32>) {
+        self.request_corruptions.push(ResponseFault { matcher, remaining: times });
+    }
+
+    /// Flips the middle byte of `request`'s payload if a corruption fault matches.
+    pub fn corrupt_request(&mut self, request: &mut Request) {
+        let (caller, callee) = (request.sender, request.receiver);
+        if !request.payload.is_empty() && take(&mut self.request_corruptions, caller, callee, Some(&request.method)) {
+            let middle = request.payload.len() / 2;
+            request.payload[middle] ^= 0xff;
+            self.fired += 1;
+        }
+    }
+
     /// Replies to calls matching `matcher` arrive with their middle byte flipped, `times` times.
     pub fn corrupt_replies(&mut self, matcher: CallMatcher, times: Option<u32>) {
         self.corruptions.push(ResponseFault { matcher, remaining: times });
@@ -131,6 +147,7 @@ impl Faults {
         self.rejects.clear();
         self.drops.clear();
         self.corruptions.clear();
+        self.request_corruptions.clear();
     }
 
     /// Called once per replicated execution of `canister`.

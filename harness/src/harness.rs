@@ -347,6 +347,11 @@ impl Harness {
         self.world.borrow_mut().faults.drop_responses(matcher, times);
     }
 
+    /// Flips the middle byte of matching requests' payloads, `times` times.
+    pub fn corrupt_requests(&self, matcher: CallMatcher, times: Option<u32>) {
+        self.world.borrow_mut().faults.corrupt_requests(matcher, times);
+    }
+
     /// Flips the middle byte of the replies to matching calls, `times` times.
     pub fn corrupt_replies(&self, matcher: CallMatcher, times: Option<u32>) {
         self.world.borrow_mut().faults.corrupt_replies(matcher, times);

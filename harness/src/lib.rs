@@ -4,6 +4,7 @@ pub mod canister;
 pub mod config;
 pub mod faults;
 pub mod instrument;
+pub mod interface;
 pub mod management;
 pub mod pages;
 pub mod system_api;

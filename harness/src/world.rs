@@ -479,7 +479,8 @@ impl World {
 
     /// Delivers a request to its receiver's queue, or answers it at once where the IC would
     /// refuse it on induction.
-    pub fn route_request(&mut self, request: Request) {
+    pub fn route_request(&mut self, mut request: Request) {
+        self.faults.corrupt_request(&mut request);
         let size = request.method.len() + request.payload.len();
         if let Some(sender) = self.canisters.get_mut(&request.sender) {
             sender.metrics.requests_sent += 1;

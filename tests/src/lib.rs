@@ -139,6 +139,9 @@ impl AppClient<'_> {
     }
 }
 
+/// Updates at the start of every scenario that give the state its bulk.
+pub const PREFILL: u64 = 5;
+
 /// Which example app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppKind {
@@ -157,8 +160,12 @@ impl AppKind {
     }
 
     /// The update with sequence number `n`, as each scenario applies it: deterministic, so a
-    /// state after `n` updates can be rebuilt on another canister.
+    /// state after `n` updates can be rebuilt on another canister. The first [`PREFILL`]
+    /// updates store 2.5 MiB each, so snapshots span several chunks.
     pub fn apply(self, app: &AppClient, n: u64) -> u64 {
+        if n < PREFILL {
+            return app.put_blob(1_000_000 + n, 2_500_000, n as u8);
+        }
         match self {
             AppKind::Notes => match n % 3 {
                 0 => app.update::<_, (u64, u64)>("add_note", (format!("note {n}"), format!("body {n}"))).1,

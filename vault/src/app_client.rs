@@ -53,6 +53,8 @@ pub enum CallFailure {
     NotSent,
     /// The reply did not decode: a corrupted or foreign answer.
     Undecodable(String),
+    /// Chunk `index` did not match its SHA-256, on its way from or to the app.
+    Corrupted { index: u32 },
 }
 
 impl CallFailure {
@@ -61,7 +63,7 @@ impl CallFailure {
     pub fn retryable(&self) -> bool {
         match self {
             CallFailure::Rejected { code, .. } => matches!(code, 2 | 5 | 6),
-            CallFailure::NotSent | CallFailure::Undecodable(_) => true,
+            CallFailure::NotSent | CallFailure::Undecodable(_) | CallFailure::Corrupted { .. } => true,
         }
     }
 
@@ -69,7 +71,7 @@ impl CallFailure {
         match self {
             CallFailure::Rejected { code, .. } => *code,
             CallFailure::NotSent => 2,
-            CallFailure::Undecodable(_) => 5,
+            CallFailure::Undecodable(_) | CallFailure::Corrupted { .. } => 5,
         }
     }
 }
@@ -80,6 +82,7 @@ impl std::fmt::Display for CallFailure {
             CallFailure::Rejected { code, message } => write!(f, "reject code {code}: {message}"),
             CallFailure::NotSent => write!(f, "the call could not be sent"),
             CallFailure::Undecodable(e) => write!(f, "the reply did not decode: {e}"),
+            CallFailure::Corrupted { index } => write!(f, "chunk {index} does not match its SHA-256"),
         }
     }
 }

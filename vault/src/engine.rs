@@ -239,7 +239,10 @@ fn retry(mut job: JobRecord, failure: &CallFailure) -> bool {
     job.notes.push(format!("attempt failed in phase {:?}: {failure}", job.phase));
     trim_notes(&mut job);
     if job.retries > MAX_RETRIES {
-        let error = JobError::RetriesExhausted { attempts: job.retries, last: failure.to_string() };
+        let error = match failure {
+            CallFailure::Corrupted { index } => JobError::ChunkCorrupted { index: *index, attempts: job.retries },
+            other => JobError::RetriesExhausted { attempts: job.retries, last: other.to_string() },
+        };
         save(job.clone());
         fail(job.id, error);
         return false;
@@ -418,7 +421,7 @@ async fn snapshot_transfer(job: JobRecord) -> bool {
                     job.mark_done(index);
                     progressed = true;
                 } else {
-                    failure = Some(CallFailure::Undecodable(format!("chunk {index} does not match its SHA-256")));
+                    failure = Some(CallFailure::Corrupted { index });
                 }
             }
             Err(error @ BackupError::UnknownJob { .. }) => return start_over(job, error),
@@ -569,9 +572,7 @@ async fn restore_transfer(job: JobRecord) -> bool {
                 progressed = true;
             }
             // The chunk was damaged on its way: send it again.
-            Err(BackupError::ChunkHashMismatch { index }) => {
-                failure = Some(CallFailure::Undecodable(format!("chunk {index} arrived damaged")));
-            }
+            Err(BackupError::ChunkHashMismatch { index }) => failure = Some(CallFailure::Corrupted { index }),
             Err(error @ BackupError::UnknownJob { .. }) => return start_over(job, error),
             Err(error) => return refuse(job, error),
         }

@@ -140,3 +140,12 @@ fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
 }
 
 ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod interface_tests {
+    #[test]
+    fn vault_did_matches_the_endpoints() {
+        let did = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vault.did");
+        ic_harness::interface::assert_service_matches(&super::__export_service(), &did);
+    }
+}

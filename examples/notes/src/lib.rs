@@ -111,3 +111,12 @@ fn digest() -> (u64, ByteBuf) {
 }
 
 ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod interface_tests {
+    #[test]
+    fn did_matches_the_endpoints() {
+        let did = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("notes.did");
+        ic_harness::interface::assert_service_matches(&super::__export_service(), &did);
+    }
+}
