@@ -19,6 +19,26 @@ pub const COW_PAGE: u64 = 4096;
 thread_local! {
     /// Pages of the open dump already copied aside; `None` until loaded from the index.
     static SAVED: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+    /// Set while the app's reload hook runs after a restore: the memory is then the snapshot's
+    /// and must stay so.
+    static FROZEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with writes to the app's memory forbidden: a write traps, undoing the message.
+pub fn read_only<R>(f: impl FnOnce() -> R) -> R {
+    FROZEN.set(true);
+    let result = f();
+    FROZEN.set(false);
+    result
+}
+
+fn check_writable() {
+    if FROZEN.get() {
+        ic_cdk::trap(
+            "the app's reload hook wrote to its memory after a restore, so the state would differ from the snapshot: \
+             create every stable structure in init, so that reloading only reads",
+        );
+    }
 }
 
 fn app() -> Mem {
@@ -51,6 +71,7 @@ impl Memory for VaultMemory {
     }
 
     fn grow(&self, pages: u64) -> i64 {
+        check_writable();
         let old = store::header().app_pages;
         let new = old + pages;
         let underlying = app();
@@ -72,6 +93,7 @@ impl Memory for VaultMemory {
     }
 
     fn write(&self, offset: u64, src: &[u8]) {
+        check_writable();
         check_bounds(offset, src.len());
         if !src.is_empty() {
             save_before_write(offset, src.len() as u64);

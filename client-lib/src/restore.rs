@@ -18,7 +18,8 @@ thread_local! {
 /// library calls it right after a restore replaced the memory, in the same message. Structures
 /// such as `MemoryManager`, `StableCell` and `StableBTreeMap` keep parts of their state on the
 /// heap, so without it they would not see the restored memory. Call it in `init` and
-/// `post_upgrade`.
+/// `post_upgrade`. Reloading must only read (a structure's `init` writes when its memory is
+/// empty, so create every structure in the app's `init`); a write traps the commit.
 pub fn on_restore(reload: fn()) {
     RELOAD.set(Some(reload));
 }
@@ -153,7 +154,7 @@ pub fn commit(job: u64) -> Result<RestoreReport, BackupError> {
             let Some(reload) = RELOAD.get() else { return Err(BackupError::NoReloadHook) };
             let staging = staging::staging();
             memory::replace_contents(restore.size, |at, buf| staging.read(at, buf));
-            reload();
+            memory::read_only(reload);
         }
         StateKind::Serde => {
             if !serde_state::registered() {

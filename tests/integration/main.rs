@@ -1,4 +1,5 @@
 //! Integration tests of canister-vault on the embedded IC, running the real vault and example
 //! app wasm. One module per area.
 
+mod faults;
 mod flows;

@@ -431,14 +431,22 @@ async fn snapshot_transfer(job: JobRecord) -> bool {
     if job.chunks_done() == job.chunks {
         job.phase = JobPhase::Finishing;
     }
+    settle_batch(job, progressed, failure)
+}
+
+/// Saves a batch's outcome: a batch in which nothing moved counts as a failed attempt; a
+/// failure beside progress is noted, and its chunks are asked for again by the next batch.
+fn settle_batch(mut job: JobRecord, progressed: bool, failure: Option<CallFailure>) -> bool {
     match failure {
         Some(f) if !progressed => retry(job, &f),
-        _ => {
-            if progressed {
-                job.retries = 0;
+        failure => {
+            if let Some(f) = failure {
+                job.notes.push(format!("a chunk call failed and will be repeated: {f}"));
+                trim_notes(&mut job);
             }
+            job.retries = 0;
             save(job);
-            progressed
+            true
         }
     }
 }
@@ -580,16 +588,7 @@ async fn restore_transfer(job: JobRecord) -> bool {
     if job.chunks_done() == job.chunks {
         job.phase = JobPhase::Finishing;
     }
-    match failure {
-        Some(f) if !progressed => retry(job, &f),
-        _ => {
-            if progressed {
-                job.retries = 0;
-            }
-            save(job);
-            progressed
-        }
-    }
+    settle_batch(job, progressed, failure)
 }
 
 async fn restore_finish(mut job: JobRecord) -> bool {

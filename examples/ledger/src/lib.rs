@@ -40,6 +40,8 @@ fn init(vault: Option<Principal>) {
     if let Some(vault) = vault {
         vault_client::set_vault(vault); // canister-vault: who may back up and restore
     }
+    // Every structure exists from the start, so a reload after a restore only reads.
+    reload();
     vault_client::on_restore(reload);
 }
 

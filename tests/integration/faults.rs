@@ -1,0 +1,250 @@
+//! Faults: traps, rejects, lost responses, corrupted chunks, and upgrades of the vault or the
+//! app in the middle of a job. After each, completed snapshots are intact and restorable, the
+//! app's state is unchanged unless a restore committed, and the job says what happened.
+
+use candid::Principal;
+use ic_harness::{CallMatcher, RejectCode};
+use vault_api::protocol::methods;
+use vault_api::service::{JobError, JobInfo, JobPhase};
+use vault_tests::*;
+
+/// A registered app of `kind` after `updates` scenario updates.
+fn app_with_state(env: &Env, kind: AppKind, updates: u64) -> Principal {
+    let app = env.registered(kind, manual(), keep(10));
+    let client = env.app(app);
+    for n in 0..updates {
+        kind.apply(&client, n);
+    }
+    app
+}
+
+fn succeeded(job: &JobInfo) {
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+}
+
+/// The snapshot of `job` restores into a fresh clone with `expected` as its digest.
+fn restores_to(env: &Env, kind: AppKind, app: Principal, job: &JobInfo, expected: &(u64, Vec<u8>)) {
+    let clone = env.registered(kind, manual(), keep(1));
+    succeeded(&env.restore(app, job.snapshot_id.expect("a snapshot job"), Some(clone)));
+    assert_eq!(&env.app(clone).digest(), expected);
+}
+
+fn to_app(app: Principal, method: &str) -> CallMatcher {
+    CallMatcher::to(app).method(method)
+}
+
+#[test]
+fn an_app_trapping_mid_dump_is_retried() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL + 3);
+    let expected = env.app(app).digest();
+    // The app's 3rd execution from now is a chunk read: it traps.
+    env.ic.trap_at_message(app, 3);
+    let job = env.snapshot(app);
+    succeeded(&job);
+    assert!(job.notes.iter().any(|n| n.contains("injected fault")), "{:?}", job.notes);
+    restores_to(&env, AppKind::Ledger, app, &job, &expected);
+}
+
+#[test]
+fn a_dump_that_keeps_failing_fails_its_job_and_keeps_earlier_snapshots() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL + 3);
+    let first = env.snapshot(app);
+    succeeded(&first);
+    let expected = env.app(app).digest();
+    env.ic.reject_calls(to_app(app, methods::DUMP_CHUNK), RejectCode::CanisterError, "always failing", None);
+    let job = env.snapshot(app);
+    assert_eq!(job.phase, JobPhase::Failed);
+    assert!(matches!(&job.error, Some(JobError::RetriesExhausted { last, .. }) if last.contains("always failing")), "{job:?}");
+    env.ic.clear_faults();
+    let listed: Vec<u64> = env.vault().list_snapshots(app).unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(listed, vec![first.snapshot_id.unwrap()], "the incomplete snapshot is not listed");
+    assert_eq!(env.vault().list_jobs(app).unwrap()[0].id, job.id, "the failure is in the job log");
+    assert_eq!(env.app(app).digest(), expected, "the app is untouched");
+    restores_to(&env, AppKind::Notes, app, &first, &expected);
+}
+
+#[test]
+fn rejected_chunk_calls_are_retried() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    let expected = env.app(app).digest();
+    env.ic.reject_calls(to_app(app, methods::DUMP_CHUNK), RejectCode::SysTransient, "queue full", Some(3));
+    let job = env.snapshot(app);
+    succeeded(&job);
+    restores_to(&env, AppKind::Ledger, app, &job, &expected);
+}
+
+#[test]
+fn a_lost_response_ends_in_sys_unknown_and_is_retried() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let expected = env.app(app).digest();
+    env.ic.drop_responses(to_app(app, methods::DUMP_CHUNK), Some(1));
+    env.ic.drop_responses(to_app(app, methods::RESTORE_CHUNK), Some(1));
+    let job = env.snapshot(app);
+    succeeded(&job);
+    assert!(job.notes.iter().any(|n| n.contains("reject code 6")), "{:?}", job.notes);
+    restores_to(&env, AppKind::Notes, app, &job, &expected);
+}
+
+#[test]
+fn a_corrupted_chunk_is_detected_both_ways() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    let expected = env.app(app).digest();
+    env.ic.corrupt_replies(to_app(app, methods::DUMP_CHUNK), Some(1));
+    let job = env.snapshot(app);
+    succeeded(&job);
+    assert!(job.notes.iter().any(|n| n.contains("does not match its SHA-256")), "{:?}", job.notes);
+    // On the way back, the app refuses the damaged chunk and the vault sends it again.
+    let clone = env.registered(AppKind::Ledger, manual(), keep(1));
+    env.ic.corrupt_requests(to_app(clone, methods::RESTORE_CHUNK), Some(1));
+    let restore = env.restore(app, job.snapshot_id.unwrap(), Some(clone));
+    succeeded(&restore);
+    assert!(restore.notes.iter().any(|n| n.contains("does not match")), "{:?}", restore.notes);
+    assert_eq!(env.app(clone).digest(), expected);
+}
+
+#[test]
+fn a_chunk_corrupted_every_time_fails_the_job() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    env.ic.corrupt_replies(to_app(app, methods::DUMP_CHUNK), None);
+    let job = env.snapshot(app);
+    assert!(matches!(job.error, Some(JobError::ChunkCorrupted { .. })), "{job:?}");
+    assert!(env.vault().list_snapshots(app).unwrap().is_empty());
+}
+
+fn upgrade_vault(env: &Env) {
+    env.ic.stop_canister(env.vault, Some(owner())).expect("stop");
+    env.ic.upgrade_canister(env.vault, vault_wasm(), candid::encode_args(()).unwrap(), Some(owner())).expect("upgrade");
+    env.ic.start_canister(env.vault, Some(owner())).expect("start");
+}
+
+/// Runs rounds until job `id` has moved at least one chunk but not all.
+fn until_transferring(env: &Env, id: u64) {
+    for _ in 0..50 {
+        let job = env.vault().job_status(id).unwrap();
+        if job.chunks_done > 0 && job.chunks_done < job.chunks_total {
+            return;
+        }
+        env.ic.tick();
+    }
+    panic!("job {id} never was mid-transfer: {:?}", env.vault().job_status(id));
+}
+
+#[test]
+fn the_vault_upgraded_mid_snapshot_resumes_it() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL + 2);
+    let expected = env.app(app).digest();
+    let job = env.vault().snapshot_now(app).unwrap();
+    until_transferring(&env, job.id);
+    upgrade_vault(&env);
+    let job = env.finish_job(job.id, 200);
+    succeeded(&job);
+    assert!(job.notes.iter().any(|n| n.contains("resumed after a vault upgrade")), "{:?}", job.notes);
+    restores_to(&env, AppKind::Ledger, app, &job, &expected);
+}
+
+#[test]
+fn the_vault_upgraded_mid_restore_resumes_it_and_the_app_changes_only_at_commit() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL + 2);
+    for key in 0..5 {
+        env.app(app).put_blob(key, 2_500_000, 9);
+    }
+    let snapshot_state = env.app(app).digest();
+    let snapshot = env.snapshot(app);
+    env.app(app).put_blob(99, 10, 1);
+    let changed = env.app(app).digest();
+    let job = env.vault().restore(app, snapshot.snapshot_id.unwrap(), None).unwrap();
+    until_transferring(&env, job.id);
+    assert_eq!(env.app(app).digest(), changed, "untouched while the restore is staged");
+    upgrade_vault(&env);
+    let staged = env.vault().job_status(job.id).unwrap();
+    assert_eq!(staged.finished_at_nanos, None, "the upgrade came before the commit: {staged:?}");
+    assert_eq!(env.app(app).digest(), changed);
+    let job = env.finish_job(job.id, 200);
+    succeeded(&job);
+    assert!(job.notes.iter().any(|n| n.contains("resumed after a vault upgrade")), "{:?}", job.notes);
+    assert_eq!(env.app(app).digest(), snapshot_state);
+}
+
+#[test]
+fn a_vault_upgrade_with_calls_outstanding_is_refused() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    let expected = env.app(app).digest();
+    // A lost response keeps a chunk call outstanding until its deadline.
+    env.ic.drop_responses(to_app(app, methods::DUMP_CHUNK), Some(1));
+    let job = env.vault().snapshot_now(app).unwrap();
+    for _ in 0..3 {
+        env.ic.tick();
+    }
+    let refused = env.ic.upgrade_canister(env.vault, vault_wasm(), candid::encode_args(()).unwrap(), Some(owner())).unwrap_err();
+    assert!(refused.reject_message.contains("calls outstanding: stop it"), "{}", refused.reject_message);
+    let job = env.finish_job(job.id, 200);
+    succeeded(&job);
+    restores_to(&env, AppKind::Ledger, app, &job, &expected);
+}
+
+fn upgrade_app(env: &Env, kind: AppKind, app: Principal) {
+    env.ic.upgrade_canister(app, kind.wasm(), candid::encode_args(()).unwrap(), Some(owner())).expect("app upgrade");
+}
+
+fn app_upgraded_between_snapshot_and_restore(kind: AppKind) {
+    let env = Env::new();
+    let app = app_with_state(&env, kind, PREFILL + 4);
+    let expected = env.app(app).digest();
+    let job = env.snapshot(app);
+    AppKind::apply(kind, &env.app(app), PREFILL + 4);
+    upgrade_app(&env, kind, app);
+    succeeded(&env.restore(app, job.snapshot_id.unwrap(), None));
+    assert_eq!(env.app(app).digest(), expected);
+}
+
+#[test]
+fn a_serde_app_upgraded_between_snapshot_and_restore() {
+    app_upgraded_between_snapshot_and_restore(AppKind::Notes);
+}
+
+#[test]
+fn a_stable_memory_app_upgraded_between_snapshot_and_restore() {
+    app_upgraded_between_snapshot_and_restore(AppKind::Ledger);
+}
+
+#[test]
+fn an_app_upgraded_mid_dump_still_gives_the_state_of_the_dump() {
+    let env = Env::new();
+    let kind = AppKind::Ledger;
+    let app = app_with_state(&env, kind, PREFILL + 2);
+    let at_dump = env.app(app).digest();
+    let job = env.vault().snapshot_now(app).unwrap();
+    until_transferring(&env, job.id);
+    upgrade_app(&env, kind, app);
+    for n in PREFILL + 2..PREFILL + 6 {
+        kind.apply(&env.app(app), n);
+    }
+    let job = env.finish_job(job.id, 200);
+    succeeded(&job);
+    restores_to(&env, kind, app, &job, &at_dump);
+}
+
+#[test]
+fn a_restore_that_cannot_commit_leaves_the_app_as_it_was() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    let snapshot = env.snapshot(app);
+    AppKind::Ledger.apply(&env.app(app), PREFILL);
+    let before = env.app(app).digest();
+    env.ic.reject_calls(to_app(app, methods::RESTORE_COMMIT), RejectCode::CanisterError, "commit keeps failing", None);
+    let job = env.restore(app, snapshot.snapshot_id.unwrap(), None);
+    assert_eq!(job.phase, JobPhase::Failed);
+    env.ic.clear_faults();
+    assert_eq!(env.app(app).digest(), before);
+    // The failed job freed the app: a new restore works.
+    succeeded(&env.restore(app, snapshot.snapshot_id.unwrap(), None));
+}
