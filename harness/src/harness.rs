@@ -141,9 +141,14 @@ impl Harness {
 
     /// Creates a canister with 100T cycles, controlled by `sender` unless `settings` says.
     pub fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<mgmt::CanisterSettings>) -> Principal {
+        self.create_canister_with_cycles(sender, settings, DEFAULT_PROVISIONAL_CYCLES)
+    }
+
+    /// Creates a canister with `cycles` cycles (PocketIC: `create_canister_with_params`).
+    pub fn create_canister_with_cycles(&self, sender: Option<Principal>, settings: Option<mgmt::CanisterSettings>, cycles: u128) -> Principal {
         self.world
             .borrow_mut()
-            .create_canister(user(sender), false, settings, DEFAULT_PROVISIONAL_CYCLES)
+            .create_canister(user(sender), false, settings, cycles)
             .unwrap_or_else(|r| panic!("create_canister: {}", r.user_message))
     }
 

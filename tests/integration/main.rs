@@ -1,5 +1,7 @@
 //! Integration tests of canister-vault on the embedded IC, running the real vault and example
 //! app wasm. One module per area.
 
+mod access;
 mod faults;
 mod flows;
+mod refusals;

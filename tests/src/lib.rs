@@ -201,7 +201,12 @@ impl Env {
     }
 
     pub fn with_harness(ic: Harness) -> Self {
-        let vault = ic.create_canister_with_settings(Some(owner()), None);
+        Self::with_vault_cycles(ic, 100_000_000_000_000)
+    }
+
+    /// An environment whose vault starts with `cycles`.
+    pub fn with_vault_cycles(ic: Harness, cycles: u128) -> Self {
+        let vault = ic.create_canister_with_cycles(Some(owner()), None, cycles);
         ic.install_canister(vault, vault_wasm(), Encode!().unwrap(), Some(owner()));
         Env { ic, vault }
     }

@@ -1,0 +1,183 @@
+//! Every bad input gets a typed error and changes nothing.
+
+use candid::Principal;
+use serde_bytes::ByteBuf;
+use vault_api::Sha256;
+use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreBegin, RestoreChunk, StateKind, methods};
+use vault_api::service::{Retention, Schedule, VaultError};
+use vault_tests::*;
+
+/// What a refused request could have changed: registrations, snapshots, which jobs exist, and
+/// the apps' states. (A running job's own progress is not a change a request made.)
+fn observable(env: &Env, apps: &[Principal]) -> impl PartialEq + std::fmt::Debug + use<> {
+    let vault = env.vault();
+    let per_app: Vec<_> = apps
+        .iter()
+        .map(|&app| {
+            let jobs: Vec<u64> = vault.list_jobs(app).map(|j| j.iter().map(|j| j.id).collect()).unwrap_or_default();
+            (vault.app_info(app).ok(), vault.list_snapshots(app).ok(), jobs, env.app(app).digest())
+        })
+        .collect();
+    (per_app, vault.list_apps().unwrap())
+}
+
+#[test]
+fn the_vault_refuses_bad_requests_with_typed_errors() {
+    let env = Env::new();
+    let notes = env.registered(AppKind::Notes, manual(), keep(3));
+    let ledger = env.registered(AppKind::Ledger, manual(), keep(3));
+    for n in 0..2 {
+        AppKind::Notes.apply(&env.app(notes), n);
+        AppKind::Ledger.apply(&env.app(ledger), n);
+    }
+    let snapshot = env.snapshot(notes).snapshot_id.unwrap();
+    let no_vault = env.deploy(AppKind::Notes, None);
+    let other_vault = env.deploy(AppKind::Notes, Some(stranger()));
+    let probe = env.ic.create_canister_with_settings(Some(owner()), None);
+    env.ic.install_canister(probe, ic_harness::build::canister_wasm("harness-test-canisters", "probe"), candid::encode_args(()).unwrap(), Some(owner()));
+    let missing = ic_harness::types::canister_id_from_index(4_000);
+    let apps = [notes, ledger];
+    let v = env.vault();
+    let before = observable(&env, &apps);
+
+    assert_eq!(v.register(notes, manual(), keep(1)), Err(VaultError::AlreadyRegistered { app: notes }));
+    assert_eq!(v.register(no_vault, manual(), keep(1)), Err(VaultError::WrongVault { app: no_vault, vault: None }));
+    assert_eq!(v.register(other_vault, manual(), keep(1)), Err(VaultError::WrongVault { app: other_vault, vault: None }));
+    assert!(matches!(v.register(probe, manual(), keep(1)), Err(VaultError::AppUnreachable { reject_code: 5, .. })));
+    assert!(matches!(v.register(missing, manual(), keep(1)), Err(VaultError::AppUnreachable { .. })));
+    assert!(matches!(v.register(no_vault, Schedule { interval_seconds: 5 }, keep(1)), Err(VaultError::InvalidSchedule { .. })));
+    assert!(matches!(v.register(no_vault, manual(), keep(0)), Err(VaultError::InvalidRetention { .. })));
+    let too_many = Retention { keep_last: 5000, keep_daily: 0, keep_weekly: 0 };
+    assert!(matches!(v.update_schedule(notes, None, Some(too_many)), Err(VaultError::InvalidRetention { .. })));
+    assert!(matches!(v.update_schedule(notes, Some(Schedule { interval_seconds: 10 }), None), Err(VaultError::InvalidSchedule { .. })));
+    assert_eq!(v.update_schedule(no_vault, None, None), Err(VaultError::UnknownApp { app: no_vault }));
+    assert_eq!(v.snapshot_now(no_vault), Err(VaultError::UnknownApp { app: no_vault }));
+    assert_eq!(v.list_snapshots(no_vault), Err(VaultError::UnknownApp { app: no_vault }));
+    assert_eq!(v.restore(notes, 999, None), Err(VaultError::UnknownSnapshot { app: notes, snapshot_id: 999 }));
+    assert_eq!(v.restore(notes, snapshot, Some(no_vault)), Err(VaultError::TargetNotRegistered { target: no_vault }));
+    assert_eq!(
+        v.restore(notes, snapshot, Some(ledger)),
+        Err(VaultError::StateKindMismatch { target: ledger, target_kind: StateKind::StableMemory, snapshot: StateKind::Serde })
+    );
+    assert_eq!(v.delete_snapshot(notes, 999), Err(VaultError::UnknownSnapshot { app: notes, snapshot_id: 999 }));
+    assert_eq!(v.job_status(999), Err(VaultError::UnknownJob { job: 999 }));
+    assert!(matches!(v.snapshot_chunk(notes, snapshot, 99), Err(VaultError::ChunkOutOfRange { index: 99, .. })));
+    assert_eq!(observable(&env, &apps), before, "nothing changed");
+
+    // One job per app: a second one is refused while the first runs (held up by failing
+    // chunk calls), and so is unregistering.
+    env.ic.reject_calls(ic_harness::CallMatcher::to(notes).method(methods::DUMP_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
+    let job = v.snapshot_now(notes).unwrap();
+    let running = observable(&env, &apps);
+    assert_eq!(v.snapshot_now(notes), Err(VaultError::JobRunning { app: notes, job: job.id }));
+    assert_eq!(v.restore(notes, snapshot, None), Err(VaultError::JobRunning { app: notes, job: job.id }));
+    assert_eq!(v.unregister(notes, true), Err(VaultError::JobRunning { app: notes, job: job.id }));
+    assert_eq!(observable(&env, &apps), running);
+    env.ic.clear_faults();
+    env.finish_job(job.id, 500);
+
+    // A snapshot a running restore reads cannot be deleted.
+    let clone = env.registered(AppKind::Notes, manual(), keep(1));
+    let restore = v.restore(notes, snapshot, Some(clone)).unwrap();
+    assert_eq!(v.delete_snapshot(notes, snapshot), Err(VaultError::JobRunning { app: clone, job: restore.id }));
+    env.finish_job(restore.id, 100);
+}
+
+#[test]
+fn a_vault_short_of_cycles_refuses_jobs() {
+    // Enough to run its messages and register an app, not to keep chunk calls in flight.
+    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 150_000_000_000);
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    let before = observable(&env, &[app]);
+    assert!(matches!(env.vault().snapshot_now(app), Err(VaultError::InsufficientCycles { .. })));
+    assert_eq!(observable(&env, &[app]), before);
+}
+
+/// Calls a backup endpoint of `app` as its vault.
+fn as_vault<A: candid::utils::ArgumentEncoder, T: candid::CandidType + for<'a> serde::Deserialize<'a>>(
+    env: &Env,
+    app: Principal,
+    method: &str,
+    args: A,
+) -> Result<T, BackupError> {
+    env.ic
+        .update_candid::<A, (Result<T, BackupError>,)>(app, env.vault, method, args)
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+        .0
+}
+
+use ic_harness::IcBackend;
+
+#[test]
+fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
+    let env = Env::new();
+    let ledger = env.registered(AppKind::Ledger, manual(), keep(3));
+    let notes = env.registered(AppKind::Notes, manual(), keep(3));
+    AppKind::Ledger.apply(&env.app(ledger), 0);
+    let before = (env.app(ledger).digest(), env.app(notes).digest());
+    let image = vec![7u8; 65536 * 2];
+    let chunk_size = 65536u64;
+    let sha = vault_api::manifest::image_hash(&image, chunk_size);
+    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256 };
+    let chunk = |job: u64, index: u32, data: Vec<u8>| RestoreChunk { job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data) };
+
+    // Dumps.
+    assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0 },)), Err(BackupError::UnknownJob { job: 5 }));
+    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5 },)).unwrap();
+    let chunks = vault_api::chunk_count(manifest.size, manifest.chunk_size);
+    assert_eq!(
+        as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: chunks },)),
+        Err(BackupError::ChunkOutOfRange { index: chunks, chunks })
+    );
+    as_vault::<_, ()>(&env, ledger, methods::DUMP_END, (JobRef { job: 5 },)).unwrap();
+
+    // Restores: every bad input refused, the live state untouched.
+    let refuse = |app, method: &str, args: Vec<u8>| -> BackupError {
+        let reply = env.ic.update_call(app, env.vault, method, args).unwrap();
+        candid::decode_one::<Result<candid::Reserved, BackupError>>(&reply).unwrap().unwrap_err()
+    };
+    assert_eq!(
+        refuse(notes, methods::RESTORE_BEGIN, candid::encode_one(begin(1, StateKind::StableMemory, 65536, chunk_size, sha)).unwrap()),
+        BackupError::StateKindMismatch { app: StateKind::Serde, snapshot: StateKind::StableMemory }
+    );
+    assert!(matches!(
+        refuse(ledger, methods::RESTORE_BEGIN, candid::encode_one(begin(1, StateKind::StableMemory, 100, chunk_size, sha)).unwrap()),
+        BackupError::InvalidImage { .. }
+    ));
+    assert!(matches!(
+        refuse(ledger, methods::RESTORE_BEGIN, candid::encode_one(begin(1, StateKind::StableMemory, 65536, 0, sha)).unwrap()),
+        BackupError::UnsupportedChunkSize { .. }
+    ));
+    assert!(matches!(
+        refuse(ledger, methods::RESTORE_BEGIN, candid::encode_one(begin(1, StateKind::StableMemory, 4 << 30, chunk_size, sha)).unwrap()),
+        BackupError::TooLarge { .. }
+    ));
+    assert_eq!(refuse(ledger, methods::RESTORE_CHUNK, candid::encode_one(chunk(1, 0, image[..65536].to_vec())).unwrap()), BackupError::UnknownJob { job: 1 });
+    as_vault::<_, ()>(&env, ledger, methods::RESTORE_BEGIN, (begin(1, StateKind::StableMemory, image.len() as u64, chunk_size, sha),)).unwrap();
+    let mut bad = chunk(1, 0, image[..65536].to_vec());
+    bad.sha256 = Sha256::of(b"something else");
+    assert_eq!(refuse(ledger, methods::RESTORE_CHUNK, candid::encode_one(bad).unwrap()), BackupError::ChunkHashMismatch { index: 0 });
+    assert_eq!(refuse(ledger, methods::RESTORE_CHUNK, candid::encode_one(chunk(1, 2, vec![0; 10])).unwrap()), BackupError::ChunkOutOfRange { index: 2, chunks: 2 });
+    assert_eq!(
+        refuse(ledger, methods::RESTORE_CHUNK, candid::encode_one(chunk(1, 0, vec![7; 10])).unwrap()),
+        BackupError::ChunkSizeMismatch { index: 0, expected: 65536, actual: 10 }
+    );
+    as_vault::<_, ()>(&env, ledger, methods::RESTORE_CHUNK, (chunk(1, 0, image[..65536].to_vec()),)).unwrap();
+    assert_eq!(refuse(ledger, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 1 }).unwrap()), BackupError::MissingChunks { missing: 1, first: 1 });
+    // A manifest hash that the staged chunks do not produce is refused at commit.
+    as_vault::<_, ()>(&env, ledger, methods::RESTORE_BEGIN, (begin(2, StateKind::StableMemory, image.len() as u64, chunk_size, Sha256::of(b"wrong")),)).unwrap();
+    for i in 0..2u32 {
+        as_vault::<_, ()>(&env, ledger, methods::RESTORE_CHUNK, (chunk(2, i, image[i as usize * 65536..(i as usize + 1) * 65536].to_vec()),)).unwrap();
+    }
+    assert_eq!(
+        refuse(ledger, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 2 }).unwrap()),
+        BackupError::SnapshotHashMismatch { expected: Sha256::of(b"wrong"), actual: sha }
+    );
+    // A serde image that does not decode into the app's state is refused at commit.
+    let garbage = vec![0xc1u8; 1000];
+    let garbage_sha = vault_api::manifest::image_hash(&garbage, 1000);
+    as_vault::<_, ()>(&env, notes, methods::RESTORE_BEGIN, (begin(3, StateKind::Serde, 1000, 1000, garbage_sha),)).unwrap();
+    as_vault::<_, ()>(&env, notes, methods::RESTORE_CHUNK, (chunk(3, 0, garbage),)).unwrap();
+    assert!(matches!(refuse(notes, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 3 }).unwrap()), BackupError::Deserialization { .. }));
+    assert_eq!((env.app(ledger).digest(), env.app(notes).digest()), before, "no refused call changed a live state");
+}
