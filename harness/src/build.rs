@@ -25,6 +25,15 @@ pub fn canister_lib_wasm(package: &str, lib: &str) -> Vec<u8> {
     build(package, Target::Lib(lib))
 }
 
+/// Installs the wasm32 target with rustup, once per process, so a fresh machine needs no
+/// step of its own. Without rustup the build reports what is missing.
+fn ensure_wasm_target() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let _ = Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]).output();
+    });
+}
+
 enum Target<'a> {
     Bin(&'a str),
     Lib(&'a str),
@@ -44,6 +53,7 @@ fn build(package: &str, target: Target) -> Vec<u8> {
     if let Some(wasm) = built.get(&key) {
         return wasm.clone();
     }
+    ensure_wasm_target();
     let root = workspace_root();
     let target_dir = root.join("target").join("canisters");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -5,3 +5,4 @@ mod access;
 mod faults;
 mod flows;
 mod refusals;
+mod sizes;

@@ -17,7 +17,7 @@ pub use ic_harness;
 pub use vault_api;
 
 pub fn vault_wasm() -> Vec<u8> {
-    ic_harness::build::canister_lib_wasm("canister-vault", "vault")
+    ic_harness::build::canister_lib_wasm("canister-vault", "canister_vault")
 }
 
 pub fn notes_wasm() -> Vec<u8> {
