@@ -56,7 +56,7 @@ fn serialize() -> Result<u64, BackupError> {
     }
     let (last_bytes, last_instructions) = store::header().serde_cost;
     let start = ic_cdk::api::performance_counter(0);
-    let mut writer = StagingWriter::new();
+    let mut writer = StagingWriter::default();
     let result = serde_state::dump(&mut writer);
     let used = ic_cdk::api::performance_counter(0) - start;
     match (result, writer.exceeded) {

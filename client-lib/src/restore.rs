@@ -30,10 +30,13 @@ pub const MAX_STABLE_RESTORE_BYTES: u64 = staging::MAX_STAGED_BYTES;
 
 pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
     guards::caller_is_vault()?;
-    if let Some(open) = store::header().restore.filter(|r| r.job == args.job) {
-        if open.size == args.size && open.chunk_size == args.chunk_size && open.sha256 == args.sha256 && open.kind == args.state_kind {
-            return Ok(());
-        }
+    if let Some(open) = store::header().restore.filter(|r| r.job == args.job)
+        && open.size == args.size
+        && open.chunk_size == args.chunk_size
+        && open.sha256 == args.sha256
+        && open.kind == args.state_kind
+    {
+        return Ok(());
     }
     let app = dump::state_kind();
     if app != args.state_kind {
@@ -47,7 +50,7 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
             if RELOAD.get().is_none() {
                 return Err(BackupError::NoReloadHook);
             }
-            if args.size % 65536 != 0 {
+            if !args.size.is_multiple_of(65536) {
                 return Err(BackupError::InvalidImage {
                     message: format!("a stable-memory image is whole 64 KiB pages; {} bytes is not", args.size),
                 });

@@ -41,15 +41,10 @@ fn over_budget() -> bool {
 }
 
 /// Writes the staging memory from offset 0.
+#[derive(Default)]
 pub struct StagingWriter {
     pub written: u64,
     pub exceeded: Option<Exceeded>,
-}
-
-impl StagingWriter {
-    pub fn new() -> Self {
-        StagingWriter { written: 0, exceeded: None }
-    }
 }
 
 impl io::Write for StagingWriter {

@@ -102,10 +102,10 @@ fn observable(s: &Setup) -> impl PartialEq + std::fmt::Debug {
 
 fn finish_running_jobs(s: &Setup) {
     for app in [s.app, s.registered_spare] {
-        if let Ok(info) = s.env.vault().app_info(app) {
-            if let Some(job) = info.running_job {
-                s.env.finish_job(job, 500);
-            }
+        if let Ok(info) = s.env.vault().app_info(app)
+            && let Some(job) = info.running_job
+        {
+            s.env.finish_job(job, 500);
         }
     }
 }
@@ -114,8 +114,8 @@ fn finish_running_jobs(s: &Setup) {
 fn vault_endpoints_admit_only_controllers_of_the_app() {
     let s = setup();
     let (app, snap) = (s.app, s.snapshots[0]);
-    type Vault = Result<(), VaultError>;
-    let endpoints: Vec<(&str, Box<dyn Fn(Caller) -> Vault + '_>)> = vec![
+    type Endpoint<'a> = (&'a str, Box<dyn Fn(Caller) -> Result<(), VaultError> + 'a>);
+    let endpoints: Vec<Endpoint> = vec![
         ("register", Box::new(|c| call(&s, s.env.vault, owner(), c, "register", false, (RegisterArgs { app: s.spare, schedule: manual(), retention: keep(2) },)))),
         ("update_schedule", Box::new(|c| call(&s, s.env.vault, owner(), c, "update_schedule", false, (UpdateScheduleArgs { app, schedule: None, retention: Some(keep(10)) },)))),
         ("app_info", Box::new(|c| call(&s, s.env.vault, owner(), c, "app_info", true, (app,)))),
@@ -157,8 +157,9 @@ fn backup_endpoints_admit_only_the_vault() {
     let s = setup();
     let (app, vault) = (s.spare, s.env.vault);
     type App = Result<(), BackupError>;
+    type Endpoint<'a> = (&'a str, Box<dyn Fn(Caller) -> App + 'a>);
     let job = 9_999;
-    let endpoints: Vec<(&str, Box<dyn Fn(Caller) -> App + '_>)> = vec![
+    let endpoints: Vec<Endpoint> = vec![
         (methods::INFO, Box::new(|c| call(&s, app, vault, c, methods::INFO, true, ()))),
         (methods::DUMP_BEGIN, Box::new(|c| call(&s, app, vault, c, methods::DUMP_BEGIN, false, (DumpBegin { job },)))),
         (methods::DUMP_CHUNK, Box::new(|c| call(&s, app, vault, c, methods::DUMP_CHUNK, true, (ChunkRequest { job, index: 0 },)))),

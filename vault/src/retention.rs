@@ -45,7 +45,7 @@ fn newest_per_bucket(newest_first: &[(u64, u64)], count: u32, bucket: fn(u64) ->
 /// The ids of `snapshots` (id, taken at) that `policy` lets go.
 pub fn to_delete(snapshots: &[(u64, u64)], policy: &Retention) -> Vec<u64> {
     let mut newest_first = snapshots.to_vec();
-    newest_first.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+    newest_first.sort_by_key(|&(id, taken_at)| std::cmp::Reverse((taken_at, id)));
     let mut keep: BTreeSet<u64> = newest_first.iter().take(policy.keep_last as usize).map(|s| s.0).collect();
     newest_per_bucket(&newest_first, policy.keep_daily, day, &mut keep);
     newest_per_bucket(&newest_first, policy.keep_weekly, week, &mut keep);

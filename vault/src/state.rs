@@ -140,13 +140,12 @@ impl State {
     /// The manifest hash of `snapshot` from its stored chunk hashes; `None` if any is missing.
     pub fn manifest_hash(&self, snapshot: u64, size: u64, chunk_size: u64) -> Option<Sha256> {
         let mut hasher = ManifestHasher::new(size, chunk_size);
-        let mut expected = 0u32;
-        for entry in self.manifests.range(ManifestKey { snapshot, index: 0 }..=ManifestKey { snapshot, index: u32::MAX }) {
-            if entry.key().index != expected {
+        let entries = self.manifests.range(ManifestKey { snapshot, index: 0 }..=ManifestKey { snapshot, index: u32::MAX });
+        for (expected, entry) in entries.enumerate() {
+            if entry.key().index as usize != expected {
                 return None;
             }
             hasher.push(&Sha256(entry.value()));
-            expected += 1;
         }
         hasher.finish()
     }

@@ -89,7 +89,10 @@ fn grow_heap(mib: u64) -> u64 {
 
 #[query]
 fn heap_pages() -> u64 {
-    core::arch::wasm32::memory_size(0) as u64
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) as u64;
+    #[cfg(not(target_arch = "wasm32"))]
+    unreachable!("a canister runs on wasm32")
 }
 
 /// Loops `iterations` times; returns the instructions counted so far.
