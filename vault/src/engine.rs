@@ -394,11 +394,32 @@ async fn snapshot_start(mut job: JobRecord) -> bool {
 }
 
 async fn snapshot_transfer(job: JobRecord) -> bool {
+    let snapshot = job.snapshot_id.expect("a transferring snapshot job has its snapshot");
     let indices = next_chunks(&job);
-    let calls = indices.iter().map(|&i| app_client::dump_chunk(job.app, job.id, i));
+    let calls = indices.iter().map(|&i| app_client::dump_chunk(job.app, job.id, i)).collect();
+    transfer_batch(job, indices, calls, |job, index, chunk| {
+        let range = chunk_range(job.size, job.chunk_size, index);
+        let intact = chunk.index == index && chunk.data.len() as u64 == range.end - range.start && Sha256::of(&chunk.data) == chunk.sha256;
+        if !intact {
+            return Err(CallFailure::Corrupted { index });
+        }
+        with_state(|s| s.store_chunk(snapshot, index, &chunk.data));
+        Ok(())
+    })
+    .await
+}
+
+/// Runs one batch of chunk `calls` (for chunks `indices`) of `job` and settles it: `store`
+/// takes each chunk the app answered; a lost dump or staging area starts the job over, any
+/// other refusal fails it.
+async fn transfer_batch<T>(
+    job: JobRecord,
+    indices: Vec<u32>,
+    calls: Vec<impl std::future::Future<Output = app_client::Protocol<T>>>,
+    mut store: impl FnMut(&JobRecord, u32, T) -> Result<(), CallFailure>,
+) -> bool {
     let results = futures::future::join_all(calls).await;
     let Some(mut job) = with_state(|s| s.job(job.id)) else { return false };
-    let snapshot = job.snapshot_id.expect("a transferring snapshot job has its snapshot");
     let mut progressed = false;
     let mut failure = None;
     for (&index, result) in indices.iter().zip(results) {
@@ -411,19 +432,15 @@ async fn snapshot_transfer(job: JobRecord) -> bool {
         };
         account(&mut job, &answer);
         match answer.value {
-            Ok(chunk) => {
-                let range = chunk_range(job.size, job.chunk_size, index);
-                let intact = chunk.index == index
-                    && chunk.data.len() as u64 == range.end - range.start
-                    && Sha256::of(&chunk.data) == chunk.sha256;
-                if intact {
-                    with_state(|s| s.store_chunk(snapshot, index, &chunk.data));
+            Ok(value) => match store(&job, index, value) {
+                Ok(()) => {
                     job.mark_done(index);
                     progressed = true;
-                } else {
-                    failure = Some(CallFailure::Corrupted { index });
                 }
-            }
+                Err(f) => failure = Some(f),
+            },
+            // The chunk was damaged on its way to the app: send it again.
+            Err(BackupError::ChunkHashMismatch { index }) => failure = Some(CallFailure::Corrupted { index }),
             Err(error @ BackupError::UnknownJob { .. }) => return start_over(job, error),
             Err(error) => return refuse(job, error),
         }
@@ -555,40 +572,15 @@ async fn restore_transfer(job: JobRecord) -> bool {
         return snapshot_gone(job);
     }
     let indices = next_chunks(&job);
-    let mut calls = Vec::new();
-    for &index in &indices {
-        let (sha256, data) = with_state(|s| s.chunk(snapshot_id, index)).expect("a complete snapshot has every chunk");
-        let args = RestoreChunk { job: job.id, index, data: serde_bytes::ByteBuf::from(data), sha256 };
-        calls.push(app_client::restore_chunk(job.app, args));
-    }
-    let results = futures::future::join_all(calls).await;
-    let Some(mut job) = with_state(|s| s.job(job.id)) else { return false };
-    let mut progressed = false;
-    let mut failure = None;
-    for (&index, result) in indices.iter().zip(results) {
-        let answer = match result {
-            Ok(answer) => answer,
-            Err(f) => {
-                failure = Some(f);
-                continue;
-            }
-        };
-        account(&mut job, &answer);
-        match answer.value {
-            Ok(()) => {
-                job.mark_done(index);
-                progressed = true;
-            }
-            // The chunk was damaged on its way: send it again.
-            Err(BackupError::ChunkHashMismatch { index }) => failure = Some(CallFailure::Corrupted { index }),
-            Err(error @ BackupError::UnknownJob { .. }) => return start_over(job, error),
-            Err(error) => return refuse(job, error),
-        }
-    }
-    if job.chunks_done() == job.chunks {
-        job.phase = JobPhase::Finishing;
-    }
-    settle_batch(job, progressed, failure)
+    let calls = indices
+        .iter()
+        .map(|&index| {
+            let (sha256, data) = with_state(|s| s.chunk(snapshot_id, index)).expect("a complete snapshot has every chunk");
+            let args = RestoreChunk { job: job.id, index, data: serde_bytes::ByteBuf::from(data), sha256 };
+            app_client::restore_chunk(job.app, args)
+        })
+        .collect();
+    transfer_batch(job, indices, calls, |_, _, ()| Ok(())).await
 }
 
 async fn restore_finish(mut job: JobRecord) -> bool {
