@@ -10,7 +10,7 @@
 //!   `post_upgrade`. A snapshot is its MessagePack (rmp-serde) serialization, made in one
 //!   message.
 //!
-//! ```rust,ignore
+//! ```rust,no_run
 //! use std::cell::RefCell;
 //! use ic_stable_structures::{memory_manager::{MemoryId, MemoryManager, VirtualMemory}, StableBTreeMap};
 //! use vault_client::VaultMemory;
@@ -40,6 +40,7 @@
 //! fn post_upgrade() {
 //!     vault_client::on_restore(reload);
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! The library owns the canister's raw stable memory (see the `layout` module): all stable
@@ -54,6 +55,11 @@
 //!   [`staging::INSTRUCTION_BUDGET`] instructions and at most `staging::MAX_STAGED_BYTES`
 //!   bytes; past either the call is refused with `TooLargeForOneMessage` or `TooLarge`, the
 //!   state unchanged. The README gives the sizes these limits come to.
+
+/// The README's code samples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 mod dump;
 mod guards;
