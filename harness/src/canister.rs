@@ -35,6 +35,8 @@ pub struct CompiledModule {
     pub module: Module,
     /// SHA-256 of the module as installed (the IC's module hash).
     pub hash: [u8; 32],
+    /// The module as installed.
+    pub wasm: Arc<[u8]>,
     pub info: ModuleInfo,
 }
 
@@ -83,18 +85,25 @@ pub fn host_functions() -> &'static HashSet<(String, String)> {
 
 /// Compiles `wasm` (plain or gzip-compressed), or returns the cached module of the same bytes.
 pub fn compile(wasm: &[u8]) -> Result<Arc<CompiledModule>, ModuleError> {
+    compile_with_disk_cache(wasm, None)
+}
+
+/// As [`compile`], also keeping the machine code in `disk_cache` (a directory), so another
+/// process skips the compilation.
+pub fn compile_with_disk_cache(wasm: &[u8], disk_cache: Option<&std::path::Path>) -> Result<Arc<CompiledModule>, ModuleError> {
     static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Arc<CompiledModule>>>> = OnceLock::new();
     let hash: [u8; 32] = Sha256::digest(wasm).into();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(module) = cache.lock().expect("cache lock").get(&hash) {
         return Ok(module.clone());
     }
-    let compiled = Arc::new(compile_uncached(wasm, hash)?);
+    let compiled = Arc::new(compile_uncached(wasm, hash, disk_cache)?);
     cache.lock().expect("cache lock").insert(hash, compiled.clone());
     Ok(compiled)
 }
 
-fn compile_uncached(wasm: &[u8], hash: [u8; 32]) -> Result<CompiledModule, ModuleError> {
+fn compile_uncached(wasm: &[u8], hash: [u8; 32], disk_cache: Option<&std::path::Path>) -> Result<CompiledModule, ModuleError> {
+    let installed: Arc<[u8]> = wasm.into();
     let decompressed;
     let wasm = if wasm.starts_with(&[0x1f, 0x8b]) {
         decompressed = gunzip(wasm)?;
@@ -108,11 +117,25 @@ fn compile_uncached(wasm: &[u8], hash: [u8; 32]) -> Result<CompiledModule, Modul
             return Err(ModuleError::UnknownImport { module: module.clone(), name: name.clone() });
         }
     }
-    let module = Module::new(engine(), &rewritten.wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+    let cached = disk_cache.map(|dir| dir.join(format!("{}.cwasm", hex(&hash))));
+    // SAFETY: the file is machine code this function wrote for this engine configuration;
+    // wasmtime checks that it was made by the same version and settings.
+    let from_disk = cached.as_ref().and_then(|path| unsafe { Module::deserialize_file(engine(), path) }.ok());
+    let module = match from_disk {
+        Some(module) => module,
+        None => {
+            let module = Module::new(engine(), &rewritten.wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+            if let (Some(path), Ok(bytes)) = (&cached, module.serialize()) {
+                let _ = std::fs::write(path, bytes);
+            }
+            module
+        }
+    };
     host().linker.instantiate_pre(&module).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
     Ok(CompiledModule {
         module,
         hash,
+        wasm: installed,
         info: ModuleInfo {
             mutable_globals: rewritten.mutable_globals,
             has_table: rewritten.has_table,
@@ -120,6 +143,10 @@ fn compile_uncached(wasm: &[u8], hash: [u8; 32]) -> Result<CompiledModule, Modul
             metadata: rewritten.metadata,
         },
     })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, ModuleError> {
@@ -272,6 +299,34 @@ impl Instance {
 
     pub fn stable_mut(&mut self) -> &mut StableMemory {
         &mut self.store.data_mut().stable
+    }
+
+    /// The values of the module's mutable globals.
+    pub fn globals(&mut self) -> Vec<Val> {
+        self.globals.iter().map(|g| g.get(&mut self.store)).collect()
+    }
+
+    /// Puts back a heap and globals saved from an instance of the same module (outside any
+    /// execution).
+    pub fn restore(&mut self, heap: &[u8], globals: &[Val]) -> Result<(), String> {
+        let pages = heap.len() as u64 / WASM_PAGE_SIZE;
+        if let Some(memory) = self.handles.memory {
+            let physical = memory.size(&self.store);
+            if pages > physical {
+                memory.grow(&mut self.store, pages - physical).map_err(|e| format!("growing the heap: {e}"))?;
+            }
+            memory.data_mut(&mut self.store)[..heap.len()].copy_from_slice(heap);
+            let data = self.store.data_mut();
+            data.heap.logical_pages = pages;
+            data.heap.mark = SizeMark::new(pages);
+        }
+        if globals.len() != self.globals.len() {
+            return Err(format!("{} globals saved for a module with {}", globals.len(), self.globals.len()));
+        }
+        for (global, value) in self.globals.iter().zip(globals) {
+            global.set(&mut self.store, *value).map_err(|e| format!("setting a global: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Bytes of the heap (its logical size).

@@ -4,7 +4,7 @@
 //! dfinity/ic, and `CyclesAccountManagerConfig::application_subnet` for a 13-node subnet.
 
 /// Per-message and per-canister limits.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Instructions of one update, callback, cleanup, timer or heartbeat execution.
     pub update_instructions: u64,
@@ -76,7 +76,7 @@ pub const DEFAULT_FREEZING_THRESHOLD_SECONDS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_PROVISIONAL_CYCLES: u128 = 100_000_000_000_000;
 
 /// Cycle prices of a 13-node application subnet; [`CostTable::for_subnet_size`] scales them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CostTable {
     pub subnet_size: u64,
     pub update_message_execution: u128,

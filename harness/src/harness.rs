@@ -124,6 +124,27 @@ impl Harness {
         HarnessBuilder::default()
     }
 
+    /// Saves the IC into `dir` (see `persist`), first running up to `max_rounds` rounds until
+    /// no message is queued or in flight.
+    pub fn save(&self, dir: &std::path::Path, max_rounds: u32) -> Result<(), crate::persist::PersistError> {
+        for _ in 0..max_rounds {
+            if self.world.borrow().is_quiet().is_ok() {
+                break;
+            }
+            self.tick();
+        }
+        self.world.borrow_mut().save(dir)
+    }
+
+    /// Loads an IC saved by [`Self::save`].
+    pub fn load(dir: &std::path::Path) -> Result<Self, crate::persist::PersistError> {
+        let world = World::load(dir)?;
+        let log_to_stderr = std::env::var_os("HARNESS_LOG").is_some();
+        let mut world = world;
+        world.log_to_stderr = log_to_stderr;
+        Ok(Harness { world: RefCell::new(world), max_rounds_per_call: HarnessBuilder::default().max_rounds_per_call })
+    }
+
     /// Direct access to the state, for the harness's own extensions.
     pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         f(&mut self.world.borrow_mut())

@@ -7,6 +7,7 @@ pub mod instrument;
 pub mod interface;
 pub mod management;
 pub mod pages;
+pub mod persist;
 pub mod system_api;
 pub mod types;
 pub mod world;

@@ -225,7 +225,7 @@ pub fn canister_id_from_index(index: u64) -> Principal {
 }
 
 /// One line a canister printed with `ic0.debug_print` or with a trap.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogRecord {
     pub idx: u64,
     pub timestamp_nanos: u64,

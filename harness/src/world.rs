@@ -142,7 +142,7 @@ pub enum Status {
     Stopped,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     pub freezing_threshold: u64,
     pub wasm_memory_limit: u64,
@@ -164,7 +164,7 @@ impl Default for Settings {
 }
 
 /// What a canister did, for benchmarks and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CanisterMetrics {
     /// Replicated executions: updates, callbacks, cleanups, timers, heartbeats, installs.
     pub executions: u64,
@@ -200,12 +200,12 @@ pub struct CanisterState {
     pub instance: Option<Instance>,
     pub call_contexts: BTreeMap<u64, CallContext>,
     pub callbacks: BTreeMap<u64, Callback>,
-    next_id: u64,
+    pub(crate) next_id: u64,
     pub global_timer: u64,
     pub version: u64,
     pub certified_data: Vec<u8>,
     pub logs: Vec<LogRecord>,
-    next_log: u64,
+    pub(crate) next_log: u64,
     pub history: Vec<Change>,
     pub total_changes: u64,
     pub queue: VecDeque<Input>,
@@ -281,7 +281,7 @@ impl CanisterState {
 }
 
 /// Counts of what crossed between canisters, for benchmarks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     pub requests: u64,
     pub request_bytes: u64,
@@ -291,11 +291,11 @@ pub struct Traffic {
 
 pub struct World {
     pub time: u64,
-    last_round_time: u64,
+    pub(crate) last_round_time: u64,
     pub canisters: BTreeMap<Principal, CanisterState>,
     pub next_canister_index: u64,
     pub ingress: HashMap<u64, Option<CallResult>>,
-    next_message: u64,
+    pub(crate) next_message: u64,
     pub limits: Limits,
     pub costs: CostTable,
     pub subnet_id: Principal,
@@ -304,7 +304,7 @@ pub struct World {
     pub log_to_stderr: bool,
     pub max_inner_rounds: u32,
     pub rounds: u64,
-    management_queue: VecDeque<Request>,
+    pub(crate) management_queue: VecDeque<Request>,
 }
 
 /// How a canister's execution starts and what its call context is.

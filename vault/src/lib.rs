@@ -10,9 +10,10 @@ use std::cell::RefCell;
 use candid::Principal;
 use ic_stable_structures::DefaultMemoryImpl;
 use vault_api::protocol::Chunk;
+use vault_api::Sha256;
 use vault_api::service::{
-    AppInfo, ChunkRef, JobInfo, RegisterArgs, RestoreArgs, SnapshotInfo, SnapshotRef, UnregisterArgs, UpdateScheduleArgs,
-    VaultError,
+    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RestoreArgs, SnapshotInfo,
+    SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
 mod app_client;
@@ -137,6 +138,44 @@ fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     guards::caller_controls_registered(caller, args.app)?;
     ops::snapshot_chunk(args)
+}
+
+/// A page of a completed snapshot's chunk table (at most 10,000 SHA-256s), for export.
+#[ic_cdk::query]
+fn snapshot_manifest(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
+    let caller = guards::caller_not_anonymous()?;
+    guards::caller_controls_registered(caller, args.app)?;
+    ops::manifest_page(args)
+}
+
+/// Begins (or resumes) importing a snapshot from a file into an app's history.
+#[ic_cdk::update]
+async fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
+    let caller = guards::caller_not_anonymous()?;
+    ops::import_begin(caller, args).await
+}
+
+#[ic_cdk::update]
+fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
+    let caller = guards::caller_not_anonymous()?;
+    guards::caller_controls_registered(caller, args.app)?;
+    ops::import_chunk(args)
+}
+
+/// Completes an import: every chunk must be there and produce the manifest's SHA-256. The
+/// snapshot is then listed and restorable like any other.
+#[ic_cdk::update]
+fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
+    let caller = guards::caller_not_anonymous()?;
+    guards::caller_controls_registered(caller, args.app)?;
+    ops::import_commit(args)
+}
+
+#[ic_cdk::update]
+fn import_abort(args: SnapshotRef) -> Result<(), VaultError> {
+    let caller = guards::caller_not_anonymous()?;
+    guards::caller_controls_registered(caller, args.app)?;
+    ops::import_abort(args)
 }
 
 ic_cdk::export_candid!();

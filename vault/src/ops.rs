@@ -2,8 +2,11 @@
 //! before anything changes.
 
 use candid::Principal;
+use vault_api::Sha256;
+use vault_api::manifest::chunk_range;
+use vault_api::protocol::CHUNK_SIZE;
 use vault_api::service::{
-    AppInfo, ChunkRef, JobInfo, JobKind, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
+    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
     UpdateScheduleArgs, VaultError,
 };
 use vault_api::protocol::Chunk;
@@ -283,4 +286,113 @@ pub fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
     }
     let (sha256, data) = with_state(|s| s.chunk(id, args.index)).expect("a complete snapshot has every chunk");
     Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256 })
+}
+
+/// A page of the chunk table of a completed snapshot, for export.
+pub fn manifest_page(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
+    let snapshot = with_state(|s| s.snapshot(args.app, args.snapshot_id))
+        .filter(|r| r.status == SnapshotStatus::Complete)
+        .ok_or(VaultError::UnknownSnapshot { app: args.app, snapshot_id: args.snapshot_id })?;
+    if args.start > snapshot.chunks {
+        return Err(VaultError::ChunkOutOfRange { snapshot_id: args.snapshot_id, index: args.start, chunks: snapshot.chunks });
+    }
+    Ok(with_state(|s| s.chunk_hashes(args.snapshot_id, args.start, args.count.min(MAX_MANIFEST_PAGE))))
+}
+
+/// The snapshot `id` of `app` if it is an import in progress.
+fn import_in_progress(app: Principal, id: u64) -> Result<SnapshotRecord, VaultError> {
+    with_state(|s| s.snapshot(app, id))
+        .filter(|r| r.status == SnapshotStatus::Building && r.trigger == Trigger::Import)
+        .ok_or(VaultError::NotAnImport { app, snapshot_id: id })
+}
+
+/// Begins importing a snapshot into `app`'s history, or resumes the import of the same one.
+pub async fn import_begin(caller: Principal, args: ImportArgs) -> Result<ImportInfo, VaultError> {
+    let app = args.app;
+    registered(app)?;
+    if args.chunk_size == 0 || args.chunk_size > CHUNK_SIZE {
+        return Err(VaultError::InvalidManifest {
+            reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),
+        });
+    }
+    let chunks = u32::try_from(args.size.div_ceil(args.chunk_size))
+        .map_err(|_| VaultError::InvalidManifest { reason: format!("{} bytes are too many chunks", args.size) })?;
+    guards::caller_controls(caller, app).await?;
+    let now = ic_cdk::api::time();
+    let id = with_state(|s| {
+        let resumed = s
+            .snapshots_of(app)
+            .into_iter()
+            .find(|(_, r)| r.status == SnapshotStatus::Building && r.trigger == Trigger::Import && r.sha256 == args.sha256 && r.size == args.size && r.chunk_size == args.chunk_size);
+        if let Some((id, _)) = resumed {
+            return id;
+        }
+        let id = s.new_snapshot_id();
+        s.put_snapshot(
+            app,
+            id,
+            SnapshotRecord {
+                status: SnapshotStatus::Building,
+                job: 0,
+                taken_at: args.taken_at_nanos,
+                size: args.size,
+                sha256: args.sha256,
+                module_hash: args.module_hash,
+                state_kind: args.state_kind,
+                chunks,
+                chunk_size: args.chunk_size,
+                started_at: now,
+                duration: 0,
+                transfer_cycles: 0,
+                trigger: Trigger::Import,
+            },
+        );
+        id
+    });
+    let missing = with_state(|s| s.missing_chunks(id, chunks));
+    Ok(ImportInfo { snapshot_id: id, chunks, missing })
+}
+
+/// Stores one chunk of an import, checked against its SHA-256.
+pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
+    let record = import_in_progress(args.app, args.snapshot_id)?;
+    if args.index >= record.chunks {
+        return Err(VaultError::ChunkOutOfRange { snapshot_id: args.snapshot_id, index: args.index, chunks: record.chunks });
+    }
+    let range = chunk_range(record.size, record.chunk_size, args.index);
+    let expected = range.end - range.start;
+    if args.data.len() as u64 != expected {
+        return Err(VaultError::ChunkSizeMismatch { index: args.index, expected, actual: args.data.len() as u64 });
+    }
+    if Sha256::of(&args.data) != args.sha256 {
+        return Err(VaultError::ChunkHashMismatch { index: args.index });
+    }
+    with_state(|s| s.store_chunk(args.snapshot_id, args.index, &args.data));
+    Ok(())
+}
+
+/// Completes an import once every chunk is stored and they produce the manifest's hash.
+pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
+    let (app, id) = (args.app, args.snapshot_id);
+    let mut record = import_in_progress(app, id)?;
+    let missing = with_state(|s| s.missing_chunks(id, record.chunks));
+    if let Some(&first) = missing.first() {
+        return Err(VaultError::MissingChunks { missing: missing.len() as u32, first });
+    }
+    let actual = with_state(|s| s.manifest_hash(id, record.size, record.chunk_size)).expect("every chunk stored");
+    if actual != record.sha256 {
+        return Err(VaultError::SnapshotHashMismatch { expected: record.sha256, actual });
+    }
+    record.status = SnapshotStatus::Complete;
+    record.duration = ic_cdk::api::time() - record.started_at;
+    with_state(|s| s.put_snapshot(app, id, record.clone()));
+    Ok(snapshot_info(app, id, &record))
+}
+
+/// Drops an import in progress and its chunks.
+pub fn import_abort(args: SnapshotRef) -> Result<(), VaultError> {
+    import_in_progress(args.app, args.snapshot_id)?;
+    with_state(|s| s.schedule_deletion(args.app, args.snapshot_id));
+    engine::arm(ic_cdk::api::time());
+    Ok(())
 }

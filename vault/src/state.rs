@@ -126,8 +126,23 @@ impl State {
         }
     }
 
-    pub fn has_chunk(&self, snapshot: u64, index: u32) -> bool {
-        self.manifests.contains_key(&ManifestKey { snapshot, index })
+    /// Chunks of `snapshot` below `chunks` that are not stored yet (a range scan).
+    pub fn missing_chunks(&self, snapshot: u64, chunks: u32) -> Vec<u32> {
+        let mut present = self
+            .manifests
+            .range(ManifestKey { snapshot, index: 0 }..ManifestKey { snapshot, index: chunks })
+            .map(|e| e.key().index)
+            .peekable();
+        (0..chunks).filter(|i| present.next_if_eq(i).is_none()).collect()
+    }
+
+    /// SHA-256s of chunks `start .. start + count` of `snapshot` (a range scan).
+    pub fn chunk_hashes(&self, snapshot: u64, start: u32, count: u32) -> Vec<Sha256> {
+        let end = start.saturating_add(count);
+        self.manifests
+            .range(ManifestKey { snapshot, index: start }..ManifestKey { snapshot, index: end })
+            .map(|e| Sha256(e.value()))
+            .collect()
     }
 
     /// Chunk `index` of `snapshot`: its SHA-256 and bytes.
@@ -328,6 +343,17 @@ mod tests {
         assert!(!s.delete_step(4));
         assert_eq!(s.chunk_totals().0, 0);
         assert!(s.snapshots_of(app()).is_empty());
+    }
+
+    #[test]
+    fn missing_chunks_and_hash_pages_are_range_scans() {
+        let mut s = state();
+        for i in [0, 2, 3] {
+            s.store_chunk(1, i, &[i as u8]);
+        }
+        s.store_chunk(2, 1, b"other snapshot");
+        assert_eq!(s.missing_chunks(1, 5), vec![1, 4]);
+        assert_eq!(s.chunk_hashes(1, 2, 10), vec![Sha256::of(&[2]), Sha256::of(&[3])]);
     }
 
     #[test]

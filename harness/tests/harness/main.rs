@@ -11,5 +11,6 @@ mod faults;
 mod imports;
 mod limits;
 mod management;
+mod persistence;
 mod timers;
 mod upgrades;

@@ -110,6 +110,49 @@ pub struct ChunkRef {
     pub index: u32,
 }
 
+/// A page of a snapshot's chunk table: the SHA-256s of chunks `start .. start + count`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestPage {
+    pub app: Principal,
+    pub snapshot_id: u64,
+    pub start: u32,
+    pub count: u32,
+}
+
+/// Chunk hashes a manifest page holds at most.
+pub const MAX_MANIFEST_PAGE: u32 = 10_000;
+
+/// A snapshot brought in from a file: its manifest, then its chunks, then a commit.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ImportArgs {
+    pub app: Principal,
+    pub state_kind: StateKind,
+    pub size: u64,
+    pub chunk_size: u64,
+    /// The manifest hash the chunks must produce.
+    pub sha256: Sha256,
+    pub taken_at_nanos: u64,
+    pub module_hash: Option<Sha256>,
+}
+
+/// An import in progress: the snapshot it builds and the chunks it still needs. Beginning the
+/// same import again (same app and SHA-256) resumes it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ImportInfo {
+    pub snapshot_id: u64,
+    pub chunks: u32,
+    pub missing: Vec<u32>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ImportChunk {
+    pub app: Principal,
+    pub snapshot_id: u64,
+    pub index: u32,
+    pub data: serde_bytes::ByteBuf,
+    pub sha256: Sha256,
+}
+
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
     Snapshot { trigger: Trigger },
@@ -202,6 +245,18 @@ pub enum VaultError {
     StateKindMismatch { target: Principal, target_kind: StateKind, snapshot: StateKind },
     #[error("chunk {index} is out of range: snapshot {snapshot_id} has {chunks} chunks")]
     ChunkOutOfRange { snapshot_id: u64, index: u32, chunks: u32 },
+    #[error("chunk {index} does not match its SHA-256")]
+    ChunkHashMismatch { index: u32 },
+    #[error("chunk {index} has {actual} bytes, not {expected}")]
+    ChunkSizeMismatch { index: u32, expected: u64, actual: u64 },
+    #[error("invalid manifest: {reason}")]
+    InvalidManifest { reason: String },
+    #[error("{missing} chunks are missing, the first is {first}")]
+    MissingChunks { missing: u32, first: u32 },
+    #[error("the chunks hash to {actual}, not to the manifest's {expected}")]
+    SnapshotHashMismatch { expected: Sha256, actual: Sha256 },
+    #[error("snapshot {snapshot_id} of {app} is not an import in progress")]
+    NotAnImport { app: Principal, snapshot_id: u64 },
     #[error("the vault is stopping")]
     VaultStopping,
 }

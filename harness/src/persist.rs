@@ -1,0 +1,242 @@
+//! Saving an embedded IC to a directory and loading it back, so a command-line tool can run
+//! one command per process against the same canisters.
+//!
+//! ```text
+//! <dir>/world.msgpack            time, ids, settings and per-canister records (MessagePack)
+//! <dir>/modules/<sha256>.wasm    each installed module, as installed
+//! <dir>/modules/<sha256>.cwasm   its machine code, to skip compiling it again
+//! <dir>/canisters/<id>.heap      a canister's wasm memory (its logical size)
+//! <dir>/canisters/<id>.stable    its stable memory
+//! ```
+//!
+//! Only a quiet world is saved: no message queued or in flight, no call context open (a
+//! canister's timer may be armed). [`crate::Harness::save`] runs rounds until then.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candid::Principal;
+use serde::{Deserialize, Serialize};
+use wasmtime::Val;
+
+use crate::canister::{self, Instance, hex};
+use crate::config::{CostTable, Limits};
+use crate::pages::StableMemory;
+use crate::types::LogRecord;
+use crate::world::{CanisterMetrics, CanisterState, Settings, Status, Traffic, World};
+
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct SavedWorld {
+    format: u32,
+    time: u64,
+    last_round_time: u64,
+    next_canister_index: u64,
+    next_message: u64,
+    rounds: u64,
+    subnet_id: Principal,
+    limits: Limits,
+    costs: CostTable,
+    traffic: Traffic,
+    canisters: Vec<SavedCanister>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SavedVal {
+    I32(i32),
+    I64(i64),
+    F32(u32),
+    F64(u64),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedCanister {
+    id: Principal,
+    controllers: Vec<Principal>,
+    stopped: bool,
+    cycles: u128,
+    settings: Settings,
+    module: Option<String>,
+    globals: Vec<SavedVal>,
+    next_id: u64,
+    global_timer: u64,
+    version: u64,
+    certified_data: Vec<u8>,
+    logs: Vec<LogRecord>,
+    next_log: u64,
+    /// Candid `vec change`.
+    history: Vec<u8>,
+    total_changes: u64,
+    metrics: CanisterMetrics,
+}
+
+/// Why a world could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the world did not quiet down: {0}")]
+    Busy(String),
+    #[error("{0}")]
+    Format(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+    move |source| PersistError::Io { path: path.to_path_buf(), source }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    std::fs::write(path, bytes).map_err(io(path))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PersistError> {
+    std::fs::read(path).map_err(io(path))
+}
+
+impl World {
+    /// Whether nothing is queued or in flight.
+    pub fn is_quiet(&self) -> Result<(), String> {
+        if !self.management_queue.is_empty() {
+            return Err("management requests are queued".into());
+        }
+        for c in self.canisters.values() {
+            if !c.queue.is_empty() || !c.call_contexts.is_empty() || !c.callbacks.is_empty() {
+                return Err(format!("canister {} has messages in flight", c.id));
+            }
+            if matches!(c.status, Status::Stopping(_)) {
+                return Err(format!("canister {} is stopping", c.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes this (quiet) world into `dir`.
+    pub fn save(&mut self, dir: &Path) -> Result<(), PersistError> {
+        self.is_quiet().map_err(PersistError::Busy)?;
+        let modules = dir.join("modules");
+        let canisters_dir = dir.join("canisters");
+        for d in [dir, &modules, &canisters_dir] {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        let mut canisters = Vec::new();
+        for c in self.canisters.values_mut() {
+            let (module, globals) = match &mut c.instance {
+                Some(instance) => {
+                    let module = instance.module().clone();
+                    let name = hex(&module.hash);
+                    let path = modules.join(format!("{name}.wasm"));
+                    if !path.exists() {
+                        write(&path, &module.wasm)?;
+                    }
+                    write(&canisters_dir.join(format!("{}.heap", c.id)), instance.heap())?;
+                    write(&canisters_dir.join(format!("{}.stable", c.id)), instance.stable().contents())?;
+                    let globals = instance
+                        .globals()
+                        .into_iter()
+                        .map(|v| match v {
+                            Val::I32(x) => SavedVal::I32(x),
+                            Val::I64(x) => SavedVal::I64(x),
+                            Val::F32(x) => SavedVal::F32(x),
+                            Val::F64(x) => SavedVal::F64(x),
+                            other => panic!("a mutable global holding {other:?} cannot be saved"),
+                        })
+                        .collect();
+                    (Some(name), globals)
+                }
+                None => (None, Vec::new()),
+            };
+            canisters.push(SavedCanister {
+                id: c.id,
+                controllers: c.controllers.clone(),
+                stopped: c.status == Status::Stopped,
+                cycles: c.cycles,
+                settings: c.settings.clone(),
+                module,
+                globals,
+                next_id: c.next_id,
+                global_timer: c.global_timer,
+                version: c.version,
+                certified_data: c.certified_data.clone(),
+                logs: c.logs.clone(),
+                next_log: c.next_log,
+                history: candid::encode_one(&c.history).expect("a history encodes"),
+                total_changes: c.total_changes,
+                metrics: c.metrics.clone(),
+            });
+        }
+        let saved = SavedWorld {
+            format: FORMAT_VERSION,
+            time: self.time,
+            last_round_time: self.last_round_time,
+            next_canister_index: self.next_canister_index,
+            next_message: self.next_message,
+            rounds: self.rounds,
+            subnet_id: self.subnet_id,
+            limits: self.limits.clone(),
+            costs: self.costs.clone(),
+            traffic: self.traffic.clone(),
+            canisters,
+        };
+        let bytes = rmp_serde::to_vec_named(&saved).map_err(|e| PersistError::Format(e.to_string()))?;
+        // Written last and atomically: a world file names only memories already written.
+        let tmp = dir.join("world.msgpack.tmp");
+        write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, dir.join("world.msgpack")).map_err(io(dir))
+    }
+
+    /// Reads a world saved in `dir`.
+    pub fn load(dir: &Path) -> Result<World, PersistError> {
+        let saved: SavedWorld = rmp_serde::from_slice(&read(&dir.join("world.msgpack"))?)
+            .map_err(|e| PersistError::Format(format!("{}: {e}", dir.display())))?;
+        if saved.format != FORMAT_VERSION {
+            return Err(PersistError::Format(format!("world format {} is not supported", saved.format)));
+        }
+        let mut world = World::new(saved.limits, saved.costs, saved.time);
+        world.last_round_time = saved.last_round_time;
+        world.next_canister_index = saved.next_canister_index;
+        world.next_message = saved.next_message;
+        world.rounds = saved.rounds;
+        world.subnet_id = saved.subnet_id;
+        world.traffic = saved.traffic;
+        let modules = dir.join("modules");
+        let mut canisters = BTreeMap::new();
+        for s in saved.canisters {
+            let mut c = CanisterState::new(s.id, s.controllers, s.cycles, s.settings);
+            if let Some(name) = &s.module {
+                let wasm = read(&modules.join(format!("{name}.wasm")))?;
+                let module = canister::compile_with_disk_cache(&wasm, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()))?;
+                let mut stable = StableMemory::new(world.limits.stable_memory_bytes).map_err(io(dir))?;
+                let stable_bytes = read(&dir.join("canisters").join(format!("{}.stable", s.id)))?;
+                stable.set_contents(&stable_bytes).map_err(PersistError::Format)?;
+                let mut instance = Instance::new(module, stable).map_err(|e| PersistError::Format(e.0.display.clone()))?;
+                let heap = read(&dir.join("canisters").join(format!("{}.heap", s.id)))?;
+                let globals: Vec<Val> = s
+                    .globals
+                    .iter()
+                    .map(|v| match *v {
+                        SavedVal::I32(x) => Val::I32(x),
+                        SavedVal::I64(x) => Val::I64(x),
+                        SavedVal::F32(x) => Val::F32(x),
+                        SavedVal::F64(x) => Val::F64(x),
+                    })
+                    .collect();
+                instance.restore(&heap, &globals).map_err(PersistError::Format)?;
+                c.instance = Some(instance);
+            }
+            c.status = if s.stopped { Status::Stopped } else { Status::Running };
+            c.next_id = s.next_id;
+            c.global_timer = s.global_timer;
+            c.version = s.version;
+            c.certified_data = s.certified_data;
+            c.logs = s.logs;
+            c.next_log = s.next_log;
+            c.history = candid::decode_one(&s.history).map_err(|e| PersistError::Format(e.to_string()))?;
+            c.total_changes = s.total_changes;
+            c.metrics = s.metrics;
+            canisters.insert(s.id, c);
+        }
+        world.canisters = canisters;
+        Ok(world)
+    }
+}
