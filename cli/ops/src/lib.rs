@@ -1,4 +1,18 @@
-//! What the canister-vault CLI does, below its commands: the transports that reach a vault,
-//! the operations (export, import, verify, ...) and the snapshot file format.
+//! What the canister-vault CLI does, below its commands: the transports that reach a vault
+//! (ic-agent for real networks, the embedded IC kept in a directory), the vault's typed
+//! service, the operations that move snapshots to and from files, and the file format.
 
+pub mod agent;
+pub mod embedded;
+pub mod error;
+pub mod export;
 pub mod file;
+pub mod identity;
+pub mod import;
+pub mod progress;
+pub mod transport;
+pub mod vault;
+
+pub use error::OpsError;
+pub use transport::{CallError, Transport};
+pub use vault::Vault;
