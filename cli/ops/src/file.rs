@@ -439,7 +439,8 @@ mod tests {
         let clean = std::fs::read(&path).unwrap();
         let header_len = HEADER_BYTES as usize;
         let data_offset = sample(&image, 1000).header.data_offset() as usize;
-        let cases: [(usize, fn(&FileError) -> bool); 5] = [
+        type Expect = fn(&FileError) -> bool;
+        let cases: [(usize, Expect); 5] = [
             (0, |e| matches!(e, FileError::NotASnapshot)),
             (20, |e| matches!(e, FileError::HeaderChecksum)),
             (16 + header_len + 3, |e| matches!(e, FileError::HeaderChecksum)),
