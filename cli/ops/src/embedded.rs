@@ -13,9 +13,11 @@ use crate::transport::{CallError, Transport};
 const QUIET_ROUNDS: u32 = 1_000;
 
 pub struct EmbeddedTransport {
-    pub ic: Harness,
+    ic: Harness,
     dir: PathBuf,
     caller: Principal,
+    /// Whether anything may have changed since the IC was loaded: only then is it saved.
+    changed: bool,
 }
 
 impl EmbeddedTransport {
@@ -29,12 +31,23 @@ impl EmbeddedTransport {
             )));
         }
         let ic = Harness::load(dir).map_err(|e| CallError::Transport(e.to_string()))?;
-        Ok(EmbeddedTransport { ic, dir: dir.to_path_buf(), caller })
+        Ok(EmbeddedTransport { ic, dir: dir.to_path_buf(), caller, changed: false })
     }
 
     /// A new IC to be saved in `dir`.
     pub fn create(dir: &Path, caller: Principal) -> Self {
-        EmbeddedTransport { ic: Harness::new(), dir: dir.to_path_buf(), caller }
+        EmbeddedTransport { ic: Harness::new(), dir: dir.to_path_buf(), caller, changed: true }
+    }
+
+    /// The IC itself, to change it directly (deploy canisters, move time).
+    pub fn harness(&mut self) -> &Harness {
+        self.changed = true;
+        &self.ic
+    }
+
+    /// The IC, to look at.
+    pub fn view(&self) -> &Harness {
+        &self.ic
     }
 }
 
@@ -48,6 +61,7 @@ impl Transport for EmbeddedTransport {
     }
 
     fn update(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.changed = true;
         self.ic.update_call(canister, self.caller, method, arg).map_err(rejected)
     }
 
@@ -56,11 +70,16 @@ impl Transport for EmbeddedTransport {
     }
 
     fn wait(&mut self, duration: Duration) {
+        self.changed = true;
         self.ic.advance_time(duration);
         self.ic.tick();
     }
 
     fn finish(&mut self) -> Result<(), CallError> {
+        if !self.changed {
+            return Ok(());
+        }
+        self.changed = false;
         self.ic.save(&self.dir, QUIET_ROUNDS).map_err(|e| CallError::Transport(e.to_string()))
     }
 }

@@ -53,7 +53,8 @@ pub fn ed25519_pem(seed: &[u8; 32]) -> String {
 /// (`~/.config/dfx/identity/<name>/identity.pem`).
 pub fn load(identity: &str) -> Result<LoadedIdentity, IdentityError> {
     let direct = PathBuf::from(identity);
-    let path = if direct.is_file() {
+    let looks_like_a_path = identity.contains(std::path::MAIN_SEPARATOR) || identity.contains('/') || identity.ends_with(".pem");
+    let path = if direct.is_file() || looks_like_a_path {
         direct
     } else {
         let home = std::env::var_os("HOME").map(PathBuf::from).ok_or(IdentityError::Missing)?;

@@ -1,0 +1,86 @@
+//! `vault embedded init`: a new embedded IC with a vault on it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candid::Encode;
+use serde::Serialize;
+use vault_ops::embedded::EmbeddedTransport;
+use vault_ops::identity;
+
+use crate::commands::Cli;
+use crate::context::{EMBEDDED_IDENTITY, EMBEDDED_VAULT};
+use crate::{CliError, Output};
+
+/// Cycles the embedded vault starts with.
+pub const VAULT_CYCLES: u128 = 100_000_000_000_000;
+
+/// Create an embedded IC in the `--embedded` directory and deploy a vault on it, controlled by
+/// `--identity` or by a new identity saved as DIR/identity.pem.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The vault's wasm module; by default it is built from this workspace.
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+pub struct InitReport {
+    pub dir: String,
+    pub vault: String,
+    pub controller: String,
+    pub cycles: u128,
+}
+
+impl std::fmt::Display for InitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "embedded IC created in {}\n  vault {} with {:.0} TC, controlled by {}",
+            self.dir,
+            self.vault,
+            self.cycles as f64 / 1e12,
+            self.controller
+        )
+    }
+}
+
+/// A module from `--wasm`, or the workspace's build of `package`.
+pub fn wasm(path: Option<&Path>, package: &str, lib: &str) -> Result<Vec<u8>, CliError> {
+    match path {
+        Some(path) => std::fs::read(path).map_err(|e| CliError::Invalid(format!("reading {}: {e}", path.display()))),
+        None => Ok(ic_harness::build::canister_lib_wasm(package, lib)),
+    }
+}
+
+pub fn exec(dir: &Path, cli: &Cli, args: &Args) -> Result<Output, CliError> {
+    if dir.join("world.msgpack").exists() {
+        return Err(CliError::Invalid(format!("{} already holds an embedded IC", dir.display())));
+    }
+    let module = wasm(args.wasm.as_deref(), "canister-vault", "canister_vault")?;
+    std::fs::create_dir_all(dir).map_err(|e| CliError::Invalid(format!("creating {}: {e}", dir.display())))?;
+    let controller = match &cli.identity.identity {
+        Some(name) => identity::load(name)?,
+        None => {
+            let mut seed = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut seed))
+                .map_err(|e| CliError::Invalid(format!("reading /dev/urandom: {e}")))?;
+            let path = dir.join(EMBEDDED_IDENTITY);
+            std::fs::write(&path, identity::ed25519_pem(&seed)).map_err(|e| CliError::Invalid(format!("writing {}: {e}", path.display())))?;
+            identity::load(path.to_str().unwrap_or_default())?
+        }
+    };
+    let mut transport = EmbeddedTransport::create(dir, controller.principal);
+    let ic = transport.harness();
+    let vault = ic.create_canister_with_cycles(Some(controller.principal), None, VAULT_CYCLES);
+    ic.install_canister(vault, module, Encode!().expect("empty args encode"), Some(controller.principal));
+    std::fs::write(dir.join(EMBEDDED_VAULT), vault.to_text()).map_err(|e| CliError::Invalid(format!("writing {}: {e}", dir.display())))?;
+    vault_ops::Transport::finish(&mut transport)?;
+    Ok(Output::of(&InitReport {
+        dir: dir.display().to_string(),
+        vault: vault.to_text(),
+        controller: controller.principal.to_text(),
+        cycles: VAULT_CYCLES,
+    }))
+}

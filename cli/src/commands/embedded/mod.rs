@@ -1,0 +1,45 @@
+//! `vault embedded ...`: an IC that runs inside this program, kept in the directory given with
+//! `--embedded DIR` between commands. Every other command runs on it too when `--embedded` is
+//! given, so the whole tool works without dfx or a replica.
+
+use clap::Subcommand;
+use vault_ops::embedded::EmbeddedTransport;
+
+use crate::commands::Cli;
+use crate::context;
+use crate::{CliError, Output};
+
+pub mod advance;
+pub mod call;
+pub mod deploy;
+pub mod init;
+pub mod status;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Init(init::Args),
+    Deploy(deploy::Args),
+    Call(call::Args),
+    Advance(advance::Args),
+    Status(status::Args),
+}
+
+pub fn exec(command: &Command, cli: &Cli) -> Result<Output, CliError> {
+    let dir = cli.network.embedded.clone().ok_or_else(|| CliError::Invalid("`vault embedded` needs --embedded <DIR> (or VAULT_EMBEDDED)".into()))?;
+    if let Command::Init(args) = command {
+        return init::exec(&dir, cli, args);
+    }
+    let caller = context::identity(&cli.network, &cli.identity)?.principal;
+    let mut ic = EmbeddedTransport::open(&dir, caller)?;
+    let result = match command {
+        Command::Init(_) => unreachable!("handled above"),
+        Command::Deploy(args) => deploy::exec(&mut ic, &dir, args),
+        Command::Call(args) => call::exec(&mut ic, args),
+        Command::Advance(args) => advance::exec(&mut ic, args),
+        Command::Status(args) => status::exec(&ic, args),
+    };
+    let saved = vault_ops::Transport::finish(&mut ic);
+    let output = result?;
+    saved?;
+    Ok(output)
+}

@@ -1,0 +1,51 @@
+//! `vault register APP`: put an app under the vault's care.
+
+use candid::Principal;
+use vault_api::service::{RegisterArgs, Retention, Schedule};
+
+use crate::context::Context;
+use crate::options::{parse_interval, parse_principal};
+use crate::report::AppReport;
+use crate::{CliError, Output};
+
+/// Register an app you control with the vault (the app must have this vault set).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The app canister.
+    #[arg(value_parser = parse_principal)]
+    pub app: Principal,
+    #[command(flatten)]
+    pub policy: Policy,
+}
+
+/// When to take snapshots and which to keep.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Policy {
+    /// Time between scheduled snapshots (`6h`, `1d`, `never`...).
+    #[arg(long, value_parser = parse_interval, default_value = "1d")]
+    pub every: u64,
+    /// Keep the newest N snapshots.
+    #[arg(long, default_value_t = 7)]
+    pub keep_last: u32,
+    /// Also keep the newest snapshot of each of the last N days.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Also keep the newest snapshot of each of the last N weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+}
+
+impl Policy {
+    pub fn schedule(&self) -> Schedule {
+        Schedule { interval_seconds: self.every }
+    }
+
+    pub fn retention(&self) -> Retention {
+        Retention { keep_last: self.keep_last, keep_daily: self.keep_daily, keep_weekly: self.keep_weekly }
+    }
+}
+
+pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
+    let info = context.vault()?.register(RegisterArgs { app: args.app, schedule: args.policy.schedule(), retention: args.policy.retention() })?;
+    Ok(Output::of(&AppReport::from(info)))
+}
