@@ -37,6 +37,9 @@ pub fn identity(network: &NetworkOpt, identity: &IdentityOpt) -> Result<LoadedId
 
 impl Context {
     pub fn open(network: &NetworkOpt, who: &IdentityOpt, vault: &VaultOpt, output: &OutputOpt) -> Result<Self, CliError> {
+        if let Some(dir) = &network.embedded {
+            EmbeddedTransport::check(dir)?;
+        }
         let caller = identity(network, who)?;
         let (transport, vault, embedded): (Box<dyn Transport>, _, _) = match &network.embedded {
             Some(dir) => {

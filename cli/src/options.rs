@@ -58,7 +58,7 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`: use s, m, h, d or w")),
+        other => return Err(format!("`{text}` is not a duration: its unit `{other}` is none of s, m, h, d, w")),
     };
     n.checked_mul(unit).ok_or_else(|| format!("`{text}` is too long"))
 }

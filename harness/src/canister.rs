@@ -308,14 +308,14 @@ impl Instance {
 
     /// Puts back a heap and globals saved from an instance of the same module (outside any
     /// execution).
-    pub fn restore(&mut self, heap: &[u8], globals: &[Val]) -> Result<(), String> {
-        let pages = heap.len() as u64 / WASM_PAGE_SIZE;
+    pub fn restore(&mut self, heap: &mut impl std::io::Read, heap_len: u64, globals: &[Val]) -> Result<(), String> {
+        let pages = heap_len / WASM_PAGE_SIZE;
         if let Some(memory) = self.handles.memory {
             let physical = memory.size(&self.store);
             if pages > physical {
                 memory.grow(&mut self.store, pages - physical).map_err(|e| format!("growing the heap: {e}"))?;
             }
-            memory.data_mut(&mut self.store)[..heap.len()].copy_from_slice(heap);
+            heap.read_exact(&mut memory.data_mut(&mut self.store)[..heap_len as usize]).map_err(|e| format!("reading the heap: {e}"))?;
             let data = self.store.data_mut();
             data.heap.logical_pages = pages;
             data.heap.mark = SizeMark::new(pages);

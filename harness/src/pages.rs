@@ -356,14 +356,20 @@ impl StableMemory {
 
     /// Replaces the contents, growing to fit (outside any message).
     pub fn set_contents(&mut self, data: &[u8]) -> Result<(), String> {
-        let pages = (data.len() as u64).div_ceil(WASM_PAGE_SIZE);
+        self.load_contents(&mut &data[..], data.len() as u64)
+    }
+
+    /// Replaces the contents with `len` bytes read from `reader` straight into the memory,
+    /// growing to fit (outside any message).
+    pub fn load_contents(&mut self, reader: &mut impl std::io::Read, len: u64) -> Result<(), String> {
+        let pages = len.div_ceil(WASM_PAGE_SIZE);
         if pages > self.size && self.grow(pages - self.size).is_none() {
-            return Err(format!("{} bytes exceed the stable memory limit", data.len()));
+            return Err(format!("{len} bytes exceed the stable memory limit"));
         }
         let size = self.size_bytes() as usize;
         let bytes = self.region.bytes_mut();
-        bytes[..data.len()].copy_from_slice(data);
-        bytes[data.len()..size].fill(0);
+        reader.read_exact(&mut bytes[..len as usize]).map_err(|e| format!("reading stable memory: {e}"))?;
+        bytes[len as usize..size].fill(0);
         self.commit();
         Ok(())
     }

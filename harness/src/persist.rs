@@ -94,6 +94,13 @@ fn read(path: &Path) -> Result<Vec<u8>, PersistError> {
     std::fs::read(path).map_err(io(path))
 }
 
+/// A file and its length.
+fn open(path: &Path) -> Result<(std::fs::File, u64), PersistError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    Ok((file, len))
+}
+
 impl World {
     /// Whether nothing is queued or in flight.
     pub fn is_quiet(&self) -> Result<(), String> {
@@ -207,10 +214,11 @@ impl World {
                 let wasm = read(&modules.join(format!("{name}.wasm")))?;
                 let module = canister::compile_with_disk_cache(&wasm, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()))?;
                 let mut stable = StableMemory::new(world.limits.stable_memory_bytes).map_err(io(dir))?;
-                let stable_bytes = read(&dir.join("canisters").join(format!("{}.stable", s.id)))?;
-                stable.set_contents(&stable_bytes).map_err(PersistError::Format)?;
+                // Memories are read from their files straight into place, with no copy on the way.
+                let (mut file, len) = open(&dir.join("canisters").join(format!("{}.stable", s.id)))?;
+                stable.load_contents(&mut file, len).map_err(PersistError::Format)?;
                 let mut instance = Instance::new(module, stable).map_err(|e| PersistError::Format(e.0.display.clone()))?;
-                let heap = read(&dir.join("canisters").join(format!("{}.heap", s.id)))?;
+                let (mut heap, heap_len) = open(&dir.join("canisters").join(format!("{}.heap", s.id)))?;
                 let globals: Vec<Val> = s
                     .globals
                     .iter()
@@ -221,7 +229,7 @@ impl World {
                         SavedVal::F64(x) => Val::F64(x),
                     })
                     .collect();
-                instance.restore(&heap, &globals).map_err(PersistError::Format)?;
+                instance.restore(&mut heap, heap_len, &globals).map_err(PersistError::Format)?;
                 c.instance = Some(instance);
             }
             c.status = if s.stopped { Status::Stopped } else { Status::Running };

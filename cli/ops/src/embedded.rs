@@ -21,15 +21,21 @@ pub struct EmbeddedTransport {
 }
 
 impl EmbeddedTransport {
-    /// Opens the IC saved in `dir`, calling as `caller`.
-    pub fn open(dir: &Path, caller: Principal) -> Result<Self, CallError> {
+    /// Whether `dir` holds a saved IC.
+    pub fn check(dir: &Path) -> Result<(), CallError> {
         if !dir.join("world.msgpack").exists() {
             return Err(CallError::Transport(format!(
-                "{} holds no embedded IC: create one with `vault embedded init {}`",
+                "{} holds no embedded IC: create one with `vault --embedded {} embedded init`",
                 dir.display(),
                 dir.display()
             )));
         }
+        Ok(())
+    }
+
+    /// Opens the IC saved in `dir`, calling as `caller`.
+    pub fn open(dir: &Path, caller: Principal) -> Result<Self, CallError> {
+        Self::check(dir)?;
         let ic = Harness::load(dir).map_err(|e| CallError::Transport(e.to_string()))?;
         Ok(EmbeddedTransport { ic, dir: dir.to_path_buf(), caller, changed: false })
     }

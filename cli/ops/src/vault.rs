@@ -162,3 +162,78 @@ fn transferred(job: &JobInfo) -> u64 {
         _ => (job.bytes_total as u128 * job.chunks_done as u128 / job.chunks_total as u128) as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::CallError;
+    use candid::Encode;
+    use vault_api::service::{Retention, Schedule};
+
+    /// Records requests and answers each with the next prepared reply.
+    struct Recorder {
+        requests: Vec<(&'static str, Principal, String, Vec<u8>)>,
+        replies: Vec<Result<Vec<u8>, CallError>>,
+    }
+
+    impl Transport for Recorder {
+        fn caller(&self) -> Principal {
+            Principal::anonymous()
+        }
+
+        fn update(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+            self.requests.push(("update", canister, method.to_string(), arg));
+            self.replies.remove(0)
+        }
+
+        fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+            self.requests.push(("query", canister, method.to_string(), arg));
+            self.replies.remove(0)
+        }
+
+        fn wait(&mut self, _: Duration) {}
+    }
+
+    fn vault_id() -> Principal {
+        Principal::from_slice(&[1; 10])
+    }
+
+    #[test]
+    fn requests_carry_the_method_mode_and_candid_argument() {
+        let app = Principal::from_slice(&[7; 29]);
+        let ok: Result<(), VaultError> = Ok(());
+        let mut recorder = Recorder { requests: vec![], replies: vec![Ok(Encode!(&ok).unwrap()), Ok(Encode!(&ok).unwrap())] };
+        let mut vault = Vault::new(&mut recorder, vault_id());
+        vault.delete_snapshot(app, 3).unwrap();
+        vault.unregister(UnregisterArgs { app, delete_snapshots: true }).unwrap();
+        let (mode, canister, method, arg) = &recorder.requests[0];
+        assert_eq!((*mode, *canister, method.as_str()), ("update", vault_id(), "delete_snapshot"));
+        assert_eq!(candid::decode_one::<SnapshotRef>(arg).unwrap(), SnapshotRef { app, snapshot_id: 3 });
+        assert_eq!(candid::decode_one::<UnregisterArgs>(&recorder.requests[1].3).unwrap(), UnregisterArgs { app, delete_snapshots: true });
+    }
+
+    #[test]
+    fn replies_decode_into_values_vault_errors_or_decode_errors() {
+        let app = Principal::from_slice(&[7; 29]);
+        let refused: Result<Vec<SnapshotInfo>, VaultError> = Err(VaultError::UnknownApp { app });
+        let mut recorder = Recorder {
+            requests: vec![],
+            replies: vec![
+                Ok(Encode!(&Ok::<Vec<SnapshotInfo>, VaultError>(vec![])).unwrap()),
+                Ok(Encode!(&refused).unwrap()),
+                Ok(b"DIDLgarbage".to_vec()),
+                Ok(Encode!(&"a text, not a result").unwrap()),
+                Err(CallError::Rejected { code: 5, error_code: Some("IC0503".into()), message: "trapped".into() }),
+            ],
+        };
+        let mut vault = Vault::new(&mut recorder, vault_id());
+        assert_eq!(vault.list_snapshots(app).unwrap(), vec![]);
+        assert!(matches!(vault.list_snapshots(app), Err(OpsError::Vault(VaultError::UnknownApp { .. }))));
+        assert!(matches!(vault.list_snapshots(app), Err(OpsError::Decode { method: "list_snapshots", .. })));
+        assert!(matches!(vault.list_snapshots(app), Err(OpsError::Decode { .. })));
+        let e = vault.register(RegisterArgs { app, schedule: Schedule { interval_seconds: 0 }, retention: Retention { keep_last: 1, keep_daily: 0, keep_weekly: 0 } });
+        assert!(matches!(e, Err(OpsError::Call { method: "register", error: CallError::Rejected { code: 5, .. } })));
+        let modes: Vec<_> = recorder.requests.iter().map(|r| r.0).collect();
+        assert_eq!(modes, ["query", "query", "query", "query", "update"]);
+    }
+}

@@ -29,6 +29,7 @@ pub fn exec(command: &Command, cli: &Cli) -> Result<Output, CliError> {
     if let Command::Init(args) = command {
         return init::exec(&dir, cli, args);
     }
+    EmbeddedTransport::check(&dir)?;
     let caller = context::identity(&cli.network, &cli.identity)?.principal;
     let mut ic = EmbeddedTransport::open(&dir, caller)?;
     let result = match command {

@@ -1,0 +1,157 @@
+//! Each command on an embedded IC: what it does, what it prints, and how it refuses.
+
+use std::process::Command;
+
+use crate::support::{message, Ic};
+
+#[test]
+fn register_schedule_list_status_and_unregister() {
+    let ic = Ic::new();
+    let app = ic.deploy("notes");
+    let registered = ic.ok(&["register", &app, "--every", "6h", "--keep-last", "3", "--keep-daily", "2"]);
+    assert_eq!(registered["app"], app.as_str());
+    assert_eq!(registered["state_kind"], "serde");
+    assert_eq!(registered["interval_seconds"], 6 * 3600);
+    assert_eq!(registered["retention"]["keep_last"], 3);
+    assert!(registered["next_snapshot_at"].is_string());
+
+    assert!(message(&ic.err(&["register", &app])).contains("already registered"));
+
+    // Only what is given changes.
+    let changed = ic.ok(&["schedule", &app, "--keep-weekly", "4"]);
+    assert_eq!(changed["interval_seconds"], 6 * 3600);
+    assert_eq!(changed["retention"]["keep_last"], 3);
+    assert_eq!(changed["retention"]["keep_weekly"], 4);
+    let changed = ic.ok(&["schedule", &app, "--every", "never"]);
+    assert_eq!(changed["interval_seconds"], 0);
+    assert!(changed["next_snapshot_at"].is_null());
+
+    let apps = ic.ok(&["list"]);
+    assert_eq!(apps.as_array().unwrap().len(), 1);
+    assert_eq!(apps[0]["app"], app.as_str());
+
+    let status = ic.ok(&["status", &app]);
+    assert_eq!(status["app"]["app"], app.as_str());
+    assert_eq!(status["jobs"].as_array().unwrap().len(), 0);
+
+    let text = ic.run(&["unregister", &app]).unwrap().text;
+    assert!(text.contains("no longer backed up"), "{text}");
+    assert!(message(&ic.err(&["status", &app])).contains("is not registered"));
+    assert_eq!(ic.ok(&["list"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn snapshot_restore_and_delete() {
+    let ic = Ic::new();
+    let app = ic.registered("ledger");
+    ic.fill(&app, 3, 3_000_000);
+    let before = ic.digest(&app);
+
+    let snapshot = ic.ok(&["snapshot", &app]);
+    assert_eq!(snapshot["trigger"], "manual");
+    assert_eq!(snapshot["state_kind"], "stable-memory");
+    assert!(snapshot["size"].as_u64().unwrap() >= 9_000_000);
+    assert!(snapshot["chunks"].as_u64().unwrap() >= 5);
+    assert_eq!(snapshot["sha256"].as_str().unwrap().len(), 64);
+    let id = snapshot["id"].as_u64().unwrap();
+
+    ic.call(&app, "put_blob", "(0 : nat64, 10 : nat64, 99 : nat8)");
+    assert_ne!(ic.digest(&app), before);
+    let restored = ic.ok(&["restore", &app, &id.to_string()]);
+    assert_eq!(restored["phase"], "succeeded");
+    assert_eq!(restored["kind"], "restore");
+    assert_eq!(ic.digest(&app), before);
+
+    let jobs = ic.ok(&["status", &app, "--jobs", "10"]);
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 2, "a snapshot and a restore");
+    let job = jobs["jobs"][0]["id"].as_u64().unwrap();
+    assert_eq!(ic.ok(&["status", "--job", &job.to_string()])["kind"], "restore");
+
+    // A second snapshot, then the first deleted: the second stays restorable.
+    let second = ic.snapshot(&app);
+    let text = ic.run(&["delete", &app, &id.to_string()]).unwrap().text;
+    assert!(text.contains("deleted"), "{text}");
+    assert_eq!(ic.snapshot_ids(&app), vec![second]);
+    assert!(message(&ic.err(&["restore", &app, &id.to_string()])).contains(&format!("has no snapshot {id}")));
+    assert!(message(&ic.err(&["delete", &app, &id.to_string()])).contains(&format!("has no snapshot {id}")));
+}
+
+#[test]
+fn a_job_can_be_followed_without_waiting() {
+    let ic = Ic::new();
+    let app = ic.registered("notes");
+    ic.fill(&app, 2, 3_000_000);
+    let started = ic.ok(&["snapshot", &app, "--no-wait"]);
+    let job = started["id"].as_u64().unwrap().to_string();
+    assert_ne!(started["phase"], "succeeded");
+    assert!(message(&ic.err(&["snapshot", &app])).contains("already running"));
+    ic.ok(&["embedded", "advance", "1m"]);
+    assert_eq!(ic.ok(&["status", "--job", &job])["phase"], "succeeded");
+    assert_eq!(ic.snapshot_ids(&app).len(), 1);
+}
+
+#[test]
+fn scheduled_snapshots_are_taken_as_time_passes() {
+    let ic = Ic::new();
+    let app = ic.deploy("ledger");
+    ic.ok(&["register", &app, "--every", "1h", "--keep-last", "2"]);
+    for _ in 0..3 {
+        ic.ok(&["embedded", "advance", "1h"]);
+    }
+    let snapshots = ic.ok(&["list", &app]);
+    let snapshots = snapshots.as_array().unwrap();
+    assert_eq!(snapshots.len(), 2, "three taken, the newest two kept");
+    assert!(snapshots.iter().all(|s| s["trigger"] == "scheduled"));
+}
+
+#[test]
+fn bad_command_lines_are_refused_before_anything_runs() {
+    let ic = Ic::new();
+    let usage = |args: &[&str]| match ic.run(args) {
+        Err(vault_cli::CliError::Usage(e)) => e.to_string(),
+        other => panic!("{args:?}: {other:?}"),
+    };
+    assert!(usage(&["register", "not-a-principal"]).contains("is not a principal"));
+    assert!(usage(&["register", "aaaaa-aa", "--every", "6 hours"]).contains("not a duration"));
+    assert!(usage(&["status"]).contains("required"));
+    assert!(usage(&["restore", "aaaaa-aa"]).contains("required"));
+    assert!(usage(&["frobnicate"]).contains("unrecognized subcommand"));
+    let unregistered = ic.deploy("notes");
+    assert!(message(&ic.err(&["list", &unregistered])).contains("is not registered"));
+    assert!(message(&ic.err(&["embedded", "call", &unregistered, "seq", "(not candid"])).contains("not candid"));
+    let empty = tempfile::tempdir().unwrap();
+    let err = vault_cli::run(["vault", "--embedded", empty.path().to_str().unwrap(), "list"]).unwrap_err();
+    assert!(message(&err).contains("holds no embedded IC"), "{err}");
+    assert!(message(&ic.err(&["embedded", "init"])).contains("already holds an embedded IC"));
+}
+
+#[test]
+fn the_binary_prints_json_for_scripts_and_exits_non_zero_on_errors() {
+    let ic = Ic::new();
+    let app = ic.registered("notes");
+    let vault = |args: &[&str]| {
+        let argv = ic.argv(args);
+        Command::new(env!("CARGO_BIN_EXE_vault")).args(&argv[1..]).env_remove("VAULT_ID").env_remove("VAULT_IDENTITY").output().unwrap()
+    };
+    let out = vault(&["--json", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let apps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(apps[0]["app"], app.as_str());
+
+    let out = vault(&["list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&app));
+
+    let out = vault(&["--json", "restore", &app, "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("has no snapshot 7"), "{error}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no snapshot 7"));
+
+    let out = vault(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit with 2");
+    let out = vault(&["--help"]);
+    assert!(out.status.success());
+    for command in ["register", "schedule", "snapshot", "list", "status", "restore", "delete", "export", "import", "verify", "embedded"] {
+        assert!(String::from_utf8_lossy(&out.stdout).contains(command), "--help lists {command}");
+    }
+}

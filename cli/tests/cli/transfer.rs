@@ -1,0 +1,136 @@
+//! Export, verify and import: big snapshots with bounded memory, interruptions, tampering,
+//! and a snapshot moved to another IC and restored there.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{message, peak_heap, Ic};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn a_256_mib_snapshot_exports_with_bounded_memory_and_resumes_after_an_interruption() {
+    let ic = Ic::new();
+    let app = ic.registered("ledger");
+    ic.fill(&app, 8, 32 * MIB);
+    let snapshot = ic.ok(&["snapshot", &app]);
+    let size = snapshot["size"].as_u64().unwrap();
+    assert!(size >= 256 * MIB, "{size}");
+    let id = snapshot["id"].as_u64().unwrap().to_string();
+    let file = ic.path("big.cvsnap");
+    let part = ic.path("big.cvsnap.part");
+
+    // Interrupt an export: the binary is killed once it has written some chunks.
+    let argv = ic.argv(&["export", &app, &id, "-o", file.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault")).args(&argv[1..]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) < 16 * MIB {
+        assert!(child.try_wait().unwrap().is_none(), "the export ended before it could be interrupted");
+        assert!(Instant::now() < deadline, "the export wrote nothing");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!file.exists(), "an interrupted export leaves only the .part file");
+
+    // Resume it, measuring the heap this thread holds meanwhile.
+    let (exported, peak) = peak_heap(|| ic.ok(&["export", &app, &id, "-o", file.to_str().unwrap()]));
+    let resumed = exported["resumed_chunks"].as_u64().unwrap();
+    assert!(resumed >= 1, "{exported}");
+    assert_eq!(exported["downloaded"].as_u64().unwrap(), size - resumed * snapshot["chunk_size"].as_u64().unwrap());
+    assert!(!part.exists());
+    assert_eq!(std::fs::metadata(&file).unwrap().len() > size, true);
+    println!("exported {} MiB resuming after {resumed} chunks; peak heap {:.1} MiB", size / MIB, peak as f64 / MIB as f64);
+    assert!(peak < 32 * MIB, "export held {peak} bytes of heap for a {size}-byte snapshot");
+
+    let (verified, peak) = peak_heap(|| ic.ok(&["verify", file.to_str().unwrap()]));
+    assert_eq!(verified["sha256"], snapshot["sha256"]);
+    assert!(peak < 16 * MIB, "verify held {peak} bytes of heap");
+
+    // A fresh export of the same snapshot gives the same bytes.
+    let again = ic.path("again.cvsnap");
+    let fresh = ic.ok(&["export", &app, &id, "-o", again.to_str().unwrap()]);
+    assert_eq!(fresh["resumed_chunks"], 0);
+    assert!(same_data(&file, &again));
+}
+
+/// Whether two snapshot files hold the same snapshot bytes (their export times differ).
+fn same_data(a: &Path, b: &Path) -> bool {
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    let header_end = 16 + 141;
+    a.len() == b.len() && a[header_end + 32..] == b[header_end + 32..]
+}
+
+#[test]
+fn import_into_another_ic_then_restore_gives_the_same_state() {
+    let source = Ic::new();
+    let app = source.registered("notes");
+    source.fill(&app, 3, 2_000_000);
+    source.call(&app, "add_note", r#"("title", "body")"#);
+    let digest = source.digest(&app);
+    let id = source.snapshot(&app).to_string();
+    let file = source.path("notes.cvsnap");
+    let file = file.to_str().unwrap();
+    source.ok(&["export", &app, &id, "-o", file]);
+
+    let target = Ic::new();
+    let clone = target.registered("notes");
+    assert_ne!(target.digest(&clone), digest);
+    let imported = target.ok(&["import", file, "--app", &clone]);
+    assert_eq!(imported["snapshot"]["trigger"], "import");
+    assert_eq!(imported["snapshot"]["app"], clone.as_str());
+    let imported_id = imported["snapshot"]["id"].as_u64().unwrap().to_string();
+    assert_eq!(target.snapshot_ids(&clone), vec![imported_id.parse::<u64>().unwrap()]);
+    let restored = target.ok(&["restore", &clone, &imported_id]);
+    assert_eq!(restored["phase"], "succeeded");
+    assert_eq!(target.digest(&clone), digest);
+
+    // Importing the same file again makes a second snapshot with the same hash; its chunks
+    // are already in the vault.
+    let again = target.ok(&["import", file, "--app", &clone]);
+    assert_eq!(again["snapshot"]["sha256"], imported["snapshot"]["sha256"]);
+
+    // A file of serde state does not go into a stable-memory app.
+    let ledger = target.registered("ledger");
+    target.ok(&["import", file, "--app", &ledger]);
+    let ledger_snapshot = target.snapshot_ids(&ledger)[0].to_string();
+    let e = message(&target.err(&["restore", &ledger, &ledger_snapshot]));
+    assert!(e.contains("cannot be restored"), "{e}");
+}
+
+#[test]
+fn a_tampered_file_is_refused_by_verify_and_by_import_and_changes_nothing() {
+    let ic = Ic::new();
+    let app = ic.registered("ledger");
+    ic.fill(&app, 2, 3_000_000);
+    let id = ic.snapshot(&app).to_string();
+    let file = ic.path("ledger.cvsnap");
+    ic.ok(&["export", &app, &id, "-o", file.to_str().unwrap()]);
+    let clean = std::fs::read(&file).unwrap();
+
+    let tampered = ic.path("tampered.cvsnap");
+    let tampered_arg = tampered.to_str().unwrap();
+    let cases: [(&str, usize, &str); 4] = [
+        ("a data byte", clean.len() - 1000, "does not match its SHA-256"),
+        ("a header byte", 40, "header checksum"),
+        ("a chunk table byte", 16 + 141 + 32 + 5, "chunk table does not hash"),
+        ("the magic", 0, "not a canister-vault snapshot file"),
+    ];
+    for (what, offset, expected) in cases {
+        let mut bytes = clean.clone();
+        bytes[offset] ^= 0x40;
+        std::fs::write(&tampered, &bytes).unwrap();
+        let e = message(&ic.err(&["verify", tampered_arg]));
+        assert!(e.contains(expected), "{what}: verify said {e}");
+        let e = message(&ic.err(&["import", tampered_arg, "--app", &app]));
+        assert!(e.contains(expected), "{what}: import said {e}");
+    }
+    std::fs::write(&tampered, &clean[..clean.len() - 1]).unwrap();
+    assert!(message(&ic.err(&["verify", tampered_arg])).contains("a complete snapshot file has"));
+    assert!(message(&ic.err(&["import", tampered_arg, "--app", &app])).contains("a complete snapshot file has"));
+    assert_eq!(ic.snapshot_ids(&app), vec![id.parse::<u64>().unwrap()], "no snapshot was added");
+
+    let text = ic.run(&["verify", file.to_str().unwrap()]).unwrap().text;
+    assert!(text.starts_with("ok: "), "{text}");
+}
