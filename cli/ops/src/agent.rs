@@ -39,14 +39,20 @@ impl AgentTransport {
             .with_arc_identity(identity.identity.clone())
             .build()
             .map_err(|e| CallError::Transport(format!("connecting to {url}: {e}")))?;
+        let transport = Self::with_agent(agent, identity.principal)?;
+        if is_local(&url) {
+            transport.runtime.block_on(transport.agent.fetch_root_key()).map_err(agent_error)?;
+        }
+        Ok(transport)
+    }
+
+    /// A transport over an agent built elsewhere (its identity's principal is `caller`).
+    pub fn with_agent(agent: Agent, caller: Principal) -> Result<Self, CallError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        if is_local(&url) {
-            runtime.block_on(agent.fetch_root_key()).map_err(agent_error)?;
-        }
-        Ok(AgentTransport { agent, runtime, caller: identity.principal })
+        Ok(AgentTransport { agent, runtime, caller })
     }
 }
 
@@ -105,6 +111,116 @@ mod tests {
         };
         let e = agent_error(AgentError::CertifiedReject { reject, operation: None });
         assert_eq!(e, CallError::Rejected { code: 5, error_code: Some("IC0503".into()), message: "trapped".into() });
+    }
+
+    /// A replica stand-in on loopback: answers every HTTP request on one connection with the
+    /// next of `replies` (CBOR bodies) and sends each request's path and body back.
+    fn fake_replica(replies: Vec<Vec<u8>>) -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut replies = replies.into_iter();
+            while let Ok((stream, _)) = listener.accept() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.send((path, body)).unwrap();
+                    let reply = replies.next().expect("a reply for every request");
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\n\r\n", reply.len());
+                    stream.write_all(head.as_bytes()).unwrap();
+                    stream.write_all(&reply).unwrap();
+                }
+            }
+        });
+        (url, requests)
+    }
+
+    #[derive(serde::Serialize)]
+    struct Replied {
+        status: &'static str,
+        reply: Arg,
+    }
+
+    #[derive(serde::Serialize)]
+    struct Arg {
+        #[serde(with = "serde_bytes")]
+        arg: Vec<u8>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct Rejected {
+        status: &'static str,
+        reject_code: u64,
+        reject_message: &'static str,
+        error_code: &'static str,
+    }
+
+    #[test]
+    fn a_query_is_a_signed_envelope_for_the_vault_and_its_reply_decodes() {
+        use candid::Encode;
+        use ic_agent::agent::{Envelope, EnvelopeContent};
+        use vault_api::service::{SnapshotInfo, VaultError};
+
+        let app = Principal::from_slice(&[7; 29]);
+        let vault_id = Principal::from_slice(&[1; 10]);
+        let listed: Result<Vec<SnapshotInfo>, VaultError> = Err(VaultError::UnknownApp { app });
+        let replies = vec![
+            serde_cbor::to_vec(&Replied { status: "replied", reply: Arg { arg: Encode!(&listed).unwrap() } }).unwrap(),
+            serde_cbor::to_vec(&Rejected { status: "rejected", reject_code: 3, reject_message: "no such canister", error_code: "IC0301" }).unwrap(),
+        ];
+        let (url, requests) = fake_replica(replies);
+        let pem = crate::identity::ed25519_pem(&[7; 32]);
+        let identity = crate::identity::from_pem(pem.as_bytes(), std::path::Path::new("test")).unwrap();
+        let agent = Agent::builder()
+            .with_url(url)
+            .with_arc_identity(identity.identity.clone())
+            .with_verify_query_signatures(false)
+            .build()
+            .unwrap();
+        let mut transport = AgentTransport::with_agent(agent, identity.principal).unwrap();
+        let mut vault = crate::vault::Vault::new(&mut transport, vault_id);
+
+        let e = vault.list_snapshots(app).unwrap_err();
+        assert!(matches!(e, crate::OpsError::Vault(VaultError::UnknownApp { app: a }) if a == app), "{e}");
+        let (path, body) = requests.recv().unwrap();
+        assert_eq!(path, format!("/api/v3/canister/{vault_id}/query"));
+        let envelope: Envelope = serde_cbor::from_slice(&body).unwrap();
+        assert!(envelope.sender_pubkey.is_some() && envelope.sender_sig.is_some(), "the request is signed");
+        match envelope.content.into_owned() {
+            EnvelopeContent::Query { sender, canister_id, method_name, arg, .. } => {
+                assert_eq!((sender, canister_id, method_name.as_str()), (identity.principal, vault_id, "list_snapshots"));
+                assert_eq!(candid::decode_one::<Principal>(&arg).unwrap(), app);
+            }
+            other => panic!("not a query: {other:?}"),
+        }
+
+        let e = vault.app_info(app).unwrap_err();
+        assert!(
+            matches!(&e, crate::OpsError::Call { method: "app_info", error: CallError::Rejected { code: 3, error_code: Some(c), .. } } if c == "IC0301"),
+            "{e}"
+        );
     }
 
     #[test]
