@@ -134,3 +134,66 @@ fn a_tampered_file_is_refused_by_verify_and_by_import_and_changes_nothing() {
     let text = ic.run(&["verify", file.to_str().unwrap()]).unwrap().text;
     assert!(text.starts_with("ok: "), "{text}");
 }
+
+/// A transport that fails every call after its first `budget` updates.
+struct FailingAfter<'a> {
+    inner: &'a mut dyn vault_ops::Transport,
+    budget: u32,
+}
+
+impl vault_ops::Transport for FailingAfter<'_> {
+    fn caller(&self) -> candid::Principal {
+        self.inner.caller()
+    }
+
+    fn update(&mut self, canister: candid::Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, vault_ops::CallError> {
+        if self.budget == 0 {
+            return Err(vault_ops::CallError::Transport("connection lost".into()));
+        }
+        self.budget -= 1;
+        self.inner.update(canister, method, arg)
+    }
+
+    fn query(&mut self, canister: candid::Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, vault_ops::CallError> {
+        self.inner.query(canister, method, arg)
+    }
+
+    fn wait(&mut self, duration: Duration) {
+        self.inner.wait(duration)
+    }
+}
+
+#[test]
+fn an_interrupted_import_resumes_with_the_chunks_still_missing() {
+    let source = Ic::new();
+    let app = source.registered("ledger");
+    source.fill(&app, 3, 3_000_000);
+    let id = source.snapshot(&app).to_string();
+    let file = source.path("ledger.cvsnap");
+    let exported = source.ok(&["export", &app, &id, "-o", file.to_str().unwrap()]);
+    let chunks = exported["chunks"].as_u64().unwrap();
+    assert!(chunks >= 4);
+
+    let target = Ic::new();
+    let clone = target.registered("ledger");
+    let caller = vault_ops::identity::load(target.dir().join("identity.pem").to_str().unwrap()).unwrap().principal;
+    let vault_id = candid::Principal::from_text(&target.vault).unwrap();
+    {
+        // import_begin and two chunks get through, then the connection is lost.
+        let mut embedded = vault_ops::embedded::EmbeddedTransport::open(&target.dir(), caller).unwrap();
+        let mut failing = FailingAfter { inner: &mut embedded, budget: 3 };
+        let mut vault = vault_ops::Vault::new(&mut failing, vault_id);
+        let e = vault_ops::import::import(&mut vault, &file, candid::Principal::from_text(&clone).unwrap(), &mut vault_ops::progress::Silent).unwrap_err();
+        assert!(e.to_string().contains("connection lost"), "{e}");
+        vault_ops::Transport::finish(&mut embedded).unwrap();
+    }
+    assert_eq!(target.snapshot_ids(&clone), Vec::<u64>::new(), "an unfinished import is not listed");
+
+    let imported = target.ok(&["import", file.to_str().unwrap(), "--app", &clone]);
+    let chunk_size = exported["size"].as_u64().unwrap().div_ceil(chunks);
+    let uploaded = imported["uploaded"].as_u64().unwrap();
+    assert!(uploaded < exported["size"].as_u64().unwrap() - chunk_size, "the two chunks already there were not sent again: {uploaded}");
+    let restored = target.ok(&["restore", &clone, &imported["snapshot"]["id"].to_string()]);
+    assert_eq!(restored["phase"], "succeeded");
+    assert_eq!(target.digest(&clone), source.digest(&app));
+}
