@@ -1,6 +1,8 @@
 //! Test support: an embedded IC with a vault and example apps, a typed helper for each canister
 //! method, and the multi-step flows the tests share.
 
+pub mod cost;
+
 use std::time::Duration;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};

@@ -1,0 +1,231 @@
+//! What snapshots and restores cost as the state grows, for both kinds of state, measured on
+//! the embedded IC running the real canisters. For each size it prints, and writes into
+//! `docs/benchmarks.md` and `docs/benchmarks.svg`: wall time, instructions per MiB on the app
+//! side and on the vault side, inter-canister calls and their mean payload, cycles per GiB (the
+//! 13-node application subnet's prices), the process's peak memory, and the snapshot's wall time
+//! over that of a plain in-process copy of the same number of bytes, measured in the same run.
+//!
+//! Run: `cargo bench -p vault-tests --bench costs` (1 MiB to 1 GiB; add `-- --with-4gib` for a
+//! 4 GiB stable-memory snapshot, which needs about 12 GiB of memory; `-- --quick` for 1 and
+//! 16 MiB only, without writing the docs).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use vault_api::service::JobPhase;
+use vault_tests::cost::Cost;
+use vault_tests::*;
+
+const MIB: u64 = 1 << 20;
+/// The inter-canister payload limit (cross-subnet), which a chunk call should nearly fill.
+const PAYLOAD_LIMIT: u64 = 2 * MIB;
+/// The largest image a stable-memory restore commits in one message (2 GiB − 64 MiB).
+const RESTORE_LIMIT: u64 = 2048 * MIB - 64 * MIB;
+
+struct Measured {
+    kind: AppKind,
+    mib: u64,
+    op: &'static str,
+    state_bytes: u64,
+    cost: Option<Cost>,
+    /// Why there is no cost.
+    refused: Option<String>,
+    peak_rss: u64,
+    copy: Duration,
+}
+
+fn kind_name(kind: AppKind) -> &'static str {
+    match kind {
+        AppKind::Notes => "serde",
+        AppKind::Ledger => "stable memory",
+    }
+}
+
+/// The process's peak resident memory since the last reset, in bytes (Linux: VmHWM, reset
+/// through clear_refs; elsewhere the peak since the process started).
+fn peak_rss() -> u64 {
+    #[cfg(target_os = "linux")]
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+    {
+        return line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).unwrap_or(0) * 1024;
+    }
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    let max = unsafe { usage.assume_init() }.ru_maxrss as u64;
+    if cfg!(target_os = "macos") { max } else { max * 1024 }
+}
+
+fn reset_peak_rss() {
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Time to copy `bytes` bytes from one buffer into another, in this process.
+fn plain_copy(bytes: u64) -> Duration {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let source: Vec<u8> = (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut target = vec![0u8; bytes as usize];
+    let started = Instant::now();
+    target.copy_from_slice(&source);
+    let elapsed = started.elapsed();
+    std::hint::black_box(&target);
+    elapsed
+}
+
+/// Fills an app of `kind` with `mib` MiB of blobs, snapshots it and restores the snapshot into
+/// a clone.
+fn measure(kind: AppKind, mib: u64) -> Vec<Measured> {
+    let env = Env::new();
+    let app = env.registered(kind, manual(), keep(1));
+    let client = env.app(app);
+    let blob = (mib * MIB).min(32 * MIB);
+    for key in 0..(mib * MIB).div_ceil(blob) {
+        client.put_blob(key, blob, key as u8);
+    }
+    let copy = plain_copy(mib * MIB);
+    reset_peak_rss();
+    let (job, cost) = env.measure(&[app], || env.snapshot(app));
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    let snapshot = Measured { kind, mib, op: "snapshot", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy };
+
+    let clone = env.registered(kind, manual(), keep(1));
+    reset_peak_rss();
+    let restore = if kind == AppKind::Ledger && job.bytes_total > RESTORE_LIMIT {
+        let refused = env.vault().restore(app, job.snapshot_id.unwrap(), Some(clone)).map(|j| env.finish_job(j.id, 100_000));
+        let why = match refused {
+            Ok(j) => format!("{:?}", j.error),
+            Err(e) => e.to_string(),
+        };
+        Measured { kind, mib, op: "restore", state_bytes: job.bytes_total, cost: None, refused: Some(why), peak_rss: peak_rss(), copy }
+    } else {
+        let (restored, cost) = env.measure(&[clone], || env.restore(app, job.snapshot_id.unwrap(), Some(clone)));
+        assert_eq!(restored.phase, JobPhase::Succeeded, "{restored:?}");
+        Measured { kind, mib, op: "restore", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy }
+    };
+    vec![snapshot, restore]
+}
+
+fn per_mib(instructions: u64, bytes: u64) -> f64 {
+    instructions as f64 / (bytes as f64 / MIB as f64)
+}
+
+fn row(m: &Measured) -> String {
+    let Some(c) = &m.cost else {
+        return format!("| {} | {} MiB | {} | refused: {} | | | | | | | |", kind_name(m.kind), m.mib, m.op, m.refused.as_deref().unwrap_or(""));
+    };
+    let gib = m.state_bytes as f64 / (1024.0 * MIB as f64);
+    format!(
+        "| {} | {} MiB | {} | {:.2} s | {:.2} M | {:.2} M | {} | {:.2} MiB ({:.0}%) | {:.3} T | {:.0} MiB | {:.0}× |",
+        kind_name(m.kind),
+        m.mib,
+        m.op,
+        c.wall.as_secs_f64(),
+        per_mib(c.app_instructions, m.state_bytes) / 1e6,
+        per_mib(c.vault_instructions, m.state_bytes) / 1e6,
+        c.calls,
+        c.mean_payload() as f64 / MIB as f64,
+        100.0 * c.mean_payload() as f64 / PAYLOAD_LIMIT as f64,
+        (c.app_cycles + c.vault_cycles) as f64 / gib / 1e12,
+        m.peak_rss as f64 / MIB as f64,
+        c.wall.as_secs_f64() / m.copy.as_secs_f64().max(1e-9),
+    )
+}
+
+const HEADER: &str = "| state | size | operation | wall time | app instr/MiB | vault instr/MiB | calls | mean payload per call (of 2 MiB) | cycles/GiB (app + vault) | peak memory | wall time / plain copy |\n|---|---|---|---|---|---|---|---|---|---|---|";
+
+/// A line chart of instructions per MiB (app and vault together) against the state's size.
+fn svg(rows: &[Measured]) -> String {
+    let (w, h, left, bottom, top, right) = (720.0, 420.0, 70.0, 50.0, 30.0, 200.0);
+    let sizes: Vec<u64> = {
+        let mut s: Vec<u64> = rows.iter().map(|m| m.mib).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    let value = |m: &Measured| m.cost.as_ref().map(|c| per_mib(c.app_instructions + c.vault_instructions, m.state_bytes) / 1e6);
+    let max = rows.iter().filter_map(value).fold(1.0f64, f64::max) * 1.15;
+    let x = |mib: u64| {
+        let i = sizes.iter().position(|&s| s == mib).unwrap_or(0) as f64;
+        left + i * (w - left - right) / (sizes.len().max(2) - 1) as f64
+    };
+    let y = |v: f64| h - bottom - v / max * (h - bottom - top);
+    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    let _ = writeln!(out, "<text x=\"{left}\" y=\"18\" font-size=\"14\">Instructions per MiB (app + vault), millions, by state size</text>");
+    let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", h - bottom, w - right, h - bottom);
+    let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>", h - bottom);
+    for &s in &sizes {
+        let label = if s >= 1024 { format!("{} GiB", s / 1024) } else { format!("{s} MiB") };
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{label}</text>", x(s), h - bottom + 18.0);
+    }
+    for i in 0..=4 {
+        let v = max * i as f64 / 4.0;
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.0}</text>", left - 6.0, y(v) + 4.0);
+        let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#ddd\"/>", y(v), w - right);
+    }
+    let series = [(AppKind::Ledger, "snapshot", "#1f77b4"), (AppKind::Ledger, "restore", "#aec7e8"), (AppKind::Notes, "snapshot", "#d62728"), (AppKind::Notes, "restore", "#ff9896")];
+    for (n, (kind, op, color)) in series.iter().enumerate() {
+        let points: Vec<String> = rows
+            .iter()
+            .filter(|m| m.kind == *kind && m.op == *op)
+            .filter_map(|m| value(m).map(|v| format!("{:.1},{:.1}", x(m.mib), y(v))))
+            .collect();
+        let _ = writeln!(out, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", points.join(" "));
+        for p in &points {
+            let (px, py) = p.split_once(',').unwrap();
+            let _ = writeln!(out, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>");
+        }
+        let ly = top + 20.0 + n as f64 * 18.0;
+        let _ = writeln!(out, "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"/>", w - right + 15.0, w - right + 35.0);
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\">{} {op}</text>", w - right + 40.0, ly + 4.0, kind_name(*kind));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut sizes: Vec<(AppKind, u64)> = Vec::new();
+    let list: &[u64] = if quick { &[1, 16] } else { &[1, 16, 256, 1024] };
+    for &mib in list {
+        sizes.push((AppKind::Ledger, mib));
+        sizes.push((AppKind::Notes, mib));
+    }
+    if args.iter().any(|a| a == "--with-4gib") {
+        sizes.push((AppKind::Ledger, 4096));
+    }
+    println!("{HEADER}");
+    let mut rows = Vec::new();
+    for (kind, mib) in sizes {
+        for m in measure(kind, mib) {
+            println!("{}", row(&m));
+            rows.push(m);
+        }
+    }
+    if quick {
+        return;
+    }
+    let root = ic_harness::build::workspace_root();
+    let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs`.\n\n");
+    let _ = writeln!(md, "{HEADER}");
+    for m in &rows {
+        let _ = writeln!(md, "{}", row(m));
+    }
+    md.push_str("\n![instructions per MiB by state size](benchmarks.svg)\n\n");
+    md.push_str("- *size* is the state put into the app; the snapshot is bigger for stable memory (the whole memory the app's structures occupy) and about the same for serde.\n");
+    md.push_str("- *calls* counts every inter-canister call of the operation (the vault's chunk calls, its begin and end calls, and its `canister_info` check); *mean payload* is the bytes of requests and responses over the calls.\n");
+    md.push_str("- *wall time / plain copy* compares with `copy_from_slice` of the same number of bytes in this process.\n");
+    md.push_str("- *peak memory* is the benchmark process's resident peak during the operation: the embedded IC holds the app, the vault and the clone in memory.\n");
+    std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
+    std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
+    println!("wrote docs/benchmarks.md and docs/benchmarks.svg");
+}
