@@ -287,6 +287,17 @@ pub struct Traffic {
     pub request_bytes: u64,
     pub responses: u64,
     pub response_bytes: u64,
+    /// The same counts for each method called.
+    #[serde(default)]
+    pub by_method: BTreeMap<String, MethodTraffic>,
+}
+
+/// What crossed between canisters for the calls of one method.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MethodTraffic {
+    pub requests: u64,
+    /// Bytes of the requests and of their responses.
+    pub bytes: u64,
 }
 
 pub struct World {
@@ -486,9 +497,12 @@ impl World {
             sender.metrics.requests_sent += 1;
             sender.metrics.request_bytes_sent += size as u64;
         }
-        if request.receiver != request.sender {
+        if request.receiver != request.sender && matches!(request.origin, Origin::Canister { .. }) {
             self.traffic.requests += 1;
             self.traffic.request_bytes += size as u64;
+            let method = self.traffic.by_method.entry(request.method.clone()).or_default();
+            method.requests += 1;
+            method.bytes += size as u64;
         }
         let refuse = |world: &mut World, request: Request, reject: Reject| {
             let refund = request.cycles;
@@ -548,6 +562,10 @@ impl World {
                 if from != caller {
                     self.traffic.responses += 1;
                     self.traffic.response_bytes += bytes as u64;
+                    let method = self.canisters.get(&caller).and_then(|c| c.callbacks.get(&callback)).map(|cb| cb.call.method.clone());
+                    if let Some(method) = method {
+                        self.traffic.by_method.entry(method).or_default().bytes += bytes as u64;
+                    }
                 }
                 let Some(c) = self.canisters.get_mut(&caller) else { return };
                 let method = c.callbacks.get(&callback).map(|cb| cb.call.method.as_str());

@@ -2,7 +2,9 @@
 //! app wasm. One module per area.
 
 mod access;
+mod campaign;
 mod faults;
 mod flows;
+mod fuzz;
 mod refusals;
 mod sizes;

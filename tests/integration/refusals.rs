@@ -7,20 +7,6 @@ use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreB
 use vault_api::service::{Retention, Schedule, VaultError};
 use vault_tests::*;
 
-/// What a refused request could have changed: registrations, snapshots, which jobs exist, and
-/// the apps' states. (A running job's own progress is not a change a request made.)
-fn observable(env: &Env, apps: &[Principal]) -> impl PartialEq + std::fmt::Debug + use<> {
-    let vault = env.vault();
-    let per_app: Vec<_> = apps
-        .iter()
-        .map(|&app| {
-            let jobs: Vec<u64> = vault.list_jobs(app).map(|j| j.iter().map(|j| j.id).collect()).unwrap_or_default();
-            (vault.app_info(app).ok(), vault.list_snapshots(app).ok(), jobs, env.app(app).digest())
-        })
-        .collect();
-    (per_app, vault.list_apps().unwrap())
-}
-
 #[test]
 fn the_vault_refuses_bad_requests_with_typed_errors() {
     let env = Env::new();
@@ -38,7 +24,7 @@ fn the_vault_refuses_bad_requests_with_typed_errors() {
     let missing = ic_harness::types::canister_id_from_index(4_000);
     let apps = [notes, ledger];
     let v = env.vault();
-    let before = observable(&env, &apps);
+    let before = env.observable(&apps);
 
     assert_eq!(v.register(notes, manual(), keep(1)), Err(VaultError::AlreadyRegistered { app: notes }));
     assert_eq!(v.register(no_vault, manual(), keep(1)), Err(VaultError::WrongVault { app: no_vault, vault: None }));
@@ -62,17 +48,17 @@ fn the_vault_refuses_bad_requests_with_typed_errors() {
     assert_eq!(v.delete_snapshot(notes, 999), Err(VaultError::UnknownSnapshot { app: notes, snapshot_id: 999 }));
     assert_eq!(v.job_status(999), Err(VaultError::UnknownJob { job: 999 }));
     assert!(matches!(v.snapshot_chunk(notes, snapshot, 99), Err(VaultError::ChunkOutOfRange { index: 99, .. })));
-    assert_eq!(observable(&env, &apps), before, "nothing changed");
+    assert_eq!(env.observable(&apps), before, "nothing changed");
 
     // One job per app: a second one is refused while the first runs (held up by failing
     // chunk calls), and so is unregistering.
     env.ic.reject_calls(ic_harness::CallMatcher::to(notes).method(methods::DUMP_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
     let job = v.snapshot_now(notes).unwrap();
-    let running = observable(&env, &apps);
+    let running = env.observable(&apps);
     assert_eq!(v.snapshot_now(notes), Err(VaultError::JobRunning { app: notes, job: job.id }));
     assert_eq!(v.restore(notes, snapshot, None), Err(VaultError::JobRunning { app: notes, job: job.id }));
     assert_eq!(v.unregister(notes, true), Err(VaultError::JobRunning { app: notes, job: job.id }));
-    assert_eq!(observable(&env, &apps), running);
+    assert_eq!(env.observable(&apps), running);
     env.ic.clear_faults();
     env.finish_job(job.id, 500);
 
@@ -88,9 +74,9 @@ fn a_vault_short_of_cycles_refuses_jobs() {
     // Enough to run its messages and register an app, not to keep chunk calls in flight.
     let env = Env::with_vault_cycles(ic_harness::Harness::new(), 150_000_000_000);
     let app = env.registered(AppKind::Notes, manual(), keep(3));
-    let before = observable(&env, &[app]);
+    let before = env.observable(&[app]);
     assert!(matches!(env.vault().snapshot_now(app), Err(VaultError::InsufficientCycles { .. })));
-    assert_eq!(observable(&env, &[app]), before);
+    assert_eq!(env.observable(&[app]), before);
 }
 
 /// Calls a backup endpoint of `app` as its vault.

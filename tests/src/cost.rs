@@ -17,14 +17,25 @@ pub struct Cost {
     /// Inter-canister calls (requests), and the bytes of their requests and responses.
     pub calls: u64,
     pub bytes: u64,
+    /// The calls among them that carry state (`vault_dump_chunk`, `vault_restore_chunk`).
+    pub chunk_calls: u64,
+    pub chunk_bytes: u64,
     pub app_cycles: u128,
     pub vault_cycles: u128,
 }
+
+/// The client library's methods whose requests or replies carry a chunk of state.
+const CHUNK_METHODS: [&str; 2] = ["vault_dump_chunk", "vault_restore_chunk"];
 
 impl Cost {
     /// Mean bytes a call carried, its request and response together.
     pub fn mean_payload(&self) -> u64 {
         self.bytes.checked_div(self.calls).unwrap_or(0)
+    }
+
+    /// Mean bytes a chunk call carried, its request and response together.
+    pub fn mean_chunk_payload(&self) -> u64 {
+        self.chunk_bytes.checked_div(self.chunk_calls).unwrap_or(0)
     }
 }
 
@@ -42,6 +53,8 @@ impl Env {
             vault_instructions: after.vault_instructions - before.vault_instructions,
             calls: after.calls - before.calls,
             bytes: after.bytes - before.bytes,
+            chunk_calls: after.chunk_calls - before.chunk_calls,
+            chunk_bytes: after.chunk_bytes - before.chunk_bytes,
             app_cycles: after.app_cycles - before.app_cycles,
             vault_cycles: after.vault_cycles - before.vault_cycles,
         };
@@ -58,6 +71,8 @@ impl Env {
             vault_instructions: vault.instructions,
             calls: traffic.requests,
             bytes: traffic.request_bytes + traffic.response_bytes,
+            chunk_calls: CHUNK_METHODS.iter().filter_map(|m| traffic.by_method.get(*m)).map(|t| t.requests).sum(),
+            chunk_bytes: CHUNK_METHODS.iter().filter_map(|m| traffic.by_method.get(*m)).map(|t| t.bytes).sum(),
             app_cycles: app_metrics.iter().map(|m| m.cycles_consumed).sum(),
             vault_cycles: vault.cycles_consumed,
         }

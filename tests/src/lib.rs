@@ -119,7 +119,12 @@ pub struct AppClient<'a> {
 
 impl AppClient<'_> {
     pub fn update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> R {
-        self.ic.update_candid(self.app, owner(), method, args).unwrap_or_else(|e| panic!("app.{method}: {e}"))
+        self.try_update(method, args).unwrap_or_else(|e| panic!("app.{method}: {e}"))
+    }
+
+    /// An update that may fail (an injected trap, a stopped app).
+    pub fn try_update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
+        self.ic.update_candid(self.app, owner(), method, args)
     }
 
     pub fn query<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> R {
@@ -165,19 +170,29 @@ impl AppKind {
     /// state after `n` updates can be rebuilt on another canister. The first [`PREFILL`]
     /// updates store 2.5 MiB each, so snapshots span several chunks.
     pub fn apply(self, app: &AppClient, n: u64) -> u64 {
+        self.try_apply(app, n).unwrap_or_else(|e| panic!("update {n}: {e}"))
+    }
+
+    /// [`AppKind::apply`], returning the app's refusal instead of panicking; the app's update
+    /// count after it.
+    pub fn try_apply(self, app: &AppClient, n: u64) -> Result<u64, CallError> {
+        let blob = |key: u64, size: u64| app.try_update::<_, (u64,)>("put_blob", (key, size, n as u8)).map(|r| r.0);
         if n < PREFILL {
-            return app.put_blob(1_000_000 + n, 2_500_000, n as u8);
+            return blob(1_000_000 + n, 2_500_000);
         }
         match self {
             AppKind::Notes => match n % 3 {
-                0 => app.update::<_, (u64, u64)>("add_note", (format!("note {n}"), format!("body {n}"))).1,
-                1 => app.update::<_, (bool, u64)>("edit_note", (n / 3, format!("edited {n}"))).1,
-                _ => app.put_blob(n % 7, 1000 + n * 10, n as u8),
+                0 => app.try_update::<_, (u64, u64)>("add_note", (format!("note {n}"), format!("body {n}"))).map(|r| r.1),
+                1 => app.try_update::<_, (bool, u64)>("edit_note", (n / 3, format!("edited {n}"))).map(|r| r.1),
+                _ => blob(n % 7, 1000 + n * 10),
             },
             AppKind::Ledger => match n % 3 {
-                0 => app.update::<_, (u64,)>("mint", (n % 5, 100 + n)).0,
-                1 => app.update::<_, (Result<u64, String>,)>("transfer", (n % 5, (n + 1) % 5, 1u64)).0.unwrap_or_else(|_| app.put_blob(n, 64, n as u8)),
-                _ => app.put_blob(n % 7, 1000 + n * 10, n as u8),
+                0 => app.try_update::<_, (u64,)>("mint", (n % 5, 100 + n)).map(|r| r.0),
+                1 => match app.try_update::<_, (Result<u64, String>,)>("transfer", (n % 5, (n + 1) % 5, 1u64))?.0 {
+                    Ok(seq) => Ok(seq),
+                    Err(_) => blob(n, 64),
+                },
+                _ => blob(n % 7, 1000 + n * 10),
             },
         }
     }
@@ -263,6 +278,20 @@ impl Env {
     pub fn restore(&self, app: Principal, snapshot: u64, target: Option<Principal>) -> JobInfo {
         let job = self.vault().restore(app, snapshot, target).expect("restore");
         self.finish_job(job.id, 2_000)
+    }
+
+    /// What a refused request could have changed: registrations, snapshots, which jobs exist,
+    /// and the apps' states. (A running job's own progress is not a change a request made.)
+    pub fn observable(&self, apps: &[Principal]) -> impl PartialEq + std::fmt::Debug + use<> {
+        let vault = self.vault();
+        let per_app: Vec<_> = apps
+            .iter()
+            .map(|&app| {
+                let jobs: Vec<u64> = vault.list_jobs(app).map(|j| j.iter().map(|j| j.id).collect()).unwrap_or_default();
+                (vault.app_info(app).ok(), vault.list_snapshots(app).ok(), jobs, self.app(app).digest())
+            })
+            .collect();
+        (per_app, vault.list_apps().unwrap())
     }
 
     /// The digest a fresh canister of `kind` has after the first `n` scenario updates.

@@ -25,6 +25,7 @@ use vault_api::service::{JobError, JobKind, JobPhase, Trigger, VaultError};
 
 use crate::app_client::{self, Answer, CallFailure};
 use crate::retention;
+use crate::state::HashedChunk;
 use crate::storable::{JobRecord, SnapshotRecord, SnapshotStatus};
 use crate::with_state;
 
@@ -399,11 +400,12 @@ async fn snapshot_transfer(job: JobRecord) -> bool {
     let calls = indices.iter().map(|&i| app_client::dump_chunk(job.app, job.id, i)).collect();
     transfer_batch(job, indices, calls, |job, index, chunk| {
         let range = chunk_range(job.size, job.chunk_size, index);
-        let intact = chunk.index == index && chunk.data.len() as u64 == range.end - range.start && Sha256::of(&chunk.data) == chunk.sha256;
+        let hashed = HashedChunk::new(&chunk.data);
+        let intact = chunk.index == index && chunk.data.len() as u64 == range.end - range.start && hashed.hash() == chunk.sha256;
         if !intact {
             return Err(CallFailure::Corrupted { index });
         }
-        with_state(|s| s.store_chunk(snapshot, index, &chunk.data));
+        with_state(|s| s.store_chunk(snapshot, index, &hashed));
         Ok(())
     })
     .await

@@ -11,6 +11,7 @@ use vault_api::service::{
 };
 use vault_api::protocol::Chunk;
 
+use crate::state::HashedChunk;
 use crate::storable::{AppRecord, JobRecord, SnapshotRecord, SnapshotStatus};
 use crate::{app_client, engine, guards, retention, with_state};
 
@@ -200,12 +201,15 @@ pub async fn update_schedule(caller: Principal, args: UpdateScheduleArgs) -> Res
     Ok(app_info(app, &record))
 }
 
+// The caller is checked before anything else about the app is looked at: a stranger learns
+// nothing of its snapshots and jobs. What is checked after the `canister_info` call reads the
+// state as it is then.
+
 pub async fn snapshot_now(caller: Principal, app: Principal) -> Result<JobInfo, VaultError> {
+    registered(app)?;
+    guards::caller_controls(caller, app).await?;
     idle(app, &registered(app)?)?;
     engine::check_cycles(engine::batch_reserve())?;
-    guards::caller_controls(caller, app).await?;
-    // Checked again after the call.
-    idle(app, &registered(app)?)?;
     let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual }, None);
     Ok(job_info(&job))
 }
@@ -213,6 +217,13 @@ pub async fn snapshot_now(caller: Principal, app: Principal) -> Result<JobInfo, 
 pub async fn restore(caller: Principal, args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
     registered(source)?;
+    if with_state(|s| s.app(target)).is_none() {
+        return Err(VaultError::TargetNotRegistered { target });
+    }
+    guards::caller_controls(caller, source).await?;
+    if target != source {
+        guards::caller_controls(caller, target).await?;
+    }
     let snapshot = with_state(|s| s.snapshot(source, args.snapshot_id))
         .filter(|r| r.status == SnapshotStatus::Complete)
         .ok_or(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id })?;
@@ -222,14 +233,6 @@ pub async fn restore(caller: Principal, args: RestoreArgs) -> Result<JobInfo, Va
     }
     idle(target, &target_record)?;
     engine::check_cycles(engine::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
-    guards::caller_controls(caller, source).await?;
-    if target != source {
-        guards::caller_controls(caller, target).await?;
-    }
-    idle(target, &registered(target)?)?;
-    if with_state(|s| s.snapshot(source, args.snapshot_id)).is_none_or(|r| r.status != SnapshotStatus::Complete) {
-        return Err(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id });
-    }
     let job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id }, Some(args.snapshot_id));
     Ok(job_info(&job))
 }
@@ -237,13 +240,9 @@ pub async fn restore(caller: Principal, args: RestoreArgs) -> Result<JobInfo, Va
 pub async fn delete_snapshot(caller: Principal, args: SnapshotRef) -> Result<(), VaultError> {
     let (app, id) = (args.app, args.snapshot_id);
     registered(app)?;
-    let complete = |s: &crate::state::State| s.snapshot(app, id).is_some_and(|r| r.status == SnapshotStatus::Complete);
-    if !with_state(|s| complete(s)) {
-        return Err(VaultError::UnknownSnapshot { app, snapshot_id: id });
-    }
     guards::caller_controls(caller, app).await?;
     with_state(|s| {
-        if !complete(s) {
+        if s.snapshot(app, id).is_none_or(|r| r.status != SnapshotStatus::Complete) {
             return Err(VaultError::UnknownSnapshot { app, snapshot_id: id });
         }
         if let Some(job) = s.active_jobs().into_iter().find(|j| j.kind == JobKind::Restore { source: app, snapshot_id: id }) {
@@ -364,10 +363,11 @@ pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     if args.data.len() as u64 != expected {
         return Err(VaultError::ChunkSizeMismatch { index: args.index, expected, actual: args.data.len() as u64 });
     }
-    if Sha256::of(&args.data) != args.sha256 {
+    let hashed = HashedChunk::new(&args.data);
+    if hashed.hash() != args.sha256 {
         return Err(VaultError::ChunkHashMismatch { index: args.index });
     }
-    with_state(|s| s.store_chunk(args.snapshot_id, args.index, &args.data));
+    with_state(|s| s.store_chunk(args.snapshot_id, args.index, &hashed));
     Ok(())
 }
 

@@ -12,6 +12,23 @@ use crate::storable::{
     AppJobKey, AppRecord, Deletion, Header, JobRecord, ManifestKey, PrincipalKey, SnapshotKey, SnapshotRecord, SnapshotStatus,
 };
 
+/// Chunk bytes with their SHA-256, hashed once: checking the hash a sender claims and
+/// addressing the stored content both need it.
+pub struct HashedChunk<'a> {
+    data: &'a [u8],
+    hash: Sha256,
+}
+
+impl<'a> HashedChunk<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        HashedChunk { data, hash: Sha256::of(data) }
+    }
+
+    pub fn hash(&self) -> Sha256 {
+        self.hash
+    }
+}
+
 pub struct State {
     header: StableCell<Header, Memory>,
     apps: StableBTreeMap<PrincipalKey, AppRecord, Memory>,
@@ -95,12 +112,12 @@ impl State {
     }
 
     /// Stores chunk `index` of snapshot `snapshot`, once per content: repeating it (a retried
-    /// call) changes nothing. Returns the chunk's SHA-256.
-    pub fn store_chunk(&mut self, snapshot: u64, index: u32, data: &[u8]) -> Sha256 {
-        let hash = Sha256::of(data);
+    /// call) changes nothing.
+    pub fn store_chunk(&mut self, snapshot: u64, index: u32, chunk: &HashedChunk) {
+        let (data, hash) = (chunk.data, chunk.hash);
         let key = ManifestKey { snapshot, index };
         match self.manifests.get(&key) {
-            Some(existing) if existing == hash.0 => return hash,
+            Some(existing) if existing == hash.0 => return,
             Some(existing) => self.release_chunk(existing),
             None => {}
         }
@@ -110,7 +127,6 @@ impl State {
             self.chunk_data.insert(hash.0, data.to_vec());
         }
         self.chunk_refs.insert(hash.0, refs + 1);
-        hash
     }
 
     fn release_chunk(&mut self, hash: [u8; 32]) {
@@ -303,8 +319,8 @@ mod tests {
     fn identical_chunks_are_stored_once_and_freed_at_the_last_reference() {
         let mut s = state();
         for snapshot in [1, 2] {
-            s.store_chunk(snapshot, 0, b"same");
-            s.store_chunk(snapshot, 1, format!("own{snapshot}").as_bytes());
+            s.store_chunk(snapshot, 0, &HashedChunk::new(b"same"));
+            s.store_chunk(snapshot, 1, &HashedChunk::new(format!("own{snapshot}").as_bytes()));
             complete(&mut s, snapshot, 2);
         }
         assert_eq!(s.chunk_totals().0, 3, "the shared chunk is stored once");
@@ -321,8 +337,8 @@ mod tests {
     #[test]
     fn storing_a_chunk_again_is_a_no_op() {
         let mut s = state();
-        s.store_chunk(1, 0, b"abc");
-        s.store_chunk(1, 0, b"abc");
+        s.store_chunk(1, 0, &HashedChunk::new(b"abc"));
+        s.store_chunk(1, 0, &HashedChunk::new(b"abc"));
         complete(&mut s, 1, 1);
         s.schedule_deletion(app(), 1);
         s.delete_step(10);
@@ -333,7 +349,7 @@ mod tests {
     fn deletion_runs_in_bounded_steps() {
         let mut s = state();
         for i in 0..10 {
-            s.store_chunk(1, i, &[i as u8]);
+            s.store_chunk(1, i, &HashedChunk::new(&[i as u8]));
         }
         complete(&mut s, 1, 10);
         s.schedule_deletion(app(), 1);
@@ -349,9 +365,9 @@ mod tests {
     fn missing_chunks_and_hash_pages_are_range_scans() {
         let mut s = state();
         for i in [0, 2, 3] {
-            s.store_chunk(1, i, &[i as u8]);
+            s.store_chunk(1, i, &HashedChunk::new(&[i as u8]));
         }
-        s.store_chunk(2, 1, b"other snapshot");
+        s.store_chunk(2, 1, &HashedChunk::new(b"other snapshot"));
         assert_eq!(s.missing_chunks(1, 5), vec![1, 4]);
         assert_eq!(s.chunk_hashes(1, 2, 10), vec![Sha256::of(&[2]), Sha256::of(&[3])]);
     }
@@ -359,9 +375,9 @@ mod tests {
     #[test]
     fn the_manifest_hash_needs_every_chunk_in_order() {
         let mut s = state();
-        s.store_chunk(1, 0, b"abcd");
+        s.store_chunk(1, 0, &HashedChunk::new(b"abcd"));
         assert_eq!(s.manifest_hash(1, 6, 4), None);
-        s.store_chunk(1, 1, b"ef");
+        s.store_chunk(1, 1, &HashedChunk::new(b"ef"));
         let expected = vault_api::manifest::image_hash(b"abcdef", 4);
         assert_eq!(s.manifest_hash(1, 6, 4), Some(expected));
     }

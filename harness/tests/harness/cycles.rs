@@ -56,3 +56,18 @@ fn storage_is_charged_per_gib_second() {
     let expected = 127_000 * bytes * 86_400 / (1u128 << 30);
     assert_eq!(before - ic.cycle_balance(id), expected);
 }
+
+#[test]
+fn traffic_counts_calls_between_canisters_by_method_but_not_self_calls() {
+    let ic = Harness::new();
+    let (a, b) = (probe(&ic), probe(&ic));
+    let before = ic.traffic();
+    let CallOutcome::Reply(reply) = call_via(&ic, a, b, "noop", no_args(), None, 0) else { panic!("noop failed") };
+    let CallOutcome::Reply(_) = call_via(&ic, a, a, "noop", no_args(), None, 0) else { panic!("self noop failed") };
+    let after = ic.traffic();
+    let bytes = ("noop".len() + no_args().len() + reply.len()) as u64;
+    assert_eq!(after.requests - before.requests, 1);
+    assert_eq!(after.request_bytes + after.response_bytes - before.request_bytes - before.response_bytes, bytes);
+    let noop = &after.by_method["noop"];
+    assert_eq!((noop.requests, noop.bytes), (1, bytes));
+}
