@@ -248,3 +248,68 @@ fn a_restore_that_cannot_commit_leaves_the_app_as_it_was() {
     // The failed job freed the app: a new restore works.
     succeeded(&env.restore(app, snapshot.snapshot_id.unwrap(), None));
 }
+
+/// A snapshot job whose vault traps at its `nth` execution from now.
+fn snapshot_with_a_vault_trap(nth: u64) -> (Env, Principal, u64, (u64, Vec<u8>)) {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let expected = env.app(app).digest();
+    let job = env.vault().snapshot_now(app).unwrap();
+    env.ic.trap_at_message(env.vault, nth);
+    (env, app, job.id, expected)
+}
+
+#[test]
+fn a_trap_in_any_of_the_vaults_next_executions_loses_no_job() {
+    // Executions after `snapshot_now`: global timer handlers, the timers' tasks, the callbacks
+    // of the calls to the app (a trap there cancels the batch; the calls still in flight then
+    // trap when answered) and of the timers' self-calls. Only a trap in a global timer handler
+    // needs an update call to wake the vault (see the next test).
+    for nth in 1..=16 {
+        let (env, app, job, expected) = snapshot_with_a_vault_trap(nth);
+        env.run_for(100);
+        let executions = env.ic.canister_metrics(env.vault).executions;
+        // Past the watchdog's period.
+        env.run_for(1_100);
+        if env.vault().job_status(job).unwrap().finished_at_nanos.is_none() {
+            assert_eq!(env.ic.canister_metrics(env.vault).executions, executions, "stalled at {nth} with the timer alive");
+            // A refused update call.
+            assert!(matches!(env.vault().snapshot_now(app), Err(vault_api::service::VaultError::JobRunning { .. })));
+        }
+        let job = env.finish_job(job, 100);
+        succeeded(&job);
+        restores_to(&env, AppKind::Notes, app, &job, &expected);
+    }
+}
+
+#[test]
+fn a_trap_in_the_global_timer_handler_stops_the_timer_until_the_next_update() {
+    let (env, app, job, expected) = snapshot_with_a_vault_trap(1);
+    env.run_for(1_200);
+    assert_eq!(env.vault().job_status(job).unwrap().phase, JobPhase::Starting, "the IC does not fire a timer whose handler trapped");
+    // Any update call, even a refused one, sets the timer again.
+    assert!(matches!(env.vault().snapshot_now(app), Err(vault_api::service::VaultError::JobRunning { .. })));
+    let job = env.finish_job(job, 100);
+    succeeded(&job);
+    restores_to(&env, AppKind::Notes, app, &job, &expected);
+}
+
+#[test]
+fn calls_a_trap_cancelled_block_a_vault_upgrade_until_the_vault_is_stopped() {
+    // The vault's 9th execution from here is the first answer of a batch of chunk calls.
+    let (env, app, job, expected) = snapshot_with_a_vault_trap(9);
+    let cancelled = |env: &Env| env.ic.canister_logs(env.vault).iter().any(|l| String::from_utf8_lossy(&l.content).contains("Call already trapped"));
+    for _ in 0..50 {
+        if cancelled(&env) {
+            break;
+        }
+        env.ic.tick();
+    }
+    assert!(cancelled(&env), "the trap cancelled a batch with calls in flight");
+    let refused = env.ic.upgrade_canister(env.vault, vault_wasm(), candid::encode_args(()).unwrap(), Some(owner())).unwrap_err();
+    assert!(refused.reject_message.contains("cancelled by a trap"), "{}", refused.reject_message);
+    upgrade_vault(&env);
+    let job = env.finish_job(job, 200);
+    succeeded(&job);
+    restores_to(&env, AppKind::Notes, app, &job, &expected);
+}

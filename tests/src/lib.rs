@@ -50,7 +50,8 @@ pub struct VaultClient<'a> {
 }
 
 impl VaultClient<'_> {
-    fn update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
+    /// An update that may fail before the vault answers (an injected trap, a stopped vault).
+    pub fn try_update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
         self.ic.update_candid(self.vault, self.caller, method, args)
     }
 
@@ -63,15 +64,15 @@ impl VaultClient<'_> {
     }
 
     pub fn register(&self, app: Principal, schedule: Schedule, retention: Retention) -> VaultResult<AppInfo> {
-        Self::expect("register", self.update("register", (RegisterArgs { app, schedule, retention },)))
+        Self::expect("register", self.try_update("register", (RegisterArgs { app, schedule, retention },)))
     }
 
     pub fn unregister(&self, app: Principal, delete_snapshots: bool) -> VaultResult<()> {
-        Self::expect("unregister", self.update("unregister", (UnregisterArgs { app, delete_snapshots },)))
+        Self::expect("unregister", self.try_update("unregister", (UnregisterArgs { app, delete_snapshots },)))
     }
 
     pub fn update_schedule(&self, app: Principal, schedule: Option<Schedule>, retention: Option<Retention>) -> VaultResult<AppInfo> {
-        Self::expect("update_schedule", self.update("update_schedule", (UpdateScheduleArgs { app, schedule, retention },)))
+        Self::expect("update_schedule", self.try_update("update_schedule", (UpdateScheduleArgs { app, schedule, retention },)))
     }
 
     pub fn app_info(&self, app: Principal) -> VaultResult<AppInfo> {
@@ -83,7 +84,7 @@ impl VaultClient<'_> {
     }
 
     pub fn snapshot_now(&self, app: Principal) -> VaultResult<JobInfo> {
-        Self::expect("snapshot_now", self.update("snapshot_now", (app,)))
+        Self::expect("snapshot_now", self.try_update("snapshot_now", (app,)))
     }
 
     pub fn list_snapshots(&self, app: Principal) -> VaultResult<Vec<SnapshotInfo>> {
@@ -91,11 +92,11 @@ impl VaultClient<'_> {
     }
 
     pub fn delete_snapshot(&self, app: Principal, snapshot_id: u64) -> VaultResult<()> {
-        Self::expect("delete_snapshot", self.update("delete_snapshot", (SnapshotRef { app, snapshot_id },)))
+        Self::expect("delete_snapshot", self.try_update("delete_snapshot", (SnapshotRef { app, snapshot_id },)))
     }
 
     pub fn restore(&self, app: Principal, snapshot_id: u64, target: Option<Principal>) -> VaultResult<JobInfo> {
-        Self::expect("restore", self.update("restore", (RestoreArgs { app, snapshot_id, target },)))
+        Self::expect("restore", self.try_update("restore", (RestoreArgs { app, snapshot_id, target },)))
     }
 
     pub fn job_status(&self, job: u64) -> VaultResult<JobInfo> {
@@ -253,6 +254,14 @@ impl Env {
         let app = self.deploy(kind, Some(self.vault));
         self.vault().register(app, schedule, retention).expect("register");
         app
+    }
+
+    /// Runs rounds a second apart for `seconds` seconds.
+    pub fn run_for(&self, seconds: u64) {
+        for _ in 0..seconds {
+            self.ic.advance_time(Duration::from_secs(1));
+            self.ic.tick();
+        }
     }
 
     /// Runs rounds, a second apart, until job `id` finishes; panics after `max_rounds`.

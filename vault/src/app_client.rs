@@ -12,27 +12,46 @@ use vault_api::protocol::{
 
 thread_local! {
     static OUTSTANDING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// When the last call a trap cancelled is answered at the latest (its deadline).
+    static CANCELLED_UNTIL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Calls the vault has made and not seen answered. A vault upgrade waits for none (see
-/// `pre_upgrade`): a response arriving after an upgrade would run callbacks of the old code.
-pub fn outstanding_calls() -> u64 {
-    OUTSTANDING.get()
+/// Why the vault cannot be upgraded now, if it cannot: calls it has made are not answered yet,
+/// and a response arriving after an upgrade would run callbacks of the old code. Calls whose
+/// futures a trap in a callback cancelled are still answered, by their deadline.
+pub fn upgrade_blocker() -> Option<String> {
+    // A stopped canister has every call answered: that is what stopping waits for.
+    if ic_cdk::api::canister_status() == ic_cdk::api::CanisterStatusCode::Stopped {
+        return None;
+    }
+    let outstanding = OUTSTANDING.get();
+    if outstanding > 0 {
+        return Some(format!("the vault has {outstanding} calls outstanding"));
+    }
+    let until = CANCELLED_UNTIL.get();
+    let now = ic_cdk::api::time();
+    (until > now).then(|| format!("calls cancelled by a trap are answered within {} s", (until - now).div_ceil(1_000_000_000)))
 }
 
-/// Counts a call from before it is made until its answer (or a trap) drops it.
-struct Outstanding;
+/// Counts a call from before it is made until its answer drops it; a call whose future a trap
+/// cancels counts until its deadline.
+struct Outstanding {
+    deadline: u64,
+}
 
 impl Outstanding {
     fn new() -> Self {
         OUTSTANDING.set(OUTSTANDING.get() + 1);
-        Outstanding
+        Outstanding { deadline: ic_cdk::api::time() + CALL_TIMEOUT_SECONDS as u64 * 1_000_000_000 }
     }
 }
 
 impl Drop for Outstanding {
     fn drop(&mut self) {
         OUTSTANDING.set(OUTSTANDING.get() - 1);
+        if ic_cdk::futures::is_recovering_from_trap() {
+            CANCELLED_UNTIL.set(CANCELLED_UNTIL.get().max(self.deadline));
+        }
     }
 }
 

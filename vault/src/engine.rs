@@ -38,6 +38,8 @@ pub const MAX_RESTARTS: u32 = 3;
 /// Chunk references released per timer firing.
 const DELETE_BUDGET: u32 = 512;
 const SECOND: u64 = 1_000_000_000;
+/// How often the watchdog checks that the timer is armed for the work waiting.
+const WATCHDOG: Duration = Duration::from_secs(600);
 
 thread_local! {
     /// Jobs with a batch running, and the time the timer is armed for.
@@ -58,7 +60,9 @@ fn now() -> u64 {
 pub fn arm(at: u64) {
     RUNTIME.with_borrow_mut(|r| {
         if let Some((id, armed_at)) = r.armed {
-            if armed_at <= at {
+            // A time already past is a timer that may be lost (a trap in its task rolls back
+            // the task's clearing of `armed`): replace it.
+            if armed_at <= at && armed_at >= now() {
                 return;
             }
             ic_cdk_timers::clear_timer(id);
@@ -79,7 +83,42 @@ pub fn resume_after_upgrade() {
             s.put_job(job);
         }
     });
+    start_watchdog();
     arm(time);
+}
+
+/// A trap in a timer's task loses that one-shot timer, and a trap in a batch's callback
+/// cancels the batch; the watchdog, an interval timer (which survives its task's traps), arms
+/// the timer again for the work waiting.
+pub fn start_watchdog() {
+    ic_cdk_timers::set_timer_interval(WATCHDOG, || async { arm_for_waiting_work() });
+}
+
+/// Arms the timer for the waiting work unless it is armed for the future already. A trap in
+/// the global timer handler leaves the system timer off while ic-cdk-timers believes it set
+/// (it then never sets it again): the system timer is set directly, so the handler runs and
+/// re-arms from its queue.
+pub fn revive() {
+    let time = now();
+    if RUNTIME.with_borrow(|r| r.armed.is_none_or(|(_, at)| at < time)) {
+        arm_for_waiting_work();
+        ic_cdk::api::global_timer_set(time);
+    }
+}
+
+fn arm_for_waiting_work() {
+    let time = now();
+    let in_flight = RUNTIME.with_borrow(|r| r.in_flight.clone());
+    let (work_now, next_due) = with_state(|s| {
+        let idle_job = s.active_jobs().iter().any(|j| !in_flight.contains(&j.id));
+        let next_due = s.apps().into_iter().map(|(_, a)| a.next_due).filter(|&d| d > 0).min();
+        (idle_job || s.deletions_pending(), next_due)
+    });
+    if work_now {
+        arm(time);
+    } else if let Some(due) = next_due {
+        arm(due);
+    }
 }
 
 /// Cycles a job needs available when it starts a batch: calls reserve their largest response
@@ -152,9 +191,8 @@ async fn tick() {
     start_due_snapshots(time);
     let jobs = with_state(|s| s.active_jobs());
     for job in jobs {
-        let started = RUNTIME.with_borrow_mut(|r| r.in_flight.insert(job.id));
-        if started {
-            ic_cdk::futures::spawn(run_batch(job.id));
+        if let Some(batch) = Batch::start(job.id) {
+            ic_cdk::futures::spawn(run_batch(batch));
         }
     }
     let next_due = with_state(|s| s.apps().into_iter().map(|(_, a)| a.next_due).filter(|&d| d > 0).min());
@@ -194,12 +232,32 @@ fn start_due_snapshots(time: u64) {
 }
 
 /// Runs one batch of job `id`, then re-arms the timer.
-async fn run_batch(id: u64) {
+/// A job's batch in flight. Dropped when the batch ends, or when a trap in one of its
+/// callbacks cancels it (the cleanup drops the task), so the job is taken up again.
+struct Batch(u64);
+
+impl Batch {
+    fn start(job: u64) -> Option<Batch> {
+        RUNTIME.with_borrow_mut(|r| r.in_flight.insert(job)).then_some(Batch(job))
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        RUNTIME.with_borrow_mut(|r| r.in_flight.remove(&self.0));
+        if ic_cdk::futures::is_recovering_from_trap() {
+            arm(now() + SECOND);
+        }
+    }
+}
+
+async fn run_batch(batch: Batch) {
+    let id = batch.0;
     let progressed = match with_state(|s| s.job(id)) {
         Some(job) if !job.is_finished() => step(job).await,
         _ => false,
     };
-    RUNTIME.with_borrow_mut(|r| r.in_flight.remove(&id));
+    drop(batch);
     let retries = with_state(|s| s.job(id)).map_or(0, |j| j.retries);
     let backoff = if progressed || retries == 0 { 0 } else { SECOND << retries.min(6) };
     arm(now() + backoff);

@@ -36,15 +36,13 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&mut state::State) -> R) -> R {
 #[ic_cdk::init]
 fn init() {
     with_state(|_| ());
+    engine::start_watchdog();
 }
 
 #[ic_cdk::pre_upgrade]
 fn pre_upgrade() {
-    let outstanding = app_client::outstanding_calls();
-    if outstanding > 0 {
-        ic_cdk::trap(format!(
-            "the vault has {outstanding} calls outstanding: stop it (their responses arrive, no new ones start), then upgrade, then start it"
-        ));
+    if let Some(blocker) = app_client::upgrade_blocker() {
+        ic_cdk::trap(format!("{blocker}: stop it (their responses arrive, no new ones start), then upgrade, then start it"));
     }
 }
 
@@ -53,20 +51,27 @@ fn post_upgrade() {
     engine::resume_after_upgrade();
 }
 
+/// Runs before every update. A trap in the global timer handler leaves the canister's timer
+/// off until a message sets it again (an IC rule): each update re-arms it if it was lost.
+fn revive_timer() -> Result<(), String> {
+    engine::revive();
+    Ok(())
+}
+
 /// Registers an app the caller controls; the app must have this vault set.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn register(args: RegisterArgs) -> Result<AppInfo, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::register(caller, args).await
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn unregister(args: UnregisterArgs) -> Result<(), VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::unregister(caller, args.app, args.delete_snapshots).await
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::update_schedule(caller, args).await
@@ -91,7 +96,7 @@ fn list_apps() -> Result<Vec<AppInfo>, VaultError> {
 }
 
 /// Starts a snapshot of `app`; follow it with `job_status`.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::snapshot_now(caller, app).await
@@ -105,14 +110,14 @@ fn list_snapshots(app: Principal) -> Result<Vec<SnapshotInfo>, VaultError> {
     Ok(ops::list_snapshots(app))
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::delete_snapshot(caller, args).await
 }
 
 /// Starts restoring a snapshot into its app, or into `target` (a clone).
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::restore(caller, args).await
@@ -149,13 +154,13 @@ fn snapshot_manifest(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
 }
 
 /// Begins (or resumes) importing a snapshot from a file into an app's history.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 async fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     ops::import_begin(caller, args).await
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     let caller = guards::caller_not_anonymous()?;
     guards::caller_controls_registered(caller, args.app)?;
@@ -164,14 +169,14 @@ fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
 
 /// Completes an import: every chunk must be there and produce the manifest's SHA-256. The
 /// snapshot is then listed and restorable like any other.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     let caller = guards::caller_not_anonymous()?;
     guards::caller_controls_registered(caller, args.app)?;
     ops::import_commit(args)
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "revive_timer")]
 fn import_abort(args: SnapshotRef) -> Result<(), VaultError> {
     let caller = guards::caller_not_anonymous()?;
     guards::caller_controls_registered(caller, args.app)?;

@@ -86,16 +86,7 @@ fn transfer(from: u64, to: u64, amount: u64) -> Result<u64, String> {
 /// Stores `size` bytes derived from `seed` under `key`.
 #[ic_cdk::update]
 fn put_blob(key: u64, size: u64, seed: u8) -> u64 {
-    // Pseudo-random bytes (xorshift64), so no two chunks of a big state are alike.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = example_blobs::pseudo_random(seed, size);
     BLOBS.with_borrow_mut(|b| b.insert(key, data));
     next_seq()
 }

@@ -81,16 +81,7 @@ fn delete_note(id: u64) -> (bool, u64) {
 /// Stores `size` bytes derived from `seed` under `key`.
 #[ic_cdk::update]
 fn put_blob(key: u64, size: u64, seed: u8) -> u64 {
-    // Pseudo-random bytes (xorshift64), so no two chunks of a big state are alike.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = example_blobs::pseudo_random(seed, size);
     applied(|s| s.blobs.insert(key, ByteBuf::from(data))).1
 }
 
