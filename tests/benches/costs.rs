@@ -6,7 +6,7 @@
 //! over that of a plain in-process copy of the same number of bytes, measured in the same run.
 //!
 //! Run: `cargo bench -p vault-tests --bench costs` (1 MiB to 1 GiB; add `-- --with-4gib` for a
-//! 4 GiB stable-memory snapshot, which needs about 12 GiB of memory; `-- --quick` for 1 and
+//! 4 GiB stable-memory snapshot, which needs about 10 GiB of memory; `-- --quick` for 1 and
 //! 16 MiB only, without writing the docs).
 
 use std::fmt::Write as _;
@@ -95,7 +95,7 @@ fn measure(kind: AppKind, mib: u64) -> Vec<Measured> {
     let restore = if kind == AppKind::Ledger && job.bytes_total > RESTORE_LIMIT {
         let refused = env.vault().restore(app, job.snapshot_id.unwrap(), Some(clone)).map(|j| env.finish_job(j.id, 100_000));
         let why = match refused {
-            Ok(j) => format!("{:?}", j.error),
+            Ok(j) => j.error.map_or_else(|| format!("{:?}", j.phase), |e| e.to_string()),
             Err(e) => e.to_string(),
         };
         Measured { kind, mib, op: "restore", state_bytes: job.bytes_total, cost: None, refused: Some(why), peak_rss: peak_rss(), copy }
@@ -164,8 +164,8 @@ fn svg(rows: &[Measured]) -> String {
     }
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
-        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.0}</text>", left - 6.0, y(v) + 4.0);
-        let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#ddd\"/>", y(v), w - right);
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>", left - 6.0, y(v) + 4.0);
+        let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>", y(v), w - right);
     }
     let series = [(AppKind::Ledger, "snapshot", "#1f77b4"), (AppKind::Ledger, "restore", "#aec7e8"), (AppKind::Notes, "snapshot", "#d62728"), (AppKind::Notes, "restore", "#ff9896")];
     for (n, (kind, op, color)) in series.iter().enumerate() {
@@ -211,7 +211,7 @@ fn main() {
         return;
     }
     let root = ic_harness::build::workspace_root();
-    let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs`.\n\n");
+    let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB row needs about 10 GiB of memory; without the flag it is left out).\n\n");
     let _ = writeln!(md, "{HEADER}");
     for m in &rows {
         let _ = writeln!(md, "{}", row(m));
@@ -221,6 +221,7 @@ fn main() {
     md.push_str("- *calls* counts every inter-canister call of the operation: the chunk calls (`vault_dump_chunk`, `vault_restore_chunk`) that carry the state, the begin and end calls, and the vault's `canister_info` check (self-calls of timers and ingress messages are not counted). A call's payload is its request and its response together; the chunk calls are what fill the 2 MiB limit, the other calls are a few small messages per job.\n");
     md.push_str("- *wall time / plain copy* compares with `copy_from_slice` of the same number of bytes in this process.\n");
     md.push_str("- *peak memory* is the benchmark process's resident peak during the operation: the embedded IC holds the app, the vault and the clone in memory.\n");
+    md.push_str("- A stable-memory restore commits the image in one message, which may dirty at most 2 GiB of stable memory: larger images are refused before any transfer.\n");
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
     println!("wrote docs/benchmarks.md and docs/benchmarks.svg");
