@@ -380,7 +380,10 @@ impl Campaign {
     fn ended_meanwhile(&mut self, i: usize) -> Checked {
         self.catch_up(i)?;
         let running = self.apps[i].job.as_ref().map(ModelJob::id);
-        self.check(running.is_none(), || format!("a second job started on {} while job {running:?} runs", self.apps[i].id))
+        self.check(running.is_none(), || {
+            let status = running.map(|j| self.env.vault().job_status(j));
+            format!("a second job started on {} while job {running:?} runs: {status:?}", self.apps[i].id)
+        })
     }
 
     fn delete(&mut self) -> Checked {
@@ -858,7 +861,7 @@ fn run(seed: u64, steps: u64) -> Tally {
         outcome = campaign.finish();
     }
     if let Err(violation) = outcome {
-        let recent = campaign.log.iter().rev().take(15).rev().cloned().collect::<Vec<_>>().join("\n  ");
+        let recent = campaign.log.iter().rev().take(25).rev().cloned().collect::<Vec<_>>().join("\n  ");
         panic!(
             "campaign seed {seed} failed at step {}: {violation}\n  {recent}\nrerun: CAMPAIGN_SEED={seed} CAMPAIGN_STEPS={steps} cargo test -p vault-tests --test integration campaign -- --nocapture",
             campaign.tally.steps

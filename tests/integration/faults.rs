@@ -313,3 +313,26 @@ fn calls_a_trap_cancelled_block_a_vault_upgrade_until_the_vault_is_stopped() {
     succeeded(&job);
     restores_to(&env, AppKind::Notes, app, &job, &expected);
 }
+
+#[test]
+fn a_batch_waiting_for_a_lost_response_is_not_run_twice() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let other = app_with_state(&env, AppKind::Notes, 1);
+    let expected = env.app(app).digest();
+    env.ic.drop_responses(to_app(app, methods::DUMP_CHUNK), Some(1));
+    let job = env.vault().snapshot_now(app).unwrap();
+    for _ in 0..10 {
+        env.ic.tick();
+    }
+    let chunk_calls = |env: &Env| env.ic.traffic().by_method.get(methods::DUMP_CHUNK).map_or(0, |t| t.requests);
+    let sent = chunk_calls(&env);
+    assert!(sent > 0);
+    // Another app's job keeps the vault's timer firing while the batch waits.
+    succeeded(&env.snapshot(other));
+    let other_calls = env.vault().list_snapshots(other).unwrap()[0].chunks as u64;
+    assert_eq!(chunk_calls(&env), sent + other_calls, "a second batch of the first job started");
+    let job = env.finish_job(job.id, 200);
+    succeeded(&job);
+    restores_to(&env, AppKind::Notes, app, &job, &expected);
+}

@@ -238,7 +238,8 @@ struct Batch(u64);
 
 impl Batch {
     fn start(job: u64) -> Option<Batch> {
-        RUNTIME.with_borrow_mut(|r| r.in_flight.insert(job)).then_some(Batch(job))
+        // Lazily: a `Batch` built for nothing would release the running one when dropped.
+        RUNTIME.with_borrow_mut(|r| r.in_flight.insert(job)).then(|| Batch(job))
     }
 }
 
