@@ -479,8 +479,11 @@ async fn transfer_batch<T>(
     calls: Vec<impl std::future::Future<Output = app_client::Protocol<T>>>,
     mut store: impl FnMut(&JobRecord, u32, T) -> Result<(), CallFailure>,
 ) -> bool {
+    let phase = job.phase;
     let results = futures::future::join_all(calls).await;
-    let Some(mut job) = with_state(|s| s.job(job.id)) else { return false };
+    // Answers that arrive after the job moved on (it finished, failed or started over) change
+    // nothing.
+    let Some(mut job) = with_state(|s| s.job(job.id)).filter(|j| j.phase == phase) else { return false };
     let mut progressed = false;
     let mut failure = None;
     for (&index, result) in indices.iter().zip(results) {
