@@ -115,6 +115,8 @@ struct Tally {
     app_upgrades: u64,
     refusals: u64,
     faults_fired: u64,
+    /// Of those, traps injected into the vault.
+    vault_traps: u64,
 }
 
 struct Campaign {
@@ -127,8 +129,7 @@ struct Campaign {
     may_linger: BTreeSet<u64>,
     log: Vec<String>,
     tally: Tally,
-    /// Traps injected into the vault, and how much of its log was checked for other traps.
-    vault_traps: u64,
+    /// How much of the vault's log was checked for traps.
     vault_logs_seen: usize,
     /// Invariant checks passed (counted through `&self`, inside closures that report).
     checks: std::cell::Cell<u64>,
@@ -158,7 +159,6 @@ impl Campaign {
             may_linger: BTreeSet::new(),
             log: Vec::new(),
             tally: Tally::default(),
-            vault_traps: 0,
             vault_logs_seen: 0,
             checks: std::cell::Cell::new(0),
             faults_before: 0,
@@ -526,7 +526,7 @@ impl Campaign {
                 let nth = 1 + self.rng.below(6);
                 ic.trap_at_message(target, nth);
                 if target == vault {
-                    self.vault_traps += 1;
+                    self.tally.vault_traps += 1;
                 }
                 format!("trap {target} at its message {nth}")
             }
@@ -887,10 +887,11 @@ fn campaign(seeds: u64, steps: u64) {
     let tallies: Vec<Tally> = seeds.iter().map(|&seed| run(seed, steps)).collect();
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     println!(
-        "campaign: {} seeds, {} steps, {} injected faults fired, {} invariant checks passed, {} snapshots, {} restores, {} failed jobs, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
+        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots, {} restores, {} failed jobs, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
         seeds.len(),
         sum(|t| t.steps),
         sum(|t| t.faults_fired),
+        sum(|t| t.vault_traps),
         sum(|t| t.checks),
         sum(|t| t.snapshots),
         sum(|t| t.restores),
