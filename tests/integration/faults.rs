@@ -336,3 +336,17 @@ fn a_batch_waiting_for_a_lost_response_is_not_run_twice() {
     succeeded(&job);
     restores_to(&env, AppKind::Notes, app, &job, &expected);
 }
+
+#[test]
+fn a_restore_whose_commit_answers_are_all_lost_says_it_may_have_committed() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let at_snapshot = env.app(app).digest();
+    let snapshot = env.snapshot(app);
+    AppKind::Notes.apply(&env.app(app), PREFILL);
+    env.ic.drop_responses(to_app(app, methods::RESTORE_COMMIT), None);
+    let job = env.restore(app, snapshot.snapshot_id.unwrap(), None);
+    assert!(matches!(job.error, Some(JobError::CommitUnconfirmed { .. })), "{job:?}");
+    // It did commit: the first attempt ran, the later ones answered with the same report.
+    assert_eq!(env.app(app).digest(), at_snapshot);
+}

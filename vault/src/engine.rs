@@ -299,8 +299,10 @@ fn retry(mut job: JobRecord, failure: &CallFailure) -> bool {
     job.notes.push(format!("attempt failed in phase {:?}: {failure}", job.phase));
     trim_notes(&mut job);
     if job.retries > MAX_RETRIES {
+        let committing = job.phase == JobPhase::Finishing && matches!(job.kind, JobKind::Restore { .. });
         let error = match failure {
             CallFailure::Corrupted { index } => JobError::ChunkCorrupted { index: *index, attempts: job.retries },
+            other if committing => JobError::CommitUnconfirmed { attempts: job.retries, last: other.to_string() },
             other => JobError::RetriesExhausted { attempts: job.retries, last: other.to_string() },
         };
         save(job.clone());

@@ -183,6 +183,10 @@ pub enum JobError {
     ChunkCorrupted { index: u32, attempts: u32 },
     #[error("gave up after {attempts} failed attempts; the last: {last}")]
     RetriesExhausted { attempts: u32, last: String },
+    /// The commit of a restore got no answer that tells whether it ran (a lost response leaves
+    /// that open): the app's state is either as it was or the snapshot's.
+    #[error("the app may have committed the restore (its state is as it was or the snapshot's); no answer after {attempts} attempts, the last: {last}")]
+    CommitUnconfirmed { attempts: u32, last: String },
     #[error("the vault needs {required} cycles for this job but has {available} to spend")]
     InsufficientCycles { required: u128, available: u128 },
     #[error("the snapshot being restored was deleted")]
