@@ -60,12 +60,15 @@ fn now() -> u64 {
 pub fn arm(at: u64) {
     RUNTIME.with_borrow_mut(|r| {
         if let Some((id, armed_at)) = r.armed {
-            // A time already past is a timer that may be lost (a trap in its task rolls back
-            // the task's clearing of `armed`): replace it.
             if armed_at <= at && armed_at >= now() {
                 return;
             }
-            ic_cdk_timers::clear_timer(id);
+            // A timer still to fire is moved earlier. One whose time has passed may be lost (a
+            // trap in its task rolls back the task's clearing of `armed`) or about to fire in
+            // this round: a new one is set beside it, and an extra tick is harmless.
+            if armed_at >= now() {
+                ic_cdk_timers::clear_timer(id);
+            }
         }
         let delay = Duration::from_nanos(at.saturating_sub(now()));
         let id = ic_cdk_timers::set_timer(delay, tick());
