@@ -58,19 +58,21 @@ fn now() -> u64 {
 
 /// Makes the timer fire at `at` (nanoseconds) unless it fires earlier already.
 pub fn arm(at: u64) {
+    let time = now();
     RUNTIME.with_borrow_mut(|r| {
         if let Some((id, armed_at)) = r.armed {
-            if armed_at <= at && armed_at >= now() {
+            // A timer still to fire is kept, or moved earlier. One whose time has passed may be
+            // lost (a trap in its task rolls back the task's clearing of `armed`) or about to
+            // fire in this round: a new one is set beside it, and an extra tick is harmless.
+            let pending = armed_at >= time;
+            if pending && armed_at <= at {
                 return;
             }
-            // A timer still to fire is moved earlier. One whose time has passed may be lost (a
-            // trap in its task rolls back the task's clearing of `armed`) or about to fire in
-            // this round: a new one is set beside it, and an extra tick is harmless.
-            if armed_at >= now() {
+            if pending {
                 ic_cdk_timers::clear_timer(id);
             }
         }
-        let delay = Duration::from_nanos(at.saturating_sub(now()));
+        let delay = Duration::from_nanos(at.saturating_sub(time));
         let id = ic_cdk_timers::set_timer(delay, tick());
         r.armed = Some((id, at));
     });
@@ -114,8 +116,7 @@ fn arm_for_waiting_work() {
     let in_flight = RUNTIME.with_borrow(|r| r.in_flight.clone());
     let (work_now, next_due) = with_state(|s| {
         let idle_job = s.active_jobs().iter().any(|j| !in_flight.contains(&j.id));
-        let next_due = s.apps().into_iter().map(|(_, a)| a.next_due).filter(|&d| d > 0).min();
-        (idle_job || s.deletions_pending(), next_due)
+        (idle_job || s.deletions_pending(), s.next_scheduled())
     });
     if work_now {
         arm(time);
@@ -198,7 +199,7 @@ async fn tick() {
             ic_cdk::futures::spawn(run_batch(batch));
         }
     }
-    let next_due = with_state(|s| s.apps().into_iter().map(|(_, a)| a.next_due).filter(|&d| d > 0).min());
+    let next_due = with_state(|s| s.next_scheduled());
     if deletions_left {
         arm(time);
     }
@@ -234,7 +235,6 @@ fn start_due_snapshots(time: u64) {
     }
 }
 
-/// Runs one batch of job `id`, then re-arms the timer.
 /// A job's batch in flight. Dropped when the batch ends, or when a trap in one of its
 /// callbacks cancels it (the cleanup drops the task), so the job is taken up again.
 struct Batch(u64);
@@ -255,6 +255,7 @@ impl Drop for Batch {
     }
 }
 
+/// Runs one batch of the job, then re-arms the timer.
 async fn run_batch(batch: Batch) {
     let id = batch.0;
     let progressed = match with_state(|s| s.job(id)) {

@@ -221,6 +221,11 @@ impl State {
         !self.deletions.is_empty()
     }
 
+    /// When the next scheduled snapshot of any app is due.
+    pub fn next_scheduled(&self) -> Option<u64> {
+        self.apps().into_iter().map(|(_, a)| a.next_due).filter(|&d| d > 0).min()
+    }
+
     pub fn deletions_pending(&self) -> bool {
         !self.deletions.is_empty()
     }
