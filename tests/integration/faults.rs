@@ -29,6 +29,13 @@ fn restores_to(env: &Env, kind: AppKind, app: Principal, job: &JobInfo, expected
     assert_eq!(&env.app(clone).digest(), expected);
 }
 
+/// Job `job` of `app` succeeds within `rounds` rounds, and its snapshot restores to `expected`.
+fn finishes_and_restores_to(env: &Env, kind: AppKind, app: Principal, job: u64, rounds: u32, expected: &(u64, Vec<u8>)) {
+    let job = env.finish_job(job, rounds);
+    succeeded(&job);
+    restores_to(env, kind, app, &job, expected);
+}
+
 fn to_app(app: Principal, method: &str) -> CallMatcher {
     CallMatcher::to(app).method(method)
 }
@@ -186,9 +193,7 @@ fn a_vault_upgrade_with_calls_outstanding_is_refused() {
     }
     let refused = env.ic.upgrade_canister(env.vault, vault_wasm(), candid::encode_args(()).unwrap(), Some(owner())).unwrap_err();
     assert!(refused.reject_message.contains("calls outstanding: stop it"), "{}", refused.reject_message);
-    let job = env.finish_job(job.id, 200);
-    succeeded(&job);
-    restores_to(&env, AppKind::Ledger, app, &job, &expected);
+    finishes_and_restores_to(&env, AppKind::Ledger, app, job.id, 200, &expected);
 }
 
 fn upgrade_app(env: &Env, kind: AppKind, app: Principal) {
@@ -228,9 +233,7 @@ fn an_app_upgraded_mid_dump_still_gives_the_state_of_the_dump() {
     for n in PREFILL + 2..PREFILL + 6 {
         kind.apply(&env.app(app), n);
     }
-    let job = env.finish_job(job.id, 200);
-    succeeded(&job);
-    restores_to(&env, kind, app, &job, &at_dump);
+    finishes_and_restores_to(&env, kind, app, job.id, 200, &at_dump);
 }
 
 #[test]
@@ -276,9 +279,7 @@ fn a_trap_in_any_of_the_vaults_next_executions_loses_no_job() {
             // A refused update call.
             assert!(matches!(env.vault().snapshot_now(app), Err(vault_api::service::VaultError::JobRunning { .. })));
         }
-        let job = env.finish_job(job, 100);
-        succeeded(&job);
-        restores_to(&env, AppKind::Notes, app, &job, &expected);
+        finishes_and_restores_to(&env, AppKind::Notes, app, job, 100, &expected);
     }
 }
 
@@ -289,9 +290,7 @@ fn a_trap_in_the_global_timer_handler_stops_the_timer_until_the_next_update() {
     assert_eq!(env.vault().job_status(job).unwrap().phase, JobPhase::Starting, "the IC does not fire a timer whose handler trapped");
     // Any update call, even a refused one, sets the timer again.
     assert!(matches!(env.vault().snapshot_now(app), Err(vault_api::service::VaultError::JobRunning { .. })));
-    let job = env.finish_job(job, 100);
-    succeeded(&job);
-    restores_to(&env, AppKind::Notes, app, &job, &expected);
+    finishes_and_restores_to(&env, AppKind::Notes, app, job, 100, &expected);
 }
 
 #[test]
@@ -309,9 +308,7 @@ fn calls_a_trap_cancelled_block_a_vault_upgrade_until_the_vault_is_stopped() {
     let refused = env.ic.upgrade_canister(env.vault, vault_wasm(), candid::encode_args(()).unwrap(), Some(owner())).unwrap_err();
     assert!(refused.reject_message.contains("cancelled by a trap"), "{}", refused.reject_message);
     upgrade_vault(&env);
-    let job = env.finish_job(job, 200);
-    succeeded(&job);
-    restores_to(&env, AppKind::Notes, app, &job, &expected);
+    finishes_and_restores_to(&env, AppKind::Notes, app, job, 200, &expected);
 }
 
 #[test]
@@ -332,9 +329,7 @@ fn a_batch_waiting_for_a_lost_response_is_not_run_twice() {
     succeeded(&env.snapshot(other));
     let other_calls = env.vault().list_snapshots(other).unwrap()[0].chunks as u64;
     assert_eq!(chunk_calls(&env), sent + other_calls, "a second batch of the first job started");
-    let job = env.finish_job(job.id, 200);
-    succeeded(&job);
-    restores_to(&env, AppKind::Notes, app, &job, &expected);
+    finishes_and_restores_to(&env, AppKind::Notes, app, job.id, 200, &expected);
 }
 
 #[test]
