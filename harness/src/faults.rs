@@ -5,7 +5,7 @@
 use candid::Principal;
 
 use crate::types::{ErrorCode, RejectCode};
-use crate::world::{Reject, Request};
+use crate::messages::{Reject, Request};
 
 /// Which calls a fault applies to; `None` matches anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod instrument;
 pub mod interface;
 pub mod management;
+pub mod messages;
 pub mod pages;
 pub mod persist;
 pub mod system_api;

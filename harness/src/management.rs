@@ -16,7 +16,8 @@ use crate::config::MAX_WASM_MEMORY;
 use crate::pages::StableMemory;
 use crate::system_api::ApiContext;
 use crate::types::{ErrorCode, MANAGEMENT_CANISTER, canister_id_from_index};
-use crate::world::{CanisterState, Origin, Reject, Request, Settings, Status, World};
+use crate::messages::{Origin, Reject, Request};
+use crate::world::{CanisterState, Settings, Status, World};
 
 const DOCS: &str = "https://internetcomputer.org/docs/current/references/execution-errors";
 
