@@ -4,8 +4,10 @@
 
 use candid::Principal;
 
-use crate::types::{ErrorCode, RejectCode};
+use crate::canister::ExecError;
 use crate::messages::{Reject, Request};
+use crate::system_api::Help;
+use crate::types::{ErrorCode, RejectCode};
 
 /// Which calls a fault applies to; `None` matches anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,6 +91,17 @@ fn take(faults: &mut [ResponseFault], caller: Principal, callee: Principal, meth
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InjectedTrap {
     pub message: String,
+}
+
+impl InjectedTrap {
+    /// The error of the execution the trap ends, as if the canister had called `ic0.trap`.
+    pub fn error(&self) -> ExecError {
+        ExecError {
+            code: ErrorCode::CanisterCalledTrap,
+            display: format!("Canister called `ic0.trap` with message: '{}'", self.message),
+            help: Help::TrappedExplicitly,
+        }
+    }
 }
 
 /// The faults in force.

@@ -12,7 +12,7 @@ use candid::Principal;
 
 use crate::canister::{Entry, ExecError, Instance, Outcome};
 use crate::config::{CostTable, DEFAULT_FREEZING_THRESHOLD_SECONDS, DEFAULT_WASM_MEMORY_LIMIT, Limits};
-use crate::faults::{Faults, InjectedTrap};
+use crate::faults::Faults;
 use crate::messages::{Input, Origin, Output, Reject, Request, ResponseMessage};
 use crate::system_api::{ApiContext, Execution, Help, OutgoingCall, Response};
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
@@ -895,15 +895,5 @@ pub fn no_wasm_module() -> ExecError {
         code: ErrorCode::CanisterWasmModuleNotFound,
         display: "Attempted to execute a message, but the canister contains no Wasm module.".to_string(),
         help: Help::WasmModuleNotFound,
-    }
-}
-
-impl InjectedTrap {
-    pub fn error(&self) -> ExecError {
-        ExecError {
-            code: ErrorCode::CanisterCalledTrap,
-            display: format!("Canister called `ic0.trap` with message: '{}'", self.message),
-            help: Help::TrappedExplicitly,
-        }
     }
 }
