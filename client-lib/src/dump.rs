@@ -8,16 +8,6 @@ use crate::layout::OpenDump;
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::{guards, memory, restore, serde_state, store};
 
-/// The kind of state this app backs up: serde if it registered a serde state, else its
-/// stable memory.
-pub fn state_kind() -> StateKind {
-    store::header().state_kind.unwrap_or(if serde_state::registered() {
-        StateKind::Serde
-    } else {
-        StateKind::StableMemory
-    })
-}
-
 pub fn begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
     guards::caller_is_vault()?;
     let header = store::header();
@@ -28,7 +18,7 @@ pub fn begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
     close();
     restore::discard();
     let now = ic_cdk::api::time();
-    let dump = match state_kind() {
+    let dump = match serde_state::state_kind() {
         StateKind::StableMemory => OpenDump {
             job: args.job,
             kind: StateKind::StableMemory,

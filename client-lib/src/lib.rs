@@ -97,7 +97,7 @@ pub mod endpoints {
     pub fn info() -> Result<BackupInfo, BackupError> {
         guards::caller_is_vault_or_controller()?;
         let header = store::header();
-        let kind = dump::state_kind();
+        let kind = serde_state::state_kind();
         let state_bytes = match kind {
             vault_api::protocol::StateKind::StableMemory => header.app_pages * 65536,
             vault_api::protocol::StateKind::Serde => header.serde_cost.0,

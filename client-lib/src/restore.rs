@@ -38,7 +38,7 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
     {
         return Ok(());
     }
-    let app = dump::state_kind();
+    let app = serde_state::state_kind();
     if app != args.state_kind {
         return Err(BackupError::StateKindMismatch { app, snapshot: args.state_kind });
     }

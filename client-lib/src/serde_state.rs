@@ -9,6 +9,7 @@ use std::thread::LocalKey;
 use ic_stable_structures::Memory;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use vault_api::protocol::StateKind;
 
 use crate::layout;
 use crate::store;
@@ -38,11 +39,17 @@ pub fn use_serde_state<T: Serialize + DeserializeOwned + 'static>(state: &'stati
             }),
         })
     });
-    store::update_header(|h| h.state_kind = Some(vault_api::protocol::StateKind::Serde));
+    store::update_header(|h| h.state_kind = Some(StateKind::Serde));
 }
 
 pub fn registered() -> bool {
     HOOKS.with_borrow(|h| h.is_some())
+}
+
+/// The kind of state this app backs up: serde if it registered a serde state, else its
+/// stable memory.
+pub fn state_kind() -> StateKind {
+    store::header().state_kind.unwrap_or(if registered() { StateKind::Serde } else { StateKind::StableMemory })
 }
 
 pub fn dump(w: &mut dyn Write) -> Result<(), rmp_serde::encode::Error> {
