@@ -6,35 +6,31 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegi
 
 use crate::layout::OpenDump;
 use crate::staging::{self, Exceeded, StagingWriter};
-use crate::{guards, memory, restore, serde_state, store};
+use crate::{guards, memory, serde_state, session, store};
 
 pub fn begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
     guards::caller_is_vault()?;
-    let header = store::header();
-    if let Some(dump) = header.dump.filter(|d| d.job == args.job) {
+    if let Some(dump) = session::dump(args.job) {
         return Ok(manifest_of(&dump));
     }
-    // One operation at a time: a new dump supersedes a stale dump or staged restore.
-    close();
-    restore::discard();
-    let now = ic_cdk::api::time();
-    let dump = match serde_state::state_kind() {
-        StateKind::StableMemory => OpenDump {
-            job: args.job,
-            kind: StateKind::StableMemory,
-            size: header.app_pages * 65536,
-            chunk_size: CHUNK_SIZE,
-            taken_at_nanos: now,
-            cow_slots: 0,
-        },
-        StateKind::Serde => {
-            let size = serialize()?;
-            OpenDump { job: args.job, kind: StateKind::Serde, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0 }
-        }
-    };
-    let manifest = manifest_of(&dump);
-    store::update_header(|h| h.dump = Some(dump));
-    Ok(manifest)
+    let dump = session::open_dump(|| {
+        let now = ic_cdk::api::time();
+        Ok(match serde_state::state_kind() {
+            StateKind::StableMemory => OpenDump {
+                job: args.job,
+                kind: StateKind::StableMemory,
+                size: store::header().app_pages * 65536,
+                chunk_size: CHUNK_SIZE,
+                taken_at_nanos: now,
+                cow_slots: 0,
+            },
+            StateKind::Serde => {
+                let size = serialize()?;
+                OpenDump { job: args.job, kind: StateKind::Serde, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0 }
+            }
+        })
+    })?;
+    Ok(manifest_of(&dump))
 }
 
 /// Serializes the registered state into staging; returns its size.
@@ -83,7 +79,7 @@ fn manifest_of(dump: &OpenDump) -> DumpManifest {
 
 pub fn chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {
     guards::caller_is_vault()?;
-    let dump = store::header().dump.filter(|d| d.job == args.job).ok_or(BackupError::UnknownJob { job: args.job })?;
+    let dump = session::dump(args.job).ok_or(BackupError::UnknownJob { job: args.job })?;
     let chunks = manifest::chunk_count(dump.size, dump.chunk_size);
     if args.index >= chunks {
         return Err(BackupError::ChunkOutOfRange { index: args.index, chunks });
@@ -100,16 +96,6 @@ pub fn chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {
 
 pub fn end(job: u64) -> Result<(), BackupError> {
     guards::caller_is_vault()?;
-    if store::header().dump.is_some_and(|d| d.job == job) {
-        close();
-    }
+    session::end_dump(job);
     Ok(())
-}
-
-/// Releases the open dump, if any.
-pub fn close() {
-    if store::header().dump.is_some() {
-        memory::clear_saved();
-        store::update_header(|h| h.dump = None);
-    }
 }

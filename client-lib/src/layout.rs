@@ -29,7 +29,8 @@
 //! 193 1  its kind              194 8  bytes of the last serde dump
 //! 202 8  instructions it took
 //! ```
-//! State kind: 0 not yet known, 1 serde, 2 stable memory.
+//! State kind: 0 not yet known, 1 serde, 2 stable memory. The two "present" bytes hold the
+//! [`Session`]: at most one of them is 1.
 
 use std::borrow::Cow;
 
@@ -75,6 +76,16 @@ pub struct OpenRestore {
     pub sha256: Sha256,
 }
 
+/// The one operation open at a time: a dump and a restore are never open together (a new one
+/// supersedes the other, see the `session` module).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Session {
+    #[default]
+    Idle,
+    Dumping(OpenDump),
+    Restoring(OpenRestore),
+}
+
 /// The last restore committed, so a repeated commit answers the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -90,12 +101,15 @@ pub struct Header {
     pub vault: Option<Principal>,
     /// Size of the APP memory as the app sees it, in wasm pages.
     pub app_pages: u64,
-    pub dump: Option<OpenDump>,
-    pub restore: Option<OpenRestore>,
+    pub session: Session,
     pub committed: Option<Committed>,
     /// Bytes and instructions of the last serde dump, to estimate the next one's cost.
     pub serde_cost: (u64, u64),
 }
+
+/// The fields written in the slot of the operation not open.
+const NO_DUMP: OpenDump = OpenDump { job: 0, kind: StateKind::Serde, size: 0, chunk_size: 0, taken_at_nanos: 0, cow_slots: 0 };
+const NO_RESTORE: OpenRestore = OpenRestore { job: 0, kind: StateKind::Serde, size: 0, chunk_size: 0, sha256: Sha256([0; 32]) };
 
 fn kind_byte(kind: Option<StateKind>) -> u8 {
     match kind {
@@ -118,30 +132,23 @@ impl Storable for Header {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
         let mut w = Writer::with_capacity(HEADER_BYTES as usize);
         w.bytes(MAGIC).u8(LAYOUT_VERSION).u8(kind_byte(self.state_kind)).opt_principal(self.vault.as_ref()).u64(self.app_pages);
-        let dump = self.dump.clone().unwrap_or(OpenDump {
-            job: 0,
-            kind: StateKind::Serde,
-            size: 0,
-            chunk_size: 0,
-            taken_at_nanos: 0,
-            cow_slots: 0,
-        });
-        w.u8(self.dump.is_some() as u8)
-            .u64(dump.job)
+        // Layout 1 keeps a slot for each operation: the open one is marked present, the other not.
+        let (dump, restore) = match &self.session {
+            Session::Idle => (None, None),
+            Session::Dumping(dump) => (Some(dump), None),
+            Session::Restoring(restore) => (None, Some(restore)),
+        };
+        w.u8(dump.is_some() as u8);
+        let dump = dump.unwrap_or(&NO_DUMP);
+        w.u64(dump.job)
             .u8(kind_byte(Some(dump.kind)))
             .u64(dump.size)
             .u64(dump.chunk_size)
             .u64(dump.taken_at_nanos)
             .u64(dump.cow_slots);
-        let restore = self.restore.clone().unwrap_or(OpenRestore {
-            job: 0,
-            kind: StateKind::Serde,
-            size: 0,
-            chunk_size: 0,
-            sha256: Sha256::default(),
-        });
-        w.u8(self.restore.is_some() as u8)
-            .u64(restore.job)
+        w.u8(restore.is_some() as u8);
+        let restore = restore.unwrap_or(&NO_RESTORE);
+        w.u64(restore.job)
             .u8(kind_byte(Some(restore.kind)))
             .u64(restore.size)
             .u64(restore.chunk_size)
@@ -176,7 +183,7 @@ impl Storable for Header {
         let state_kind = kind_of(r.u8());
         let vault = r.opt_principal();
         let app_pages = r.u64();
-        let present = r.u8() == 1;
+        let dump_present = r.u8() == 1;
         let dump = OpenDump {
             job: r.u64(),
             kind: kind_of(r.u8()).expect("a kind"),
@@ -185,8 +192,7 @@ impl Storable for Header {
             taken_at_nanos: r.u64(),
             cow_slots: r.u64(),
         };
-        let dump = present.then_some(dump);
-        let present = r.u8() == 1;
+        let restore_present = r.u8() == 1;
         let restore = OpenRestore {
             job: r.u64(),
             kind: kind_of(r.u8()).expect("a kind"),
@@ -194,13 +200,24 @@ impl Storable for Header {
             chunk_size: r.u64(),
             sha256: r.sha256(),
         };
-        let restore = present.then_some(restore);
+        let session = match (dump_present, restore_present) {
+            (false, false) => Session::Idle,
+            (true, false) => Session::Dumping(dump),
+            (false, true) => Session::Restoring(restore),
+            // A broken invariant: no version of this library writes both, since a dump and a restore have always
+            // superseded each other. Which one the vault still drives cannot be told, so the message traps rather
+            // than guess.
+            (true, true) => panic!(
+                "the client header has both a dump and a restore open, which this library never writes: \
+                 its stable memory was changed from outside the library"
+            ),
+        };
         let present = r.u8() == 1;
         let (job, size, sha256) = (r.u64(), r.u64(), r.sha256());
         let kind = kind_of(r.u8()).expect("a kind");
         let committed = present.then_some(Committed { job, kind, size, sha256 });
         let serde_cost = (r.u64(), r.u64());
-        Header { state_kind, vault, app_pages, dump, restore, committed, serde_cost }
+        Header { state_kind, vault, app_pages, session, committed, serde_cost }
     }
 
     const BOUND: Bound = Bound::Bounded { max_size: HEADER_BYTES, is_fixed_size: true };
@@ -215,8 +232,14 @@ mod tests {
             state_kind: Some(StateKind::StableMemory),
             vault: Some(Principal::from_slice(&[9; 10])),
             app_pages: 3,
-            dump: Some(OpenDump { job: 4, kind: StateKind::StableMemory, size: 196608, chunk_size: 100, taken_at_nanos: 5, cow_slots: 6 }),
-            restore: None,
+            session: Session::Dumping(OpenDump {
+                job: 4,
+                kind: StateKind::StableMemory,
+                size: 196608,
+                chunk_size: 100,
+                taken_at_nanos: 5,
+                cow_slots: 6,
+            }),
             committed: Some(Committed { job: 2, kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
             serde_cost: (11, 12),
         }
@@ -229,6 +252,44 @@ mod tests {
         assert_eq!(bytes.len(), HEADER_BYTES as usize);
         assert_eq!(Header::from_bytes(bytes), h);
         assert_eq!(Header::from_bytes(Header::default().to_bytes()), Header::default());
+    }
+
+    fn restoring() -> Session {
+        Session::Restoring(OpenRestore { job: 8, kind: StateKind::Serde, size: 40, chunk_size: 16, sha256: Sha256([3; 32]) })
+    }
+
+    #[test]
+    fn every_session_round_trips() {
+        for session in [Session::Idle, sample().session, restoring()] {
+            let h = Header { session, ..sample() };
+            assert_eq!(Header::from_bytes(h.to_bytes()), h);
+        }
+    }
+
+    /// Bytes 44..86 hold the dump's slot, 86..144 the restore's.
+    const DUMP_SLOT: std::ops::Range<usize> = 44..86;
+    const RESTORE_SLOT: std::ops::Range<usize> = 86..144;
+
+    #[test]
+    fn the_slot_of_the_operation_not_open_is_written_empty() {
+        let idle = Header { session: Session::Idle, ..sample() }.into_bytes();
+        assert_eq!((idle[DUMP_SLOT.start], idle[RESTORE_SLOT.start]), (0, 0));
+        let dumping = sample().into_bytes();
+        assert_eq!(dumping[DUMP_SLOT.start], 1);
+        assert_eq!(dumping[RESTORE_SLOT], idle[RESTORE_SLOT]);
+        let restoring = Header { session: restoring(), ..sample() }.into_bytes();
+        assert_eq!(restoring[RESTORE_SLOT.start], 1);
+        assert_eq!(restoring[DUMP_SLOT], idle[DUMP_SLOT]);
+        assert_eq!(idle[..DUMP_SLOT.start], dumping[..DUMP_SLOT.start]);
+        assert_eq!(idle[RESTORE_SLOT.end..], restoring[RESTORE_SLOT.end..]);
+    }
+
+    #[test]
+    #[should_panic(expected = "both a dump and a restore open")]
+    fn a_header_with_both_operations_open_traps() {
+        let mut bytes = sample().into_bytes();
+        bytes[RESTORE_SLOT.start] = 1;
+        Header::from_bytes(Cow::Owned(bytes));
     }
 
     #[test]

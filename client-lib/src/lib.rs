@@ -67,6 +67,7 @@ mod layout;
 mod memory;
 pub mod restore;
 mod serde_state;
+mod session;
 pub mod staging;
 mod store;
 

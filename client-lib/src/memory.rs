@@ -8,8 +8,9 @@
 use std::cell::RefCell;
 
 use ic_stable_structures::Memory;
+use vault_api::protocol::StateKind;
 
-use crate::layout;
+use crate::layout::{self, Session};
 use crate::store::{self, Mem};
 
 const WASM_PAGE: u64 = 65536;
@@ -115,9 +116,9 @@ fn zero(memory: &Mem, start: u64, end: u64) {
 /// Copies aside the pages of `[offset, offset+len)` that belong to an open stable-memory dump
 /// and were not copied yet.
 fn save_before_write(offset: u64, len: u64) {
-    let header = store::header();
-    let Some(dump) = header.dump.filter(|d| d.kind == vault_api::protocol::StateKind::StableMemory) else {
-        return;
+    let dump = match store::header().session {
+        Session::Dumping(dump) if dump.kind == StateKind::StableMemory => dump,
+        _ => return,
     };
     let first = offset / COW_PAGE;
     let last = ((offset + len - 1) / COW_PAGE).min(dump.size.div_ceil(COW_PAGE).saturating_sub(1));
@@ -143,7 +144,11 @@ fn save_before_write(offset: u64, len: u64) {
         slots += 1;
     }
     if slots != dump.cow_slots {
-        store::update_header(|h| h.dump.as_mut().expect("open").cow_slots = slots);
+        store::update_header(|h| {
+            if let Session::Dumping(open) = &mut h.session {
+                open.cow_slots = slots;
+            }
+        });
     }
 }
 

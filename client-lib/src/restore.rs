@@ -8,7 +8,7 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, R
 
 use crate::layout::{Committed, OpenRestore};
 use crate::staging::{self, Exceeded, StagingReader};
-use crate::{dump, guards, memory, serde_state, store};
+use crate::{guards, memory, serde_state, session, store};
 
 thread_local! {
     static RELOAD: std::cell::Cell<Option<fn()>> = const { std::cell::Cell::new(None) };
@@ -30,7 +30,7 @@ pub const MAX_STABLE_RESTORE_BYTES: u64 = staging::MAX_STAGED_BYTES;
 
 pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
     guards::caller_is_vault()?;
-    if let Some(open) = store::header().restore.filter(|r| r.job == args.job)
+    if let Some(open) = session::restore(args.job)
         && open.size == args.size
         && open.chunk_size == args.chunk_size
         && open.sha256 == args.sha256
@@ -79,23 +79,18 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
     if !staging::reserve(args.size) {
         return Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * 65536 });
     }
-    // One operation at a time: a restore supersedes an open dump and an older staging.
-    dump::close();
-    store::with_staged(|staged| staged.clear_new());
-    store::update_header(|h| {
-        h.restore = Some(OpenRestore {
-            job: args.job,
-            kind: args.state_kind,
-            size: args.size,
-            chunk_size: args.chunk_size,
-            sha256: args.sha256,
-        })
+    session::open_restore(OpenRestore {
+        job: args.job,
+        kind: args.state_kind,
+        size: args.size,
+        chunk_size: args.chunk_size,
+        sha256: args.sha256,
     });
     Ok(())
 }
 
 fn open(job: u64) -> Result<OpenRestore, BackupError> {
-    store::header().restore.filter(|r| r.job == job).ok_or(BackupError::UnknownJob { job })
+    session::restore(job).ok_or(BackupError::UnknownJob { job })
 }
 
 pub fn chunk(args: RestoreChunk) -> Result<(), BackupError> {
@@ -120,11 +115,10 @@ pub fn chunk(args: RestoreChunk) -> Result<(), BackupError> {
 
 pub fn commit(job: u64) -> Result<RestoreReport, BackupError> {
     guards::caller_is_vault()?;
-    let header = store::header();
-    let restore = match header.restore.filter(|r| r.job == job) {
+    let restore = match session::restore(job) {
         Some(restore) => restore,
         None => {
-            return match header.committed.filter(|c| c.job == job) {
+            return match store::header().committed.filter(|c| c.job == job) {
                 Some(c) => Ok(RestoreReport { job, state_kind: c.kind, size: c.size, sha256: c.sha256 }),
                 None => Err(BackupError::UnknownJob { job }),
             };
@@ -176,27 +170,12 @@ pub fn commit(job: u64) -> Result<RestoreReport, BackupError> {
             }
         }
     }
-    store::with_staged(|staged| staged.clear_new());
-    let committed = Committed { job, kind: restore.kind, size: restore.size, sha256: restore.sha256 };
-    store::update_header(|h| {
-        h.restore = None;
-        h.committed = Some(committed);
-    });
+    session::complete_restore(Committed { job, kind: restore.kind, size: restore.size, sha256: restore.sha256 });
     Ok(RestoreReport { job, state_kind: restore.kind, size: restore.size, sha256: restore.sha256 })
 }
 
 pub fn abort(job: u64) -> Result<(), BackupError> {
     guards::caller_is_vault()?;
-    if store::header().restore.is_some_and(|r| r.job == job) {
-        discard();
-    }
+    session::abort_restore(job);
     Ok(())
-}
-
-/// Drops a staged restore, if any.
-pub fn discard() {
-    if store::header().restore.is_some() {
-        store::with_staged(|staged| staged.clear_new());
-        store::update_header(|h| h.restore = None);
-    }
 }
