@@ -1,5 +1,5 @@
-//! What each endpoint does once its guards passed. Every refusal is a typed error returned
-//! before anything changes.
+//! What each endpoint does once its access rule passed. Every refusal is a typed error
+//! returned before anything changes.
 
 use candid::Principal;
 use vault_api::Sha256;
@@ -11,9 +11,11 @@ use vault_api::service::{
 };
 use vault_api::protocol::Chunk;
 
-use crate::state::HashedChunk;
+use crate::app_client::{self, CanisterInfo};
+use crate::engine::{self, cycles};
+use crate::retention;
+use crate::state::{HashedChunk, with_state};
 use crate::storable::{AppRecord, JobRecord, SnapshotRecord, SnapshotStatus};
-use crate::{app_client, engine, guards, retention, with_state};
 
 const SECOND: u64 = 1_000_000_000;
 /// Bounds of a schedule's interval, in seconds (0: manual only).
@@ -71,32 +73,38 @@ pub fn snapshot_info(app: Principal, id: u64, r: &SnapshotRecord) -> SnapshotInf
 }
 
 pub fn job_info(job: &JobRecord) -> JobInfo {
+    let transfer = job.task.transfer();
     JobInfo {
         id: job.id,
         app: job.app,
-        kind: job.kind,
-        phase: job.phase,
-        snapshot_id: job.snapshot_id,
-        chunks_done: job.chunks_done(),
-        chunks_total: job.chunks,
-        bytes_total: job.size,
+        kind: job.kind(),
+        phase: job.phase(),
+        snapshot_id: job.snapshot_id(),
+        chunks_done: transfer.map_or(0, |t| t.done.count()),
+        chunks_total: transfer.map_or(0, |t| t.chunks),
+        bytes_total: transfer.map_or(0, |t| t.size),
         retries: job.retries,
         started_at_nanos: job.started_at,
         updated_at_nanos: job.updated_at,
         finished_at_nanos: job.finished_at,
-        error: job.error.clone(),
+        error: job.error().cloned(),
         notes: job.notes.clone(),
     }
 }
 
-pub async fn register(caller: Principal, args: RegisterArgs) -> Result<AppInfo, VaultError> {
+/// The registered apps `caller` controls, as last seen.
+pub fn apps_controlled_by(caller: Principal) -> Vec<AppInfo> {
+    with_state(|s| s.apps()).into_iter().filter(|(_, r)| r.controllers.contains(&caller)).map(|(app, r)| app_info(app, &r)).collect()
+}
+
+/// Registers `args.app`, which `caller` controls (`info` says so).
+pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs) -> Result<AppInfo, VaultError> {
     validate_schedule(&args.schedule)?;
     retention::validate(&args.retention)?;
     let app = args.app;
     if with_state(|s| s.app(app)).is_some() {
         return Err(VaultError::AlreadyRegistered { app });
     }
-    let info = guards::caller_controls(caller, app).await?;
     // The app must serve the protocol, for this vault.
     let backup = match app_client::info(app).await {
         Ok(answer) => answer.value,
@@ -152,9 +160,7 @@ fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
 }
 
 /// Forgets an app: its schedule, its job log and, with `delete_snapshots`, its snapshots.
-pub async fn unregister(caller: Principal, app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
-    registered(app)?;
-    guards::caller_controls(caller, app).await?;
+pub fn unregister(app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
     let record = registered(app)?;
     idle(app, &record)?;
     with_state(|s| {
@@ -170,16 +176,14 @@ pub async fn unregister(caller: Principal, app: Principal, delete_snapshots: boo
     Ok(())
 }
 
-pub async fn update_schedule(caller: Principal, args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> {
+pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> {
     let app = args.app;
-    registered(app)?;
     if let Some(schedule) = &args.schedule {
         validate_schedule(schedule)?;
     }
     if let Some(retention) = &args.retention {
         retention::validate(retention)?;
     }
-    guards::caller_controls(caller, app).await?;
     let now = ic_cdk::api::time();
     let record = with_state(|s| {
         let mut record = s.app(app)?;
@@ -192,7 +196,7 @@ pub async fn update_schedule(caller: Principal, args: UpdateScheduleArgs) -> Res
         }
         s.put_app(app, record.clone());
         if args.retention.is_some() {
-            engine::apply_retention(s, app);
+            retention::apply(s, app);
         }
         Some(record)
     })
@@ -201,29 +205,18 @@ pub async fn update_schedule(caller: Principal, args: UpdateScheduleArgs) -> Res
     Ok(app_info(app, &record))
 }
 
-// The caller is checked before anything else about the app is looked at: a stranger learns
-// nothing of its snapshots and jobs. What is checked after the `canister_info` call reads the
-// state as it is then.
+// These run after the access check's `canister_info` call: they read the state as it is then.
 
-pub async fn snapshot_now(caller: Principal, app: Principal) -> Result<JobInfo, VaultError> {
-    registered(app)?;
-    guards::caller_controls(caller, app).await?;
+pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
     idle(app, &registered(app)?)?;
-    engine::check_cycles(engine::batch_reserve())?;
-    let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual }, None);
+    cycles::check(cycles::batch_reserve())?;
+    let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual });
     Ok(job_info(&job))
 }
 
-pub async fn restore(caller: Principal, args: RestoreArgs) -> Result<JobInfo, VaultError> {
+pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
     registered(source)?;
-    if with_state(|s| s.app(target)).is_none() {
-        return Err(VaultError::TargetNotRegistered { target });
-    }
-    guards::caller_controls(caller, source).await?;
-    if target != source {
-        guards::caller_controls(caller, target).await?;
-    }
     let snapshot = with_state(|s| s.snapshot(source, args.snapshot_id))
         .filter(|r| r.status == SnapshotStatus::Complete)
         .ok_or(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id })?;
@@ -232,20 +225,18 @@ pub async fn restore(caller: Principal, args: RestoreArgs) -> Result<JobInfo, Va
         return Err(VaultError::StateKindMismatch { target, target_kind: target_record.state_kind, snapshot: snapshot.state_kind });
     }
     idle(target, &target_record)?;
-    engine::check_cycles(engine::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
-    let job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id }, Some(args.snapshot_id));
+    cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
+    let job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
     Ok(job_info(&job))
 }
 
-pub async fn delete_snapshot(caller: Principal, args: SnapshotRef) -> Result<(), VaultError> {
+pub fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
     let (app, id) = (args.app, args.snapshot_id);
-    registered(app)?;
-    guards::caller_controls(caller, app).await?;
     with_state(|s| {
         if s.snapshot(app, id).is_none_or(|r| r.status != SnapshotStatus::Complete) {
             return Err(VaultError::UnknownSnapshot { app, snapshot_id: id });
         }
-        if let Some(job) = s.active_jobs().into_iter().find(|j| j.kind == JobKind::Restore { source: app, snapshot_id: id }) {
+        if let Some(job) = s.active_jobs().into_iter().find(|j| j.kind() == JobKind::Restore { source: app, snapshot_id: id }) {
             return Err(VaultError::JobRunning { app: job.app, job: job.id });
         }
         s.schedule_deletion(app, id);
@@ -261,13 +252,6 @@ pub fn list_snapshots(app: Principal) -> Vec<SnapshotInfo> {
         .filter(|(_, r)| r.status == SnapshotStatus::Complete)
         .map(|(id, r)| snapshot_info(app, id, &r))
         .collect()
-}
-
-pub fn job(caller: Principal, id: u64) -> Result<JobInfo, VaultError> {
-    let job = with_state(|s| s.job(id)).ok_or(VaultError::UnknownJob { job: id })?;
-    guards::caller_controls_registered(caller, job.app)?;
-    // A clone's restore is visible to the controllers of its target, who control the source too.
-    Ok(job_info(&job))
 }
 
 pub fn jobs(app: Principal) -> Vec<JobInfo> {
@@ -306,9 +290,8 @@ fn import_in_progress(app: Principal, id: u64) -> Result<SnapshotRecord, VaultEr
 }
 
 /// Begins importing a snapshot into `app`'s history, or resumes the import of the same one.
-pub async fn import_begin(caller: Principal, args: ImportArgs) -> Result<ImportInfo, VaultError> {
+pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     let app = args.app;
-    registered(app)?;
     if args.chunk_size == 0 || args.chunk_size > CHUNK_SIZE {
         return Err(VaultError::InvalidManifest {
             reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),
@@ -316,7 +299,6 @@ pub async fn import_begin(caller: Principal, args: ImportArgs) -> Result<ImportI
     }
     let chunks = u32::try_from(args.size.div_ceil(args.chunk_size))
         .map_err(|_| VaultError::InvalidManifest { reason: format!("{} bytes are too many chunks", args.size) })?;
-    guards::caller_controls(caller, app).await?;
     let now = ic_cdk::api::time();
     let id = with_state(|s| {
         let resumed = s

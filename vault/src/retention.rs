@@ -4,7 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use vault_api::service::{Retention, VaultError};
+use candid::Principal;
+use vault_api::service::{JobKind, Retention, VaultError};
+
+use crate::state::State;
+use crate::storable::SnapshotStatus;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
@@ -50,6 +54,35 @@ pub fn to_delete(snapshots: &[(u64, u64)], policy: &Retention) -> Vec<u64> {
     newest_per_bucket(&newest_first, policy.keep_daily, day, &mut keep);
     newest_per_bucket(&newest_first, policy.keep_weekly, week, &mut keep);
     newest_first.iter().map(|s| s.0).filter(|id| !keep.contains(id)).collect()
+}
+
+/// Deletes the completed snapshots of `app` its retention lets go, except those a running
+/// restore reads.
+pub fn apply(s: &mut State, app: Principal) {
+    let Some(record) = s.app(app) else { return };
+    let in_use = snapshots_in_use(s);
+    let complete: Vec<(u64, u64)> = s
+        .snapshots_of(app)
+        .into_iter()
+        .filter(|(_, r)| r.status == SnapshotStatus::Complete)
+        .map(|(id, r)| (id, r.taken_at))
+        .collect();
+    for id in to_delete(&complete, &record.retention) {
+        if !in_use.contains(&(app, id)) {
+            s.schedule_deletion(app, id);
+        }
+    }
+}
+
+/// (source app, snapshot) pairs that running restores read.
+pub fn snapshots_in_use(s: &State) -> BTreeSet<(Principal, u64)> {
+    s.active_jobs()
+        .into_iter()
+        .filter_map(|j| match j.kind() {
+            JobKind::Restore { source, snapshot_id } => Some((source, snapshot_id)),
+            JobKind::Snapshot { .. } => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The vault's state: registrations, snapshots, content-addressed chunks and jobs, as plain
 //! functions over the stable maps of `memory.rs`, so unit tests drive them natively.
 
+use std::cell::RefCell;
+
 use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryManager;
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
@@ -11,6 +13,15 @@ use crate::memory::{self, Memory};
 use crate::storable::{
     AppJobKey, AppRecord, Deletion, Header, JobRecord, ManifestKey, PrincipalKey, SnapshotKey, SnapshotRecord, SnapshotStatus,
 };
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::init(DefaultMemoryImpl::default()));
+}
+
+/// Runs `f` on the canister's state.
+pub fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with_borrow_mut(f)
+}
 
 /// Chunk bytes with their SHA-256, hashed once: checking the hash a sender claims and
 /// addressing the stored content both need it.
@@ -89,6 +100,31 @@ impl State {
         self.apps.iter().map(|e| (e.key().0, e.value())).collect()
     }
 
+    /// Keeps the controllers and module hash last seen for a registered `app`.
+    pub fn note_canister_info(&mut self, app: Principal, controllers: Vec<Principal>, module_hash: Option<Sha256>) {
+        if let Some(mut record) = self.app(app) {
+            record.controllers = controllers;
+            record.module_hash = module_hash;
+            self.put_app(app, record);
+        }
+    }
+
+    /// Notes `job` as the one `app` runs (the app is registered: jobs start for registered apps).
+    pub fn set_running_job(&mut self, app: Principal, job: u64) {
+        let mut record = self.app(app).expect("jobs start for registered apps");
+        record.running_job = Some(job);
+        self.put_app(app, record);
+    }
+
+    /// `job` of `app` is over: the app may run another; its job log is pruned.
+    pub fn free_app(&mut self, app: Principal, job: u64) {
+        if let Some(mut record) = self.app(app).filter(|r| r.running_job == Some(job)) {
+            record.running_job = None;
+            self.put_app(app, record);
+        }
+        self.prune_job_log(app);
+    }
+
     // Snapshots and chunks.
 
     pub fn snapshot(&self, app: Principal, id: u64) -> Option<SnapshotRecord> {
@@ -109,6 +145,22 @@ impl State {
 
     pub fn new_snapshot_id(&mut self) -> u64 {
         self.next_id(false)
+    }
+
+    /// The id [`Self::new_snapshot_id`] gives next.
+    pub fn peek_snapshot_id(&self) -> u64 {
+        self.header.get().next_snapshot
+    }
+
+    /// Marks a building snapshot complete with its hash and what it cost.
+    pub fn complete_snapshot(&mut self, app: Principal, id: u64, sha256: Sha256, duration: u64, transfer_cycles: u128) {
+        if let Some(mut record) = self.snapshot(app, id) {
+            record.status = SnapshotStatus::Complete;
+            record.sha256 = sha256;
+            record.duration = duration;
+            record.transfer_cycles = transfer_cycles;
+            self.put_snapshot(app, id, record);
+        }
     }
 
     /// Stores chunk `index` of snapshot `snapshot`, once per content: repeating it (a retried

@@ -5,91 +5,19 @@
 //! order. A principal takes 30 bytes: its length, then its bytes zero padded to 29. Each
 //! layout is pinned by a golden file in `golden/`, computed from the layout described here.
 
-use std::borrow::Cow;
-
 use candid::Principal;
-use ic_stable_structures::Storable;
 use ic_stable_structures::storable::Bound;
 use vault_api::Sha256;
 use vault_api::codec::{Reader, Writer};
 use vault_api::protocol::StateKind;
-use vault_api::service::{JobError, JobKind, JobPhase, Retention, Schedule, Trigger};
+use vault_api::service::{Retention, Schedule, Trigger};
 
-const V1: u8 = 1;
+use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_sha, read_opt_u64, storable, trigger_byte, trigger_of};
 
-fn check_version(r: &mut Reader, what: &str) {
-    let v = r.u8();
-    assert_eq!(v, V1, "{what} layout version {v} is not supported");
-}
+mod fields;
+mod job;
 
-fn kind_byte(kind: StateKind) -> u8 {
-    match kind {
-        StateKind::Serde => 1,
-        StateKind::StableMemory => 2,
-    }
-}
-
-fn kind_of(b: u8) -> StateKind {
-    match b {
-        1 => StateKind::Serde,
-        2 => StateKind::StableMemory,
-        other => panic!("unknown state kind {other}"),
-    }
-}
-
-fn trigger_byte(t: Trigger) -> u8 {
-    match t {
-        Trigger::Scheduled => 0,
-        Trigger::Manual => 1,
-        Trigger::Import => 2,
-    }
-}
-
-fn trigger_of(b: u8) -> Trigger {
-    match b {
-        0 => Trigger::Scheduled,
-        1 => Trigger::Manual,
-        2 => Trigger::Import,
-        other => panic!("unknown trigger {other}"),
-    }
-}
-
-fn opt_u64(w: &mut Writer, v: Option<u64>) {
-    w.u8(v.is_some() as u8).u64(v.unwrap_or(0));
-}
-
-fn read_opt_u64(r: &mut Reader) -> Option<u64> {
-    let present = r.u8() == 1;
-    let v = r.u64();
-    present.then_some(v)
-}
-
-fn opt_sha(w: &mut Writer, v: Option<&Sha256>) {
-    w.u8(v.is_some() as u8).sha256(v.unwrap_or(&Sha256::default()));
-}
-
-fn read_opt_sha(r: &mut Reader) -> Option<Sha256> {
-    let present = r.u8() == 1;
-    let v = r.sha256();
-    present.then_some(v)
-}
-
-macro_rules! storable {
-    ($ty:ty, $bound:expr) => {
-        impl Storable for $ty {
-            fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned(self.encode())
-            }
-            fn into_bytes(self) -> Vec<u8> {
-                self.encode()
-            }
-            fn from_bytes(bytes: Cow<[u8]>) -> Self {
-                Self::decode(&bytes)
-            }
-            const BOUND: Bound = $bound;
-        }
-    };
-}
+pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
 
 /// `HEADER`, 21 bytes: magic "CVLT" | layout version | next job id u64 | next snapshot id u64.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -354,150 +282,13 @@ impl Deletion {
 }
 storable!(Deletion, Bound::Bounded { max_size: 39, is_fixed_size: true });
 
-/// `JOBS` values, unbounded: version | id u64 | app (30) | kind u8 (0 snapshot, 1 restore) |
-/// trigger u8 | restore source (30) | snapshot id (present u8, u64) | phase u8 (0 starting,
-/// 1 transferring, 2 finishing, 3 succeeded, 4 failed) | state kind u8 | size u64 |
-/// chunk size u64 | chunks u32 | retries u32 | restarts u32 | started at u64 |
-/// updated at u64 | finished at (present u8, u64) | taken at u64 | bytes moved u64 |
-/// calls u64 | module hash (present u8, 32) | done bitmap (u32 length, bytes) |
-/// error (u32 length, candid `opt JobError`) | notes (u32 length, candid `vec text`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRecord {
-    pub id: u64,
-    pub app: Principal,
-    pub kind: JobKind,
-    pub snapshot_id: Option<u64>,
-    pub phase: JobPhase,
-    pub state_kind: StateKind,
-    pub size: u64,
-    pub chunk_size: u64,
-    pub chunks: u32,
-    pub retries: u32,
-    pub restarts: u32,
-    pub started_at: u64,
-    pub updated_at: u64,
-    pub finished_at: Option<u64>,
-    /// The app's time when a snapshot's image was frozen.
-    pub taken_at: u64,
-    pub bytes_moved: u64,
-    pub calls: u64,
-    pub module_hash: Option<Sha256>,
-    /// One bit per chunk: moved.
-    pub done: Vec<u8>,
-    pub error: Option<JobError>,
-    pub notes: Vec<String>,
-}
-
-impl JobRecord {
-    pub fn chunks_done(&self) -> u32 {
-        self.done.iter().map(|b| b.count_ones()).sum()
-    }
-
-    pub fn is_done(&self, index: u32) -> bool {
-        self.done.get(index as usize / 8).is_some_and(|b| b & (1 << (index % 8)) != 0)
-    }
-
-    pub fn mark_done(&mut self, index: u32) {
-        let byte = index as usize / 8;
-        if self.done.len() <= byte {
-            self.done.resize(byte + 1, 0);
-        }
-        self.done[byte] |= 1 << (index % 8);
-    }
-
-    pub fn is_finished(&self) -> bool {
-        matches!(self.phase, JobPhase::Succeeded | JobPhase::Failed)
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        let (kind, trigger, source) = match self.kind {
-            JobKind::Snapshot { trigger } => (0, trigger_byte(trigger), None),
-            JobKind::Restore { source, .. } => (1, 0, Some(source)),
-        };
-        w.u8(V1).u64(self.id).principal(&self.app).u8(kind).u8(trigger).opt_principal(source.as_ref());
-        opt_u64(&mut w, self.snapshot_id);
-        let phase = match self.phase {
-            JobPhase::Starting => 0,
-            JobPhase::Transferring => 1,
-            JobPhase::Finishing => 2,
-            JobPhase::Succeeded => 3,
-            JobPhase::Failed => 4,
-        };
-        w.u8(phase)
-            .u8(kind_byte(self.state_kind))
-            .u64(self.size)
-            .u64(self.chunk_size)
-            .u32(self.chunks)
-            .u32(self.retries)
-            .u32(self.restarts)
-            .u64(self.started_at)
-            .u64(self.updated_at);
-        opt_u64(&mut w, self.finished_at);
-        w.u64(self.taken_at).u64(self.bytes_moved).u64(self.calls);
-        opt_sha(&mut w, self.module_hash.as_ref());
-        w.blob(&self.done)
-            .blob(&candid::encode_one(&self.error).expect("a job error encodes"))
-            .blob(&candid::encode_one(&self.notes).expect("notes encode"));
-        w.into_vec()
-    }
-
-    fn decode(bytes: &[u8]) -> Self {
-        let mut r = Reader::new(bytes);
-        check_version(&mut r, "job record");
-        let id = r.u64();
-        let app = r.principal();
-        let kind = r.u8();
-        let trigger = trigger_of(r.u8());
-        let source = r.opt_principal();
-        let snapshot_id = read_opt_u64(&mut r);
-        let kind = match kind {
-            0 => JobKind::Snapshot { trigger },
-            1 => JobKind::Restore {
-                source: source.expect("a restore has a source"),
-                snapshot_id: snapshot_id.expect("a restore has a snapshot"),
-            },
-            other => panic!("unknown job kind {other}"),
-        };
-        let phase = match r.u8() {
-            0 => JobPhase::Starting,
-            1 => JobPhase::Transferring,
-            2 => JobPhase::Finishing,
-            3 => JobPhase::Succeeded,
-            4 => JobPhase::Failed,
-            other => panic!("unknown job phase {other}"),
-        };
-        JobRecord {
-            id,
-            app,
-            kind,
-            snapshot_id,
-            phase,
-            state_kind: kind_of(r.u8()),
-            size: r.u64(),
-            chunk_size: r.u64(),
-            chunks: r.u32(),
-            retries: r.u32(),
-            restarts: r.u32(),
-            started_at: r.u64(),
-            updated_at: r.u64(),
-            finished_at: read_opt_u64(&mut r),
-            taken_at: r.u64(),
-            bytes_moved: r.u64(),
-            calls: r.u64(),
-            module_hash: read_opt_sha(&mut r),
-            done: r.blob().to_vec(),
-            error: candid::decode_one(r.blob()).expect("a stored job error decodes"),
-            notes: candid::decode_one(r.blob()).expect("stored notes decode"),
-        }
-    }
-}
-storable!(JobRecord, Bound::Unbounded);
-
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use ic_stable_structures::Storable;
+
     use super::*;
-    use vault_api::protocol::BackupError;
 
     fn p(byte: u8, len: usize) -> Principal {
         Principal::from_slice(&vec![byte; len])
@@ -565,40 +356,5 @@ mod tests {
         check("manifest_key", ManifestKey { snapshot: 0x0102, index: 3 });
         check("app_job_key", AppJobKey { app: p(4, 10), job: 9 });
         check("deletion", Deletion { app: p(4, 10), next_index: 1, chunks: 2 });
-    }
-
-    #[test]
-    fn job_records_round_trip_with_errors_and_notes() {
-        let mut job = JobRecord {
-            id: 3,
-            app: p(5, 10),
-            kind: JobKind::Restore { source: p(6, 10), snapshot_id: 4 },
-            snapshot_id: Some(4),
-            phase: JobPhase::Failed,
-            state_kind: StateKind::Serde,
-            size: 100,
-            chunk_size: 10,
-            chunks: 10,
-            retries: 2,
-            restarts: 1,
-            started_at: 5,
-            updated_at: 6,
-            finished_at: Some(7),
-            taken_at: 8,
-            bytes_moved: 90,
-            calls: 12,
-            module_hash: None,
-            done: vec![],
-            error: Some(JobError::AppRefused { error: BackupError::UnknownJob { job: 3 } }),
-            notes: vec!["resumed after a vault upgrade".into()],
-        };
-        job.mark_done(0);
-        job.mark_done(9);
-        assert!(job.is_done(9) && !job.is_done(8));
-        assert_eq!(job.chunks_done(), 2);
-        let bytes = job.to_bytes().into_owned();
-        assert_eq!(JobRecord::from_bytes(Cow::Owned(bytes.clone())), job);
-        // The fixed part is pinned; the tail carries candid.
-        assert_eq!(hex(&bytes[..50]), golden("job_record_head"));
     }
 }

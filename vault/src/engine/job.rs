@@ -1,0 +1,684 @@
+//! A job's transitions, pure: `apply(job, event, ctx)` returns the job's next state and the
+//! effects to perform on the vault's state; `next_calls(job)` says what the next step asks of
+//! the app. The async steps only make the calls, turn their answers into an [`Event`] and
+//! perform the [`Effect`]s, so every transition is unit-tested natively.
+
+use vault_api::Sha256;
+use vault_api::manifest::chunk_count;
+use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, RestoreReport};
+use vault_api::service::{JobError, Trigger};
+
+use crate::app_client::{self, CallFailure};
+use crate::storable::{Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRecord, SnapshotStatus, Task, Transfer};
+
+/// Chunk calls a job keeps in flight at once.
+pub const BATCH: u32 = 4;
+/// Failed attempts in a row after which a job fails.
+pub const MAX_RETRIES: u32 = 8;
+/// Times a job starts over after the app lost its dump or staging area.
+pub const MAX_RESTARTS: u32 = 3;
+/// Notes kept on a job.
+const NOTES_KEPT: usize = 20;
+
+/// What the environment tells a transition.
+pub struct Ctx {
+    pub now: u64,
+    /// The vault's liquid cycles.
+    pub cycles: u128,
+    /// Cycles a batch of calls reserves while in flight.
+    pub batch_reserve: u128,
+    /// The id a snapshot created by this transition gets.
+    pub next_snapshot: u64,
+}
+
+/// Cycles a transfer of `chunks` full chunks costs, beyond the calls' reservations.
+pub fn transfer_estimate(chunks: u32) -> u128 {
+    chunks as u128 * (app_client::transfer_cycles(CHUNK_SIZE + 1024, 1024) + 100_000_000)
+}
+
+/// The calls a job's next step makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Calls {
+    DumpBegin,
+    DumpChunks(Vec<u32>),
+    DumpEnd,
+    /// The snapshot read must still be complete; the performer checks it.
+    RestoreBegin,
+    RestoreChunks(Vec<u32>),
+    RestoreCommit,
+}
+
+pub fn next_calls(job: &JobRecord) -> Option<Calls> {
+    if job.is_finished() {
+        return None;
+    }
+    Some(match &job.task {
+        Task::Snapshot { phase: Phase::Starting, .. } => Calls::DumpBegin,
+        Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer)),
+        Task::Snapshot { phase: Phase::Finishing(_), .. } => Calls::DumpEnd,
+        Task::Restore { phase: Phase::Starting, .. } => Calls::RestoreBegin,
+        Task::Restore { phase: Phase::Transferring(t), .. } => Calls::RestoreChunks(pending(t)),
+        Task::Restore { phase: Phase::Finishing(_), .. } => Calls::RestoreCommit,
+    })
+}
+
+/// Chunks not moved yet, at most [`BATCH`] of them.
+fn pending(transfer: &Transfer) -> Vec<u32> {
+    (0..transfer.chunks).filter(|&i| !transfer.done.contains(i)).take(BATCH as usize).collect()
+}
+
+/// How one chunk call of a batch ended, as the performer read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkAnswer {
+    /// Moved (and, for a snapshot, checked and stored).
+    Moved(u32),
+    Failed(CallFailure),
+    /// The app answered with an error; the performer reads no answer after it.
+    Refused(BackupError),
+}
+
+/// What happened to a job, as its step's calls answered (or the vault decided).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A step's call got no answer.
+    CallFailed(CallFailure),
+    DumpBegun(Result<DumpManifest, BackupError>),
+    Chunks(Vec<ChunkAnswer>),
+    /// The dump is closed; the manifest hash of the stored chunks, `None` if one is missing.
+    DumpEnded(Option<Sha256>),
+    /// The app opened its staging area for the restored snapshot (described by `snapshot`).
+    RestoreBegun(Result<(), BackupError>, SnapshotRecord),
+    /// The app's answer to the commit, and the SHA-256 the snapshot has.
+    Committed(Result<RestoreReport, BackupError>, Sha256),
+    /// The restored snapshot is no longer complete.
+    SnapshotGone,
+    /// The vault ends the job.
+    Abort(JobError),
+}
+
+/// A change to the vault's state a transition asks for, beside saving the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Record snapshot `id` (from [`Ctx::next_snapshot`]) as building.
+    CreateSnapshot { id: u64, record: SnapshotRecord },
+    /// Mark the job's snapshot complete.
+    CompleteSnapshot { id: u64, sha256: Sha256, duration: u64, transfer_cycles: u128 },
+    /// Release a snapshot that will not complete.
+    DropSnapshot(u64),
+    /// The job is over: the app may run another, its job log is pruned.
+    FreeApp,
+    /// Tell the app to release its dump or staging area (best effort).
+    ReleaseApp,
+    /// Delete the completed snapshots the app's retention lets go.
+    ApplyRetention,
+}
+
+/// A transition's result: the job to save, the effects, whether it progressed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Next {
+    pub job: JobRecord,
+    pub effects: Vec<Effect>,
+    pub progressed: bool,
+}
+
+impl Next {
+    fn progressed(job: JobRecord, effects: Vec<Effect>) -> Self {
+        Next { job, effects, progressed: true }
+    }
+
+    fn stalled(job: JobRecord) -> Self {
+        Next { job, effects: Vec::new(), progressed: false }
+    }
+}
+
+pub fn apply(mut job: JobRecord, event: Event, ctx: &Ctx) -> Next {
+    if !answers_next_calls(&job, &event) {
+        return Next::stalled(job);
+    }
+    job.updated_at = ctx.now;
+    match (event, &job.task) {
+        (Event::CallFailed(failure), _) => attempt_failed(job, &failure, ctx),
+        (Event::Abort(error), _) => fail(job, error, ctx),
+        (Event::SnapshotGone, _) => fail(job, JobError::SnapshotDeleted, ctx),
+        (Event::DumpBegun(Err(error)) | Event::RestoreBegun(Err(error), _), _) => refuse(job, error, ctx),
+        (Event::DumpBegun(Ok(manifest)), &Task::Snapshot { trigger, .. }) => dump_begun(job, trigger, manifest, ctx),
+        (Event::Chunks(answers), _) => chunks_settled(job, answers, ctx),
+        (Event::DumpEnded(hash), Task::Snapshot { phase: Phase::Finishing(building), .. }) => {
+            let snapshot = building.snapshot;
+            dump_ended(job, snapshot, hash, ctx)
+        }
+        (Event::RestoreBegun(Ok(()), snapshot), _) => restore_begun(job, &snapshot),
+        (Event::Committed(answer, expected), _) => committed(job, answer, expected, ctx),
+        // `answers_next_calls` lets no other pair through.
+        (Event::DumpBegun(_) | Event::DumpEnded(_), _) => Next::stalled(job),
+    }
+}
+
+/// Whether `event` answers the calls the job's phase makes (events of the vault's own apply
+/// to every running job). Any other event changes nothing.
+fn answers_next_calls(job: &JobRecord, event: &Event) -> bool {
+    let Some(calls) = next_calls(job) else { return false };
+    match event {
+        Event::CallFailed(_) | Event::Abort(_) | Event::SnapshotGone => true,
+        Event::DumpBegun(_) => calls == Calls::DumpBegin,
+        Event::Chunks(_) => matches!(calls, Calls::DumpChunks(_) | Calls::RestoreChunks(_)),
+        Event::DumpEnded(_) => calls == Calls::DumpEnd,
+        Event::RestoreBegun(..) => calls == Calls::RestoreBegin,
+        Event::Committed(..) => calls == Calls::RestoreCommit,
+    }
+}
+
+fn note(job: &mut JobRecord, note: String) {
+    job.notes.push(note);
+    if job.notes.len() > NOTES_KEPT {
+        job.notes.drain(..job.notes.len() - NOTES_KEPT);
+    }
+}
+
+/// Ends a job as failed: frees its app, drops a snapshot it was building, and has the app
+/// release its dump or staging.
+fn fail(mut job: JobRecord, error: JobError, ctx: &Ctx) -> Next {
+    let mut effects = Vec::new();
+    if let Task::Snapshot { phase, .. } = &job.task
+        && let Some(building) = phase.moving()
+    {
+        effects.push(Effect::DropSnapshot(building.snapshot));
+    }
+    effects.extend([Effect::FreeApp, Effect::ReleaseApp]);
+    job.outcome = Outcome::Failed(error);
+    job.finished_at = Some(ctx.now);
+    Next { job, effects, progressed: false }
+}
+
+fn refuse(job: JobRecord, error: BackupError, ctx: &Ctx) -> Next {
+    fail(job, JobError::AppRefused { error }, ctx)
+}
+
+/// A failed attempt: the job fails on a reject no retry can help, or once retries run out.
+fn attempt_failed(mut job: JobRecord, failure: &CallFailure, ctx: &Ctx) -> Next {
+    if !failure.retryable() {
+        let error = JobError::AppUnreachable { reject_code: failure.reject_code(), message: failure.to_string() };
+        return fail(job, error, ctx);
+    }
+    job.retries += 1;
+    let phase = job.phase();
+    note(&mut job, format!("attempt failed in phase {phase:?}: {failure}"));
+    if job.retries <= MAX_RETRIES {
+        return Next::stalled(job);
+    }
+    let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
+    let error = match failure {
+        CallFailure::Corrupted { index } => JobError::ChunkCorrupted { index: *index, attempts: job.retries },
+        other if committing => JobError::CommitUnconfirmed { attempts: job.retries, last: other.to_string() },
+        other => JobError::RetriesExhausted { attempts: job.retries, last: other.to_string() },
+    };
+    fail(job, error, ctx)
+}
+
+/// The app lost the job's dump or staging area (reinstalled, or a newer job superseded it):
+/// start over, at most [`MAX_RESTARTS`] times.
+fn start_over(mut job: JobRecord, why: BackupError, ctx: &Ctx) -> Next {
+    job.restarts += 1;
+    if job.restarts > MAX_RESTARTS {
+        return refuse(job, why, ctx);
+    }
+    note(&mut job, format!("the app lost the job's state ({why}); starting over"));
+    let mut effects = Vec::new();
+    match &mut job.task {
+        Task::Snapshot { phase, .. } => {
+            if let Some(building) = phase.moving() {
+                effects.push(Effect::DropSnapshot(building.snapshot));
+            }
+            *phase = Phase::Starting;
+        }
+        Task::Restore { phase, .. } => *phase = Phase::Starting,
+    }
+    Next::progressed(job, effects)
+}
+
+fn transfer_phase<T>(transfer_chunks: u32, moving: T) -> Phase<T> {
+    if transfer_chunks == 0 { Phase::Finishing(moving) } else { Phase::Transferring(moving) }
+}
+
+fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx: &Ctx) -> Next {
+    if manifest.job != job.id || manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
+        return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
+    }
+    let chunks = chunk_count(manifest.size, manifest.chunk_size);
+    let required = transfer_estimate(chunks) + ctx.batch_reserve;
+    if ctx.cycles < required {
+        return fail(job, JobError::InsufficientCycles { required, available: ctx.cycles }, ctx);
+    }
+    let snapshot = ctx.next_snapshot;
+    let record = SnapshotRecord {
+        status: SnapshotStatus::Building,
+        job: job.id,
+        taken_at: manifest.taken_at_nanos,
+        size: manifest.size,
+        sha256: Sha256::default(),
+        module_hash: job.module_hash,
+        state_kind: manifest.state_kind,
+        chunks,
+        chunk_size: manifest.chunk_size,
+        started_at: job.started_at,
+        duration: 0,
+        transfer_cycles: 0,
+        trigger,
+    };
+    let transfer = Transfer {
+        state_kind: manifest.state_kind,
+        size: manifest.size,
+        chunk_size: manifest.chunk_size,
+        chunks,
+        taken_at: manifest.taken_at_nanos,
+        done: ChunkSet::default(),
+    };
+    job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }) };
+    job.retries = 0;
+    note(&mut job, format!("dump opened at {} ns: {} bytes in {chunks} chunks", ctx.now, manifest.size));
+    Next::progressed(job, vec![Effect::CreateSnapshot { id: snapshot, record }])
+}
+
+fn restore_begun(mut job: JobRecord, snapshot: &SnapshotRecord) -> Next {
+    let transfer = Transfer {
+        state_kind: snapshot.state_kind,
+        size: snapshot.size,
+        chunk_size: snapshot.chunk_size,
+        chunks: snapshot.chunks,
+        taken_at: snapshot.taken_at,
+        done: ChunkSet::default(),
+    };
+    if let Task::Restore { phase, .. } = &mut job.task {
+        *phase = transfer_phase(snapshot.chunks, transfer);
+    }
+    job.retries = 0;
+    Next::progressed(job, Vec::new())
+}
+
+/// A batch of chunk calls settled: chunks moved are marked; a lost dump or staging area starts
+/// the job over, any other refusal fails it; a batch in which nothing moved is a failed
+/// attempt, and a failure beside progress is noted (its chunks are asked for again).
+fn chunks_settled(mut job: JobRecord, answers: Vec<ChunkAnswer>, ctx: &Ctx) -> Next {
+    let mut progressed = false;
+    let mut failure = None;
+    for answer in answers {
+        match answer {
+            ChunkAnswer::Moved(index) => {
+                if let Some(transfer) = transfer_mut(&mut job) {
+                    transfer.done.insert(index);
+                    progressed = true;
+                }
+            }
+            ChunkAnswer::Failed(f) => failure = Some(f),
+            // The chunk was damaged on its way to the app: send it again.
+            ChunkAnswer::Refused(BackupError::ChunkHashMismatch { index }) => failure = Some(CallFailure::Corrupted { index }),
+            ChunkAnswer::Refused(error @ BackupError::UnknownJob { .. }) => return start_over(job, error, ctx),
+            ChunkAnswer::Refused(error) => return refuse(job, error, ctx),
+        }
+    }
+    finish_transfer_if_complete(&mut job);
+    match failure {
+        Some(f) if !progressed => attempt_failed(job, &f, ctx),
+        failure => {
+            if let Some(f) = failure {
+                note(&mut job, format!("a chunk call failed and will be repeated: {f}"));
+            }
+            job.retries = 0;
+            Next::progressed(job, Vec::new())
+        }
+    }
+}
+
+fn transfer_mut(job: &mut JobRecord) -> Option<&mut Transfer> {
+    match &mut job.task {
+        Task::Snapshot { phase: Phase::Transferring(b), .. } => Some(&mut b.transfer),
+        Task::Restore { phase: Phase::Transferring(t), .. } => Some(t),
+        _ => None,
+    }
+}
+
+/// Moves a transferring job whose every chunk moved to its finishing phase.
+fn finish_transfer_if_complete(job: &mut JobRecord) {
+    if !job.task.transfer().is_some_and(Transfer::is_complete) {
+        return;
+    }
+    match &mut job.task {
+        Task::Snapshot { phase, .. } => phase.finish_transfer(),
+        Task::Restore { phase, .. } => phase.finish_transfer(),
+    }
+}
+
+fn succeed(mut job: JobRecord, effects: Vec<Effect>, ctx: &Ctx) -> Next {
+    job.outcome = Outcome::Succeeded;
+    job.finished_at = Some(ctx.now);
+    job.retries = 0;
+    Next::progressed(job, effects)
+}
+
+fn dump_ended(job: JobRecord, snapshot: u64, manifest_hash: Option<Sha256>, ctx: &Ctx) -> Next {
+    let Some(sha256) = manifest_hash else {
+        return start_over(job, BackupError::MissingChunks { missing: 1, first: 0 }, ctx);
+    };
+    let transfer_cycles = job.calls as u128 * 260_000 + job.bytes_moved as u128 * 1_000;
+    let complete = Effect::CompleteSnapshot { id: snapshot, sha256, duration: ctx.now - job.started_at, transfer_cycles };
+    succeed(job, vec![complete, Effect::FreeApp, Effect::ApplyRetention], ctx)
+}
+
+fn committed(mut job: JobRecord, answer: Result<RestoreReport, BackupError>, expected: Sha256, ctx: &Ctx) -> Next {
+    let report = match answer {
+        Ok(report) => report,
+        Err(error @ (BackupError::UnknownJob { .. } | BackupError::MissingChunks { .. })) => return start_over(job, error, ctx),
+        Err(error) => return refuse(job, error, ctx),
+    };
+    if report.sha256 != expected {
+        return refuse(job, BackupError::SnapshotHashMismatch { expected, actual: report.sha256 }, ctx);
+    }
+    note(&mut job, format!("committed at {} ns: the app's state is the snapshot's", ctx.now));
+    succeed(job, vec![Effect::FreeApp], ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use candid::Principal;
+    use vault_api::protocol::StateKind;
+    use vault_api::service::{JobKind, JobPhase};
+
+    use super::*;
+
+    const NOW: u64 = 1_000;
+
+    fn ctx() -> Ctx {
+        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7 }
+    }
+
+    fn app() -> Principal {
+        Principal::from_slice(&[1; 10])
+    }
+
+    fn snapshot_job() -> JobRecord {
+        JobRecord::new(3, app(), JobKind::Snapshot { trigger: Trigger::Manual }, 10)
+    }
+
+    fn restore_job() -> JobRecord {
+        JobRecord::new(4, app(), JobKind::Restore { source: app(), snapshot_id: 2 }, 10)
+    }
+
+    fn manifest(size: u64) -> DumpManifest {
+        DumpManifest { job: 3, state_kind: StateKind::Serde, size, chunk_size: 100, taken_at_nanos: 5 }
+    }
+
+    fn stored(chunks: u32) -> SnapshotRecord {
+        SnapshotRecord {
+            status: SnapshotStatus::Complete,
+            job: 1,
+            taken_at: 5,
+            size: chunks as u64 * 100,
+            sha256: Sha256([9; 32]),
+            module_hash: None,
+            state_kind: StateKind::Serde,
+            chunks,
+            chunk_size: 100,
+            started_at: 0,
+            duration: 0,
+            transfer_cycles: 0,
+            trigger: Trigger::Manual,
+        }
+    }
+
+    fn step(job: JobRecord, event: Event) -> Next {
+        apply(job, event, &ctx())
+    }
+
+    /// A snapshot job whose dump is open with `chunks` chunks.
+    fn transferring_snapshot(chunks: u32) -> JobRecord {
+        step(snapshot_job(), Event::DumpBegun(Ok(manifest(chunks as u64 * 100)))).job
+    }
+
+    fn transferring_restore(chunks: u32) -> JobRecord {
+        step(restore_job(), Event::RestoreBegun(Ok(()), stored(chunks))).job
+    }
+
+    fn moved(indices: &[u32]) -> Event {
+        Event::Chunks(indices.iter().map(|&i| ChunkAnswer::Moved(i)).collect())
+    }
+
+    fn transient() -> CallFailure {
+        CallFailure::Rejected { code: 2, message: "busy".into() }
+    }
+
+    fn failed_with(next: &Next) -> &JobError {
+        next.job.error().expect("the job failed")
+    }
+
+    #[test]
+    fn a_snapshot_job_opens_moves_in_batches_and_completes() {
+        let job = snapshot_job();
+        assert_eq!(next_calls(&job), Some(Calls::DumpBegin));
+        let next = step(job, Event::DumpBegun(Ok(manifest(550))));
+        assert!(next.progressed);
+        let Effect::CreateSnapshot { id: 7, record } = &next.effects[0] else { panic!("{:?}", next.effects) };
+        assert_eq!((record.status, record.chunks, record.trigger), (SnapshotStatus::Building, 6, Trigger::Manual));
+        assert_eq!((next.job.phase(), next.job.snapshot_id()), (JobPhase::Transferring, Some(7)));
+        assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![0, 1, 2, 3])));
+        let next = step(next.job, moved(&[0, 1, 2, 3]));
+        assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![4, 5])));
+        let next = step(next.job, moved(&[4, 5]));
+        assert_eq!((next.job.phase(), next_calls(&next.job)), (JobPhase::Finishing, Some(Calls::DumpEnd)));
+        let mut job = next.job;
+        job.calls = 2;
+        job.bytes_moved = 1_000;
+        let next = step(job, Event::DumpEnded(Some(Sha256([4; 32]))));
+        let complete = Effect::CompleteSnapshot { id: 7, sha256: Sha256([4; 32]), duration: NOW - 10, transfer_cycles: 2 * 260_000 + 1_000_000 };
+        assert_eq!(next.effects, vec![complete, Effect::FreeApp, Effect::ApplyRetention]);
+        assert_eq!((next.job.phase(), next.job.finished_at, next_calls(&next.job)), (JobPhase::Succeeded, Some(NOW), None));
+    }
+
+    #[test]
+    fn an_empty_dump_goes_straight_to_finishing() {
+        let job = transferring_snapshot(0);
+        assert_eq!(next_calls(&job), Some(Calls::DumpEnd));
+        let job = transferring_restore(0);
+        assert_eq!(next_calls(&job), Some(Calls::RestoreCommit));
+    }
+
+    #[test]
+    fn a_dump_manifest_is_checked_before_anything_is_created() {
+        let mut bad = manifest(10);
+        bad.chunk_size = 0;
+        let next = step(snapshot_job(), Event::DumpBegun(Ok(bad)));
+        assert_eq!(failed_with(&next), &JobError::AppRefused { error: BackupError::UnsupportedChunkSize { chunk_size: 0, max: CHUNK_SIZE } });
+        assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp], "no snapshot is created");
+        let mut other_job = manifest(10);
+        other_job.job = 99;
+        assert!(step(snapshot_job(), Event::DumpBegun(Ok(other_job))).job.is_finished());
+        let mut huge = manifest(10);
+        huge.chunk_size = CHUNK_SIZE + 1;
+        assert!(step(snapshot_job(), Event::DumpBegun(Ok(huge))).job.is_finished());
+    }
+
+    #[test]
+    fn a_dump_the_vault_cannot_pay_for_fails_up_front() {
+        let poor = Ctx { cycles: 5, ..ctx() };
+        let next = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(1_000))), &poor);
+        let required = transfer_estimate(10) + 10;
+        assert_eq!(failed_with(&next), &JobError::InsufficientCycles { required, available: 5 });
+        assert!(!next.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })));
+    }
+
+    #[test]
+    fn a_refused_dump_fails_and_releases() {
+        let next = step(snapshot_job(), Event::DumpBegun(Err(BackupError::NoVaultSet)));
+        assert_eq!(failed_with(&next), &JobError::AppRefused { error: BackupError::NoVaultSet });
+        assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp]);
+        assert_eq!(next.job.finished_at, Some(NOW));
+    }
+
+    #[test]
+    fn failing_a_building_snapshot_drops_it() {
+        let next = step(transferring_snapshot(3), Event::Abort(JobError::SnapshotDeleted));
+        assert_eq!(next.effects, vec![Effect::DropSnapshot(7), Effect::FreeApp, Effect::ReleaseApp]);
+        assert_eq!(next.job.phase(), JobPhase::Failed);
+        assert_eq!(next.job.task.transfer().map(|t| t.chunks), Some(3), "a failed job keeps what it moved");
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_the_budget_runs_out() {
+        let mut job = transferring_snapshot(3);
+        for attempt in 1..=MAX_RETRIES {
+            let next = step(job, Event::CallFailed(transient()));
+            assert!(!next.progressed && next.effects.is_empty() && !next.job.is_finished());
+            assert_eq!(next.job.retries, attempt);
+            job = next.job;
+        }
+        let next = step(job, Event::CallFailed(transient()));
+        let JobError::RetriesExhausted { attempts, .. } = failed_with(&next) else { panic!("{:?}", next.job.outcome) };
+        assert_eq!(*attempts, MAX_RETRIES + 1);
+        assert!(next.effects.contains(&Effect::DropSnapshot(7)));
+    }
+
+    #[test]
+    fn a_reject_no_retry_can_help_fails_at_once() {
+        let destination_invalid = CallFailure::Rejected { code: 3, message: "no such canister".into() };
+        let next = step(snapshot_job(), Event::CallFailed(destination_invalid));
+        assert!(matches!(failed_with(&next), JobError::AppUnreachable { reject_code: 3, .. }));
+    }
+
+    #[test]
+    fn corrupted_chunks_end_as_chunk_corrupted() {
+        let mut job = transferring_snapshot(2);
+        for _ in 0..=MAX_RETRIES {
+            job = step(job, Event::Chunks(vec![ChunkAnswer::Failed(CallFailure::Corrupted { index: 1 })])).job;
+        }
+        assert_eq!(job.error(), Some(&JobError::ChunkCorrupted { index: 1, attempts: MAX_RETRIES + 1 }));
+    }
+
+    #[test]
+    fn lost_commit_answers_end_as_commit_unconfirmed() {
+        let mut job = transferring_restore(0);
+        for _ in 0..=MAX_RETRIES {
+            job = step(job, Event::CallFailed(transient())).job;
+        }
+        assert!(matches!(job.error(), Some(JobError::CommitUnconfirmed { attempts, .. }) if *attempts == MAX_RETRIES + 1));
+    }
+
+    #[test]
+    fn progress_beside_a_failure_resets_retries_and_notes_it() {
+        let mut job = transferring_snapshot(4);
+        job.retries = 3;
+        let next = step(job, Event::Chunks(vec![ChunkAnswer::Moved(0), ChunkAnswer::Failed(transient())]));
+        assert!(next.progressed);
+        assert_eq!(next.job.retries, 0);
+        assert!(next.job.notes.last().unwrap().contains("will be repeated"));
+        assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![1, 2, 3])));
+    }
+
+    #[test]
+    fn a_chunk_damaged_on_its_way_to_the_app_is_sent_again() {
+        let job = transferring_restore(2);
+        let next = step(job, Event::Chunks(vec![ChunkAnswer::Moved(0), ChunkAnswer::Refused(BackupError::ChunkHashMismatch { index: 1 })]));
+        assert!(next.progressed && !next.job.is_finished());
+        assert_eq!(next_calls(&next.job), Some(Calls::RestoreChunks(vec![1])));
+    }
+
+    #[test]
+    fn a_lost_dump_starts_over_a_bounded_number_of_times() {
+        let mut job = transferring_snapshot(3);
+        for restart in 1..=MAX_RESTARTS {
+            let next = step(job, Event::Chunks(vec![ChunkAnswer::Refused(BackupError::UnknownJob { job: 3 })]));
+            assert!(next.progressed);
+            assert_eq!(next.effects, vec![Effect::DropSnapshot(7)]);
+            assert_eq!((next.job.phase(), next.job.snapshot_id(), next.job.restarts), (JobPhase::Starting, None, restart));
+            job = step(next.job, Event::DumpBegun(Ok(manifest(300)))).job;
+        }
+        let next = step(job, Event::Chunks(vec![ChunkAnswer::Refused(BackupError::UnknownJob { job: 3 })]));
+        assert_eq!(failed_with(&next), &JobError::AppRefused { error: BackupError::UnknownJob { job: 3 } });
+    }
+
+    #[test]
+    fn a_refused_chunk_fails_the_job() {
+        let next = step(transferring_restore(2), Event::Chunks(vec![ChunkAnswer::Refused(BackupError::NoVaultSet)]));
+        assert_eq!(failed_with(&next), &JobError::AppRefused { error: BackupError::NoVaultSet });
+        assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp]);
+    }
+
+    #[test]
+    fn a_dump_missing_a_chunk_at_the_end_starts_over() {
+        let job = step(transferring_snapshot(1), moved(&[0])).job;
+        let next = step(job, Event::DumpEnded(None));
+        assert_eq!((next.job.phase(), next.job.restarts), (JobPhase::Starting, 1));
+        assert_eq!(next.effects, vec![Effect::DropSnapshot(7)]);
+    }
+
+    #[test]
+    fn a_restore_begins_moves_and_commits() {
+        let job = restore_job();
+        assert_eq!(next_calls(&job), Some(Calls::RestoreBegin));
+        let next = step(job, Event::RestoreBegun(Ok(()), stored(5)));
+        assert_eq!((next.job.phase(), next.effects.clone()), (JobPhase::Transferring, vec![]));
+        let next = step(next.job, moved(&[0, 1, 2, 3]));
+        let next = step(next.job, moved(&[4]));
+        assert_eq!(next_calls(&next.job), Some(Calls::RestoreCommit));
+        let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 500, sha256: Sha256([9; 32]) };
+        let next = step(next.job, Event::Committed(Ok(report), Sha256([9; 32])));
+        assert_eq!((next.job.phase(), next.effects), (JobPhase::Succeeded, vec![Effect::FreeApp]));
+        assert!(next.job.notes.last().unwrap().starts_with("committed"));
+    }
+
+    #[test]
+    fn a_commit_reporting_another_hash_fails() {
+        let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 0, sha256: Sha256([1; 32]) };
+        let next = step(transferring_restore(0), Event::Committed(Ok(report), Sha256([9; 32])));
+        let error = BackupError::SnapshotHashMismatch { expected: Sha256([9; 32]), actual: Sha256([1; 32]) };
+        assert_eq!(failed_with(&next), &JobError::AppRefused { error });
+    }
+
+    #[test]
+    fn a_commit_of_lost_staging_starts_over_and_other_refusals_fail() {
+        for lost in [BackupError::UnknownJob { job: 4 }, BackupError::MissingChunks { missing: 1, first: 0 }] {
+            let next = step(transferring_restore(0), Event::Committed(Err(lost), Sha256([9; 32])));
+            assert_eq!((next.job.phase(), next.job.restarts), (JobPhase::Starting, 1));
+            assert!(next.effects.is_empty(), "a restore has no snapshot of its own to drop");
+        }
+        let next = step(transferring_restore(0), Event::Committed(Err(BackupError::NoVaultSet), Sha256([9; 32])));
+        assert!(next.job.is_finished());
+    }
+
+    #[test]
+    fn a_restore_whose_snapshot_went_fails() {
+        let next = step(transferring_restore(3), Event::SnapshotGone);
+        assert_eq!(failed_with(&next), &JobError::SnapshotDeleted);
+        assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp]);
+    }
+
+    #[test]
+    fn a_refused_restore_begin_fails() {
+        let next = step(restore_job(), Event::RestoreBegun(Err(BackupError::NoVaultSet), stored(1)));
+        assert!(next.job.is_finished());
+    }
+
+    #[test]
+    fn events_of_the_other_kind_change_nothing() {
+        let job = restore_job();
+        let next = step(job.clone(), Event::DumpBegun(Ok(manifest(10))));
+        assert_eq!((next.job.task, next.effects, next.progressed), (job.task.clone(), vec![], false));
+        let next = step(snapshot_job(), Event::RestoreBegun(Ok(()), stored(1)));
+        assert_eq!((next.job.phase(), next.progressed), (JobPhase::Starting, false));
+        let next = step(restore_job(), Event::DumpEnded(Some(Sha256([0; 32]))));
+        assert!(!next.progressed);
+        let done = step(snapshot_job(), Event::DumpBegun(Err(BackupError::NoVaultSet))).job;
+        let next = step(done.clone(), Event::CallFailed(transient()));
+        assert_eq!(next.job, done, "a finished job takes no event");
+        let next = step(transferring_snapshot(2), Event::Committed(Err(BackupError::NoVaultSet), Sha256([0; 32])));
+        assert!(!next.job.is_finished());
+    }
+
+    #[test]
+    fn notes_are_bounded() {
+        let mut job = transferring_snapshot(3);
+        for _ in 0..3 * NOTES_KEPT {
+            job.retries = 0;
+            job = step(job, Event::CallFailed(transient())).job;
+        }
+        assert_eq!(job.notes.len(), NOTES_KEPT);
+    }
+}

@@ -1,0 +1,33 @@
+//! The job engine: snapshot and restore jobs as state machines in stable memory, advanced one
+//! step at a time by a single timer.
+//!
+//! ```text
+//! scheduler   the timer, the watchdog, due snapshots, one batch per job at a time
+//!   steps     a job's next calls -> their answers as an event -> transition -> effects
+//!     snapshot, restore   the calls of each kind's phases
+//!       calls   make calls, read answers into the job, count calls and bytes
+//!     job       the pure transition function (unit-tested): (job, event) -> (job, effects)
+//! cycles      what a batch reserves; checks before a job starts
+//! ```
+//!
+//! Each timer firing releases a bounded number of chunk references of deleted snapshots,
+//! starts the snapshots that are due, and for every job not already running a batch, starts
+//! one: a phase step, or up to [`job::BATCH`] chunk calls in flight at once. A batch records
+//! what it achieved after its calls return (each callback is a commit point), then re-arms the
+//! timer. Every protocol call carries the job id and is idempotent, so a batch can be repeated
+//! after a timeout; a job gives up after [`job::MAX_RETRIES`] failed attempts in a row.
+//!
+//! A vault upgrade with calls outstanding is refused (`pre_upgrade` traps): stop the vault, which
+//! lets the calls in flight return and starts no new batch, then upgrade, then start it. The
+//! jobs then resume from their records, with a note saying so.
+
+mod calls;
+pub mod cycles;
+mod job;
+mod restore;
+mod scheduler;
+mod snapshot;
+mod steps;
+
+pub use job::transfer_estimate;
+pub use scheduler::{arm, resume_after_upgrade, revive, start_job, start_watchdog};

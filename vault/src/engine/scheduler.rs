@@ -1,0 +1,204 @@
+//! The timer that drives the jobs: arming it, the watchdog that re-arms it, the firing that
+//! releases deletions and starts due snapshots, and the batches (one per job at a time).
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use candid::Principal;
+use ic_cdk::api::CanisterStatusCode;
+use vault_api::service::{JobError, JobKind, Trigger};
+
+use super::job::Event;
+use super::{cycles, steps};
+use crate::state::with_state;
+use crate::storable::JobRecord;
+
+/// Chunk references released per timer firing.
+const DELETE_BUDGET: u32 = 512;
+const SECOND: u64 = 1_000_000_000;
+/// How often the watchdog checks that the timer is armed for the work waiting.
+const WATCHDOG: Duration = Duration::from_secs(600);
+
+thread_local! {
+    /// Jobs with a batch running, and the time the timer is armed for.
+    static RUNTIME: RefCell<Runtime> = RefCell::new(Runtime::default());
+}
+
+#[derive(Default)]
+struct Runtime {
+    in_flight: BTreeSet<u64>,
+    armed: Option<(ic_cdk_timers::TimerId, u64)>,
+}
+
+fn now() -> u64 {
+    ic_cdk::api::time()
+}
+
+/// Makes the timer fire at `at` (nanoseconds) unless it fires earlier already.
+pub fn arm(at: u64) {
+    let time = now();
+    RUNTIME.with_borrow_mut(|r| {
+        if let Some((id, armed_at)) = r.armed {
+            // A timer still to fire is kept, or moved earlier. One whose time has passed may be
+            // lost (a trap in its task rolls back the task's clearing of `armed`) or about to
+            // fire in this round: a new one is set beside it, and an extra tick is harmless.
+            let pending = armed_at >= time;
+            if pending && armed_at <= at {
+                return;
+            }
+            if pending {
+                ic_cdk_timers::clear_timer(id);
+            }
+        }
+        let delay = Duration::from_nanos(at.saturating_sub(time));
+        let id = ic_cdk_timers::set_timer(delay, tick());
+        r.armed = Some((id, at));
+    });
+}
+
+/// After an install or upgrade: notes the resumption on every unfinished job and arms the
+/// timer (timers do not survive upgrades).
+pub fn resume_after_upgrade() {
+    let time = now();
+    with_state(|s| {
+        for mut job in s.active_jobs() {
+            job.notes.push(format!("resumed after a vault upgrade at {time} ns, in phase {:?}", job.phase()));
+            s.put_job(job);
+        }
+    });
+    start_watchdog();
+    arm(time);
+}
+
+/// A trap in a timer's task loses that one-shot timer, and a trap in a batch's callback
+/// cancels the batch; the watchdog, an interval timer (which survives its task's traps), arms
+/// the timer again for the work waiting.
+pub fn start_watchdog() {
+    ic_cdk_timers::set_timer_interval(WATCHDOG, || async { arm_for_waiting_work() });
+}
+
+/// Arms the timer for the waiting work unless it is armed for the future already. A trap in
+/// the global timer handler leaves the system timer off while ic-cdk-timers believes it set
+/// (it then never sets it again): the system timer is set directly, so the handler runs and
+/// re-arms from its queue.
+pub fn revive() {
+    let time = now();
+    if RUNTIME.with_borrow(|r| r.armed.is_none_or(|(_, at)| at < time)) {
+        arm_for_waiting_work();
+        ic_cdk::api::global_timer_set(time);
+    }
+}
+
+fn arm_for_waiting_work() {
+    let time = now();
+    let in_flight = RUNTIME.with_borrow(|r| r.in_flight.clone());
+    let (work_now, next_due) = with_state(|s| {
+        let idle_job = s.active_jobs().iter().any(|j| !in_flight.contains(&j.id));
+        (idle_job || s.deletions_pending(), s.next_scheduled())
+    });
+    if work_now {
+        arm(time);
+    } else if let Some(due) = next_due {
+        arm(due);
+    }
+}
+
+/// Creates a job for `app` (which must have none running) and arms the timer.
+pub fn start_job(app: Principal, kind: JobKind) -> JobRecord {
+    let time = now();
+    let job = with_state(|s| {
+        let job = JobRecord::new(s.new_job_id(), app, kind, time);
+        s.put_job(job.clone());
+        s.set_running_job(app, job.id);
+        job
+    });
+    arm(time);
+    job
+}
+
+/// The timer's body.
+async fn tick() {
+    RUNTIME.with_borrow_mut(|r| r.armed = None);
+    let time = now();
+    if ic_cdk::api::canister_status() != CanisterStatusCode::Running {
+        // A stopping vault starts nothing new; the timer fires again once it runs.
+        arm(time + SECOND);
+        return;
+    }
+    let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET));
+    start_due_snapshots(time);
+    let jobs = with_state(|s| s.active_jobs());
+    for job in jobs {
+        if let Some(batch) = Batch::start(job.id) {
+            ic_cdk::futures::spawn(run_batch(batch));
+        }
+    }
+    let next_due = with_state(|s| s.next_scheduled());
+    if deletions_left {
+        arm(time);
+    }
+    if let Some(due) = next_due {
+        arm(due);
+    }
+}
+
+fn start_due_snapshots(time: u64) {
+    let due: Vec<Principal> = with_state(|s| {
+        s.apps()
+            .into_iter()
+            .filter(|(_, a)| a.next_due > 0 && a.next_due <= time)
+            .map(|(app, mut record)| {
+                // The next slot after now: intervals missed while stopped are skipped.
+                let interval = record.schedule.interval_seconds * SECOND;
+                while record.next_due <= time {
+                    record.next_due += interval;
+                }
+                let start = record.running_job.is_none();
+                s.put_app(app, record);
+                (app, start)
+            })
+            .filter(|&(_, start)| start)
+            .map(|(app, _)| app)
+            .collect()
+    });
+    for app in due {
+        let job = start_job(app, JobKind::Snapshot { trigger: Trigger::Scheduled });
+        if let Err(error) = cycles::check(cycles::batch_reserve()) {
+            steps::settle(job, Event::Abort(JobError::from(error)));
+        }
+    }
+}
+
+/// A job's batch in flight. Dropped when the batch ends, or when a trap in one of its
+/// callbacks cancels it (the cleanup drops the task), so the job is taken up again.
+struct Batch(u64);
+
+impl Batch {
+    fn start(job: u64) -> Option<Batch> {
+        // Lazily: a `Batch` built for nothing would release the running one when dropped.
+        RUNTIME.with_borrow_mut(|r| r.in_flight.insert(job)).then(|| Batch(job))
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        RUNTIME.with_borrow_mut(|r| r.in_flight.remove(&self.0));
+        if ic_cdk::futures::is_recovering_from_trap() {
+            arm(now() + SECOND);
+        }
+    }
+}
+
+/// Runs one step of the job, then re-arms the timer, backing off after failed attempts.
+async fn run_batch(batch: Batch) {
+    let id = batch.0;
+    let progressed = match with_state(|s| s.job(id)) {
+        Some(job) => steps::step(job).await,
+        None => false,
+    };
+    drop(batch);
+    let retries = with_state(|s| s.job(id)).map_or(0, |j| j.retries);
+    let backoff = if progressed || retries == 0 { 0 } else { SECOND << retries.min(6) };
+    arm(now() + backoff);
+}

@@ -1,0 +1,75 @@
+//! One step of a job: the calls its phase makes (by `job::next_calls`), the event their answers
+//! make, the transition, and its effects performed on the vault's state.
+
+use vault_api::service::JobKind;
+
+use super::job::{self, Calls, Ctx, Effect, Event, Next};
+use super::{cycles, restore, snapshot};
+use crate::state::with_state;
+use crate::storable::{JobRecord, Phase, Task};
+use crate::{app_client, retention};
+
+/// Advances `job` by one step; returns whether it progressed.
+pub async fn step(job: JobRecord) -> bool {
+    let Some(calls) = job::next_calls(&job) else { return false };
+    let answered = match (&job.task, calls) {
+        (Task::Snapshot { .. }, Calls::DumpBegin) => snapshot::begin(&job).await,
+        (Task::Snapshot { phase: Phase::Transferring(building), .. }, Calls::DumpChunks(indices)) => {
+            snapshot::chunks(&job, building, indices).await
+        }
+        (Task::Snapshot { phase: Phase::Finishing(building), .. }, Calls::DumpEnd) => snapshot::end(&job, building).await,
+        (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreBegin) => restore::begin(&job, source, snapshot_id).await,
+        (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreChunks(indices)) => {
+            restore::chunks(&job, source, snapshot_id, indices).await
+        }
+        (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreCommit) => restore::commit(&job, source, snapshot_id).await,
+        // `next_calls` makes no other pair.
+        _ => None,
+    };
+    match answered {
+        Some((job, event)) => settle(job, event),
+        None => false,
+    }
+}
+
+/// Applies `event` to `job` and performs the transition's effects; returns whether it
+/// progressed.
+pub fn settle(job: JobRecord, event: Event) -> bool {
+    let ctx = Ctx {
+        now: ic_cdk::api::time(),
+        cycles: cycles::available(),
+        batch_reserve: cycles::batch_reserve(),
+        next_snapshot: with_state(|s| s.peek_snapshot_id()),
+    };
+    perform(job::apply(job, event, &ctx))
+}
+
+fn perform(Next { job, effects, progressed }: Next) -> bool {
+    let (id, app, kind) = (job.id, job.app, job.kind());
+    with_state(|s| {
+        s.put_job(job);
+        for effect in &effects {
+            match effect {
+                Effect::CreateSnapshot { id, record } => {
+                    let allocated = s.new_snapshot_id();
+                    assert_eq!(allocated, *id, "a transition's snapshot id is the next one");
+                    s.put_snapshot(app, *id, record.clone());
+                }
+                &Effect::CompleteSnapshot { id, sha256, duration, transfer_cycles } => s.complete_snapshot(app, id, sha256, duration, transfer_cycles),
+                &Effect::DropSnapshot(snapshot) => s.schedule_deletion(app, snapshot),
+                Effect::FreeApp => s.free_app(app, id),
+                Effect::ApplyRetention => retention::apply(s, app),
+                Effect::ReleaseApp => {}
+            }
+        }
+    });
+    if effects.contains(&Effect::ReleaseApp) {
+        ic_cdk::futures::spawn(async move {
+            let _ = match kind {
+                JobKind::Snapshot { .. } => app_client::dump_end(app, id).await,
+                JobKind::Restore { .. } => app_client::restore_abort(app, id).await,
+            };
+        });
+    }
+    progressed
+}

@@ -1,0 +1,392 @@
+//! `JOBS` values: a job's typed state, per kind, and its byte layout.
+//!
+//! A job is a snapshot (open the app's dump, move its chunks, close it) or a restore (open the
+//! app's staging, move the snapshot's chunks, commit). What a phase needs exists only in that
+//! phase: a transfer's sizes and the chunks moved appear once the dump or staging is open, a
+//! snapshot job's snapshot once the dump is. A finished job keeps the phase it ended in.
+
+use candid::Principal;
+use vault_api::Sha256;
+use vault_api::codec::{Reader, Writer};
+use vault_api::protocol::StateKind;
+use vault_api::service::{JobError, JobKind, JobPhase, Trigger};
+
+use super::fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_sha, read_opt_u64, storable, trigger_byte, trigger_of};
+
+/// Where a job is: opening, moving chunks (with what it moves), or closing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase<T> {
+    Starting,
+    Transferring(T),
+    Finishing(T),
+}
+
+impl<T> Phase<T> {
+    pub fn moving(&self) -> Option<&T> {
+        match self {
+            Phase::Starting => None,
+            Phase::Transferring(t) | Phase::Finishing(t) => Some(t),
+        }
+    }
+
+    /// Transferring becomes finishing; any other phase stays.
+    pub fn finish_transfer(&mut self) {
+        if let Phase::Transferring(_) = self
+            && let Phase::Transferring(moving) = std::mem::replace(self, Phase::Starting)
+        {
+            *self = Phase::Finishing(moving);
+        }
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Phase::Starting => 0,
+            Phase::Transferring(_) => 1,
+            Phase::Finishing(_) => 2,
+        }
+    }
+
+    fn job_phase(&self) -> JobPhase {
+        match self {
+            Phase::Starting => JobPhase::Starting,
+            Phase::Transferring(_) => JobPhase::Transferring,
+            Phase::Finishing(_) => JobPhase::Finishing,
+        }
+    }
+}
+
+/// The chunks of a transfer moved so far: one bit per chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ChunkSet(Vec<u8>);
+
+impl ChunkSet {
+    pub fn count(&self) -> u32 {
+        self.0.iter().map(|b| b.count_ones()).sum()
+    }
+
+    pub fn contains(&self, index: u32) -> bool {
+        self.0.get(index as usize / 8).is_some_and(|b| b & (1 << (index % 8)) != 0)
+    }
+
+    pub fn insert(&mut self, index: u32) {
+        let byte = index as usize / 8;
+        if self.0.len() <= byte {
+            self.0.resize(byte + 1, 0);
+        }
+        self.0[byte] |= 1 << (index % 8);
+    }
+}
+
+/// What a job moves, known once the dump or the staging area is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub state_kind: StateKind,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub chunks: u32,
+    /// The app's time when the image was frozen.
+    pub taken_at: u64,
+    pub done: ChunkSet,
+}
+
+impl Transfer {
+    pub fn is_complete(&self) -> bool {
+        self.done.count() == self.chunks
+    }
+}
+
+/// A snapshot job's transfer, into snapshot `snapshot` (building until the job succeeds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Building {
+    pub snapshot: u64,
+    pub transfer: Transfer,
+}
+
+/// What a job does, with its kind's own state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Task {
+    Snapshot { trigger: Trigger, phase: Phase<Building> },
+    /// Restores `snapshot_id` of `source` into the job's app.
+    Restore { source: Principal, snapshot_id: u64, phase: Phase<Transfer> },
+}
+
+impl Task {
+    pub fn transfer(&self) -> Option<&Transfer> {
+        match self {
+            Task::Snapshot { phase, .. } => phase.moving().map(|b| &b.transfer),
+            Task::Restore { phase, .. } => phase.moving(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Running,
+    Succeeded,
+    Failed(JobError),
+}
+
+/// A job: its task, its outcome, and what it spent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: u64,
+    pub app: Principal,
+    pub task: Task,
+    pub outcome: Outcome,
+    /// Failed attempts in a row.
+    pub retries: u32,
+    /// Times the job started over because the app lost its dump or staging area.
+    pub restarts: u32,
+    pub started_at: u64,
+    pub updated_at: u64,
+    pub finished_at: Option<u64>,
+    pub bytes_moved: u64,
+    pub calls: u64,
+    pub module_hash: Option<Sha256>,
+    pub notes: Vec<String>,
+}
+
+impl JobRecord {
+    /// A new job, in its first phase.
+    pub fn new(id: u64, app: Principal, kind: JobKind, now: u64) -> Self {
+        let task = match kind {
+            JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting },
+            JobKind::Restore { source, snapshot_id } => Task::Restore { source, snapshot_id, phase: Phase::Starting },
+        };
+        JobRecord {
+            id,
+            app,
+            task,
+            outcome: Outcome::Running,
+            retries: 0,
+            restarts: 0,
+            started_at: now,
+            updated_at: now,
+            finished_at: None,
+            bytes_moved: 0,
+            calls: 0,
+            module_hash: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self.task {
+            Task::Snapshot { trigger, .. } => JobKind::Snapshot { trigger },
+            Task::Restore { source, snapshot_id, .. } => JobKind::Restore { source, snapshot_id },
+        }
+    }
+
+    /// The phase as the service reports it.
+    pub fn phase(&self) -> JobPhase {
+        match (&self.outcome, &self.task) {
+            (Outcome::Succeeded, _) => JobPhase::Succeeded,
+            (Outcome::Failed(_), _) => JobPhase::Failed,
+            (Outcome::Running, Task::Snapshot { phase, .. }) => phase.job_phase(),
+            (Outcome::Running, Task::Restore { phase, .. }) => phase.job_phase(),
+        }
+    }
+
+    /// The snapshot the job builds or restores.
+    pub fn snapshot_id(&self) -> Option<u64> {
+        match &self.task {
+            Task::Snapshot { phase, .. } => phase.moving().map(|b| b.snapshot),
+            Task::Restore { snapshot_id, .. } => Some(*snapshot_id),
+        }
+    }
+
+    pub fn error(&self) -> Option<&JobError> {
+        match &self.outcome {
+            Outcome::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.outcome != Outcome::Running
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let (kind, trigger, source, phase_code) = match &self.task {
+            Task::Snapshot { trigger, phase } => (0, trigger_byte(*trigger), None, phase.code()),
+            Task::Restore { source, phase, .. } => (1, 0, Some(*source), phase.code()),
+        };
+        let phase_code = match self.outcome {
+            Outcome::Running => phase_code,
+            Outcome::Succeeded => 3,
+            Outcome::Failed(_) => 4,
+        };
+        let transfer = self.task.transfer();
+        let mut w = Writer::default();
+        w.u8(V1).u64(self.id).principal(&self.app).u8(kind).u8(trigger).opt_principal(source.as_ref());
+        opt_u64(&mut w, self.snapshot_id());
+        w.u8(phase_code)
+            .u8(kind_byte(transfer.map_or(StateKind::StableMemory, |t| t.state_kind)))
+            .u64(transfer.map_or(0, |t| t.size))
+            .u64(transfer.map_or(0, |t| t.chunk_size))
+            .u32(transfer.map_or(0, |t| t.chunks))
+            .u32(self.retries)
+            .u32(self.restarts)
+            .u64(self.started_at)
+            .u64(self.updated_at);
+        opt_u64(&mut w, self.finished_at);
+        w.u64(transfer.map_or(0, |t| t.taken_at)).u64(self.bytes_moved).u64(self.calls);
+        opt_sha(&mut w, self.module_hash.as_ref());
+        w.blob(transfer.map_or(&[][..], |t| &t.done.0))
+            .blob(&candid::encode_one(self.error()).expect("a job error encodes"))
+            .blob(&candid::encode_one(&self.notes).expect("notes encode"));
+        w.into_vec()
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        check_version(&mut r, "job record");
+        let id = r.u64();
+        let app = r.principal();
+        let kind = r.u8();
+        let trigger = trigger_of(r.u8());
+        let source = r.opt_principal();
+        let snapshot_id = read_opt_u64(&mut r);
+        let phase_code = r.u8();
+        let (state_kind, size, chunk_size, chunks) = (kind_of(r.u8()), r.u64(), r.u64(), r.u32());
+        let (retries, restarts, started_at, updated_at) = (r.u32(), r.u32(), r.u64(), r.u64());
+        let finished_at = read_opt_u64(&mut r);
+        let (taken_at, bytes_moved, calls) = (r.u64(), r.u64(), r.u64());
+        let module_hash = read_opt_sha(&mut r);
+        let done = ChunkSet(r.blob().to_vec());
+        let error: Option<JobError> = candid::decode_one(r.blob()).expect("a stored job error decodes");
+        let notes = candid::decode_one(r.blob()).expect("stored notes decode");
+        let transfer = Transfer { state_kind, size, chunk_size, chunks, taken_at, done };
+        // A transfer's chunk size is never 0 (dumps and imports with one are refused): 0 says
+        // none is open. A finished job ended in the phase its transfer shows.
+        let opened = chunk_size > 0;
+        let phase = |transfer: Transfer| match phase_code {
+            0 => Phase::Starting,
+            1 => Phase::Transferring(transfer),
+            2 => Phase::Finishing(transfer),
+            3 | 4 if !opened => Phase::Starting,
+            3 | 4 if transfer.is_complete() => Phase::Finishing(transfer),
+            3 | 4 => Phase::Transferring(transfer),
+            other => panic!("unknown job phase {other}"),
+        };
+        let task = match kind {
+            0 => match snapshot_id {
+                Some(snapshot) => Task::Snapshot { trigger, phase: phase(transfer).map(|transfer| Building { snapshot, transfer }) },
+                None => Task::Snapshot { trigger, phase: Phase::Starting },
+            },
+            1 => Task::Restore {
+                source: source.expect("a restore has a source"),
+                snapshot_id: snapshot_id.expect("a restore has a snapshot"),
+                phase: phase(transfer),
+            },
+            other => panic!("unknown job kind {other}"),
+        };
+        let outcome = match (phase_code, error) {
+            (3, _) => Outcome::Succeeded,
+            (4, Some(error)) => Outcome::Failed(error),
+            (4, None) => panic!("a failed job without its error"),
+            _ => Outcome::Running,
+        };
+        JobRecord { id, app, task, outcome, retries, restarts, started_at, updated_at, finished_at, bytes_moved, calls, module_hash, notes }
+    }
+}
+
+impl<T> Phase<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Phase<U> {
+        match self {
+            Phase::Starting => Phase::Starting,
+            Phase::Transferring(t) => Phase::Transferring(f(t)),
+            Phase::Finishing(t) => Phase::Finishing(f(t)),
+        }
+    }
+}
+
+storable!(JobRecord, ::ic_stable_structures::storable::Bound::Unbounded);
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use ic_stable_structures::Storable;
+    use vault_api::protocol::BackupError;
+
+    use super::*;
+
+    fn p(byte: u8, len: usize) -> Principal {
+        Principal::from_slice(&vec![byte; len])
+    }
+
+    fn transfer(chunks: u32, done: &[u32]) -> Transfer {
+        let mut set = ChunkSet::default();
+        for &i in done {
+            set.insert(i);
+        }
+        Transfer { state_kind: StateKind::Serde, size: chunks as u64 * 10, chunk_size: 10, chunks, taken_at: 8, done: set }
+    }
+
+    fn restore(phase: Phase<Transfer>, outcome: Outcome) -> JobRecord {
+        let mut job = JobRecord::new(3, p(5, 10), JobKind::Restore { source: p(6, 10), snapshot_id: 4 }, 5);
+        job.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase };
+        job.outcome = outcome;
+        job.retries = 2;
+        job.restarts = 1;
+        job.updated_at = 6;
+        job.finished_at = Some(7);
+        job.bytes_moved = 90;
+        job.calls = 12;
+        job.notes = vec!["resumed after a vault upgrade".into()];
+        job
+    }
+
+    fn round_trip(job: &JobRecord) -> Vec<u8> {
+        let bytes = job.to_bytes().into_owned();
+        assert_eq!(&JobRecord::from_bytes(Cow::Owned(bytes.clone())), job);
+        bytes
+    }
+
+    #[test]
+    fn job_records_round_trip_with_errors_and_notes() {
+        let failed = Outcome::Failed(JobError::AppRefused { error: BackupError::UnknownJob { job: 3 } });
+        let job = restore(Phase::Transferring(transfer(10, &[0, 9])), failed);
+        let done = &job.task.transfer().unwrap().done;
+        assert!(done.contains(9) && !done.contains(8));
+        assert_eq!(done.count(), 2);
+        let bytes = round_trip(&job);
+        // The fixed part is pinned; the tail carries candid.
+        let hex: String = bytes[..50].iter().map(|b| format!("{b:02x}")).collect();
+        let golden = format!("{}/golden/job_record_head.hex", env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(hex, std::fs::read_to_string(golden).unwrap().trim());
+    }
+
+    #[test]
+    fn every_phase_and_outcome_round_trips() {
+        let building = |t| Building { snapshot: 11, transfer: t };
+        let snapshot = |phase, outcome| {
+            let mut job = JobRecord::new(1, p(5, 10), JobKind::Snapshot { trigger: Trigger::Scheduled }, 5);
+            job.task = Task::Snapshot { trigger: Trigger::Scheduled, phase };
+            job.outcome = outcome;
+            job
+        };
+        let failed = || Outcome::Failed(JobError::SnapshotDeleted);
+        for outcome in [Outcome::Running, failed()] {
+            round_trip(&snapshot(Phase::Starting, outcome.clone()));
+            round_trip(&snapshot(Phase::Transferring(building(transfer(3, &[1]))), outcome.clone()));
+            round_trip(&restore(Phase::Starting, outcome.clone()));
+            round_trip(&restore(Phase::Transferring(transfer(3, &[])), outcome.clone()));
+        }
+        for outcome in [Outcome::Running, Outcome::Succeeded, failed()] {
+            round_trip(&snapshot(Phase::Finishing(building(transfer(2, &[0, 1]))), outcome.clone()));
+            round_trip(&restore(Phase::Finishing(transfer(0, &[])), outcome.clone()));
+        }
+    }
+
+    #[test]
+    fn the_service_view_follows_the_task() {
+        let job = restore(Phase::Finishing(transfer(1, &[0])), Outcome::Running);
+        assert_eq!(job.phase(), JobPhase::Finishing);
+        assert_eq!(job.snapshot_id(), Some(4));
+        assert_eq!(job.kind(), JobKind::Restore { source: p(6, 10), snapshot_id: 4 });
+        let fresh = JobRecord::new(2, p(5, 10), JobKind::Snapshot { trigger: Trigger::Manual }, 1);
+        assert_eq!((fresh.phase(), fresh.snapshot_id(), fresh.task.transfer()), (JobPhase::Starting, None, None));
+    }
+}
