@@ -230,6 +230,18 @@ enum Work {
     System { context: u64, export: &'static str, kind: ApiContext },
 }
 
+/// An execution that ran, for [`World::settle`] to apply: where it ran, how it ended, and how
+/// the cleanup after a trapped callback ended.
+struct Executed {
+    canister: Principal,
+    context_id: u64,
+    kind: ApiContext,
+    outcome: Outcome,
+    cleanup: Option<Outcome>,
+    /// Why the execution (and its cleanup) failed; the call context's answer if it closes unanswered.
+    error: Option<ExecError>,
+}
+
 impl World {
     pub fn new(limits: Limits, costs: CostTable, initial_time: u64) -> Self {
         World {
@@ -669,7 +681,6 @@ impl World {
 
     /// Runs `work` on canister `id` and settles its call context.
     fn execute_with_arg(&mut self, id: Principal, work: Work, arg: Vec<u8>) {
-        let (time, to_stderr) = (self.time, self.log_to_stderr);
         let injected = self.faults.take_trap(id);
         let c = &self.canisters[&id];
         let context_id = match &work {
@@ -756,26 +767,17 @@ impl World {
             }
             cleanup_outcome = Some(cleanup);
         }
-        let outputs = self.settle(id, context_id, kind, outcome, cleanup_outcome, error, time, to_stderr);
+        let executed = Executed { canister: id, context_id, kind, outcome, cleanup: cleanup_outcome, error };
+        let outputs = self.settle(executed);
         self.route(id, outputs);
     }
 
-    /// Applies an execution's effects to canister `id` and its call context, and returns what
-    /// it sends out.
-    #[allow(clippy::too_many_arguments)]
-    fn settle(
-        &mut self,
-        id: Principal,
-        context_id: u64,
-        kind: ApiContext,
-        outcome: Outcome,
-        cleanup: Option<Outcome>,
-        error: Option<ExecError>,
-        time: u64,
-        to_stderr: bool,
-    ) -> Vec<Output> {
+    /// Applies an execution's effects to its canister and call context, and returns what it
+    /// sends out.
+    fn settle(&mut self, executed: Executed) -> Vec<Output> {
+        let Executed { canister: id, context_id, kind, outcome, cleanup, error } = executed;
         let costs = self.costs.clone();
-        let timeout_base = self.time;
+        let (time, to_stderr) = (self.time, self.log_to_stderr);
         let c = self.canisters.get_mut(&id).expect("exists");
         let mut outputs = Vec::new();
         let mut instructions = outcome.instructions;
@@ -799,7 +801,7 @@ impl World {
             ctx.available -= exec.cycles_accepted;
             ctx.outstanding += exec.calls.len() as u32;
             for call in exec.calls {
-                let deadline = call.timeout_seconds.map_or(0, |s| (timeout_base / 1_000_000_000 + s as u64) * 1_000_000_000);
+                let deadline = call.timeout_seconds.map_or(0, |s| (time / 1_000_000_000 + s as u64) * 1_000_000_000);
                 let callback = c.next_id();
                 let request = Request {
                     sender: id,
