@@ -4,8 +4,10 @@
 //! - [`protocol`]: the endpoints the client library adds to an app, which only its vault may
 //!   call (dump a point-in-time image in chunks; stage a restore in chunks and commit it).
 //! - [`service`]: the vault's own endpoints (register, schedule, snapshot, list, restore, ...).
+//! - [`client`]: a typed client of the service over any transport (the CLI's, the tests').
 //! - [`manifest`]: how an image is cut into chunks and how a snapshot's SHA-256 is computed.
 
+pub mod client;
 pub mod codec;
 pub mod manifest;
 pub mod protocol;

@@ -6,6 +6,27 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Sha256;
 use crate::protocol::{BackupError, StateKind};
 
+/// Method names of the service (`vault.did`); [`crate::client`] calls each of them.
+pub mod methods {
+    pub const REGISTER: &str = "register";
+    pub const UNREGISTER: &str = "unregister";
+    pub const UPDATE_SCHEDULE: &str = "update_schedule";
+    pub const APP_INFO: &str = "app_info";
+    pub const LIST_APPS: &str = "list_apps";
+    pub const SNAPSHOT_NOW: &str = "snapshot_now";
+    pub const LIST_SNAPSHOTS: &str = "list_snapshots";
+    pub const DELETE_SNAPSHOT: &str = "delete_snapshot";
+    pub const RESTORE: &str = "restore";
+    pub const JOB_STATUS: &str = "job_status";
+    pub const LIST_JOBS: &str = "list_jobs";
+    pub const SNAPSHOT_CHUNK: &str = "snapshot_chunk";
+    pub const SNAPSHOT_MANIFEST: &str = "snapshot_manifest";
+    pub const IMPORT_BEGIN: &str = "import_begin";
+    pub const IMPORT_CHUNK: &str = "import_chunk";
+    pub const IMPORT_COMMIT: &str = "import_commit";
+    pub const IMPORT_ABORT: &str = "import_abort";
+}
+
 /// When the vault snapshots an app by itself.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
