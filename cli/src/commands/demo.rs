@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::report::size;
 use crate::{CliError, Output};
 
-/// Run the end-to-end demo on embedded ICs (built from this workspace).
+/// Run the end-to-end demo on embedded ICs, with the canisters this program carries.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to keep the embedded ICs and the exported file; a temporary directory by default,
@@ -107,7 +107,7 @@ pub fn exec(args: &Args) -> Result<Output, CliError> {
     let mut demo = Demo { home: root.join("ic"), steps: 0 };
     println!("canister-vault demo: every command below runs on an embedded IC kept in {}", demo.home.display());
 
-    demo.step("Create an IC with a vault, and deploy a ledger app that trusts it (builds the canisters)");
+    demo.step("Create an IC with a vault, and deploy a ledger app that trusts it");
     let init = demo.vault(&["embedded", "init"])?.json;
     let vault = text(&init, "vault")?;
     let cycles_at_start = demo.vault_cycles(&demo.home, &vault)?;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use vault_ops::embedded::EmbeddedTransport;
 use vault_ops::Transport;
 
-use super::init::wasm;
+use super::modules;
 use crate::options::parse_principal;
 use crate::{CliError, Output};
 
@@ -20,12 +20,22 @@ pub enum Example {
     Ledger,
 }
 
+impl Example {
+    /// Its module, as this program carries it.
+    fn module(self) -> &'static [u8] {
+        match self {
+            Example::Notes => modules::NOTES,
+            Example::Ledger => modules::LEDGER,
+        }
+    }
+}
+
 /// Create a canister controlled by the caller and install an example app (given the vault,
 /// by default the embedded one) or any module.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("module").required(true).args(["example", "wasm"])))]
 pub struct Args {
-    /// An example app of this workspace, built from it.
+    /// An example app of this workspace (this program carries its module).
     #[arg(long, value_enum)]
     pub example: Option<Example>,
     /// Any canister module.
@@ -54,15 +64,11 @@ impl std::fmt::Display for Deployed {
 pub fn exec(transport: &mut EmbeddedTransport, dir: &Path, args: &Args) -> Result<Output, CliError> {
     let (module, arg) = match args.example {
         Some(example) => {
-            let (package, lib) = match example {
-                Example::Notes => ("notes", "notes"),
-                Example::Ledger => ("ledger", "ledger"),
-            };
             let vault = args.app_vault.or_else(|| {
                 let text = std::fs::read_to_string(dir.join(crate::context::EMBEDDED_VAULT)).ok()?;
                 Principal::from_text(text.trim()).ok()
             });
-            (wasm(None, package, lib)?, Encode!(&vault).expect("an optional principal encodes"))
+            (example.module().to_vec(), Encode!(&vault).expect("an optional principal encodes"))
         }
         None => {
             let path = args.wasm.as_deref().expect("clap requires --example or --wasm");
@@ -72,7 +78,7 @@ pub fn exec(transport: &mut EmbeddedTransport, dir: &Path, args: &Args) -> Resul
                     .map_err(|e| CliError::Invalid(format!("--arg is not candid: {e}")))?,
                 None => Encode!().expect("empty args encode"),
             };
-            (wasm(Some(path), "", "")?, arg)
+            (modules::read(path)?, arg)
         }
     };
     let controller = transport.caller();

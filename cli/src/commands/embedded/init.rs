@@ -8,6 +8,7 @@ use serde::Serialize;
 use vault_ops::embedded::EmbeddedTransport;
 use vault_ops::identity;
 
+use super::modules;
 use crate::commands::Cli;
 use crate::context::{EMBEDDED_IDENTITY, EMBEDDED_VAULT};
 use crate::{CliError, Output};
@@ -19,7 +20,7 @@ pub const VAULT_CYCLES: u128 = 100_000_000_000_000;
 /// `--identity` or by a new identity saved as DIR/identity.pem.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The vault's wasm module; by default it is built from this workspace.
+    /// The vault's wasm module; by default the one this program carries.
     #[arg(long)]
     pub wasm: Option<PathBuf>,
 }
@@ -45,19 +46,11 @@ impl std::fmt::Display for InitReport {
     }
 }
 
-/// A module from `--wasm`, or the workspace's build of `package`.
-pub fn wasm(path: Option<&Path>, package: &str, lib: &str) -> Result<Vec<u8>, CliError> {
-    match path {
-        Some(path) => std::fs::read(path).map_err(|e| CliError::Invalid(format!("reading {}: {e}", path.display()))),
-        None => Ok(ic_harness::build::canister_lib_wasm(package, lib)),
-    }
-}
-
 pub fn exec(dir: &Path, cli: &Cli, args: &Args) -> Result<Output, CliError> {
     if dir.join("world.msgpack").exists() {
         return Err(CliError::Invalid(format!("{} already holds an embedded IC", dir.display())));
     }
-    let module = wasm(args.wasm.as_deref(), "canister-vault", "canister_vault")?;
+    let module = args.wasm.as_deref().map_or_else(|| Ok(modules::VAULT.to_vec()), modules::read)?;
     std::fs::create_dir_all(dir).map_err(|e| CliError::Invalid(format!("creating {}: {e}", dir.display())))?;
     let controller = match &cli.identity.identity {
         Some(name) => identity::load(name)?,

@@ -13,6 +13,7 @@ pub mod advance;
 pub mod call;
 pub mod deploy;
 pub mod init;
+pub mod modules;
 pub mod status;
 
 #[derive(Subcommand, Debug)]
