@@ -18,6 +18,7 @@ mod access;
 mod app_client;
 mod engine;
 pub mod memory;
+mod migration;
 mod ops;
 pub mod retention;
 pub mod state;
@@ -36,8 +37,13 @@ fn pre_upgrade() {
     }
 }
 
+/// Migrates the stored layout first; a layout this build cannot read fails the upgrade, which
+/// leaves the vault as it was.
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
+    if let Err(error) = state::with_state(migration::migrate) {
+        ic_cdk::trap(error.to_string());
+    }
     engine::resume_after_upgrade();
 }
 

@@ -27,8 +27,10 @@ use ic_stable_structures::DefaultMemoryImpl;
 
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
-/// Version of the layout above; stored in the header, checked at start.
+/// Version of the layout above, which this build writes; stored in the header.
 pub const LAYOUT_VERSION: u8 = 1;
+/// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
+pub const OLDEST_LAYOUT: u8 = 1;
 
 pub const HEADER: MemoryId = MemoryId::new(0);
 pub const APPS: MemoryId = MemoryId::new(1);

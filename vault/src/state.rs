@@ -61,7 +61,7 @@ impl State {
         let manager = MemoryManager::init(memory);
         let m = |id| memory::get(&manager, id);
         State {
-            header: StableCell::init(m(memory::HEADER), Header { next_job: 1, next_snapshot: 1 }),
+            header: StableCell::init(m(memory::HEADER), Header { layout: memory::LAYOUT_VERSION, next_job: 1, next_snapshot: 1 }),
             apps: StableBTreeMap::init(m(memory::APPS)),
             snapshots: StableBTreeMap::init(m(memory::SNAPSHOTS)),
             manifests: StableBTreeMap::init(m(memory::MANIFESTS)),
@@ -71,6 +71,17 @@ impl State {
             app_jobs: StableBTreeMap::init(m(memory::APP_JOBS)),
             deletions: StableBTreeMap::init(m(memory::DELETIONS)),
         }
+    }
+
+    /// The version of the stored layout.
+    pub fn layout(&self) -> u8 {
+        self.header.get().layout
+    }
+
+    pub fn set_layout(&mut self, layout: u8) {
+        let mut h = self.header.get().clone();
+        h.layout = layout;
+        self.header.set(h);
     }
 
     fn next_id(&mut self, job: bool) -> u64 {

@@ -20,8 +20,10 @@ mod job;
 pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
 
 /// `HEADER`, 21 bytes: magic "CVLT" | layout version | next job id u64 | next snapshot id u64.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// Every version is read; `migration` decides what to do with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    pub layout: u8,
     pub next_job: u64,
     pub next_snapshot: u64,
 }
@@ -31,16 +33,14 @@ impl Header {
 
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.bytes(Self::MAGIC).u8(crate::memory::LAYOUT_VERSION).u64(self.next_job).u64(self.next_snapshot);
+        w.bytes(Self::MAGIC).u8(self.layout).u64(self.next_job).u64(self.next_snapshot);
         w.into_vec()
     }
 
     fn decode(bytes: &[u8]) -> Self {
         let mut r = Reader::new(bytes);
         assert_eq!(&r.array::<4>(), Self::MAGIC, "not a vault header");
-        let version = r.u8();
-        assert_eq!(version, crate::memory::LAYOUT_VERSION, "vault layout {version} is not supported by this build");
-        Header { next_job: r.u64(), next_snapshot: r.u64() }
+        Header { layout: r.u8(), next_job: r.u64(), next_snapshot: r.u64() }
     }
 }
 storable!(Header, Bound::Bounded { max_size: 21, is_fixed_size: true });
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn golden_layouts() {
-        check("header", Header { next_job: 7, next_snapshot: 8 });
+        check("header", Header { layout: crate::memory::LAYOUT_VERSION, next_job: 7, next_snapshot: 8 });
         check("app_record", sample_app());
         check("principal_key", PrincipalKey(p(4, 10)));
         check("snapshot_key", SnapshotKey { app: p(4, 10), id: 0x0102 });
