@@ -31,3 +31,16 @@ pub trait Transport {
         Ok(())
     }
 }
+
+/// What the vault's typed client ([`vault_api::client::ServiceClient`]) calls through.
+impl vault_api::client::Transport for dyn Transport + '_ {
+    type Error = CallError;
+
+    fn update(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        Transport::update(self, canister, method, arg)
+    }
+
+    fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        Transport::query(self, canister, method, arg)
+    }
+}

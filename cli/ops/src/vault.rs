@@ -1,84 +1,78 @@
-//! The vault's service, typed: each method encodes its candid argument, calls through a
-//! [`Transport`] and decodes `Result<T, VaultError>`.
+//! The vault's service for the CLI: the typed [`ServiceClient`] over a [`Transport`], its
+//! answers and failures as [`OpsError`]s, and waiting for a job to end.
 
 use std::time::Duration;
 
-use candid::utils::ArgumentEncoder;
-use candid::{CandidType, Principal};
-use serde::de::DeserializeOwned;
+use candid::Principal;
+use vault_api::Sha256;
+use vault_api::client::{ClientError, Reply, ServiceClient};
 use vault_api::protocol::Chunk;
 use vault_api::service::{
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, ManifestPage, RegisterArgs, RestoreArgs, SnapshotInfo,
     SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
-use vault_api::Sha256;
 
 use crate::error::OpsError;
 use crate::progress::Progress;
-use crate::transport::Transport;
+use crate::transport::{CallError, Transport};
 
 /// How often a running job is polled.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Copy)]
-enum Mode {
-    Update,
-    Query,
+impl From<ClientError<CallError>> for OpsError {
+    fn from(e: ClientError<CallError>) -> Self {
+        match e {
+            ClientError::Call { method, error } => OpsError::Call { method, error },
+            ClientError::Encode { method, message } | ClientError::Decode { method, message } => OpsError::Decode { method, message },
+        }
+    }
+}
+
+/// The vault's answer, its refusal an error too.
+fn answer<T>(reply: Reply<T, CallError>) -> Result<T, OpsError> {
+    reply?.map_err(OpsError::Vault)
 }
 
 /// A vault canister reached through a transport.
 pub struct Vault<'t> {
-    transport: &'t mut dyn Transport,
-    pub id: Principal,
+    service: ServiceClient<&'t mut dyn Transport>,
 }
 
 impl<'t> Vault<'t> {
     pub fn new(transport: &'t mut dyn Transport, id: Principal) -> Self {
-        Vault { transport, id }
+        Vault { service: ServiceClient::new(transport, id) }
     }
 
     pub fn caller(&self) -> Principal {
-        self.transport.caller()
-    }
-
-    fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(&mut self, mode: Mode, method: &'static str, args: A) -> Result<R, OpsError> {
-        let arg = candid::encode_args(args).map_err(|e| OpsError::Decode { method, message: e.to_string() })?;
-        let reply = match mode {
-            Mode::Update => self.transport.update(self.id, method, arg),
-            Mode::Query => self.transport.query(self.id, method, arg),
-        }
-        .map_err(|error| OpsError::Call { method, error })?;
-        let (result,): (Result<R, VaultError>,) =
-            candid::decode_args(&reply).map_err(|e| OpsError::Decode { method, message: e.to_string() })?;
-        result.map_err(OpsError::Vault)
+        self.service.transport().caller()
     }
 
     pub fn register(&mut self, args: RegisterArgs) -> Result<AppInfo, OpsError> {
-        self.call(Mode::Update, "register", (args,))
+        answer(self.service.register(args))
     }
 
     pub fn unregister(&mut self, args: UnregisterArgs) -> Result<(), OpsError> {
-        self.call(Mode::Update, "unregister", (args,))
+        answer(self.service.unregister(args))
     }
 
     pub fn update_schedule(&mut self, args: UpdateScheduleArgs) -> Result<AppInfo, OpsError> {
-        self.call(Mode::Update, "update_schedule", (args,))
+        answer(self.service.update_schedule(args))
     }
 
     pub fn app_info(&mut self, app: Principal) -> Result<AppInfo, OpsError> {
-        self.call(Mode::Query, "app_info", (app,))
+        answer(self.service.app_info(app))
     }
 
     pub fn list_apps(&mut self) -> Result<Vec<AppInfo>, OpsError> {
-        self.call(Mode::Query, "list_apps", ())
+        answer(self.service.list_apps())
     }
 
     pub fn snapshot_now(&mut self, app: Principal) -> Result<JobInfo, OpsError> {
-        self.call(Mode::Update, "snapshot_now", (app,))
+        answer(self.service.snapshot_now(app))
     }
 
     pub fn list_snapshots(&mut self, app: Principal) -> Result<Vec<SnapshotInfo>, OpsError> {
-        self.call(Mode::Query, "list_snapshots", (app,))
+        answer(self.service.list_snapshots(app))
     }
 
     /// One completed snapshot's description.
@@ -90,43 +84,43 @@ impl<'t> Vault<'t> {
     }
 
     pub fn delete_snapshot(&mut self, app: Principal, snapshot_id: u64) -> Result<(), OpsError> {
-        self.call(Mode::Update, "delete_snapshot", (SnapshotRef { app, snapshot_id },))
+        answer(self.service.delete_snapshot(SnapshotRef { app, snapshot_id }))
     }
 
     pub fn restore(&mut self, args: RestoreArgs) -> Result<JobInfo, OpsError> {
-        self.call(Mode::Update, "restore", (args,))
+        answer(self.service.restore(args))
     }
 
     pub fn job_status(&mut self, job: u64) -> Result<JobInfo, OpsError> {
-        self.call(Mode::Query, "job_status", (job,))
+        answer(self.service.job_status(job))
     }
 
     pub fn list_jobs(&mut self, app: Principal) -> Result<Vec<JobInfo>, OpsError> {
-        self.call(Mode::Query, "list_jobs", (app,))
+        answer(self.service.list_jobs(app))
     }
 
     pub fn snapshot_chunk(&mut self, chunk: ChunkRef) -> Result<Chunk, OpsError> {
-        self.call(Mode::Query, "snapshot_chunk", (chunk,))
+        answer(self.service.snapshot_chunk(chunk))
     }
 
     pub fn snapshot_manifest(&mut self, page: ManifestPage) -> Result<Vec<Sha256>, OpsError> {
-        self.call(Mode::Query, "snapshot_manifest", (page,))
+        answer(self.service.snapshot_manifest(page))
     }
 
     pub fn import_begin(&mut self, args: ImportArgs) -> Result<ImportInfo, OpsError> {
-        self.call(Mode::Update, "import_begin", (args,))
+        answer(self.service.import_begin(args))
     }
 
     pub fn import_chunk(&mut self, chunk: ImportChunk) -> Result<(), OpsError> {
-        self.call(Mode::Update, "import_chunk", (chunk,))
+        answer(self.service.import_chunk(chunk))
     }
 
     pub fn import_commit(&mut self, snapshot: SnapshotRef) -> Result<SnapshotInfo, OpsError> {
-        self.call(Mode::Update, "import_commit", (snapshot,))
+        answer(self.service.import_commit(snapshot))
     }
 
     pub fn import_abort(&mut self, snapshot: SnapshotRef) -> Result<(), OpsError> {
-        self.call(Mode::Update, "import_abort", (snapshot,))
+        answer(self.service.import_abort(snapshot))
     }
 
     /// Polls job `id` until it ends, reporting its bytes moved; a failed job is an error.
@@ -146,7 +140,7 @@ impl<'t> Vault<'t> {
                 }
                 JobPhase::Starting | JobPhase::Transferring | JobPhase::Finishing => {}
             }
-            self.transport.wait(POLL_INTERVAL);
+            self.service.transport_mut().wait(POLL_INTERVAL);
             job = self.job_status(id)?;
         }
         progress.end();
