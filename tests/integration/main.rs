@@ -8,3 +8,4 @@ mod flows;
 mod fuzz;
 mod refusals;
 mod sizes;
+mod upgrades;

@@ -1,0 +1,132 @@
+//! Upgrades from the previous release and rollbacks to it. The vault and both example apps start
+//! on release 0.1.0's modules (`tests/fixtures/release-0.1.0`), are upgraded to this build,
+//! rolled back, and upgraded again. Snapshots taken on either side stay listed and restorable
+//! on both, and the apps' states survive every step.
+
+use candid::{Encode, Principal};
+use vault_tests::*;
+
+fn release_0_1_0(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/release-0.1.0/{name}.wasm.gz", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The previous release's module of `kind`.
+fn previous_app(kind: AppKind) -> Vec<u8> {
+    release_0_1_0(match kind {
+        AppKind::Notes => "notes",
+        AppKind::Ledger => "ledger",
+    })
+}
+
+/// Installs `wasm` over `canister` the way an operator does: the vault is stopped for it.
+fn upgrade(env: &Env, canister: Principal, wasm: Vec<u8>) {
+    let stop = canister == env.vault;
+    if stop {
+        env.ic.stop_canister(canister, Some(owner())).expect("stop");
+    }
+    env.ic.upgrade_canister(canister, wasm, Encode!().unwrap(), Some(owner())).expect("upgrade");
+    if stop {
+        env.ic.start_canister(canister, Some(owner())).expect("start");
+    }
+}
+
+struct App {
+    kind: AppKind,
+    id: Principal,
+    /// Updates applied so far.
+    updates: u64,
+}
+
+impl App {
+    fn update(&mut self, env: &Env, count: u64) {
+        for _ in 0..count {
+            self.kind.apply(&env.app(self.id), self.updates);
+            self.updates += 1;
+        }
+    }
+}
+
+/// Snapshots taken of one app, oldest first, with the state each was taken of.
+type Taken = Vec<(u64, Vec<u8>)>;
+
+/// Every snapshot of `app` is listed, and each restores the state it was taken of. The newest
+/// is restored last: it is the app's current state, so the app ends as it was.
+fn every_snapshot_restores(env: &Env, app: &App, taken: &Taken) {
+    let listed: Vec<u64> = env.vault().list_snapshots(app.id).unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(listed, taken.iter().map(|(id, _)| *id).collect::<Vec<_>>(), "{:?}: every snapshot is kept", app.kind);
+    for (id, state) in taken {
+        let job = env.restore(app.id, *id, None);
+        assert_eq!(job.error, None, "{:?}: restoring snapshot {id}", app.kind);
+        assert_eq!(&env.app(app.id).digest().1, state, "{:?}: snapshot {id} restores its state", app.kind);
+    }
+}
+
+/// Applies `updates` more updates to each app, then snapshots it.
+fn snapshot_all(env: &Env, apps: &mut [App], taken: &mut [Taken], updates: u64) {
+    for (app, taken) in apps.iter_mut().zip(taken.iter_mut()) {
+        app.update(env, updates);
+        let state = env.app(app.id).digest().1;
+        let job = env.snapshot(app.id);
+        assert_eq!(job.error, None, "{:?}: {job:?}", app.kind);
+        taken.push((job.snapshot_id.unwrap(), state));
+    }
+}
+
+fn states(env: &Env, apps: &[App]) -> Vec<Vec<u8>> {
+    apps.iter().map(|a| env.app(a.id).digest().1).collect()
+}
+
+#[test]
+fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
+    let ic = ic_harness::Harness::new();
+    let vault = ic.create_canister_with_cycles(Some(owner()), None, 100_000_000_000_000);
+    ic.install_canister(vault, release_0_1_0("canister_vault"), Encode!().unwrap(), Some(owner()));
+    let env = Env { ic, vault };
+    let mut apps: Vec<App> = [AppKind::Notes, AppKind::Ledger]
+        .into_iter()
+        .map(|kind| {
+            let id = env.ic.create_canister_with_settings(Some(owner()), None);
+            env.ic.install_canister(id, previous_app(kind), Encode!(&Some(env.vault)).unwrap(), Some(owner()));
+            env.vault().register(id, manual(), keep(10)).expect("register");
+            App { kind, id, updates: 0 }
+        })
+        .collect();
+    let mut taken: Vec<Taken> = vec![Vec::new(); apps.len()];
+
+    // On 0.1.0.
+    snapshot_all(&env, &mut apps, &mut taken, PREFILL + 2);
+
+    // Upgraded to this build: what 0.1.0 stored is read, and this build adds its own.
+    let before = states(&env, &apps);
+    upgrade(&env, env.vault, vault_wasm());
+    for app in &apps {
+        upgrade(&env, app.id, app.kind.wasm());
+    }
+    assert_eq!(states(&env, &apps), before, "the apps' states survive the upgrade");
+    for (app, taken) in apps.iter().zip(&taken) {
+        every_snapshot_restores(&env, app, taken);
+    }
+    snapshot_all(&env, &mut apps, &mut taken, 3);
+
+    // Rolled back to 0.1.0: it reads what this build stored, its snapshots included.
+    let before = states(&env, &apps);
+    upgrade(&env, env.vault, release_0_1_0("canister_vault"));
+    for app in &apps {
+        upgrade(&env, app.id, previous_app(app.kind));
+    }
+    assert_eq!(states(&env, &apps), before, "the apps' states survive the rollback");
+    for (app, taken) in apps.iter().zip(&taken) {
+        every_snapshot_restores(&env, app, taken);
+    }
+    snapshot_all(&env, &mut apps, &mut taken, 3);
+
+    // And forward again.
+    upgrade(&env, env.vault, vault_wasm());
+    for app in &apps {
+        upgrade(&env, app.id, app.kind.wasm());
+    }
+    for (app, taken) in apps.iter().zip(&taken) {
+        every_snapshot_restores(&env, app, taken);
+    }
+}
