@@ -107,7 +107,7 @@ fn rollback_of_one_page(wasm: &[u8]) {
 fn main() {
     let wasm = ic_harness::build::canister_wasm("harness-test-canisters", "probe");
     let started = Instant::now();
-    ic_harness::canister::compile(&wasm).unwrap();
+    ic_harness::compile(&wasm).unwrap();
     println!("compile probe canister ({} KiB): {:.2} s (cached per process afterwards)", wasm.len() / 1024, started.elapsed().as_secs_f64());
     small_update_calls(&wasm);
     chunk_transfer(&wasm, 256 * MIB);

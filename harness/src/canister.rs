@@ -25,25 +25,17 @@ pub enum ModuleError {
 #[derive(Debug)]
 pub struct ModuleInfo {
     pub mutable_globals: Vec<u32>,
-    pub has_table: bool,
     pub exports: BTreeSet<String>,
-    pub metadata: Vec<(String, Vec<u8>)>,
 }
 
 /// A compiled canister module, shared by every canister that runs it.
 pub struct CompiledModule {
-    pub module: Module,
+    pub(crate) module: Module,
     /// SHA-256 of the module as installed (the IC's module hash).
-    pub hash: [u8; 32],
+    pub(crate) hash: [u8; 32],
     /// The module as installed.
-    pub wasm: Arc<[u8]>,
-    pub info: ModuleInfo,
-}
-
-impl CompiledModule {
-    pub fn exports_method(&self, kind: &str, name: &str) -> bool {
-        self.info.exports.contains(&format!("{kind} {name}"))
-    }
+    pub(crate) wasm: Arc<[u8]>,
+    pub(crate) info: ModuleInfo,
 }
 
 fn engine() -> &'static Engine {
@@ -138,9 +130,7 @@ fn compile_uncached(wasm: &[u8], hash: [u8; 32], disk_cache: Option<&std::path::
         wasm: installed,
         info: ModuleInfo {
             mutable_globals: rewritten.mutable_globals,
-            has_table: rewritten.has_table,
             exports: rewritten.function_exports.into_iter().collect(),
-            metadata: rewritten.metadata,
         },
     })
 }

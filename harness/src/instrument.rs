@@ -93,16 +93,10 @@ pub struct Instrumented {
     pub wasm: Vec<u8>,
     /// Indices of the module's own mutable globals, exported with [`global_export`].
     pub mutable_globals: Vec<u32>,
-    /// Whether table 0 exists and is exported as [`TABLE_EXPORT`].
-    pub has_table: bool,
-    /// Whether memory 0 exists and is exported as [`MEMORY_EXPORT`].
-    pub has_memory: bool,
     /// `(module, name)` of every function import of the original module.
     pub function_imports: Vec<(String, String)>,
     /// Names of the original module's function exports.
     pub function_exports: Vec<String>,
-    /// Custom sections named `icp:public <name>` or `icp:private <name>`.
-    pub metadata: Vec<(String, Vec<u8>)>,
 }
 
 /// The wasm features the harness accepts: those of wasmtime's defaults that the IC accepts.
@@ -290,16 +284,6 @@ pub fn instrument(wasm: &[u8]) -> Result<Instrumented, InstrumentError> {
             }
         }
     }
-    let metadata = sections
-        .customs
-        .iter()
-        .filter_map(|c| {
-            let name = c.name();
-            let rest = name.strip_prefix("icp:public ").or_else(|| name.strip_prefix("icp:private "))?;
-            Some((rest.to_string(), c.data().to_vec()))
-        })
-        .collect();
-
     const ADDED_IMPORTS: u32 = 4;
     let new_type = types.len() as u32;
     let added = Added {
@@ -432,11 +416,8 @@ pub fn instrument(wasm: &[u8]) -> Result<Instrumented, InstrumentError> {
     Ok(Instrumented {
         wasm: module.finish(),
         mutable_globals,
-        has_table: tables > 0,
-        has_memory: memories > 0,
         function_imports,
         function_exports,
-        metadata,
     })
 }
 

@@ -1,21 +1,49 @@
 //! An embedded Internet Computer for tests, benchmarks and demos.
+//!
+//! The public API is [`Harness`] (and the [`IcBackend`] trait it shares with PocketIC), the
+//! vocabulary in [`types`], [`build`] for canister wasm and [`interface`] for `.did` checks.
+//! The other modules are private; each uses only the ones below it:
+//!
+//! ```text
+//! backend      IcBackend over Harness
+//! harness      the Harness API
+//! persist      save and load a World         (impl World)
+//! management   the management canister       (impl World)
+//! world        canisters, queues, rounds
+//! faults       injected traps, rejects, drops, corruptions
+//! messages     requests, responses, rejects
+//! canister     compiled modules, instances, commit and rollback
+//! system_api   the ic0 host functions
+//! pages        memory regions and page journals
+//! instrument   the wasm rewrite: instruction counting, heap journal
+//! config       limits and prices              types  codes, rejections, ids
+//! ```
+//!
+//! `build` and `interface` stand apart. `management` and `persist` add methods to `World`; for
+//! requests to the management canister, `world` calls two of `management`'s
+//! (`management_call`, `process_management_request`) without importing it.
 pub mod build;
-pub mod canister;
-pub mod config;
-pub mod faults;
-pub mod instrument;
 pub mod interface;
-pub mod management;
-pub mod messages;
-pub mod pages;
-pub mod persist;
-pub mod system_api;
 pub mod types;
-pub mod world;
-pub mod backend;
-pub mod harness;
+
+mod backend;
+mod canister;
+mod config;
+mod faults;
+mod harness;
+mod instrument;
+mod management;
+mod messages;
+mod pages;
+mod persist;
+mod system_api;
+mod world;
 
 pub use backend::{CallError, IcBackend};
+pub use canister::{CompiledModule, ModuleError, compile, host_functions};
+pub use config::Limits;
 pub use faults::CallMatcher;
 pub use harness::{Harness, HarnessBuilder, MessageId, Time};
+pub use persist::PersistError;
 pub use types::{ErrorCode, LogRecord, RejectCode, RejectResponse};
+pub use world::{CanisterMetrics, CanisterState, MethodTraffic, Traffic, World};

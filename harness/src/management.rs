@@ -77,7 +77,7 @@ impl World {
     }
 
     /// A call to the management canister that is answered at once (all but `stop_canister`).
-    pub fn management_call(&mut self, sender: Principal, from_canister: bool, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
+    pub(crate) fn management_call(&mut self, sender: Principal, from_canister: bool, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
         self.management_call_with_cycles(sender, from_canister, method, payload, 0)
     }
 
@@ -202,7 +202,7 @@ impl World {
     }
 
     /// A request to `aaaaa-aa` from a canister or an ingress message, taken from the queue.
-    pub fn process_management_request(&mut self, request: Request) {
+    pub(crate) fn process_management_request(&mut self, request: Request) {
         let from_canister = matches!(request.origin, Origin::Canister { .. });
         if request.method == "stop_canister" {
             let result = Decode!(&request.payload, mgmt::CanisterIdRecord)
@@ -221,7 +221,7 @@ impl World {
         self.deliver_response(request.origin, MANAGEMENT_CANISTER, result, refund);
     }
 
-    pub fn create_canister(
+    pub(crate) fn create_canister(
         &mut self,
         sender: Principal,
         from_canister: bool,
@@ -245,7 +245,7 @@ impl World {
         Ok(id)
     }
 
-    pub fn install_code(
+    pub(crate) fn install_code(
         &mut self,
         sender: Principal,
         from_canister: bool,
@@ -415,7 +415,7 @@ impl World {
         }
     }
 
-    pub fn uninstall_code(&mut self, sender: Principal, from_canister: bool, id: Principal) -> Result<(), Reject> {
+    pub(crate) fn uninstall_code(&mut self, sender: Principal, from_canister: bool, id: Principal) -> Result<(), Reject> {
         self.controlled(id, sender)?;
         self.discard_call_contexts(id);
         let origin = self.origin_of(sender, from_canister);
@@ -431,7 +431,7 @@ impl World {
 
     /// Starts stopping `id`; returns whether it is already stopped (answer now) or the answer
     /// waits until its call contexts close.
-    pub fn stop_canister(&mut self, sender: Principal, id: Principal, waiter: Origin) -> Result<bool, Reject> {
+    pub(crate) fn stop_canister(&mut self, sender: Principal, id: Principal, waiter: Origin) -> Result<bool, Reject> {
         self.controlled(id, sender)?;
         let c = self.canisters.get_mut(&id).expect("exists");
         match &mut c.status {
@@ -448,7 +448,7 @@ impl World {
         }
     }
 
-    pub fn start_canister(&mut self, sender: Principal, id: Principal) -> Result<(), Reject> {
+    pub(crate) fn start_canister(&mut self, sender: Principal, id: Principal) -> Result<(), Reject> {
         self.controlled(id, sender)?;
         let c = self.canisters.get_mut(&id).expect("exists");
         let previous = std::mem::replace(&mut c.status, Status::Running);
@@ -464,7 +464,7 @@ impl World {
         Ok(())
     }
 
-    pub fn canister_status(&self, sender: Principal, id: Principal) -> Result<mgmt::CanisterStatusResult, Reject> {
+    pub(crate) fn canister_status(&self, sender: Principal, id: Principal) -> Result<mgmt::CanisterStatusResult, Reject> {
         let c = self.existing(id)?;
         if sender != id {
             self.controlled(id, sender)?;
@@ -513,7 +513,7 @@ impl World {
         })
     }
 
-    pub fn canister_info(&self, id: Principal, requested: u64) -> Result<mgmt::CanisterInfoResult, Reject> {
+    pub(crate) fn canister_info(&self, id: Principal, requested: u64) -> Result<mgmt::CanisterInfoResult, Reject> {
         let c = self.existing(id)?;
         let n = (requested as usize).min(c.history.len());
         Ok(mgmt::CanisterInfoResult {
@@ -524,7 +524,7 @@ impl World {
         })
     }
 
-    pub fn update_settings(&mut self, sender: Principal, from_canister: bool, id: Principal, settings: mgmt::CanisterSettings) -> Result<(), Reject> {
+    pub(crate) fn update_settings(&mut self, sender: Principal, from_canister: bool, id: Principal, settings: mgmt::CanisterSettings) -> Result<(), Reject> {
         self.controlled(id, sender)?;
         if let Some(controllers) = &settings.controllers {
             check_controllers(controllers)?;
@@ -543,7 +543,7 @@ impl World {
         Ok(())
     }
 
-    pub fn delete_canister(&mut self, sender: Principal, id: Principal) -> Result<(), Reject> {
+    pub(crate) fn delete_canister(&mut self, sender: Principal, id: Principal) -> Result<(), Reject> {
         let c = self.controlled(id, sender)?;
         if sender == id {
             return Err(Reject::system(ErrorCode::CanisterInvalidController, format!("Canister {id} cannot delete itself.")));

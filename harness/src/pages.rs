@@ -129,11 +129,6 @@ pub struct PageSet {
 }
 
 impl PageSet {
-    pub fn contains(&self, page: u64) -> bool {
-        let word = (page / 64) as usize;
-        word < self.bits.len() && self.bits[word] & (1 << (page % 64)) != 0
-    }
-
     /// Inserts `page`; returns whether it was new.
     pub fn insert(&mut self, page: u64) -> bool {
         let word = (page / 64) as usize;
@@ -151,10 +146,6 @@ impl PageSet {
 
     pub fn len(&self) -> usize {
         self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     pub fn members(&self) -> &[u64] {
@@ -194,10 +185,6 @@ impl PageJournal {
             self.saved_data.extend_from_slice(&memory[start..start + PAGE_SIZE]);
         }
         true
-    }
-
-    pub fn is_touched(&self, page: u64) -> bool {
-        self.touched.contains(page)
     }
 
     /// Distinct pages written in this message.

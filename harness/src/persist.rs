@@ -119,7 +119,7 @@ impl World {
     }
 
     /// Writes this (quiet) world into `dir`.
-    pub fn save(&mut self, dir: &Path) -> Result<(), PersistError> {
+    pub(crate) fn save(&mut self, dir: &Path) -> Result<(), PersistError> {
         self.is_quiet().map_err(PersistError::Busy)?;
         let modules = dir.join("modules");
         let canisters_dir = dir.join("canisters");
@@ -193,7 +193,7 @@ impl World {
     }
 
     /// Reads a world saved in `dir`.
-    pub fn load(dir: &Path) -> Result<World, PersistError> {
+    pub(crate) fn load(dir: &Path) -> Result<World, PersistError> {
         let saved: SavedWorld = rmp_serde::from_slice(&read(&dir.join("world.msgpack"))?)
             .map_err(|e| PersistError::Format(format!("{}: {e}", dir.display())))?;
         if saved.format != FORMAT_VERSION {

@@ -56,22 +56,6 @@ impl ApiContext {
             ApiContext::InspectMessage => "inspect message",
         }
     }
-
-    /// Whether this execution answers a call context (and so may reply or reject).
-    pub fn can_respond(self) -> bool {
-        matches!(
-            self,
-            ApiContext::Update
-                | ApiContext::ReplicatedQuery
-                | ApiContext::NonReplicatedQuery
-                | ApiContext::ReplyCallback
-                | ApiContext::RejectCallback
-        )
-    }
-
-    pub fn is_query(self) -> bool {
-        matches!(self, ApiContext::ReplicatedQuery | ApiContext::NonReplicatedQuery)
-    }
 }
 
 /// Sets of contexts, as the spec's letters: I G U Q Ry Rt C T F (and s for start).

@@ -96,29 +96,30 @@ impl CanisterMetrics {
 /// One entry of a canister's history, as `canister_info` reports it.
 pub type Change = ic_management_canister_types::Change;
 
+/// One canister's state. Other crates see its cycles, global timer, metrics and memory size.
 pub struct CanisterState {
-    pub id: Principal,
-    pub controllers: Vec<Principal>,
-    pub status: Status,
+    pub(crate) id: Principal,
+    pub(crate) controllers: Vec<Principal>,
+    pub(crate) status: Status,
     pub cycles: u128,
-    pub settings: Settings,
-    pub instance: Option<Instance>,
-    pub call_contexts: BTreeMap<u64, CallContext>,
-    pub callbacks: BTreeMap<u64, Callback>,
+    pub(crate) settings: Settings,
+    pub(crate) instance: Option<Instance>,
+    pub(crate) call_contexts: BTreeMap<u64, CallContext>,
+    pub(crate) callbacks: BTreeMap<u64, Callback>,
     pub(crate) next_id: u64,
     pub global_timer: u64,
-    pub version: u64,
-    pub certified_data: Vec<u8>,
-    pub logs: Vec<LogRecord>,
+    pub(crate) version: u64,
+    pub(crate) certified_data: Vec<u8>,
+    pub(crate) logs: Vec<LogRecord>,
     pub(crate) next_log: u64,
-    pub history: Vec<Change>,
-    pub total_changes: u64,
-    pub queue: VecDeque<Input>,
+    pub(crate) history: Vec<Change>,
+    pub(crate) total_changes: u64,
+    pub(crate) queue: VecDeque<Input>,
     pub metrics: CanisterMetrics,
 }
 
 impl CanisterState {
-    pub fn new(id: Principal, controllers: Vec<Principal>, cycles: u128, settings: Settings) -> Self {
+    pub(crate) fn new(id: Principal, controllers: Vec<Principal>, cycles: u128, settings: Settings) -> Self {
         CanisterState {
             id,
             controllers,
@@ -151,15 +152,15 @@ impl CanisterState {
         self.instance.as_ref().map_or(0, |i| i.heap_bytes() + i.stable().size_bytes())
     }
 
-    pub fn freezing_reserve(&self, costs: &CostTable) -> u128 {
+    pub(crate) fn freezing_reserve(&self, costs: &CostTable) -> u128 {
         costs.idle_burn_per_day(self.memory_bytes()) * self.settings.freezing_threshold as u128 / 86_400
     }
 
-    pub fn liquid_cycles(&self, costs: &CostTable) -> u128 {
+    pub(crate) fn liquid_cycles(&self, costs: &CostTable) -> u128 {
         self.cycles.saturating_sub(self.freezing_reserve(costs))
     }
 
-    pub fn status_code(&self) -> u32 {
+    pub(crate) fn status_code(&self) -> u32 {
         match self.status {
             Status::Running => 1,
             Status::Stopping(_) => 2,
@@ -167,7 +168,7 @@ impl CanisterState {
         }
     }
 
-    pub fn log(&mut self, time: u64, content: Vec<u8>, to_stderr: bool) {
+    pub(crate) fn log(&mut self, time: u64, content: Vec<u8>, to_stderr: bool) {
         if to_stderr {
             eprintln!("[{}] {}", self.id, String::from_utf8_lossy(&content));
         }
@@ -175,7 +176,7 @@ impl CanisterState {
         self.next_log += 1;
     }
 
-    pub fn record_change(&mut self, time: u64, origin: ic_management_canister_types::ChangeOrigin, details: ic_management_canister_types::ChangeDetails) {
+    pub(crate) fn record_change(&mut self, time: u64, origin: ic_management_canister_types::ChangeOrigin, details: ic_management_canister_types::ChangeDetails) {
         self.total_changes += 1;
         self.history.push(Change { timestamp_nanos: time, canister_version: self.version, origin, details: Some(details) });
         const KEPT_CHANGES: usize = 20;
@@ -205,20 +206,22 @@ pub struct MethodTraffic {
     pub bytes: u64,
 }
 
+/// The embedded IC's state. Other crates reach it through [`crate::Harness::with_world`] and see
+/// its time, rounds, canisters and [`World::is_quiet`].
 pub struct World {
     pub time: u64,
     pub(crate) last_round_time: u64,
     pub canisters: BTreeMap<Principal, CanisterState>,
-    pub next_canister_index: u64,
-    pub ingress: HashMap<u64, Option<CallResult>>,
+    pub(crate) next_canister_index: u64,
+    pub(crate) ingress: HashMap<u64, Option<CallResult>>,
     pub(crate) next_message: u64,
-    pub limits: Limits,
-    pub costs: CostTable,
-    pub subnet_id: Principal,
-    pub faults: Faults,
-    pub traffic: Traffic,
-    pub log_to_stderr: bool,
-    pub max_inner_rounds: u32,
+    pub(crate) limits: Limits,
+    pub(crate) costs: CostTable,
+    pub(crate) subnet_id: Principal,
+    pub(crate) faults: Faults,
+    pub(crate) traffic: Traffic,
+    pub(crate) log_to_stderr: bool,
+    pub(crate) max_inner_rounds: u32,
     pub rounds: u64,
     pub(crate) management_queue: VecDeque<Request>,
 }
@@ -243,7 +246,7 @@ struct Executed {
 }
 
 impl World {
-    pub fn new(limits: Limits, costs: CostTable, initial_time: u64) -> Self {
+    pub(crate) fn new(limits: Limits, costs: CostTable, initial_time: u64) -> Self {
         World {
             time: initial_time,
             last_round_time: initial_time,
@@ -263,7 +266,7 @@ impl World {
         }
     }
 
-    pub fn canister(&self, id: &Principal) -> Option<&CanisterState> {
+    pub(crate) fn canister(&self, id: &Principal) -> Option<&CanisterState> {
         self.canisters.get(id)
     }
 
@@ -289,7 +292,7 @@ impl World {
     }
 
     /// Submits an ingress update; the caller polls `ingress` for the result.
-    pub fn submit_ingress(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, RejectResponse> {
+    pub(crate) fn submit_ingress(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, RejectResponse> {
         if payload.len() > self.limits.max_ingress_bytes {
             return Err(RejectResponse::new(
                 ErrorCode::CanisterRejectedMessage,
@@ -365,7 +368,7 @@ impl World {
     }
 
     /// Runs a non-replicated query; its changes are always discarded.
-    pub fn query(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
+    pub(crate) fn query(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
         if receiver == MANAGEMENT_CANISTER {
             return self.management_call(sender, false, method, &payload).map_err(|r| r.to_user());
         }
@@ -407,7 +410,7 @@ impl World {
 
     /// Delivers a request to its receiver's queue, or answers it at once where the IC would
     /// refuse it on induction.
-    pub fn route_request(&mut self, mut request: Request) {
+    pub(crate) fn route_request(&mut self, mut request: Request) {
         self.faults.corrupt_request(&mut request);
         let size = request.method.len() + request.payload.len();
         if let Some(sender) = self.canisters.get_mut(&request.sender) {
@@ -461,7 +464,7 @@ impl World {
     }
 
     /// Sends the answer of a call context to whoever waits for it.
-    pub fn deliver_response(&mut self, origin: Origin, from: Principal, mut result: Result<Vec<u8>, Reject>, refund: u128) {
+    pub(crate) fn deliver_response(&mut self, origin: Origin, from: Principal, mut result: Result<Vec<u8>, Reject>, refund: u128) {
         match origin {
             Origin::Ingress(id) => {
                 self.ingress.insert(id, Some(result.map_err(|r| r.to_user())));
@@ -511,7 +514,7 @@ impl World {
     }
 
     /// Moves time forward and charges storage for the elapsed time.
-    pub fn advance_time(&mut self, nanos: u64) {
+    pub(crate) fn advance_time(&mut self, nanos: u64) {
         for c in self.canisters.values_mut() {
             let fee = self.costs.storage(c.memory_bytes(), nanos);
             c.cycles = c.cycles.saturating_sub(fee);
@@ -521,7 +524,7 @@ impl World {
     }
 
     /// One round: due timers and heartbeats, then queued messages in inner rounds.
-    pub fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         if self.time == self.last_round_time {
             self.time += 1;
         }

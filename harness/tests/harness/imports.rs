@@ -1,8 +1,7 @@
 //! Every `ic0` function the cdk can import is defined, with its signature; an import the
 //! harness lacks fails the install with its name.
 
-use ic_harness::canister::{self, ModuleError};
-use ic_harness::{ErrorCode, Harness};
+use ic_harness::{ErrorCode, Harness, ModuleError, compile, host_functions};
 use std::path::PathBuf;
 use wasm_encoder::{EntityType, ImportSection, Module, TypeSection, ValType};
 
@@ -78,15 +77,15 @@ fn every_ic0_import_of_the_cdk_is_defined_with_its_signature() {
     let imports = ic0_imports();
     assert!(imports.len() >= 60, "parsed only {} functions", imports.len());
     for (name, _, _) in &imports {
-        assert!(canister::host_functions().contains(&("ic0".to_string(), name.clone())), "ic0.{name} is not defined");
+        assert!(host_functions().contains(&("ic0".to_string(), name.clone())), "ic0.{name} is not defined");
     }
-    canister::compile(&module_importing(&imports)).expect("every signature matches");
+    compile(&module_importing(&imports)).expect("every signature matches");
 }
 
 #[test]
 fn the_32_bit_stable_memory_api_is_defined() {
     for name in ["stable_size", "stable_grow", "stable_read", "stable_write"] {
-        assert!(canister::host_functions().contains(&("ic0".to_string(), name.to_string())), "ic0.{name}");
+        assert!(host_functions().contains(&("ic0".to_string(), name.to_string())), "ic0.{name}");
     }
 }
 
@@ -94,7 +93,7 @@ fn the_32_bit_stable_memory_api_is_defined() {
 fn an_unknown_import_fails_the_install_naming_it() {
     let wasm = module_importing(&[("frobnicate".to_string(), vec![], vec![])]);
     assert_eq!(
-        canister::compile(&wasm).err(),
+        compile(&wasm).err(),
         Some(ModuleError::UnknownImport { module: "ic0".into(), name: "frobnicate".into() })
     );
     let ic = Harness::new();

@@ -2,8 +2,7 @@
 //! count's determinism.
 
 use crate::common::*;
-use ic_harness::config::Limits;
-use ic_harness::{ErrorCode, Harness};
+use ic_harness::{ErrorCode, Harness, Limits};
 use serde_bytes::ByteBuf;
 
 #[test]
