@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use candid::Principal;
-use ic_harness::{CallError, CallMatcher, RejectCode};
+use ic_harness::{CallMatcher, RejectCode};
 use ic_management_canister_types::CanisterIdRecord;
 use serde_bytes::ByteBuf;
 use vault_api::Sha256;
@@ -142,7 +142,7 @@ fn ensure(condition: bool, what: impl FnOnce() -> String) -> Checked {
     if condition { Ok(()) } else { Err(what()) }
 }
 
-fn injected(e: &CallError) -> bool {
+fn injected(e: &impl std::fmt::Display) -> bool {
     e.to_string().contains("injected fault")
 }
 
@@ -212,19 +212,16 @@ impl Campaign {
 
     /// A vault update as `caller`, sent again if an injected trap hit it (the trap rolled it
     /// back).
-    fn request<A, T>(&self, caller: Principal, method: &str, args: A) -> Result<VaultResult<T>, String>
-    where
-        A: candid::utils::ArgumentEncoder + Clone,
-        T: candid::CandidType + for<'de> serde::Deserialize<'de>,
-    {
+    fn request<T>(&self, caller: Principal, call: impl Fn(&mut VaultService<'_>) -> VaultReply<T>) -> Result<VaultResult<T>, String> {
+        let mut trapped = String::new();
         for _ in 0..8 {
-            match self.env.vault_as(caller).try_update::<_, (VaultResult<T>,)>(method, args.clone()) {
-                Ok((result,)) => return Ok(result),
-                Err(e) if injected(&e) => continue,
-                Err(e) => return Err(format!("{method}: {e}")),
+            match call(&mut self.env.vault_as(caller).service()) {
+                Ok(result) => return Ok(result),
+                Err(e) if injected(&e) => trapped = e.to_string(),
+                Err(e) => return Err(e.to_string()),
             }
         }
-        Err(format!("{method} kept trapping"))
+        Err(format!("kept trapping: {trapped}"))
     }
 
     fn say(&mut self, what: String) {
@@ -305,7 +302,7 @@ impl Campaign {
     fn snapshot_now(&mut self) -> Checked {
         let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
         let id = self.apps[i].id;
-        let result = self.request::<_, JobInfo>(owner(), "snapshot_now", (id,))?;
+        let result = self.request(owner(), |v| v.snapshot_now(id))?;
         self.say(format!("snapshot_now {id}: {:?}", result.as_ref().map(|j| j.id)));
         match (&self.apps[i].job, result) {
             (_, Ok(job)) => {
@@ -335,7 +332,7 @@ impl Campaign {
         };
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
         let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: into_clone.then_some(target_id) };
-        let result = self.request::<_, JobInfo>(owner(), "restore", (args,))?;
+        let result = self.request(owner(), |v| v.restore(args))?;
         self.say(format!("restore {snapshot} of {source_id} into {target_id}: {:?}", result.as_ref().map(|j| j.id)));
         self.catch_up(source)?;
         match (&self.apps[target].job, result) {
@@ -403,7 +400,7 @@ impl Campaign {
                 _ => None,
             })
             .collect();
-        let result = self.request::<_, ()>(owner(), "delete_snapshot", (SnapshotRef { app: id, snapshot_id: snapshot },))?;
+        let result = self.request(owner(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: snapshot }))?;
         self.say(format!("delete {snapshot} of {id}: {result:?}"));
         self.catch_up(i)?;
         let live = self.apps[i].live_snapshots();
@@ -445,7 +442,7 @@ impl Campaign {
         self.say("settle".into());
         for round in 0..2_000 {
             if round == 1_000 {
-                let refused = self.request::<_, JobInfo>(owner(), "snapshot_now", (Principal::management_canister(),))?;
+                let refused = self.request(owner(), |v| v.snapshot_now(Principal::management_canister()))?;
                 ensure(matches!(refused, Err(VaultError::UnknownApp { .. })), || format!("{refused:?}"))?;
             }
             let running: Vec<u64> = self.apps.iter().filter_map(|a| a.job.as_ref().map(ModelJob::id)).collect();
@@ -563,18 +560,20 @@ impl Campaign {
         let some_snapshot = self.apps[i].live_snapshots().first().copied().unwrap_or(1);
         let what = self.rng.below(6);
         self.say(format!("stranger call {what} on {id}"));
-        let not_a_controller = |r: Result<VaultResult<candid::Reserved>, String>| match r {
-            Ok(Err(VaultError::NotAController { .. })) => Ok(()),
-            other => Err(format!("{other:?}")),
-        };
+        fn not_a_controller<T: std::fmt::Debug>(r: Result<VaultResult<T>, String>) -> Result<(), String> {
+            match r {
+                Ok(Err(VaultError::NotAController { .. })) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
         let outcome = match what {
             0 => match self.env.vault_as(stranger()).list_snapshots(id) {
                 Err(VaultError::NotAController { .. }) => Ok(()),
                 other => Err(format!("{other:?}")),
             },
-            1 => not_a_controller(self.request(stranger(), "snapshot_now", (id,))),
-            2 => not_a_controller(self.request(stranger(), "restore", (RestoreArgs { app: id, snapshot_id: some_snapshot, target: None },))),
-            3 => not_a_controller(self.request(stranger(), "delete_snapshot", (SnapshotRef { app: id, snapshot_id: some_snapshot },))),
+            1 => not_a_controller(self.request(stranger(), |v| v.snapshot_now(id))),
+            2 => not_a_controller(self.request(stranger(), |v| v.restore(RestoreArgs { app: id, snapshot_id: some_snapshot, target: None }))),
+            3 => not_a_controller(self.request(stranger(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: some_snapshot }))),
             4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1 }).unwrap()),
             _ => {
                 let kind = if self.apps[i].kind == AppKind::Notes { StateKind::Serde } else { StateKind::StableMemory };
@@ -825,7 +824,7 @@ impl Campaign {
 
     fn snapshot_now_of(&mut self, i: usize) -> Checked {
         let id = self.apps[i].id;
-        let job = self.request::<_, JobInfo>(owner(), "snapshot_now", (id,))?.map_err(|e| format!("snapshot_now {id}: {e}"))?;
+        let job = self.request(owner(), |v| v.snapshot_now(id))?.map_err(|e| format!("snapshot_now {id}: {e}"))?;
         let state = self.known_state(i)?;
         self.apps[i].jobs_seen.insert(job.id);
         self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window: vec![state] });
@@ -838,7 +837,7 @@ impl Campaign {
         let before = self.known_state(target)?;
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
         let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: Some(target_id) };
-        let job = self.request::<_, JobInfo>(owner(), "restore", (args,))?.map_err(|e| format!("restore: {e}"))?;
+        let job = self.request(owner(), |v| v.restore(args))?.map_err(|e| format!("restore: {e}"))?;
         self.apps[target].jobs_seen.insert(job.id);
         self.apps[target].job = Some(ModelJob::Restore { id: job.id, source: source_id, snapshot, before });
         self.settle()?;

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use candid::Principal;
+use vault_api::protocol::methods;
 
 use crate::Env;
 
@@ -25,7 +26,7 @@ pub struct Cost {
 }
 
 /// The client library's methods whose requests or replies carry a chunk of state.
-const CHUNK_METHODS: [&str; 2] = ["vault_dump_chunk", "vault_restore_chunk"];
+const CHUNK_METHODS: [&str; 2] = [methods::DUMP_CHUNK, methods::RESTORE_CHUNK];
 
 impl Cost {
     /// Mean bytes a call carried, its request and response together.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{Encode, Principal};
-use ic_harness::{CallError, Harness, IcBackend};
+use ic_harness::{CallError, Harness, IcBackend, RejectResponse};
 use serde_bytes::ByteBuf;
+use vault_api::client::{Reply, ServiceClient, Transport};
 use vault_api::protocol::Chunk;
 use vault_api::service::{
     AppInfo, ChunkRef, JobInfo, JobPhase, RegisterArgs, RestoreArgs, Retention, Schedule, SnapshotInfo, SnapshotRef, UnregisterArgs,
@@ -42,7 +43,31 @@ pub fn stranger() -> Principal {
 
 pub type VaultResult<T> = Result<T, VaultError>;
 
-/// The vault's methods, called as `caller`.
+/// Calls on the embedded IC as `caller`: what the vault's typed client calls through.
+pub struct HarnessTransport<'a> {
+    pub ic: &'a Harness,
+    pub caller: Principal,
+}
+
+impl Transport for HarnessTransport<'_> {
+    type Error = RejectResponse;
+
+    fn update(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, RejectResponse> {
+        self.ic.update_call(canister, self.caller, method, arg)
+    }
+
+    fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, RejectResponse> {
+        self.ic.query_call(canister, self.caller, method, arg)
+    }
+}
+
+/// The vault's typed service on the embedded IC.
+pub type VaultService<'a> = ServiceClient<HarnessTransport<'a>>;
+
+/// What a call of [`VaultService`] gives: the vault's answer, or the reject that came instead.
+pub type VaultReply<T> = Reply<T, RejectResponse>;
+
+/// The vault's methods, called as `caller`; each panics if the vault gives no answer.
 pub struct VaultClient<'a> {
     pub ic: &'a Harness,
     pub vault: Principal,
@@ -50,65 +75,62 @@ pub struct VaultClient<'a> {
 }
 
 impl VaultClient<'_> {
-    /// An update that may fail before the vault answers (an injected trap, a stopped vault).
-    pub fn try_update<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
-        self.ic.update_candid(self.vault, self.caller, method, args)
+    /// The vault's service, whose calls may fail before the vault answers (an injected trap, a
+    /// stopped vault).
+    pub fn service(&self) -> VaultService<'_> {
+        ServiceClient::new(HarnessTransport { ic: self.ic, caller: self.caller }, self.vault)
     }
 
-    fn query<A: ArgumentEncoder, R: for<'b> ArgumentDecoder<'b>>(&self, method: &str, args: A) -> Result<R, CallError> {
-        self.ic.query_candid(self.vault, self.caller, method, args)
-    }
-
-    fn expect<T>(method: &str, r: Result<(T,), CallError>) -> T {
-        r.unwrap_or_else(|e| panic!("vault.{method}: {e}")).0
+    fn expect<T>(reply: VaultReply<T>) -> VaultResult<T> {
+        reply.unwrap_or_else(|e| panic!("vault: {e}"))
     }
 
     pub fn register(&self, app: Principal, schedule: Schedule, retention: Retention) -> VaultResult<AppInfo> {
-        Self::expect("register", self.try_update("register", (RegisterArgs { app, schedule, retention },)))
+        Self::expect(self.service().register(RegisterArgs { app, schedule, retention }))
     }
 
     pub fn unregister(&self, app: Principal, delete_snapshots: bool) -> VaultResult<()> {
-        Self::expect("unregister", self.try_update("unregister", (UnregisterArgs { app, delete_snapshots },)))
+        Self::expect(self.service().unregister(UnregisterArgs { app, delete_snapshots }))
     }
 
     pub fn update_schedule(&self, app: Principal, schedule: Option<Schedule>, retention: Option<Retention>) -> VaultResult<AppInfo> {
-        Self::expect("update_schedule", self.try_update("update_schedule", (UpdateScheduleArgs { app, schedule, retention },)))
+        Self::expect(self.service().update_schedule(UpdateScheduleArgs { app, schedule, retention }))
     }
 
     pub fn app_info(&self, app: Principal) -> VaultResult<AppInfo> {
-        Self::expect("app_info", self.query("app_info", (app,)))
+        Self::expect(self.service().app_info(app))
     }
 
     pub fn list_apps(&self) -> VaultResult<Vec<AppInfo>> {
-        Self::expect("list_apps", self.query("list_apps", ()))
+        Self::expect(self.service().list_apps())
     }
 
     pub fn snapshot_now(&self, app: Principal) -> VaultResult<JobInfo> {
-        Self::expect("snapshot_now", self.try_update("snapshot_now", (app,)))
+        Self::expect(self.service().snapshot_now(app))
     }
 
     pub fn list_snapshots(&self, app: Principal) -> VaultResult<Vec<SnapshotInfo>> {
-        Self::expect("list_snapshots", self.query("list_snapshots", (app,)))
+        Self::expect(self.service().list_snapshots(app))
     }
 
     pub fn delete_snapshot(&self, app: Principal, snapshot_id: u64) -> VaultResult<()> {
-        Self::expect("delete_snapshot", self.try_update("delete_snapshot", (SnapshotRef { app, snapshot_id },)))
+        Self::expect(self.service().delete_snapshot(SnapshotRef { app, snapshot_id }))
     }
 
     pub fn restore(&self, app: Principal, snapshot_id: u64, target: Option<Principal>) -> VaultResult<JobInfo> {
-        Self::expect("restore", self.try_update("restore", (RestoreArgs { app, snapshot_id, target },)))
+        Self::expect(self.service().restore(RestoreArgs { app, snapshot_id, target }))
     }
 
     pub fn job_status(&self, job: u64) -> VaultResult<JobInfo> {
-        Self::expect("job_status", self.query("job_status", (job,)))
+        Self::expect(self.service().job_status(job))
     }
 
     pub fn list_jobs(&self, app: Principal) -> VaultResult<Vec<JobInfo>> {
-        Self::expect("list_jobs", self.query("list_jobs", (app,)))
+        Self::expect(self.service().list_jobs(app))
     }
 
     pub fn snapshot_chunk(&self, app: Principal, snapshot_id: u64, index: u32) -> VaultResult<Chunk> {
-        Self::expect("snapshot_chunk", self.query("snapshot_chunk", (ChunkRef { app, snapshot_id, index },)))
+        Self::expect(self.service().snapshot_chunk(ChunkRef { app, snapshot_id, index }))
     }
 }
 
