@@ -58,10 +58,10 @@ impl Drop for Outstanding {
 /// Seconds a call may wait for its response before it ends in SYS_UNKNOWN.
 pub const CALL_TIMEOUT_SECONDS: u32 = 60;
 
-/// Fees of one call for the transfer accounting: the call fee and 1,000 cycles per byte each
-/// way, at 13-node application subnet prices.
-pub fn transfer_cycles(request_bytes: u64, reply_bytes: u64) -> u128 {
-    260_000 + 1_000 * (request_bytes + reply_bytes) as u128
+/// Fees of `calls` calls moving `bytes` bytes (requests and replies) for the transfer
+/// accounting: the call fee and 1,000 cycles per byte, at 13-node application subnet prices.
+pub fn transfer_cycles(calls: u64, bytes: u64) -> u128 {
+    260_000 * calls as u128 + 1_000 * bytes as u128
 }
 
 /// Why a call produced no answer from the app.

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use candid::Principal;
 use sha2::{Digest, Sha256 as Hasher};
-use vault_api::codec::{Reader, Writer};
+use vault_api::codec::{Reader, Writer, state_kind_byte, state_kind_of, trigger_byte, trigger_of};
 use vault_api::manifest::{ManifestHasher, Sha256, chunk_count, chunk_range};
 use vault_api::protocol::StateKind;
 use vault_api::service::{SnapshotInfo, Trigger};
@@ -80,21 +80,14 @@ impl Header {
         w.principal(&self.app)
             .u64(self.snapshot_id)
             .u64(self.taken_at_nanos)
-            .u8(match self.state_kind {
-                StateKind::Serde => 1,
-                StateKind::StableMemory => 2,
-            })
+            .u8(state_kind_byte(self.state_kind))
             .u64(self.size)
             .u64(self.chunk_size)
             .u32(self.chunks)
             .sha256(&self.sha256)
             .u8(self.module_hash.is_some() as u8)
             .sha256(&self.module_hash.unwrap_or_default())
-            .u8(match self.trigger {
-                Trigger::Scheduled => 0,
-                Trigger::Manual => 1,
-                Trigger::Import => 2,
-            })
+            .u8(trigger_byte(self.trigger))
             .u64(self.exported_at_nanos);
         w.into_vec()
     }
@@ -108,20 +101,11 @@ impl Header {
         let app = r.opt_principal().ok_or_else(|| bad("the header names no app"))?;
         let snapshot_id = r.u64();
         let taken_at_nanos = r.u64();
-        let state_kind = match r.u8() {
-            1 => StateKind::Serde,
-            2 => StateKind::StableMemory,
-            _ => return Err(bad("unknown state kind")),
-        };
+        let state_kind = state_kind_of(r.u8()).ok_or_else(|| bad("unknown state kind"))?;
         let (size, chunk_size, chunks, sha256) = (r.u64(), r.u64(), r.u32(), r.sha256());
         let has_module = r.u8();
         let module = r.sha256();
-        let trigger = match r.u8() {
-            0 => Trigger::Scheduled,
-            1 => Trigger::Manual,
-            2 => Trigger::Import,
-            _ => return Err(bad("unknown trigger")),
-        };
+        let trigger = trigger_of(r.u8()).ok_or_else(|| bad("unknown trigger"))?;
         let exported_at_nanos = r.u64();
         if chunk_size == 0 || chunk_count(size, chunk_size) != chunks {
             return Err(bad("the chunk count does not match the size and chunk size"));

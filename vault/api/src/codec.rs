@@ -7,6 +7,43 @@
 use candid::Principal;
 
 use crate::manifest::Sha256;
+use crate::protocol::StateKind;
+use crate::service::Trigger;
+
+/// A state kind's byte in every stored layout and file: 1 serde, 2 stable memory (0 is left
+/// for "none" where a layout needs it).
+pub fn state_kind_byte(kind: StateKind) -> u8 {
+    match kind {
+        StateKind::Serde => 1,
+        StateKind::StableMemory => 2,
+    }
+}
+
+pub fn state_kind_of(byte: u8) -> Option<StateKind> {
+    match byte {
+        1 => Some(StateKind::Serde),
+        2 => Some(StateKind::StableMemory),
+        _ => None,
+    }
+}
+
+/// A trigger's byte in every stored layout and file: 0 scheduled, 1 manual, 2 import.
+pub fn trigger_byte(trigger: Trigger) -> u8 {
+    match trigger {
+        Trigger::Scheduled => 0,
+        Trigger::Manual => 1,
+        Trigger::Import => 2,
+    }
+}
+
+pub fn trigger_of(byte: u8) -> Option<Trigger> {
+    match byte {
+        0 => Some(Trigger::Scheduled),
+        1 => Some(Trigger::Manual),
+        2 => Some(Trigger::Import),
+        _ => None,
+    }
+}
 
 /// Appends fields to a byte vector.
 #[derive(Default)]

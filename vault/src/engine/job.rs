@@ -33,7 +33,7 @@ pub struct Ctx {
 
 /// Cycles a transfer of `chunks` full chunks costs, beyond the calls' reservations.
 pub fn transfer_estimate(chunks: u32) -> u128 {
-    chunks as u128 * (app_client::transfer_cycles(CHUNK_SIZE + 1024, 1024) + 100_000_000)
+    chunks as u128 * (app_client::transfer_cycles(1, CHUNK_SIZE + 2 * 1024) + 100_000_000)
 }
 
 /// The calls a job's next step makes.
@@ -359,7 +359,7 @@ fn dump_ended(job: JobRecord, snapshot: u64, manifest_hash: Option<Sha256>, ctx:
     let Some(sha256) = manifest_hash else {
         return start_over(job, BackupError::MissingChunks { missing: 1, first: 0 }, ctx);
     };
-    let transfer_cycles = job.calls as u128 * 260_000 + job.bytes_moved as u128 * 1_000;
+    let transfer_cycles = app_client::transfer_cycles(job.calls, job.bytes_moved);
     let complete = Effect::CompleteSnapshot { id: snapshot, sha256, duration: ctx.now - job.started_at, transfer_cycles };
     succeed(job, vec![complete, Effect::FreeApp, Effect::ApplyRetention], ctx)
 }

@@ -13,36 +13,16 @@ pub fn check_version(r: &mut Reader, what: &str) {
     assert_eq!(v, V1, "{what} layout version {v} is not supported");
 }
 
-pub fn kind_byte(kind: StateKind) -> u8 {
-    match kind {
-        StateKind::Serde => 1,
-        StateKind::StableMemory => 2,
-    }
-}
+pub use vault_api::codec::{state_kind_byte as kind_byte, trigger_byte};
 
+/// A stored state kind; another byte is a broken invariant.
 pub fn kind_of(b: u8) -> StateKind {
-    match b {
-        1 => StateKind::Serde,
-        2 => StateKind::StableMemory,
-        other => panic!("unknown state kind {other}"),
-    }
+    vault_api::codec::state_kind_of(b).unwrap_or_else(|| panic!("unknown state kind {b}"))
 }
 
-pub fn trigger_byte(t: Trigger) -> u8 {
-    match t {
-        Trigger::Scheduled => 0,
-        Trigger::Manual => 1,
-        Trigger::Import => 2,
-    }
-}
-
+/// A stored trigger; another byte is a broken invariant.
 pub fn trigger_of(b: u8) -> Trigger {
-    match b {
-        0 => Trigger::Scheduled,
-        1 => Trigger::Manual,
-        2 => Trigger::Import,
-        other => panic!("unknown trigger {other}"),
-    }
+    vault_api::codec::trigger_of(b).unwrap_or_else(|| panic!("unknown trigger {b}"))
 }
 
 pub fn opt_u64(w: &mut Writer, v: Option<u64>) {
