@@ -6,9 +6,11 @@
 //! - [`service`]: the vault's own endpoints (register, schedule, snapshot, list, restore, ...).
 //! - [`client`]: a typed client of the service over any transport (the CLI's, the tests').
 //! - [`manifest`]: how an image is cut into chunks and how a snapshot's SHA-256 is computed.
+//! - [`layout`]: the migration steps from a stored layout version to a build's.
 
 pub mod client;
 pub mod codec;
+pub mod layout;
 pub mod manifest;
 pub mod protocol;
 pub mod service;
