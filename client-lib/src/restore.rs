@@ -3,7 +3,7 @@
 //! untouched.
 
 use ic_stable_structures::Memory;
-use vault_api::manifest::{self, ManifestHasher, Sha256};
+use vault_api::manifest::{self, ChunkFault, ManifestHasher, Sha256};
 use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, RestoreReport, StateKind};
 
 use crate::layout::{Committed, OpenRestore};
@@ -96,18 +96,13 @@ fn open(job: u64) -> Result<OpenRestore, BackupError> {
 pub fn chunk(args: RestoreChunk) -> Result<(), BackupError> {
     guards::caller_is_vault()?;
     let restore = open(args.job)?;
-    let chunks = manifest::chunk_count(restore.size, restore.chunk_size);
-    if args.index >= chunks {
-        return Err(BackupError::ChunkOutOfRange { index: args.index, chunks });
-    }
-    let range = manifest::chunk_range(restore.size, restore.chunk_size, args.index);
-    let expected = range.end - range.start;
-    if args.data.len() as u64 != expected {
-        return Err(BackupError::ChunkSizeMismatch { index: args.index, expected, actual: args.data.len() as u64 });
-    }
-    if Sha256::of(&args.data) != args.sha256 {
-        return Err(BackupError::ChunkHashMismatch { index: args.index });
-    }
+    let index = args.index;
+    let range = manifest::check_chunk(restore.size, restore.chunk_size, index, args.data.len() as u64, &args.sha256, || Sha256::of(&args.data))
+        .map_err(|fault| match fault {
+            ChunkFault::OutOfRange { chunks } => BackupError::ChunkOutOfRange { index, chunks },
+            ChunkFault::SizeMismatch { expected, actual } => BackupError::ChunkSizeMismatch { index, expected, actual },
+            ChunkFault::HashMismatch => BackupError::ChunkHashMismatch { index },
+        })?;
     staging::staging().write(range.start, &args.data);
     store::with_staged(|staged| staged.insert(args.index, args.sha256.0));
     Ok(())

@@ -3,7 +3,7 @@
 
 use candid::Principal;
 use vault_api::Sha256;
-use vault_api::manifest::chunk_range;
+use vault_api::manifest::{ChunkFault, check_chunk};
 use vault_api::protocol::CHUNK_SIZE;
 use vault_api::service::{
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
@@ -337,18 +337,16 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
 /// Stores one chunk of an import, checked against its SHA-256.
 pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     let record = import_in_progress(args.app, args.snapshot_id)?;
-    if args.index >= record.chunks {
-        return Err(VaultError::ChunkOutOfRange { snapshot_id: args.snapshot_id, index: args.index, chunks: record.chunks });
-    }
-    let range = chunk_range(record.size, record.chunk_size, args.index);
-    let expected = range.end - range.start;
-    if args.data.len() as u64 != expected {
-        return Err(VaultError::ChunkSizeMismatch { index: args.index, expected, actual: args.data.len() as u64 });
-    }
-    let hashed = HashedChunk::new(&args.data);
-    if hashed.hash() != args.sha256 {
-        return Err(VaultError::ChunkHashMismatch { index: args.index });
-    }
+    let (index, mut hashed) = (args.index, None);
+    check_chunk(record.size, record.chunk_size, index, args.data.len() as u64, &args.sha256, || {
+        hashed.insert(HashedChunk::new(&args.data)).hash()
+    })
+    .map_err(|fault| match fault {
+        ChunkFault::OutOfRange { chunks } => VaultError::ChunkOutOfRange { snapshot_id: args.snapshot_id, index, chunks },
+        ChunkFault::SizeMismatch { expected, actual } => VaultError::ChunkSizeMismatch { index, expected, actual },
+        ChunkFault::HashMismatch => VaultError::ChunkHashMismatch { index },
+    })?;
+    let hashed = hashed.expect("a checked chunk is hashed");
     with_state(|s| s.store_chunk(args.snapshot_id, args.index, &hashed));
     Ok(())
 }

@@ -82,6 +82,40 @@ pub fn chunk_range(size: u64, chunk_size: u64, index: u32) -> std::ops::Range<u6
     start..(start + chunk_size).min(size)
 }
 
+/// Why a chunk does not belong to its image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkFault {
+    OutOfRange { chunks: u32 },
+    SizeMismatch { expected: u64, actual: u64 },
+    HashMismatch,
+}
+
+/// Checks chunk `index` of `len` bytes against an image of `size` bytes in chunks of
+/// `chunk_size`: in range, of its exact length, and with SHA-256 `claimed` (`hash` computes
+/// the chunk's own, only once the rest holds). Returns the chunk's byte range.
+pub fn check_chunk(
+    size: u64,
+    chunk_size: u64,
+    index: u32,
+    len: u64,
+    claimed: &Sha256,
+    hash: impl FnOnce() -> Sha256,
+) -> Result<std::ops::Range<u64>, ChunkFault> {
+    let chunks = chunk_count(size, chunk_size);
+    if index >= chunks {
+        return Err(ChunkFault::OutOfRange { chunks });
+    }
+    let range = chunk_range(size, chunk_size, index);
+    let expected = range.end - range.start;
+    if len != expected {
+        return Err(ChunkFault::SizeMismatch { expected, actual: len });
+    }
+    if hash() != *claimed {
+        return Err(ChunkFault::HashMismatch);
+    }
+    Ok(range)
+}
+
 /// Computes a manifest hash chunk by chunk.
 #[derive(Clone)]
 pub struct ManifestHasher {
@@ -136,6 +170,17 @@ mod tests {
         assert_eq!(chunk_count(10, 10), 1);
         assert_eq!(chunk_count(11, 10), 2);
         assert_eq!(chunk_range(25, 10, 2), 20..25);
+    }
+
+    #[test]
+    fn a_chunk_is_checked_for_range_length_and_hash_in_that_order() {
+        let data = [7u8; 5];
+        let sha = Sha256::of(&data);
+        let unhashed = || -> Sha256 { panic!("hashed before its length was checked") };
+        assert_eq!(check_chunk(25, 10, 2, 5, &sha, || Sha256::of(&data)), Ok(20..25));
+        assert_eq!(check_chunk(25, 10, 3, 5, &sha, unhashed), Err(ChunkFault::OutOfRange { chunks: 3 }));
+        assert_eq!(check_chunk(25, 10, 1, 5, &sha, unhashed), Err(ChunkFault::SizeMismatch { expected: 10, actual: 5 }));
+        assert_eq!(check_chunk(25, 10, 2, 5, &Sha256::default(), || Sha256::of(&data)), Err(ChunkFault::HashMismatch));
     }
 
     #[test]

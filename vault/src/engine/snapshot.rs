@@ -1,7 +1,7 @@
 //! A snapshot job's steps: open the app's dump, move its chunks into the vault's store (each
 //! checked against its SHA-256), close it.
 
-use vault_api::manifest::chunk_range;
+use vault_api::manifest::check_chunk;
 
 use super::calls;
 use super::job::{ChunkAnswer, Event};
@@ -26,14 +26,17 @@ pub async fn chunks(job: &JobRecord, building: &Building, indices: Vec<u32>) -> 
     let (job, answers) = calls::make(job, requests).await?;
     let transfer = &building.transfer;
     let event = calls::chunks_event(indices, answers, |index, chunk| {
-        let range = chunk_range(transfer.size, transfer.chunk_size, index);
-        let hashed = HashedChunk::new(&chunk.data);
-        let intact = chunk.index == index && chunk.data.len() as u64 == range.end - range.start && hashed.hash() == chunk.sha256;
-        if !intact {
-            return ChunkAnswer::Failed(CallFailure::Corrupted { index });
+        let mut hashed = None;
+        let checked = check_chunk(transfer.size, transfer.chunk_size, index, chunk.data.len() as u64, &chunk.sha256, || {
+            hashed.insert(HashedChunk::new(&chunk.data)).hash()
+        });
+        match hashed {
+            Some(hashed) if checked.is_ok() && chunk.index == index => {
+                with_state(|s| s.store_chunk(building.snapshot, index, &hashed));
+                ChunkAnswer::Moved(index)
+            }
+            _ => ChunkAnswer::Failed(CallFailure::Corrupted { index }),
         }
-        with_state(|s| s.store_chunk(building.snapshot, index, &hashed));
-        ChunkAnswer::Moved(index)
     });
     Some((job, event))
 }
