@@ -26,7 +26,7 @@ impl Sha256 {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::codec::hex(&self.0)
     }
 }
 

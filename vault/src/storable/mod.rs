@@ -287,15 +287,12 @@ mod tests {
     use std::borrow::Cow;
 
     use ic_stable_structures::Storable;
+    use vault_api::codec::hex;
 
     use super::*;
 
     fn p(byte: u8, len: usize) -> Principal {
         Principal::from_slice(&vec![byte; len])
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn golden(name: &str) -> String {

@@ -33,9 +33,5 @@ pub fn exec(transport: &mut EmbeddedTransport, args: &Args) -> Result<Output, Cl
     };
     let decoded = IDLArgs::from_bytes(&reply).map_err(|e| CliError::Invalid(format!("the reply is not candid: {e}")))?;
     let text = decoded.to_string();
-    Ok(Output { json: serde_json::json!({ "reply": text, "reply_hex": hex(&reply) }), text })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(Output { json: serde_json::json!({ "reply": text, "reply_hex": vault_api::codec::hex(&reply) }), text })
 }
