@@ -1,8 +1,8 @@
 //! A typed client of the vault's service, over any [`Transport`] that carries candid bytes
 //! (ic-agent, an embedded IC, a test double). Each method encodes its argument, calls the
 //! method named in [`methods`] as the query or update `vault.did` declares, and decodes the
-//! vault's `Result`. Replies are decoded within quotas ([`reply_decoder_config`]): they come
-//! from a canister the caller may not trust, and a few crafted bytes must not cost seconds.
+//! vault's `Result`. Replies are decoded within candid's decoding and skipping quotas: they
+//! come from a canister the caller may not trust, and a few crafted bytes must not cost seconds.
 
 use candid::de::DecoderConfig;
 use candid::utils::ArgumentEncoder;
@@ -55,16 +55,15 @@ pub type Reply<T, E> = Result<Result<T, VaultError>, ClientError<E>>;
 /// Decoding work a reply may cost, in candid's units (see `DecoderConfig::set_decoding_quota`).
 /// A reply is at most 3 MiB (a non-replicated query's); the vault's replies cost at most about
 /// 9 units a byte (a list of apps whose principals are short), so 3 MiB of any of them fits.
-pub const REPLY_DECODING_QUOTA: usize = 50_000_000;
+const REPLY_DECODING_QUOTA: usize = 50_000_000;
 
-/// Work a reply may cost in values the client skips (fields or arguments a newer vault adds),
-/// which the decoding quota charges 50 times over: half of it. Without this bound, a few bytes
-/// declaring a long `vec null` cost seconds to skip.
-pub const REPLY_SKIPPING_QUOTA: usize = REPLY_DECODING_QUOTA / 100;
+/// Work a reply may cost in values the client skips (fields or arguments a newer vault adds).
+/// The decoding quota charges them 50 times over; this keeps them to half of it.
+const REPLY_SKIPPING_QUOTA: usize = REPLY_DECODING_QUOTA / 100;
 
 /// How replies are decoded: within [`REPLY_DECODING_QUOTA`] and [`REPLY_SKIPPING_QUOTA`], with
 /// errors that name the problem without dumping the reply.
-pub fn reply_decoder_config() -> DecoderConfig {
+fn reply_decoder_config() -> DecoderConfig {
     let mut config = DecoderConfig::new();
     config.set_decoding_quota(REPLY_DECODING_QUOTA).set_skipping_quota(REPLY_SKIPPING_QUOTA).set_full_error_message(false);
     config
@@ -85,10 +84,6 @@ pub struct ServiceClient<T> {
 impl<T: Transport> ServiceClient<T> {
     pub fn new(transport: T, canister: Principal) -> Self {
         ServiceClient { transport, canister }
-    }
-
-    pub fn canister(&self) -> Principal {
-        self.canister
     }
 
     pub fn transport(&self) -> &T {
