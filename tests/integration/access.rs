@@ -8,6 +8,7 @@ use serde_bytes::ByteBuf;
 use vault_api::Sha256;
 use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreBegin, RestoreChunk, StateKind, methods};
 use vault_api::service::{ChunkRef, RegisterArgs, RestoreArgs, SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError};
+use vault_api::service::methods as vault_methods;
 use vault_tests::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,17 +117,17 @@ fn vault_endpoints_admit_only_controllers_of_the_app() {
     let (app, snap) = (s.app, s.snapshots[0]);
     type Endpoint<'a> = (&'a str, Box<dyn Fn(Caller) -> Result<(), VaultError> + 'a>);
     let endpoints: Vec<Endpoint> = vec![
-        ("register", Box::new(|c| call(&s, s.env.vault, owner(), c, "register", false, (RegisterArgs { app: s.spare, schedule: manual(), retention: keep(2) },)))),
-        ("update_schedule", Box::new(|c| call(&s, s.env.vault, owner(), c, "update_schedule", false, (UpdateScheduleArgs { app, schedule: None, retention: Some(keep(10)) },)))),
-        ("app_info", Box::new(|c| call(&s, s.env.vault, owner(), c, "app_info", true, (app,)))),
-        ("list_snapshots", Box::new(|c| call(&s, s.env.vault, owner(), c, "list_snapshots", true, (app,)))),
-        ("list_jobs", Box::new(|c| call(&s, s.env.vault, owner(), c, "list_jobs", true, (app,)))),
-        ("job_status", Box::new(|c| call(&s, s.env.vault, owner(), c, "job_status", true, (s.job,)))),
-        ("snapshot_chunk", Box::new(|c| call(&s, s.env.vault, owner(), c, "snapshot_chunk", true, (ChunkRef { app, snapshot_id: snap, index: 0 },)))),
-        ("snapshot_now", Box::new(|c| call(&s, s.env.vault, owner(), c, "snapshot_now", false, (app,)))),
-        ("restore", Box::new(|c| call(&s, s.env.vault, owner(), c, "restore", false, (RestoreArgs { app, snapshot_id: snap, target: Some(s.registered_spare) },)))),
-        ("delete_snapshot", Box::new(|c| call(&s, s.env.vault, owner(), c, "delete_snapshot", false, (SnapshotRef { app, snapshot_id: s.snapshots[1] },)))),
-        ("unregister", Box::new(|c| call(&s, s.env.vault, owner(), c, "unregister", false, (UnregisterArgs { app: s.registered_spare, delete_snapshots: false },)))),
+        (vault_methods::REGISTER, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::REGISTER, false, (RegisterArgs { app: s.spare, schedule: manual(), retention: keep(2) },)))),
+        (vault_methods::UPDATE_SCHEDULE, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::UPDATE_SCHEDULE, false, (UpdateScheduleArgs { app, schedule: None, retention: Some(keep(10)) },)))),
+        (vault_methods::APP_INFO, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::APP_INFO, true, (app,)))),
+        (vault_methods::LIST_SNAPSHOTS, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::LIST_SNAPSHOTS, true, (app,)))),
+        (vault_methods::LIST_JOBS, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::LIST_JOBS, true, (app,)))),
+        (vault_methods::JOB_STATUS, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::JOB_STATUS, true, (s.job,)))),
+        (vault_methods::SNAPSHOT_CHUNK, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::SNAPSHOT_CHUNK, true, (ChunkRef { app, snapshot_id: snap, index: 0 },)))),
+        (vault_methods::SNAPSHOT_NOW, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::SNAPSHOT_NOW, false, (app,)))),
+        (vault_methods::RESTORE, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::RESTORE, false, (RestoreArgs { app, snapshot_id: snap, target: Some(s.registered_spare) },)))),
+        (vault_methods::DELETE_SNAPSHOT, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::DELETE_SNAPSHOT, false, (SnapshotRef { app, snapshot_id: s.snapshots[1] },)))),
+        (vault_methods::UNREGISTER, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::UNREGISTER, false, (UnregisterArgs { app: s.registered_spare, delete_snapshots: false },)))),
     ];
     for (name, endpoint) in &endpoints {
         for caller in CALLERS {

@@ -17,6 +17,7 @@ use ic_harness::IcBackend;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use vault_api::protocol::{BackupError, BackupInfo, methods};
+use vault_api::service::methods as vault_methods;
 use vault_tests::*;
 
 /// A service's methods with their types, from its `.did` file.
@@ -159,7 +160,7 @@ struct Fuzz {
 }
 
 /// Requests whose acceptance may delete snapshots.
-const DELETING: [&str; 3] = ["delete_snapshot", "unregister", "update_schedule"];
+const DELETING: [&str; 3] = [vault_methods::DELETE_SNAPSHOT, vault_methods::UNREGISTER, vault_methods::UPDATE_SCHEDULE];
 
 impl Fuzz {
     fn new() -> Fuzz {
@@ -300,7 +301,7 @@ fn every_endpoint_refuses_arbitrary_input_cleanly_and_changes_nothing() {
                 fuzz.restore_setup();
                 // A restore the vault accepted (and the setup's settling finished) or a commit
                 // the app accepted may change the stable-memory app's state.
-                if name == methods::RESTORE_COMMIT || name == "restore" {
+                if name == methods::RESTORE_COMMIT || name == vault_methods::RESTORE {
                     accepted_restores.set(accepted_restores.get() + 1);
                 }
                 if !DELETING.contains(&name.as_str()) {
