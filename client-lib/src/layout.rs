@@ -31,6 +31,17 @@
 //! ```
 //! State kind: 0 not yet known, 1 serde, 2 stable memory. The two "present" bytes hold the
 //! [`Session`]: at most one of them is 1.
+//!
+//! The layout version covers all of the above. This build writes [`LAYOUT_VERSION`] and reads
+//! every version from [`OLDEST_LAYOUT`] on: the cell keeps the header as a [`StoredHeader`],
+//! its version read first; the bytes after it may differ per version, so each version read
+//! has its decoder here (`decode_v1`), and `migration` picks it by the version byte, then runs
+//! one step per version up to the current one. An instance does this when it first reads the
+//! header. A stored version newer than this build knows, or older than it reads, is refused
+//! before anything is read past the version byte or written: the message traps.
+//!
+//! Layouts:
+//! - 1: as drawn above (release 0.1.0 and since).
 
 use std::borrow::Cow;
 
@@ -51,8 +62,12 @@ pub const STAGED: MemoryId = MemoryId::new(5);
 pub const UPGRADE: MemoryId = MemoryId::new(6);
 
 const MAGIC: &[u8; 4] = b"CVCL";
-const LAYOUT_VERSION: u8 = 1;
-const HEADER_BYTES: u32 = 210;
+/// Version of the layout above, which this build writes; stored in the header.
+pub const LAYOUT_VERSION: u8 = 1;
+/// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
+pub const OLDEST_LAYOUT: u8 = 1;
+/// Bytes of layout 1's header, its magic and version included.
+const HEADER_BYTES: usize = 210;
 
 /// An open dump: the image frozen at `taken_at_nanos`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,10 +143,44 @@ fn kind_of(byte: u8) -> Option<StateKind> {
     }
 }
 
-impl Storable for Header {
+/// The header as its cell stores it: the magic, checked, the layout version, read, and the bytes
+/// after it, which only the decoder of that version reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHeader {
+    pub layout: u8,
+    pub fields: Vec<u8>,
+}
+
+impl Storable for StoredHeader {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        let mut w = Writer::with_capacity(HEADER_BYTES as usize);
-        w.bytes(MAGIC).u8(LAYOUT_VERSION).u8(kind_byte(self.state_kind)).opt_principal(self.vault.as_ref()).u64(self.app_pages);
+        Cow::Owned(self.clone().into_bytes())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(MAGIC.len() + 1 + self.fields.len());
+        w.bytes(MAGIC).u8(self.layout).bytes(&self.fields);
+        w.into_vec()
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        let mut r = Reader::new(&bytes);
+        assert_eq!(&r.array::<4>(), MAGIC, "not a client header");
+        let layout = r.u8();
+        StoredHeader { layout, fields: r.rest().to_vec() }
+    }
+
+    /// Each layout's header may have its own size.
+    const BOUND: Bound = Bound::Unbounded;
+}
+
+/// Reads the fields after the version byte of one layout into a [`Header`].
+pub type Decoder = fn(&[u8]) -> Header;
+
+impl Header {
+    /// The header in this build's layout, [`LAYOUT_VERSION`].
+    pub fn encode(&self) -> StoredHeader {
+        let mut w = Writer::with_capacity(HEADER_BYTES);
+        w.u8(kind_byte(self.state_kind)).opt_principal(self.vault.as_ref()).u64(self.app_pages);
         // Layout 1 keeps a slot for each operation: the open one is marked present, the other not.
         let (dump, restore) = match &self.session {
             Session::Idle => (None, None),
@@ -166,61 +215,53 @@ impl Storable for Header {
             .u8(kind_byte(Some(committed.kind)))
             .u64(self.serde_cost.0)
             .u64(self.serde_cost.1);
-        let bytes = w.into_vec();
-        debug_assert_eq!(bytes.len(), HEADER_BYTES as usize);
-        Cow::Owned(bytes)
+        let fields = w.into_vec();
+        debug_assert_eq!(MAGIC.len() + 1 + fields.len(), HEADER_BYTES);
+        StoredHeader { layout: LAYOUT_VERSION, fields }
     }
+}
 
-    fn into_bytes(self) -> Vec<u8> {
-        self.to_bytes().into_owned()
-    }
-
-    fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        let mut r = Reader::new(&bytes);
-        assert_eq!(&r.array::<4>(), MAGIC, "not a client header");
-        let version = r.u8();
-        assert_eq!(version, LAYOUT_VERSION, "client header layout {version} is not supported by this library");
-        let state_kind = kind_of(r.u8());
-        let vault = r.opt_principal();
-        let app_pages = r.u64();
-        let dump_present = r.u8() == 1;
-        let dump = OpenDump {
-            job: r.u64(),
-            kind: kind_of(r.u8()).expect("a kind"),
-            size: r.u64(),
-            chunk_size: r.u64(),
-            taken_at_nanos: r.u64(),
-            cow_slots: r.u64(),
-        };
-        let restore_present = r.u8() == 1;
-        let restore = OpenRestore {
-            job: r.u64(),
-            kind: kind_of(r.u8()).expect("a kind"),
-            size: r.u64(),
-            chunk_size: r.u64(),
-            sha256: r.sha256(),
-        };
-        let session = match (dump_present, restore_present) {
-            (false, false) => Session::Idle,
-            (true, false) => Session::Dumping(dump),
-            (false, true) => Session::Restoring(restore),
-            // A broken invariant: no version of this library writes both, since a dump and a restore have always
-            // superseded each other. Which one the vault still drives cannot be told, so the message traps rather
-            // than guess.
-            (true, true) => panic!(
-                "the client header has both a dump and a restore open, which this library never writes: \
-                 its stable memory was changed from outside the library"
-            ),
-        };
-        let present = r.u8() == 1;
-        let (job, size, sha256) = (r.u64(), r.u64(), r.sha256());
-        let kind = kind_of(r.u8()).expect("a kind");
-        let committed = present.then_some(Committed { job, kind, size, sha256 });
-        let serde_cost = (r.u64(), r.u64());
-        Header { state_kind, vault, app_pages, session, committed, serde_cost }
-    }
-
-    const BOUND: Bound = Bound::Bounded { max_size: HEADER_BYTES, is_fixed_size: true };
+/// Layout 1's decoder.
+pub fn decode_v1(fields: &[u8]) -> Header {
+    let mut r = Reader::new(fields);
+    let state_kind = kind_of(r.u8());
+    let vault = r.opt_principal();
+    let app_pages = r.u64();
+    let dump_present = r.u8() == 1;
+    let dump = OpenDump {
+        job: r.u64(),
+        kind: kind_of(r.u8()).expect("a kind"),
+        size: r.u64(),
+        chunk_size: r.u64(),
+        taken_at_nanos: r.u64(),
+        cow_slots: r.u64(),
+    };
+    let restore_present = r.u8() == 1;
+    let restore = OpenRestore {
+        job: r.u64(),
+        kind: kind_of(r.u8()).expect("a kind"),
+        size: r.u64(),
+        chunk_size: r.u64(),
+        sha256: r.sha256(),
+    };
+    let session = match (dump_present, restore_present) {
+        (false, false) => Session::Idle,
+        (true, false) => Session::Dumping(dump),
+        (false, true) => Session::Restoring(restore),
+        // A broken invariant: no version of this library writes both, since a dump and a restore have always
+        // superseded each other. Which one the vault still drives cannot be told, so the message traps rather
+        // than guess.
+        (true, true) => panic!(
+            "the client header has both a dump and a restore open, which this library never writes: \
+             its stable memory was changed from outside the library"
+        ),
+    };
+    let present = r.u8() == 1;
+    let (job, size, sha256) = (r.u64(), r.u64(), r.sha256());
+    let kind = kind_of(r.u8()).expect("a kind");
+    let committed = present.then_some(Committed { job, kind, size, sha256 });
+    let serde_cost = (r.u64(), r.u64());
+    Header { state_kind, vault, app_pages, session, committed, serde_cost }
 }
 
 #[cfg(test)]
@@ -245,13 +286,39 @@ mod tests {
         }
     }
 
+    /// The bytes the cell stores for `header`.
+    fn stored_bytes(header: &Header) -> Vec<u8> {
+        header.encode().into_bytes()
+    }
+
+    /// The header in `bytes`, which hold this build's layout.
+    fn read(bytes: Vec<u8>) -> Header {
+        let stored = StoredHeader::from_bytes(Cow::Owned(bytes));
+        assert_eq!(stored.layout, LAYOUT_VERSION);
+        decode_v1(&stored.fields)
+    }
+
     #[test]
-    fn header_round_trips_with_an_honest_bound() {
+    fn header_round_trips_in_its_documented_size() {
         let h = sample();
-        let bytes = h.to_bytes();
-        assert_eq!(bytes.len(), HEADER_BYTES as usize);
-        assert_eq!(Header::from_bytes(bytes), h);
-        assert_eq!(Header::from_bytes(Header::default().to_bytes()), Header::default());
+        let bytes = stored_bytes(&h);
+        assert_eq!(bytes.len(), HEADER_BYTES);
+        assert_eq!(read(bytes), h);
+        assert_eq!(read(stored_bytes(&Header::default())), Header::default());
+    }
+
+    #[test]
+    fn the_version_byte_is_read_and_the_fields_after_it_kept_as_they_are() {
+        let newer = [&MAGIC[..], &[LAYOUT_VERSION + 1], &[0xab; 7]].concat();
+        let stored = StoredHeader::from_bytes(Cow::Borrowed(&newer));
+        assert_eq!(stored, StoredHeader { layout: LAYOUT_VERSION + 1, fields: vec![0xab; 7] });
+        assert_eq!(stored.into_bytes(), newer);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a client header")]
+    fn bytes_without_the_magic_are_not_a_header() {
+        StoredHeader::from_bytes(Cow::Owned(stored_bytes(&sample())[1..].to_vec()));
     }
 
     fn restoring() -> Session {
@@ -262,7 +329,7 @@ mod tests {
     fn every_session_round_trips() {
         for session in [Session::Idle, sample().session, restoring()] {
             let h = Header { session, ..sample() };
-            assert_eq!(Header::from_bytes(h.to_bytes()), h);
+            assert_eq!(read(stored_bytes(&h)), h);
         }
     }
 
@@ -272,12 +339,12 @@ mod tests {
 
     #[test]
     fn the_slot_of_the_operation_not_open_is_written_empty() {
-        let idle = Header { session: Session::Idle, ..sample() }.into_bytes();
+        let idle = stored_bytes(&Header { session: Session::Idle, ..sample() });
         assert_eq!((idle[DUMP_SLOT.start], idle[RESTORE_SLOT.start]), (0, 0));
-        let dumping = sample().into_bytes();
+        let dumping = stored_bytes(&sample());
         assert_eq!(dumping[DUMP_SLOT.start], 1);
         assert_eq!(dumping[RESTORE_SLOT], idle[RESTORE_SLOT]);
-        let restoring = Header { session: restoring(), ..sample() }.into_bytes();
+        let restoring = stored_bytes(&Header { session: restoring(), ..sample() });
         assert_eq!(restoring[RESTORE_SLOT.start], 1);
         assert_eq!(restoring[DUMP_SLOT], idle[DUMP_SLOT]);
         assert_eq!(idle[..DUMP_SLOT.start], dumping[..DUMP_SLOT.start]);
@@ -287,14 +354,14 @@ mod tests {
     #[test]
     #[should_panic(expected = "both a dump and a restore open")]
     fn a_header_with_both_operations_open_traps() {
-        let mut bytes = sample().into_bytes();
+        let mut bytes = stored_bytes(&sample());
         bytes[RESTORE_SLOT.start] = 1;
-        Header::from_bytes(Cow::Owned(bytes));
+        read(bytes);
     }
 
     #[test]
     fn header_golden_bytes() {
-        let bytes = sample().into_bytes();
+        let bytes = stored_bytes(&sample());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, include_str!("../golden/header_v1.hex").trim());
     }

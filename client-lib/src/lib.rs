@@ -65,6 +65,7 @@ mod dump;
 mod guards;
 mod layout;
 mod memory;
+mod migration;
 pub mod restore;
 mod serde_state;
 mod session;

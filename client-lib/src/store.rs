@@ -1,20 +1,22 @@
-//! The library's stable structures, and the header cached on the heap.
+//! The library's stable structures, and the header cached on the heap: read once per instance,
+//! migrated to this build's layout first (see `migration`).
 
 use std::cell::RefCell;
 
 use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 
-use crate::layout::{self, Header};
+use crate::layout::{self, Header, StoredHeader};
+use crate::migration;
 
 pub type Mem = VirtualMemory<DefaultMemoryImpl>;
 
 thread_local! {
     static MANAGER: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(DefaultMemoryImpl::default());
-    static HEADER_CELL: RefCell<StableCell<Header, Mem>> =
-        RefCell::new(StableCell::init(memory(layout::HEADER), Header::default()));
-    /// The header, read once per instance: every write goes through [`update_header`].
-    static HEADER: RefCell<Option<Header>> = const { RefCell::new(None) };
+    static HEADER_CELL: RefCell<StableCell<StoredHeader, Mem>> =
+        RefCell::new(StableCell::init(memory(layout::HEADER), Header::default().encode()));
+    /// The header, read on first use and migrated first: every write goes through [`update_header`].
+    static HEADER: RefCell<Header> = RefCell::new(read_header());
     static COW_INDEX: RefCell<StableBTreeMap<u64, u64, Mem>> =
         RefCell::new(StableBTreeMap::init(memory(layout::COW_INDEX)));
     static STAGED: RefCell<StableBTreeMap<u32, [u8; 32], Mem>> =
@@ -25,16 +27,21 @@ pub fn memory(id: ic_stable_structures::memory_manager::MemoryId) -> Mem {
     MANAGER.with(|m| m.get(id))
 }
 
+fn read_header() -> Header {
+    let migrated = HEADER_CELL.with_borrow_mut(|cell| MANAGER.with(|manager| migration::migrate(cell, manager)));
+    migrated.unwrap_or_else(|error| ic_cdk::trap(format!("the vault client cannot open its memory: {error}")))
+}
+
 pub fn header() -> Header {
-    HEADER.with_borrow_mut(|cached| cached.get_or_insert_with(|| HEADER_CELL.with_borrow(|c| c.get().clone())).clone())
+    HEADER.with_borrow(Header::clone)
 }
 
 /// Changes the header in stable memory and in the cache.
 pub fn update_header<R>(f: impl FnOnce(&mut Header) -> R) -> R {
     let mut h = header();
     let result = f(&mut h);
-    HEADER_CELL.with_borrow_mut(|c| c.set(h.clone()));
-    HEADER.with_borrow_mut(|cached| *cached = Some(h));
+    HEADER_CELL.with_borrow_mut(|c| c.set(h.encode()));
+    HEADER.set(h);
     result
 }
 

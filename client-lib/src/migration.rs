@@ -1,0 +1,114 @@
+//! The library's stored layout, migrated when an instance first reads its header (the shape of
+//! the vault's `migration`; the layout module says when that is and what a refusal does).
+//!
+//! The stored header's version byte picks its decoder, and one step per version takes the rest
+//! of the library's memory from there to [`LAYOUT_VERSION`]; the header is then stored in it. A
+//! layout outside [`OLDEST_LAYOUT`]`..=`[`LAYOUT_VERSION`] is refused before any of that.
+
+use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
+use ic_stable_structures::{DefaultMemoryImpl, StableCell};
+use vault_api::layout::{LayoutError, steps_from};
+
+use crate::layout::{self, Decoder, Header, LAYOUT_VERSION, OLDEST_LAYOUT, StoredHeader};
+
+/// Takes the library's memories (those `manager` divides) from one layout version to the next;
+/// the header is already in memory, read by its layout's decoder, and stored once every step ran.
+pub type Step = fn(&mut Header, &MemoryManager<DefaultMemoryImpl>);
+
+/// The cell the header is stored in.
+type HeaderCell = StableCell<StoredHeader, VirtualMemory<DefaultMemoryImpl>>;
+
+/// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [];
+
+/// `DECODERS[i]` reads the header of layout `OLDEST_LAYOUT + i`: one for each layout read.
+const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] = [layout::decode_v1];
+
+/// The header in `cell`, with the library's memory migrated to [`LAYOUT_VERSION`]; a layout this
+/// build cannot read is refused with nothing read past its version byte, nor written.
+pub fn migrate(cell: &mut HeaderCell, manager: &MemoryManager<DefaultMemoryImpl>) -> Result<Header, LayoutError> {
+    let stored = cell.get();
+    let steps = steps_from(stored.layout, OLDEST_LAYOUT, LAYOUT_VERSION, &STEPS)?;
+    // steps_from accepted the layout, so it has its decoder.
+    let decode = DECODERS[usize::from(stored.layout - OLDEST_LAYOUT)];
+    let mut header = decode(&stored.fields);
+    for step in steps {
+        step(&mut header, manager);
+    }
+    if !steps.is_empty() {
+        cell.set(header.encode());
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use ic_stable_structures::Memory;
+    use ic_stable_structures::Storable;
+
+    use super::*;
+
+    /// `GOLDEN[i]`: a header of layout `OLDEST_LAYOUT + i` as a release that wrote it stored it.
+    const GOLDEN: [&str; DECODERS.len()] = [include_str!("../golden/header_v1.hex")];
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        let hex = hex.trim();
+        (0..hex.len()).step_by(2).map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex")).collect()
+    }
+
+    /// A fresh raw memory with its manager, the header cell holding `stored`, and some bytes in
+    /// the app's memory.
+    fn memory_with(stored: StoredHeader) -> (DefaultMemoryImpl, MemoryManager<DefaultMemoryImpl>, HeaderCell) {
+        let raw = DefaultMemoryImpl::default();
+        let manager = MemoryManager::init(raw.clone());
+        let cell = StableCell::new(manager.get(layout::HEADER), stored);
+        let app = manager.get(layout::APP);
+        app.grow(1);
+        app.write(0, b"the app's state");
+        (raw, manager, cell)
+    }
+
+    fn raw_bytes(raw: &DefaultMemoryImpl) -> Vec<u8> {
+        raw.borrow().clone()
+    }
+
+    #[test]
+    fn layouts_this_build_cannot_read_are_refused_and_left_as_they_are() {
+        let fields = vec![0xab; 300];
+        for (layout, refusal) in [
+            (LAYOUT_VERSION + 1, LayoutError::Newer { stored: LAYOUT_VERSION + 1, known: LAYOUT_VERSION }),
+            (OLDEST_LAYOUT - 1, LayoutError::TooOld { stored: OLDEST_LAYOUT - 1, oldest: OLDEST_LAYOUT }),
+        ] {
+            let stored = StoredHeader { layout, fields: fields.clone() };
+            let (raw, manager, mut cell) = memory_with(stored.clone());
+            let before = raw_bytes(&raw);
+            assert_eq!(migrate(&mut cell, &manager), Err(refusal));
+            assert_eq!(raw_bytes(&raw), before, "nothing was touched");
+            let reopened = StableCell::init(manager.get(layout::HEADER), Header::default().encode());
+            assert_eq!(reopened.get(), &stored);
+        }
+    }
+
+    #[test]
+    fn each_readable_layout_is_read_from_the_header_its_release_stored() {
+        for (i, golden) in GOLDEN.iter().enumerate() {
+            let stored = StoredHeader::from_bytes(unhex(golden).into());
+            let layout = stored.layout;
+            assert_eq!(layout, OLDEST_LAYOUT + i as u8);
+            let (raw, manager, mut cell) = memory_with(stored);
+            let before = raw_bytes(&raw);
+            let header = migrate(&mut cell, &manager).expect("a readable layout");
+            assert_eq!(cell.get(), &header.encode(), "stored in the current layout");
+            if layout == LAYOUT_VERSION {
+                assert_eq!(raw_bytes(&raw), before, "a current header is not rewritten");
+            }
+        }
+    }
+
+    #[test]
+    fn a_fresh_memory_opens_in_the_current_layout() {
+        let (_, manager, mut cell) = memory_with(Header::default().encode());
+        assert_eq!(migrate(&mut cell, &manager), Ok(Header::default()));
+        assert_eq!(cell.get().layout, LAYOUT_VERSION);
+    }
+}
