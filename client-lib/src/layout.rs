@@ -37,8 +37,12 @@
 //! its version read first; the bytes after it may differ per version, so each version read
 //! has its decoder here (`decode_v1`), and `migration` picks it by the version byte, then runs
 //! one step per version up to the current one. An instance does this when it first reads the
-//! header. A stored version newer than this build knows, or older than it reads, is refused
-//! before anything is read past the version byte or written: the message traps.
+//! header; the entry points an app calls in `post_upgrade` (`on_restore`,
+//! `load_after_upgrade`, `use_serde_state`, `set_vault`, and `memory()` through its size) read
+//! it first. A stored version newer than this build knows, or older than it reads, is refused
+//! before anything is read past the version byte or written: the app's `post_upgrade` traps,
+//! and the IC keeps the app on its previous module, its memory as it was. (An app whose
+//! `post_upgrade` calls none of them traps instead in each message that reaches the library.)
 //!
 //! Layouts:
 //! - 1: as drawn above (release 0.1.0 and since).

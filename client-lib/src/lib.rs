@@ -46,6 +46,9 @@
 //! The library owns the canister's raw stable memory (see the `layout` module): all stable
 //! memory access must go through [`memory()`] (or, for serde apps, [`save_for_upgrade`] and
 //! [`load_after_upgrade`]).
+//! Its layout is versioned: [`on_restore`] and [`load_after_upgrade`] in `post_upgrade` migrate
+//! it from an older release's, and trap on one this release cannot read (a newer release's),
+//! which fails the upgrade and leaves the app on its previous module.
 //!
 //! Sizes and paths:
 //! - stable memory: dumped in chunks, any size; a restore's commit copies the staged image in

@@ -19,8 +19,10 @@ thread_local! {
 /// such as `MemoryManager`, `StableCell` and `StableBTreeMap` keep parts of their state on the
 /// heap, so without it they would not see the restored memory. Call it in `init` and
 /// `post_upgrade`. Reloading must only read (a structure's `init` writes when its memory is
-/// empty, so create every structure in the app's `init`); a write traps the commit.
+/// empty, so create every structure in the app's `init`); a write traps the commit. It opens the
+/// library's memory first, so a layout this build cannot read traps the upgrade.
 pub fn on_restore(reload: fn()) {
+    store::open();
     RELOAD.set(Some(reload));
 }
 

@@ -74,8 +74,10 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
 }
 
 /// Loads the state `save_for_upgrade` kept into `state` and registers it: call it in
-/// `post_upgrade`.
+/// `post_upgrade`. It opens the library's memory first, so a layout this build cannot read
+/// traps the upgrade before the kept state is read.
 pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
+    store::open();
     let memory = store::memory(layout::UPGRADE);
     if memory.size() > 0 {
         let mut len = [0u8; 8];

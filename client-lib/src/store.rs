@@ -15,7 +15,7 @@ thread_local! {
     static MANAGER: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(DefaultMemoryImpl::default());
     static HEADER_CELL: RefCell<StableCell<StoredHeader, Mem>> =
         RefCell::new(StableCell::init(memory(layout::HEADER), Header::default().encode()));
-    /// The header, read on first use and migrated first: every write goes through [`update_header`].
+    /// The header, read on first use (see [`open`]): every write goes through [`update_header`].
     static HEADER: RefCell<Header> = RefCell::new(read_header());
     static COW_INDEX: RefCell<StableBTreeMap<u64, u64, Mem>> =
         RefCell::new(StableBTreeMap::init(memory(layout::COW_INDEX)));
@@ -25,6 +25,13 @@ thread_local! {
 
 pub fn memory(id: ic_stable_structures::memory_manager::MemoryId) -> Mem {
     MANAGER.with(|m| m.get(id))
+}
+
+/// Reads the header and migrates the library's memory to this build's layout, if this instance
+/// has not yet; a layout this build cannot read traps, with nothing touched. The entry points an
+/// app calls in `post_upgrade` call it first, so that such a layout fails the upgrade.
+pub fn open() {
+    HEADER.with(|_| ());
 }
 
 fn read_header() -> Header {
@@ -51,4 +58,49 @@ pub fn with_cow_index<R>(f: impl FnOnce(&mut StableBTreeMap<u64, u64, Mem>) -> R
 
 pub fn with_staged<R>(f: impl FnOnce(&mut StableBTreeMap<u32, [u8; 32], Mem>) -> R) -> R {
     STAGED.with_borrow_mut(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use candid::Principal;
+
+    use super::*;
+
+    thread_local! {
+        static APP_STATE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Runs `entry` on a fresh instance whose stored header has a layout newer than this build's:
+    /// whether it trapped, the header stored before, and after.
+    fn run_on_a_newer_layout(entry: fn()) -> (bool, StoredHeader, StoredHeader) {
+        std::thread::spawn(move || {
+            let newer = StoredHeader { layout: layout::LAYOUT_VERSION + 1, fields: vec![0xab; 300] };
+            StableCell::new(memory(layout::HEADER), newer.clone());
+            // Off the IC, `ic_cdk::trap` panics with this message.
+            let trapped = std::panic::catch_unwind(entry)
+                .is_err_and(|panic| panic.downcast_ref::<&str>().is_some_and(|message| message.starts_with("trap should only be called")));
+            (trapped, newer, StableCell::init(memory(layout::HEADER), Header::default().encode()).get().clone())
+        })
+        .join()
+        .expect("the instance's thread")
+    }
+
+    #[test]
+    fn the_post_upgrade_entry_points_trap_on_a_layout_this_build_cannot_read() {
+        let entries: [(&str, fn()); 6] = [
+            ("open", open),
+            ("on_restore", || crate::on_restore(|| ())),
+            ("load_after_upgrade", || crate::load_after_upgrade(&APP_STATE)),
+            ("use_serde_state", || crate::use_serde_state(&APP_STATE)),
+            ("set_vault", || crate::set_vault(Principal::anonymous())),
+            ("memory", || {
+                ic_stable_structures::Memory::size(&crate::memory());
+            }),
+        ];
+        for (name, entry) in entries {
+            let (trapped, newer, after) = run_on_a_newer_layout(entry);
+            assert!(trapped, "{name} did not trap");
+            assert_eq!(after, newer, "{name} left the header as it was");
+        }
+    }
 }
