@@ -34,7 +34,10 @@ pub trait IcBackend {
     fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<CanisterSettings>) -> Principal;
     fn add_cycles(&self, canister: Principal, amount: u128) -> u128;
     fn cycle_balance(&self, canister: Principal) -> u128;
+    /// Installs `wasm` on an empty canister; panics on failure.
     fn install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>);
+    /// Installs `wasm` on an empty canister; an invalid module or a trapping init is an error.
+    fn try_install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse>;
     fn upgrade_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse>;
     fn reinstall_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse>;
     fn update_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult;
@@ -95,6 +98,9 @@ impl IcBackend for Harness {
     fn install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) {
         Harness::install_canister(self, canister, wasm, arg, sender)
     }
+    fn try_install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        Harness::try_install_canister(self, canister, wasm, arg, sender)
+    }
     fn upgrade_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
         Harness::upgrade_canister(self, canister, wasm, arg, sender)
     }
@@ -140,7 +146,11 @@ impl IcBackend for Harness {
 mod pocket {
     use super::*;
     use crate::types::{ErrorCode, RejectCode};
-    use pocket_ic::PocketIc;
+    use pocket_ic::{CanisterInstallMode, PocketIc};
+    use sha2::{Digest, Sha256};
+
+    /// The largest chunk the management canister's chunk store takes.
+    const INSTALL_CHUNK_BYTES: usize = 1 << 20;
 
     fn reject(r: pocket_ic::RejectResponse) -> RejectResponse {
         RejectResponse {
@@ -177,6 +187,19 @@ mod pocket {
         }
         fn install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) {
             PocketIc::install_canister(self, canister, wasm, arg, sender)
+        }
+        /// PocketIC's own install panics on failure; this is its fallible form, through the
+        /// chunk store so that a module of any size fits.
+        fn try_install_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+            self.clear_chunk_store(canister, sender).map_err(reject)?;
+            let chunk_hashes = wasm
+                .chunks(INSTALL_CHUNK_BYTES)
+                .map(|chunk| self.upload_chunk(canister, sender, chunk.to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(reject)?;
+            let module_hash = Sha256::digest(&wasm).to_vec();
+            PocketIc::install_chunked_canister(self, canister, sender, CanisterInstallMode::Install, canister, chunk_hashes, module_hash, arg)
+                .map_err(reject)
         }
         fn upgrade_canister(&self, canister: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
             PocketIc::upgrade_canister(self, canister, wasm, arg, sender).map_err(reject)

@@ -191,8 +191,14 @@ impl Harness {
 
     /// Installs `wasm_module` on an empty canister; panics on failure, as PocketIC does.
     pub fn install_canister(&self, canister: Principal, wasm_module: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) {
-        self.install(canister, wasm_module, arg, sender, InstallMode::Install)
+        self.try_install_canister(canister, wasm_module, arg, sender)
             .unwrap_or_else(|r| panic!("install_canister failed: {}", r.reject_message))
+    }
+
+    /// Installs `wasm_module` on an empty canister. A module that is not valid wasm fails with
+    /// `CanisterInvalidWasm`, a trapping init with the trap's code; the canister stays empty.
+    pub fn try_install_canister(&self, canister: Principal, wasm_module: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {
+        self.install(canister, wasm_module, arg, sender, InstallMode::Install)
     }
 
     pub fn upgrade_canister(&self, canister: Principal, wasm_module: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), RejectResponse> {

@@ -9,6 +9,7 @@ mod cycles;
 mod execution;
 mod faults;
 mod imports;
+mod install;
 mod limits;
 mod management;
 mod persistence;
