@@ -125,6 +125,41 @@ fn bad_command_lines_are_refused_before_anything_runs() {
     assert!(message(&ic.err(&["embedded", "init"])).contains("already holds an embedded IC"));
 }
 
+/// A module whose `canister_init` is `unreachable`: it traps whenever it is installed.
+const TRAPPING_INIT: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // types: [] -> []
+    0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+    0x07, 0x11, 0x01, 0x0d, b'c', b'a', b'n', b'i', b's', b't', b'e', b'r', b'_', b'i', b'n', b'i', b't', 0x00, 0x00, // export it
+    0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // code: no locals, unreachable, end
+];
+
+#[test]
+fn a_module_that_does_not_install_is_an_error_not_a_panic() {
+    let ic = Ic::new();
+    let not_wasm = ic.path("not.wasm");
+    std::fs::write(&not_wasm, b"this is not a wasm module").unwrap();
+    let trapping = ic.path("trapping.wasm");
+    std::fs::write(&trapping, TRAPPING_INIT).unwrap();
+    for (module, code) in [(&not_wasm, "IC0505"), (&trapping, "IC0502")] {
+        let module = module.to_str().unwrap();
+        let refused = message(&ic.err(&["embedded", "deploy", "--wasm", module]));
+        assert!(refused.contains("did not install") && refused.contains("stays empty") && refused.contains(code), "{refused}");
+
+        let fresh = tempfile::tempdir().unwrap();
+        let dir = fresh.path().join("ic");
+        let err = vault_cli::run(["vault", "--embedded", dir.to_str().unwrap(), "embedded", "init", "--wasm", module]).unwrap_err();
+        assert!(message(&err).contains(code), "{err}");
+        let err = vault_cli::run(["vault", "--embedded", dir.to_str().unwrap(), "embedded", "status"]).unwrap_err();
+        assert!(message(&err).contains("holds no embedded IC"), "a failed init saves no IC: {err}");
+    }
+
+    let argv = ic.argv(&["embedded", "deploy", "--wasm", not_wasm.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_vault")).args(&argv[1..]).env_remove("VAULT_ID").env_remove("VAULT_IDENTITY").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "an error, not a panic: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IC0505"));
+}
+
 #[test]
 fn the_binary_prints_json_for_scripts_and_exits_non_zero_on_errors() {
     let ic = Ic::new();

@@ -85,6 +85,7 @@ pub fn exec(transport: &mut EmbeddedTransport, dir: &Path, args: &Args) -> Resul
     let module_bytes = module.len();
     let ic = transport.harness();
     let canister = ic.create_canister_with_settings(Some(controller), None);
-    ic.install_canister(canister, module, arg, Some(controller));
+    ic.try_install_canister(canister, module, arg, Some(controller))
+        .map_err(|r| modules::not_installed(&format!("canister {canister} was created but stays empty"), &r))?;
     Ok(Output::of(&Deployed { canister: canister.to_text(), module_bytes }))
 }

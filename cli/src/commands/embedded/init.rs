@@ -67,7 +67,8 @@ pub fn exec(dir: &Path, cli: &Cli, args: &Args) -> Result<Output, CliError> {
     let mut transport = EmbeddedTransport::create(dir, controller.principal);
     let ic = transport.harness();
     let vault = ic.create_canister_with_cycles(Some(controller.principal), None, VAULT_CYCLES);
-    ic.install_canister(vault, module, Encode!().expect("empty args encode"), Some(controller.principal));
+    ic.try_install_canister(vault, module, Encode!().expect("empty args encode"), Some(controller.principal))
+        .map_err(|r| modules::not_installed(&format!("no embedded IC was saved in {}", dir.display()), &r))?;
     std::fs::write(dir.join(EMBEDDED_VAULT), vault.to_text()).map_err(|e| CliError::Invalid(format!("writing {}: {e}", dir.display())))?;
     vault_ops::Transport::finish(&mut transport)?;
     Ok(Output::of(&InitReport {
