@@ -2,7 +2,7 @@
 
 use ic_stable_structures::Memory;
 use vault_api::manifest::{self, Sha256};
-use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpManifest, StateKind};
+use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpManifest, StateKind, WASM_PAGE_SIZE};
 
 use crate::layout::OpenDump;
 use crate::staging::{self, Exceeded, StagingWriter};
@@ -19,7 +19,7 @@ pub fn begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
             StateKind::StableMemory => OpenDump {
                 job: args.job,
                 kind: StateKind::StableMemory,
-                size: store::header().app_pages * 65536,
+                size: store::header().app_pages * WASM_PAGE_SIZE,
                 chunk_size: CHUNK_SIZE,
                 taken_at_nanos: now,
                 cow_slots: 0,

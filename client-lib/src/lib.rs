@@ -104,7 +104,7 @@ pub mod endpoints {
         let header = store::header();
         let kind = serde_state::state_kind();
         let state_bytes = match kind {
-            vault_api::protocol::StateKind::StableMemory => header.app_pages * 65536,
+            vault_api::protocol::StateKind::StableMemory => header.app_pages * vault_api::protocol::WASM_PAGE_SIZE,
             vault_api::protocol::StateKind::Serde => header.serde_cost.0,
         };
         Ok(BackupInfo { vault: header.vault, state_kind: kind, state_bytes, client_version: env!("CARGO_PKG_VERSION").to_string() })

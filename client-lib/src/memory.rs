@@ -8,12 +8,11 @@
 use std::cell::RefCell;
 
 use ic_stable_structures::Memory;
-use vault_api::protocol::StateKind;
+use vault_api::protocol::{StateKind, WASM_PAGE_SIZE as WASM_PAGE};
 
 use crate::layout::{self, Session};
 use crate::store::{self, Mem};
 
-const WASM_PAGE: u64 = 65536;
 /// The unit of copy on write.
 pub const COW_PAGE: u64 = 4096;
 

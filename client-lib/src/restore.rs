@@ -4,7 +4,7 @@
 
 use ic_stable_structures::Memory;
 use vault_api::manifest::{self, ChunkFault, ManifestHasher, Sha256};
-use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, RestoreReport, StateKind};
+use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, RestoreReport, StateKind, WASM_PAGE_SIZE};
 
 use crate::layout::{Committed, OpenRestore};
 use crate::staging::{self, Exceeded, StagingReader};
@@ -52,7 +52,7 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
             if RELOAD.get().is_none() {
                 return Err(BackupError::NoReloadHook);
             }
-            if !args.size.is_multiple_of(65536) {
+            if !args.size.is_multiple_of(WASM_PAGE_SIZE) {
                 return Err(BackupError::InvalidImage {
                     message: format!("a stable-memory image is whole 64 KiB pages; {} bytes is not", args.size),
                 });
@@ -79,7 +79,7 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
         }
     }
     if !staging::reserve(args.size) {
-        return Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * 65536 });
+        return Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * WASM_PAGE_SIZE });
     }
     session::open_restore(OpenRestore {
         job: args.job,

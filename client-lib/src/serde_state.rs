@@ -9,7 +9,7 @@ use std::thread::LocalKey;
 use ic_stable_structures::Memory;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use vault_api::protocol::StateKind;
+use vault_api::protocol::{StateKind, WASM_PAGE_SIZE};
 
 use crate::layout;
 use crate::store;
@@ -65,7 +65,7 @@ pub fn load(r: &mut dyn Read) -> Result<(), rmp_serde::decode::Error> {
 pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
     let bytes = state.with_borrow(rmp_serde::to_vec_named).unwrap_or_else(|e| ic_cdk::trap(format!("serializing the state for the upgrade: {e}")));
     let memory = store::memory(layout::UPGRADE);
-    let needed = (bytes.len() as u64 + 8).div_ceil(65536);
+    let needed = (bytes.len() as u64 + 8).div_ceil(WASM_PAGE_SIZE);
     if memory.size() < needed && memory.grow(needed - memory.size()) < 0 {
         ic_cdk::trap("stable memory cannot hold the state for the upgrade");
     }

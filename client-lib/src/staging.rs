@@ -8,7 +8,7 @@ use ic_stable_structures::Memory;
 use crate::layout;
 use crate::store::{self, Mem};
 
-const WASM_PAGE: u64 = 65536;
+use vault_api::protocol::WASM_PAGE_SIZE as WASM_PAGE;
 
 /// Instructions a serialization or deserialization may use: the 40B of an update less room for
 /// the rest of the message.

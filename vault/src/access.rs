@@ -1,5 +1,6 @@
 //! Who may call what, in one layer. Every endpoint names its rule in one line, and the rule is
-//! checked before anything about the request (its snapshots, its jobs) is looked at:
+//! checked before the request's snapshots are looked at or any argument is validated (a
+//! rule names the apps it needs registered; `job_status` first finds the job's app):
 //!
 //! - anonymous callers get nothing;
 //! - a registered app is managed, read and restored by its controllers: updates ask the
@@ -21,10 +22,6 @@ pub fn authenticated() -> Result<Principal, VaultError> {
         return Err(VaultError::Anonymous);
     }
     Ok(caller)
-}
-
-fn registered(app: Principal) -> Result<AppRecord, VaultError> {
-    with_state(|s| s.app(app)).ok_or(VaultError::UnknownApp { app })
 }
 
 /// Asks the management canister for `app`'s controllers, keeps them on the app's record if it
@@ -51,18 +48,18 @@ pub async fn may_register(app: Principal) -> Result<(Principal, CanisterInfo), V
 }
 
 /// For updates about a registered `app`: the caller controls it now.
-pub async fn controller(app: Principal) -> Result<Principal, VaultError> {
+pub async fn controller(app: Principal) -> Result<(), VaultError> {
     let caller = authenticated()?;
-    registered(app)?;
+    with_state(|s| s.registered(app))?;
     controls(caller, app).await?;
-    Ok(caller)
+    Ok(())
 }
 
 /// For restoring `source`'s snapshot into `target` (itself or a clone): both are registered
 /// and the caller controls both now.
-pub async fn restorer(source: Principal, target: Principal) -> Result<Principal, VaultError> {
+pub async fn restorer(source: Principal, target: Principal) -> Result<(), VaultError> {
     let caller = authenticated()?;
-    registered(source)?;
+    with_state(|s| s.registered(source))?;
     if with_state(|s| s.app(target)).is_none() {
         return Err(VaultError::TargetNotRegistered { target });
     }
@@ -70,14 +67,14 @@ pub async fn restorer(source: Principal, target: Principal) -> Result<Principal,
     if target != source {
         controls(caller, target).await?;
     }
-    Ok(caller)
+    Ok(())
 }
 
 /// For queries about a registered `app`: the caller is among its controllers as last seen.
 /// Returns the app's record.
 pub fn seen_controller(app: Principal) -> Result<AppRecord, VaultError> {
     let caller = authenticated()?;
-    let record = registered(app)?;
+    let record = with_state(|s| s.registered(app))?;
     if !record.controllers.contains(&caller) {
         return Err(VaultError::NotAController { app, caller });
     }

@@ -42,7 +42,7 @@ fn pre_upgrade() {
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     if let Err(error) = state::with_state(migration::migrate) {
-        ic_cdk::trap(error.to_string());
+        ic_cdk::trap(format!("the vault cannot open its memory: {error}"));
     }
     engine::resume_after_upgrade();
 }

@@ -148,10 +148,6 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
     Ok(app_info(app, &record))
 }
 
-fn registered(app: Principal) -> Result<AppRecord, VaultError> {
-    with_state(|s| s.app(app)).ok_or(VaultError::UnknownApp { app })
-}
-
 fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
     match record.running_job {
         Some(job) => Err(VaultError::JobRunning { app, job }),
@@ -161,7 +157,7 @@ fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
 
 /// Forgets an app: its schedule, its job log and, with `delete_snapshots`, its snapshots.
 pub fn unregister(app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
-    let record = registered(app)?;
+    let record = with_state(|s| s.registered(app))?;
     idle(app, &record)?;
     with_state(|s| {
         if delete_snapshots {
@@ -208,7 +204,7 @@ pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> 
 // These run after the access check's `canister_info` call: they read the state as it is then.
 
 pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
-    idle(app, &registered(app)?)?;
+    idle(app, &with_state(|s| s.registered(app))?)?;
     cycles::check(cycles::batch_reserve())?;
     let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual });
     Ok(job_info(&job))
@@ -216,7 +212,7 @@ pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
 
 pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
-    registered(source)?;
+    with_state(|s| s.registered(source))?;
     let snapshot = with_state(|s| s.snapshot(source, args.snapshot_id))
         .filter(|r| r.status == SnapshotStatus::Complete)
         .ok_or(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id })?;

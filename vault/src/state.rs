@@ -8,6 +8,7 @@ use ic_stable_structures::memory_manager::MemoryManager;
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 use vault_api::Sha256;
 use vault_api::manifest::ManifestHasher;
+use vault_api::service::VaultError;
 
 use crate::memory::{self, Memory};
 use crate::storable::{
@@ -109,6 +110,11 @@ impl State {
 
     pub fn apps(&self) -> Vec<(Principal, AppRecord)> {
         self.apps.iter().map(|e| (e.key().0, e.value())).collect()
+    }
+
+    /// A registered app's record; [`VaultError::UnknownApp`] for any other principal.
+    pub fn registered(&self, app: Principal) -> Result<AppRecord, VaultError> {
+        self.app(app).ok_or(VaultError::UnknownApp { app })
     }
 
     /// Keeps the controllers and module hash last seen for a registered `app`.

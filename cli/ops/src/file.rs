@@ -396,7 +396,7 @@ mod tests {
     fn golden_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), b"abcdefghij", 4);
-        let hex = vault_api::codec::hex(&std::fs::read(&path).unwrap());
+        let hex = vault_api::hex(&std::fs::read(&path).unwrap());
         assert_eq!(hex, include_str!("../golden/snapshot_v1.hex").trim());
     }
 

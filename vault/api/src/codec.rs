@@ -10,11 +10,6 @@ use crate::manifest::Sha256;
 use crate::protocol::StateKind;
 use crate::service::Trigger;
 
-/// Lowercase hex of `bytes`, as files, logs and golden tests show them.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A state kind's byte in every stored layout and file: 1 serde, 2 stable memory (0 is left
 /// for "none" where a layout needs it).
 pub fn state_kind_byte(kind: StateKind) -> u8 {

@@ -15,4 +15,4 @@ pub mod manifest;
 pub mod protocol;
 pub mod service;
 
-pub use manifest::{Sha256, chunk_count, manifest_hash};
+pub use manifest::{Sha256, chunk_count, hex, manifest_hash};

@@ -17,6 +17,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256 as Hasher};
 
 /// A SHA-256 digest; a 32-byte `blob` in candid.
+/// Lowercase hex of `bytes`, as files, logs and golden tests show them.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Sha256(pub [u8; 32]);
 
@@ -26,7 +31,7 @@ impl Sha256 {
     }
 
     pub fn to_hex(&self) -> String {
-        crate::codec::hex(&self.0)
+        hex(&self.0)
     }
 }
 

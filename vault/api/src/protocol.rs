@@ -25,6 +25,10 @@ use crate::manifest::Sha256;
 /// the candid framing of requests and replies.
 pub const CHUNK_SIZE: u64 = 2 * 1024 * 1024 - 4096;
 
+/// Bytes in a wasm page, the unit stable memory grows in: a stable-memory image is a whole
+/// number of them.
+pub const WASM_PAGE_SIZE: u64 = 65536;
+
 /// Method names of the protocol.
 pub mod methods {
     pub const INFO: &str = "vault_backup_info";

@@ -353,7 +353,7 @@ mod tests {
         assert_eq!(done.count(), 2);
         let bytes = round_trip(&job);
         // The fixed part is pinned; the tail carries candid.
-        let hex = vault_api::codec::hex(&bytes[..50]);
+        let hex = vault_api::hex(&bytes[..50]);
         let golden = format!("{}/golden/job_record_head.hex", env!("CARGO_MANIFEST_DIR"));
         assert_eq!(hex, std::fs::read_to_string(golden).unwrap().trim());
     }

@@ -287,7 +287,7 @@ mod tests {
     use std::borrow::Cow;
 
     use ic_stable_structures::Storable;
-    use vault_api::codec::hex;
+    use vault_api::hex;
 
     use super::*;
 

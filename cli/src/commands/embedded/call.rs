@@ -33,5 +33,5 @@ pub fn exec(transport: &mut EmbeddedTransport, args: &Args) -> Result<Output, Cl
     };
     let decoded = IDLArgs::from_bytes(&reply).map_err(|e| CliError::Invalid(format!("the reply is not candid: {e}")))?;
     let text = decoded.to_string();
-    Ok(Output { json: serde_json::json!({ "reply": text, "reply_hex": vault_api::codec::hex(&reply) }), text })
+    Ok(Output { json: serde_json::json!({ "reply": text, "reply_hex": vault_api::hex(&reply) }), text })
 }
