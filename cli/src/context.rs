@@ -11,7 +11,7 @@ use vault_ops::{Transport, Vault};
 
 use crate::options::{IdentityOpt, NetworkOpt, OutputOpt, VaultOpt};
 use crate::progress::Bars;
-use crate::CliError;
+use crate::output::CliError;
 
 /// The identity `vault embedded init` makes, in the IC's directory.
 pub const EMBEDDED_IDENTITY: &str = "identity.pem";

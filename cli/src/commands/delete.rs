@@ -5,7 +5,7 @@ use candid::Principal;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::Done;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Delete a snapshot. Its chunks are released in the background; chunks other snapshots share
 /// stay.

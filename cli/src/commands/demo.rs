@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::report::size;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Run the end-to-end demo on embedded ICs, with the canisters this program carries.
 #[derive(clap::Args, Debug)]
@@ -25,13 +25,17 @@ pub struct Args {
 const BLOBS: u64 = 8;
 const BLOB_BYTES: u64 = 2_500_000;
 
-struct Demo {
+/// Runs a command line of this tool (the program name first): the demo's caller passes it.
+pub type RunCommandLine<'a> = &'a dyn Fn(Vec<String>) -> Result<Output, CliError>;
+
+struct Demo<'a> {
     /// The IC the commands run on unless a step says otherwise.
     home: PathBuf,
     steps: u32,
+    run: RunCommandLine<'a>,
 }
 
-impl Demo {
+impl Demo<'_> {
     fn step(&mut self, title: &str) {
         self.steps += 1;
         println!("\n{}. {title}", self.steps);
@@ -45,7 +49,7 @@ impl Demo {
         let started = Instant::now();
         let mut argv = vec!["vault".to_string(), "--embedded".to_string(), dir.display().to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
-        let output = crate::run(argv)?;
+        let output = (self.run)(argv)?;
         for line in output.text.lines() {
             println!("     {line}");
         }
@@ -61,7 +65,7 @@ impl Demo {
     fn quietly(&self, dir: &Path, args: &[&str]) -> Result<Output, CliError> {
         let mut argv = vec!["vault".to_string(), "--embedded".to_string(), dir.display().to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
-        crate::run(argv)
+        (self.run)(argv)
     }
 
     /// The ledger's update count and state hash, as candid text.
@@ -94,7 +98,8 @@ fn number(value: &Value, key: &str) -> Result<u64, CliError> {
     value[key].as_u64().ok_or_else(|| CliError::Check(format!("the output has no number `{key}`: {value}")))
 }
 
-pub fn exec(args: &Args) -> Result<Output, CliError> {
+/// Runs the demo, every command of it through `run`.
+pub fn exec(args: &Args, run: RunCommandLine) -> Result<Output, CliError> {
     let temporary;
     let root = match &args.dir {
         Some(dir) => dir.clone(),
@@ -104,7 +109,7 @@ pub fn exec(args: &Args) -> Result<Output, CliError> {
         }
     };
     let started = Instant::now();
-    let mut demo = Demo { home: root.join("ic"), steps: 0 };
+    let mut demo = Demo { home: root.join("ic"), steps: 0, run };
     println!("canister-vault demo: every command below runs on an embedded IC kept in {}", demo.home.display());
 
     demo.step("Create an IC with a vault, and deploy a ledger app that trusts it");

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::{size, FileReport};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Download a snapshot into a file with query calls, one chunk at a time, checking every
 /// chunk's SHA-256 and the snapshot's. Run it again after an interruption: it resumes.

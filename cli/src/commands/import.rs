@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::{size, SnapshotReport};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Upload a snapshot file into the vault as a snapshot of APP, after which it restores like any
 /// other. The file is verified in full first; the vault checks every chunk again and completes

@@ -5,7 +5,7 @@ use candid::Principal;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::{AppReport, Listing, SnapshotReport};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// List the registered apps you control, or with APP its snapshots, oldest first.
 #[derive(clap::Args, Debug)]

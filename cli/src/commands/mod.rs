@@ -1,11 +1,12 @@
 //! The commands, one module each. A command parses its arguments, calls the operation below
-//! it, and returns a report; [`dispatch`] gives it its context and saves an embedded IC after.
+//! it, and returns a report; [`dispatch`] gives it its context and saves an embedded IC after
+//! (and gives the demo itself, to run the command lines it tells its story with).
 
 use clap::{Parser, Subcommand};
 
 use crate::context::Context;
 use crate::options::{IdentityOpt, NetworkOpt, OutputOpt, VaultOpt};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 pub mod delete;
 pub mod demo;
@@ -78,7 +79,8 @@ pub fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::Export(args) => with_vault(&|c| export::exec(c, args)),
         Command::Import(args) => with_vault(&|c| import::exec(c, args)),
         Command::Verify(args) => verify::exec(args, &cli.output),
-        Command::Embedded(command) => embedded::exec(command, &cli),
-        Command::Demo(args) => demo::exec(args),
+        Command::Embedded(command) => embedded::exec(command, &cli.network, &cli.identity),
+        // The demo tells its story with this tool's own command lines, run through this dispatch.
+        Command::Demo(args) => demo::exec(args, &|argv| dispatch(Cli::try_parse_from(argv).map_err(CliError::Usage)?)),
     }
 }

@@ -6,7 +6,7 @@ use vault_api::service::{RegisterArgs, Retention, Schedule};
 use crate::context::Context;
 use crate::options::{parse_interval, parse_principal};
 use crate::report::AppReport;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Register an app you control with the vault (the app must have this vault set).
 #[derive(clap::Args, Debug)]

@@ -6,7 +6,7 @@ use vault_api::service::RestoreArgs;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::JobReport;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Restore a snapshot into its app (or, with `--into`, into another registered canister) and
 /// wait for it (unless `--no-wait`). The target's state is replaced in one message at the end;

@@ -6,7 +6,7 @@ use vault_api::service::{Retention, Schedule, UpdateScheduleArgs};
 use crate::context::Context;
 use crate::options::{parse_interval, parse_principal};
 use crate::report::AppReport;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Change an app's schedule or retention; what is not given stays as it is.
 #[derive(clap::Args, Debug)]

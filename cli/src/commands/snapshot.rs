@@ -5,7 +5,7 @@ use candid::Principal;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::{JobReport, SnapshotReport};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Take a snapshot of an app now and wait for it (unless `--no-wait`).
 #[derive(clap::Args, Debug)]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::{AppReport, JobReport};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Show an app's schedule and its recent jobs, or one job.
 #[derive(clap::Args, Debug)]

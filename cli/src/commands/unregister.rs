@@ -6,7 +6,7 @@ use vault_api::service::UnregisterArgs;
 use crate::context::Context;
 use crate::options::parse_principal;
 use crate::report::Done;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Stop backing an app up. Its snapshots stay unless `--delete-snapshots` is given.
 #[derive(clap::Args, Debug)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::options::OutputOpt;
 use crate::progress::Bars;
 use crate::report::FileReport;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Check a snapshot file: its header checksum, that its chunk table produces the snapshot's
 /// SHA-256, and every chunk against the table.

@@ -8,7 +8,7 @@ use vault_ops::embedded::EmbeddedTransport;
 
 use crate::options::parse_interval;
 use crate::report::time;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// After the jump, rounds run a second apart while a canister is busy: messages are in flight,
 /// or its timer is due within this window (a job between batches, or backing off a retry).

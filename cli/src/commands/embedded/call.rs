@@ -5,7 +5,7 @@ use vault_ops::embedded::EmbeddedTransport;
 use vault_ops::Transport;
 
 use crate::options::parse_principal;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Call a method as the caller's identity; arguments and reply are candid text.
 #[derive(clap::Args, Debug)]

@@ -10,7 +10,7 @@ use vault_ops::Transport;
 
 use super::modules;
 use crate::options::parse_principal;
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum Example {

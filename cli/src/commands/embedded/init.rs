@@ -9,9 +9,9 @@ use vault_ops::embedded::EmbeddedTransport;
 use vault_ops::identity;
 
 use super::modules;
-use crate::commands::Cli;
 use crate::context::{EMBEDDED_IDENTITY, EMBEDDED_VAULT};
-use crate::{CliError, Output};
+use crate::options::IdentityOpt;
+use crate::output::{CliError, Output};
 
 /// Cycles the embedded vault starts with.
 pub const VAULT_CYCLES: u128 = 100_000_000_000_000;
@@ -46,13 +46,13 @@ impl std::fmt::Display for InitReport {
     }
 }
 
-pub fn exec(dir: &Path, cli: &Cli, args: &Args) -> Result<Output, CliError> {
+pub fn exec(dir: &Path, who: &IdentityOpt, args: &Args) -> Result<Output, CliError> {
     if dir.join("world.msgpack").exists() {
         return Err(CliError::Invalid(format!("{} already holds an embedded IC", dir.display())));
     }
     let module = args.wasm.as_deref().map_or_else(|| Ok(modules::VAULT.to_vec()), modules::read)?;
     std::fs::create_dir_all(dir).map_err(|e| CliError::Invalid(format!("creating {}: {e}", dir.display())))?;
-    let controller = match &cli.identity.identity {
+    let controller = match &who.identity {
         Some(name) => identity::load(name)?,
         None => {
             let mut seed = [0u8; 32];

@@ -5,9 +5,9 @@
 use clap::Subcommand;
 use vault_ops::embedded::EmbeddedTransport;
 
-use crate::commands::Cli;
 use crate::context;
-use crate::{CliError, Output};
+use crate::options::{IdentityOpt, NetworkOpt};
+use crate::output::{CliError, Output};
 
 pub mod advance;
 pub mod call;
@@ -25,13 +25,14 @@ pub enum Command {
     Status(status::Args),
 }
 
-pub fn exec(command: &Command, cli: &Cli) -> Result<Output, CliError> {
-    let dir = cli.network.embedded.clone().ok_or_else(|| CliError::Invalid("`vault embedded` needs --embedded <DIR> (or VAULT_EMBEDDED)".into()))?;
+/// Runs `command` on the embedded IC in `network`'s `--embedded` directory, as `who`.
+pub fn exec(command: &Command, network: &NetworkOpt, who: &IdentityOpt) -> Result<Output, CliError> {
+    let dir = network.embedded.clone().ok_or_else(|| CliError::Invalid("`vault embedded` needs --embedded <DIR> (or VAULT_EMBEDDED)".into()))?;
     if let Command::Init(args) = command {
-        return init::exec(&dir, cli, args);
+        return init::exec(&dir, who, args);
     }
     EmbeddedTransport::check(&dir)?;
-    let caller = context::identity(&cli.network, &cli.identity)?.principal;
+    let caller = context::identity(network, who)?.principal;
     let mut ic = EmbeddedTransport::open(&dir, caller)?;
     let result = match command {
         Command::Init(_) => unreachable!("handled above"),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ic_harness::RejectResponse;
 
-use crate::CliError;
+use crate::output::CliError;
 
 pub const VAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/canister_vault.wasm"));
 pub const NOTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/notes.wasm"));

@@ -4,7 +4,7 @@ use serde::Serialize;
 use vault_ops::embedded::EmbeddedTransport;
 
 use crate::report::{size, time};
-use crate::{CliError, Output};
+use crate::output::{CliError, Output};
 
 /// Show the embedded IC: its time, and each canister's cycles, memory and executions.
 #[derive(clap::Args, Debug)]
