@@ -56,6 +56,20 @@ fn call<E: candid::CandidType + for<'a> serde::Deserialize<'a>>(
     query: bool,
     args: impl ArgumentEncoder,
 ) -> Result<(), E> {
+    admitted(s, target, rightful, caller, method, query, args).unwrap_or_else(|r| panic!("{method} as {caller:?} was rejected: {r}"))
+}
+
+/// [`call`], where the ingress may be refused before it reaches the endpoint (the message's
+/// inspection): `Err` with the reject's message then.
+fn admitted<E: candid::CandidType + for<'a> serde::Deserialize<'a>>(
+    s: &Setup,
+    target: Principal,
+    rightful: Principal,
+    caller: Caller,
+    method: &str,
+    query: bool,
+    args: impl ArgumentEncoder,
+) -> Result<Result<(), E>, String> {
     let payload = candid::encode_args(args).unwrap();
     let reply = match caller {
         Caller::OtherCanister => {
@@ -83,10 +97,10 @@ fn call<E: candid::CandidType + for<'a> serde::Deserialize<'a>>(
             } else {
                 s.env.ic.update_call(target, sender, method, payload)
             };
-            result.unwrap_or_else(|r| panic!("{method} as {caller:?} was rejected: {r}"))
+            result.map_err(|r| r.to_string())?
         }
     };
-    candid::decode_one::<Result<Reserved, E>>(&reply).unwrap_or_else(|e| panic!("{method}: {e}")).map(|_| ())
+    Ok(candid::decode_one::<Result<Reserved, E>>(&reply).unwrap_or_else(|e| panic!("{method}: {e}")).map(|_| ()))
 }
 
 /// Everything a refused call could have changed.
@@ -113,26 +127,38 @@ fn finish_running_jobs(s: &Setup) {
 
 #[test]
 fn vault_endpoints_admit_only_controllers_of_the_app() {
+    use vault_methods::{APP_INFO, JOB_STATUS, LIST_JOBS, LIST_SNAPSHOTS, SNAPSHOT_CHUNK};
     let s = setup();
     let (app, snap) = (s.app, s.snapshots[0]);
-    type Endpoint<'a> = (&'a str, Box<dyn Fn(Caller) -> Result<(), VaultError> + 'a>);
+    type Endpoint<'a> = (&'a str, Box<dyn Fn(Caller) -> Result<Result<(), VaultError>, String> + 'a>);
     let endpoints: Vec<Endpoint> = vec![
-        (vault_methods::REGISTER, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::REGISTER, false, (RegisterArgs { app: s.spare, schedule: manual(), retention: keep(2) },)))),
-        (vault_methods::UPDATE_SCHEDULE, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::UPDATE_SCHEDULE, false, (UpdateScheduleArgs { app, schedule: None, retention: Some(keep(10)) },)))),
-        (vault_methods::APP_INFO, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::APP_INFO, true, (app,)))),
-        (vault_methods::LIST_SNAPSHOTS, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::LIST_SNAPSHOTS, true, (app,)))),
-        (vault_methods::LIST_JOBS, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::LIST_JOBS, true, (app,)))),
-        (vault_methods::JOB_STATUS, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::JOB_STATUS, true, (s.job,)))),
-        (vault_methods::SNAPSHOT_CHUNK, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::SNAPSHOT_CHUNK, true, (ChunkRef { app, snapshot_id: snap, index: 0 },)))),
-        (vault_methods::SNAPSHOT_NOW, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::SNAPSHOT_NOW, false, (app,)))),
-        (vault_methods::RESTORE, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::RESTORE, false, (RestoreArgs { app, snapshot_id: snap, target: Some(s.registered_spare) },)))),
-        (vault_methods::DELETE_SNAPSHOT, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::DELETE_SNAPSHOT, false, (SnapshotRef { app, snapshot_id: s.snapshots[1] },)))),
-        (vault_methods::UNREGISTER, Box::new(|c| call(&s, s.env.vault, owner(), c, vault_methods::UNREGISTER, false, (UnregisterArgs { app: s.registered_spare, delete_snapshots: false },)))),
+        (vault_methods::REGISTER, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::REGISTER, false, (RegisterArgs { app: s.spare, schedule: manual(), retention: keep(2) },)))),
+        (vault_methods::UPDATE_SCHEDULE, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::UPDATE_SCHEDULE, false, (UpdateScheduleArgs { app, schedule: None, retention: Some(keep(10)) },)))),
+        (vault_methods::APP_INFO, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::APP_INFO, true, (app,)))),
+        (vault_methods::LIST_SNAPSHOTS, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::LIST_SNAPSHOTS, true, (app,)))),
+        (vault_methods::LIST_JOBS, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::LIST_JOBS, true, (app,)))),
+        (vault_methods::JOB_STATUS, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::JOB_STATUS, true, (s.job,)))),
+        (vault_methods::SNAPSHOT_CHUNK, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::SNAPSHOT_CHUNK, true, (ChunkRef { app, snapshot_id: snap, index: 0 },)))),
+        (vault_methods::SNAPSHOT_NOW, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::SNAPSHOT_NOW, false, (app,)))),
+        (vault_methods::RESTORE, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::RESTORE, false, (RestoreArgs { app, snapshot_id: snap, target: Some(s.registered_spare) },)))),
+        (vault_methods::DELETE_SNAPSHOT, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::DELETE_SNAPSHOT, false, (SnapshotRef { app, snapshot_id: s.snapshots[1] },)))),
+        (vault_methods::UNREGISTER, Box::new(|c| admitted(&s, s.env.vault, owner(), c, vault_methods::UNREGISTER, false, (UnregisterArgs { app: s.registered_spare, delete_snapshots: false },)))),
     ];
     for (name, endpoint) in &endpoints {
         for caller in CALLERS {
             let before = observable(&s);
-            let result = endpoint(caller);
+            let query = [APP_INFO, LIST_SNAPSHOTS, LIST_JOBS, JOB_STATUS, SNAPSHOT_CHUNK].contains(name);
+            let result = match (caller, endpoint(caller)) {
+                // Anonymous update calls are refused before they reach the vault (and cost it
+                // nothing); queries answer.
+                (Caller::Anonymous, Err(rejected)) if !query => {
+                    assert!(rejected.contains("no anonymous update calls"), "{name} as {caller:?}: {rejected}");
+                    assert_eq!(observable(&s), before, "{name} as {caller:?} changed nothing");
+                    continue;
+                }
+                (Caller::Anonymous, answered) if !query => panic!("{name}: anonymous ingress reached the vault: {answered:?}"),
+                (_, answered) => answered.unwrap_or_else(|r| panic!("{name} as {caller:?} was rejected: {r}")),
+            };
             match caller {
                 Caller::Anonymous => assert_eq!(result, Err(VaultError::Anonymous), "{name} as {caller:?}"),
                 Caller::Stranger | Caller::OtherCanister => {

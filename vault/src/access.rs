@@ -7,9 +7,15 @@
 //!   management canister (`canister_info`) and keep what they saw on the app's record, queries
 //!   (which cannot call) check the controllers last seen;
 //! - registering an app needs its controller too.
+//!
+//! Ingress is also inspected before it is inducted (and paid for): [`admit_ingress`].
 
+use candid::utils::ArgumentDecoder;
 use candid::Principal;
-use vault_api::service::VaultError;
+use vault_api::service::{
+    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, RestoreArgs, SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError,
+    methods,
+};
 
 use crate::app_client::{self, CanisterInfo};
 use crate::state::with_state;
@@ -89,4 +95,70 @@ pub fn seen_controller_of_job(job: u64) -> Result<crate::storable::JobRecord, Va
     let record = with_state(|s| s.job(job)).ok_or(VaultError::UnknownJob { job })?;
     seen_controller(record.app)?;
     Ok(record)
+}
+
+/// Whether an ingress message may be inducted, as `canister_inspect_message` decides before the
+/// vault pays for it: the anonymous principal is refused, and so is a method no ingress may
+/// call or an argument that is not the method's within the decoding quotas of
+/// `vault_api::decode`. The endpoint checks its own rule again: this only refuses early.
+pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), String> {
+    if caller == Principal::anonymous() {
+        return Err("the vault answers no anonymous update calls".into());
+    }
+    fn decodes<'a, T: ArgumentDecoder<'a>>(arg: &'a [u8]) -> Result<(), candid::Error> {
+        vault_api::decode::args::<T>(arg).map(drop)
+    }
+    let decoded = match method {
+        methods::REGISTER => decodes::<(RegisterArgs,)>(arg),
+        methods::UNREGISTER => decodes::<(UnregisterArgs,)>(arg),
+        methods::UPDATE_SCHEDULE => decodes::<(UpdateScheduleArgs,)>(arg),
+        methods::APP_INFO | methods::SNAPSHOT_NOW | methods::LIST_SNAPSHOTS | methods::LIST_JOBS => decodes::<(Principal,)>(arg),
+        methods::LIST_APPS => decodes::<()>(if arg.is_empty() { b"DIDL\x00\x00" } else { arg }),
+        methods::DELETE_SNAPSHOT | methods::IMPORT_COMMIT | methods::IMPORT_ABORT => decodes::<(SnapshotRef,)>(arg),
+        methods::RESTORE => decodes::<(RestoreArgs,)>(arg),
+        methods::JOB_STATUS => decodes::<(u64,)>(arg),
+        methods::SNAPSHOT_CHUNK => decodes::<(ChunkRef,)>(arg),
+        methods::SNAPSHOT_MANIFEST => decodes::<(ManifestPage,)>(arg),
+        methods::IMPORT_BEGIN => decodes::<(ImportArgs,)>(arg),
+        methods::IMPORT_CHUNK => decodes::<(ImportChunk,)>(arg),
+        other => return Err(format!("{other} is not a method of the vault's service")),
+    };
+    decoded.map_err(|e| format!("the argument of {method} does not decode: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_api::Sha256;
+
+    use super::*;
+
+    fn owner() -> Principal {
+        Principal::from_slice(&[1; 29])
+    }
+
+    #[test]
+    fn ingress_is_admitted_with_a_well_formed_argument() {
+        let chunk = ImportChunk {
+            app: owner(),
+            snapshot_id: 1,
+            index: 0,
+            data: serde_bytes::ByteBuf::from(vec![0u8; 2 * 1024 * 1024]),
+            sha256: Sha256::default(),
+        };
+        assert_eq!(admit_ingress(owner(), methods::IMPORT_CHUNK, &candid::encode_one(&chunk).unwrap()), Ok(()));
+        assert_eq!(admit_ingress(owner(), methods::LIST_APPS, &[]), Ok(()));
+        assert_eq!(admit_ingress(owner(), methods::JOB_STATUS, &candid::encode_one(7u64).unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn anonymous_callers_unknown_methods_and_bad_arguments_are_refused() {
+        let arg = candid::encode_one(owner()).unwrap();
+        assert!(admit_ingress(Principal::anonymous(), methods::SNAPSHOT_NOW, &arg).is_err());
+        assert!(admit_ingress(owner(), "<ic-cdk internal> timer_executor", &arg).is_err());
+        assert!(admit_ingress(owner(), methods::SNAPSHOT_NOW, b"not candid").is_err());
+        assert!(admit_ingress(owner(), methods::JOB_STATUS, &arg).is_err(), "a principal is not a job id");
+        let mut bomb = b"DIDL\x01\x6d\x7f\x01\x00".to_vec();
+        bomb.extend_from_slice(&[0x80, 0x94, 0xeb, 0xdc, 0x03]);
+        assert!(admit_ingress(owner(), methods::LIST_APPS, &bomb).is_err(), "a billion nulls where none is expected");
+    }
 }

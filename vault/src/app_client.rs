@@ -130,7 +130,8 @@ async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
             _ => CallFailure::NotSent,
         })?;
     let bytes = response.into_bytes();
-    let value = candid::decode_one(&bytes).map_err(|e| CallFailure::Undecodable(e.to_string()))?;
+    // Within quotas: an app's reply is untrusted bytes.
+    let value = vault_api::decode::one(&bytes).map_err(|e| CallFailure::Undecodable(e.to_string()))?;
     Ok(Answer { value, request_bytes, reply_bytes: bytes.len() as u64 })
 }
 

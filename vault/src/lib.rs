@@ -39,6 +39,17 @@ fn pre_upgrade() {
 
 /// Migrates the stored layout first; a layout this build cannot read fails the upgrade, which
 /// leaves the vault as it was.
+/// Ingress the vault would refuse is refused before it is inducted and paid for
+/// (`access::admit_ingress`).
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    let arg = ic_cdk::api::msg_arg_data();
+    if let Err(why) = access::admit_ingress(ic_cdk::api::msg_caller(), &ic_cdk::api::msg_method_name(), &arg) {
+        ic_cdk::trap(why);
+    }
+    ic_cdk::api::accept_message();
+}
+
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     if let Err(error) = state::with_state(migration::migrate) {

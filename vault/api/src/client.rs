@@ -4,7 +4,6 @@
 //! vault's `Result`. Replies are decoded within candid's decoding and skipping quotas: they
 //! come from a canister the caller may not trust, and a few crafted bytes must not cost seconds.
 
-use candid::de::DecoderConfig;
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use serde::de::DeserializeOwned;
@@ -57,18 +56,6 @@ pub type Reply<T, E> = Result<Result<T, VaultError>, ClientError<E>>;
 /// 9 units a byte (a list of apps whose principals are short), so 3 MiB of any of them fits.
 const REPLY_DECODING_QUOTA: usize = 50_000_000;
 
-/// Work a reply may cost in values the client skips (fields or arguments a newer vault adds).
-/// The decoding quota charges them 50 times over; this keeps them to half of it.
-const REPLY_SKIPPING_QUOTA: usize = REPLY_DECODING_QUOTA / 100;
-
-/// How replies are decoded: within [`REPLY_DECODING_QUOTA`] and [`REPLY_SKIPPING_QUOTA`], with
-/// errors that name the problem without dumping the reply.
-fn reply_decoder_config() -> DecoderConfig {
-    let mut config = DecoderConfig::new();
-    config.set_decoding_quota(REPLY_DECODING_QUOTA).set_skipping_quota(REPLY_SKIPPING_QUOTA).set_full_error_message(false);
-    config
-}
-
 #[derive(Clone, Copy)]
 enum Mode {
     Update,
@@ -106,7 +93,7 @@ impl<T: Transport> ServiceClient<T> {
             Mode::Query => self.transport.query(self.canister, method, arg),
         }
         .map_err(|error| ClientError::Call { method, error })?;
-        let (result,): (Result<R, VaultError>,) = candid::decode_args_with_config(&reply, &reply_decoder_config())
+        let (result,): (Result<R, VaultError>,) = candid::decode_args_with_config(&reply, &crate::decode::config(REPLY_DECODING_QUOTA))
             .map_err(|e| ClientError::Decode { method, message: format!("{e:#}") })?;
         Ok(result)
     }

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod decode;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
