@@ -5,7 +5,7 @@
 use candid::Principal;
 use ic_harness::{CallMatcher, RejectCode};
 use vault_api::protocol::methods;
-use vault_api::service::{JobError, JobInfo, JobPhase};
+use vault_api::service::{JobError, JobInfo, JobPhase, VaultError};
 use vault_tests::*;
 
 /// A registered app of `kind` after `updates` scenario updates.
@@ -344,4 +344,68 @@ fn a_restore_whose_commit_answers_are_all_lost_says_it_may_have_committed() {
     assert!(matches!(job.error, Some(JobError::CommitUnconfirmed { .. })), "{job:?}");
     // It did commit: the first attempt ran, the later ones answered with the same report.
     assert_eq!(env.app(app).digest(), at_snapshot);
+}
+
+/// A snapshot job of a fresh app that cannot move a chunk: every chunk call is rejected.
+fn stuck_snapshot(env: &Env) -> (Principal, JobInfo) {
+    let app = app_with_state(env, AppKind::Ledger, PREFILL);
+    env.ic.reject_calls(to_app(app, methods::DUMP_CHUNK), RejectCode::SysTransient, "busy", None);
+    let job = env.vault().snapshot_now(app).unwrap();
+    until_phase(env, job.id, JobPhase::Transferring);
+    (app, job)
+}
+
+fn until_phase(env: &Env, id: u64, phase: JobPhase) {
+    for _ in 0..50 {
+        if env.vault().job_status(id).unwrap().phase == phase {
+            return;
+        }
+        env.ic.tick();
+    }
+    panic!("job {id} never reached {phase:?}: {:?}", env.vault().job_status(id));
+}
+
+#[test]
+fn a_controller_cancels_a_stuck_job_and_the_app_is_free_again() {
+    let env = Env::new();
+    let (app, job) = stuck_snapshot(&env);
+    assert!(matches!(env.vault_as(stranger()).cancel_job(job.id), Err(VaultError::NotAController { .. })));
+    let cancelled = env.vault().cancel_job(job.id).unwrap();
+    assert_eq!((cancelled.phase, cancelled.error), (JobPhase::Failed, Some(JobError::Cancelled { by: owner() })));
+    assert!(matches!(env.vault().cancel_job(job.id), Err(VaultError::NotCancellable { .. })), "over");
+    env.run_for(20);
+    assert!(env.vault().list_snapshots(app).unwrap().is_empty(), "the cancelled snapshot is never listed");
+    assert_eq!(env.vault().job_status(job.id).unwrap().error, Some(JobError::Cancelled { by: owner() }), "late answers change nothing");
+    env.ic.clear_faults();
+    let expected = env.app(app).digest();
+    let next = env.snapshot(app);
+    restores_to(&env, AppKind::Ledger, app, &next, &expected);
+}
+
+#[test]
+fn unregistering_an_app_cancels_its_stuck_job() {
+    let env = Env::new();
+    let (app, job) = stuck_snapshot(&env);
+    env.vault().unregister(app, false).expect("a stuck job does not hold the app");
+    assert_eq!(env.vault().job_status(job.id), Err(VaultError::UnknownJob { job: job.id }), "its log went with it");
+    env.ic.clear_faults();
+    env.run_for(20);
+    env.vault().register(app, manual(), keep(1)).expect("registered again");
+    let expected = env.app(app).digest();
+    let next = env.snapshot(app);
+    restores_to(&env, AppKind::Ledger, app, &next, &expected);
+}
+
+#[test]
+fn a_restore_that_is_committing_is_not_cancelled() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let snapshot = env.snapshot(app);
+    env.ic.reject_calls(to_app(app, methods::RESTORE_COMMIT), RejectCode::SysTransient, "busy", None);
+    let job = env.vault().restore(app, snapshot.snapshot_id.unwrap(), None).unwrap();
+    until_phase(&env, job.id, JobPhase::Finishing);
+    assert!(matches!(env.vault().cancel_job(job.id), Err(VaultError::NotCancellable { .. })));
+    assert!(matches!(env.vault().unregister(app, false), Err(VaultError::NotCancellable { .. })));
+    env.ic.clear_faults();
+    succeeded(&env.finish_job(job.id, 200));
 }

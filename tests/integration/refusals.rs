@@ -51,21 +51,26 @@ fn the_vault_refuses_bad_requests_with_typed_errors() {
     assert_eq!(env.observable(&apps), before, "nothing changed");
 
     // One job per app: a second one is refused while the first runs (held up by failing
-    // chunk calls), and so is unregistering.
+    // chunk calls).
     env.ic.reject_calls(ic_harness::CallMatcher::to(notes).method(methods::DUMP_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
     let job = v.snapshot_now(notes).unwrap();
     let running = env.observable(&apps);
     assert_eq!(v.snapshot_now(notes), Err(VaultError::JobRunning { app: notes, job: job.id }));
     assert_eq!(v.restore(notes, snapshot, None), Err(VaultError::JobRunning { app: notes, job: job.id }));
-    assert_eq!(v.unregister(notes, true), Err(VaultError::JobRunning { app: notes, job: job.id }));
     assert_eq!(env.observable(&apps), running);
     env.ic.clear_faults();
     env.finish_job(job.id, 500);
 
-    // A snapshot a running restore reads cannot be deleted.
+    // A snapshot a running restore reads (held up by failing chunk calls) cannot be deleted,
+    // nor its app unregistered with its snapshots.
     let clone = env.registered(AppKind::Notes, manual(), keep(1));
+    env.ic.reject_calls(ic_harness::CallMatcher::to(clone).method(methods::RESTORE_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
     let restore = v.restore(notes, snapshot, Some(clone)).unwrap();
+    let reading = env.observable(&apps);
     assert_eq!(v.delete_snapshot(notes, snapshot), Err(VaultError::JobRunning { app: clone, job: restore.id }));
+    assert_eq!(v.unregister(notes, true), Err(VaultError::JobRunning { app: clone, job: restore.id }));
+    assert_eq!(env.observable(&apps), reading);
+    env.ic.clear_faults();
     env.finish_job(restore.id, 100);
 }
 

@@ -125,6 +125,10 @@ impl VaultClient<'_> {
         Self::expect(self.service().job_status(job))
     }
 
+    pub fn cancel_job(&self, job: u64) -> VaultResult<JobInfo> {
+        Self::expect(self.service().cancel_job(job))
+    }
+
     pub fn list_jobs(&self, app: Principal) -> VaultResult<Vec<JobInfo>> {
         Self::expect(self.service().list_jobs(app))
     }

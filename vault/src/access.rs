@@ -53,12 +53,19 @@ pub async fn may_register(app: Principal) -> Result<(Principal, CanisterInfo), V
     Ok((caller, info))
 }
 
-/// For updates about a registered `app`: the caller controls it now.
-pub async fn controller(app: Principal) -> Result<(), VaultError> {
+/// For updates about a registered `app`: the caller controls it now. Returns the caller.
+pub async fn controller(app: Principal) -> Result<Principal, VaultError> {
     let caller = authenticated()?;
     with_state(|s| s.registered(app))?;
     controls(caller, app).await?;
-    Ok(())
+    Ok(caller)
+}
+
+/// For updates about job `job`: the caller controls, now, the app the job runs on.
+pub async fn controller_of_job(job: u64) -> Result<Principal, VaultError> {
+    authenticated()?;
+    let app = with_state(|s| s.job(job)).ok_or(VaultError::UnknownJob { job })?.app;
+    controller(app).await
 }
 
 /// For restoring `source`'s snapshot into `target` (itself or a clone): both are registered
@@ -116,7 +123,7 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
         methods::LIST_APPS => decodes::<()>(if arg.is_empty() { b"DIDL\x00\x00" } else { arg }),
         methods::DELETE_SNAPSHOT | methods::IMPORT_COMMIT | methods::IMPORT_ABORT => decodes::<(SnapshotRef,)>(arg),
         methods::RESTORE => decodes::<(RestoreArgs,)>(arg),
-        methods::JOB_STATUS => decodes::<(u64,)>(arg),
+        methods::JOB_STATUS | methods::CANCEL_JOB => decodes::<(u64,)>(arg),
         methods::SNAPSHOT_CHUNK => decodes::<(ChunkRef,)>(arg),
         methods::SNAPSHOT_MANIFEST => decodes::<(ManifestPage,)>(arg),
         methods::IMPORT_BEGIN => decodes::<(ImportArgs,)>(arg),

@@ -70,11 +70,12 @@ async fn register(args: RegisterArgs) -> Result<AppInfo, VaultError> {
     ops::register(caller, info, args).await
 }
 
+/// Forgets an app; a job running on it is cancelled.
 #[ic_cdk::update]
 async fn unregister(args: UnregisterArgs) -> Result<(), VaultError> {
     engine::revive();
-    access::controller(args.app).await?;
-    ops::unregister(args.app, args.delete_snapshots)
+    let caller = access::controller(args.app).await?;
+    ops::unregister(caller, args.app, args.delete_snapshots)
 }
 
 #[ic_cdk::update]
@@ -125,6 +126,14 @@ async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     engine::revive();
     access::restorer(args.app, args.target.unwrap_or(args.app)).await?;
     ops::restore(args)
+}
+
+/// Ends a running job as cancelled (not a restore that is committing).
+#[ic_cdk::update]
+async fn cancel_job(job: u64) -> Result<JobInfo, VaultError> {
+    engine::revive();
+    let caller = access::controller_of_job(job).await?;
+    ops::cancel_job(caller, job)
 }
 
 #[ic_cdk::query]

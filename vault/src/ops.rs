@@ -3,8 +3,8 @@
 
 use candid::Principal;
 use vault_api::Sha256;
-use vault_api::manifest::{ChunkFault, check_chunk};
-use vault_api::protocol::CHUNK_SIZE;
+use vault_api::manifest::{ChunkFault, check_chunk, try_chunk_count};
+use vault_api::protocol::{CHUNK_SIZE, MAX_CHUNKS, MAX_IMAGE_BYTES};
 use vault_api::service::{
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
     UpdateScheduleArgs, VaultError,
@@ -155,10 +155,19 @@ fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
     }
 }
 
-/// Forgets an app: its schedule, its job log and, with `delete_snapshots`, its snapshots.
-pub fn unregister(app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
+/// Forgets an app: its schedule, its job log and, with `delete_snapshots`, its snapshots. A job
+/// running on it is cancelled (by `caller`) first: a stuck job never holds an app. Refused while
+/// a restore commits into it, and, with `delete_snapshots`, while a restore reads one of them.
+pub fn unregister(caller: Principal, app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
     let record = with_state(|s| s.registered(app))?;
-    idle(app, &record)?;
+    if delete_snapshots
+        && let Some(reader) = with_state(|s| s.active_jobs()).into_iter().find(|j| j.app != app && reads_snapshot_of(j, app))
+    {
+        return Err(VaultError::JobRunning { app: reader.app, job: reader.id });
+    }
+    if let Some(job) = record.running_job.and_then(|id| with_state(|s| s.job(id))).filter(|j| !j.is_finished()) {
+        engine::cancel(job, caller)?;
+    }
     with_state(|s| {
         if delete_snapshots {
             for (id, _) in s.snapshots_of(app) {
@@ -170,6 +179,16 @@ pub fn unregister(app: Principal, delete_snapshots: bool) -> Result<(), VaultErr
     });
     engine::arm(ic_cdk::api::time());
     Ok(())
+}
+
+fn reads_snapshot_of(job: &JobRecord, app: Principal) -> bool {
+    matches!(job.kind(), JobKind::Restore { source, .. } if source == app)
+}
+
+/// Cancels running job `id` (the caller controls its app: `access` checked it).
+pub fn cancel_job(caller: Principal, id: u64) -> Result<JobInfo, VaultError> {
+    let job = with_state(|s| s.job(id)).ok_or(VaultError::UnknownJob { job: id })?;
+    Ok(job_info(&engine::cancel(job, caller)?))
 }
 
 pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> {
@@ -293,8 +312,14 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
             reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),
         });
     }
-    let chunks = u32::try_from(args.size.div_ceil(args.chunk_size))
-        .map_err(|_| VaultError::InvalidManifest { reason: format!("{} bytes are too many chunks", args.size) })?;
+    let chunks = try_chunk_count(args.size, args.chunk_size).filter(|&c| c <= MAX_CHUNKS && args.size <= MAX_IMAGE_BYTES).ok_or_else(|| {
+        VaultError::InvalidManifest {
+            reason: format!(
+                "{} bytes in chunks of {}: a snapshot holds at most {MAX_IMAGE_BYTES} bytes in {MAX_CHUNKS} chunks",
+                args.size, args.chunk_size
+            ),
+        }
+    })?;
     let now = ic_cdk::api::time();
     let id = with_state(|s| {
         let resumed = s

@@ -175,6 +175,11 @@ impl<T: Transport> ServiceClient<T> {
     pub fn import_abort(&mut self, snapshot: SnapshotRef) -> Reply<(), T::Error> {
         self.call(Mode::Update, methods::IMPORT_ABORT, (snapshot,))
     }
+
+    /// Ends a running job as cancelled; what it had done is released.
+    pub fn cancel_job(&mut self, job: u64) -> Reply<JobInfo, T::Error> {
+        self.call(Mode::Update, methods::CANCEL_JOB, (job,))
+    }
 }
 
 #[cfg(test)]

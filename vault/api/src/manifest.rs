@@ -81,6 +81,15 @@ pub fn chunk_count(size: u64, chunk_size: u64) -> u32 {
     u32::try_from(size.div_ceil(chunk_size)).expect("fewer than 2^32 chunks")
 }
 
+/// Chunks of an image of `size` bytes, for sizes from outside: `None` for a zero chunk size or
+/// 2^32 chunks or more.
+pub fn try_chunk_count(size: u64, chunk_size: u64) -> Option<u32> {
+    if chunk_size == 0 {
+        return None;
+    }
+    u32::try_from(size.div_ceil(chunk_size)).ok()
+}
+
 /// Byte range of chunk `index`.
 pub fn chunk_range(size: u64, chunk_size: u64, index: u32) -> std::ops::Range<u64> {
     let start = index as u64 * chunk_size;
@@ -175,6 +184,14 @@ mod tests {
         assert_eq!(chunk_count(10, 10), 1);
         assert_eq!(chunk_count(11, 10), 2);
         assert_eq!(chunk_range(25, 10, 2), 20..25);
+    }
+
+    #[test]
+    fn chunk_counts_from_outside_are_checked() {
+        assert_eq!(try_chunk_count(25, 10), Some(3));
+        assert_eq!(try_chunk_count(25, 0), None);
+        assert_eq!(try_chunk_count(u64::MAX, 1), None);
+        assert_eq!(try_chunk_count(u64::MAX, 1 << 32), Some(u32::MAX));
     }
 
     #[test]

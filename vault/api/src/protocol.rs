@@ -25,6 +25,13 @@ use crate::manifest::Sha256;
 /// the candid framing of requests and replies.
 pub const CHUNK_SIZE: u64 = 2 * 1024 * 1024 - 4096;
 
+/// The largest image a snapshot holds: the stable memory a canister may have (400 GiB).
+pub const MAX_IMAGE_BYTES: u64 = 400 << 30;
+
+/// The most chunks a snapshot has: [`MAX_IMAGE_BYTES`] in chunks of [`CHUNK_SIZE`] fit, and a
+/// list of all of them (4 bytes each) fits in one reply.
+pub const MAX_CHUNKS: u32 = 1 << 18;
+
 /// Bytes in a wasm page, the unit stable memory grows in: a stable-memory image is a whole
 /// number of them.
 pub const WASM_PAGE_SIZE: u64 = 65536;
@@ -161,4 +168,27 @@ pub enum BackupError {
     Serialization { message: String },
     #[error("the staged image does not deserialize: {message}")]
     Deserialization { message: String },
+}
+
+/// Characters of text from an app (a reject message, an error's message) the vault keeps.
+pub const MAX_APP_TEXT: usize = 256;
+
+/// `text` cut to [`MAX_APP_TEXT`] characters, marked where it was cut.
+pub fn bounded_text(text: &str) -> String {
+    match text.char_indices().nth(MAX_APP_TEXT) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+impl BackupError {
+    /// The error with its text cut to [`MAX_APP_TEXT`]: an app's error is stored and shown.
+    pub fn bounded(self) -> Self {
+        match self {
+            BackupError::InvalidImage { message } => BackupError::InvalidImage { message: bounded_text(&message) },
+            BackupError::Serialization { message } => BackupError::Serialization { message: bounded_text(&message) },
+            BackupError::Deserialization { message } => BackupError::Deserialization { message: bounded_text(&message) },
+            other => other,
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub mod methods {
     pub const IMPORT_CHUNK: &str = "import_chunk";
     pub const IMPORT_COMMIT: &str = "import_commit";
     pub const IMPORT_ABORT: &str = "import_abort";
+    pub const CANCEL_JOB: &str = "cancel_job";
 }
 
 /// When the vault snapshots an app by itself.
@@ -212,6 +213,10 @@ pub enum JobError {
     InsufficientCycles { required: u128, available: u128 },
     #[error("the snapshot being restored was deleted")]
     SnapshotDeleted,
+    #[error("the app described an image the vault does not take: {reason}")]
+    InvalidManifest { reason: String },
+    #[error("cancelled by {by}")]
+    Cancelled { by: Principal },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -284,4 +289,6 @@ pub enum VaultError {
     NotAnImport { app: Principal, snapshot_id: u64 },
     #[error("the vault is stopping")]
     VaultStopping,
+    #[error("job {job} cannot be cancelled: {reason}")]
+    NotCancellable { job: u64, reason: String },
 }

@@ -86,6 +86,7 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.import_chunk(ImportChunk { app, snapshot_id, index: 0, data: ByteBuf::from(b"chunk".to_vec()), sha256 }));
     refused(vault.import_commit(snapshot));
     refused(vault.import_abort(snapshot));
+    refused(vault.cancel_job(9));
 
     let declared = vault.transport();
     let calls: BTreeMap<String, bool> = declared.calls.iter().cloned().collect();

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use vault_api::protocol::BackupError;
 
-use super::job::{ChunkAnswer, Event};
+use super::job::{self, ChunkAnswer, Event};
 use crate::app_client::{CallFailure, Protocol};
 use crate::state::with_state;
 use crate::storable::JobRecord;
@@ -18,7 +18,7 @@ pub type Answer<T> = Result<Result<T, BackupError>, CallFailure>;
 pub async fn make<T, F: Future<Output = Protocol<T>>>(job: &JobRecord, calls: Vec<F>) -> Option<(JobRecord, Vec<Answer<T>>)> {
     let (id, phase) = (job.id, job.phase());
     let results = futures::future::join_all(calls).await;
-    let mut job = with_state(|s| s.job(id)).filter(|j| j.phase() == phase)?;
+    let mut job = job::answered(with_state(|s| s.job(id)).filter(|j| j.phase() == phase)?);
     let answers = results
         .into_iter()
         .map(|result| {

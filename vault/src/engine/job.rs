@@ -4,8 +4,8 @@
 //! perform the [`Effect`]s, so every transition is unit-tested natively.
 
 use vault_api::Sha256;
-use vault_api::manifest::chunk_count;
-use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, RestoreReport};
+use vault_api::manifest::try_chunk_count;
+use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, MAX_CHUNKS, MAX_IMAGE_BYTES, RestoreReport};
 use vault_api::service::{JobError, Trigger};
 
 use crate::app_client::{self, CallFailure};
@@ -65,6 +65,35 @@ pub fn next_calls(job: &JobRecord) -> Option<Calls> {
 /// Chunks not moved yet, at most [`BATCH`] of them.
 fn pending(transfer: &Transfer) -> Vec<u32> {
     (0..transfer.chunks).filter(|&i| !transfer.done.contains(i)).take(BATCH as usize).collect()
+}
+
+/// Opens an attempt of the job's next step, before its calls go out: the attempt counts as
+/// failed unless its answers are read ([`answered`]). A callback that traps while reading them
+/// rolls back everything it did but not this count, so an app whose answers make the vault trap
+/// runs the job out of retries instead of holding it forever.
+pub fn begin_attempt(mut job: JobRecord, ctx: &Ctx) -> Result<JobRecord, Box<Next>> {
+    if job.retries > MAX_RETRIES {
+        let (attempts, last) = (job.retries, "the vault trapped while reading the app's answers".to_string());
+        return Err(Box::new(fail(job, JobError::RetriesExhausted { attempts, last }, ctx)));
+    }
+    job.retries += 1;
+    Ok(job)
+}
+
+/// The attempt's answers arrived: whether it failed is the transition's to say.
+pub fn answered(mut job: JobRecord) -> JobRecord {
+    job.retries = job.retries.saturating_sub(1);
+    job
+}
+
+/// Whether a controller may cancel the job now: not once it is over, and not while a restore
+/// commits (the app may be committing: its state would be neither the snapshot's nor known).
+pub fn cancellable(job: &JobRecord) -> Result<(), String> {
+    match (&job.outcome, &job.task) {
+        (Outcome::Succeeded | Outcome::Failed(_), _) => Err("it is over".into()),
+        (Outcome::Running, Task::Restore { phase: Phase::Finishing(_), .. }) => Err("the restore is committing".into()),
+        (Outcome::Running, _) => Ok(()),
+    }
 }
 
 /// How one chunk call of a batch ended, as the performer read it.
@@ -244,7 +273,14 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
     if manifest.job != job.id || manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
         return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
     }
-    let chunks = chunk_count(manifest.size, manifest.chunk_size);
+    let chunks = try_chunk_count(manifest.size, manifest.chunk_size).filter(|&c| c <= MAX_CHUNKS && manifest.size <= MAX_IMAGE_BYTES);
+    let Some(chunks) = chunks else {
+        let reason = format!(
+            "{} bytes in chunks of {}: a snapshot holds at most {MAX_IMAGE_BYTES} bytes in {MAX_CHUNKS} chunks",
+            manifest.size, manifest.chunk_size
+        );
+        return fail(job, JobError::InvalidManifest { reason }, ctx);
+    };
     let required = transfer_estimate(chunks) + ctx.batch_reserve;
     if ctx.cycles < required {
         return fail(job, JobError::InsufficientCycles { required, available: ctx.cycles }, ctx);
@@ -670,6 +706,53 @@ mod tests {
         assert_eq!(next.job, done, "a finished job takes no event");
         let next = step(transferring_snapshot(2), Event::Committed(Err(BackupError::NoVaultSet), Sha256([0; 32])));
         assert!(!next.job.is_finished());
+    }
+
+    #[test]
+    fn a_dump_claiming_more_than_a_snapshot_holds_fails_with_a_typed_error() {
+        for (size, chunk_size) in [(u64::MAX, 1), (MAX_IMAGE_BYTES + 1, CHUNK_SIZE), (MAX_CHUNKS as u64 * 10 + 1, 10)] {
+            let next = step(snapshot_job(), Event::DumpBegun(Ok(DumpManifest { chunk_size, size, ..manifest(0) })));
+            assert!(matches!(failed_with(&next), JobError::InvalidManifest { .. }), "{size} in {chunk_size}: {:?}", next.job.outcome);
+            assert!(!next.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })));
+        }
+        let largest = DumpManifest { chunk_size: CHUNK_SIZE, size: MAX_IMAGE_BYTES, ..manifest(0) };
+        assert_eq!(step(snapshot_job(), Event::DumpBegun(Ok(largest))).job.phase(), JobPhase::Transferring);
+    }
+
+    #[test]
+    fn an_attempt_whose_answers_are_never_read_counts_as_failed() {
+        let mut job = transferring_snapshot(2);
+        // The vault trapped reading the answers of every attempt: each count stays.
+        for attempt in 1..=MAX_RETRIES + 1 {
+            job = begin_attempt(job, &ctx()).expect("retries left");
+            assert_eq!(job.retries, attempt);
+        }
+        let Err(next) = begin_attempt(job, &ctx()) else { panic!("the budget is spent") };
+        assert!(matches!(failed_with(&next), JobError::RetriesExhausted { attempts, .. } if *attempts == MAX_RETRIES + 1));
+        assert!(next.effects.contains(&Effect::DropSnapshot(7)) && next.effects.contains(&Effect::ReleaseApp));
+    }
+
+    #[test]
+    fn an_attempt_whose_answers_are_read_counts_as_the_transition_says() {
+        let job = answered(begin_attempt(transferring_snapshot(2), &ctx()).unwrap());
+        assert_eq!(job.retries, 0);
+        let failed = step(answered(begin_attempt(job, &ctx()).unwrap()), Event::CallFailed(transient()));
+        assert_eq!(failed.job.retries, 1, "one failed attempt, counted once");
+        let moved = step(answered(begin_attempt(failed.job, &ctx()).unwrap()), moved(&[0]));
+        assert_eq!(moved.job.retries, 0);
+    }
+
+    #[test]
+    fn running_jobs_cancel_except_a_committing_restore() {
+        assert_eq!(cancellable(&snapshot_job()), Ok(()));
+        assert_eq!(cancellable(&transferring_snapshot(3)), Ok(()));
+        assert_eq!(cancellable(&transferring_restore(3)), Ok(()));
+        assert!(cancellable(&transferring_restore(0)).is_err(), "committing");
+        let done = step(snapshot_job(), Event::DumpBegun(Err(BackupError::NoVaultSet))).job;
+        assert!(cancellable(&done).is_err());
+        let by = Principal::from_slice(&[2; 10]);
+        let next = step(transferring_snapshot(3), Event::Abort(JobError::Cancelled { by }));
+        assert_eq!(next.effects, vec![Effect::DropSnapshot(7), Effect::FreeApp, Effect::ReleaseApp]);
     }
 
     #[test]

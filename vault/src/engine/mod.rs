@@ -31,3 +31,18 @@ mod steps;
 
 pub use job::transfer_estimate;
 pub use scheduler::{arm, resume_after_upgrade, revive, start_job, start_watchdog};
+
+use candid::Principal;
+use vault_api::service::{JobError, VaultError};
+
+use crate::storable::JobRecord;
+
+/// Ends running job `job` as cancelled by `by`, releasing what it built and the app's dump or
+/// staging; answers still in flight then change nothing. Refused once the job is over, and
+/// while a restore commits.
+pub fn cancel(job: JobRecord, by: Principal) -> Result<JobRecord, VaultError> {
+    job::cancellable(&job).map_err(|reason| VaultError::NotCancellable { job: job.id, reason })?;
+    let id = job.id;
+    steps::settle(job, job::Event::Abort(JobError::Cancelled { by }));
+    Ok(crate::state::with_state(|s| s.job(id)).expect("a cancelled job is kept in its app's log"))
+}

@@ -4,7 +4,7 @@
 use vault_api::protocol::{RestoreBegin, RestoreChunk};
 
 use super::calls;
-use super::job::{ChunkAnswer, Event};
+use super::job::{self, ChunkAnswer, Event};
 use crate::app_client;
 use crate::state::with_state;
 use crate::storable::{JobRecord, SnapshotRecord, SnapshotStatus};
@@ -16,7 +16,7 @@ fn snapshot(source: candid::Principal, snapshot_id: u64) -> Option<SnapshotRecor
 
 /// `Some((job, event))` without a call: the snapshot is gone.
 fn gone(job: &JobRecord) -> Option<(JobRecord, Event)> {
-    Some((job.clone(), Event::SnapshotGone))
+    Some((job::answered(job.clone()), Event::SnapshotGone))
 }
 
 pub async fn begin(job: &JobRecord, source: candid::Principal, snapshot_id: u64) -> Option<(JobRecord, Event)> {

@@ -9,9 +9,15 @@ use crate::state::with_state;
 use crate::storable::{JobRecord, Phase, Task};
 use crate::{app_client, retention};
 
-/// Advances `job` by one step; returns whether it progressed.
+/// Advances `job` by one step; returns whether it progressed. The attempt is counted before
+/// its calls go out (`job::begin_attempt`).
 pub async fn step(job: JobRecord) -> bool {
     let Some(calls) = job::next_calls(&job) else { return false };
+    let job = match job::begin_attempt(job, &ctx()) {
+        Ok(job) => job,
+        Err(next) => return perform(*next),
+    };
+    with_state(|s| s.put_job(job.clone()));
     let answered = match (&job.task, calls) {
         (Task::Snapshot { .. }, Calls::DumpBegin) => snapshot::begin(&job).await,
         (Task::Snapshot { phase: Phase::Transferring(building), .. }, Calls::DumpChunks(indices)) => {
@@ -35,13 +41,16 @@ pub async fn step(job: JobRecord) -> bool {
 /// Applies `event` to `job` and performs the transition's effects; returns whether it
 /// progressed.
 pub fn settle(job: JobRecord, event: Event) -> bool {
-    let ctx = Ctx {
+    perform(job::apply(job, event, &ctx()))
+}
+
+fn ctx() -> Ctx {
+    Ctx {
         now: ic_cdk::api::time(),
         cycles: cycles::available(),
         batch_reserve: cycles::batch_reserve(),
         next_snapshot: with_state(|s| s.peek_snapshot_id()),
-    };
-    perform(job::apply(job, event, &ctx))
+    }
 }
 
 fn perform(Next { job, effects, progressed }: Next) -> bool {
