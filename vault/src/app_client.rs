@@ -7,7 +7,7 @@ use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
 use vault_api::protocol::{
     BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport,
-    methods,
+    bounded_text, methods,
 };
 
 thread_local! {
@@ -113,11 +113,9 @@ pub struct Answer<T> {
     pub reply_bytes: u64,
 }
 
-async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-    target: Principal,
-    method: &str,
-    args: A,
-) -> Result<Answer<R>, CallFailure> {
+/// Calls protocol method `method` of app `target`. Its answer is untrusted: decoded within
+/// quotas, and its text (a reject message, an error's message) cut to `MAX_APP_TEXT`.
+async fn call<A: ArgumentEncoder, T: CandidType + DeserializeOwned>(target: Principal, method: &str, args: A) -> Protocol<T> {
     let payload = candid::encode_args(args).expect("protocol arguments encode");
     let request_bytes = (method.len() + payload.len()) as u64;
     let _outstanding = Outstanding::new();
@@ -126,13 +124,12 @@ async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
         .with_raw_args(&payload)
         .await
         .map_err(|e| match e {
-            CallFailed::CallRejected(r) => CallFailure::Rejected { code: r.raw_reject_code(), message: r.reject_message().to_string() },
+            CallFailed::CallRejected(r) => CallFailure::Rejected { code: r.raw_reject_code(), message: bounded_text(r.reject_message()) },
             _ => CallFailure::NotSent,
         })?;
     let bytes = response.into_bytes();
-    // Within quotas: an app's reply is untrusted bytes.
-    let value = vault_api::decode::one(&bytes).map_err(|e| CallFailure::Undecodable(e.to_string()))?;
-    Ok(Answer { value, request_bytes, reply_bytes: bytes.len() as u64 })
+    let value: Result<T, BackupError> = vault_api::decode::one(&bytes).map_err(|e| CallFailure::Undecodable(bounded_text(&e.to_string())))?;
+    Ok(Answer { value: value.map_err(BackupError::bounded), request_bytes, reply_bytes: bytes.len() as u64 })
 }
 
 pub type Protocol<T> = Result<Answer<Result<T, BackupError>>, CallFailure>;

@@ -192,3 +192,19 @@ impl BackupError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_text_is_cut_on_a_character_boundary() {
+        assert_eq!(bounded_text("short"), "short");
+        let long = "é".repeat(MAX_APP_TEXT + 10);
+        let cut = bounded_text(&long);
+        assert_eq!(cut.chars().count(), MAX_APP_TEXT + 3);
+        assert!(cut.ends_with("..."));
+        let error = BackupError::Serialization { message: long }.bounded();
+        assert!(matches!(error, BackupError::Serialization { message } if message == cut));
+    }
+}
