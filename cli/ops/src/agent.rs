@@ -1,9 +1,11 @@
 //! A real network (a local replica started by `dfx start` or `icp network start`, or mainnet)
 //! through ic-agent.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use candid::Principal;
+use ic_agent::export::reqwest::Url;
 use ic_agent::{Agent, AgentError};
 
 use crate::identity::LoadedIdentity;
@@ -20,9 +22,14 @@ pub fn network_url(network: &str) -> String {
 }
 
 /// Whether the network is a local test network, whose root key must be fetched (mainnet's is
-/// built into the agent).
+/// built into the agent): a plain `http` URL whose host, as the agent parses it, is `localhost`
+/// or a loopback address (127.0.0.0/8, `::1`). Only such a replica is trusted to say its key.
 pub fn is_local(url: &str) -> bool {
-    url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost") || url.starts_with("http://[::1]")
+    let Ok(url) = Url::parse(url) else { return false };
+    // The parsed host is lowercase, an IPv4 address in dotted decimal, an IPv6 one in brackets.
+    let host = url.host_str().unwrap_or_default();
+    let address = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    url.scheme() == "http" && (host == "localhost" || address.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()))
 }
 
 pub struct AgentTransport {
@@ -100,6 +107,35 @@ mod tests {
         assert_eq!(network_url("http://10.0.0.1:8000"), "http://10.0.0.1:8000");
         assert!(is_local(&network_url("local")));
         assert!(!is_local(&network_url("ic")));
+    }
+
+    #[test]
+    fn only_a_loopback_host_is_local() {
+        for url in [
+            "http://127.0.0.1:4943",
+            "http://localhost:8000/",
+            "http://LOCALHOST",
+            "http://127.8.9.10",
+            "http://[::1]:4943",
+            "http://me@localhost:4943",
+        ] {
+            assert!(is_local(url), "{url} is local");
+        }
+        for url in [
+            "http://localhost.evil.com",
+            "http://127.0.0.1.evil.com:4943",
+            "http://127.0.0.1@evil.com",
+            "http://localhost:4943@evil.com",
+            "http://[::1].evil.com",
+            "http://evil.com/http://127.0.0.1",
+            "http://10.0.0.1:8000",
+            "https://icp-api.io",
+            "https://localhost:4943",
+            "localhost:4943",
+            "not a url",
+        ] {
+            assert!(!is_local(url), "{url} is not local");
+        }
     }
 
     #[test]
