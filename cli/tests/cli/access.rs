@@ -44,3 +44,11 @@ fn an_identity_that_does_not_control_the_app_is_refused_everywhere() {
     assert_eq!(ic.ok(&["status", &app])["jobs"].as_array().unwrap().len(), jobs_before);
     assert_eq!(ic.ok(&["status", &app])["app"]["interval_seconds"], 0);
 }
+
+#[test]
+fn the_identity_init_makes_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let ic = Ic::new();
+    let mode = std::fs::metadata(ic.dir().join("identity.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}

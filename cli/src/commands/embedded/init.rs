@@ -1,6 +1,8 @@
 //! `vault embedded init`: a new embedded IC with a vault on it.
 
-use std::io::Read;
+use std::fs::{OpenOptions, Permissions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use candid::Encode;
@@ -60,7 +62,8 @@ pub fn exec(dir: &Path, who: &IdentityOpt, args: &Args) -> Result<Output, CliErr
                 .and_then(|mut f| f.read_exact(&mut seed))
                 .map_err(|e| CliError::Invalid(format!("reading /dev/urandom: {e}")))?;
             let path = dir.join(EMBEDDED_IDENTITY);
-            std::fs::write(&path, identity::ed25519_pem(&seed)).map_err(|e| CliError::Invalid(format!("writing {}: {e}", path.display())))?;
+            write_private(&path, identity::ed25519_pem(&seed).as_bytes())
+                .map_err(|e| CliError::Invalid(format!("writing {}: {e}", path.display())))?;
             identity::load(path.to_str().unwrap_or_default())?
         }
     };
@@ -77,4 +80,12 @@ pub fn exec(dir: &Path, who: &IdentityOpt, args: &Args) -> Result<Output, CliErr
         controller: controller.principal.to_text(),
         cycles: VAULT_CYCLES,
     }))
+}
+
+/// Writes a private key readable and writable by its owner only (mode 0600), also over a file
+/// left with other permissions.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
