@@ -24,8 +24,16 @@ pub struct Exported {
     pub downloaded: u64,
 }
 
-/// Writes snapshot `snapshot_id` of `app` to `path`.
-pub fn export(vault: &mut Vault, app: Principal, snapshot_id: u64, path: &Path, progress: &mut dyn Progress) -> Result<Exported, OpsError> {
+/// Writes snapshot `snapshot_id` of `app` to `path`; a file already there is an error unless
+/// `overwrite`.
+pub fn export(
+    vault: &mut Vault,
+    app: Principal,
+    snapshot_id: u64,
+    path: &Path,
+    overwrite: bool,
+    progress: &mut dyn Progress,
+) -> Result<Exported, OpsError> {
     let info = vault.snapshot(app, snapshot_id)?;
     let mut chunk_hashes = Vec::with_capacity(info.chunks as usize);
     while (chunk_hashes.len() as u32) < info.chunks {
@@ -39,10 +47,10 @@ pub fn export(vault: &mut Vault, app: Principal, snapshot_id: u64, path: &Path, 
     let exported_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let manifest = Manifest { header: Header::of(&info, exported_at), chunk_hashes };
     manifest.check().map_err(|_| OpsError::Inconsistent { app, snapshot_id, what: "a chunk table".into() })?;
-    let mut writer = FileWriter::open(path, manifest.clone())?;
+    let mut writer = FileWriter::open(path, manifest.clone(), overwrite)?;
     let resumed_chunks = writer.done;
     let chunk_size = info.chunk_size;
-    let done_bytes = |chunks: u32| (chunks as u64 * chunk_size).min(info.size);
+    let done_bytes = |chunks: u32| u64::from(chunks).saturating_mul(chunk_size).min(info.size);
     progress.begin("export");
     progress.position(done_bytes(resumed_chunks), info.size);
     for index in resumed_chunks..info.chunks {

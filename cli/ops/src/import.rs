@@ -10,7 +10,7 @@ use serde_bytes::ByteBuf;
 use vault_api::service::{ImportArgs, ImportChunk, SnapshotInfo, SnapshotRef};
 
 use crate::error::OpsError;
-use crate::file::{self, FileReader};
+use crate::file::{self, Chunk, FileReader};
 use crate::progress::Progress;
 use crate::vault::Vault;
 
@@ -26,8 +26,9 @@ pub struct Imported {
 pub fn verify(path: &Path, progress: &mut dyn Progress) -> Result<file::Manifest, OpsError> {
     progress.begin("verify");
     let mut done = 0;
-    let total = FileReader::open(path)?.manifest.header.size;
-    let manifest = file::verify(path, |bytes| {
+    let reader = FileReader::open(path)?;
+    let total = reader.manifest().header.size;
+    let manifest = reader.verify(|bytes| {
         done += bytes;
         progress.position(done, total);
     })?;
@@ -53,16 +54,14 @@ pub fn import(vault: &mut Vault, path: &Path, app: Principal, progress: &mut dyn
     }
     let missing: BTreeSet<u32> = begun.missing.into_iter().collect();
     let mut reader = FileReader::open(path)?;
-    let hashes = reader.manifest.chunk_hashes.clone();
-    let total = missing.len() as u64 * header.chunk_size;
+    let total = (missing.len() as u64).saturating_mul(header.chunk_size);
     let mut uploaded = 0u64;
     progress.begin("import");
     progress.position(0, total);
-    while let Some((index, data)) = reader.next_chunk()? {
+    while let Some(Chunk { index, sha256, data }) = reader.next_chunk()? {
         if !missing.contains(&index) {
             continue;
         }
-        let sha256 = hashes[index as usize];
         vault.import_chunk(ImportChunk { app, snapshot_id, index, data: ByteBuf::from(data), sha256 })?;
         uploaded += data.len() as u64;
         progress.position(uploaded, total.max(uploaded));

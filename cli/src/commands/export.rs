@@ -1,4 +1,4 @@
-//! `vault export APP SNAPSHOT -o FILE`: download a snapshot into a file.
+//! `vault export APP SNAPSHOT -o FILE [--force]`: download a snapshot into a file.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +21,9 @@ pub struct Args {
     /// The file to write (`FILE.part` while downloading).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace FILE if it exists (without this, an existing FILE is an error).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Serialize)]
@@ -45,7 +48,7 @@ impl std::fmt::Display for ExportReport {
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
     let started = Instant::now();
     let (mut vault, progress) = context.vault_with_progress()?;
-    let exported = vault_ops::export::export(&mut vault, args.app, args.snapshot, &args.output, progress)?;
+    let exported = vault_ops::export::export(&mut vault, args.app, args.snapshot, &args.output, args.force, progress)?;
     Ok(Output::of(&ExportReport {
         file: FileReport::new(&exported.path, &exported.manifest.header),
         resumed_chunks: exported.resumed_chunks,

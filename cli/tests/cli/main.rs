@@ -4,6 +4,7 @@
 
 mod access;
 mod commands;
+mod files;
 mod support;
 mod transfer;
 

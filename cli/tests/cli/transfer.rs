@@ -135,6 +135,24 @@ fn a_tampered_file_is_refused_by_verify_and_by_import_and_changes_nothing() {
     assert!(text.starts_with("ok: "), "{text}");
 }
 
+#[test]
+fn export_overwrites_an_existing_file_only_with_force() {
+    let ic = Ic::new();
+    let app = ic.registered("notes");
+    ic.fill(&app, 1, 100_000);
+    let id = ic.snapshot(&app).to_string();
+    let file = ic.path("notes.cvsnap");
+    let file_arg = file.to_str().unwrap();
+    std::fs::write(&file, b"someone's file").unwrap();
+    let e = message(&ic.err(&["export", &app, &id, "-o", file_arg]));
+    assert!(e.contains("already exists") && e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"someone's file");
+
+    let exported = ic.ok(&["export", &app, &id, "-o", file_arg, "--force"]);
+    assert_eq!(ic.ok(&["verify", file_arg])["sha256"], exported["sha256"]);
+    assert!(message(&ic.err(&["export", &app, &id, "-o", file_arg])).contains("--force"), "a finished export is not overwritten either");
+}
+
 /// A transport that fails every call after its first `budget` updates.
 struct FailingAfter<'a> {
     inner: &'a mut dyn vault_ops::Transport,
