@@ -161,6 +161,10 @@ fn vault_endpoints_admit_only_controllers_of_the_app() {
             };
             match caller {
                 Caller::Anonymous => assert_eq!(result, Err(VaultError::Anonymous), "{name} as {caller:?}"),
+                // Registration is closed to them before their control of the app is asked.
+                Caller::Stranger | Caller::OtherCanister if *name == vault_methods::REGISTER => {
+                    assert!(matches!(result, Err(VaultError::RegistrationClosed { .. })), "{name} as {caller:?}: {result:?}");
+                }
                 Caller::Stranger | Caller::OtherCanister => {
                     assert!(matches!(result, Err(VaultError::NotAController { .. })), "{name} as {caller:?}: {result:?}");
                 }

@@ -2,6 +2,7 @@
 //! app wasm. One module per area.
 
 mod access;
+mod admin;
 mod campaign;
 mod faults;
 mod flows;

@@ -6,15 +6,19 @@
 //! - a registered app is managed, read and restored by its controllers: updates ask the
 //!   management canister (`canister_info`) and keep what they saw on the app's record, queries
 //!   (which cannot call) check the controllers last seen;
-//! - registering an app needs its controller too.
+//! - registering an app needs its controller too, and registration open to the caller:
+//!   administrators always, others as the registration mode says;
+//! - administrators (the vault's own controllers, and the principals they name) allow
+//!   registrants, suspend and evict apps and see what every app holds; only the vault's
+//!   controllers name administrators.
 //!
 //! Ingress is also inspected before it is inducted (and paid for): [`admit_ingress`].
 
 use candid::utils::ArgumentDecoder;
 use candid::Principal;
 use vault_api::service::{
-    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, RestoreArgs, SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError,
-    methods,
+    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotRef, SuspendArgs,
+    UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
 };
 
 use crate::app_client::{self, CanisterInfo};
@@ -45,10 +49,42 @@ async fn controls(caller: Principal, app: Principal) -> Result<CanisterInfo, Vau
     Ok(info)
 }
 
-/// For registering `app`: the caller controls it now. Returns the caller and what the
-/// management canister said of the app.
+fn is_administrator(caller: Principal) -> bool {
+    ic_cdk::api::is_controller(&caller) || with_state(|s| s.config().administrators.contains(&caller))
+}
+
+/// For administration: the caller is a controller of the vault or a named administrator.
+pub fn administrator() -> Result<Principal, VaultError> {
+    let caller = authenticated()?;
+    if !is_administrator(caller) {
+        return Err(VaultError::NotAnAdministrator { caller });
+    }
+    Ok(caller)
+}
+
+/// For naming administrators: the caller controls the vault.
+pub fn vault_controller() -> Result<Principal, VaultError> {
+    let caller = authenticated()?;
+    if !ic_cdk::api::is_controller(&caller) {
+        return Err(VaultError::NotAController { app: ic_cdk::api::canister_self(), caller });
+    }
+    Ok(caller)
+}
+
+/// For registering `app`: registration is open to the caller (an administrator always; others
+/// as the registration mode says), and the caller controls the app now. Returns the caller and
+/// what the management canister said of the app.
 pub async fn may_register(app: Principal) -> Result<(Principal, CanisterInfo), VaultError> {
     let caller = authenticated()?;
+    let mode = with_state(|s| s.config().registration);
+    let open = match mode {
+        Registration::Open => true,
+        Registration::AllowList => with_state(|s| s.is_allowed(caller)),
+        Registration::Administrators => false,
+    };
+    if !open && !is_administrator(caller) {
+        return Err(VaultError::RegistrationClosed { caller, mode });
+    }
     let info = controls(caller, app).await?;
     Ok((caller, info))
 }
@@ -119,8 +155,14 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
         methods::REGISTER => decodes::<(RegisterArgs,)>(arg),
         methods::UNREGISTER => decodes::<(UnregisterArgs,)>(arg),
         methods::UPDATE_SCHEDULE => decodes::<(UpdateScheduleArgs,)>(arg),
-        methods::APP_INFO | methods::SNAPSHOT_NOW | methods::LIST_SNAPSHOTS | methods::LIST_JOBS => decodes::<(Principal,)>(arg),
-        methods::LIST_APPS => decodes::<()>(if arg.is_empty() { b"DIDL\x00\x00" } else { arg }),
+        methods::APP_INFO | methods::SNAPSHOT_NOW | methods::LIST_SNAPSHOTS | methods::LIST_JOBS | methods::RESUME_APP | methods::EVICT_APP => {
+            decodes::<(Principal,)>(arg)
+        }
+        methods::LIST_APPS | methods::ADMIN_INFO | methods::LIST_REGISTRANTS => decodes::<()>(if arg.is_empty() { b"DIDL\x00\x00" } else { arg }),
+        methods::SET_ADMINISTRATORS => decodes::<(Vec<Principal>,)>(arg),
+        methods::SET_REGISTRATION => decodes::<(Registration,)>(arg),
+        methods::SET_ALLOWED => decodes::<(SetAllowedArgs,)>(arg),
+        methods::SUSPEND_APP => decodes::<(SuspendArgs,)>(arg),
         methods::DELETE_SNAPSHOT | methods::IMPORT_COMMIT | methods::IMPORT_ABORT => decodes::<(SnapshotRef,)>(arg),
         methods::RESTORE => decodes::<(RestoreArgs,)>(arg),
         methods::JOB_STATUS | methods::CANCEL_JOB => decodes::<(u64,)>(arg),

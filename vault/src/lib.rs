@@ -10,11 +10,12 @@ use candid::Principal;
 use vault_api::Sha256;
 use vault_api::protocol::Chunk;
 use vault_api::service::{
-    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RestoreArgs, SnapshotInfo,
-    SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError,
+    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
+    RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
 mod access;
+mod admin;
 mod app_client;
 mod engine;
 pub mod memory;
@@ -192,6 +193,69 @@ fn import_abort(args: SnapshotRef) -> Result<(), VaultError> {
     engine::revive();
     access::seen_controller(args.app)?;
     ops::import_abort(args)
+}
+
+// Administration.
+
+#[ic_cdk::query]
+fn admin_info() -> Result<AdminInfo, VaultError> {
+    access::administrator()?;
+    Ok(admin::info())
+}
+
+/// Names the vault's administrators besides its controllers (at most 10).
+#[ic_cdk::update]
+fn set_administrators(administrators: Vec<Principal>) -> Result<(), VaultError> {
+    engine::revive();
+    access::vault_controller()?;
+    admin::set_administrators(administrators)
+}
+
+/// Who may register apps: administrators only, also the allow-list, or anyone.
+#[ic_cdk::update]
+fn set_registration(registration: Registration) -> Result<(), VaultError> {
+    engine::revive();
+    access::administrator()?;
+    admin::set_registration(registration);
+    Ok(())
+}
+
+/// Puts principals on the allow-list of registrants, or takes them off (at most 100 a call).
+#[ic_cdk::update]
+fn set_allowed(args: SetAllowedArgs) -> Result<(), VaultError> {
+    engine::revive();
+    access::administrator()?;
+    admin::set_allowed(args)
+}
+
+/// Every registrant and allowed principal, with what its apps hold.
+#[ic_cdk::query]
+fn list_registrants() -> Result<Vec<RegistrantInfo>, VaultError> {
+    access::administrator()?;
+    Ok(admin::registrants())
+}
+
+/// Suspends an app: no new snapshot, restore into it or import until it is resumed.
+#[ic_cdk::update]
+fn suspend_app(args: SuspendArgs) -> Result<(), VaultError> {
+    engine::revive();
+    let caller = access::administrator()?;
+    admin::suspend(caller, args.app, &args.reason, ic_cdk::api::time())
+}
+
+#[ic_cdk::update]
+fn resume_app(app: Principal) -> Result<(), VaultError> {
+    engine::revive();
+    access::administrator()?;
+    admin::resume(app)
+}
+
+/// Unregisters an app, cancelling its job; its snapshots stay until its controllers delete them.
+#[ic_cdk::update]
+fn evict_app(app: Principal) -> Result<(), VaultError> {
+    engine::revive();
+    let caller = access::administrator()?;
+    admin::evict(caller, app)
 }
 
 ic_cdk::export_candid!();

@@ -14,13 +14,19 @@
 //! 6   JOBS        StableBTreeMap<u64, JobRecord>               job id -> state machine and outcome
 //! 7   APP_JOBS    StableBTreeMap<AppJobKey, ()>                (app, job id): an app's job log
 //! 8   DELETIONS   StableBTreeMap<u64, Deletion>                snapshot id -> chunks left to release
+//! 9   CONFIG      StableCell<Config>                          administrators, registration mode
+//! 10  ALLOWED     StableBTreeMap<Principal, ()>                principals allowed to register apps
+//! 11  SUSPENDED   StableBTreeMap<Principal, SuspensionRecord>  app -> who suspended it, when, why
 //! ```
+//!
+//! Memories 9 to 11 came after release 0.1.0 without a layout change: they are additions an
+//! older build never opens, so a rollback to it keeps working (and keeps them as they were).
 //!
 //! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
 //! over SNAPSHOTS and MANIFESTS. A chunk's bytes are stored once however many snapshots use
 //! them; deletion releases references in bounded steps and frees bytes at zero.
 //!
-//! The records' byte layouts are in `storable.rs`, each pinned by a golden test.
+//! The records' byte layouts are in `storable/`, each pinned by a golden test.
 
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::DefaultMemoryImpl;
@@ -41,6 +47,9 @@ pub const CHUNK_DATA: MemoryId = MemoryId::new(5);
 pub const JOBS: MemoryId = MemoryId::new(6);
 pub const APP_JOBS: MemoryId = MemoryId::new(7);
 pub const DELETIONS: MemoryId = MemoryId::new(8);
+pub const CONFIG: MemoryId = MemoryId::new(9);
+pub const ALLOWED: MemoryId = MemoryId::new(10);
+pub const SUSPENDED: MemoryId = MemoryId::new(11);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

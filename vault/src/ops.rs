@@ -224,6 +224,7 @@ pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> 
 
 pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
     idle(app, &with_state(|s| s.registered(app))?)?;
+    with_state(|s| s.not_suspended(app))?;
     cycles::check(cycles::batch_reserve())?;
     let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual });
     Ok(job_info(&job))
@@ -240,6 +241,7 @@ pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
         return Err(VaultError::StateKindMismatch { target, target_kind: target_record.state_kind, snapshot: snapshot.state_kind });
     }
     idle(target, &target_record)?;
+    with_state(|s| s.not_suspended(target))?;
     cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
     let job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
     Ok(job_info(&job))
@@ -307,6 +309,7 @@ fn import_in_progress(app: Principal, id: u64) -> Result<SnapshotRecord, VaultEr
 /// Begins importing a snapshot into `app`'s history, or resumes the import of the same one.
 pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     let app = args.app;
+    with_state(|s| s.not_suspended(app))?;
     if args.chunk_size == 0 || args.chunk_size > CHUNK_SIZE {
         return Err(VaultError::InvalidManifest {
             reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),

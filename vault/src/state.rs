@@ -12,7 +12,8 @@ use vault_api::service::VaultError;
 
 use crate::memory::{self, Memory};
 use crate::storable::{
-    AppJobKey, AppRecord, Deletion, Header, JobRecord, ManifestKey, PrincipalKey, SnapshotKey, SnapshotRecord, SnapshotStatus,
+    AppJobKey, AppRecord, Config, Deletion, Header, JobRecord, ManifestKey, PrincipalKey, SnapshotKey, SnapshotRecord, SnapshotStatus,
+    SuspensionRecord,
 };
 
 thread_local! {
@@ -51,6 +52,9 @@ pub struct State {
     jobs: StableBTreeMap<u64, JobRecord, Memory>,
     app_jobs: StableBTreeMap<AppJobKey, (), Memory>,
     deletions: StableBTreeMap<u64, Deletion, Memory>,
+    config: StableCell<Config, Memory>,
+    allowed: StableBTreeMap<PrincipalKey, (), Memory>,
+    suspended: StableBTreeMap<PrincipalKey, SuspensionRecord, Memory>,
 }
 
 /// Finished jobs kept in an app's log.
@@ -71,6 +75,9 @@ impl State {
             jobs: StableBTreeMap::init(m(memory::JOBS)),
             app_jobs: StableBTreeMap::init(m(memory::APP_JOBS)),
             deletions: StableBTreeMap::init(m(memory::DELETIONS)),
+            config: StableCell::init(m(memory::CONFIG), Config::default()),
+            allowed: StableBTreeMap::init(m(memory::ALLOWED)),
+            suspended: StableBTreeMap::init(m(memory::SUSPENDED)),
         }
     }
 
@@ -140,6 +147,53 @@ impl State {
             self.put_app(app, record);
         }
         self.prune_job_log(app);
+    }
+
+    // Administration.
+
+    pub fn config(&self) -> Config {
+        self.config.get().clone()
+    }
+
+    pub fn set_config(&mut self, config: Config) {
+        self.config.set(config);
+    }
+
+    pub fn is_allowed(&self, principal: Principal) -> bool {
+        self.allowed.contains_key(&PrincipalKey(principal))
+    }
+
+    pub fn set_allowed(&mut self, principal: Principal, allowed: bool) {
+        if allowed {
+            self.allowed.insert(PrincipalKey(principal), ());
+        } else {
+            self.allowed.remove(&PrincipalKey(principal));
+        }
+    }
+
+    /// The allow-list, in principal order.
+    pub fn allowed(&self) -> Vec<Principal> {
+        self.allowed.keys().map(|k| k.0).collect()
+    }
+
+    pub fn suspension(&self, app: Principal) -> Option<SuspensionRecord> {
+        self.suspended.get(&PrincipalKey(app))
+    }
+
+    pub fn suspend(&mut self, app: Principal, record: SuspensionRecord) {
+        self.suspended.insert(PrincipalKey(app), record);
+    }
+
+    pub fn resume(&mut self, app: Principal) {
+        self.suspended.remove(&PrincipalKey(app));
+    }
+
+    /// Refuses new work (a snapshot, a restore into it, an import) for a suspended app.
+    pub fn not_suspended(&self, app: Principal) -> Result<(), VaultError> {
+        match self.suspension(app) {
+            Some(record) => Err(VaultError::Suspended { app, suspension: record.into() }),
+            None => Ok(()),
+        }
     }
 
     // Snapshots and chunks.

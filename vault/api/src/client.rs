@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use crate::manifest::Sha256;
 use crate::protocol::Chunk;
 use crate::service::{
-    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RestoreArgs, SnapshotInfo, SnapshotRef,
-    UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
+    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
+    RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
 };
 
 /// Carries a call's candid argument to a canister and its reply back.
@@ -179,6 +179,42 @@ impl<T: Transport> ServiceClient<T> {
     /// Ends a running job as cancelled; what it had done is released.
     pub fn cancel_job(&mut self, job: u64) -> Reply<JobInfo, T::Error> {
         self.call(Mode::Update, methods::CANCEL_JOB, (job,))
+    }
+
+    // Administration.
+
+    pub fn admin_info(&mut self) -> Reply<AdminInfo, T::Error> {
+        self.call(Mode::Query, methods::ADMIN_INFO, ())
+    }
+
+    /// Replaces the list of administrators (the vault's controllers only).
+    pub fn set_administrators(&mut self, administrators: Vec<Principal>) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::SET_ADMINISTRATORS, (administrators,))
+    }
+
+    pub fn set_registration(&mut self, registration: Registration) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::SET_REGISTRATION, (registration,))
+    }
+
+    pub fn set_allowed(&mut self, args: SetAllowedArgs) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::SET_ALLOWED, (args,))
+    }
+
+    pub fn list_registrants(&mut self) -> Reply<Vec<RegistrantInfo>, T::Error> {
+        self.call(Mode::Query, methods::LIST_REGISTRANTS, ())
+    }
+
+    pub fn suspend_app(&mut self, args: SuspendArgs) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::SUSPEND_APP, (args,))
+    }
+
+    pub fn resume_app(&mut self, app: Principal) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::RESUME_APP, (app,))
+    }
+
+    /// Unregisters an app, cancelling its job; its snapshots stay until deleted.
+    pub fn evict_app(&mut self, app: Principal) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::EVICT_APP, (app,))
     }
 }
 

@@ -191,7 +191,8 @@ mod tests {
         assert_eq!(try_chunk_count(25, 10), Some(3));
         assert_eq!(try_chunk_count(25, 0), None);
         assert_eq!(try_chunk_count(u64::MAX, 1), None);
-        assert_eq!(try_chunk_count(u64::MAX, 1 << 32), Some(u32::MAX));
+        assert_eq!(try_chunk_count(u64::MAX, 1 << 32), None, "2^32 chunks");
+        assert_eq!(try_chunk_count(u64::MAX, 1 << 33), Some(1 << 31));
     }
 
     #[test]

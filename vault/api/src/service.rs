@@ -26,6 +26,78 @@ pub mod methods {
     pub const IMPORT_COMMIT: &str = "import_commit";
     pub const IMPORT_ABORT: &str = "import_abort";
     pub const CANCEL_JOB: &str = "cancel_job";
+    pub const ADMIN_INFO: &str = "admin_info";
+    pub const SET_ADMINISTRATORS: &str = "set_administrators";
+    pub const SET_REGISTRATION: &str = "set_registration";
+    pub const SET_ALLOWED: &str = "set_allowed";
+    pub const LIST_REGISTRANTS: &str = "list_registrants";
+    pub const SUSPEND_APP: &str = "suspend_app";
+    pub const RESUME_APP: &str = "resume_app";
+    pub const EVICT_APP: &str = "evict_app";
+}
+
+/// Who may register apps. Administrators (the vault's controllers and the principals they name)
+/// may always register apps they control.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Administrators only.
+    Administrators,
+    /// Administrators and the principals on the allow-list (the default).
+    AllowList,
+    /// Anyone who controls the app.
+    Open,
+}
+
+/// How the vault is administered: `admin_info`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdminInfo {
+    /// Administrators besides the vault's own controllers (who always are).
+    pub administrators: Vec<Principal>,
+    pub registration: Registration,
+    /// Principals who may register apps in [`Registration::AllowList`] mode.
+    pub allowed: Vec<Principal>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SetAllowedArgs {
+    pub principals: Vec<Principal>,
+    /// Put them on the allow-list, or take them off it.
+    pub allowed: bool,
+}
+
+/// An app an administrator suspended: no new snapshot, restore or import until resumed; its
+/// snapshots stay readable and deletable by its controllers.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Suspension {
+    pub by: Principal,
+    pub at_nanos: u64,
+    pub reason: String,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SuspendArgs {
+    pub app: Principal,
+    pub reason: String,
+}
+
+/// What one registered app holds in the vault.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppUsage {
+    pub app: Principal,
+    pub snapshots: u32,
+    /// The sizes of its completed snapshots, added up (chunks they share are stored once).
+    pub snapshot_bytes: u64,
+    pub running_job: Option<u64>,
+    pub suspension: Option<Suspension>,
+}
+
+/// A principal that registered apps, or may: `list_registrants`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RegistrantInfo {
+    pub registrant: Principal,
+    /// On the allow-list.
+    pub allowed: bool,
+    pub apps: Vec<AppUsage>,
 }
 
 /// When the vault snapshots an app by itself.
@@ -291,4 +363,14 @@ pub enum VaultError {
     VaultStopping,
     #[error("job {job} cannot be cancelled: {reason}")]
     NotCancellable { job: u64, reason: String },
+    #[error("{caller} is not an administrator of this vault")]
+    NotAnAdministrator { caller: Principal },
+    #[error("{caller} may not register apps: registration is {mode:?} (ask an administrator)")]
+    RegistrationClosed { caller: Principal, mode: Registration },
+    #[error("app {app} is suspended by {}: {}", suspension.by, suspension.reason)]
+    Suspended { app: Principal, suspension: Suspension },
+    #[error("at most {max} {what}")]
+    TooMany { what: String, max: u32 },
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
 }

@@ -13,8 +13,8 @@ use vault_api::Sha256;
 use vault_api::client::{Reply, ServiceClient, Transport};
 use vault_api::protocol::StateKind;
 use vault_api::service::{
-    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, RestoreArgs, Retention, Schedule, SnapshotRef, UnregisterArgs,
-    UpdateScheduleArgs, VaultError,
+    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, Retention, Schedule, SetAllowedArgs, SnapshotRef,
+    SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
 /// Checks each call against the service's types, records it, and answers with the vault's
@@ -87,6 +87,14 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.import_commit(snapshot));
     refused(vault.import_abort(snapshot));
     refused(vault.cancel_job(9));
+    refused(vault.admin_info());
+    refused(vault.set_administrators(vec![app]));
+    refused(vault.set_registration(Registration::Open));
+    refused(vault.set_allowed(SetAllowedArgs { principals: vec![app], allowed: true }));
+    refused(vault.list_registrants());
+    refused(vault.suspend_app(SuspendArgs { app, reason: "abuse".into() }));
+    refused(vault.resume_app(app));
+    refused(vault.evict_app(app));
 
     let declared = vault.transport();
     let calls: BTreeMap<String, bool> = declared.calls.iter().cloned().collect();

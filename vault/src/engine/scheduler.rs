@@ -154,7 +154,8 @@ fn start_due_snapshots(time: u64) {
                 while record.next_due <= time {
                     record.next_due += interval;
                 }
-                let start = record.running_job.is_none();
+                // A suspended app's slots pass without a snapshot.
+                let start = record.running_job.is_none() && s.suspension(app).is_none();
                 s.put_app(app, record);
                 (app, start)
             })

@@ -14,9 +14,11 @@ use vault_api::service::{Retention, Schedule, Trigger};
 
 use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_sha, read_opt_u64, storable, trigger_byte, trigger_of};
 
+mod admin;
 mod fields;
 mod job;
 
+pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
 pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
 
 /// `HEADER`, 21 bytes: magic "CVLT" | layout version | next job id u64 | next snapshot id u64.
@@ -353,5 +355,7 @@ mod tests {
         check("manifest_key", ManifestKey { snapshot: 0x0102, index: 3 });
         check("app_job_key", AppJobKey { app: p(4, 10), job: 9 });
         check("deletion", Deletion { app: p(4, 10), next_index: 1, chunks: 2 });
+        check("config", Config { registration: vault_api::service::Registration::Open, administrators: vec![p(5, 10), p(6, 29)] });
+        check("suspension", SuspensionRecord::new(p(7, 10), 11, "abuse"));
     }
 }

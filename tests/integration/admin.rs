@@ -1,0 +1,126 @@
+//! Administration: who may register apps (administrators always; others by the registration
+//! mode and the allow-list), who administers (the vault's controllers and the administrators
+//! they name), and suspending, resuming and evicting apps.
+
+use candid::{Encode, Principal};
+use vault_api::service::{Registration, SetAllowedArgs, SuspendArgs, VaultError};
+use vault_tests::*;
+
+/// The vault's answer as `caller` gets it (a reject instead is a failure of the test).
+fn answer<T>(reply: VaultReply<T>) -> VaultResult<T> {
+    reply.unwrap_or_else(|e| panic!("vault: {e}"))
+}
+
+/// An example app with this vault set, controlled by `controller` alone.
+fn app_of(env: &Env, controller: Principal) -> Principal {
+    let app = env.ic.create_canister_with_settings(Some(controller), None);
+    env.ic.install_canister(app, AppKind::Notes.wasm(), Encode!(&Some(env.vault)).unwrap(), Some(controller));
+    app
+}
+
+fn registers(env: &Env, caller: Principal, app: Principal) -> VaultResult<()> {
+    env.vault_as(caller).register(app, manual(), keep(3)).map(drop)
+}
+
+#[test]
+fn registration_is_open_to_administrators_and_as_the_mode_says() {
+    let env = Env::new();
+    let (theirs, later) = (app_of(&env, stranger()), app_of(&env, stranger()));
+    // A new vault: administrators and the allow-list, which is empty.
+    let closed = Err(VaultError::RegistrationClosed { caller: stranger(), mode: Registration::AllowList });
+    assert_eq!(registers(&env, stranger(), theirs), closed);
+    assert!(env.vault().list_apps().unwrap().is_empty(), "nothing registered");
+    answer(env.vault().service().set_allowed(SetAllowedArgs { principals: vec![stranger()], allowed: true })).unwrap();
+    registers(&env, stranger(), theirs).expect("allowed");
+    // Allowed to register is not allowed to register what one does not control.
+    let owners = env.deploy(AppKind::Notes, Some(env.vault));
+    assert!(matches!(registers(&env, stranger(), owners), Err(VaultError::NotAController { .. })));
+    // Administrators only: the allow-list no longer counts; the administrators still register.
+    answer(env.vault().service().set_registration(Registration::Administrators)).unwrap();
+    assert_eq!(registers(&env, stranger(), later), Err(VaultError::RegistrationClosed { caller: stranger(), mode: Registration::Administrators }));
+    registers(&env, owner(), owners).expect("an administrator registers the apps it controls");
+    // Open: anyone who controls the app.
+    answer(env.vault().service().set_registration(Registration::Open)).unwrap();
+    answer(env.vault().service().set_allowed(SetAllowedArgs { principals: vec![stranger()], allowed: false })).unwrap();
+    registers(&env, stranger(), later).expect("open");
+    let anonymous = answer(env.vault_as(Principal::anonymous()).service().admin_info());
+    assert_eq!(anonymous, Err(VaultError::Anonymous));
+}
+
+#[test]
+fn controllers_name_administrators_who_administer_but_name_no_one() {
+    let env = Env::new();
+    let admin = Principal::from_slice(&[0xad; 29]);
+    let not_one = VaultError::NotAnAdministrator { caller: admin };
+    assert_eq!(answer(env.vault_as(admin).service().set_registration(Registration::Open)), Err(not_one.clone()));
+    assert_eq!(answer(env.vault_as(admin).service().list_registrants()), Err(not_one));
+    let named = answer(env.vault_as(stranger()).service().set_administrators(vec![admin]));
+    assert!(matches!(named, Err(VaultError::NotAController { .. })), "{named:?}");
+    assert!(matches!(
+        answer(env.vault().service().set_administrators(vec![Principal::anonymous()])),
+        Err(VaultError::InvalidArgument { .. })
+    ));
+    let too_many: Vec<Principal> = (0..11u8).map(|i| Principal::from_slice(&[i; 29])).collect();
+    assert!(matches!(answer(env.vault().service().set_administrators(too_many)), Err(VaultError::TooMany { max: 10, .. })));
+    answer(env.vault().service().set_administrators(vec![admin])).unwrap();
+    answer(env.vault_as(admin).service().set_registration(Registration::Open)).unwrap();
+    let info = answer(env.vault_as(admin).service().admin_info()).unwrap();
+    assert_eq!((info.administrators, info.registration), (vec![admin], Registration::Open));
+    let names = answer(env.vault_as(admin).service().set_administrators(vec![admin, stranger()]));
+    assert!(matches!(names, Err(VaultError::NotAController { .. })), "only the vault's controllers name administrators");
+    // Registrants and what their apps hold.
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    AppKind::Notes.apply(&env.app(app), 0);
+    let job = env.snapshot(app);
+    let registrants = answer(env.vault_as(admin).service().list_registrants()).unwrap();
+    let owners = registrants.iter().find(|r| r.registrant == owner()).expect("the owner registered an app");
+    assert_eq!(owners.apps.len(), 1);
+    let usage = &owners.apps[0];
+    assert_eq!((usage.app, usage.snapshots, usage.running_job), (app, 1, None));
+    assert_eq!(usage.snapshot_bytes, env.vault().list_snapshots(app).unwrap()[0].size);
+    assert!(job.error.is_none());
+}
+
+#[test]
+fn a_suspended_app_gets_no_new_work_until_resumed_and_keeps_its_snapshots() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, schedule(1), keep(10));
+    AppKind::Notes.apply(&env.app(app), 0);
+    let first = env.snapshot(app);
+    let suspend = |caller| answer(env.vault_as(caller).service().suspend_app(SuspendArgs { app, reason: "x".repeat(10_000) }));
+    assert_eq!(suspend(stranger()), Err(VaultError::NotAnAdministrator { caller: stranger() }));
+    suspend(owner()).unwrap();
+    let refused = env.vault().snapshot_now(app);
+    let Err(VaultError::Suspended { suspension, .. }) = &refused else { panic!("{refused:?}") };
+    assert!(suspension.by == owner() && suspension.reason.chars().count() <= 259, "the reason is cut");
+    assert!(matches!(env.vault().restore(app, first.snapshot_id.unwrap(), None), Err(VaultError::Suspended { .. })));
+    // Scheduled slots pass without a snapshot; reading and export go on.
+    for _ in 0..3 {
+        env.ic.advance_time(HOUR);
+        env.run_for(5);
+    }
+    let snapshots = env.vault().list_snapshots(app).unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    env.vault().snapshot_chunk(app, snapshots[0].id, 0).expect("still readable");
+    answer(env.vault().service().resume_app(app)).unwrap();
+    assert!(env.snapshot(app).error.is_none());
+}
+
+#[test]
+fn an_evicted_app_loses_its_registration_and_job_but_not_its_snapshots() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Ledger, manual(), keep(10));
+    AppKind::Ledger.apply(&env.app(app), 0);
+    let first = env.snapshot(app);
+    env.ic.reject_calls(ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::DUMP_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
+    let stuck = env.vault().snapshot_now(app).unwrap();
+    assert_eq!(answer(env.vault_as(stranger()).service().evict_app(app)), Err(VaultError::NotAnAdministrator { caller: stranger() }));
+    answer(env.vault().service().evict_app(app)).unwrap();
+    assert_eq!(env.vault().app_info(app), Err(VaultError::UnknownApp { app }));
+    env.ic.clear_faults();
+    // Registered again, its controllers find the snapshot it had.
+    env.vault().register(app, manual(), keep(10)).unwrap();
+    let listed = env.vault().list_snapshots(app).unwrap();
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![first.snapshot_id.unwrap()]);
+    assert_eq!(env.vault().job_status(stuck.id), Err(VaultError::UnknownJob { job: stuck.id }));
+}

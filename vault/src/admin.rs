@@ -1,0 +1,106 @@
+//! What each administration endpoint does once its access rule passed: the registration mode,
+//! the administrators and the allow-list, suspending and evicting apps, and what every
+//! registrant's apps hold.
+
+use std::collections::BTreeMap;
+
+use candid::Principal;
+use vault_api::service::{AdminInfo, AppUsage, RegistrantInfo, Registration, SetAllowedArgs, Suspension, VaultError};
+
+use crate::ops;
+use crate::state::{State, with_state};
+use crate::storable::{MAX_ADMINISTRATORS, SnapshotStatus, SuspensionRecord};
+
+/// Principals one `set_allowed` call changes at most.
+pub const MAX_ALLOWED_PER_CALL: usize = 100;
+
+pub fn info() -> AdminInfo {
+    with_state(|s| {
+        let config = s.config();
+        AdminInfo { administrators: config.administrators, registration: config.registration, allowed: s.allowed() }
+    })
+}
+
+/// Replaces the named administrators (the vault's controllers are administrators anyway).
+pub fn set_administrators(mut administrators: Vec<Principal>) -> Result<(), VaultError> {
+    administrators.sort();
+    administrators.dedup();
+    if administrators.len() > MAX_ADMINISTRATORS {
+        return Err(VaultError::TooMany { what: "administrators".into(), max: MAX_ADMINISTRATORS as u32 });
+    }
+    if administrators.contains(&Principal::anonymous()) {
+        return Err(VaultError::InvalidArgument { reason: "the anonymous principal cannot administer the vault".into() });
+    }
+    with_state(|s| {
+        let mut config = s.config();
+        config.administrators = administrators;
+        s.set_config(config);
+    });
+    Ok(())
+}
+
+pub fn set_registration(registration: Registration) {
+    with_state(|s| {
+        let mut config = s.config();
+        config.registration = registration;
+        s.set_config(config);
+    });
+}
+
+pub fn set_allowed(args: SetAllowedArgs) -> Result<(), VaultError> {
+    if args.principals.len() > MAX_ALLOWED_PER_CALL {
+        return Err(VaultError::TooMany { what: "principals per call".into(), max: MAX_ALLOWED_PER_CALL as u32 });
+    }
+    if args.allowed && args.principals.contains(&Principal::anonymous()) {
+        return Err(VaultError::InvalidArgument { reason: "the anonymous principal cannot register apps".into() });
+    }
+    with_state(|s| args.principals.iter().for_each(|&p| s.set_allowed(p, args.allowed)));
+    Ok(())
+}
+
+fn usage(s: &State, app: Principal, running_job: Option<u64>) -> AppUsage {
+    let complete: Vec<_> = s.snapshots_of(app).into_iter().filter(|(_, r)| r.status == SnapshotStatus::Complete).collect();
+    AppUsage {
+        app,
+        snapshots: complete.len() as u32,
+        snapshot_bytes: complete.iter().map(|(_, r)| r.size).sum(),
+        running_job,
+        suspension: s.suspension(app).map(Suspension::from),
+    }
+}
+
+/// Every principal that registered apps or may, with its apps, in principal order.
+pub fn registrants() -> Vec<RegistrantInfo> {
+    with_state(|s| {
+        let mut by: BTreeMap<Principal, Vec<AppUsage>> = s.allowed().into_iter().map(|p| (p, Vec::new())).collect();
+        for (app, record) in s.apps() {
+            by.entry(record.registered_by).or_default().push(usage(s, app, record.running_job));
+        }
+        by.into_iter().map(|(registrant, apps)| RegistrantInfo { registrant, allowed: s.is_allowed(registrant), apps }).collect()
+    })
+}
+
+/// Suspends registered `app`: no new snapshot, restore into it or import until resumed.
+pub fn suspend(by: Principal, app: Principal, reason: &str, now: u64) -> Result<(), VaultError> {
+    with_state(|s| {
+        s.registered(app)?;
+        s.suspend(app, SuspensionRecord::new(by, now, reason));
+        Ok(())
+    })
+}
+
+pub fn resume(app: Principal) -> Result<(), VaultError> {
+    with_state(|s| {
+        s.registered(app)?;
+        s.resume(app);
+        Ok(())
+    })
+}
+
+/// Unregisters `app` for an administrator: its running job is cancelled, its snapshots stay
+/// until its controllers delete them.
+pub fn evict(by: Principal, app: Principal) -> Result<(), VaultError> {
+    ops::unregister(by, app, false)?;
+    with_state(|s| s.resume(app));
+    Ok(())
+}
