@@ -8,8 +8,8 @@ use vault_api::Sha256;
 use vault_api::client::{ClientError, Reply, ServiceClient};
 use vault_api::protocol::Chunk;
 use vault_api::service::{
-    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, ManifestPage, RegisterArgs, RestoreArgs, SnapshotInfo,
-    SnapshotRef, UnregisterArgs, UpdateScheduleArgs, VaultError,
+    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, ManifestPage, RegisterArgs, RegistrantInfo,
+    Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
 use crate::error::OpsError;
@@ -123,6 +123,45 @@ impl<'t> Vault<'t> {
         answer(self.service.import_abort(snapshot))
     }
 
+    /// Ends running job `job` as cancelled; returns it as it ended.
+    pub fn cancel_job(&mut self, job: u64) -> Result<JobInfo, OpsError> {
+        answer(self.service.cancel_job(job))
+    }
+
+    pub fn admin_info(&mut self) -> Result<AdminInfo, OpsError> {
+        answer(self.service.admin_info())
+    }
+
+    /// Replaces the administrators the vault's controllers name.
+    pub fn set_administrators(&mut self, administrators: Vec<Principal>) -> Result<(), OpsError> {
+        answer(self.service.set_administrators(administrators))
+    }
+
+    pub fn set_registration(&mut self, registration: Registration) -> Result<(), OpsError> {
+        answer(self.service.set_registration(registration))
+    }
+
+    pub fn set_allowed(&mut self, args: SetAllowedArgs) -> Result<(), OpsError> {
+        answer(self.service.set_allowed(args))
+    }
+
+    pub fn list_registrants(&mut self) -> Result<Vec<RegistrantInfo>, OpsError> {
+        answer(self.service.list_registrants())
+    }
+
+    pub fn suspend_app(&mut self, args: SuspendArgs) -> Result<(), OpsError> {
+        answer(self.service.suspend_app(args))
+    }
+
+    pub fn resume_app(&mut self, app: Principal) -> Result<(), OpsError> {
+        answer(self.service.resume_app(app))
+    }
+
+    /// Unregisters an app for an administrator; its snapshots stay.
+    pub fn evict_app(&mut self, app: Principal) -> Result<(), OpsError> {
+        answer(self.service.evict_app(app))
+    }
+
     /// Polls job `id` until it ends, reporting its bytes moved; a failed job is an error.
     pub fn wait_for_job(&mut self, id: u64, progress: &mut dyn Progress) -> Result<JobInfo, OpsError> {
         let mut job = self.job_status(id)?;
@@ -229,5 +268,55 @@ mod tests {
         assert!(matches!(e, Err(OpsError::Call { method: "register", error: CallError::Rejected { code: 5, .. } })));
         let modes: Vec<_> = recorder.requests.iter().map(|r| r.0).collect();
         assert_eq!(modes, ["query", "query", "query", "query", "update"]);
+    }
+
+    #[test]
+    fn administration_and_cancellation_call_the_service_as_it_declares() {
+        let app = Principal::from_slice(&[7; 29]);
+        let done = || Ok(Encode!(&Ok::<(), VaultError>(())).unwrap());
+        let caller = Principal::from_slice(&[3; 29]);
+        let not_cancellable = VaultError::NotCancellable { job: 4, reason: "it is over".into() };
+        let mut recorder = Recorder {
+            requests: vec![],
+            replies: vec![
+                Ok(Encode!(&Err::<AdminInfo, _>(VaultError::NotAnAdministrator { caller })).unwrap()),
+                done(),
+                done(),
+                done(),
+                Ok(Encode!(&Ok::<Vec<RegistrantInfo>, VaultError>(vec![])).unwrap()),
+                done(),
+                done(),
+                done(),
+                Ok(Encode!(&Err::<JobInfo, _>(not_cancellable.clone())).unwrap()),
+            ],
+        };
+        let mut vault = Vault::new(&mut recorder, vault_id());
+        assert!(matches!(vault.admin_info(), Err(OpsError::Vault(VaultError::NotAnAdministrator { caller: c })) if c == caller));
+        vault.set_administrators(vec![app]).unwrap();
+        vault.set_registration(Registration::Open).unwrap();
+        vault.set_allowed(SetAllowedArgs { principals: vec![app], allowed: false }).unwrap();
+        assert_eq!(vault.list_registrants().unwrap(), vec![]);
+        vault.suspend_app(SuspendArgs { app, reason: "over quota".into() }).unwrap();
+        vault.resume_app(app).unwrap();
+        vault.evict_app(app).unwrap();
+        assert!(matches!(vault.cancel_job(4), Err(OpsError::Vault(e)) if e == not_cancellable));
+        let calls: Vec<_> = recorder.requests.iter().map(|r| (r.0, r.2.as_str())).collect();
+        assert_eq!(
+            calls,
+            [
+                ("query", "admin_info"),
+                ("update", "set_administrators"),
+                ("update", "set_registration"),
+                ("update", "set_allowed"),
+                ("query", "list_registrants"),
+                ("update", "suspend_app"),
+                ("update", "resume_app"),
+                ("update", "evict_app"),
+                ("update", "cancel_job"),
+            ]
+        );
+        assert_eq!(candid::decode_one::<Registration>(&recorder.requests[2].3).unwrap(), Registration::Open);
+        assert_eq!(candid::decode_one::<SuspendArgs>(&recorder.requests[5].3).unwrap().reason, "over quota");
+        assert_eq!(candid::decode_one::<u64>(&recorder.requests[8].3).unwrap(), 4);
     }
 }
