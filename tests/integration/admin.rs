@@ -1,9 +1,11 @@
 //! Administration: who may register apps (administrators always; others by the registration
 //! mode and the allow-list), who administers (the vault's controllers and the administrators
-//! they name), and suspending, resuming and evicting apps.
+//! they name), suspending, resuming and evicting apps, and the quotas and reserves that hold
+//! every registrant, however hostile, to what the vault can afford.
 
 use candid::{Encode, Principal};
-use vault_api::service::{Registration, SetAllowedArgs, SuspendArgs, VaultError};
+use vault_api::protocol::StateKind;
+use vault_api::service::{ImportArgs, ImportChunk, ImportInfo, JobError, Limits, Registration, SetAllowedArgs, SuspendArgs, VaultError};
 use vault_tests::*;
 
 /// The vault's answer as `caller` gets it (a reject instead is a failure of the test).
@@ -123,4 +125,101 @@ fn an_evicted_app_loses_its_registration_and_job_but_not_its_snapshots() {
     let listed = env.vault().list_snapshots(app).unwrap();
     assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![first.snapshot_id.unwrap()]);
     assert_eq!(env.vault().job_status(stuck.id), Err(VaultError::UnknownJob { job: stuck.id }));
+}
+
+fn set_limits(env: &Env, limits: Limits) {
+    answer(env.vault().service().set_limits(limits)).unwrap();
+}
+
+fn import(env: &Env, caller: Principal, app: Principal, data: &[u8]) -> VaultResult<ImportInfo> {
+    let args = ImportArgs {
+        app,
+        state_kind: StateKind::Serde,
+        size: data.len() as u64,
+        chunk_size: 1024,
+        sha256: vault_api::manifest::image_hash(data, 1024),
+        taken_at_nanos: 1,
+        module_hash: None,
+    };
+    answer(env.vault_as(caller).service().import_begin(args))
+}
+
+#[test]
+fn an_open_vault_holds_a_stranger_to_its_quotas() {
+    let env = Env::new();
+    answer(env.vault().service().set_registration(Registration::Open)).unwrap();
+    let app = app_of(&env, stranger());
+    registers(&env, stranger(), app).unwrap();
+    AppKind::Notes.apply(&env.app(app), PREFILL);
+    let mine = env.vault_as(stranger());
+    // As the stranger: the vault's owner controls nothing of theirs.
+    let job = |env: &Env| {
+        let id = mine.snapshot_now(app).unwrap().id;
+        for _ in 0..500 {
+            let job = mine.job_status(id).unwrap();
+            if job.finished_at_nanos.is_some() {
+                return job;
+            }
+            env.run_for(1);
+        }
+        panic!("job {id} did not finish");
+    };
+    assert!(job(&env).error.is_none());
+    let size = mine.list_snapshots(app).unwrap()[0].size;
+    // Room for one more snapshot's bytes, and two snapshots in all.
+    set_limits(&env, Limits { app_bytes: 2 * size + size / 2, app_snapshots: 2, app_imports: 1, ..Limits::default() });
+    assert!(job(&env).error.is_none());
+    let third = job(&env);
+    let Some(JobError::Refused { error: VaultError::QuotaExceeded { what, used, limit, .. } }) = third.error else { panic!("{third:?}") };
+    assert_eq!((what.as_str(), used, limit), ("snapshots", 2, 2));
+    assert_eq!(mine.list_snapshots(app).unwrap().len(), 2, "the refused snapshot is never listed");
+    // Bytes: a larger limit on snapshots, not on bytes.
+    set_limits(&env, Limits { app_bytes: 2 * size + size / 2, app_snapshots: 10, app_imports: 1, ..Limits::default() });
+    let over = job(&env);
+    assert!(matches!(over.error, Some(JobError::Refused { error: VaultError::QuotaExceeded { ref what, .. } }) if what == "bytes"), "{over:?}");
+    // Imports: one open at a time, and within the bytes left.
+    let refused = import(&env, stranger(), app, &vec![1u8; size as usize]);
+    assert!(matches!(refused, Err(VaultError::QuotaExceeded { ref what, .. }) if what == "bytes"), "{refused:?}");
+    import(&env, stranger(), app, b"a small import").unwrap();
+    let second = import(&env, stranger(), app, b"another small import");
+    assert!(matches!(second, Err(VaultError::QuotaExceeded { ref what, .. }) if what == "imports open"), "{second:?}");
+}
+
+#[test]
+fn no_job_or_import_spends_into_the_cycles_reserve() {
+    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 2_000_000_000_000);
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    AppKind::Notes.apply(&env.app(app), 0);
+    assert!(env.snapshot(app).error.is_none(), "the default reserve leaves room");
+    // A reserve of ten years of storage is more than the vault has.
+    set_limits(&env, Limits { reserve_days: 3_650, ..Limits::default() });
+    let info = answer(env.vault().service().admin_info()).unwrap();
+    let balance = env.ic.cycle_balance(env.vault);
+    assert!(info.reserved_cycles > balance, "{} reserved of {balance}", info.reserved_cycles);
+    assert!(matches!(env.vault().snapshot_now(app), Err(VaultError::InsufficientCycles { available: 0, .. })));
+    assert!(matches!(import(&env, owner(), app, b"import"), Err(VaultError::InsufficientCycles { available: 0, .. })));
+    assert!(env.vault().list_jobs(app).unwrap().len() == 1, "no job started");
+}
+
+#[test]
+fn an_unfinished_import_expires_and_releases_its_chunks() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    set_limits(&env, Limits { import_ttl_seconds: 60, ..Limits::default() });
+    let data = vec![9u8; 3000];
+    let begun = import(&env, owner(), app, &data).unwrap();
+    let chunk = ImportChunk {
+        app,
+        snapshot_id: begun.snapshot_id,
+        index: 0,
+        data: serde_bytes::ByteBuf::from(data[..1024].to_vec()),
+        sha256: vault_api::Sha256::of(&data[..1024]),
+    };
+    answer(env.vault().service().import_chunk(chunk.clone())).unwrap();
+    env.ic.advance_time(std::time::Duration::from_secs(61));
+    env.run_for(3);
+    let gone = answer(env.vault().service().import_chunk(chunk));
+    assert_eq!(gone, Err(VaultError::NotAnImport { app, snapshot_id: begun.snapshot_id }));
+    // Its place is free again: the same import begins anew.
+    assert_ne!(import(&env, owner(), app, &data).unwrap().snapshot_id, begun.snapshot_id);
 }

@@ -17,7 +17,7 @@
 use candid::utils::ArgumentDecoder;
 use candid::Principal;
 use vault_api::service::{
-    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotRef, SuspendArgs,
+    ChunkRef, ImportArgs, ImportChunk, Limits, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotRef, SuspendArgs,
     UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
 };
 
@@ -163,6 +163,7 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
         methods::SET_REGISTRATION => decodes::<(Registration,)>(arg),
         methods::SET_ALLOWED => decodes::<(SetAllowedArgs,)>(arg),
         methods::SUSPEND_APP => decodes::<(SuspendArgs,)>(arg),
+        methods::SET_LIMITS => decodes::<(Limits,)>(arg),
         methods::DELETE_SNAPSHOT | methods::IMPORT_COMMIT | methods::IMPORT_ABORT => decodes::<(SnapshotRef,)>(arg),
         methods::RESTORE => decodes::<(RestoreArgs,)>(arg),
         methods::JOB_STATUS | methods::CANCEL_JOB => decodes::<(u64,)>(arg),

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use candid::Principal;
-use vault_api::service::{AdminInfo, AppUsage, RegistrantInfo, Registration, SetAllowedArgs, Suspension, VaultError};
+use vault_api::service::{AdminInfo, AppUsage, Limits, RegistrantInfo, Registration, SetAllowedArgs, Suspension, VaultError};
 
+use crate::engine::cycles;
 use crate::ops;
 use crate::state::{State, with_state};
 use crate::storable::{MAX_ADMINISTRATORS, SnapshotStatus, SuspensionRecord};
@@ -15,10 +16,35 @@ use crate::storable::{MAX_ADMINISTRATORS, SnapshotStatus, SuspensionRecord};
 pub const MAX_ALLOWED_PER_CALL: usize = 100;
 
 pub fn info() -> AdminInfo {
+    let (config, allowed) = with_state(|s| (s.config(), s.allowed()));
+    AdminInfo {
+        administrators: config.administrators,
+        registration: config.registration,
+        allowed,
+        limits: config.limits,
+        reserved_cycles: cycles::reserved(),
+        stable_memory_bytes: cycles::stable_bytes(),
+    }
+}
+
+/// Sets the reserve and the per-app quotas, within bounds that keep the vault usable.
+pub fn set_limits(limits: Limits) -> Result<(), VaultError> {
+    let invalid = |reason: &str| Err(VaultError::InvalidArgument { reason: reason.into() });
+    if limits.reserve_days > 3_650 {
+        return invalid("keep a reserve of at most 3,650 days");
+    }
+    if limits.app_snapshots == 0 || limits.app_imports == 0 || limits.app_bytes == 0 {
+        return invalid("an app may have at least one snapshot, one import and one byte");
+    }
+    if limits.import_ttl_seconds < 60 {
+        return invalid("an import has at least 60 seconds");
+    }
     with_state(|s| {
-        let config = s.config();
-        AdminInfo { administrators: config.administrators, registration: config.registration, allowed: s.allowed() }
-    })
+        let mut config = s.config();
+        config.limits = limits;
+        s.set_config(config);
+    });
+    Ok(())
 }
 
 /// Replaces the named administrators (the vault's controllers are administrators anyway).

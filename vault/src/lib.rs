@@ -10,7 +10,7 @@ use candid::Principal;
 use vault_api::Sha256;
 use vault_api::protocol::Chunk;
 use vault_api::service::{
-    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
+    AdminInfo, AppInfo, ChunkRef, Limits, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
     RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
@@ -233,6 +233,14 @@ fn set_allowed(args: SetAllowedArgs) -> Result<(), VaultError> {
 fn list_registrants() -> Result<Vec<RegistrantInfo>, VaultError> {
     access::administrator()?;
     Ok(admin::registrants())
+}
+
+/// Sets the cycles reserve (in days of storage) and the per-app quotas.
+#[ic_cdk::update]
+fn set_limits(limits: Limits) -> Result<(), VaultError> {
+    engine::revive();
+    access::administrator()?;
+    admin::set_limits(limits)
 }
 
 /// Suspends an app: no new snapshot, restore into it or import until it is resumed.

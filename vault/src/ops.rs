@@ -324,11 +324,13 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
         }
     })?;
     let now = ic_cdk::api::time();
+    let resumed = with_state(|s| s.open_imports_of(app))
+        .into_iter()
+        .find(|(_, r)| r.sha256 == args.sha256 && r.size == args.size && r.chunk_size == args.chunk_size);
+    if resumed.is_none() {
+        import_fits(app, args.size, chunks)?;
+    }
     let id = with_state(|s| {
-        let resumed = s
-            .snapshots_of(app)
-            .into_iter()
-            .find(|(_, r)| r.status == SnapshotStatus::Building && r.trigger == Trigger::Import && r.sha256 == args.sha256 && r.size == args.size && r.chunk_size == args.chunk_size);
         if let Some((id, _)) = resumed {
             return id;
         }
@@ -356,6 +358,25 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     });
     let missing = with_state(|s| s.missing_chunks(id, chunks));
     Ok(ImportInfo { snapshot_id: id, chunks, missing })
+}
+
+/// Whether a new import of `size` bytes in `chunks` chunks fits `app`'s quotas, the vault's
+/// stable memory before its reserve, and the cycles it may spend (it pays each chunk's ingress).
+fn import_fits(app: Principal, size: u64, chunks: u32) -> Result<(), VaultError> {
+    let (limits, open, used) = with_state(|s| (s.config().limits, s.open_imports_of(app).len() as u64, s.snapshot_bytes_of(app)));
+    let quota = |what: &str, used: u64, limit: u64| Err(VaultError::QuotaExceeded { app, what: what.into(), used, limit });
+    if open >= limits.app_imports as u64 {
+        return quota("imports open", open, limits.app_imports as u64);
+    }
+    if used.saturating_add(size) > limits.app_bytes {
+        return quota("bytes", used, limits.app_bytes);
+    }
+    let room = cycles::stable_room();
+    if size > room {
+        return Err(VaultError::StorageFull { needed: size, available: room, reserved: cycles::STABLE_RESERVE });
+    }
+    cycles::check(cycles::import_estimate(chunks))?;
+    Ok(())
 }
 
 /// Stores one chunk of an import, checked against its SHA-256.

@@ -214,6 +214,48 @@ impl State {
             .collect()
     }
 
+    /// Bytes of `app`'s snapshots, complete or being built, each counted whole.
+    pub fn snapshot_bytes_of(&self, app: Principal) -> u64 {
+        self.snapshots_of(app).iter().filter(|(_, r)| r.status != SnapshotStatus::Deleting).map(|(_, r)| r.size).sum()
+    }
+
+    pub fn complete_snapshots_of(&self, app: Principal) -> u32 {
+        self.snapshots_of(app).iter().filter(|(_, r)| r.status == SnapshotStatus::Complete).count() as u32
+    }
+
+    /// `app`'s imports in progress.
+    pub fn open_imports_of(&self, app: Principal) -> Vec<(u64, SnapshotRecord)> {
+        self.snapshots_of(app).into_iter().filter(|(_, r)| r.status == SnapshotStatus::Building && r.trigger == vault_api::service::Trigger::Import).collect()
+    }
+
+    /// When the first import in progress expires, `ttl` nanoseconds after it began.
+    pub fn next_import_expiry(&self, ttl: u64) -> Option<u64> {
+        self.snapshots
+            .iter()
+            .map(|e| e.value())
+            .filter(|r| r.status == SnapshotStatus::Building && r.trigger == vault_api::service::Trigger::Import)
+            .map(|r| r.started_at.saturating_add(ttl))
+            .min()
+    }
+
+    /// Schedules the deletion of imports unfinished `ttl` nanoseconds after they began; returns
+    /// how many expired.
+    pub fn expire_imports(&mut self, now: u64, ttl: u64) -> usize {
+        let expired: Vec<(Principal, u64)> = self
+            .snapshots
+            .iter()
+            .filter(|e| {
+                let r = e.value();
+                r.status == SnapshotStatus::Building && r.trigger == vault_api::service::Trigger::Import && r.started_at.saturating_add(ttl) <= now
+            })
+            .map(|e| (e.key().app, e.key().id))
+            .collect();
+        for &(app, id) in &expired {
+            self.schedule_deletion(app, id);
+        }
+        expired.len()
+    }
+
     pub fn new_snapshot_id(&mut self) -> u64 {
         self.next_id(false)
     }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::manifest::Sha256;
 use crate::protocol::Chunk;
 use crate::service::{
-    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
+    AdminInfo, AppInfo, ChunkRef, Limits, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
     RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
 };
 
@@ -210,6 +210,10 @@ impl<T: Transport> ServiceClient<T> {
 
     pub fn resume_app(&mut self, app: Principal) -> Reply<(), T::Error> {
         self.call(Mode::Update, methods::RESUME_APP, (app,))
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) -> Reply<(), T::Error> {
+        self.call(Mode::Update, methods::SET_LIMITS, (limits,))
     }
 
     /// Unregisters an app, cancelling its job; its snapshots stay until deleted.

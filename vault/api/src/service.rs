@@ -34,6 +34,7 @@ pub mod methods {
     pub const SUSPEND_APP: &str = "suspend_app";
     pub const RESUME_APP: &str = "resume_app";
     pub const EVICT_APP: &str = "evict_app";
+    pub const SET_LIMITS: &str = "set_limits";
 }
 
 /// Who may register apps. Administrators (the vault's controllers and the principals they name)
@@ -48,6 +49,29 @@ pub enum Registration {
     Open,
 }
 
+/// What the vault keeps back and what each app may use: `set_limits`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Days of storing what the vault holds that its cycles must always pay for: a job or
+    /// import that would spend into them is refused before it starts.
+    pub reserve_days: u32,
+    /// Bytes of snapshots (completed and being built, each counted whole) one app may have.
+    pub app_bytes: u64,
+    /// Completed snapshots one app may have.
+    pub app_snapshots: u32,
+    /// Imports one app may have open at once.
+    pub app_imports: u32,
+    /// Seconds after which an unfinished import expires and releases its chunks.
+    pub import_ttl_seconds: u64,
+}
+
+impl Default for Limits {
+    /// Limits a small team never meets.
+    fn default() -> Self {
+        Limits { reserve_days: 90, app_bytes: 64 << 30, app_snapshots: 1_000, app_imports: 4, import_ttl_seconds: 86_400 }
+    }
+}
+
 /// How the vault is administered: `admin_info`.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct AdminInfo {
@@ -56,6 +80,10 @@ pub struct AdminInfo {
     pub registration: Registration,
     /// Principals who may register apps in [`Registration::AllowList`] mode.
     pub allowed: Vec<Principal>,
+    pub limits: Limits,
+    /// Cycles kept back now: `limits.reserve_days` of storing the vault's stable memory.
+    pub reserved_cycles: u128,
+    pub stable_memory_bytes: u64,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -289,6 +317,9 @@ pub enum JobError {
     InvalidManifest { reason: String },
     #[error("cancelled by {by}")]
     Cancelled { by: Principal },
+    /// The dump would take the app past its quota, or the vault into its stable-memory reserve.
+    #[error("refused before any chunk moved: {error}")]
+    Refused { error: VaultError },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -373,4 +404,8 @@ pub enum VaultError {
     TooMany { what: String, max: u32 },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+    #[error("app {app} would exceed its quota of {what}: {used} used, {limit} allowed")]
+    QuotaExceeded { app: Principal, what: String, used: u64, limit: u64 },
+    #[error("the vault keeps {reserved} bytes of stable memory free; {needed} more do not fit in the {available} left")]
+    StorageFull { needed: u64, available: u64, reserved: u64 },
 }

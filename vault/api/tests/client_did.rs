@@ -13,7 +13,7 @@ use vault_api::Sha256;
 use vault_api::client::{Reply, ServiceClient, Transport};
 use vault_api::protocol::StateKind;
 use vault_api::service::{
-    ChunkRef, ImportArgs, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, Retention, Schedule, SetAllowedArgs, SnapshotRef,
+    ChunkRef, ImportArgs, Limits, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, Retention, Schedule, SetAllowedArgs, SnapshotRef,
     SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
@@ -95,6 +95,7 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.suspend_app(SuspendArgs { app, reason: "abuse".into() }));
     refused(vault.resume_app(app));
     refused(vault.evict_app(app));
+    refused(vault.set_limits(Limits::default()));
 
     let declared = vault.transport();
     let calls: BTreeMap<String, bool> = declared.calls.iter().cloned().collect();

@@ -1,6 +1,10 @@
-//! What the vault's cycles allow: a job starts a batch only with the cycles its calls reserve.
+//! What the vault's cycles and stable memory allow: a job starts a batch only with the cycles
+//! its calls reserve, and nothing spends into the reserves that keep the vault alive: cycles to
+//! store what it holds for `Limits::reserve_days` days, and stable memory for its records.
 
-use vault_api::protocol::{CHUNK_SIZE, methods};
+use vault_api::protocol::{CHUNK_SIZE, MAX_IMAGE_BYTES, WASM_PAGE_SIZE, methods};
+
+use crate::state::with_state;
 use vault_api::service::{JobError, VaultError};
 
 use super::job::BATCH;
@@ -30,8 +34,40 @@ pub fn batch_reserve() -> u128 {
     BATCH as u128 * ic_cdk::api::cost_call(methods::RESTORE_CHUNK.len() as u64, CHUNK_SIZE + 1024) + 1_000_000_000
 }
 
+/// Storage fee at 13-node application subnet prices: cycles per GiB per second.
+const STORAGE_FEE_PER_GIB_SECOND: u128 = 127_000;
+
+/// Stable memory the vault leaves free, for its records and the bookkeeping of the jobs running.
+pub const STABLE_RESERVE: u64 = 4 << 30;
+
+/// Cycles that store `stable_bytes` for `days` days.
+pub fn storage_reserve(stable_bytes: u64, days: u32) -> u128 {
+    stable_bytes as u128 * STORAGE_FEE_PER_GIB_SECOND * 86_400 * days as u128 / (1 << 30)
+}
+
+pub fn stable_bytes() -> u64 {
+    ic_cdk::api::stable_size() * WASM_PAGE_SIZE
+}
+
+/// The cycles reserve now.
+pub fn reserved() -> u128 {
+    storage_reserve(stable_bytes(), with_state(|s| s.config().limits.reserve_days))
+}
+
+/// Cycles a job or import may spend: the liquid balance less the reserve.
 pub fn available() -> u128 {
-    ic_cdk::api::canister_liquid_cycle_balance()
+    ic_cdk::api::canister_liquid_cycle_balance().saturating_sub(reserved())
+}
+
+/// Bytes of new snapshots the vault's stable memory takes before its reserve.
+pub fn stable_room() -> u64 {
+    MAX_IMAGE_BYTES.saturating_sub(STABLE_RESERVE).saturating_sub(stable_bytes())
+}
+
+/// Cycles an import of `chunks` chunks costs the vault: it pays each chunk's ingress and
+/// execution (13-node prices: 1.2 M per message and 2,000 per byte, and an update's 5 M).
+pub fn import_estimate(chunks: u32) -> u128 {
+    chunks as u128 * (1_200_000 + 2_000 * (CHUNK_SIZE as u128 + 1024) + 5_000_000 + 100_000_000)
 }
 
 pub fn check(required: u128) -> Result<(), Shortfall> {
@@ -40,4 +76,17 @@ pub fn check(required: u128) -> Result<(), Shortfall> {
         return Err(Shortfall { required, available });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reserve_pays_for_storing_the_memory_for_its_days() {
+        // 1 GiB for 90 days: 127,000 cycles a second (IC-FACTS), about 0.99 T.
+        assert_eq!(storage_reserve(1 << 30, 90), 127_000 * 86_400 * 90);
+        assert_eq!(storage_reserve(1 << 30, 0), 0);
+        assert_eq!(storage_reserve(512 << 20, 2), 127_000 * 86_400);
+    }
 }

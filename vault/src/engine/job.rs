@@ -6,7 +6,7 @@
 use vault_api::Sha256;
 use vault_api::manifest::try_chunk_count;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, MAX_CHUNKS, MAX_IMAGE_BYTES, RestoreReport};
-use vault_api::service::{JobError, Trigger};
+use vault_api::service::{JobError, Limits, Trigger, VaultError};
 
 use crate::app_client::{self, CallFailure};
 use crate::storable::{Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRecord, SnapshotStatus, Task, Transfer};
@@ -29,6 +29,12 @@ pub struct Ctx {
     pub batch_reserve: u128,
     /// The id a snapshot created by this transition gets.
     pub next_snapshot: u64,
+    /// Bytes of new snapshots the vault's stable memory takes before its reserve.
+    pub stable_room: u64,
+    /// What the job's app holds: bytes of its snapshots and how many are complete.
+    pub app_bytes: u64,
+    pub app_snapshots: u32,
+    pub limits: Limits,
 }
 
 /// Cycles a transfer of `chunks` full chunks costs, beyond the calls' reservations.
@@ -281,6 +287,9 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         );
         return fail(job, JobError::InvalidManifest { reason }, ctx);
     };
+    if let Err(error) = fits(&job, manifest.size, ctx) {
+        return fail(job, JobError::Refused { error }, ctx);
+    }
     let required = transfer_estimate(chunks) + ctx.batch_reserve;
     if ctx.cycles < required {
         return fail(job, JobError::InsufficientCycles { required, available: ctx.cycles }, ctx);
@@ -313,6 +322,22 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
     job.retries = 0;
     note(&mut job, format!("dump opened at {} ns: {} bytes in {chunks} chunks", ctx.now, manifest.size));
     Next::progressed(job, vec![Effect::CreateSnapshot { id: snapshot, record }])
+}
+
+/// Whether a new snapshot of `size` bytes fits the app's quotas and the vault's stable memory.
+fn fits(job: &JobRecord, size: u64, ctx: &Ctx) -> Result<(), VaultError> {
+    let (app, limits) = (job.app, &ctx.limits);
+    if ctx.app_snapshots >= limits.app_snapshots {
+        let (used, limit) = (ctx.app_snapshots as u64, limits.app_snapshots as u64);
+        return Err(VaultError::QuotaExceeded { app, what: "snapshots".into(), used, limit });
+    }
+    if ctx.app_bytes.saturating_add(size) > limits.app_bytes {
+        return Err(VaultError::QuotaExceeded { app, what: "bytes".into(), used: ctx.app_bytes, limit: limits.app_bytes });
+    }
+    if size > ctx.stable_room {
+        return Err(VaultError::StorageFull { needed: size, available: ctx.stable_room, reserved: super::cycles::STABLE_RESERVE });
+    }
+    Ok(())
 }
 
 fn restore_begun(mut job: JobRecord, snapshot: &SnapshotRecord) -> Next {
@@ -424,7 +449,8 @@ mod tests {
     const NOW: u64 = 1_000;
 
     fn ctx() -> Ctx {
-        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7 }
+        let limits = Limits { app_bytes: u64::MAX, ..Limits::default() };
+        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7, stable_room: u64::MAX, app_bytes: 0, app_snapshots: 0, limits }
     }
 
     fn app() -> Principal {
@@ -753,6 +779,26 @@ mod tests {
         let by = Principal::from_slice(&[2; 10]);
         let next = step(transferring_snapshot(3), Event::Abort(JobError::Cancelled { by }));
         assert_eq!(next.effects, vec![Effect::DropSnapshot(7), Effect::FreeApp, Effect::ReleaseApp]);
+    }
+
+    #[test]
+    fn a_dump_past_a_quota_or_the_stable_reserve_fails_before_anything_is_created() {
+        let app = app();
+        let full = |ctx: Ctx, size| {
+            let next = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(size))), &ctx);
+            assert!(!next.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })));
+            let JobError::Refused { error } = failed_with(&next).clone() else { panic!("{:?}", next.job.outcome) };
+            error
+        };
+        let limits = Limits { app_bytes: 1_000, app_snapshots: 2, ..Limits::default() };
+        let over = full(Ctx { app_bytes: 600, limits, ..ctx() }, 500);
+        assert_eq!(over, VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000 });
+        let many = full(Ctx { app_snapshots: 2, limits, ..ctx() }, 10);
+        assert_eq!(many, VaultError::QuotaExceeded { app, what: "snapshots".into(), used: 2, limit: 2 });
+        let room = full(Ctx { stable_room: 99, ..ctx() }, 100);
+        assert_eq!(room, VaultError::StorageFull { needed: 100, available: 99, reserved: super::super::cycles::STABLE_RESERVE });
+        let fits = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app_bytes: 600, stable_room: 400, limits, ..ctx() });
+        assert_eq!(fits.job.phase(), JobPhase::Transferring, "exactly at the limits");
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn arm_for_waiting_work() {
     let in_flight = RUNTIME.with_borrow(|r| r.in_flight.clone());
     let (work_now, next_due) = with_state(|s| {
         let idle_job = s.active_jobs().iter().any(|j| !in_flight.contains(&j.id));
-        (idle_job || s.deletions_pending(), s.next_scheduled())
+        (idle_job || s.deletions_pending(), next_wakeup(s))
     });
     if work_now {
         arm(time);
@@ -126,7 +126,8 @@ async fn tick() {
         arm(time + SECOND);
         return;
     }
-    let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET));
+    let expired = with_state(|s| s.expire_imports(time, s.config().limits.import_ttl_seconds.saturating_mul(SECOND)));
+    let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET)) || expired > 0;
     start_due_snapshots(time);
     let jobs = with_state(|s| s.active_jobs());
     for job in jobs {
@@ -134,13 +135,20 @@ async fn tick() {
             ic_cdk::futures::spawn(run_batch(batch));
         }
     }
-    let next_due = with_state(|s| s.next_scheduled());
+    let next_due = with_state(next_wakeup);
     if deletions_left {
         arm(time);
     }
     if let Some(due) = next_due {
         arm(due);
     }
+}
+
+/// When the timer must fire next without other work: the next scheduled snapshot, or the
+/// first import to expire.
+fn next_wakeup(s: &mut crate::state::State) -> Option<u64> {
+    let ttl = s.config().limits.import_ttl_seconds.saturating_mul(SECOND);
+    [s.next_scheduled(), s.next_import_expiry(ttl)].into_iter().flatten().min()
 }
 
 fn start_due_snapshots(time: u64) {

@@ -13,7 +13,8 @@ use crate::{app_client, retention};
 /// its calls go out (`job::begin_attempt`).
 pub async fn step(job: JobRecord) -> bool {
     let Some(calls) = job::next_calls(&job) else { return false };
-    let job = match job::begin_attempt(job, &ctx()) {
+    let ctx = ctx(job.app);
+    let job = match job::begin_attempt(job, &ctx) {
         Ok(job) => job,
         Err(next) => return perform(*next),
     };
@@ -41,15 +42,23 @@ pub async fn step(job: JobRecord) -> bool {
 /// Applies `event` to `job` and performs the transition's effects; returns whether it
 /// progressed.
 pub fn settle(job: JobRecord, event: Event) -> bool {
-    perform(job::apply(job, event, &ctx()))
+    let ctx = ctx(job.app);
+    perform(job::apply(job, event, &ctx))
 }
 
-fn ctx() -> Ctx {
+/// What the transitions of a job of `app` need to know of the vault.
+fn ctx(app: candid::Principal) -> Ctx {
+    let (next_snapshot, app_bytes, app_snapshots, limits) =
+        with_state(|s| (s.peek_snapshot_id(), s.snapshot_bytes_of(app), s.complete_snapshots_of(app), s.config().limits));
     Ctx {
         now: ic_cdk::api::time(),
         cycles: cycles::available(),
         batch_reserve: cycles::batch_reserve(),
-        next_snapshot: with_state(|s| s.peek_snapshot_id()),
+        next_snapshot,
+        stable_room: cycles::stable_room(),
+        app_bytes,
+        app_snapshots,
+        limits,
     }
 }
 

@@ -3,25 +3,28 @@
 use candid::Principal;
 use vault_api::codec::{Reader, Writer};
 use vault_api::protocol::bounded_text;
-use vault_api::service::{Registration, Suspension};
+use vault_api::service::{Limits, Registration, Suspension};
 
 use super::fields::{V1, check_version, storable};
 
 /// At most this many administrators besides the vault's controllers.
 pub const MAX_ADMINISTRATORS: usize = 10;
 
-/// `CONFIG`, at most 313 bytes: version | registration u8 (0 administrators, 1 allow-list,
-/// 2 open) | administrator count u8 | administrators (30 each, at most 10).
+/// `CONFIG`, at most 331 bytes: version | registration u8 (0 administrators, 1 allow-list,
+/// 2 open) | reserve days u32 | app bytes u64 | app snapshots u32 | app imports u32 |
+/// import TTL seconds u64 | administrator count u8 | administrators (30 each, at most 10).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub registration: Registration,
+    pub limits: Limits,
     pub administrators: Vec<Principal>,
 }
 
 impl Default for Config {
-    /// A new vault registers apps of its administrators and of the principals they allow.
+    /// A new vault registers apps of its administrators and of the principals they allow,
+    /// within limits a small team never meets.
     fn default() -> Self {
-        Config { registration: Registration::AllowList, administrators: Vec::new() }
+        Config { registration: Registration::AllowList, limits: Limits::default(), administrators: Vec::new() }
     }
 }
 
@@ -34,7 +37,9 @@ impl Config {
         };
         let administrators = &self.administrators[..self.administrators.len().min(MAX_ADMINISTRATORS)];
         let mut w = Writer::default();
-        w.u8(V1).u8(registration).u8(administrators.len() as u8);
+        let l = &self.limits;
+        w.u8(V1).u8(registration).u32(l.reserve_days).u64(l.app_bytes).u32(l.app_snapshots).u32(l.app_imports).u64(l.import_ttl_seconds);
+        w.u8(administrators.len() as u8);
         for a in administrators {
             w.principal(a);
         }
@@ -50,11 +55,12 @@ impl Config {
             2 => Registration::Open,
             other => panic!("unknown registration mode {other}"),
         };
+        let limits = Limits { reserve_days: r.u32(), app_bytes: r.u64(), app_snapshots: r.u32(), app_imports: r.u32(), import_ttl_seconds: r.u64() };
         let count = r.u8();
-        Config { registration, administrators: (0..count).map(|_| r.principal()).collect() }
+        Config { registration, limits, administrators: (0..count).map(|_| r.principal()).collect() }
     }
 }
-storable!(Config, ::ic_stable_structures::storable::Bound::Bounded { max_size: 3 + 30 * MAX_ADMINISTRATORS as u32, is_fixed_size: false });
+storable!(Config, ::ic_stable_structures::storable::Bound::Bounded { max_size: 31 + 30 * MAX_ADMINISTRATORS as u32, is_fixed_size: false });
 
 /// Bytes a suspension's reason keeps at most: `MAX_APP_TEXT` characters of up to 4 bytes,
 /// and the mark of a cut.

@@ -355,7 +355,8 @@ mod tests {
         check("manifest_key", ManifestKey { snapshot: 0x0102, index: 3 });
         check("app_job_key", AppJobKey { app: p(4, 10), job: 9 });
         check("deletion", Deletion { app: p(4, 10), next_index: 1, chunks: 2 });
-        check("config", Config { registration: vault_api::service::Registration::Open, administrators: vec![p(5, 10), p(6, 29)] });
+        let limits = vault_api::service::Limits { reserve_days: 1, app_bytes: 2, app_snapshots: 3, app_imports: 4, import_ttl_seconds: 5 };
+        check("config", Config { registration: vault_api::service::Registration::Open, limits, administrators: vec![p(5, 10), p(6, 29)] });
         check("suspension", SuspensionRecord::new(p(7, 10), 11, "abuse"));
     }
 }
