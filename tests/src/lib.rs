@@ -351,3 +351,48 @@ pub fn manual() -> Schedule {
 pub fn keep(last: u32) -> Retention {
     Retention { keep_last: last, keep_daily: 0, keep_weekly: 0 }
 }
+
+pub fn hostile_wasm() -> Vec<u8> {
+    ic_harness::build::canister_wasm("harness-test-canisters", "hostile")
+}
+
+/// The hostile test app's own methods: it serves the backup protocol by hand and lies as told.
+pub struct HostileClient<'a> {
+    pub ic: &'a Harness,
+    pub app: Principal,
+}
+
+impl HostileClient<'_> {
+    /// Makes the app lie as `name` says (`honest` to stop); panics on a name it does not know.
+    pub fn set_lie(&self, name: &str) {
+        let (set,): (Result<(), String>,) =
+            self.ic.update_candid(self.app, owner(), "set_lie", (name,)).unwrap_or_else(|e| panic!("hostile.set_lie: {e}"));
+        set.unwrap_or_else(|e| panic!("hostile.set_lie: {e}"));
+    }
+
+    /// The manifest hash of the image the app holds now.
+    pub fn image_sha256(&self) -> vault_api::Sha256 {
+        let (sha256,) = self.ic.query_candid(self.app, owner(), "image_sha256", ()).unwrap_or_else(|e| panic!("hostile.image_sha256: {e}"));
+        sha256
+    }
+
+    /// How many restores the app has committed.
+    pub fn commits(&self) -> u64 {
+        let (commits,) = self.ic.query_candid(self.app, owner(), "commits", ()).unwrap_or_else(|e| panic!("hostile.commits: {e}"));
+        commits
+    }
+}
+
+impl Env {
+    /// A hostile app controlled by [`owner`], honest until told to lie. It tells any caller that
+    /// it is its vault, so it registers with any vault.
+    pub fn deploy_hostile(&self) -> Principal {
+        let app = self.ic.create_canister_with_settings(Some(owner()), None);
+        self.ic.install_canister(app, hostile_wasm(), Encode!().unwrap(), Some(owner()));
+        app
+    }
+
+    pub fn hostile(&self, app: Principal) -> HostileClient<'_> {
+        HostileClient { ic: &self.ic, app }
+    }
+}
