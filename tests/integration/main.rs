@@ -7,6 +7,7 @@ mod campaign;
 mod faults;
 mod flows;
 mod fuzz;
+mod hostile;
 mod refusals;
 mod sizes;
 mod upgrades;
