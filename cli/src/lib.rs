@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! commands     the command line (Cli), one module per command, dispatch
+//!   admin        the vault's administration
 //!   demo         the whole story, run through the command line dispatch passes it
 //!   embedded     the embedded IC's commands
 //! context      what a command runs with: the transport, the vault's id, the progress bars

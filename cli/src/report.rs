@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use candid::Principal;
 use serde::Serialize;
 use vault_api::protocol::StateKind;
 use vault_api::service::{AppInfo, JobInfo, JobKind, JobPhase, Retention, SnapshotInfo, Trigger};
@@ -35,6 +36,28 @@ pub fn time(nanos: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Principals for a sentence: `a, b, c`.
+pub fn principals(principals: &[Principal]) -> String {
+    principals.iter().map(Principal::to_text).collect::<Vec<_>>().join(", ")
+}
+
+/// Rows under a header, each column as wide as its widest cell, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells.zip(&widths).map(|(cell, &width)| format!("{cell:<width$}")).collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut lines = vec![line(&mut header.iter().copied())];
+    lines.extend(rows.iter().map(|row| line(&mut row.iter().map(String::as_str))));
+    lines.join("\n")
 }
 
 pub fn kind(kind: StateKind) -> &'static str {
@@ -342,5 +365,12 @@ mod tests {
         // The PocketIC genesis time, 2021-05-06T19:17:10Z.
         assert_eq!(time(1_620_328_630_000_000_000), "2021-05-06T19:17:10Z");
         assert_eq!(time(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        let rows = vec![vec!["abc".to_string(), "1".to_string(), "-".to_string()], vec!["d".to_string(), "2345".to_string(), "last".to_string()]];
+        assert_eq!(table(&["NAME", "N", "NOTE"], &rows), "NAME  N     NOTE\nabc   1     -\nd     2345  last");
+        assert_eq!(table(&["NAME", "NOTE"], &[]), "NAME  NOTE");
     }
 }

@@ -8,6 +8,8 @@ use crate::context::Context;
 use crate::options::{IdentityOpt, NetworkOpt, OutputOpt, VaultOpt};
 use crate::output::{CliError, Output};
 
+pub mod admin;
+pub mod cancel;
 pub mod delete;
 pub mod demo;
 pub mod embedded;
@@ -48,10 +50,14 @@ pub enum Command {
     List(list::Args),
     Status(status::Args),
     Restore(restore::Args),
+    Cancel(cancel::Args),
     Delete(delete::Args),
     Export(export::Args),
     Import(import::Args),
     Verify(verify::Args),
+    /// Administer the vault: who registers apps, what each holds, suspending and evicting apps.
+    #[command(subcommand)]
+    Admin(admin::Command),
     #[command(subcommand)]
     Embedded(embedded::Command),
     Demo(demo::Args),
@@ -75,10 +81,12 @@ pub fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::List(args) => with_vault(&|c| list::exec(c, args)),
         Command::Status(args) => with_vault(&|c| status::exec(c, args)),
         Command::Restore(args) => with_vault(&|c| restore::exec(c, args)),
+        Command::Cancel(args) => with_vault(&|c| cancel::exec(c, args)),
         Command::Delete(args) => with_vault(&|c| delete::exec(c, args)),
         Command::Export(args) => with_vault(&|c| export::exec(c, args)),
         Command::Import(args) => with_vault(&|c| import::exec(c, args)),
         Command::Verify(args) => verify::exec(args, &cli.output),
+        Command::Admin(command) => with_vault(&|c| admin::exec(c, command)),
         Command::Embedded(command) => embedded::exec(command, &cli.network, &cli.identity),
         // The demo tells its story with this tool's own command lines, run through this dispatch.
         Command::Demo(args) => demo::exec(args, &|argv| dispatch(Cli::try_parse_from(argv).map_err(CliError::Usage)?)),
