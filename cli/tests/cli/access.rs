@@ -1,7 +1,7 @@
 //! Identities: a principal that controls nothing is refused by every command, and nothing
 //! changes.
 
-use crate::support::{identity_file, message, Ic};
+use crate::support::{identity_file, message, principal, Ic};
 
 #[test]
 fn an_identity_that_does_not_control_the_app_is_refused_everywhere() {
@@ -35,6 +35,8 @@ fn an_identity_that_does_not_control_the_app_is_refused_everywhere() {
         let e = as_stranger(args);
         assert!(e.contains("is not a controller of"), "{args:?}: {e}");
     }
+    // Allowed to register apps, the stranger still registers none it does not control.
+    ic.ok(&["admin", "allow", &principal(&stranger)]);
     assert!(as_stranger(&["register", &ic.deploy("notes")]).contains("is not a controller of"));
     let listed = ic.ok(&["--identity", &stranger, "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 0, "the stranger controls no registered app");

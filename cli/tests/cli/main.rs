@@ -3,6 +3,7 @@
 //! as the `vault` binary.
 
 mod access;
+mod admin;
 mod commands;
 mod files;
 mod support;

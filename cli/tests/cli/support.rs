@@ -102,6 +102,11 @@ pub fn identity_file(dir: &Path, seed: u8) -> String {
     path.display().to_string()
 }
 
+/// The principal of the PEM identity at `path`.
+pub fn principal(path: &str) -> String {
+    vault_ops::identity::load(path).unwrap().principal.to_text()
+}
+
 /// The error's text.
 pub fn message(e: &CliError) -> String {
     e.to_string()
