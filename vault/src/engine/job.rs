@@ -276,7 +276,11 @@ fn transfer_phase<T>(transfer_chunks: u32, moving: T) -> Phase<T> {
 }
 
 fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx: &Ctx) -> Next {
-    if manifest.job != job.id || manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
+    if manifest.job != job.id {
+        let reason = format!("the app opened a dump for job {}, not job {}", manifest.job, job.id);
+        return fail(job, JobError::InvalidManifest { reason }, ctx);
+    }
+    if manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
         return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
     }
     let chunks = try_chunk_count(manifest.size, manifest.chunk_size).filter(|&c| c <= MAX_CHUNKS && manifest.size <= MAX_IMAGE_BYTES);
