@@ -223,3 +223,33 @@ fn an_unfinished_import_expires_and_releases_its_chunks() {
     // Its place is free again: the same import begins anew.
     assert_ne!(import(&env, owner(), app, &data).unwrap().snapshot_id, begun.snapshot_id);
 }
+
+#[test]
+fn query_access_follows_the_controllers_the_vault_sees_within_a_sweep() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    AppKind::Notes.apply(&env.app(app), 0);
+    env.snapshot(app);
+    let reads = |env: &Env| env.vault_as(stranger()).list_snapshots(app).map(|s| s.len());
+    // Added as a controller: queries know once the vault has looked (the stranger asks it to).
+    env.ic.set_controllers(app, Some(owner()), vec![owner(), stranger()]).unwrap();
+    assert!(matches!(reads(&env), Err(VaultError::NotAController { .. })), "not seen yet");
+    answer(env.vault_as(stranger()).service().refresh_access(app)).expect("a controller now");
+    assert_eq!(reads(&env), Ok(1));
+    // Removed: a former controller reads until the vault looks again, at the latest at the next
+    // sweep of the watchdog (every 10 minutes, 10 apps a sweep).
+    env.ic.set_controllers(app, Some(owner()), vec![owner()]).unwrap();
+    assert_eq!(reads(&env), Ok(1), "the vault has not looked yet");
+    let refreshed = answer(env.vault_as(stranger()).service().refresh_access(app));
+    assert!(matches!(refreshed, Err(VaultError::NotAController { .. })), "{refreshed:?}");
+    assert!(matches!(reads(&env), Err(VaultError::NotAController { .. })), "refused once the vault looked");
+    // Without anyone asking, the watchdog's sweep sees each change.
+    env.ic.set_controllers(app, Some(owner()), vec![owner(), stranger()]).unwrap();
+    env.ic.advance_time(std::time::Duration::from_secs(601));
+    env.run_for(5);
+    assert_eq!(reads(&env), Ok(1), "the sweep saw the stranger added");
+    env.ic.set_controllers(app, Some(owner()), vec![owner()]).unwrap();
+    env.ic.advance_time(std::time::Duration::from_secs(601));
+    env.run_for(5);
+    assert!(matches!(reads(&env), Err(VaultError::NotAController { .. })), "the sweep saw the stranger removed");
+}

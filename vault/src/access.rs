@@ -25,6 +25,28 @@ use crate::app_client::{self, CanisterInfo};
 use crate::state::with_state;
 use crate::storable::AppRecord;
 
+/// Apps whose controllers one sweep of [`refresh_some_controllers`] asks for.
+pub const REFRESH_BUDGET: usize = 10;
+
+thread_local! {
+    /// The last app the sweep refreshed: the next sweep goes on after it.
+    static REFRESHED_UP_TO: std::cell::Cell<Option<Principal>> = const { std::cell::Cell::new(None) };
+}
+
+/// Asks the management canister for the controllers of the next [`REFRESH_BUDGET`] registered
+/// apps (round robin) and keeps them: a controller removed from an app loses query access once
+/// the sweep reaches it (or sooner, on any update about the app), one added gains it.
+pub async fn refresh_some_controllers() {
+    let apps = with_state(|s| s.apps_after(REFRESHED_UP_TO.get(), REFRESH_BUDGET));
+    REFRESHED_UP_TO.set(apps.last().copied());
+    let answers = futures::future::join_all(apps.iter().map(|&app| app_client::canister_info(app))).await;
+    for (app, answer) in apps.into_iter().zip(answers) {
+        if let Ok(info) = answer {
+            with_state(|s| s.note_canister_info(app, info.controllers, info.module_hash));
+        }
+    }
+}
+
 /// Anonymous callers refused; the caller otherwise.
 pub fn authenticated() -> Result<Principal, VaultError> {
     let caller = ic_cdk::api::msg_caller();
@@ -155,7 +177,13 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
         methods::REGISTER => decodes::<(RegisterArgs,)>(arg),
         methods::UNREGISTER => decodes::<(UnregisterArgs,)>(arg),
         methods::UPDATE_SCHEDULE => decodes::<(UpdateScheduleArgs,)>(arg),
-        methods::APP_INFO | methods::SNAPSHOT_NOW | methods::LIST_SNAPSHOTS | methods::LIST_JOBS | methods::RESUME_APP | methods::EVICT_APP => {
+        methods::APP_INFO
+        | methods::SNAPSHOT_NOW
+        | methods::LIST_SNAPSHOTS
+        | methods::LIST_JOBS
+        | methods::RESUME_APP
+        | methods::EVICT_APP
+        | methods::REFRESH_ACCESS => {
             decodes::<(Principal,)>(arg)
         }
         methods::LIST_APPS | methods::ADMIN_INFO | methods::LIST_REGISTRANTS => decodes::<()>(if arg.is_empty() { b"DIDL\x00\x00" } else { arg }),

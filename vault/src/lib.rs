@@ -86,6 +86,16 @@ async fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError
     ops::update_schedule(args)
 }
 
+/// Refreshes the controllers the vault has seen for `app` (queries check those), for a caller
+/// who controls it now; an export asks for this before it reads.
+#[ic_cdk::update]
+async fn refresh_access(app: Principal) -> Result<AppInfo, VaultError> {
+    engine::revive();
+    access::controller(app).await?;
+    let record = state::with_state(|s| s.registered(app))?;
+    Ok(ops::app_info(app, &record))
+}
+
 #[ic_cdk::query]
 fn app_info(app: Principal) -> Result<AppInfo, VaultError> {
     let record = access::seen_controller(app)?;

@@ -124,6 +124,24 @@ impl State {
         self.app(app).ok_or(VaultError::UnknownApp { app })
     }
 
+    /// Up to `n` registered apps after `after` in principal order, from the first when there is
+    /// none after it (a range scan).
+    pub fn apps_after(&self, after: Option<Principal>, n: usize) -> Vec<Principal> {
+        let next: Vec<Principal> = match after {
+            Some(after) => self
+                .apps
+                .range((std::ops::Bound::Excluded(PrincipalKey(after)), std::ops::Bound::Unbounded))
+                .take(n)
+                .map(|e| e.key().0)
+                .collect(),
+            None => Vec::new(),
+        };
+        if !next.is_empty() {
+            return next;
+        }
+        self.apps.keys().take(n).map(|k| k.0).collect()
+    }
+
     /// Keeps the controllers and module hash last seen for a registered `app`.
     pub fn note_canister_info(&mut self, app: Principal, controllers: Vec<Principal>, module_hash: Option<Sha256>) {
         if let Some(mut record) = self.app(app) {
@@ -550,6 +568,19 @@ mod tests {
         s.store_chunk(1, 1, &HashedChunk::new(b"ef"));
         let expected = vault_api::manifest::image_hash(b"abcdef", 4);
         assert_eq!(s.manifest_hash(1, 6, 4), Some(expected));
+    }
+
+    #[test]
+    fn apps_are_swept_round_robin_in_pages() {
+        let mut s = state();
+        let apps: Vec<Principal> = (1..=5u8).map(|i| Principal::from_slice(&[i; 10])).collect();
+        for &app in &apps {
+            s.put_app(app, crate::storable::tests::sample_app());
+        }
+        assert_eq!(s.apps_after(None, 2), apps[..2]);
+        assert_eq!(s.apps_after(Some(apps[1]), 2), apps[2..4]);
+        assert_eq!(s.apps_after(Some(apps[3]), 2), apps[4..]);
+        assert_eq!(s.apps_after(Some(apps[4]), 2), apps[..2], "after the last, the first again");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub fn export(
     overwrite: bool,
     progress: &mut dyn Progress,
 ) -> Result<Exported, OpsError> {
+    // Reads are queries, which check the controllers the vault saw last: have it look now.
+    vault.refresh_access(app)?;
     let info = vault.snapshot(app, snapshot_id)?;
     let mut chunk_hashes = Vec::with_capacity(info.chunks as usize);
     while (chunk_hashes.len() as u32) < info.chunks {

@@ -63,6 +63,11 @@ impl<'t> Vault<'t> {
         answer(self.service.app_info(app))
     }
 
+    /// Has the vault check the caller's control of `app` now, for the queries that follow.
+    pub fn refresh_access(&mut self, app: Principal) -> Result<AppInfo, OpsError> {
+        answer(self.service.refresh_access(app))
+    }
+
     pub fn list_apps(&mut self) -> Result<Vec<AppInfo>, OpsError> {
         answer(self.service.list_apps())
     }

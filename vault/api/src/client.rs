@@ -176,6 +176,12 @@ impl<T: Transport> ServiceClient<T> {
         self.call(Mode::Update, methods::IMPORT_ABORT, (snapshot,))
     }
 
+    /// Has the vault ask the management canister for `app`'s controllers now (queries check the
+    /// controllers last seen): the caller must be one of them.
+    pub fn refresh_access(&mut self, app: Principal) -> Reply<AppInfo, T::Error> {
+        self.call(Mode::Update, methods::REFRESH_ACCESS, (app,))
+    }
+
     /// Ends a running job as cancelled; what it had done is released.
     pub fn cancel_job(&mut self, job: u64) -> Reply<JobInfo, T::Error> {
         self.call(Mode::Update, methods::CANCEL_JOB, (job,))

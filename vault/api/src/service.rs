@@ -35,6 +35,7 @@ pub mod methods {
     pub const RESUME_APP: &str = "resume_app";
     pub const EVICT_APP: &str = "evict_app";
     pub const SET_LIMITS: &str = "set_limits";
+    pub const REFRESH_ACCESS: &str = "refresh_access";
 }
 
 /// Who may register apps. Administrators (the vault's controllers and the principals they name)

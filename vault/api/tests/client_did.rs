@@ -96,6 +96,7 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.resume_app(app));
     refused(vault.evict_app(app));
     refused(vault.set_limits(Limits::default()));
+    refused(vault.refresh_access(app));
 
     let declared = vault.transport();
     let calls: BTreeMap<String, bool> = declared.calls.iter().cloned().collect();

@@ -73,9 +73,12 @@ pub fn resume_after_upgrade() {
 
 /// A trap in a timer's task loses that one-shot timer, and a trap in a batch's callback
 /// cancels the batch; the watchdog, an interval timer (which survives its task's traps), arms
-/// the timer again for the work waiting.
+/// the timer again for the work waiting. It also refreshes the controllers of a few apps.
 pub fn start_watchdog() {
-    ic_cdk_timers::set_timer_interval(WATCHDOG, || async { arm_for_waiting_work() });
+    ic_cdk_timers::set_timer_interval(WATCHDOG, || async {
+        arm_for_waiting_work();
+        crate::access::refresh_some_controllers().await;
+    });
 }
 
 /// Arms the timer for the waiting work unless it is armed for the future already. A trap in

@@ -285,7 +285,7 @@ impl Deletion {
 storable!(Deletion, Bound::Bounded { max_size: 39, is_fixed_size: true });
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::borrow::Cow;
 
     use ic_stable_structures::Storable;
