@@ -7,42 +7,16 @@
 //!
 //! `FUZZ_CASES` (default 600) sets the number of calls.
 
-use std::path::Path;
-
 use candid::types::value::{IDLArgs, IDLField, IDLValue, VariantValue};
-use candid::types::{Function, Label, Type, TypeEnv, TypeInner};
+use candid::types::{Type, TypeEnv, TypeInner};
 use candid::{Nat, Principal};
-use candid_parser::utils::CandidSource;
 use ic_harness::IcBackend;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use vault_api::protocol::{BackupError, BackupInfo, methods};
 use vault_api::service::methods as vault_methods;
+use vault_tests::interface::{Answer, Interface};
 use vault_tests::*;
-
-/// A service's methods with their types, from its `.did` file.
-struct Interface {
-    env: TypeEnv,
-    methods: Vec<(String, Function)>,
-}
-
-impl Interface {
-    fn load(did: &Path) -> Interface {
-        let (env, actor) = CandidSource::File(did).load().unwrap_or_else(|e| panic!("{}: {e}", did.display()));
-        let actor = actor.expect("a service");
-        let methods = env
-            .as_service(&actor)
-            .expect("a service type")
-            .iter()
-            .map(|(name, ty)| (name.clone(), env.as_func(ty).expect("a method").clone()))
-            .collect();
-        Interface { env, methods }
-    }
-}
-
-fn did(path: &str) -> std::path::PathBuf {
-    ic_harness::build::workspace_root().join(path)
-}
 
 /// What a call carries.
 #[derive(Clone, Debug)]
@@ -175,9 +149,9 @@ impl Fuzz {
         }
         let vault = env.vault;
         let targets = vec![
-            Target { canister: vault, interface: Interface::load(&did("vault/vault.did")) },
-            Target { canister: notes, interface: Interface::load(&did("client-lib/backup.did")) },
-            Target { canister: ledger, interface: Interface::load(&did("client-lib/backup.did")) },
+            Target { canister: vault, interface: Interface::vault() },
+            Target { canister: notes, interface: Interface::backup() },
+            Target { canister: ledger, interface: Interface::backup() },
         ];
         let callers = vec![owner(), stranger(), Principal::anonymous(), vault];
         let principals = vec![vault, notes, ledger, owner(), stranger(), Principal::anonymous(), Principal::management_canister()];
@@ -221,7 +195,7 @@ impl Fuzz {
     /// One call; `Ok(true)` if the canister accepted it.
     fn call(&self, target: &Target, method: usize, caller: Principal, payload: Vec<u8>) -> Result<bool, String> {
         let (name, func) = &target.interface.methods[method];
-        let query = func.modes.iter().any(|m| matches!(m, candid::types::FuncMode::Query));
+        let query = Interface::is_query(func);
         let result = if query {
             self.env.ic.query_call(target.canister, caller, name, payload)
         } else {
@@ -232,15 +206,7 @@ impl Fuzz {
                 ensure(!reject.reject_message.is_empty(), format!("{name}: a reject without a message"))?;
                 Ok(false)
             }
-            Ok(reply) => {
-                let decoded = IDLArgs::from_bytes_with_types(&reply, &target.interface.env, &func.rets)
-                    .map_err(|e| format!("{name}: the reply is not of the declared type: {e}"))?;
-                match decoded.args.first() {
-                    Some(IDLValue::Variant(VariantValue(field, _))) if field.id.get_id() == Label::Named("Err".into()).get_id() => Ok(false),
-                    Some(IDLValue::Variant(VariantValue(field, _))) if field.id.get_id() == Label::Named("Ok".into()).get_id() => Ok(true),
-                    other => Err(format!("{name}: a reply that is neither Ok nor Err: {other:?}")),
-                }
-            }
+            Ok(reply) => Ok(target.interface.answer(name, &reply)? == Answer::Ok),
         }
     }
 

@@ -2,6 +2,7 @@
 //! method, and the multi-step flows the tests share.
 
 pub mod cost;
+pub mod interface;
 
 use std::time::Duration;
 
