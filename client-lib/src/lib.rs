@@ -112,6 +112,9 @@ pub mod endpoints {
 
     pub fn set_vault(vault: Principal) -> Result<(), BackupError> {
         guards::caller_is_controller()?;
+        if vault == Principal::anonymous() || vault == Principal::management_canister() {
+            return Err(BackupError::InvalidVault { vault });
+        }
         super::set_vault(vault);
         Ok(())
     }

@@ -253,3 +253,29 @@ fn query_access_follows_the_controllers_the_vault_sees_within_a_sweep() {
     env.run_for(5);
     assert!(matches!(reads(&env), Err(VaultError::NotAController { .. })), "the sweep saw the stranger removed");
 }
+
+#[test]
+fn an_import_claiming_a_future_time_does_not_outlive_newer_snapshots() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(1));
+    let data = b"an imported image".to_vec();
+    let args = ImportArgs {
+        app,
+        state_kind: StateKind::Serde,
+        size: data.len() as u64,
+        chunk_size: 1024,
+        sha256: vault_api::manifest::image_hash(&data, 1024),
+        taken_at_nanos: u64::MAX,
+        module_hash: None,
+    };
+    let begun = answer(env.vault().service().import_begin(args)).unwrap();
+    let chunk = ImportChunk { app, snapshot_id: begun.snapshot_id, index: 0, sha256: vault_api::Sha256::of(&data), data: serde_bytes::ByteBuf::from(data) };
+    answer(env.vault().service().import_chunk(chunk)).unwrap();
+    let imported = answer(env.vault().service().import_commit(vault_api::service::SnapshotRef { app, snapshot_id: begun.snapshot_id })).unwrap();
+    assert!(imported.taken_at_nanos < u64::MAX, "clamped to the vault's time");
+    // Keeping one: the snapshot taken after the import is the one kept.
+    AppKind::Notes.apply(&env.app(app), 0);
+    let taken = env.snapshot(app);
+    let kept: Vec<u64> = env.vault().list_snapshots(app).unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(kept, vec![taken.snapshot_id.unwrap()]);
+}

@@ -409,3 +409,22 @@ fn a_restore_that_is_committing_is_not_cancelled() {
     env.ic.clear_faults();
     succeeded(&env.finish_job(job.id, 200));
 }
+
+#[test]
+fn a_restore_under_another_module_than_the_snapshots_says_so() {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let expected = env.app(app).digest();
+    let job = env.snapshot(app);
+    // The same code with one more custom section: another module hash.
+    let mut wasm = AppKind::Notes.wasm();
+    wasm.extend_from_slice(&[0, 3, 2, b'v', b'2']);
+    env.ic.upgrade_canister(app, wasm, candid::encode_args(()).unwrap(), Some(owner())).expect("upgrade");
+    let restore = env.restore(app, job.snapshot_id.unwrap(), None);
+    succeeded(&restore);
+    assert!(restore.notes.iter().any(|n| n.contains("was taken under module")), "{:?}", restore.notes);
+    assert_eq!(env.app(app).digest(), expected);
+    // Under its own module, nothing to say.
+    let again = env.restore(app, env.snapshot(app).snapshot_id.unwrap(), None);
+    assert!(!again.notes.iter().any(|n| n.contains("was taken under module")), "{:?}", again.notes);
+}

@@ -112,6 +112,12 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256 };
     let chunk = |job: u64, index: u32, data: Vec<u8>| RestoreChunk { job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data) };
 
+    // A vault that cannot be one, set by the app's controller.
+    for vault in [Principal::anonymous(), Principal::management_canister()] {
+        let (refused,): (Result<(), BackupError>,) = env.ic.update_candid(notes, owner(), methods::SET_VAULT, (vault,)).unwrap();
+        assert_eq!(refused, Err(BackupError::InvalidVault { vault }));
+    }
+
     // Dumps.
     assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0 },)), Err(BackupError::UnknownJob { job: 5 }));
     let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5 },)).unwrap();

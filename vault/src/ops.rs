@@ -243,8 +243,25 @@ pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     idle(target, &target_record)?;
     with_state(|s| s.not_suspended(target))?;
     cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
-    let job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
+    let mut job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
+    // The access check has just seen the target's module: say so if it is not the snapshot's.
+    if let Some(note) = module_change(target_record.module_hash, snapshot.module_hash) {
+        job.notes.push(note);
+        with_state(|s| s.put_job(job.clone()));
+    }
     Ok(job_info(&job))
+}
+
+/// A note for a restore into an app running module `now` of a snapshot taken under `then`.
+fn module_change(now: Option<Sha256>, then: Option<Sha256>) -> Option<String> {
+    let hex = |h: Option<Sha256>| h.map_or("none".to_string(), |h| h.to_hex());
+    (now != then).then(|| {
+        format!(
+            "the app runs module {} but the snapshot was taken under module {}: the restored state must be one this module reads",
+            hex(now),
+            hex(then)
+        )
+    })
 }
 
 pub fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
@@ -341,7 +358,9 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
             SnapshotRecord {
                 status: SnapshotStatus::Building,
                 job: 0,
-                taken_at: args.taken_at_nanos,
+                // A file's word: never later than now, so retention cannot take an import for
+                // newer than the snapshots the vault took itself.
+                taken_at: args.taken_at_nanos.min(now),
                 size: args.size,
                 sha256: args.sha256,
                 module_hash: args.module_hash,

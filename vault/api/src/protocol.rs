@@ -168,6 +168,8 @@ pub enum BackupError {
     Serialization { message: String },
     #[error("the staged image does not deserialize: {message}")]
     Deserialization { message: String },
+    #[error("{vault} cannot be a vault: it is the anonymous principal or the management canister")]
+    InvalidVault { vault: Principal },
 }
 
 /// Characters of text from an app (a reject message, an error's message) the vault keeps.
