@@ -271,8 +271,13 @@ impl Env {
 
     /// An example app controlled by [`owner`], with this vault set (or none).
     pub fn deploy(&self, kind: AppKind, vault: Option<Principal>) -> Principal {
-        let app = self.ic.create_canister_with_settings(Some(owner()), None);
-        self.ic.install_canister(app, kind.wasm(), Encode!(&vault).unwrap(), Some(owner()));
+        self.deploy_controlled_by(kind, vault, owner())
+    }
+
+    /// An example app controlled by `controller` alone, with this vault set (or none).
+    pub fn deploy_controlled_by(&self, kind: AppKind, vault: Option<Principal>, controller: Principal) -> Principal {
+        let app = self.ic.create_canister_with_settings(Some(controller), None);
+        self.ic.install_canister(app, kind.wasm(), Encode!(&vault).unwrap(), Some(controller));
         app
     }
 
@@ -293,15 +298,21 @@ impl Env {
 
     /// Runs rounds, a second apart, until job `id` finishes; panics after `max_rounds`.
     pub fn finish_job(&self, id: u64, max_rounds: u32) -> JobInfo {
+        self.finish_job_as(owner(), id, max_rounds)
+    }
+
+    /// [`Env::finish_job`], following the job as `caller` (a controller of its app).
+    pub fn finish_job_as(&self, caller: Principal, id: u64, max_rounds: u32) -> JobInfo {
+        let vault = self.vault_as(caller);
         for _ in 0..max_rounds {
-            let job = self.vault().job_status(id).expect("job_status");
+            let job = vault.job_status(id).expect("job_status");
             if matches!(job.phase, JobPhase::Succeeded | JobPhase::Failed) {
                 return job;
             }
             self.ic.advance_time(Duration::from_secs(1));
             self.ic.tick();
         }
-        panic!("job {id} did not finish in {max_rounds} rounds: {:?}", self.vault().job_status(id));
+        panic!("job {id} did not finish in {max_rounds} rounds: {:?}", vault.job_status(id));
     }
 
     /// Takes a snapshot now and waits for it; returns the finished job.
