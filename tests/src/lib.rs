@@ -393,6 +393,16 @@ impl HostileClient<'_> {
         let (commits,) = self.ic.query_candid(self.app, owner(), "commits", ()).unwrap_or_else(|e| panic!("hostile.commits: {e}"));
         commits
     }
+
+    /// The names `set_lie` takes, `honest` among them, as the app lists them when it refuses a
+    /// name it does not know.
+    pub fn lies(&self) -> Vec<String> {
+        let (set,): (Result<(), String>,) =
+            self.ic.update_candid(self.app, owner(), "set_lie", ("",)).unwrap_or_else(|e| panic!("hostile.set_lie: {e}"));
+        let refusal = set.expect_err("no lie has an empty name");
+        let (_, names) = refusal.rsplit_once("the lies are ").unwrap_or_else(|| panic!("hostile.set_lie listed no lies: {refusal}"));
+        names.split(", ").map(String::from).collect()
+    }
 }
 
 impl Env {
