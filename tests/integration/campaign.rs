@@ -1,8 +1,9 @@
 //! Fault campaign: seeded random sequences of app updates, snapshots, restores, deletions,
-//! vault and app upgrades, injected traps, rejects, lost and corrupted messages, timer firings
-//! and refused requests over several apps. After every step the vault and the apps are checked
-//! against a model of what they should hold (invariants 1-8 of the design); a failure names
-//! the seed and the step that reproduce it.
+//! vault and app upgrades, injected traps, rejects, lost and corrupted messages, timer firings,
+//! refused requests, cancelled jobs, suspended apps and limits lowered until quotas refuse, over
+//! several apps and, beside them, a hostile app whose lie changes at random. After every step
+//! the vault and the apps are checked against a model of what they should hold (invariants 1-8
+//! of the design); a failure names the seed and the step that reproduce it.
 //!
 //! In CI: `CAMPAIGN_SEEDS` seeds (default 3) of `CAMPAIGN_STEPS` steps (default 150). One seed:
 //! `CAMPAIGN_SEED=n`. The long run: `cargo test --release -p vault-tests --test integration
@@ -16,8 +17,8 @@ use ic_harness::{CallMatcher, RejectCode};
 use ic_management_canister_types::CanisterIdRecord;
 use serde_bytes::ByteBuf;
 use vault_api::Sha256;
-use vault_api::protocol::{BackupError, DumpBegin, RestoreBegin, StateKind, methods};
-use vault_api::service::{JobError, JobInfo, JobKind, JobPhase, RestoreArgs, SnapshotInfo, SnapshotRef, VaultError};
+use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpBegin, MAX_APP_TEXT, RestoreBegin, StateKind, methods};
+use vault_api::service::{JobError, JobInfo, JobKind, JobPhase, Limits, RestoreArgs, SnapshotInfo, SnapshotRef, SuspendArgs, VaultError};
 use vault_tests::*;
 
 /// splitmix64: small, seedable, and the same on every platform.
@@ -64,44 +65,241 @@ impl ModelJob {
     }
 }
 
-struct ModelApp {
-    id: Principal,
-    kind: AppKind,
+/// An app's completed snapshots, oldest first; those deleted on request; those retention let
+/// go (the vault deletes them unless a running restore reads them).
+struct History {
     keep: usize,
-    /// A restore target only: never updated, never snapshotted.
-    clone: bool,
-    state: Digest,
-    next_update: u64,
-    job: Option<ModelJob>,
-    /// Jobs of this app the model has seen.
-    jobs_seen: BTreeSet<u64>,
-    /// Completed snapshots, oldest first; those deleted on request; those retention let go
-    /// (the vault deletes them unless a running restore reads them).
     completed: Vec<u64>,
     deleted: BTreeSet<u64>,
     retired: BTreeSet<u64>,
 }
 
-impl ModelApp {
+impl History {
+    fn new(keep: usize) -> History {
+        History { keep, completed: Vec::new(), deleted: BTreeSet::new(), retired: BTreeSet::new() }
+    }
+
     /// The snapshots the vault must keep.
-    fn live_snapshots(&self) -> Vec<u64> {
+    fn live(&self) -> Vec<u64> {
         self.completed.iter().copied().filter(|s| !self.deleted.contains(s) && !self.retired.contains(s)).collect()
     }
 
     /// A snapshot completed: retention keeps the newest `keep`.
     fn complete(&mut self, snapshot: u64) {
         self.completed.push(snapshot);
-        let live = self.live_snapshots();
+        let live = self.live();
         self.retired.extend(live.iter().take(live.len().saturating_sub(self.keep)));
     }
 }
 
+struct ModelApp {
+    id: Principal,
+    kind: AppKind,
+    /// A restore target only: never updated, never snapshotted.
+    clone: bool,
+    /// Snapshotted by the vault's timer.
+    scheduled: bool,
+    state: Digest,
+    next_update: u64,
+    job: Option<ModelJob>,
+    /// Jobs of this app the model has seen.
+    jobs_seen: BTreeSet<u64>,
+    history: History,
+}
+
+/// A way the hostile app lies: the protocol calls whose answers it spoils, and whether a job
+/// may end in an error because of it (in any number of attempts: the faults around a job
+/// change how many).
+struct Lie {
+    name: &'static str,
+    spoils: &'static [&'static str],
+    ends_in: fn(&JobError) -> bool,
+}
+
+const DUMP_CALLS: &[&str] = &[methods::DUMP_BEGIN, methods::DUMP_CHUNK, methods::DUMP_END];
+const RESTORE_CALLS: &[&str] = &[methods::RESTORE_BEGIN, methods::RESTORE_CHUNK, methods::RESTORE_COMMIT];
+const EVERY_CALL: &[&str] =
+    &[methods::DUMP_BEGIN, methods::DUMP_CHUNK, methods::DUMP_END, methods::RESTORE_BEGIN, methods::RESTORE_CHUNK, methods::RESTORE_COMMIT];
+
+/// The truth, as the hostile app's `set_lie` names it.
+const HONEST: &str = "honest";
+
+/// Every lie of the hostile app, as `hostile.rs` tells them; the campaign checks at its start
+/// that these are the lies the app knows.
+static LIES: [Lie; 17] = [
+    Lie { name: "huge-size", spoils: &[methods::DUMP_BEGIN], ends_in: |e| matches!(e, JobError::InvalidManifest { .. }) },
+    Lie {
+        name: "zero-chunk-size",
+        spoils: &[methods::DUMP_BEGIN],
+        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnsupportedChunkSize { chunk_size: 0, .. })),
+    },
+    Lie {
+        name: "oversized-chunks",
+        spoils: &[methods::DUMP_BEGIN],
+        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnsupportedChunkSize { chunk_size, .. } if *chunk_size == CHUNK_SIZE + 1)),
+    },
+    Lie {
+        name: "other-job",
+        spoils: &[methods::DUMP_BEGIN],
+        ends_in: |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("for job")),
+    },
+    Lie { name: "wrong-sha256", spoils: &[methods::DUMP_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
+    Lie { name: "wrong-index", spoils: &[methods::DUMP_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
+    Lie { name: "wrong-length", spoils: &[methods::DUMP_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
+    Lie { name: "decode-bomb", spoils: &[methods::DUMP_CHUNK], ends_in: |e| gave_up(e, "did not decode") },
+    Lie { name: "not-candid", spoils: &[methods::DUMP_CHUNK], ends_in: |e| gave_up(e, "did not decode") },
+    Lie {
+        name: "endless-dump",
+        spoils: &[methods::DUMP_CHUNK],
+        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnknownJob { .. })),
+    },
+    Lie {
+        name: "megabyte-error",
+        spoils: EVERY_CALL,
+        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::InvalidImage { message } if message.chars().count() <= MAX_APP_TEXT + 3)),
+    },
+    Lie { name: "long-reject", spoils: EVERY_CALL, ends_in: |e| matches!(e, JobError::AppUnreachable { reject_code: 4, .. }) },
+    // A trap while committing leaves open whether the commit ran.
+    Lie { name: "trap", spoils: EVERY_CALL, ends_in: |e| gave_up(e, "reject code 5") || unconfirmed(e, "reject code 5") },
+    Lie { name: "refuse-restore-chunks", spoils: &[methods::RESTORE_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
+    Lie {
+        name: "wrong-commit-hash",
+        spoils: &[methods::RESTORE_COMMIT],
+        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::SnapshotHashMismatch { .. })),
+    },
+    Lie {
+        name: "commit-unknown-job",
+        spoils: &[methods::RESTORE_COMMIT],
+        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnknownJob { .. })),
+    },
+    Lie { name: "trap-on-commit", spoils: &[methods::RESTORE_COMMIT], ends_in: |e| unconfirmed(e, "reject code 5") },
+];
+
+fn app_refused(error: &JobError, refusal: fn(&BackupError) -> bool) -> bool {
+    matches!(error, JobError::AppRefused { error } if refusal(error))
+}
+
+fn gave_up(error: &JobError, why: &str) -> bool {
+    matches!(error, JobError::RetriesExhausted { last, .. } if last.contains(why))
+}
+
+fn unconfirmed(error: &JobError, why: &str) -> bool {
+    matches!(error, JobError::CommitUnconfirmed { last, .. } if last.contains(why))
+}
+
+fn lie_named(name: &str) -> Option<&'static Lie> {
+    LIES.iter().find(|lie| lie.name == name)
+}
+
+/// Whether a job could get past each of `calls` with the lies told while it ran: each call
+/// answered, at some time, by a lie that does not spoil it (or by the truth).
+fn could_succeed(lies: &BTreeSet<&'static str>, calls: &[&str]) -> bool {
+    calls.iter().all(|call| lies.iter().any(|&name| lie_named(name).is_none_or(|lie| !lie.spoils.contains(call))))
+}
+
+/// Chunks of every snapshot of the hostile app: its one-page image, in three.
+const HOSTILE_CHUNKS: u32 = 3;
+/// Snapshots of the hostile app its retention keeps.
+const HOSTILE_KEEP: u32 = 3;
+
+/// The hostile app beside the honest ones: it lies as `lie` names, changed at random.
+struct HostileApp {
+    id: Principal,
+    lie: &'static str,
+    job: Option<HostileJob>,
+    jobs_seen: BTreeSet<u64>,
+    history: History,
+    /// Restores it committed, and the image it holds: every snapshot of it holds that image,
+    /// so no commit changes it.
+    commits: u64,
+    image: Sha256,
+}
+
+#[derive(Clone, Debug)]
+struct HostileJob {
+    id: u64,
+    /// The snapshot a restore reads; `None` for a snapshot.
+    restoring: Option<u64>,
+    /// Every lie told while it ran.
+    lies: BTreeSet<&'static str>,
+    /// Injected traps the vault had hit when it started (a trap costs a job an attempt).
+    vault_traps: usize,
+}
+
+impl HostileApp {
+    /// The hostile app, registered (it tells the truth while registering), once the campaign
+    /// knows it models each of its lies.
+    fn registered(env: &Env) -> HostileApp {
+        let id = env.deploy_hostile();
+        env.ic.add_cycles(id, MANY_CYCLES);
+        let client = env.hostile(id);
+        let known: BTreeSet<String> = client.lies().into_iter().collect();
+        let modelled: BTreeSet<String> = LIES.iter().map(|lie| lie.name).chain([HONEST]).map(String::from).collect();
+        assert_eq!(known, modelled, "the campaign models every lie of the hostile app");
+        env.vault().register(id, manual(), keep(HOSTILE_KEEP)).expect("register the hostile app");
+        HostileApp {
+            id,
+            lie: HONEST,
+            job: None,
+            jobs_seen: BTreeSet::new(),
+            history: History::new(HOSTILE_KEEP as usize),
+            commits: client.commits(),
+            image: client.image_sha256(),
+        }
+    }
+}
+
+/// An app the campaign snapshots or restores into: an honest one (by index) or the hostile one.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Honest(usize),
+    Hostile,
+}
+
 struct ModelSnapshot {
     app: Principal,
+    /// The states it may hold (none for the hostile app's: it holds the one image).
     window: Vec<Digest>,
     /// The state it holds, once a restore showed it.
     state: Option<Digest>,
     info: SnapshotInfo,
+}
+
+/// When a setting held (the limits lowered, an app suspended), in IC time. The request that
+/// set it ran in a round between the time it was sent and the time it answered, and so did the
+/// request that ended it: the setting held surely from the first answer to the second sending,
+/// and perhaps from the first sending to the second answer.
+#[derive(Default)]
+struct Held(Vec<Span>);
+
+struct Span {
+    sent: u64,
+    answered: u64,
+    /// The request that ended it: `u64::MAX` while it holds.
+    end_sent: u64,
+    end_answered: u64,
+}
+
+impl Held {
+    fn begin(&mut self, (sent, answered): (u64, u64)) {
+        self.0.push(Span { sent, answered, end_sent: u64::MAX, end_answered: u64::MAX });
+    }
+
+    fn end(&mut self, (sent, answered): (u64, u64)) {
+        if let Some(span) = self.0.last_mut() {
+            (span.end_sent, span.end_answered) = (sent, answered);
+        }
+    }
+
+    /// Whether it surely held in every round from `from` to `to`.
+    fn surely(&self, from: u64, to: u64) -> bool {
+        self.0.iter().any(|s| s.answered < from && to < s.end_sent)
+    }
+
+    /// Whether it perhaps held in some round from `from` to `to`.
+    fn perhaps(&self, from: u64, to: u64) -> bool {
+        self.0.iter().any(|s| s.sent <= to && from <= s.end_answered)
+    }
 }
 
 #[derive(Default, Debug)]
@@ -117,16 +315,36 @@ struct Tally {
     faults_fired: u64,
     /// Of those, traps injected into the vault.
     vault_traps: u64,
+    /// Jobs of the hostile app that ended, and of those the ones that failed in an error a lie
+    /// or the campaign explains.
+    hostile_jobs: u64,
+    hostile_failures: u64,
+    cancelled: u64,
+    suspensions: u64,
+    /// Times the limits were lowered, and snapshot jobs their quotas refused.
+    lowerings: u64,
+    quota_refusals: u64,
 }
 
 struct Campaign {
     env: Env,
     rng: Rng,
     apps: Vec<ModelApp>,
+    hostile: HostileApp,
     snapshots: BTreeMap<u64, ModelSnapshot>,
     /// Snapshots retention let go that the vault may still list: a restore read them (the
     /// vault spares those), or their retirement raced with a request.
     may_linger: BTreeSet<u64>,
+    /// Jobs the campaign cancelled.
+    cancelled: BTreeSet<u64>,
+    /// When each app was suspended, and the step at which each suspended one is resumed.
+    suspended: BTreeMap<Principal, Held>,
+    resume_at: BTreeMap<Principal, u64>,
+    /// When the limits were lowered, the step at which they are raised again, and the limits
+    /// they are raised to.
+    lowered: Held,
+    raise_at: Option<u64>,
+    usual_limits: Limits,
     log: Vec<String>,
     tally: Tally,
     /// How much of the vault's log was checked for traps.
@@ -151,12 +369,21 @@ const MANY_CYCLES: u128 = 1 << 100;
 impl Campaign {
     fn new(seed: u64) -> Campaign {
         let env = Env::with_vault_cycles(ic_harness::Harness::new(), MANY_CYCLES);
+        let hostile = HostileApp::registered(&env);
+        let usual_limits = env.vault().service().admin_info().expect("admin_info").expect("the owner administers the vault").limits;
         let mut campaign = Campaign {
             env,
             rng: Rng(seed),
             apps: Vec::new(),
+            hostile,
             snapshots: BTreeMap::new(),
             may_linger: BTreeSet::new(),
+            cancelled: BTreeSet::new(),
+            suspended: BTreeMap::new(),
+            resume_at: BTreeMap::new(),
+            lowered: Held::default(),
+            raise_at: None,
+            usual_limits,
             log: Vec::new(),
             tally: Tally::default(),
             vault_logs_seen: 0,
@@ -185,15 +412,13 @@ impl Campaign {
         self.apps.push(ModelApp {
             id,
             kind,
-            keep: keep_last as usize,
             clone,
+            scheduled: schedule.interval_seconds > 0,
             state,
             next_update: PREFILL,
             job: None,
             jobs_seen: BTreeSet::new(),
-            completed: Vec::new(),
-            deleted: BTreeSet::new(),
-            retired: BTreeSet::new(),
+            history: History::new(keep_last as usize),
         });
     }
 
@@ -224,6 +449,17 @@ impl Campaign {
         Err(format!("kept trapping: {trapped}"))
     }
 
+    fn now(&self) -> u64 {
+        self.env.ic.get_time().as_nanos_since_unix_epoch()
+    }
+
+    /// [`Campaign::request`] as the owner, with the IC's times when it was sent and answered.
+    fn timed<T>(&self, call: impl Fn(&mut VaultService<'_>) -> VaultReply<T>) -> Result<(VaultResult<T>, (u64, u64)), String> {
+        let sent = self.now();
+        let result = self.request(owner(), call)?;
+        Ok((result, (sent, self.now())))
+    }
+
     fn say(&mut self, what: String) {
         self.log.push(format!("step {}: {what}", self.tally.steps));
     }
@@ -233,23 +469,96 @@ impl Campaign {
         ensure(condition, what)
     }
 
+    /// Injected traps the vault hit so far.
+    fn vault_traps_hit(&self) -> usize {
+        let logs = self.env.ic.canister_logs(self.env.vault);
+        logs.iter()
+            .filter(|l| {
+                let line = String::from_utf8_lossy(&l.content);
+                line.starts_with("[TRAP]") && line.contains("injected fault")
+            })
+            .count()
+    }
+
+    // ---- the apps ----
+
+    fn principal(&self, who: Who) -> Principal {
+        match who {
+            Who::Honest(i) => self.apps[i].id,
+            Who::Hostile => self.hostile.id,
+        }
+    }
+
+    fn history(&self, who: Who) -> &History {
+        match who {
+            Who::Honest(i) => &self.apps[i].history,
+            Who::Hostile => &self.hostile.history,
+        }
+    }
+
+    fn history_mut(&mut self, who: Who) -> &mut History {
+        match who {
+            Who::Honest(i) => &mut self.apps[i].history,
+            Who::Hostile => &mut self.hostile.history,
+        }
+    }
+
+    /// The job the model has running on the app.
+    fn running_job(&self, who: Who) -> Option<u64> {
+        match who {
+            Who::Honest(i) => self.apps[i].job.as_ref().map(ModelJob::id),
+            Who::Hostile => self.hostile.job.as_ref().map(|j| j.id),
+        }
+    }
+
+    fn observe_job_of(&mut self, who: Who) -> Checked {
+        match who {
+            Who::Honest(i) => self.observe_job(i),
+            Who::Hostile => self.observe_hostile_job(),
+        }
+    }
+
+    fn everyone(&self) -> Vec<Who> {
+        (0..self.apps.len()).map(Who::Honest).chain([Who::Hostile]).collect()
+    }
+
+    /// The apps that take snapshots: the honest ones that are not clones, and the hostile one.
+    fn sources(&self) -> Vec<Who> {
+        self.main_apps().into_iter().map(Who::Honest).chain([Who::Hostile]).collect()
+    }
+
+    fn is_suspended(&self, app: Principal) -> bool {
+        self.resume_at.contains_key(&app)
+    }
+
     // ---- steps ----
 
     fn step(&mut self) -> Checked {
         let before: Vec<Digest> = self.apps.iter().map(|a| a.state.clone()).collect();
-        match self.rng.below(100) {
-            0..30 => self.update()?,
-            30..40 => self.snapshot_now()?,
-            40..45 => self.restore(false)?,
-            45..52 => self.restore(true)?,
-            52..56 => self.delete()?,
-            56..71 => self.advance(),
-            71..74 => self.settle()?,
-            74..76 => self.upgrade_vault()?,
-            76..79 => self.upgrade_app()?,
-            79..94 => self.inject_fault(),
-            94..97 => self.stranger()?,
-            _ => self.verify_stored()?,
+        let resumption = self.resume_at.iter().find(|&(_, &step)| step <= self.tally.steps).map(|(&app, _)| app);
+        if let Some(app) = resumption {
+            self.resume(app)?;
+        } else if self.raise_at.is_some_and(|step| step <= self.tally.steps) {
+            self.raise_limits()?;
+        } else {
+            match self.rng.below(100) {
+                0..24 => self.update()?,
+                24..33 => self.snapshot_now()?,
+                33..37 => self.restore(false)?,
+                37..43 => self.restore(true)?,
+                43..46 => self.delete()?,
+                46..58 => self.advance(),
+                58..61 => self.settle()?,
+                61..63 => self.upgrade_vault()?,
+                63..66 => self.upgrade_app()?,
+                66..79 => self.inject_fault(),
+                79..81 => self.stranger()?,
+                81..83 => self.verify_stored()?,
+                83..92 => self.hostile_step()?,
+                92..95 => self.cancel()?,
+                95..98 => self.suspend()?,
+                _ => self.toggle_limits()?,
+            }
         }
         self.observe(&before)
     }
@@ -306,7 +615,8 @@ impl Campaign {
         self.say(format!("snapshot_now {id}: {:?}", result.as_ref().map(|j| j.id)));
         match (&self.apps[i].job, result) {
             (_, Ok(job)) => {
-                self.ended_meanwhile(i)?;
+                self.check(!self.is_suspended(id), || format!("snapshot_now of suspended {id} started job {}", job.id))?;
+                self.ended_meanwhile(Who::Honest(i))?;
                 let state = self.known_state(i)?;
                 self.apps[i].jobs_seen.insert(job.id);
                 self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window: vec![state] });
@@ -317,13 +627,18 @@ impl Campaign {
                 let expected = running.id();
                 self.check(job == expected, || format!("snapshot_now of {id} refused for job {job}, but {expected} runs"))
             }
+            // Refused as suspended once idle: a job the model had ended in the request's rounds.
+            (_, Err(VaultError::Suspended { app, .. })) if app == id && self.is_suspended(id) => {
+                self.tally.refusals += 1;
+                self.ended_meanwhile(Who::Honest(i))
+            }
             (running, result) => Err(format!("snapshot_now of {id} with job {running:?} running: {result:?}")),
         }
     }
 
     fn restore(&mut self, into_clone: bool) -> Checked {
         let Some(&source) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
-        let Some(&snapshot) = self.rng.pick(&self.apps[source].live_snapshots()) else { return Ok(()) };
+        let Some(&snapshot) = self.rng.pick(&self.apps[source].history.live()) else { return Ok(()) };
         let target = if into_clone {
             let kind = self.apps[source].kind;
             (0..self.apps.len()).find(|&i| self.apps[i].clone && self.apps[i].kind == kind).expect("a clone of each kind")
@@ -334,10 +649,11 @@ impl Campaign {
         let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: into_clone.then_some(target_id) };
         let result = self.request(owner(), |v| v.restore(args))?;
         self.say(format!("restore {snapshot} of {source_id} into {target_id}: {:?}", result.as_ref().map(|j| j.id)));
-        self.catch_up(source)?;
+        self.catch_up(Who::Honest(source))?;
         match (&self.apps[target].job, result) {
             (_, Ok(job)) => {
-                self.ended_meanwhile(target)?;
+                self.check(!self.is_suspended(target_id), || format!("a restore into suspended {target_id} started job {}", job.id))?;
+                self.ended_meanwhile(Who::Honest(target))?;
                 let before = self.known_state(target)?;
                 self.may_linger.insert(snapshot);
                 self.apps[target].jobs_seen.insert(job.id);
@@ -349,8 +665,12 @@ impl Campaign {
                 let expected = running.id();
                 self.check(job == expected, || format!("restore into {target_id} refused for job {job}, but {expected} runs"))
             }
+            (_, Err(VaultError::Suspended { app, .. })) if app == target_id && self.is_suspended(target_id) => {
+                self.tally.refusals += 1;
+                self.ended_meanwhile(Who::Honest(target))
+            }
             // Retention let it go in the rounds that ran the request.
-            (_, Err(VaultError::UnknownSnapshot { .. })) if self.apps[source].retired.contains(&snapshot) => {
+            (_, Err(VaultError::UnknownSnapshot { .. })) if self.apps[source].history.retired.contains(&snapshot) => {
                 self.tally.refusals += 1;
                 Ok(())
             }
@@ -358,59 +678,63 @@ impl Campaign {
         }
     }
 
-    /// Takes in the end of app `i`'s job if it ended in the rounds that ran the last request.
+    /// Takes in the end of the app's job if it ended in the rounds that ran the last request.
     /// The two ran in either order, so what the end retired may linger.
-    fn catch_up(&mut self, i: usize) -> Checked {
-        let Some(job) = self.apps[i].job.as_ref().map(ModelJob::id) else { return Ok(()) };
+    fn catch_up(&mut self, who: Who) -> Checked {
+        let Some(job) = self.running_job(who) else { return Ok(()) };
         if !self.env.vault().job_status(job).is_ok_and(|j| finished(&j)) {
             return Ok(());
         }
-        let retired = self.apps[i].retired.clone();
-        self.observe_job(i)?;
-        let newly: Vec<u64> = self.apps[i].retired.difference(&retired).copied().collect();
+        let retired = self.history(who).retired.clone();
+        self.observe_job_of(who)?;
+        let newly: Vec<u64> = self.history(who).retired.difference(&retired).copied().collect();
         self.may_linger.extend(newly);
         Ok(())
     }
 
-    /// A new job of app `i` started: the one the model had must have ended in the rounds
-    /// that ran the request.
-    fn ended_meanwhile(&mut self, i: usize) -> Checked {
-        self.catch_up(i)?;
-        let running = self.apps[i].job.as_ref().map(ModelJob::id);
+    /// A new job of the app started, or the app was found idle: the job the model had must
+    /// have ended in the rounds that ran the request.
+    fn ended_meanwhile(&mut self, who: Who) -> Checked {
+        self.catch_up(who)?;
+        let running = self.running_job(who);
         self.check(running.is_none(), || {
             let status = running.map(|j| self.env.vault().job_status(j));
-            format!("a second job started on {} while job {running:?} runs: {status:?}", self.apps[i].id)
+            format!("a second job started on {} while job {running:?} runs: {status:?}", self.principal(who))
         })
     }
 
+    /// The running jobs that read `snapshot` of `app`.
+    fn readers_of(&self, app: Principal, snapshot: u64) -> Vec<u64> {
+        let honest = self.apps.iter().filter_map(|a| match a.job {
+            Some(ModelJob::Restore { id: job, source, snapshot: s, .. }) if source == app && s == snapshot => Some(job),
+            _ => None,
+        });
+        let hostile = self.hostile.job.as_ref().filter(|j| app == self.hostile.id && j.restoring == Some(snapshot)).map(|j| j.id);
+        honest.chain(hostile).collect()
+    }
+
     fn delete(&mut self) -> Checked {
-        let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
-        let id = self.apps[i].id;
-        let live = self.apps[i].live_snapshots();
+        let Some(&who) = self.rng.pick(&self.sources()) else { return Ok(()) };
+        let id = self.principal(who);
+        let live = self.history(who).live();
         // Now and then a snapshot that does not exist (any more).
         let snapshot = match self.rng.pick(&live) {
             Some(&s) if !self.rng.chance(15) => s,
             _ => self.rng.below(1000) + 10_000,
         };
-        let readers: Vec<u64> = self
-            .apps
-            .iter()
-            .filter_map(|a| match a.job {
-                Some(ModelJob::Restore { id: job, source, snapshot: s, .. }) if source == id && s == snapshot => Some(job),
-                _ => None,
-            })
-            .collect();
+        let readers = self.readers_of(id, snapshot);
         let result = self.request(owner(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: snapshot }))?;
         self.say(format!("delete {snapshot} of {id}: {result:?}"));
-        self.catch_up(i)?;
-        let live = self.apps[i].live_snapshots();
+        self.catch_up(who)?;
+        let history = self.history(who);
+        let live = history.live();
         match result {
             Ok(()) => {
                 // A restore reading it may have ended in the rounds that ran the delete.
                 let read = readers.iter().any(|&job| self.env.vault().job_status(job).is_ok_and(|j| !finished(&j)));
-                let deletable = self.apps[i].completed.contains(&snapshot) && !self.apps[i].deleted.contains(&snapshot) && !read;
+                let deletable = history.completed.contains(&snapshot) && !history.deleted.contains(&snapshot) && !read;
                 self.check(deletable, || format!("deleted {snapshot} of {id}, which is not deletable"))?;
-                self.apps[i].deleted.insert(snapshot);
+                self.history_mut(who).deleted.insert(snapshot);
             }
             Err(VaultError::JobRunning { .. }) => {
                 self.tally.refusals += 1;
@@ -445,7 +769,7 @@ impl Campaign {
                 let refused = self.request(owner(), |v| v.snapshot_now(Principal::management_canister()))?;
                 ensure(matches!(refused, Err(VaultError::UnknownApp { .. })), || format!("{refused:?}"))?;
             }
-            let running: Vec<u64> = self.apps.iter().filter_map(|a| a.job.as_ref().map(ModelJob::id)).collect();
+            let running: Vec<u64> = self.everyone().into_iter().filter_map(|who| self.running_job(who)).collect();
             if running.iter().all(|&id| self.env.vault().job_status(id).is_ok_and(|j| finished(&j))) {
                 return Ok(());
             }
@@ -502,6 +826,7 @@ impl Campaign {
         self.check(seq == expected, || format!("the upgrade of {id} changed its seq to {seq}, expected {expected}"))
     }
 
+    /// Faults at the honest apps and the vault (the hostile app's lies are its own faults).
     fn inject_fault(&mut self) {
         // Mostly at an app a job is talking to.
         let busy: Vec<Principal> = self.apps.iter().filter(|a| a.job.is_some()).map(|a| a.id).collect();
@@ -557,12 +882,18 @@ impl Campaign {
     fn stranger(&mut self) -> Checked {
         let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
         let id = self.apps[i].id;
-        let some_snapshot = self.apps[i].live_snapshots().first().copied().unwrap_or(1);
-        let what = self.rng.below(6);
+        let some_snapshot = self.apps[i].history.live().first().copied().unwrap_or(1);
+        let what = self.rng.below(8);
         self.say(format!("stranger call {what} on {id}"));
         fn not_a_controller<T: std::fmt::Debug>(r: Result<VaultResult<T>, String>) -> Result<(), String> {
             match r {
                 Ok(Err(VaultError::NotAController { .. })) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+        fn not_an_administrator<T: std::fmt::Debug>(r: Result<VaultResult<T>, String>) -> Result<(), String> {
+            match r {
+                Ok(Err(VaultError::NotAnAdministrator { caller })) if caller == stranger() => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         }
@@ -575,11 +906,13 @@ impl Campaign {
             2 => not_a_controller(self.request(stranger(), |v| v.restore(RestoreArgs { app: id, snapshot_id: some_snapshot, target: None }))),
             3 => not_a_controller(self.request(stranger(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: some_snapshot }))),
             4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1 }).unwrap()),
-            _ => {
+            5 => {
                 let kind = if self.apps[i].kind == AppKind::Notes { StateKind::Serde } else { StateKind::StableMemory };
                 let begin = RestoreBegin { job: 1, state_kind: kind, size: 1, chunk_size: 1, sha256: Sha256::of(b"") };
                 self.stranger_to_app(id, methods::RESTORE_BEGIN, candid::encode_one(begin).unwrap())
             }
+            6 => not_an_administrator(self.request(stranger(), |v| v.suspend_app(SuspendArgs { app: id, reason: "a stranger's".into() }))),
+            _ => not_an_administrator(self.request(stranger(), |v| v.set_limits(Limits { app_bytes: 1, ..self.usual_limits }))),
         };
         self.tally.refusals += 1;
         self.check(outcome.is_ok(), || format!("stranger call {what} on {id} was not refused: {outcome:?}"))
@@ -601,10 +934,10 @@ impl Campaign {
     /// Reads a stored snapshot chunk by chunk: every chunk matches its SHA-256 and together
     /// they give the snapshot's manifest hash.
     fn verify_stored(&mut self) -> Checked {
-        let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
-        let Some(&snapshot) = self.rng.pick(&self.apps[i].live_snapshots()) else { return Ok(()) };
+        let Some(&who) = self.rng.pick(&self.sources()) else { return Ok(()) };
+        let Some(&snapshot) = self.rng.pick(&self.history(who).live()) else { return Ok(()) };
         self.say(format!("verify stored snapshot {snapshot}"));
-        self.verify_chunks(self.apps[i].id, snapshot)
+        self.verify_chunks(self.principal(who), snapshot)
     }
 
     fn verify_chunks(&mut self, app: Principal, snapshot: u64) -> Checked {
@@ -620,6 +953,159 @@ impl Campaign {
         }
         let manifest = vault_api::manifest::manifest_hash(info.size, info.chunk_size, &hashes);
         self.check(manifest == Some(info.sha256), || format!("the chunks of {snapshot} do not give its hash"))
+    }
+
+    /// The hostile app: a new lie (or the truth), or a snapshot of it, or a restore into it.
+    fn hostile_step(&mut self) -> Checked {
+        match self.rng.below(100) {
+            0..40 => {
+                let lie = if self.rng.chance(30) { HONEST } else { self.rng.pick(&LIES).expect("lies").name };
+                self.set_lie(lie);
+                Ok(())
+            }
+            40..75 => {
+                let id = self.hostile.id;
+                let result = self.request(owner(), |v| v.snapshot_now(id))?;
+                self.say(format!("snapshot_now of the hostile {id}: {:?}", result.as_ref().map(|j| j.id)));
+                self.hostile_started(None, result)
+            }
+            _ => {
+                let Some(&snapshot) = self.rng.pick(&self.hostile.history.live()) else { return Ok(()) };
+                let id = self.hostile.id;
+                let result = self.request(owner(), |v| v.restore(RestoreArgs { app: id, snapshot_id: snapshot, target: None }))?;
+                self.say(format!("restore {snapshot} into the hostile {id}: {:?}", result.as_ref().map(|j| j.id)));
+                self.hostile_started(Some(snapshot), result)
+            }
+        }
+    }
+
+    fn set_lie(&mut self, lie: &'static str) {
+        self.say(format!("the hostile app lies: {lie}"));
+        self.env.hostile(self.hostile.id).set_lie(lie);
+        self.hostile.lie = lie;
+        if let Some(job) = &mut self.hostile.job {
+            job.lies.insert(lie);
+        }
+    }
+
+    /// Takes in the vault's answer to a request that starts a job of the hostile app: a
+    /// snapshot, or a restore of `restoring`.
+    fn hostile_started(&mut self, restoring: Option<u64>, result: VaultResult<JobInfo>) -> Checked {
+        let id = self.hostile.id;
+        self.catch_up(Who::Hostile)?;
+        match (self.running_job(Who::Hostile), result) {
+            (_, Ok(job)) => {
+                self.check(!self.is_suspended(id), || format!("suspended {id} started job {}", job.id))?;
+                self.ended_meanwhile(Who::Hostile)?;
+                self.may_linger.extend(restoring);
+                self.hostile.jobs_seen.insert(job.id);
+                let (lies, vault_traps) = (BTreeSet::from([self.hostile.lie]), self.vault_traps_hit());
+                self.hostile.job = Some(HostileJob { id: job.id, restoring, lies, vault_traps });
+                Ok(())
+            }
+            (Some(running), Err(VaultError::JobRunning { job, .. })) => {
+                self.tally.refusals += 1;
+                self.check(job == running, || format!("a job of the hostile {id} refused for job {job}, but {running} runs"))
+            }
+            (None, Err(VaultError::Suspended { app, .. })) if app == id && self.is_suspended(id) => {
+                self.tally.refusals += 1;
+                Ok(())
+            }
+            // Retention let it go in the rounds that ran the request.
+            (_, Err(VaultError::UnknownSnapshot { snapshot_id, .. })) if self.hostile.history.retired.contains(&snapshot_id) => {
+                self.tally.refusals += 1;
+                Ok(())
+            }
+            (running, result) => Err(format!("a job of the hostile {id} with job {running:?} running: {result:?}")),
+        }
+    }
+
+    /// Cancels a running job: it ends as cancelled by the owner (the observation of its end
+    /// checks that a snapshot is never listed and that an app is as it was), or the vault
+    /// refuses as the job is over or a restore is committing.
+    fn cancel(&mut self) -> Checked {
+        let running: Vec<(Who, u64)> = self.everyone().into_iter().filter_map(|who| self.running_job(who).map(|job| (who, job))).collect();
+        let Some(&(who, job)) = self.rng.pick(&running) else { return Ok(()) };
+        let result = self.request(owner(), |v| v.cancel_job(job))?;
+        self.say(format!("cancel job {job} of {}: {:?}", self.principal(who), result.as_ref().map(|j| &j.error)));
+        match result {
+            Ok(info) => {
+                let cancelled = Some(JobError::Cancelled { by: owner() });
+                self.check(info.phase == JobPhase::Failed && info.error == cancelled, || format!("cancelled job {job} is {info:?}"))?;
+                self.cancelled.insert(job);
+                self.tally.cancelled += 1;
+                self.observe_job_of(who)
+            }
+            Err(VaultError::NotCancellable { job: refused, reason }) => {
+                self.tally.refusals += 1;
+                let status = self.env.vault().job_status(job).map_err(|e| format!("job {job}: {e}"))?;
+                let committing = matches!(status.kind, JobKind::Restore { .. }) && status.phase == JobPhase::Finishing;
+                self.check(refused == job && (finished(&status) || committing), || {
+                    format!("cancel of job {job} refused ({reason}): {status:?}")
+                })?;
+                self.catch_up(who)
+            }
+            Err(e) => Err(format!("cancel of job {job}: {e}")),
+        }
+    }
+
+    /// Suspends an app for a few steps: no snapshot or restore into it starts until resumed.
+    /// Half the time an app on a timer, whose slots then pass.
+    fn suspend(&mut self) -> Checked {
+        let on_timer = self.rng.chance(50);
+        let candidates: Vec<Principal> = self
+            .everyone()
+            .into_iter()
+            .filter(|&who| !on_timer || matches!(who, Who::Honest(i) if self.apps[i].scheduled))
+            .map(|who| self.principal(who))
+            .filter(|&app| !self.is_suspended(app))
+            .collect();
+        let Some(&app) = self.rng.pick(&candidates) else { return Ok(()) };
+        let reason = format!("suspended at step {}", self.tally.steps);
+        let (result, times) = self.timed(|v| v.suspend_app(SuspendArgs { app, reason: reason.clone() }))?;
+        self.say(format!("suspend {app}: {result:?}"));
+        result.map_err(|e| format!("suspend {app}: {e}"))?;
+        self.suspended.entry(app).or_default().begin(times);
+        let until = self.tally.steps + 3 + self.rng.below(20);
+        self.resume_at.insert(app, until);
+        self.tally.suspensions += 1;
+        Ok(())
+    }
+
+    fn resume(&mut self, app: Principal) -> Checked {
+        let (result, times) = self.timed(|v| v.resume_app(app))?;
+        self.say(format!("resume {app}: {result:?}"));
+        result.map_err(|e| format!("resume {app}: {e}"))?;
+        self.suspended.entry(app).or_default().end(times);
+        self.resume_at.remove(&app);
+        Ok(())
+    }
+
+    /// Lowers the limits for a few steps, so that every snapshot whose dump opens meanwhile
+    /// meets a quota of 1 (of bytes, or of snapshots too); or raises them early.
+    fn toggle_limits(&mut self) -> Checked {
+        if self.raise_at.is_some() {
+            return self.raise_limits();
+        }
+        let app_snapshots = if self.rng.chance(50) { 1 } else { self.usual_limits.app_snapshots };
+        let limits = Limits { app_bytes: 1, app_snapshots, ..self.usual_limits };
+        let (result, times) = self.timed(|v| v.set_limits(limits))?;
+        self.say(format!("lower the limits to {limits:?}: {result:?}"));
+        result.map_err(|e| format!("set_limits: {e}"))?;
+        self.lowered.begin(times);
+        self.raise_at = Some(self.tally.steps + 5 + self.rng.below(20));
+        self.tally.lowerings += 1;
+        Ok(())
+    }
+
+    fn raise_limits(&mut self) -> Checked {
+        let limits = self.usual_limits;
+        let (result, times) = self.timed(|v| v.set_limits(limits))?;
+        self.say(format!("raise the limits: {result:?}"));
+        result.map_err(|e| format!("set_limits: {e}"))?;
+        self.lowered.end(times);
+        self.raise_at = None;
+        Ok(())
     }
 
     // ---- observation ----
@@ -644,9 +1130,10 @@ impl Campaign {
             for (i, before) in before.iter().enumerate() {
                 self.observe_job(i)?;
                 self.discover_timer_jobs(i, before)?;
-                self.observe_listing(i)?;
+                self.observe_listing(Who::Honest(i))?;
                 self.observe_live_state(i, pass == 0)?;
             }
+            self.observe_hostile()?;
             if self.env.ic.canister_metrics(self.env.vault).executions == executions {
                 return Ok(());
             }
@@ -665,6 +1152,9 @@ impl Campaign {
             self.apps[i].jobs_seen.insert(job.id);
             let timer = matches!(job.kind, JobKind::Snapshot { .. });
             self.check(timer && self.apps[i].job.is_none(), || format!("job {} of {id} appeared from nowhere: {job:?}", job.id))?;
+            let started = job.started_at_nanos;
+            let suspended = self.suspended.get(&id).is_some_and(|held| held.surely(started, started));
+            self.check(!suspended, || format!("the timer started job {} of {id} while it was suspended", job.id))?;
             let mut window = vec![self.known_state(i)?];
             if before.0 != window[0].0 || before.1 != window[0].1 {
                 window.insert(0, before.clone());
@@ -683,12 +1173,13 @@ impl Campaign {
         let listed: Vec<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
         match (model, job.phase) {
             (ModelJob::Snapshot { window, .. }, JobPhase::Succeeded) => {
+                self.check_not_refused(&job)?;
                 let snapshot = job.snapshot_id.ok_or("a snapshot job without its snapshot")?;
                 let info = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.into_iter().find(|s| s.id == snapshot);
                 let info = info.ok_or_else(|| format!("snapshot {snapshot} of job {} completed but is not listed", job.id))?;
                 self.say(format!("snapshot {snapshot} of {id} completed"));
                 self.snapshots.insert(snapshot, ModelSnapshot { app: id, window, state: None, info });
-                self.apps[i].complete(snapshot);
+                self.apps[i].history.complete(snapshot);
                 self.apps[i].job = None;
                 self.tally.snapshots += 1;
             }
@@ -698,9 +1189,10 @@ impl Campaign {
                 }
                 if phase == JobPhase::Failed {
                     self.check(job.error.is_some(), || format!("job {} failed without saying why", job.id))?;
+                    self.check_failure_cause(&job)?;
                     self.say(format!("snapshot job {} failed: {:?}", job.id, job.error));
                     self.apps[i].job = None;
-                    self.tally.failed_jobs += 1;
+                    self.count_failure(&job);
                 }
             }
             (ModelJob::Restore { snapshot, .. }, JobPhase::Succeeded) => {
@@ -715,6 +1207,7 @@ impl Campaign {
                 let now = self.digest(id)?;
                 self.say(format!("restore of {snapshot} into {id} failed: {:?}", job.error));
                 self.check(job.error.is_some(), || format!("job {} failed without saying why", job.id))?;
+                self.check_failure_cause(&job)?;
                 if matches!(job.error, Some(JobError::CommitUnconfirmed { .. })) && now != before {
                     // The vault said it could not learn whether the commit ran: it did.
                     self.settle_snapshot_state(snapshot, &now)?;
@@ -723,7 +1216,7 @@ impl Campaign {
                 }
                 self.apps[i].state = now;
                 self.apps[i].job = None;
-                self.tally.failed_jobs += 1;
+                self.count_failure(&job);
             }
             (ModelJob::Restore { snapshot, before, .. }, phase) => {
                 // Untouched until the commit; the commit may have run before the vault heard.
@@ -735,6 +1228,38 @@ impl Campaign {
             }
         }
         Ok(())
+    }
+
+    /// A snapshot job completed: its dump did not open while the lowered limits surely
+    /// refused every snapshot.
+    fn check_not_refused(&self, job: &JobInfo) -> Checked {
+        let (from, to) = (job.started_at_nanos, job.finished_at_nanos.unwrap_or(u64::MAX));
+        self.check(!self.lowered.surely(from, to), || format!("snapshot job {} completed while the limits refused every snapshot", job.id))
+    }
+
+    /// What a failed job ended in that the campaign caused: a cancel only if it cancelled the
+    /// job, a quota only for a snapshot job that ran while the limits were perhaps lowered (to
+    /// 1, for the app that ran it). The vault's stable memory never fills here.
+    fn check_failure_cause(&self, job: &JobInfo) -> Checked {
+        let id = job.id;
+        match &job.error {
+            Some(JobError::Cancelled { by }) => self
+                .check(self.cancelled.contains(&id) && *by == owner(), || format!("job {id} was cancelled by {by}, not by the campaign")),
+            Some(JobError::Refused { error }) => {
+                let quota = matches!(error, VaultError::QuotaExceeded { app, limit: 1, .. } if *app == job.app);
+                let snapshot = matches!(job.kind, JobKind::Snapshot { .. });
+                let lowered = self.lowered.perhaps(job.started_at_nanos, job.finished_at_nanos.unwrap_or(u64::MAX));
+                self.check(quota && snapshot && lowered, || format!("job {id} was refused though no limit it meets was lowered: {error:?}"))
+            }
+            other => self.check(!self.cancelled.contains(&id), || format!("job {id} was cancelled, yet ended in {other:?}")),
+        }
+    }
+
+    fn count_failure(&mut self, job: &JobInfo) {
+        self.tally.failed_jobs += 1;
+        if matches!(job.error, Some(JobError::Refused { error: VaultError::QuotaExceeded { .. } })) {
+            self.tally.quota_refusals += 1;
+        }
     }
 
     /// A restore showed what `snapshot` holds: it must be one state of its window (point in
@@ -752,16 +1277,20 @@ impl Campaign {
 
     /// Listed: every completed, undeleted snapshot retention keeps; nothing else; each one as
     /// it was when it completed.
-    fn observe_listing(&mut self, i: usize) -> Checked {
-        if self.apps[i].clone {
+    fn observe_listing(&mut self, who: Who) -> Checked {
+        if let Who::Honest(i) = who
+            && self.apps[i].clone
+        {
             return Ok(());
         }
-        let id = self.apps[i].id;
+        let id = self.principal(who);
         let listed = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?;
-        let app = &self.apps[i];
+        let history = self.history(who);
         let ids: BTreeSet<u64> = listed.iter().map(|s| s.id).collect();
-        let live: BTreeSet<u64> = app.live_snapshots().into_iter().collect();
-        self.check(ids.iter().all(|s| app.completed.contains(s) && !app.deleted.contains(s)), || format!("{id} lists {ids:?}, the model has {live:?}"))?;
+        let live: BTreeSet<u64> = history.live().into_iter().collect();
+        self.check(ids.iter().all(|s| history.completed.contains(s) && !history.deleted.contains(s)), || {
+            format!("{id} lists {ids:?}, the model has {live:?}")
+        })?;
         self.check(live.is_subset(&ids), || format!("{id} lost a snapshot: lists {ids:?}, must keep {live:?}"))?;
         let spared: Vec<u64> = ids.difference(&live).copied().collect();
         self.check(spared.iter().all(|s| self.may_linger.contains(s)), || format!("{id} keeps {spared:?} past its retention"))?;
@@ -789,13 +1318,100 @@ impl Campaign {
         Ok(())
     }
 
+    /// The hostile app: no job of it from nowhere, its job as the lies told allow, its listing.
+    fn observe_hostile(&mut self) -> Checked {
+        let id = self.hostile.id;
+        let jobs = self.env.vault().list_jobs(id).map_err(|e| e.to_string())?;
+        let unseen: Vec<u64> = jobs.iter().map(|j| j.id).filter(|j| !self.hostile.jobs_seen.contains(j)).collect();
+        self.check(unseen.is_empty(), || format!("jobs {unseen:?} of the hostile {id} appeared from nowhere"))?;
+        self.observe_hostile_job()?;
+        self.observe_listing(Who::Hostile)
+    }
+
+    /// The hostile app's job as the lies told while it ran allow: it succeeds only if each of
+    /// its calls could be answered without a lie that spoils it, and fails in an error one of
+    /// the lies (or the campaign) explains. A restore commits once if it succeeds, and not at
+    /// all if it fails, unless the vault could not learn whether its commit ran. The app's
+    /// image never changes: every snapshot holds it.
+    fn observe_hostile_job(&mut self) -> Checked {
+        let Some(model) = self.hostile.job.clone() else { return Ok(()) };
+        let id = self.hostile.id;
+        let job = self.env.vault().job_status(model.id).map_err(|e| format!("job {}: {e}", model.id))?;
+        let (commits, image) = (self.env.hostile(id).commits(), self.env.hostile(id).image_sha256());
+        let committed = self.hostile.commits;
+        self.check(image == self.hostile.image, || format!("the hostile {id}'s image changed to {image:?}"))?;
+        let lies = &model.lies;
+        match (model.restoring, job.phase) {
+            (restoring, JobPhase::Succeeded) => {
+                let calls = if restoring.is_some() { RESTORE_CALLS } else { DUMP_CALLS };
+                self.check(could_succeed(lies, calls), || format!("job {} of the hostile {id} succeeded with the lies {lies:?}", job.id))?;
+                if let Some(snapshot) = restoring {
+                    self.check(commits == committed + 1, || {
+                        format!("the restore of {snapshot} into {id} succeeded with {commits} commits, was {committed}")
+                    })?;
+                    self.say(format!("restore of {snapshot} into the hostile {id} committed"));
+                    self.tally.restores += 1;
+                } else {
+                    self.check_not_refused(&job)?;
+                    let snapshot = job.snapshot_id.ok_or("a snapshot job without its snapshot")?;
+                    let info = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.into_iter().find(|s| s.id == snapshot);
+                    let info = info.ok_or_else(|| format!("snapshot {snapshot} of job {} completed but is not listed", job.id))?;
+                    let holds_the_image = info.sha256 == self.hostile.image && info.chunks == HOSTILE_CHUNKS;
+                    self.check(holds_the_image, || format!("snapshot {snapshot} of the hostile {id} is not its image: {info:?}"))?;
+                    self.say(format!("snapshot {snapshot} of the hostile {id} completed"));
+                    self.snapshots.insert(snapshot, ModelSnapshot { app: id, window: Vec::new(), state: None, info });
+                    self.hostile.history.complete(snapshot);
+                    self.tally.snapshots += 1;
+                }
+            }
+            (restoring, JobPhase::Failed) => {
+                let error = job.error.clone().ok_or_else(|| format!("job {} failed without saying why", job.id))?;
+                self.check_failure_cause(&job)?;
+                // A trap in the vault costs a job an attempt, and may end it as out of them.
+                let trapped = self.vault_traps_hit() > model.vault_traps;
+                let by_a_lie = lies.iter().any(|&name| lie_named(name).is_some_and(|lie| (lie.ends_in)(&error)));
+                let by_the_campaign = matches!(error, JobError::Cancelled { .. } | JobError::Refused { .. });
+                let by_a_trap = trapped && matches!(error, JobError::RetriesExhausted { .. } | JobError::CommitUnconfirmed { .. });
+                self.check(by_a_lie || by_the_campaign || by_a_trap, || {
+                    format!("job {} of the hostile {id} failed in {error:?}, which none of the lies {lies:?} explains", job.id)
+                })?;
+                let unknown_commit = restoring.is_some() && (trapped || matches!(error, JobError::CommitUnconfirmed { .. }));
+                self.check(commits == committed || (unknown_commit && commits == committed + 1), || {
+                    format!("failed job {} of the hostile {id} left {commits} commits, was {committed}", job.id)
+                })?;
+                self.say(format!("job {} of the hostile {id} failed: {error:?}", job.id));
+                self.count_failure(&job);
+                self.tally.hostile_failures += 1;
+            }
+            (restoring, phase) => {
+                // Nothing committed while it runs, unless the commit ran before the vault heard.
+                let committing = restoring.is_some() && phase == JobPhase::Finishing;
+                return self.check(commits == committed || (committing && commits == committed + 1), || {
+                    format!("the hostile {id} has {commits} commits, was {committed}, while job {} runs ({phase:?})", job.id)
+                });
+            }
+        }
+        self.hostile.commits = commits;
+        self.hostile.job = None;
+        self.tally.hostile_jobs += 1;
+        Ok(())
+    }
+
     // ---- the end ----
 
-    /// Without faults: every job ends, every app takes one more snapshot (retention then keeps
-    /// exactly its newest), every kept snapshot verifies, and some restore to their states.
+    /// Without faults, with the usual limits, no app suspended and the hostile app honest:
+    /// every job ends, every app takes one more snapshot (retention then keeps exactly its
+    /// newest), every kept snapshot verifies, and some restore to their states.
     fn finish(&mut self) -> Checked {
         self.env.ic.clear_faults();
         self.say("finish".into());
+        if self.raise_at.is_some() {
+            self.raise_limits()?;
+        }
+        for app in self.resume_at.keys().copied().collect::<Vec<_>>() {
+            self.resume(app)?;
+        }
+        self.set_lie(HONEST);
         let before: Vec<Digest> = self.apps.iter().map(|a| a.state.clone()).collect();
         self.settle()?;
         self.observe(&before)?;
@@ -807,16 +1423,26 @@ impl Campaign {
             self.settle()?;
             self.observe(&before)?;
         }
-        for i in self.main_apps() {
-            let id = self.apps[i].id;
+        let before: Vec<Digest> = self.apps.iter().map(|a| a.state.clone()).collect();
+        if self.hostile.job.is_none() {
+            let hostile = self.hostile.id;
+            let job = self.request(owner(), |v| v.snapshot_now(hostile))?.map_err(|e| format!("snapshot_now {hostile}: {e}"))?;
+            self.hostile_started(None, Ok(job))?;
+        }
+        self.settle()?;
+        self.observe(&before)?;
+        for who in self.sources() {
+            let id = self.principal(who);
             let listed: BTreeSet<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
-            let newest: BTreeSet<u64> = self.apps[i].live_snapshots().into_iter().collect();
+            let newest: BTreeSet<u64> = self.history(who).live().into_iter().collect();
             self.check(listed == newest, || format!("{id} lists {listed:?} once idle, its retention keeps {newest:?}"))?;
             for &snapshot in &newest {
                 self.verify_chunks(id, snapshot)?;
             }
-            if let Some(&snapshot) = newest.iter().next() {
-                self.restore_into_clone(i, snapshot)?;
+            match (who, newest.iter().next()) {
+                (Who::Honest(i), Some(&snapshot)) => self.restore_into_clone(i, snapshot)?,
+                (Who::Hostile, Some(&snapshot)) => self.restore_hostile(snapshot)?,
+                (_, None) => {}
             }
         }
         Ok(())
@@ -844,6 +1470,20 @@ impl Campaign {
         let done = self.env.vault().job_status(job.id).map_err(|e| e.to_string())?;
         self.check(done.phase == JobPhase::Succeeded, || format!("the final restore of {snapshot} failed: {done:?}"))?;
         self.observe_job(target)
+    }
+
+    /// The honest hostile app takes the restore of its snapshot.
+    fn restore_hostile(&mut self, snapshot: u64) -> Checked {
+        let id = self.hostile.id;
+        let args = RestoreArgs { app: id, snapshot_id: snapshot, target: None };
+        let job = self.request(owner(), |v| v.restore(args))?.map_err(|e| format!("restore: {e}"))?;
+        self.hostile_started(Some(snapshot), Ok(job.clone()))?;
+        self.settle()?;
+        let done = self.env.vault().job_status(job.id).map_err(|e| e.to_string())?;
+        self.check(done.phase == JobPhase::Succeeded, || {
+            format!("the final restore of {snapshot} into the hostile {id} failed: {done:?}")
+        })?;
+        self.observe_hostile_job()
     }
 }
 
@@ -892,7 +1532,7 @@ fn campaign(seeds: u64, steps: u64) {
     let tallies: Vec<Tally> = seeds.iter().map(|&seed| run(seed, steps)).collect();
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     println!(
-        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots, {} restores, {} failed jobs, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
+        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots, {} restores, {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
         seeds.len(),
         sum(|t| t.steps),
         sum(|t| t.faults_fired),
@@ -901,6 +1541,12 @@ fn campaign(seeds: u64, steps: u64) {
         sum(|t| t.snapshots),
         sum(|t| t.restores),
         sum(|t| t.failed_jobs),
+        sum(|t| t.quota_refusals),
+        sum(|t| t.hostile_jobs),
+        sum(|t| t.hostile_failures),
+        sum(|t| t.cancelled),
+        sum(|t| t.suspensions),
+        sum(|t| t.lowerings),
         sum(|t| t.vault_upgrades),
         sum(|t| t.app_upgrades),
         sum(|t| t.refusals),
