@@ -169,14 +169,6 @@ fn written(answer: Answer) -> String {
     }
 }
 
-/// What the stranger's app answers when asked to forward a call (the probe's `call`).
-#[derive(candid::CandidType, candid::Deserialize, Debug)]
-enum Forwarded {
-    Reply(ByteBuf),
-    Reject { code: u32, message: String },
-    PerformFailed,
-}
-
 /// One vault, the app the calls are about, and a principal or canister for each role.
 struct Fixture {
     env: Env,

@@ -178,3 +178,54 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     assert!(matches!(refuse(notes, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 3 }).unwrap()), BackupError::Deserialization { .. }));
     assert_eq!((env.app(ledger).digest(), env.app(notes).digest()), before, "no refused call changed a live state");
 }
+
+#[test]
+fn an_argument_that_would_cost_more_to_decode_than_its_bytes_is_refused_from_any_canister() {
+    let env = Env::new();
+    let probe = env.ic.create_canister_with_settings(Some(owner()), None);
+    env.ic.install_canister(probe, ic_harness::build::canister_wasm("harness-test-canisters", "probe"), candid::encode_args(()).unwrap(), Some(owner()));
+    // `set_allowed`'s record with one field more: `vec null` of a billion elements, in 30 bytes.
+    // Types 0: the record, 1: `vec null`, 2: `vec principal`.
+    let (nulls, principals) = (0x01, 0x02);
+    let mut fields = [("principals", principals), ("allowed", 0x7e), ("padding", nulls)].map(|(name, ty)| (candid::idl_hash(name), ty));
+    fields.sort_unstable();
+    let mut bomb = b"DIDL\x03\x6c\x03".to_vec();
+    for (id, ty) in fields {
+        leb128(&mut bomb, id as u64);
+        bomb.push(ty);
+    }
+    bomb.extend([0x6d, 0x7f, 0x6d, 0x68, 0x01, 0x00]);
+    // The fields' values in id order: no principals, `true`, a billion nulls.
+    for (_, ty) in fields {
+        match ty {
+            t if t == principals => bomb.push(0),
+            t if t == nulls => leb128(&mut bomb, 1_000_000_000),
+            _ => bomb.push(1),
+        }
+    }
+    let before = env.ic.cycle_balance(env.vault);
+    let arg = candid::encode_args((env.vault, vault_api::service::methods::SET_ALLOWED, ByteBuf::from(bomb), None::<u32>, 0u128)).unwrap();
+    let reply = env.ic.update_call(probe, owner(), "call", arg).expect("the probe answers");
+    let forwarded: Forwarded = candid::decode_one(&reply).unwrap();
+    let spent = before - env.ic.cycle_balance(env.vault);
+    match forwarded {
+        Forwarded::Reject { code, message } => {
+            assert_eq!(code, 4, "refused by the vault's guard, not a trap: {message}");
+            assert!(message.contains("does not decode"), "{message}");
+        }
+        other => panic!("the vault took the argument: {other:?}"),
+    }
+    assert!(spent < 50_000_000, "the refusal cost the vault {spent} cycles");
+}
+
+fn leb128(bytes: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(byte);
+            return;
+        }
+        bytes.push(byte | 0x80);
+    }
+}

@@ -418,3 +418,11 @@ impl Env {
         HostileClient { ic: &self.ic, app }
     }
 }
+
+/// What the harness's probe canister answers when asked to forward a call (its `call`).
+#[derive(candid::CandidType, candid::Deserialize, Debug)]
+pub enum Forwarded {
+    Reply(serde_bytes::ByteBuf),
+    Reject { code: u32, message: String },
+    PerformFailed,
+}

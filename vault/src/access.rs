@@ -170,9 +170,6 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
     if caller == Principal::anonymous() {
         return Err("the vault answers no anonymous update calls".into());
     }
-    fn decodes<'a, T: ArgumentDecoder<'a>>(arg: &'a [u8]) -> Result<(), candid::Error> {
-        vault_api::decode::args::<T>(arg).map(drop)
-    }
     let decoded = match method {
         methods::REGISTER => decodes::<(RegisterArgs,)>(arg),
         methods::UNREGISTER => decodes::<(UnregisterArgs,)>(arg),
@@ -202,6 +199,18 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
         other => return Err(format!("{other} is not a method of the vault's service")),
     };
     decoded.map_err(|e| format!("the argument of {method} does not decode: {e}"))
+}
+
+fn decodes<'a, Args: ArgumentDecoder<'a>>(arg: &'a [u8]) -> Result<(), candid::Error> {
+    vault_api::decode::args::<Args>(arg).map(drop)
+}
+
+/// A guard on every endpoint with arguments: its argument must decode as `Args` within the
+/// quotas of `vault_api::decode`, before the endpoint's own decoding (which has a skipping
+/// quota but no decoding quota) runs. Calls from other canisters pass no `inspect_message`:
+/// this is what bounds what decoding their arguments may cost.
+pub fn bounded_args<Args: for<'a> ArgumentDecoder<'a>>() -> Result<(), String> {
+    decodes::<Args>(&ic_cdk::api::msg_arg_data()).map_err(|e| format!("the argument does not decode: {e}"))
 }
 
 #[cfg(test)]

@@ -59,12 +59,15 @@ fn post_upgrade() {
     engine::resume_after_upgrade();
 }
 
+// Every endpoint with arguments has the guard `access::bounded_args`: their decoding is bounded
+// for callers that no `inspect_message` saw (other canisters).
+//
 // Every update starts with `engine::revive()`: a trap in the global timer handler leaves the
 // canister's timer off until a message sets it again (an IC rule), so each update re-arms it
 // if it was lost.
 
 /// Registers an app the caller controls; the app must have this vault set.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(RegisterArgs,)>")]
 async fn register(args: RegisterArgs) -> Result<AppInfo, VaultError> {
     engine::revive();
     let (caller, info) = access::may_register(args.app).await?;
@@ -72,14 +75,14 @@ async fn register(args: RegisterArgs) -> Result<AppInfo, VaultError> {
 }
 
 /// Forgets an app; a job running on it is cancelled.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(UnregisterArgs,)>")]
 async fn unregister(args: UnregisterArgs) -> Result<(), VaultError> {
     engine::revive();
     let caller = access::controller(args.app).await?;
     ops::unregister(caller, args.app, args.delete_snapshots)
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(UpdateScheduleArgs,)>")]
 async fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> {
     engine::revive();
     access::controller(args.app).await?;
@@ -88,7 +91,7 @@ async fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError
 
 /// Refreshes the controllers the vault has seen for `app` (queries check those), for a caller
 /// who controls it now; an export asks for this before it reads.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Principal,)>")]
 async fn refresh_access(app: Principal) -> Result<AppInfo, VaultError> {
     engine::revive();
     access::controller(app).await?;
@@ -96,7 +99,7 @@ async fn refresh_access(app: Principal) -> Result<AppInfo, VaultError> {
     Ok(ops::app_info(app, &record))
 }
 
-#[ic_cdk::query]
+#[ic_cdk::query(guard = "access::bounded_args::<(Principal,)>")]
 fn app_info(app: Principal) -> Result<AppInfo, VaultError> {
     let record = access::seen_controller(app)?;
     Ok(ops::app_info(app, &record))
@@ -110,7 +113,7 @@ fn list_apps() -> Result<Vec<AppInfo>, VaultError> {
 }
 
 /// Starts a snapshot of `app`; follow it with `job_status`.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Principal,)>")]
 async fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
     engine::revive();
     access::controller(app).await?;
@@ -118,13 +121,13 @@ async fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
 }
 
 /// The completed snapshots of `app`, oldest first.
-#[ic_cdk::query]
+#[ic_cdk::query(guard = "access::bounded_args::<(Principal,)>")]
 fn list_snapshots(app: Principal) -> Result<Vec<SnapshotInfo>, VaultError> {
     access::seen_controller(app)?;
     Ok(ops::list_snapshots(app))
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(SnapshotRef,)>")]
 async fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
     engine::revive();
     access::controller(args.app).await?;
@@ -132,7 +135,7 @@ async fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
 }
 
 /// Starts restoring a snapshot into its app, or into `target` (a clone).
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(RestoreArgs,)>")]
 async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     engine::revive();
     access::restorer(args.app, args.target.unwrap_or(args.app)).await?;
@@ -140,49 +143,49 @@ async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
 }
 
 /// Ends a running job as cancelled (not a restore that is committing).
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(u64,)>")]
 async fn cancel_job(job: u64) -> Result<JobInfo, VaultError> {
     engine::revive();
     let caller = access::controller_of_job(job).await?;
     ops::cancel_job(caller, job)
 }
 
-#[ic_cdk::query]
+#[ic_cdk::query(guard = "access::bounded_args::<(u64,)>")]
 fn job_status(job: u64) -> Result<JobInfo, VaultError> {
     let job = access::seen_controller_of_job(job)?;
     Ok(ops::job_info(&job))
 }
 
 /// The jobs of `app`, newest first: running ones and the log of finished ones.
-#[ic_cdk::query]
+#[ic_cdk::query(guard = "access::bounded_args::<(Principal,)>")]
 fn list_jobs(app: Principal) -> Result<Vec<JobInfo>, VaultError> {
     access::seen_controller(app)?;
     Ok(ops::jobs(app))
 }
 
 /// A chunk of a completed snapshot, for export to a file.
-#[ic_cdk::query]
+#[ic_cdk::query(guard = "access::bounded_args::<(ChunkRef,)>")]
 fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
     access::seen_controller(args.app)?;
     ops::snapshot_chunk(args)
 }
 
 /// A page of a completed snapshot's chunk table (at most 10,000 SHA-256s), for export.
-#[ic_cdk::query]
+#[ic_cdk::query(guard = "access::bounded_args::<(ManifestPage,)>")]
 fn snapshot_manifest(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
     access::seen_controller(args.app)?;
     ops::manifest_page(args)
 }
 
 /// Begins (or resumes) importing a snapshot from a file into an app's history.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(ImportArgs,)>")]
 async fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     engine::revive();
     access::controller(args.app).await?;
     ops::import_begin(args)
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(ImportChunk,)>")]
 fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     engine::revive();
     access::seen_controller(args.app)?;
@@ -191,14 +194,14 @@ fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
 
 /// Completes an import: every chunk must be there and produce the manifest's SHA-256. The
 /// snapshot is then listed and restorable like any other.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(SnapshotRef,)>")]
 fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     engine::revive();
     access::seen_controller(args.app)?;
     ops::import_commit(args)
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(SnapshotRef,)>")]
 fn import_abort(args: SnapshotRef) -> Result<(), VaultError> {
     engine::revive();
     access::seen_controller(args.app)?;
@@ -214,7 +217,7 @@ fn admin_info() -> Result<AdminInfo, VaultError> {
 }
 
 /// Names the vault's administrators besides its controllers (at most 10).
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Vec<Principal>,)>")]
 fn set_administrators(administrators: Vec<Principal>) -> Result<(), VaultError> {
     engine::revive();
     access::vault_controller()?;
@@ -222,7 +225,7 @@ fn set_administrators(administrators: Vec<Principal>) -> Result<(), VaultError> 
 }
 
 /// Who may register apps: administrators only, also the allow-list, or anyone.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Registration,)>")]
 fn set_registration(registration: Registration) -> Result<(), VaultError> {
     engine::revive();
     access::administrator()?;
@@ -231,7 +234,7 @@ fn set_registration(registration: Registration) -> Result<(), VaultError> {
 }
 
 /// Puts principals on the allow-list of registrants, or takes them off (at most 100 a call).
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(SetAllowedArgs,)>")]
 fn set_allowed(args: SetAllowedArgs) -> Result<(), VaultError> {
     engine::revive();
     access::administrator()?;
@@ -246,7 +249,7 @@ fn list_registrants() -> Result<Vec<RegistrantInfo>, VaultError> {
 }
 
 /// Sets the cycles reserve (in days of storage) and the per-app quotas.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Limits,)>")]
 fn set_limits(limits: Limits) -> Result<(), VaultError> {
     engine::revive();
     access::administrator()?;
@@ -254,14 +257,14 @@ fn set_limits(limits: Limits) -> Result<(), VaultError> {
 }
 
 /// Suspends an app: no new snapshot, restore into it or import until it is resumed.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(SuspendArgs,)>")]
 fn suspend_app(args: SuspendArgs) -> Result<(), VaultError> {
     engine::revive();
     let caller = access::administrator()?;
     admin::suspend(caller, args.app, &args.reason, ic_cdk::api::time())
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Principal,)>")]
 fn resume_app(app: Principal) -> Result<(), VaultError> {
     engine::revive();
     access::administrator()?;
@@ -269,7 +272,7 @@ fn resume_app(app: Principal) -> Result<(), VaultError> {
 }
 
 /// Unregisters an app, cancelling its job; its snapshots stay until its controllers delete them.
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "access::bounded_args::<(Principal,)>")]
 fn evict_app(app: Principal) -> Result<(), VaultError> {
     engine::revive();
     let caller = access::administrator()?;
