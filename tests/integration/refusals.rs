@@ -4,7 +4,7 @@ use candid::Principal;
 use serde_bytes::ByteBuf;
 use vault_api::Sha256;
 use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreBegin, RestoreChunk, StateKind, methods};
-use vault_api::service::{Retention, Schedule, VaultError};
+use vault_api::service::{ImportArgs, ImportChunk, Limits, Retention, Schedule, VaultError};
 use vault_tests::*;
 
 #[test]
@@ -228,4 +228,26 @@ fn leb128(bytes: &mut Vec<u8>, mut value: u64) {
         }
         bytes.push(byte | 0x80);
     }
+}
+
+#[test]
+fn an_import_chunk_the_reserves_cannot_pay_for_is_refused_before_the_vault_pays_for_it() {
+    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 150_000_000_000);
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    let data = vec![7u8; 100];
+    let chunk_hash = Sha256::of(&data);
+    let sha256 = vault_api::manifest::manifest_hash(100, 100, [&chunk_hash]).unwrap();
+    let args = ImportArgs { app, state_kind: StateKind::Serde, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None };
+    let import = env.vault().service().import_begin(args).unwrap().expect("the vault can pay for the import when it begins");
+    // Other apps' storage has since grown the reserve past what the vault holds.
+    let limits = Limits { reserve_days: 3_650, ..Limits::default() };
+    env.vault().service().set_limits(limits).unwrap().unwrap();
+    // (Reading the app's digest runs rounds, in which the vault's timer may spend: balance last.)
+    let observed = env.observable(&[app]);
+    let balance = env.ic.cycle_balance(env.vault);
+    let chunk = ImportChunk { app, snapshot_id: import.snapshot_id, index: 0, data: ByteBuf::from(data), sha256: chunk_hash };
+    let refused = env.vault().service().import_chunk(chunk);
+    assert!(matches!(&refused, Err(e) if e.to_string().contains("cycles")), "{refused:?}");
+    assert_eq!(env.ic.cycle_balance(env.vault), balance, "refused before induction: nothing paid");
+    assert_eq!(env.observable(&[app]), observed, "nothing stored");
 }

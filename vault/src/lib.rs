@@ -38,19 +38,25 @@ fn pre_upgrade() {
     }
 }
 
-/// Migrates the stored layout first; a layout this build cannot read fails the upgrade, which
-/// leaves the vault as it was.
 /// Ingress the vault would refuse is refused before it is inducted and paid for
-/// (`access::admit_ingress`).
+/// (`access::admit_ingress`), and so is an import's chunk the vault's reserves cannot pay for.
 #[ic_cdk::inspect_message]
 fn inspect_message() {
     let arg = ic_cdk::api::msg_arg_data();
-    if let Err(why) = access::admit_ingress(ic_cdk::api::msg_caller(), &ic_cdk::api::msg_method_name(), &arg) {
+    let method = ic_cdk::api::msg_method_name();
+    if let Err(why) = access::admit_ingress(ic_cdk::api::msg_caller(), &method, &arg) {
         ic_cdk::trap(why);
+    }
+    if method == vault_api::service::methods::IMPORT_CHUNK
+        && let Err(error) = engine::cycles::room_for_import_chunk()
+    {
+        ic_cdk::trap(error.to_string());
     }
     ic_cdk::api::accept_message();
 }
 
+/// Migrates the stored layout first; a layout this build cannot read fails the upgrade, which
+/// leaves the vault as it was.
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     if let Err(error) = state::with_state(migration::migrate) {
@@ -189,6 +195,7 @@ async fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
 fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     engine::revive();
     access::seen_controller(args.app)?;
+    engine::cycles::room_for_import_chunk()?;
     ops::import_chunk(args)
 }
 

@@ -70,6 +70,18 @@ pub fn import_estimate(chunks: u32) -> u128 {
     chunks as u128 * (1_200_000 + 2_000 * (CHUNK_SIZE as u128 + 1024) + 5_000_000 + 100_000_000)
 }
 
+/// Whether the vault may take one more chunk of an import now: it pays the chunk's ingress and
+/// stores it, neither of which may eat into its reserves (begun imports are checked again per
+/// chunk, before the ingress is paid: other apps may have spent since they began).
+pub fn room_for_import_chunk() -> Result<(), VaultError> {
+    check(import_estimate(1))?;
+    let room = stable_room();
+    if room < CHUNK_SIZE {
+        return Err(VaultError::StorageFull { needed: CHUNK_SIZE, available: room, reserved: STABLE_RESERVE });
+    }
+    Ok(())
+}
+
 pub fn check(required: u128) -> Result<(), Shortfall> {
     let available = available();
     if available < required {
