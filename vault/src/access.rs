@@ -71,7 +71,8 @@ async fn controls(caller: Principal, app: Principal) -> Result<CanisterInfo, Vau
     Ok(info)
 }
 
-fn is_administrator(caller: Principal) -> bool {
+/// The vault's controllers and the principals they named administer it.
+pub fn is_administrator(caller: Principal) -> bool {
     ic_cdk::api::is_controller(&caller) || with_state(|s| s.config().administrators.contains(&caller))
 }
 

@@ -27,14 +27,18 @@ pub fn info() -> AdminInfo {
     }
 }
 
-/// Sets the reserve and the per-app quotas, within bounds that keep the vault usable.
+/// Sets the reserve and the quotas of apps and registrants, within bounds that keep the vault
+/// usable.
 pub fn set_limits(limits: Limits) -> Result<(), VaultError> {
     let invalid = |reason: &str| Err(VaultError::InvalidArgument { reason: reason.into() });
     if limits.reserve_days > 3_650 {
         return invalid("keep a reserve of at most 3,650 days");
     }
-    if limits.app_snapshots == 0 || limits.app_imports == 0 || limits.app_bytes == 0 {
-        return invalid("an app may have at least one snapshot, one import and one byte");
+    if limits.app_snapshots == 0 || limits.app_imports == 0 || limits.app_bytes == 0 || limits.app_cycles_per_day == 0 {
+        return invalid("an app may have at least one snapshot, one import, one byte and one cycle a day");
+    }
+    if limits.registrant_apps == 0 || limits.registrant_bytes == 0 {
+        return invalid("a registrant may have at least one app and one byte");
     }
     if limits.import_ttl_seconds < 60 {
         return invalid("an import has at least 60 seconds");
@@ -84,25 +88,35 @@ pub fn set_allowed(args: SetAllowedArgs) -> Result<(), VaultError> {
     Ok(())
 }
 
-fn usage(s: &State, app: Principal, running_job: Option<u64>) -> AppUsage {
+fn usage(s: &State, app: Principal, running_job: Option<u64>, now: u64) -> AppUsage {
     let complete: Vec<_> = s.snapshots_of(app).into_iter().filter(|(_, r)| r.status == SnapshotStatus::Complete).collect();
+    let held = s.app_usage(app);
     AppUsage {
         app,
         snapshots: complete.len() as u32,
         snapshot_bytes: complete.iter().map(|(_, r)| r.size).sum(),
         running_job,
         suspension: s.suspension(app).map(Suspension::from),
+        stored_bytes: held.held.stored,
+        cycles_today: held.cycles_today(now),
     }
 }
 
-/// Every principal that registered apps or may, with its apps, in principal order.
+/// Every principal that registered apps, may, or is charged for what apps it registered before
+/// hold, with its registered apps, in principal order.
 pub fn registrants() -> Vec<RegistrantInfo> {
+    let now = ic_cdk::api::time();
     with_state(|s| {
-        let mut by: BTreeMap<Principal, Vec<AppUsage>> = s.allowed().into_iter().map(|p| (p, Vec::new())).collect();
+        let mut by: BTreeMap<Principal, Vec<AppUsage>> = s.allowed().into_iter().chain(s.registrants()).map(|p| (p, Vec::new())).collect();
         for (app, record) in s.apps() {
-            by.entry(record.registered_by).or_default().push(usage(s, app, record.running_job));
+            by.entry(record.registered_by).or_default().push(usage(s, app, record.running_job, now));
         }
-        by.into_iter().map(|(registrant, apps)| RegistrantInfo { registrant, allowed: s.is_allowed(registrant), apps }).collect()
+        by.into_iter()
+            .map(|(registrant, apps)| {
+                let stored_bytes = s.registrant_usage(registrant).held.stored;
+                RegistrantInfo { registrant, allowed: s.is_allowed(registrant), apps, stored_bytes }
+            })
+            .collect()
     })
 }
 

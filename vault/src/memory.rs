@@ -17,10 +17,17 @@
 //! 9   CONFIG      StableCell<Config>                          administrators, registration mode
 //! 10  ALLOWED     StableBTreeMap<Principal, ()>                principals allowed to register apps
 //! 11  SUSPENDED   StableBTreeMap<Principal, SuspensionRecord>  app -> who suspended it, when, why
+//! 13  APP_CHUNKS  StableBTreeMap<AppChunkKey, u32>             (app, chunk SHA-256) -> the app's manifest entries naming it
+//! 14  APP_USAGE   StableBTreeMap<UsageKey, UsageRecord>        app -> bytes held, registrant, cycles spent today;
+//!                                                              registrant -> its apps, the bytes they hold
 //! ```
 //!
 //! Memories 9 to 11 came after release 0.1.0 without a layout change: they are additions an
 //! older build never opens, so a rollback to it keeps working (and keeps them as they were).
+//!
+//! Memories 13 and 14 are layout 2: `migration` builds them from a layout 1's snapshots,
+//! manifests and registrations. Release 0.1.0 reads layout 1 only (its header check traps its
+//! `post_upgrade`, so the IC keeps the newer module): since layout 2, a rollback to it is refused.
 //!
 //! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
 //! over SNAPSHOTS and MANIFESTS. A chunk's bytes are stored once however many snapshots use
@@ -34,7 +41,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 1;
+pub const LAYOUT_VERSION: u8 = 2;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 
@@ -50,6 +57,8 @@ pub const DELETIONS: MemoryId = MemoryId::new(8);
 pub const CONFIG: MemoryId = MemoryId::new(9);
 pub const ALLOWED: MemoryId = MemoryId::new(10);
 pub const SUSPENDED: MemoryId = MemoryId::new(11);
+pub const APP_CHUNKS: MemoryId = MemoryId::new(13);
+pub const APP_USAGE: MemoryId = MemoryId::new(14);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

@@ -8,7 +8,11 @@
 //! `vault_api::layout::steps_from`, which the client library's layout uses too.
 //!
 //! Layouts:
-//! - 1: as drawn in `memory.rs` (release 0.1.0 and since).
+//! - 1: release 0.1.0 and since: memories 0 to 11.
+//! - 2: adds APP_CHUNKS and APP_USAGE (13, 14), what each app and registrant holds; built
+//!   from layout 1's snapshots, manifests and registrations by [`State::count_usage`], which reads each
+//!   manifest entry once (about a hundred thousand instructions each: the 300 B an upgrade may
+//!   execute take some two million chunks, 4 TiB of them).
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
@@ -20,7 +24,7 @@ use crate::state::State;
 pub type Step = fn(&mut State);
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage];
 
 /// Migrates the stored layout to [`LAYOUT_VERSION`]; refuses one this build cannot read.
 pub fn migrate(state: &mut State) -> Result<(), LayoutError> {
@@ -33,9 +37,105 @@ pub fn migrate(state: &mut State) -> Result<(), LayoutError> {
 
 #[cfg(test)]
 mod tests {
-    use ic_stable_structures::DefaultMemoryImpl;
+    use candid::Principal;
+    use ic_stable_structures::memory_manager::MemoryManager;
+    use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap};
+    use vault_api::Sha256;
+    use vault_api::protocol::StateKind;
+    use vault_api::service::Trigger;
 
     use super::*;
+    use crate::memory::{APP_CHUNKS, APP_USAGE};
+    use crate::state::HashedChunk;
+    use crate::storable::tests::sample_app;
+    use crate::storable::{AppChunkKey, AppRecord, AppUsageRecord, Held, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey, UsageRecord};
+
+    fn p(byte: u8) -> Principal {
+        Principal::from_slice(&[byte; 10])
+    }
+
+    /// A snapshot of `app` in chunks of 4 bytes, of which those in `stored` are stored.
+    fn snapshot(s: &mut State, app: Principal, id: u64, chunks: &[&[u8]], stored: usize) {
+        let record = SnapshotRecord {
+            status: SnapshotStatus::Building,
+            job: 1,
+            taken_at: id,
+            size: chunks.iter().map(|c| c.len() as u64).sum(),
+            sha256: Sha256::default(),
+            module_hash: None,
+            state_kind: StateKind::Serde,
+            chunks: chunks.len() as u32,
+            chunk_size: 4,
+            started_at: 0,
+            duration: 0,
+            transfer_cycles: 0,
+            trigger: Trigger::Manual,
+        };
+        s.put_snapshot(app, id, record);
+        for (index, chunk) in chunks.iter().enumerate().take(stored) {
+            s.store_chunk(app, id, index as u32, &HashedChunk::new(chunk));
+        }
+    }
+
+    fn complete(s: &mut State, app: Principal, id: u64, chunks: &[&[u8]]) {
+        snapshot(s, app, id, chunks, chunks.len());
+        s.complete_snapshot(app, id, Sha256::default(), 0, 0);
+    }
+
+    #[test]
+    fn layout_1_gets_what_each_app_and_registrant_holds_as_this_build_keeps_it() {
+        let (a, b, c, r1, r2, r3) = (p(1), p(2), p(3), p(11), p(12), p(13));
+        let memory = DefaultMemoryImpl::default();
+        let mut live = State::init(memory.clone());
+        for (app, registrant) in [(a, r1), (b, r2), (c, r3)] {
+            live.put_app(app, AppRecord { registered_by: registrant, ..sample_app() });
+        }
+        // A: two snapshots sharing every chunk, one being built (one of its two chunks stored),
+        // one being deleted (one of its two chunks released). B shares a chunk with A.
+        complete(&mut live, a, 1, &[b"aaaa", b"bbbb", b"cc"]);
+        complete(&mut live, a, 2, &[b"aaaa", b"bbbb", b"cc"]);
+        snapshot(&mut live, a, 3, &[b"aaaa", b"dddd"], 1);
+        complete(&mut live, a, 6, &[b"gggg", b"hhhh"]);
+        live.schedule_deletion(a, 6);
+        assert!(live.delete_step(1), "one chunk of snapshot 6 left");
+        complete(&mut live, b, 4, &[b"aaaa", b"eeee"]);
+        // C: unregistered since, its snapshot kept.
+        complete(&mut live, c, 5, &[b"ffff"]);
+        live.remove_app(c);
+        let usage = |s: &State| [a, b, c].map(|app| s.app_usage(app));
+        let registrants = |s: &State| [r1, r2, r3].map(|r| s.registrant_usage(r));
+        let (apps_then, registrants_then) = (usage(&live), registrants(&live));
+        assert_eq!(apps_then[0], AppUsageRecord { registrant: Some(r1), held: Held { stored: 4 + 4 + 2 + 4, building: 8 }, ..Default::default() });
+        assert_eq!(apps_then[1].held, Held { stored: 8, building: 0 });
+        assert_eq!(registrants_then[0], RegistrantUsageRecord { apps: 1, held: apps_then[0].held });
+        assert_eq!(registrants_then[2], RegistrantUsageRecord { apps: 0, held: Held { stored: 4, building: 0 } }, "C stays charged to R3");
+
+        // The same records in layout 1: memories 13 and 14 empty.
+        live.set_layout(1);
+        drop(live);
+        let manager = MemoryManager::init(memory.clone());
+        StableBTreeMap::<AppChunkKey, u32, _>::new(manager.get(APP_CHUNKS));
+        StableBTreeMap::<UsageKey, UsageRecord, _>::new(manager.get(APP_USAGE));
+        drop(manager);
+        let mut migrated = State::init(memory.clone());
+        assert_eq!(migrated.app_usage(a), AppUsageRecord::default(), "layout 1 knows nothing of it");
+        assert_eq!(migrate(&mut migrated), Ok(()));
+        assert_eq!(migrated.layout(), 2);
+        let apps_now = usage(&migrated);
+        assert_eq!(apps_now[..2], apps_then[..2], "as this build keeps them");
+        assert_eq!(registrants(&migrated)[..2], registrants_then[..2]);
+        assert_eq!(apps_now[2], AppUsageRecord { registrant: None, held: Held { stored: 4, building: 0 }, ..Default::default() }, "C's registrant was not kept");
+        assert_eq!(registrants(&migrated)[2], RegistrantUsageRecord::default());
+
+        // The references counted let every byte go with the last snapshot naming it.
+        for (app, id) in [(a, 1), (a, 2), (a, 3), (b, 4), (c, 5)] {
+            migrated.schedule_deletion(app, id);
+        }
+        migrated.delete_step(100);
+        assert_eq!(migrated.chunk_totals(), (0, 0));
+        assert!(usage(&migrated).iter().all(|u| u.held.is_empty()), "{:?}", usage(&migrated));
+        assert_eq!(registrants(&migrated)[..2].iter().map(|r| (r.apps, r.held)).collect::<Vec<_>>(), vec![(1, Held::default()); 2]);
+    }
 
     #[test]
     fn a_newer_layout_is_refused_and_left_as_it_is() {

@@ -14,7 +14,8 @@ use vault_api::protocol::Chunk;
 use crate::app_client::{self, CanisterInfo};
 use crate::engine::{self, cycles};
 use crate::retention;
-use crate::state::{HashedChunk, with_state};
+use crate::access;
+use crate::state::{HashedChunk, State, with_state};
 use crate::storable::{AppRecord, JobRecord, SnapshotRecord, SnapshotStatus};
 
 const SECOND: u64 = 1_000_000_000;
@@ -37,10 +38,7 @@ fn next_due(schedule: &Schedule, now: u64) -> u64 {
 }
 
 pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
-    let snapshots = with_state(|s| s.snapshots_of(app))
-        .into_iter()
-        .filter(|(_, r)| r.status == SnapshotStatus::Complete)
-        .count() as u32;
+    let (snapshots, usage) = with_state(|s| (s.completed_of(app).len() as u32, s.app_usage(app)));
     AppInfo {
         app,
         registered_by: record.registered_by,
@@ -52,6 +50,8 @@ pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
         next_snapshot_at_nanos: (record.next_due > 0).then_some(record.next_due),
         running_job: record.running_job,
         snapshots,
+        stored_bytes: usage.held.stored,
+        cycles_today: usage.cycles_today(ic_cdk::api::time()),
     }
 }
 
@@ -105,6 +105,8 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
     if with_state(|s| s.app(app)).is_some() {
         return Err(VaultError::AlreadyRegistered { app });
     }
+    let administrator = access::is_administrator(caller);
+    with_state(|s| may_add_app(s, caller, administrator, app))?;
     // The app must serve the protocol, for this vault.
     let backup = match app_client::info(app).await {
         Ok(answer) => answer.value,
@@ -132,20 +134,28 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
         controllers: info.controllers,
     };
     // Checked again: another registration may have completed during the calls.
-    let registered = with_state(|s| {
+    with_state(|s| {
         if s.app(app).is_some() {
-            return false;
+            return Err(VaultError::AlreadyRegistered { app });
         }
+        may_add_app(s, caller, administrator, app)?;
         s.put_app(app, record.clone());
-        true
-    });
-    if !registered {
-        return Err(VaultError::AlreadyRegistered { app });
-    }
+        Ok(())
+    })?;
     if record.next_due > 0 {
         engine::arm(record.next_due);
     }
     Ok(app_info(app, &record))
+}
+
+/// Whether `registrant` may register one more app (`app`): an administrator always, others
+/// within `Limits::registrant_apps`.
+fn may_add_app(s: &State, registrant: Principal, administrator: bool, app: Principal) -> Result<(), VaultError> {
+    let (apps, limit) = (s.registrant_usage(registrant).apps, s.config().limits.registrant_apps);
+    if !administrator && apps >= limit {
+        return Err(VaultError::QuotaExceeded { app, what: "apps".into(), used: apps as u64, limit: limit as u64, registrant: Some(registrant) });
+    }
+    Ok(())
 }
 
 fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
@@ -242,6 +252,8 @@ pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     }
     idle(target, &target_record)?;
     with_state(|s| s.not_suspended(target))?;
+    let (today, limit) = with_state(|s| (s.app_usage(target).cycles_today(ic_cdk::api::time()), s.config().limits.app_cycles_per_day));
+    cycles::day_quota(target, today, engine::transfer_estimate(snapshot.chunks), limit)?;
     cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
     let mut job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
     // The access check has just seen the target's module: say so if it is not the snapshot's.
@@ -345,7 +357,7 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
         .into_iter()
         .find(|(_, r)| r.sha256 == args.sha256 && r.size == args.size && r.chunk_size == args.chunk_size);
     if resumed.is_none() {
-        import_fits(app, args.size, chunks)?;
+        import_fits(app, args.size, chunks, now)?;
     }
     let id = with_state(|s| {
         if let Some((id, _)) = resumed {
@@ -379,26 +391,32 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     Ok(ImportInfo { snapshot_id: id, chunks, missing })
 }
 
-/// Whether a new import of `size` bytes in `chunks` chunks fits `app`'s quotas, the vault's
-/// stable memory before its reserve, and the cycles it may spend (it pays each chunk's ingress).
-fn import_fits(app: Principal, size: u64, chunks: u32) -> Result<(), VaultError> {
-    let (limits, open, used) = with_state(|s| (s.config().limits, s.open_imports_of(app).len() as u64, s.snapshot_bytes_of(app)));
-    let quota = |what: &str, used: u64, limit: u64| Err(VaultError::QuotaExceeded { app, what: what.into(), used, limit });
+/// Whether a new import of `size` bytes in `chunks` chunks fits `app`'s quotas and its
+/// registrant's, the vault's stable memory before its reserve, and the cycles it may spend (it
+/// pays each chunk's ingress).
+fn import_fits(app: Principal, size: u64, chunks: u32, now: u64) -> Result<(), VaultError> {
+    let (limits, open, usage, registrant) = with_state(|s| {
+        let usage = s.app_usage(app);
+        let registrant = usage.registrant.map(|r| (r, s.registrant_usage(r).held.total()));
+        (s.config().limits, s.open_imports_of(app).len() as u64, usage, registrant)
+    });
     if open >= limits.app_imports as u64 {
-        return quota("imports open", open, limits.app_imports as u64);
+        let limit = limits.app_imports as u64;
+        return Err(VaultError::QuotaExceeded { app, what: "imports open".into(), used: open, limit, registrant: None });
     }
-    if used.saturating_add(size) > limits.app_bytes {
-        return quota("bytes", used, limits.app_bytes);
-    }
+    cycles::bytes_quota(app, usage.held.total(), registrant, size, &limits)?;
     let room = cycles::stable_room();
     if size > room {
         return Err(VaultError::StorageFull { needed: size, available: room, reserved: cycles::STABLE_RESERVE });
     }
-    cycles::check(cycles::import_estimate(chunks))?;
+    let estimate = cycles::import_estimate(chunks);
+    cycles::day_quota(app, usage.cycles_today(now), estimate, limits.app_cycles_per_day)?;
+    cycles::check(estimate)?;
     Ok(())
 }
 
-/// Stores one chunk of an import, checked against its SHA-256.
+/// Stores one chunk of an import, checked against its SHA-256; what the vault paid for it counts
+/// in the app's spending of the day.
 pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     let record = import_in_progress(args.app, args.snapshot_id)?;
     let (index, mut hashed) = (args.index, None);
@@ -411,7 +429,11 @@ pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
         ChunkFault::HashMismatch => VaultError::ChunkHashMismatch { index },
     })?;
     let hashed = hashed.expect("a checked chunk is hashed");
-    with_state(|s| s.store_chunk(args.snapshot_id, args.index, &hashed));
+    let cost = cycles::import_chunk_cost(args.data.len() as u64);
+    with_state(|s| {
+        s.store_chunk(args.app, args.snapshot_id, args.index, &hashed);
+        s.spend_cycles(args.app, ic_cdk::api::time(), cost);
+    });
     Ok(())
 }
 

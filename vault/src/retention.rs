@@ -56,6 +56,13 @@ pub fn to_delete(snapshots: &[(u64, u64)], policy: &Retention) -> Vec<u64> {
     newest_first.iter().map(|s| s.0).filter(|id| !keep.contains(id)).collect()
 }
 
+/// How many of `snapshots` (id, taken at) and `new` beside them `policy` keeps.
+pub fn kept_with(snapshots: &[(u64, u64)], new: (u64, u64), policy: &Retention) -> usize {
+    let mut all = snapshots.to_vec();
+    all.push(new);
+    all.len() - to_delete(&all, policy).len()
+}
+
 /// Deletes the completed snapshots of `app` its retention lets go, except those a running
 /// restore reads.
 pub fn apply(s: &mut State, app: Principal) {
@@ -119,6 +126,14 @@ mod tests {
         let kept: Vec<u64> = snaps.iter().map(|s| s.0).filter(|id| !deleted.contains(id)).collect();
         // Sundays close the weeks: days 7, 14, 21.
         assert_eq!(kept, vec![7, 14, 21]);
+    }
+
+    #[test]
+    fn a_new_snapshot_counts_with_those_its_policy_keeps() {
+        let snaps: Vec<(u64, u64)> = (1..=5).map(|i| (i, i * HOUR)).collect();
+        assert_eq!(kept_with(&snaps, (6, 6 * HOUR), &policy(5, 0, 0)), 5);
+        assert_eq!(kept_with(&snaps, (6, 6 * HOUR), &policy(9, 0, 0)), 6);
+        assert_eq!(kept_with(&[], (1, HOUR), &policy(1, 0, 0)), 1);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The vault's state: registrations, snapshots, content-addressed chunks and jobs, as plain
 //! functions over the stable maps of `memory.rs`, so unit tests drive them natively.
+//!
+//! What each app holds (the chunks its snapshots name, each counted once, and the snapshots it
+//! builds) and what its registrant's apps hold together are kept up to date wherever a chunk
+//! reference or a snapshot's status changes, so a quota reads one record.
 
 use std::cell::RefCell;
 
@@ -7,13 +11,13 @@ use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryManager;
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 use vault_api::Sha256;
-use vault_api::manifest::ManifestHasher;
+use vault_api::manifest::{ManifestHasher, chunk_range};
 use vault_api::service::VaultError;
 
 use crate::memory::{self, Memory};
 use crate::storable::{
-    AppJobKey, AppRecord, Config, Deletion, Header, JobRecord, ManifestKey, PrincipalKey, SnapshotKey, SnapshotRecord, SnapshotStatus,
-    SuspensionRecord,
+    AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, JobRecord, ManifestKey, PrincipalKey,
+    RegistrantUsageRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
 };
 
 thread_local! {
@@ -55,6 +59,8 @@ pub struct State {
     config: StableCell<Config, Memory>,
     allowed: StableBTreeMap<PrincipalKey, (), Memory>,
     suspended: StableBTreeMap<PrincipalKey, SuspensionRecord, Memory>,
+    app_chunks: StableBTreeMap<AppChunkKey, u32, Memory>,
+    usage: StableBTreeMap<UsageKey, UsageRecord, Memory>,
 }
 
 /// Finished jobs kept in an app's log.
@@ -78,6 +84,8 @@ impl State {
             config: StableCell::init(m(memory::CONFIG), Config::default()),
             allowed: StableBTreeMap::init(m(memory::ALLOWED)),
             suspended: StableBTreeMap::init(m(memory::SUSPENDED)),
+            app_chunks: StableBTreeMap::init(m(memory::APP_CHUNKS)),
+            usage: StableBTreeMap::init(m(memory::APP_USAGE)),
         }
     }
 
@@ -107,12 +115,23 @@ impl State {
         self.apps.get(&PrincipalKey(app))
     }
 
+    /// Saves `app`'s record; a new one registers the app to its `registered_by`, who is charged
+    /// for what the app holds from then on.
     pub fn put_app(&mut self, app: Principal, record: AppRecord) {
-        self.apps.insert(PrincipalKey(app), record);
+        let registrant = record.registered_by;
+        if self.apps.insert(PrincipalKey(app), record).is_none() {
+            self.charge_to(app, registrant);
+        }
     }
 
+    /// Unregisters `app`. What its snapshots still hold stays charged to its registrant.
     pub fn remove_app(&mut self, app: Principal) {
-        self.apps.remove(&PrincipalKey(app));
+        if let Some(record) = self.apps.remove(&PrincipalKey(app)) {
+            let mut registrant = self.registrant_usage(record.registered_by);
+            registrant.apps = registrant.apps.saturating_sub(1);
+            self.put_registrant_usage(record.registered_by, registrant);
+            self.put_app_usage(app, self.app_usage(app));
+        }
     }
 
     pub fn apps(&self) -> Vec<(Principal, AppRecord)> {
@@ -221,7 +240,21 @@ impl State {
     }
 
     pub fn put_snapshot(&mut self, app: Principal, id: u64, record: SnapshotRecord) {
-        self.snapshots.insert(SnapshotKey { app, id }, record);
+        self.write_snapshot(SnapshotKey { app, id }, Some(record));
+    }
+
+    /// Saves (or, with `None`, removes) a snapshot's record; a snapshot being built counts whole
+    /// in what its app holds until it completes or goes.
+    fn write_snapshot(&mut self, key: SnapshotKey, record: Option<SnapshotRecord>) {
+        let building = |r: &Option<SnapshotRecord>| r.as_ref().filter(|r| r.status == SnapshotStatus::Building).map_or(0, |r| r.size);
+        let after = building(&record);
+        let before = building(&match record {
+            Some(record) => self.snapshots.insert(key, record),
+            None => self.snapshots.remove(&key),
+        });
+        if before != after {
+            self.adjust_held(key.app, |held| held.building = held.building.saturating_sub(before).saturating_add(after));
+        }
     }
 
     /// An app's snapshots in id order (a range scan).
@@ -232,13 +265,9 @@ impl State {
             .collect()
     }
 
-    /// Bytes of `app`'s snapshots, complete or being built, each counted whole.
-    pub fn snapshot_bytes_of(&self, app: Principal) -> u64 {
-        self.snapshots_of(app).iter().filter(|(_, r)| r.status != SnapshotStatus::Deleting).map(|(_, r)| r.size).sum()
-    }
-
-    pub fn complete_snapshots_of(&self, app: Principal) -> u32 {
-        self.snapshots_of(app).iter().filter(|(_, r)| r.status == SnapshotStatus::Complete).count() as u32
+    /// `app`'s completed snapshots: (id, taken at), in id order.
+    pub fn completed_of(&self, app: Principal) -> Vec<(u64, u64)> {
+        self.snapshots_of(app).into_iter().filter(|(_, r)| r.status == SnapshotStatus::Complete).map(|(id, r)| (id, r.taken_at)).collect()
     }
 
     /// `app`'s imports in progress.
@@ -294,14 +323,16 @@ impl State {
         }
     }
 
-    /// Stores chunk `index` of snapshot `snapshot`, once per content: repeating it (a retried
-    /// call) changes nothing.
-    pub fn store_chunk(&mut self, snapshot: u64, index: u32, chunk: &HashedChunk) {
+    /// Stores chunk `index` of `app`'s snapshot `snapshot`, once per content: repeating it (a
+    /// retried call) changes nothing.
+    pub fn store_chunk(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk) {
         let (data, hash) = (chunk.data, chunk.hash);
+        let len = data.len() as u64;
         let key = ManifestKey { snapshot, index };
         match self.manifests.get(&key) {
             Some(existing) if existing == hash.0 => return,
-            Some(existing) => self.release_chunk(existing),
+            // The chunk at the same index of the same snapshot has the same length.
+            Some(existing) => self.release_chunk(app, existing, len),
             None => {}
         }
         self.manifests.insert(key, hash.0);
@@ -310,9 +341,23 @@ impl State {
             self.chunk_data.insert(hash.0, data.to_vec());
         }
         self.chunk_refs.insert(hash.0, refs + 1);
+        self.hold_chunk(app, hash.0, len);
     }
 
-    fn release_chunk(&mut self, hash: [u8; 32]) {
+    /// One more manifest entry of `app`'s names chunk `hash` of `len` bytes: its bytes count in
+    /// what the app holds at the first.
+    fn hold_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
+        let key = AppChunkKey { app, hash };
+        let refs = self.app_chunks.get(&key).unwrap_or(0);
+        if refs == 0 {
+            self.adjust_held(app, |held| held.stored = held.stored.saturating_add(len));
+        }
+        self.app_chunks.insert(key, refs + 1);
+    }
+
+    /// A manifest entry of `app`'s naming chunk `hash` of `len` bytes is gone: the app holds the
+    /// bytes no more after its last, the vault frees them after the last of any app.
+    fn release_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
         match self.chunk_refs.get(&hash) {
             Some(refs) if refs > 1 => {
                 self.chunk_refs.insert(hash, refs - 1);
@@ -320,6 +365,17 @@ impl State {
             Some(_) => {
                 self.chunk_refs.remove(&hash);
                 self.chunk_data.remove(&hash);
+            }
+            None => {}
+        }
+        let key = AppChunkKey { app, hash };
+        match self.app_chunks.get(&key) {
+            Some(refs) if refs > 1 => {
+                self.app_chunks.insert(key, refs - 1);
+            }
+            Some(_) => {
+                self.app_chunks.remove(&key);
+                self.adjust_held(app, |held| held.stored = held.stored.saturating_sub(len));
             }
             None => {}
         }
@@ -378,7 +434,7 @@ impl State {
         }
         record.status = SnapshotStatus::Deleting;
         let chunks = record.chunks;
-        self.snapshots.insert(key, record);
+        self.write_snapshot(key, Some(record));
         self.deletions.insert(id, Deletion { app, next_index: 0, chunks });
     }
 
@@ -387,16 +443,20 @@ impl State {
     pub fn delete_step(&mut self, mut budget: u32) -> bool {
         while budget > 0 {
             let Some((id, mut deletion)) = self.deletions.first_key_value() else { return false };
+            let key = SnapshotKey { app: deletion.app, id };
+            let record = self.snapshots.get(&key);
             while budget > 0 && deletion.next_index < deletion.chunks {
-                if let Some(hash) = self.manifests.remove(&ManifestKey { snapshot: id, index: deletion.next_index }) {
-                    self.release_chunk(hash);
+                let index = deletion.next_index;
+                if let Some(hash) = self.manifests.remove(&ManifestKey { snapshot: id, index }) {
+                    let len = record.as_ref().map_or(0, |r| chunk_len(r, index));
+                    self.release_chunk(deletion.app, hash, len);
                 }
                 deletion.next_index += 1;
                 budget -= 1;
             }
             if deletion.next_index >= deletion.chunks {
                 self.deletions.remove(&id);
-                self.snapshots.remove(&SnapshotKey { app: deletion.app, id });
+                self.write_snapshot(key, None);
             } else {
                 self.deletions.insert(id, deletion);
             }
@@ -411,6 +471,116 @@ impl State {
 
     pub fn deletions_pending(&self) -> bool {
         !self.deletions.is_empty()
+    }
+
+    // What apps and registrants hold and spend.
+
+    /// What `app`'s snapshots hold, who is charged for it, and what the vault spent on it.
+    pub fn app_usage(&self, app: Principal) -> AppUsageRecord {
+        match self.usage.get(&UsageKey::App(app)) {
+            Some(UsageRecord::App(usage)) => usage,
+            _ => AppUsageRecord::default(),
+        }
+    }
+
+    /// How many apps `registrant` has registered now, and what the apps charged to it hold.
+    pub fn registrant_usage(&self, registrant: Principal) -> RegistrantUsageRecord {
+        match self.usage.get(&UsageKey::Registrant(registrant)) {
+            Some(UsageRecord::Registrant(usage)) => usage,
+            _ => RegistrantUsageRecord::default(),
+        }
+    }
+
+    /// The principals with apps registered or charged to them, in key order.
+    pub fn registrants(&self) -> Vec<Principal> {
+        let first = UsageKey::Registrant(Principal::management_canister());
+        self.usage
+            .range(first..)
+            .filter_map(|e| match *e.key() {
+                UsageKey::Registrant(registrant) => Some(registrant),
+                UsageKey::App(_) => None,
+            })
+            .collect()
+    }
+
+    /// Adds `cycles` the vault spent on `app` at `now` to the app's spending of the day.
+    pub fn spend_cycles(&mut self, app: Principal, now: u64, cycles: u128) {
+        let mut usage = self.app_usage(app);
+        usage.spend(now, cycles);
+        self.put_app_usage(app, usage);
+    }
+
+    /// An app's usage is kept while it is registered or holds bytes.
+    fn put_app_usage(&mut self, app: Principal, usage: AppUsageRecord) {
+        if usage.held.is_empty() && !self.apps.contains_key(&PrincipalKey(app)) {
+            self.usage.remove(&UsageKey::App(app));
+        } else {
+            self.usage.insert(UsageKey::App(app), UsageRecord::App(usage));
+        }
+    }
+
+    /// A registrant's usage is kept while it has apps registered or charged to it holding bytes.
+    fn put_registrant_usage(&mut self, registrant: Principal, usage: RegistrantUsageRecord) {
+        if usage.apps == 0 && usage.held.is_empty() {
+            self.usage.remove(&UsageKey::Registrant(registrant));
+        } else {
+            self.usage.insert(UsageKey::Registrant(registrant), UsageRecord::Registrant(usage));
+        }
+    }
+
+    /// Changes what `app` holds, and so what its registrant's apps hold, by `change`.
+    fn adjust_held(&mut self, app: Principal, change: impl Fn(&mut Held)) {
+        let mut usage = self.app_usage(app);
+        change(&mut usage.held);
+        if let Some(registrant) = usage.registrant {
+            let mut theirs = self.registrant_usage(registrant);
+            change(&mut theirs.held);
+            self.put_registrant_usage(registrant, theirs);
+        }
+        self.put_app_usage(app, usage);
+    }
+
+    /// `registrant` registered `app`: one more app of its, and what the app holds is charged to
+    /// it, no longer to the principal that registered the app before (if another).
+    fn charge_to(&mut self, app: Principal, registrant: Principal) {
+        let mut usage = self.app_usage(app);
+        let moved = usage.registrant != Some(registrant);
+        if moved && let Some(before) = usage.registrant {
+            let mut theirs = self.registrant_usage(before);
+            theirs.held.remove(usage.held);
+            self.put_registrant_usage(before, theirs);
+        }
+        let mut theirs = self.registrant_usage(registrant);
+        theirs.apps += 1;
+        if moved {
+            theirs.held.add(usage.held);
+        }
+        self.put_registrant_usage(registrant, theirs);
+        usage.registrant = Some(registrant);
+        self.put_app_usage(app, usage);
+    }
+
+    /// Builds what layout 2 adds from a layout 1's records: each app's chunk references and the
+    /// bytes it holds, from its snapshots and their manifests (each read once), and each
+    /// registrant's apps, from the registrations. Apps unregistered before are charged to no one.
+    pub fn count_usage(&mut self) {
+        for (app, record) in self.apps() {
+            self.charge_to(app, record.registered_by);
+        }
+        let snapshots: Vec<(SnapshotKey, SnapshotRecord)> = self.snapshots.iter().map(|e| (*e.key(), e.value())).collect();
+        for (key, record) in snapshots {
+            if record.status == SnapshotStatus::Building {
+                self.adjust_held(key.app, |held| held.building = held.building.saturating_add(record.size));
+            }
+            let entries: Vec<(u32, [u8; 32])> = self
+                .manifests
+                .range(ManifestKey { snapshot: key.id, index: 0 }..=ManifestKey { snapshot: key.id, index: u32::MAX })
+                .map(|e| (e.key().index, e.value()))
+                .collect();
+            for (index, hash) in entries {
+                self.hold_chunk(key.app, hash, chunk_len(&record, index));
+            }
+        }
     }
 
     // Jobs.
@@ -467,6 +637,12 @@ impl State {
     }
 }
 
+/// Bytes of chunk `index` of the snapshot `record` describes.
+fn chunk_len(record: &SnapshotRecord, index: u32) -> u64 {
+    let range = chunk_range(record.size, record.chunk_size, index);
+    range.end.saturating_sub(range.start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,34 +657,115 @@ mod tests {
         Principal::from_slice(&[7; 10])
     }
 
+    /// A snapshot of `chunks` chunks of 4 bytes.
+    fn record(status: SnapshotStatus, taken_at: u64, chunks: u32) -> SnapshotRecord {
+        SnapshotRecord {
+            status,
+            job: 1,
+            taken_at,
+            size: chunks as u64 * 4,
+            sha256: Sha256::default(),
+            module_hash: None,
+            state_kind: StateKind::Serde,
+            chunks,
+            chunk_size: 4,
+            started_at: 0,
+            duration: 0,
+            transfer_cycles: 0,
+            trigger: Trigger::Manual,
+        }
+    }
+
     fn complete(state: &mut State, id: u64, chunks: u32) {
-        state.put_snapshot(
-            app(),
-            id,
-            SnapshotRecord {
-                status: SnapshotStatus::Complete,
-                job: 1,
-                taken_at: id,
-                size: chunks as u64 * 4,
-                sha256: Sha256::default(),
-                module_hash: None,
-                state_kind: StateKind::Serde,
-                chunks,
-                chunk_size: 4,
-                started_at: 0,
-                duration: 0,
-                transfer_cycles: 0,
-                trigger: Trigger::Manual,
-            },
-        );
+        state.put_snapshot(app(), id, record(SnapshotStatus::Complete, id, chunks));
+    }
+
+    fn register(state: &mut State, app: Principal, registrant: Principal) {
+        state.put_app(app, AppRecord { registered_by: registrant, ..crate::storable::tests::sample_app() });
+    }
+
+    #[test]
+    fn an_app_holds_each_chunk_once_however_many_of_its_snapshots_name_it() {
+        let mut s = state();
+        let other = Principal::from_slice(&[8; 10]);
+        for snapshot in [1, 2] {
+            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(b"same"));
+            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(b"same"));
+            complete(&mut s, snapshot, 2);
+        }
+        s.store_chunk(other, 3, 0, &HashedChunk::new(b"same"));
+        assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 0 }, "four manifest entries, four bytes");
+        assert_eq!(s.app_usage(other).held.stored, 4, "another app holds it too");
+        s.schedule_deletion(app(), 1);
+        s.delete_step(100);
+        assert_eq!(s.app_usage(app()).held.stored, 4, "snapshot 2 still names it");
+        s.schedule_deletion(app(), 2);
+        s.delete_step(100);
+        assert_eq!(s.app_usage(app()), AppUsageRecord::default(), "an unregistered app holding nothing has no record");
+        assert_eq!((s.chunk_totals().0, s.app_usage(other).held.stored), (1, 4), "the other app's is kept");
+    }
+
+    #[test]
+    fn a_chunk_replaced_at_its_index_is_released() {
+        let mut s = state();
+        s.put_snapshot(app(), 1, record(SnapshotStatus::Building, 1, 1));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"efgh"));
+        assert_eq!((s.app_usage(app()).held.stored, s.chunk_totals().0), (4, 1));
+    }
+
+    #[test]
+    fn a_snapshot_being_built_counts_whole_until_it_completes_or_goes() {
+        let mut s = state();
+        s.put_snapshot(app(), 1, record(SnapshotStatus::Building, 1, 2));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
+        assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 8 });
+        s.complete_snapshot(app(), 1, Sha256::default(), 0, 0);
+        assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 0 });
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Building, 2, 3));
+        assert_eq!(s.app_usage(app()).held.building, 12);
+        s.schedule_deletion(app(), 2);
+        assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 0 });
+    }
+
+    #[test]
+    fn a_registrant_is_charged_for_its_apps_until_another_registers_them() {
+        let mut s = state();
+        let (first, second) = (Principal::from_slice(&[21; 10]), Principal::from_slice(&[22; 10]));
+        register(&mut s, app(), first);
+        register(&mut s, app(), first);
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
+        complete(&mut s, 1, 1);
+        let holding = |apps, stored| RegistrantUsageRecord { apps, held: Held { stored, building: 0 } };
+        assert_eq!((s.registrant_usage(first), s.app_usage(app()).registrant), (holding(1, 4), Some(first)), "saved twice, registered once");
+        s.remove_app(app());
+        assert_eq!(s.registrant_usage(first), holding(0, 4), "what its snapshot holds stays charged");
+        register(&mut s, app(), second);
+        assert_eq!((s.registrant_usage(first), s.registrant_usage(second)), (holding(0, 0), holding(1, 4)));
+        assert_eq!(s.registrants(), vec![second]);
+        s.schedule_deletion(app(), 1);
+        s.delete_step(10);
+        s.remove_app(app());
+        assert_eq!((s.registrant_usage(second), s.app_usage(app())), (holding(0, 0), AppUsageRecord::default()));
+        assert!(s.registrants().is_empty(), "nothing left to charge");
+    }
+
+    #[test]
+    fn cycles_spent_add_up_by_day() {
+        let mut s = state();
+        register(&mut s, app(), app());
+        s.spend_cycles(app(), 10, 5);
+        s.spend_cycles(app(), 20, 6);
+        assert_eq!(s.app_usage(app()).cycles_today(30), 11);
+        assert_eq!(s.registrant_usage(app()).apps, 1, "an app registered by itself has both records");
     }
 
     #[test]
     fn identical_chunks_are_stored_once_and_freed_at_the_last_reference() {
         let mut s = state();
         for snapshot in [1, 2] {
-            s.store_chunk(snapshot, 0, &HashedChunk::new(b"same"));
-            s.store_chunk(snapshot, 1, &HashedChunk::new(format!("own{snapshot}").as_bytes()));
+            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(b"same"));
+            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(format!("own{snapshot}").as_bytes()));
             complete(&mut s, snapshot, 2);
         }
         assert_eq!(s.chunk_totals().0, 3, "the shared chunk is stored once");
@@ -525,8 +782,8 @@ mod tests {
     #[test]
     fn storing_a_chunk_again_is_a_no_op() {
         let mut s = state();
-        s.store_chunk(1, 0, &HashedChunk::new(b"abc"));
-        s.store_chunk(1, 0, &HashedChunk::new(b"abc"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abc"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abc"));
         complete(&mut s, 1, 1);
         s.schedule_deletion(app(), 1);
         s.delete_step(10);
@@ -537,7 +794,7 @@ mod tests {
     fn deletion_runs_in_bounded_steps() {
         let mut s = state();
         for i in 0..10 {
-            s.store_chunk(1, i, &HashedChunk::new(&[i as u8]));
+            s.store_chunk(app(), 1, i, &HashedChunk::new(&[i as u8]));
         }
         complete(&mut s, 1, 10);
         s.schedule_deletion(app(), 1);
@@ -553,9 +810,9 @@ mod tests {
     fn missing_chunks_and_hash_pages_are_range_scans() {
         let mut s = state();
         for i in [0, 2, 3] {
-            s.store_chunk(1, i, &HashedChunk::new(&[i as u8]));
+            s.store_chunk(app(), 1, i, &HashedChunk::new(&[i as u8]));
         }
-        s.store_chunk(2, 1, &HashedChunk::new(b"other snapshot"));
+        s.store_chunk(app(), 2, 1, &HashedChunk::new(b"other snapshot"));
         assert_eq!(s.missing_chunks(1, 5), vec![1, 4]);
         assert_eq!(s.chunk_hashes(1, 2, 10), vec![Sha256::of(&[2]), Sha256::of(&[3])]);
     }
@@ -563,9 +820,9 @@ mod tests {
     #[test]
     fn the_manifest_hash_needs_every_chunk_in_order() {
         let mut s = state();
-        s.store_chunk(1, 0, &HashedChunk::new(b"abcd"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
         assert_eq!(s.manifest_hash(1, 6, 4), None);
-        s.store_chunk(1, 1, &HashedChunk::new(b"ef"));
+        s.store_chunk(app(), 1, 1, &HashedChunk::new(b"ef"));
         let expected = vault_api::manifest::image_hash(b"abcdef", 4);
         assert_eq!(s.manifest_hash(1, 6, 4), Some(expected));
     }

@@ -56,20 +56,39 @@ pub struct Limits {
     /// Days of storing what the vault holds that its cycles must always pay for: a job or
     /// import that would spend into them is refused before it starts.
     pub reserve_days: u32,
-    /// Bytes of snapshots (completed and being built, each counted whole) one app may have.
+    /// Bytes one app's snapshots may hold, each chunk counted once however many of them share
+    /// it; a new snapshot or import must fit whole beside them and beside those being built.
     pub app_bytes: u64,
-    /// Completed snapshots one app may have.
+    /// Completed snapshots one app may keep once its retention policy ran.
     pub app_snapshots: u32,
     /// Imports one app may have open at once.
     pub app_imports: u32,
     /// Seconds after which an unfinished import expires and releases its chunks.
     pub import_ttl_seconds: u64,
+    /// Cycles the vault may spend on one app's jobs and imports in a UTC day: a job or import
+    /// whose estimate would take the day past it is refused before it starts.
+    pub app_cycles_per_day: u64,
+    /// Apps one principal may have registered at once (administrators are not held to it).
+    pub registrant_apps: u32,
+    /// Bytes the apps one principal registered may hold together, counted as for `app_bytes`.
+    pub registrant_bytes: u64,
 }
 
 impl Default for Limits {
-    /// Limits a small team never meets.
+    /// Limits a small team never meets. A day's cycles pay for four full snapshots of an app at
+    /// its 64 GiB quota: moving a byte between canisters costs 1,000 cycles on a 13-node subnet,
+    /// so one such snapshot costs about 72 T cycles with its calls.
     fn default() -> Self {
-        Limits { reserve_days: 90, app_bytes: 64 << 30, app_snapshots: 1_000, app_imports: 4, import_ttl_seconds: 86_400 }
+        Limits {
+            reserve_days: 90,
+            app_bytes: 64 << 30,
+            app_snapshots: 1_000,
+            app_imports: 4,
+            import_ttl_seconds: 86_400,
+            app_cycles_per_day: 300_000_000_000_000,
+            registrant_apps: 100,
+            registrant_bytes: 256 << 30,
+        }
     }
 }
 
@@ -118,6 +137,11 @@ pub struct AppUsage {
     pub snapshot_bytes: u64,
     pub running_job: Option<u64>,
     pub suspension: Option<Suspension>,
+    /// Bytes of the chunks its snapshots hold, each counted once: what `Limits::app_bytes`
+    /// counts.
+    pub stored_bytes: u64,
+    /// Cycles the vault spent on its jobs and imports this UTC day.
+    pub cycles_today: u128,
 }
 
 /// A principal that registered apps, or may: `list_registrants`.
@@ -127,6 +151,9 @@ pub struct RegistrantInfo {
     /// On the allow-list.
     pub allowed: bool,
     pub apps: Vec<AppUsage>,
+    /// The `stored_bytes` of the apps it registered, added up, apps unregistered since that still
+    /// hold snapshots included: what `Limits::registrant_bytes` counts.
+    pub stored_bytes: u64,
 }
 
 /// When the vault snapshots an app by itself.
@@ -180,6 +207,10 @@ pub struct AppInfo {
     pub next_snapshot_at_nanos: Option<u64>,
     pub running_job: Option<u64>,
     pub snapshots: u32,
+    /// Bytes of the chunks its snapshots hold, each counted once.
+    pub stored_bytes: u64,
+    /// Cycles the vault spent on its jobs and imports this UTC day.
+    pub cycles_today: u128,
 }
 
 /// What started a snapshot.
@@ -405,8 +436,17 @@ pub enum VaultError {
     TooMany { what: String, max: u32 },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
-    #[error("app {app} would exceed its quota of {what}: {used} used, {limit} allowed")]
-    QuotaExceeded { app: Principal, what: String, used: u64, limit: u64 },
+    /// A quota of the app's, or of `registrant`'s when set: the principal that registered it.
+    #[error("app {app} would exceed {} quota of {what}: {used} used, {limit} allowed", quota_holder(registrant))]
+    QuotaExceeded { app: Principal, what: String, used: u64, limit: u64, registrant: Option<Principal> },
     #[error("the vault keeps {reserved} bytes of stable memory free; {needed} more do not fit in the {available} left")]
     StorageFull { needed: u64, available: u64, reserved: u64 },
+}
+
+/// Whose quota a [`VaultError::QuotaExceeded`] names.
+fn quota_holder(registrant: &Option<Principal>) -> String {
+    match registrant {
+        Some(registrant) => format!("registrant {registrant}'s"),
+        None => "its".to_string(),
+    }
 }

@@ -1,11 +1,13 @@
 //! What the vault's cycles and stable memory allow: a job starts a batch only with the cycles
 //! its calls reserve, and nothing spends into the reserves that keep the vault alive: cycles to
-//! store what it holds for `Limits::reserve_days` days, and stable memory for its records.
+//! store what it holds for `Limits::reserve_days` days, and stable memory for its records. And
+//! what the quotas allow an app and its registrant to hold and spend.
 
+use candid::Principal;
 use vault_api::protocol::{CHUNK_SIZE, MAX_IMAGE_BYTES, WASM_PAGE_SIZE, methods};
 
 use crate::state::with_state;
-use vault_api::service::{JobError, VaultError};
+use vault_api::service::{JobError, Limits, VaultError};
 
 use super::job::BATCH;
 
@@ -65,9 +67,41 @@ pub fn stable_room() -> u64 {
 }
 
 /// Cycles an import of `chunks` chunks costs the vault: it pays each chunk's ingress and
-/// execution (13-node prices: 1.2 M per message and 2,000 per byte, and an update's 5 M).
+/// execution.
 pub fn import_estimate(chunks: u32) -> u128 {
-    chunks as u128 * (1_200_000 + 2_000 * (CHUNK_SIZE as u128 + 1024) + 5_000_000 + 100_000_000)
+    chunks as u128 * import_chunk_cost(CHUNK_SIZE)
+}
+
+/// Cycles the vault pays for an import's chunk of `bytes` bytes: its ingress and execution
+/// (13-node prices: 1.2 M per message and 2,000 per byte of it, its candid framing counted as
+/// 1 KiB, an update's 5 M, and 100 M for hashing and storing).
+pub fn import_chunk_cost(bytes: u64) -> u128 {
+    1_200_000 + 2_000 * (bytes as u128 + 1024) + 5_000_000 + 100_000_000
+}
+
+/// Refuses a new snapshot of `size` bytes that would take what `app` holds (`held`) past its
+/// quota of bytes, or what the apps of the principal charged for it hold (`registrant`) past
+/// that principal's.
+pub fn bytes_quota(app: Principal, held: u64, registrant: Option<(Principal, u64)>, size: u64, limits: &Limits) -> Result<(), VaultError> {
+    if held.saturating_add(size) > limits.app_bytes {
+        return Err(VaultError::QuotaExceeded { app, what: "bytes".into(), used: held, limit: limits.app_bytes, registrant: None });
+    }
+    if let Some((registrant, used)) = registrant
+        && used.saturating_add(size) > limits.registrant_bytes
+    {
+        return Err(VaultError::QuotaExceeded { app, what: "bytes".into(), used, limit: limits.registrant_bytes, registrant: Some(registrant) });
+    }
+    Ok(())
+}
+
+/// Refuses work estimated at `estimate` cycles that would take what the vault spent on `app`
+/// this UTC day, `today`, past `limit`.
+pub fn day_quota(app: Principal, today: u128, estimate: u128, limit: u64) -> Result<(), VaultError> {
+    if today.saturating_add(estimate) > limit as u128 {
+        let used = u64::try_from(today).unwrap_or(u64::MAX);
+        return Err(VaultError::QuotaExceeded { app, what: "cycles per day".into(), used, limit, registrant: None });
+    }
+    Ok(())
 }
 
 /// Whether the vault may take one more chunk of an import now: it pays the chunk's ingress and

@@ -6,9 +6,12 @@
 use vault_api::Sha256;
 use vault_api::manifest::try_chunk_count;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, MAX_CHUNKS, MAX_IMAGE_BYTES, RestoreReport};
-use vault_api::service::{JobError, Limits, Trigger, VaultError};
+use candid::Principal;
+use vault_api::service::{JobError, Limits, Retention, Trigger, VaultError};
 
+use super::cycles;
 use crate::app_client::{self, CallFailure};
+use crate::retention;
 use crate::storable::{Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRecord, SnapshotStatus, Task, Transfer};
 
 /// Chunk calls a job keeps in flight at once.
@@ -31,10 +34,23 @@ pub struct Ctx {
     pub next_snapshot: u64,
     /// Bytes of new snapshots the vault's stable memory takes before its reserve.
     pub stable_room: u64,
-    /// What the job's app holds: bytes of its snapshots and how many are complete.
-    pub app_bytes: u64,
-    pub app_snapshots: u32,
+    pub app: Holdings,
     pub limits: Limits,
+}
+
+/// What a job's app holds and spent, as its quotas count them.
+#[derive(Clone, Debug, Default)]
+pub struct Holdings {
+    /// Bytes its snapshots hold, each chunk once, and those being built hold, whole.
+    pub bytes: u64,
+    /// Its completed snapshots, (id, taken at), and the policy that prunes them (none for an
+    /// app no longer registered: nothing is pruned).
+    pub snapshots: Vec<(u64, u64)>,
+    pub retention: Option<Retention>,
+    /// Cycles the vault spent on it this UTC day.
+    pub cycles_today: u128,
+    /// The principal charged for what it holds, and what that principal's apps hold together.
+    pub registrant: Option<(Principal, u64)>,
 }
 
 /// Cycles a transfer of `chunks` full chunks costs, beyond the calls' reservations.
@@ -291,7 +307,7 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         );
         return fail(job, JobError::InvalidManifest { reason }, ctx);
     };
-    if let Err(error) = fits(&job, manifest.size, ctx) {
+    if let Err(error) = fits(&job, &manifest, chunks, ctx) {
         return fail(job, JobError::Refused { error }, ctx);
     }
     let required = transfer_estimate(chunks) + ctx.batch_reserve;
@@ -328,18 +344,25 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
     Next::progressed(job, vec![Effect::CreateSnapshot { id: snapshot, record }])
 }
 
-/// Whether a new snapshot of `size` bytes fits the app's quotas and the vault's stable memory.
-fn fits(job: &JobRecord, size: u64, ctx: &Ctx) -> Result<(), VaultError> {
-    let (app, limits) = (job.app, &ctx.limits);
-    if ctx.app_snapshots >= limits.app_snapshots {
-        let (used, limit) = (ctx.app_snapshots as u64, limits.app_snapshots as u64);
-        return Err(VaultError::QuotaExceeded { app, what: "snapshots".into(), used, limit });
+/// Whether the new snapshot `manifest` describes, in `chunks` chunks, fits the app's quotas,
+/// its registrant's, and the vault's stable memory.
+///
+/// The snapshots counted are those the app keeps once its retention policy ran on them and the
+/// new one (it runs as the new one completes): an app whose policy keeps as many as its quota
+/// allows takes snapshots forever, the oldest going as each new one completes. A snapshot a
+/// running restore reads outlives the policy until the next run; it is not counted apart.
+fn fits(job: &JobRecord, manifest: &DumpManifest, chunks: u32, ctx: &Ctx) -> Result<(), VaultError> {
+    let (app, limits, held, size) = (job.app, &ctx.limits, &ctx.app, manifest.size);
+    let new = (ctx.next_snapshot, manifest.taken_at_nanos);
+    let kept = held.retention.map_or(held.snapshots.len() + 1, |policy| retention::kept_with(&held.snapshots, new, &policy));
+    if kept > limits.app_snapshots as usize {
+        let (used, limit) = (held.snapshots.len() as u64, limits.app_snapshots as u64);
+        return Err(VaultError::QuotaExceeded { app, what: "snapshots".into(), used, limit, registrant: None });
     }
-    if ctx.app_bytes.saturating_add(size) > limits.app_bytes {
-        return Err(VaultError::QuotaExceeded { app, what: "bytes".into(), used: ctx.app_bytes, limit: limits.app_bytes });
-    }
+    cycles::bytes_quota(app, held.bytes, held.registrant, size, limits)?;
+    cycles::day_quota(app, held.cycles_today, transfer_estimate(chunks), limits.app_cycles_per_day)?;
     if size > ctx.stable_room {
-        return Err(VaultError::StorageFull { needed: size, available: ctx.stable_room, reserved: super::cycles::STABLE_RESERVE });
+        return Err(VaultError::StorageFull { needed: size, available: ctx.stable_room, reserved: cycles::STABLE_RESERVE });
     }
     Ok(())
 }
@@ -453,8 +476,8 @@ mod tests {
     const NOW: u64 = 1_000;
 
     fn ctx() -> Ctx {
-        let limits = Limits { app_bytes: u64::MAX, ..Limits::default() };
-        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7, stable_room: u64::MAX, app_bytes: 0, app_snapshots: 0, limits }
+        let limits = Limits { app_bytes: u64::MAX, app_cycles_per_day: u64::MAX, registrant_bytes: u64::MAX, ..Limits::default() };
+        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7, stable_room: u64::MAX, app: Holdings::default(), limits }
     }
 
     fn app() -> Principal {
@@ -795,14 +818,58 @@ mod tests {
             error
         };
         let limits = Limits { app_bytes: 1_000, app_snapshots: 2, ..Limits::default() };
-        let over = full(Ctx { app_bytes: 600, limits, ..ctx() }, 500);
-        assert_eq!(over, VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000 });
-        let many = full(Ctx { app_snapshots: 2, limits, ..ctx() }, 10);
-        assert_eq!(many, VaultError::QuotaExceeded { app, what: "snapshots".into(), used: 2, limit: 2 });
+        let holding = |bytes| Holdings { bytes, ..Holdings::default() };
+        let over = full(Ctx { app: holding(600), limits, ..ctx() }, 500);
+        assert_eq!(over, VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000, registrant: None });
+        let two = Holdings { snapshots: vec![(1, 1), (2, 2)], retention: Some(Retention { keep_last: 3, keep_daily: 0, keep_weekly: 0 }), ..Holdings::default() };
+        let many = full(Ctx { app: two, limits, ..ctx() }, 10);
+        assert_eq!(many, VaultError::QuotaExceeded { app, what: "snapshots".into(), used: 2, limit: 2, registrant: None });
         let room = full(Ctx { stable_room: 99, ..ctx() }, 100);
         assert_eq!(room, VaultError::StorageFull { needed: 100, available: 99, reserved: super::super::cycles::STABLE_RESERVE });
-        let fits = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app_bytes: 600, stable_room: 400, limits, ..ctx() });
+        let fits = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app: holding(600), stable_room: 400, limits, ..ctx() });
         assert_eq!(fits.job.phase(), JobPhase::Transferring, "exactly at the limits");
+    }
+
+    fn refusal(next: &Next) -> Option<&VaultError> {
+        match next.job.error() {
+            Some(JobError::Refused { error }) => Some(error),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_snapshot_quota_counts_what_retention_keeps_with_the_new_one() {
+        let limits = Limits { app_snapshots: 2, ..ctx().limits };
+        let keeping = |keep_last| Holdings {
+            snapshots: vec![(1, 1), (2, 2)],
+            retention: Some(Retention { keep_last, keep_daily: 0, keep_weekly: 0 }),
+            ..Holdings::default()
+        };
+        let kept_as_many = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(10))), &Ctx { app: keeping(2), limits, ..ctx() });
+        assert_eq!(kept_as_many.job.phase(), JobPhase::Transferring, "retention lets the oldest go: still 2");
+        let kept_more = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(10))), &Ctx { app: keeping(3), limits, ..ctx() });
+        assert!(matches!(refusal(&kept_more), Some(VaultError::QuotaExceeded { what, used: 2, limit: 2, .. }) if what == "snapshots"));
+    }
+
+    #[test]
+    fn a_dump_past_its_registrants_bytes_or_the_days_cycles_is_refused() {
+        let (app, registrant) = (app(), Principal::from_slice(&[9; 10]));
+        let limits = Limits { registrant_bytes: 1_000, app_cycles_per_day: 1_000_000_000_000, ..ctx().limits };
+        let theirs = |used| Holdings { registrant: Some((registrant, used)), ..Holdings::default() };
+        let over = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(500))), &Ctx { app: theirs(600), limits, ..ctx() });
+        let expected = VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000, registrant: Some(registrant) };
+        assert_eq!(refusal(&over), Some(&expected));
+        let at = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app: theirs(600), limits, ..ctx() });
+        assert_eq!(at.job.phase(), JobPhase::Transferring);
+        // A dump of 10 chunks is estimated at `transfer_estimate(10)`.
+        let spent = |cycles_today| Holdings { cycles_today, ..Holdings::default() };
+        let left = 1_000_000_000_000 - transfer_estimate(10);
+        let past = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(1_000))), &Ctx { app: spent(left + 1), limits, ..ctx() });
+        let expected = VaultError::QuotaExceeded { app, what: "cycles per day".into(), used: left as u64 + 1, limit: 1_000_000_000_000, registrant: None };
+        assert_eq!(refusal(&past), Some(&expected));
+        assert!(!past.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })));
+        let within = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(1_000))), &Ctx { app: spent(left), limits, ..ctx() });
+        assert_eq!(within.job.phase(), JobPhase::Transferring);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub async fn chunks(job: &JobRecord, building: &Building, indices: Vec<u32>) -> 
         });
         match hashed {
             Some(hashed) if checked.is_ok() && chunk.index == index => {
-                with_state(|s| s.store_chunk(building.snapshot, index, &hashed));
+                with_state(|s| s.store_chunk(job.app, building.snapshot, index, &hashed));
                 ChunkAnswer::Moved(index)
             }
             _ => ChunkAnswer::Failed(CallFailure::Corrupted { index }),

@@ -1,9 +1,10 @@
 //! One step of a job: the calls its phase makes (by `job::next_calls`), the event their answers
-//! make, the transition, and its effects performed on the vault's state.
+//! make, the transition, and its effects performed on the vault's state. What the calls cost is
+//! counted in the spending of the job's app for the day.
 
 use vault_api::service::JobKind;
 
-use super::job::{self, Calls, Ctx, Effect, Event, Next};
+use super::job::{self, Calls, Ctx, Effect, Event, Holdings, Next};
 use super::{cycles, restore, snapshot};
 use crate::state::with_state;
 use crate::storable::{JobRecord, Phase, Task};
@@ -34,9 +35,20 @@ pub async fn step(job: JobRecord) -> bool {
         _ => None,
     };
     match answered {
-        Some((job, event)) => settle(job, event),
+        Some((answered, event)) => {
+            spent(&job, &answered);
+            settle(answered, event)
+        }
         None => false,
     }
+}
+
+/// Counts what the calls that took `before` to `after` cost the vault in the spending of the
+/// job's app for the day.
+fn spent(before: &JobRecord, after: &JobRecord) {
+    let calls = after.calls.saturating_sub(before.calls);
+    let bytes = after.bytes_moved.saturating_sub(before.bytes_moved);
+    with_state(|s| s.spend_cycles(after.app, ic_cdk::api::time(), app_client::transfer_cycles(calls, bytes)));
 }
 
 /// Applies `event` to `job` and performs the transition's effects; returns whether it
@@ -48,16 +60,25 @@ pub fn settle(job: JobRecord, event: Event) -> bool {
 
 /// What the transitions of a job of `app` need to know of the vault.
 fn ctx(app: candid::Principal) -> Ctx {
-    let (next_snapshot, app_bytes, app_snapshots, limits) =
-        with_state(|s| (s.peek_snapshot_id(), s.snapshot_bytes_of(app), s.complete_snapshots_of(app), s.config().limits));
+    let now = ic_cdk::api::time();
+    let (next_snapshot, holdings, limits) = with_state(|s| {
+        let usage = s.app_usage(app);
+        let holdings = Holdings {
+            bytes: usage.held.total(),
+            snapshots: s.completed_of(app),
+            retention: s.app(app).map(|record| record.retention),
+            cycles_today: usage.cycles_today(now),
+            registrant: usage.registrant.map(|registrant| (registrant, s.registrant_usage(registrant).held.total())),
+        };
+        (s.peek_snapshot_id(), holdings, s.config().limits)
+    });
     Ctx {
-        now: ic_cdk::api::time(),
+        now,
         cycles: cycles::available(),
         batch_reserve: cycles::batch_reserve(),
         next_snapshot,
         stable_room: cycles::stable_room(),
-        app_bytes,
-        app_snapshots,
+        app: holdings,
         limits,
     }
 }

@@ -17,9 +17,11 @@ use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_s
 mod admin;
 mod fields;
 mod job;
+mod usage;
 
 pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
 pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
+pub use usage::{AppChunkKey, AppUsageRecord, Held, RegistrantUsageRecord, UsageKey, UsageRecord};
 
 /// `HEADER`, 21 bytes: magic "CVLT" | layout version | next job id u64 | next snapshot id u64.
 /// Every version is read; `migration` decides what to do with it.
@@ -293,7 +295,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    fn p(byte: u8, len: usize) -> Principal {
+    pub(crate) fn p(byte: u8, len: usize) -> Principal {
         Principal::from_slice(&vec![byte; len])
     }
 
@@ -302,7 +304,7 @@ pub(crate) mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
     }
 
-    fn check<T: Storable + PartialEq + std::fmt::Debug + Clone>(name: &str, value: T) {
+    pub(crate) fn check<T: Storable + PartialEq + std::fmt::Debug + Clone>(name: &str, value: T) {
         let bytes = value.to_bytes().into_owned();
         assert_eq!(hex(&bytes), golden(name), "{name} bytes changed");
         assert_eq!(T::from_bytes(Cow::Owned(bytes.clone())), value, "{name} round trip");
@@ -355,8 +357,34 @@ pub(crate) mod tests {
         check("manifest_key", ManifestKey { snapshot: 0x0102, index: 3 });
         check("app_job_key", AppJobKey { app: p(4, 10), job: 9 });
         check("deletion", Deletion { app: p(4, 10), next_index: 1, chunks: 2 });
-        let limits = vault_api::service::Limits { reserve_days: 1, app_bytes: 2, app_snapshots: 3, app_imports: 4, import_ttl_seconds: 5 };
+        let limits = vault_api::service::Limits {
+            reserve_days: 1,
+            app_bytes: 2,
+            app_snapshots: 3,
+            app_imports: 4,
+            import_ttl_seconds: 5,
+            app_cycles_per_day: 6,
+            registrant_apps: 7,
+            registrant_bytes: 8,
+        };
         check("config", Config { registration: vault_api::service::Registration::Open, limits, administrators: vec![p(5, 10), p(6, 29)] });
         check("suspension", SuspensionRecord::new(p(7, 10), 11, "abuse"));
+    }
+
+    #[test]
+    fn config_version_1_reads_with_the_default_limits_of_cycles_and_registrants() {
+        let v1 = golden("config_v1");
+        let bytes: Vec<u8> = (0..v1.len()).step_by(2).map(|i| u8::from_str_radix(&v1[i..i + 2], 16).expect("hex")).collect();
+        let config = Config::from_bytes(Cow::Owned(bytes));
+        let limits = vault_api::service::Limits {
+            reserve_days: 1,
+            app_bytes: 2,
+            app_snapshots: 3,
+            app_imports: 4,
+            import_ttl_seconds: 5,
+            ..vault_api::service::Limits::default()
+        };
+        assert_eq!(config, Config { registration: vault_api::service::Registration::Open, limits, administrators: vec![p(5, 10), p(6, 29)] });
+        assert_eq!(config.to_bytes()[0], 2, "written back as version 2");
     }
 }

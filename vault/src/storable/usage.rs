@@ -1,0 +1,191 @@
+//! `APP_CHUNKS` and `APP_USAGE`: which chunks each app's snapshots hold, and what each app and
+//! each registrant holds and spends, kept as chunks are stored and released so that a quota is
+//! checked by reading a record, not by a scan.
+
+use candid::Principal;
+use vault_api::codec::{Reader, Writer};
+
+use super::fields::{V1, check_version, storable};
+
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+
+/// `APP_CHUNKS` keys, 62 bytes: app (30) | chunk SHA-256 (32). The values (u32) count the
+/// manifest entries of the app's snapshots that name the chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AppChunkKey {
+    pub app: Principal,
+    pub hash: [u8; 32],
+}
+
+impl AppChunkKey {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.principal(&self.app).bytes(&self.hash);
+        w.into_vec()
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        AppChunkKey { app: r.principal(), hash: r.array() }
+    }
+}
+storable!(AppChunkKey, ::ic_stable_structures::storable::Bound::Bounded { max_size: 62, is_fixed_size: true });
+
+/// `APP_USAGE` keys, 31 bytes: kind u8 (0 an app, 1 a registrant) | principal (30). A
+/// canister may be both an app and a registrant: its two records have two keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UsageKey {
+    App(Principal),
+    Registrant(Principal),
+}
+
+impl UsageKey {
+    fn encode(&self) -> Vec<u8> {
+        let (kind, principal) = match self {
+            UsageKey::App(p) => (0, p),
+            UsageKey::Registrant(p) => (1, p),
+        };
+        let mut w = Writer::default();
+        w.u8(kind).principal(principal);
+        w.into_vec()
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        match r.u8() {
+            0 => UsageKey::App(r.principal()),
+            1 => UsageKey::Registrant(r.principal()),
+            other => panic!("unknown usage key kind {other}"),
+        }
+    }
+}
+storable!(UsageKey, ::ic_stable_structures::storable::Bound::Bounded { max_size: 31, is_fixed_size: true });
+
+/// Bytes held: the chunks stored, each counted once, and the whole sizes of the snapshots being
+/// built (a dump or an import may yet store that much beside the chunks it stored already).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub stored: u64,
+    pub building: u64,
+}
+
+impl Held {
+    /// What a new snapshot must fit beside.
+    pub fn total(&self) -> u64 {
+        self.stored.saturating_add(self.building)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+
+    pub fn add(&mut self, other: Held) {
+        self.stored = self.stored.saturating_add(other.stored);
+        self.building = self.building.saturating_add(other.building);
+    }
+
+    pub fn remove(&mut self, other: Held) {
+        self.stored = self.stored.saturating_sub(other.stored);
+        self.building = self.building.saturating_sub(other.building);
+    }
+}
+
+/// What an app's snapshots hold, the principal charged for them (the one that registered the
+/// app last; none when the vault does not know it), and the cycles the vault spent on the app
+/// in one UTC day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppUsageRecord {
+    pub registrant: Option<Principal>,
+    pub held: Held,
+    /// Days since 1970-01-01 (UTC) of `cycles_spent`.
+    pub cycles_day: u64,
+    pub cycles_spent: u128,
+}
+
+impl AppUsageRecord {
+    /// Cycles spent on the app on the UTC day of `now` (nanoseconds).
+    pub fn cycles_today(&self, now: u64) -> u128 {
+        if self.cycles_day == now / NANOS_PER_DAY { self.cycles_spent } else { 0 }
+    }
+
+    /// Adds `cycles` to the spending of the day of `now`; a new day starts from zero.
+    pub fn spend(&mut self, now: u64, cycles: u128) {
+        self.cycles_spent = self.cycles_today(now).saturating_add(cycles);
+        self.cycles_day = now / NANOS_PER_DAY;
+    }
+}
+
+/// The apps a principal has registered now, and what the apps charged to it hold together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegistrantUsageRecord {
+    pub apps: u32,
+    pub held: Held,
+}
+
+/// `APP_USAGE` values: version | kind u8 (the key's), then
+/// - an app's, 72 bytes: registrant (30, length 0: none) | stored u64 | building u64 |
+///   cycles day u64 | cycles spent u128;
+/// - a registrant's, 22 bytes: apps u32 | stored u64 | building u64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageRecord {
+    App(AppUsageRecord),
+    Registrant(RegistrantUsageRecord),
+}
+
+impl UsageRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1);
+        match self {
+            UsageRecord::App(a) => {
+                w.u8(0).opt_principal(a.registrant.as_ref()).u64(a.held.stored).u64(a.held.building).u64(a.cycles_day).u128(a.cycles_spent);
+            }
+            UsageRecord::Registrant(r) => {
+                w.u8(1).u32(r.apps).u64(r.held.stored).u64(r.held.building);
+            }
+        }
+        w.into_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        check_version(&mut r, "usage record");
+        match r.u8() {
+            0 => UsageRecord::App(AppUsageRecord {
+                registrant: r.opt_principal(),
+                held: Held { stored: r.u64(), building: r.u64() },
+                cycles_day: r.u64(),
+                cycles_spent: r.u128(),
+            }),
+            1 => UsageRecord::Registrant(RegistrantUsageRecord { apps: r.u32(), held: Held { stored: r.u64(), building: r.u64() } }),
+            other => panic!("unknown usage record kind {other}"),
+        }
+    }
+}
+storable!(UsageRecord, ::ic_stable_structures::storable::Bound::Bounded { max_size: 72, is_fixed_size: false });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storable::tests::{check, p};
+
+    #[test]
+    fn golden_layouts() {
+        check("app_chunk_key", AppChunkKey { app: p(4, 10), hash: [0x22; 32] });
+        check("usage_key_app", UsageKey::App(p(4, 10)));
+        check("usage_key_registrant", UsageKey::Registrant(p(4, 10)));
+        let app = AppUsageRecord { registrant: Some(p(5, 29)), held: Held { stored: 1, building: 2 }, cycles_day: 3, cycles_spent: 4 };
+        check("app_usage", UsageRecord::App(app));
+        check("app_usage_of_no_known_registrant", UsageRecord::App(AppUsageRecord { registrant: None, ..app }));
+        check("registrant_usage", UsageRecord::Registrant(RegistrantUsageRecord { apps: 1, held: Held { stored: 2, building: 3 } }));
+    }
+
+    #[test]
+    fn a_day_of_cycles_starts_from_zero() {
+        let mut usage = AppUsageRecord::default();
+        usage.spend(NANOS_PER_DAY + 5, 10);
+        usage.spend(2 * NANOS_PER_DAY - 1, 7);
+        assert_eq!((usage.cycles_today(2 * NANOS_PER_DAY - 1), usage.cycles_day), (17, 1));
+        assert_eq!(usage.cycles_today(2 * NANOS_PER_DAY), 0, "the next day");
+        usage.spend(2 * NANOS_PER_DAY, 3);
+        assert_eq!((usage.cycles_today(2 * NANOS_PER_DAY), usage.cycles_day), (3, 2));
+    }
+}
