@@ -8,7 +8,7 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use ic_management_canister_types::CanisterSettings;
 
 use crate::harness::{Harness, MessageId};
-use crate::types::{CallResult, RejectResponse};
+use crate::types::{CallResult, LogRecord, RejectResponse};
 
 /// Why a typed call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +51,8 @@ pub trait IcBackend {
     fn stop_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse>;
     fn start_canister(&self, canister: Principal, sender: Option<Principal>) -> Result<(), RejectResponse>;
     fn get_stable_memory(&self, canister: Principal) -> Vec<u8>;
+    /// The canister's log as `sender` may read it (`fetch_canister_logs`, a query call).
+    fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse>;
 
     fn create_canister(&self) -> Principal {
         self.create_canister_with_settings(None, None)
@@ -140,6 +142,9 @@ impl IcBackend for Harness {
     fn get_stable_memory(&self, canister: Principal) -> Vec<u8> {
         Harness::get_stable_memory(self, canister)
     }
+    fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse> {
+        Harness::fetch_canister_logs(self, canister, sender)
+    }
 }
 
 #[cfg(feature = "pocket-ic")]
@@ -169,6 +174,15 @@ mod pocket {
             freezing_threshold: s.freezing_threshold,
             reserved_cycles_limit: s.reserved_cycles_limit,
             wasm_memory_limit: s.wasm_memory_limit,
+            wasm_memory_threshold: s.wasm_memory_threshold,
+            // pocket-ic names its own version of the type, which it does not export: the same
+            // candid value carries it over.
+            log_visibility: s.log_visibility.map(|v| {
+                candid::decode_one(&candid::encode_one(v).expect("a log visibility encodes")).expect("the same candid type decodes")
+            }),
+            environment_variables: s.environment_variables.map(|variables| {
+                variables.into_iter().map(|v| pocket_ic::EnvironmentVariable { name: v.name, value: v.value }).collect()
+            }),
             ..Default::default()
         }
     }
@@ -239,6 +253,10 @@ mod pocket {
         }
         fn get_stable_memory(&self, canister: Principal) -> Vec<u8> {
             PocketIc::get_stable_memory(self, canister)
+        }
+        fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse> {
+            let records = PocketIc::fetch_canister_logs(self, canister, sender).map_err(reject)?;
+            Ok(records.into_iter().map(|r| LogRecord { idx: r.idx, timestamp_nanos: r.timestamp_nanos, content: r.content }).collect())
         }
     }
 }

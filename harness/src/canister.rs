@@ -177,6 +177,19 @@ impl ExecError {
         }
     }
 
+    /// The record the IC adds to the canister's log for this error: `[TRAP]: ` and the
+    /// message of a Wasm trap or of `ic0.trap` (`(no message)` if empty); other errors add
+    /// none. The message is the part of `display` after the replica's prefix for either.
+    pub fn canister_log_line(&self) -> Option<Vec<u8>> {
+        let message = match self.code {
+            ErrorCode::CanisterTrapped => self.display.strip_prefix("Canister trapped: ")?,
+            ErrorCode::CanisterCalledTrap => self.display.strip_prefix("Canister called `ic0.trap` with message: '")?.strip_suffix('\'')?,
+            _ => return None,
+        };
+        let message = if message.is_empty() { "(no message)" } else { message };
+        Some(format!("[TRAP]: {message}").into_bytes())
+    }
+
     fn from_error(err: wasmtime::Error) -> Self {
         if let Some(trap) = err.downcast_ref::<HostTrap>() {
             return ExecError { code: trap.error_code(), display: trap.to_string(), help: trap.help() };

@@ -324,19 +324,17 @@ impl Harness {
         instance.stable_mut().set_contents(&data).unwrap_or_else(|e| panic!("set_stable_memory: {e}"));
     }
 
-    /// A canister's log, for a controller (as `fetch_canister_logs` with controller visibility).
+    /// A canister's log as `sender` may read it, by a query call of `fetch_canister_logs` (as
+    /// PocketIC's): the records the IC keeps, which its `log_visibility` lets `sender` see.
     pub fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse> {
-        let world = self.world.borrow();
-        let c = world
-            .canister(&canister)
-            .ok_or_else(|| RejectResponse::new(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")))?;
-        if !c.controllers.contains(&sender) {
-            return Err(RejectResponse::new(
-                ErrorCode::CanisterRejectedMessage,
-                format!("Caller {sender} is not allowed to read the logs of canister {canister}"),
-            ));
-        }
-        Ok(c.logs.clone())
+        let args = mgmt::FetchCanisterLogsArgs { canister_id: canister, filter: None };
+        let reply = self.query_call(MANAGEMENT_CANISTER, sender, "fetch_canister_logs", Encode!(&args).expect("encodes"))?;
+        let result = candid::decode_one::<mgmt::FetchCanisterLogsResult>(&reply).expect("the management canister's reply decodes");
+        Ok(result
+            .canister_log_records
+            .into_iter()
+            .map(|r| LogRecord { idx: r.idx, timestamp_nanos: r.timestamp_nanos, content: r.content })
+            .collect())
     }
 
     // Beyond PocketIC: what the harness can show and do because it runs in-process.

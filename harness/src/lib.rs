@@ -10,6 +10,8 @@
 //! persist      save and load a World         (impl World)
 //! management   the management canister       (impl World)
 //! world        canisters, queues, rounds
+//! settings     canister settings, their checks, the low-memory hook's condition
+//! logs         the canister log fetch_canister_logs returns
 //! faults       injected traps, rejects, drops, corruptions
 //! messages     requests, responses, rejects
 //! canister     compiled modules, instances, commit and rollback
@@ -20,8 +22,9 @@
 //! ```
 //!
 //! `build` and `interface` stand apart. `management` and `persist` add methods to `World`; for
-//! requests to the management canister, `world` calls two of `management`'s
-//! (`management_call`, `process_management_request`) without importing it.
+//! requests to the management canister, `world` calls `management`'s
+//! `process_management_request`, `management_query` and `management_ingress_refusal` without
+//! importing them.
 pub mod build;
 pub mod interface;
 pub mod types;
@@ -32,10 +35,12 @@ mod config;
 mod faults;
 mod harness;
 mod instrument;
+mod logs;
 mod management;
 mod messages;
 mod pages;
 mod persist;
+mod settings;
 mod system_api;
 mod world;
 

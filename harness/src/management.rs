@@ -1,9 +1,12 @@
-//! The management canister `aaaaa-aa`: canister lifecycle, settings, status and info.
+//! The management canister `aaaaa-aa`: canister lifecycle, settings, status, info and logs.
 //!
-//! Each method checks its caller as the IC does (controllers, or canisters only) and answers
-//! with the replica's texts. Install and upgrade run the canister's hooks atomically: a trap in
-//! `canister_init`, `canister_pre_upgrade` or `canister_post_upgrade` leaves the canister as it
-//! was.
+//! Each method checks its caller as the IC does (controllers, canisters only, or a visibility
+//! setting) and answers with the replica's texts, its reply encoded as the IC encodes it (a
+//! method whose result is `()` answers with no value). Install and upgrade run the canister's
+//! hooks atomically: a trap in `canister_init`, `canister_pre_upgrade` or
+//! `canister_post_upgrade` leaves the canister as it was. `canister_status` and
+//! `fetch_canister_logs` also answer query calls ([`World::management_query`]);
+//! `fetch_canister_logs` answers nothing else.
 
 use std::sync::Arc;
 
@@ -12,21 +15,31 @@ use ic_management_canister_types as mgmt;
 use sha2::{Digest, Sha256};
 
 use crate::canister::{self, CompiledModule, Entry, ExecError, Instance, Outcome};
-use crate::config::MAX_WASM_MEMORY;
-use crate::pages::StableMemory;
-use crate::system_api::ApiContext;
-use crate::types::{ErrorCode, MANAGEMENT_CANISTER, canister_id_from_index};
 use crate::messages::{Origin, Reject, Request};
-use crate::world::{CanisterState, Settings, Status, World};
+use crate::pages::StableMemory;
+use crate::settings::{self as canister_settings, Settings};
+use crate::system_api::ApiContext;
+use crate::types::{ErrorCode, MANAGEMENT_CANISTER, RejectResponse, canister_id_from_index};
+use crate::world::{CanisterState, Status, World};
 
 const DOCS: &str = "https://internetcomputer.org/docs/current/references/execution-errors";
 
-fn nat_u64(n: &Nat) -> u64 {
-    u64::try_from(n.0.clone()).unwrap_or(u64::MAX)
-}
-
 fn nat_u128(n: &Nat) -> u128 {
     u128::try_from(n.0.clone()).unwrap_or(u128::MAX)
+}
+
+fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(method: &str, payload: &[u8]) -> Result<T, Reject> {
+    Decode!(payload, T)
+        .map_err(|e| Reject::system(ErrorCode::InvalidManagementPayload, format!("Error decoding candid for method {method}: {e}")))
+}
+
+fn encode<T: candid::CandidType>(value: &T) -> Vec<u8> {
+    Encode!(value).expect("management replies encode")
+}
+
+/// The reply of a method whose result is `()`: no value.
+pub(crate) fn empty_reply() -> Vec<u8> {
+    Encode!().expect("an empty argument list encodes")
 }
 
 /// How an install changes the code.
@@ -76,12 +89,9 @@ impl World {
         Ok(c)
     }
 
-    /// A call to the management canister that is answered at once (all but `stop_canister`).
-    pub(crate) fn management_call(&mut self, sender: Principal, from_canister: bool, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
-        self.management_call_with_cycles(sender, from_canister, method, payload, 0)
-    }
-
-    fn management_call_with_cycles(
+    /// A call to the management canister, from a canister or an ingress message, that is
+    /// answered at once (all but `stop_canister`).
+    fn management_call(
         &mut self,
         sender: Principal,
         from_canister: bool,
@@ -89,14 +99,6 @@ impl World {
         payload: &[u8],
         cycles: u128,
     ) -> Result<Vec<u8>, Reject> {
-        fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(method: &str, payload: &[u8]) -> Result<T, Reject> {
-            Decode!(payload, T).map_err(|e| {
-                Reject::system(ErrorCode::InvalidManagementPayload, format!("Error decoding candid for method {method}: {e}"))
-            })
-        }
-        fn encode<T: candid::CandidType>(value: &T) -> Vec<u8> {
-            Encode!(value).expect("management replies encode")
-        }
         let only_canisters = |name: &str| {
             Reject::system(ErrorCode::CanisterRejectedMessage, format!("Only canisters can call ic00 method {name}"))
         };
@@ -126,13 +128,13 @@ impl World {
                 let args: mgmt::ProvisionalTopUpCanisterArgs = decode(method, payload)?;
                 self.existing(args.canister_id)?;
                 self.canisters.get_mut(&args.canister_id).expect("exists").cycles += nat_u128(&args.amount);
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "deposit_cycles" => {
                 let args: mgmt::DepositCyclesArgs = decode(method, payload)?;
                 self.existing(args.canister_id)?;
                 self.canisters.get_mut(&args.canister_id).expect("exists").cycles += cycles;
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "install_code" => {
                 let args: mgmt::InstallCodeArgs = decode(method, payload)?;
@@ -151,17 +153,17 @@ impl World {
                     }
                 };
                 self.install_code(sender, from_canister, args.canister_id, mode, &args.wasm_module, args.arg)?;
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "uninstall_code" => {
                 let args: mgmt::UninstallCodeArgs = decode(method, payload)?;
                 self.uninstall_code(sender, from_canister, args.canister_id)?;
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "start_canister" => {
                 let args: mgmt::CanisterIdRecord = decode(method, payload)?;
                 self.start_canister(sender, args.canister_id)?;
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "canister_status" => {
                 let args: mgmt::CanisterIdRecord = decode(method, payload)?;
@@ -177,12 +179,12 @@ impl World {
             "update_settings" => {
                 let args: mgmt::UpdateSettingsArgs = decode(method, payload)?;
                 self.update_settings(sender, from_canister, args.canister_id, args.settings)?;
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "delete_canister" => {
                 let args: mgmt::CanisterIdRecord = decode(method, payload)?;
                 self.delete_canister(sender, args.canister_id)?;
-                Ok(encode(&()))
+                Ok(empty_reply())
             }
             "raw_rand" => {
                 if !from_canister {
@@ -194,11 +196,51 @@ impl World {
                 hasher.update(sender.as_slice());
                 Ok(encode(&serde_bytes::ByteBuf::from(hasher.finalize().to_vec())))
             }
+            "fetch_canister_logs" => Err(Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                "fetch_canister_logs API is only accessible to end users in non-replicated mode",
+            )),
             other => Err(Reject::system(
                 ErrorCode::UnknownManagementMessage,
                 format!("Management canister has no method '{other}'"),
             )),
         }
+    }
+
+    /// A query call to `aaaaa-aa`, from a user or a composite query: its query methods
+    /// `canister_status` and `fetch_canister_logs`, with `sender` as the caller.
+    pub(crate) fn management_query(&self, sender: Principal, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
+        match method {
+            "canister_status" => {
+                let args: mgmt::CanisterIdRecord = decode(method, payload)?;
+                Ok(encode(&self.canister_status(sender, args.canister_id)?))
+            }
+            "fetch_canister_logs" => {
+                let args: mgmt::FetchCanisterLogsArgs = decode(method, payload)?;
+                Ok(encode(&self.fetch_canister_logs(sender, &args)?))
+            }
+            other => Err(Reject::system(ErrorCode::CanisterMethodNotFound, format!("Query method {other} not found."))),
+        }
+    }
+
+    /// Why an ingress message to `aaaaa-aa` is refused when submitted, if it is: the IC's
+    /// ingress filter takes no `fetch_canister_logs` (a query method only).
+    pub(crate) fn management_ingress_refusal(&self, method: &str) -> Option<RejectResponse> {
+        (method == "fetch_canister_logs").then(|| {
+            RejectResponse::new(ErrorCode::CanisterRejectedMessage, "fetch_canister_logs API is not accessible via ingress in replicated mode")
+        })
+    }
+
+    /// The log records of `args.canister_id` its `log_visibility` lets `sender` read.
+    pub(crate) fn fetch_canister_logs(&self, sender: Principal, args: &mgmt::FetchCanisterLogsArgs) -> Result<mgmt::FetchCanisterLogsResult, Reject> {
+        let c = self.existing(args.canister_id)?;
+        if !c.settings.log_visibility.allows(&sender, &c.controllers) {
+            return Err(Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                format!("Caller {sender} is not allowed to query ic00 method fetch_canister_logs"),
+            ));
+        }
+        Ok(mgmt::FetchCanisterLogsResult { canister_log_records: c.log_buffer.records(args.filter.as_ref()) })
     }
 
     /// A request to `aaaaa-aa` from a canister or an ingress message, taken from the queue.
@@ -209,14 +251,14 @@ impl World {
                 .map_err(|e| Reject::system(ErrorCode::InvalidManagementPayload, format!("Error decoding candid for method stop_canister: {e}")))
                 .and_then(|args| self.stop_canister(request.sender, args.canister_id, request.origin));
             match result {
-                Ok(true) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Ok(Encode!(&()).expect("unit")), request.cycles),
+                Ok(true) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Ok(empty_reply()), request.cycles),
                 Ok(false) => {} // answered when the canister has stopped
                 Err(reject) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Err(reject), request.cycles),
             }
             return;
         }
         let keeps_cycles = matches!(request.method.as_str(), "create_canister" | "deposit_cycles");
-        let result = self.management_call_with_cycles(request.sender, from_canister, &request.method, &request.payload, request.cycles);
+        let result = self.management_call(request.sender, from_canister, &request.method, &request.payload, request.cycles);
         let refund = if keeps_cycles && result.is_ok() { 0 } else { request.cycles };
         self.deliver_response(request.origin, MANAGEMENT_CANISTER, result, refund);
     }
@@ -228,19 +270,17 @@ impl World {
         settings: Option<mgmt::CanisterSettings>,
         cycles: u128,
     ) -> Result<Principal, Reject> {
-        let settings = settings.unwrap_or_default();
-        let controllers = settings.controllers.clone().unwrap_or_else(|| vec![sender]);
-        check_controllers(&controllers)?;
+        let update = settings.unwrap_or_default();
+        let controllers = update.controllers.clone().unwrap_or_else(|| vec![sender]);
+        canister_settings::check_controllers(&controllers)?;
+        let mut settings = Settings::default();
+        settings.apply(&update, 0)?;
+        let environment_variables_hash = update.environment_variables.is_some().then(|| canister_settings::environment_variables_hash(&settings.environment_variables));
         let id = canister_id_from_index(self.next_canister_index);
         self.next_canister_index += 1;
-        let mut state = CanisterState::new(id, controllers.clone(), cycles, Settings::default());
-        apply_settings(&mut state.settings, &settings)?;
+        let mut state = CanisterState::new(id, controllers.clone(), cycles, settings);
         let origin = self.origin_of(sender, from_canister);
-        state.record_change(
-            self.time,
-            origin,
-            mgmt::ChangeDetails::Creation(mgmt::CreationRecord { controllers, environment_variables_hash: None }),
-        );
+        state.record_change(self.time, origin, mgmt::ChangeDetails::Creation(mgmt::CreationRecord { controllers, environment_variables_hash }));
         self.canisters.insert(id, state);
         Ok(id)
     }
@@ -303,7 +343,20 @@ impl World {
             origin,
             mgmt::ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord { mode: deployment_mode, module_hash: module.hash.to_vec() }),
         );
+        // A reinstall purges the log, its own hook's lines too; the numbering goes on.
+        if mode == InstallMode::Reinstall {
+            c.log_buffer.purge();
+        }
+        self.wasm_memory_changed(id);
         Ok(())
+    }
+
+    /// The canister's heap or its memory settings changed outside a message: the low-memory
+    /// hook's condition is taken again, and the hook runs now if that made it ready (on the
+    /// IC it is the canister's next execution, in the same round).
+    fn wasm_memory_changed(&mut self, id: Principal) {
+        self.canisters.get_mut(&id).expect("exists").update_low_wasm_memory_hook_condition();
+        self.run_low_wasm_memory_hook(id);
     }
 
     /// Keeps an install hook's log lines and trap.
@@ -316,6 +369,7 @@ impl World {
         if let Err(e) = &outcome.result {
             c.log(time, format!("[TRAP]: {}", e.display).into_bytes(), to_stderr);
         }
+        c.log_buffer.record(time, &outcome.exec.logs, outcome.result.as_ref().err());
     }
 
     fn hook_execution(&self, id: Principal, sender: Principal, context: ApiContext, arg: Vec<u8>) -> crate::system_api::Execution {
@@ -340,6 +394,9 @@ impl World {
                 return Err((e, outcome.instructions));
             }
             effects = HookEffects::of(&outcome);
+        }
+        if let Some(e) = self.canisters[&id].settings.heap_over_limit(instance.heap_bytes()) {
+            return Err((e, effects.instructions));
         }
         if reinstall {
             self.discard_call_contexts(id);
@@ -391,6 +448,12 @@ impl World {
             }
             effects = HookEffects::of(&outcome);
         }
+        if let Some(e) = self.canisters[&id].settings.heap_over_limit(new.heap_bytes()) {
+            new.roll_back();
+            old.put_stable(new.into_stable());
+            restore(self, old);
+            return Err((e, used));
+        }
         new.commit();
         self.canisters.get_mut(&id).expect("exists").instance = Some(new);
         effects.instructions = used;
@@ -424,8 +487,10 @@ impl World {
         c.instance = None;
         c.global_timer = 0;
         c.certified_data.clear();
+        c.log_buffer.purge();
         c.version += 1;
         c.record_change(time, origin, mgmt::ChangeDetails::CodeUninstall);
+        self.wasm_memory_changed(id);
         Ok(())
     }
 
@@ -466,7 +531,7 @@ impl World {
 
     pub(crate) fn canister_status(&self, sender: Principal, id: Principal) -> Result<mgmt::CanisterStatusResult, Reject> {
         let c = self.existing(id)?;
-        if sender != id {
+        if sender != id && !c.settings.status_visibility.allows(&sender, &c.controllers) {
             self.controlled(id, sender)?;
         }
         let heap = c.instance.as_ref().map_or(0, |i| i.heap_bytes());
@@ -479,15 +544,7 @@ impl World {
             },
             ready_for_migration: false,
             version: c.version,
-            settings: mgmt::DefiniteCanisterSettings {
-                controllers: c.controllers.clone(),
-                compute_allocation: Nat::from(c.settings.compute_allocation),
-                memory_allocation: Nat::from(c.settings.memory_allocation),
-                freezing_threshold: Nat::from(c.settings.freezing_threshold),
-                reserved_cycles_limit: Nat::from(c.settings.reserved_cycles_limit),
-                wasm_memory_limit: Nat::from(c.settings.wasm_memory_limit),
-                ..Default::default()
-            },
+            settings: c.settings.definite(&c.controllers),
             module_hash: c.instance.as_ref().map(|i| i.module().hash.to_vec()),
             memory_size: Nat::from(heap + stable),
             memory_metrics: mgmt::MemoryMetrics {
@@ -526,20 +583,17 @@ impl World {
 
     pub(crate) fn update_settings(&mut self, sender: Principal, from_canister: bool, id: Principal, settings: mgmt::CanisterSettings) -> Result<(), Reject> {
         self.controlled(id, sender)?;
-        if let Some(controllers) = &settings.controllers {
-            check_controllers(controllers)?;
-        }
         let origin = self.origin_of(sender, from_canister);
         let time = self.time;
         let c = self.canisters.get_mut(&id).expect("exists");
-        let mut updated = c.settings.clone();
-        apply_settings(&mut updated, &settings)?;
-        c.settings = updated;
+        let heap = c.instance.as_ref().map_or(0, |i| i.heap_bytes());
+        c.settings.apply(&settings, heap)?;
         c.version += 1;
         if let Some(controllers) = settings.controllers {
             c.controllers = controllers.clone();
             c.record_change(time, origin, mgmt::ChangeDetails::ControllersChange(mgmt::ControllersChangeRecord { controllers }));
         }
+        self.wasm_memory_changed(id);
         Ok(())
     }
 
@@ -572,39 +626,4 @@ impl HookEffects {
             certified_data: outcome.exec.certified_data.clone(),
         }
     }
-}
-
-fn check_controllers(controllers: &[Principal]) -> Result<(), Reject> {
-    const MAX_CONTROLLERS: usize = 10;
-    if controllers.len() > MAX_CONTROLLERS {
-        return Err(Reject::system(
-            ErrorCode::InvalidManagementPayload,
-            format!("Invalid settings: At most {MAX_CONTROLLERS} controllers can be specified, got {}.", controllers.len()),
-        ));
-    }
-    Ok(())
-}
-
-fn apply_settings(settings: &mut Settings, update: &mgmt::CanisterSettings) -> Result<(), Reject> {
-    if let Some(t) = &update.freezing_threshold {
-        settings.freezing_threshold = nat_u64(t);
-    }
-    if let Some(limit) = &update.wasm_memory_limit {
-        let limit = nat_u64(limit);
-        settings.wasm_memory_limit = if limit == 0 { MAX_WASM_MEMORY } else { limit };
-    }
-    if let Some(a) = &update.compute_allocation {
-        let a = nat_u64(a);
-        if a > 100 {
-            return Err(Reject::system(ErrorCode::InvalidManagementPayload, format!("Invalid compute allocation {a}: must be at most 100.")));
-        }
-        settings.compute_allocation = a;
-    }
-    if let Some(a) = &update.memory_allocation {
-        settings.memory_allocation = nat_u64(a);
-    }
-    if let Some(l) = &update.reserved_cycles_limit {
-        settings.reserved_cycles_limit = nat_u128(l);
-    }
-    Ok(())
 }

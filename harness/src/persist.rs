@@ -21,9 +21,11 @@ use wasmtime::Val;
 
 use crate::canister::{self, Instance, hex};
 use crate::config::{CostTable, Limits};
+use crate::logs::CanisterLog;
 use crate::pages::StableMemory;
+use crate::settings::{LowMemoryHook, Settings};
 use crate::types::LogRecord;
-use crate::world::{CanisterMetrics, CanisterState, Settings, Status, Traffic, World};
+use crate::world::{CanisterMetrics, CanisterState, Status, Traffic, World};
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -65,6 +67,10 @@ struct SavedCanister {
     certified_data: Vec<u8>,
     logs: Vec<LogRecord>,
     next_log: u64,
+    #[serde(default)]
+    log_buffer: CanisterLog,
+    #[serde(default)]
+    low_memory_hook: LowMemoryHook,
     /// Candid `vec change`.
     history: Vec<u8>,
     total_changes: u64,
@@ -167,6 +173,8 @@ impl World {
                 certified_data: c.certified_data.clone(),
                 logs: c.logs.clone(),
                 next_log: c.next_log,
+                log_buffer: c.log_buffer.clone(),
+                low_memory_hook: c.low_memory_hook,
                 history: candid::encode_one(&c.history).expect("a history encodes"),
                 total_changes: c.total_changes,
                 metrics: c.metrics.clone(),
@@ -239,6 +247,8 @@ impl World {
             c.certified_data = s.certified_data;
             c.logs = s.logs;
             c.next_log = s.next_log;
+            c.log_buffer = s.log_buffer;
+            c.low_memory_hook = s.low_memory_hook;
             c.history = candid::decode_one(&s.history).map_err(|e| PersistError::Format(e.to_string()))?;
             c.total_changes = s.total_changes;
             c.metrics = s.metrics;

@@ -6,6 +6,9 @@
 //! rs/embedders/src/wasmtime_embedder/system_api_complexity.rs) into the same counter as the
 //! wasm code, and journals every heap page it writes so a trap undoes it.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use candid::Principal;
 use wasmtime::{Caller, Linker, Memory};
 
@@ -32,11 +35,13 @@ pub enum ApiContext {
     GlobalTimer,
     Heartbeat,
     InspectMessage,
+    /// `canister_on_low_wasm_memory`, a system task as timers and heartbeats are.
+    OnLowWasmMemory,
 }
 
 impl ApiContext {
-    fn bit(self) -> u16 {
-        1 << self as u16
+    fn bit(self) -> u32 {
+        1 << self as u32
     }
 
     /// The mode's name in the IC's contract-violation messages.
@@ -54,6 +59,7 @@ impl ApiContext {
             ApiContext::GlobalTimer => "global timer",
             ApiContext::Heartbeat => "heartbeat",
             ApiContext::InspectMessage => "inspect message",
+            ApiContext::OnLowWasmMemory => "on low Wasm memory",
         }
     }
 }
@@ -61,27 +67,27 @@ impl ApiContext {
 /// Sets of contexts, as the spec's letters: I G U Q Ry Rt C T F (and s for start).
 mod allowed {
     use super::ApiContext::*;
-    const fn b(c: super::ApiContext) -> u16 {
-        1 << c as u16
+    const fn b(c: super::ApiContext) -> u32 {
+        1 << c as u32
     }
-    pub const I: u16 = b(Init);
-    pub const G: u16 = b(PreUpgrade);
-    pub const U: u16 = b(Update);
-    pub const RQ: u16 = b(ReplicatedQuery);
-    pub const NRQ: u16 = b(NonReplicatedQuery);
-    pub const Q: u16 = RQ | NRQ;
-    pub const RY: u16 = b(ReplyCallback);
-    pub const RT: u16 = b(RejectCallback);
-    pub const C: u16 = b(Cleanup);
-    pub const T: u16 = b(GlobalTimer) | b(Heartbeat);
-    pub const F: u16 = b(InspectMessage);
-    pub const S: u16 = b(Start);
+    pub const I: u32 = b(Init);
+    pub const G: u32 = b(PreUpgrade);
+    pub const U: u32 = b(Update);
+    pub const RQ: u32 = b(ReplicatedQuery);
+    pub const NRQ: u32 = b(NonReplicatedQuery);
+    pub const Q: u32 = RQ | NRQ;
+    pub const RY: u32 = b(ReplyCallback);
+    pub const RT: u32 = b(RejectCallback);
+    pub const C: u32 = b(Cleanup);
+    pub const T: u32 = b(GlobalTimer) | b(Heartbeat) | b(OnLowWasmMemory);
+    pub const F: u32 = b(InspectMessage);
+    pub const S: u32 = b(Start);
     /// `*`: everywhere but the start function.
-    pub const ANY: u16 = I | G | U | Q | RY | RT | C | T | F;
-    pub const EVERYWHERE: u16 = ANY | S;
-    pub const CALLS: u16 = U | RY | RT | T;
+    pub const ANY: u32 = I | G | U | Q | RY | RT | C | T | F;
+    pub const EVERYWHERE: u32 = ANY | S;
+    pub const CALLS: u32 = U | RY | RT | T;
     /// Replicated executions other than start and inspect_message.
-    pub const REPLICATED: u16 = I | G | U | RQ | RY | RT | C | T;
+    pub const REPLICATED: u32 = I | G | U | RQ | RY | RT | C | T;
 }
 
 /// A call being assembled or performed by the running execution.
@@ -151,6 +157,48 @@ pub struct Execution {
     /// The `wasm_memory_limit` setting in bytes, enforced on growth in updates and install
     /// hooks; `None` where the IC does not enforce it.
     pub wasm_memory_limit: Option<u64>,
+    pub environment_variables: EnvironmentVariables,
+}
+
+/// A canister's environment variables, kept sorted by name as the IC keeps them (a map), so
+/// `ic0.env_var_name_*` enumerate them in that order; each execution shares them, uncopied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvironmentVariables(Arc<BTreeMap<String, String>>);
+
+impl EnvironmentVariables {
+    pub fn new(variables: BTreeMap<String, String>) -> Self {
+        EnvironmentVariables(Arc::new(variables))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The name at `index` in name order.
+    pub fn name(&self, index: usize) -> Option<&str> {
+        self.0.keys().nth(index).map(String::as_str)
+    }
+
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `(name, value)` in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+}
+
+impl serde::Serialize for EnvironmentVariables {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EnvironmentVariables {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(deserializer).map(EnvironmentVariables::new)
+    }
 }
 
 impl Default for Execution {
@@ -187,6 +235,7 @@ impl Default for Execution {
             costs: CostTable::default(),
             subnet_id: Principal::anonymous(),
             wasm_memory_limit: None,
+            environment_variables: EnvironmentVariables::default(),
         }
     }
 }
@@ -234,9 +283,13 @@ pub enum HostTrap {
     #[error("Canister {0} is out of cycles")]
     OutOfCycles(Principal),
     #[error(
-        "Canister exceeded its current Wasm memory limit of {limit} bytes. The peak Wasm memory usage was {peak} bytes."
+        "Canister exceeded its current Wasm memory limit of {limit} bytes. The peak Wasm memory usage was {peak} bytes. If the canister reaches 4GiB, then it may stop functioning and may become unrecoverable. Please reach out to the canister owner to investigate the reason for the increased memory usage. It might be necessary to move data from the Wasm memory to the stable memory. If such high Wasm memory usage is expected and safe, then the developer can increase the Wasm memory limit in the canister settings."
     )]
     WasmMemoryLimit { limit: u64, peak: u64 },
+    #[error("Environment variable index {index} is out of bounds. The number of environment variables is {count}.")]
+    EnvVarIndexOutOfBounds { index: usize, count: usize },
+    #[error("Environment variable {0} not found.")]
+    EnvVarNotFound(String),
 }
 
 /// The help line the replica appends to an error.
@@ -252,6 +305,9 @@ pub enum Help {
     RequestTooLarge,
     MethodNotFound,
     WasmModuleNotFound,
+    WasmMemoryLimit,
+    /// A suggestion without a documentation link.
+    EnvVarName,
 }
 
 const DOCS: &str = "https://internetcomputer.org/docs/current/references/execution-errors";
@@ -295,6 +351,11 @@ impl Help {
                 "Please install code to this canister before calling it.",
                 "wasm-module-not-found",
             ),
+            Help::WasmMemoryLimit => (
+                "Try checking the canister for a possible memory leak or modifying it to use more stable memory instead of Wasm memory.",
+                "wasm-memory-limit-exceeded",
+            ),
+            Help::EnvVarName => return "Provide a valid UTF-8 string for the environment variable name.".into(),
         };
         format!("{suggestion} See documentation: {DOCS}#{anchor}")
     }
@@ -305,7 +366,10 @@ impl HostTrap {
         use crate::types::ErrorCode::*;
         match self {
             HostTrap::CalledTrap(_) => CanisterCalledTrap,
-            HostTrap::ContractViolation { .. } | HostTrap::OutOfCycles(_) => CanisterContractViolation,
+            HostTrap::ContractViolation { .. }
+            | HostTrap::OutOfCycles(_)
+            | HostTrap::EnvVarIndexOutOfBounds { .. }
+            | HostTrap::EnvVarNotFound(_) => CanisterContractViolation,
             HostTrap::InstructionLimit(_) => CanisterInstructionLimitExceeded,
             HostTrap::StableDirtyLimit(_) => CanisterMemoryAccessLimitExceeded,
             HostTrap::StableOutOfBounds | HostTrap::Stable32Bit => CanisterTrapped,
@@ -319,7 +383,11 @@ impl HostTrap {
             HostTrap::ContractViolation { help, .. } => *help,
             HostTrap::InstructionLimit(_) => Help::InstructionLimit,
             HostTrap::StableOutOfBounds | HostTrap::Stable32Bit => Help::Trapped,
-            HostTrap::StableDirtyLimit(_) | HostTrap::OutOfCycles(_) | HostTrap::WasmMemoryLimit { .. } => Help::None,
+            HostTrap::WasmMemoryLimit { .. } => Help::WasmMemoryLimit,
+            HostTrap::StableDirtyLimit(_)
+            | HostTrap::OutOfCycles(_)
+            | HostTrap::EnvVarIndexOutOfBounds { .. }
+            | HostTrap::EnvVarNotFound(_) => Help::None,
         }
     }
 }
@@ -365,7 +433,7 @@ fn handles(c: &Caller<'_, SysApi>) -> Handles {
 }
 
 /// Checks that `name` may run in the current context, then charges `instructions`.
-fn enter(c: &mut Caller<'_, SysApi>, name: &str, allowed: u16, instructions: u64) -> HostResult<()> {
+fn enter(c: &mut Caller<'_, SysApi>, name: &str, allowed: u32, instructions: u64) -> HostResult<()> {
     let context = c.data().exec.context;
     if context.bit() & allowed == 0 {
         return Err(violation_with(
@@ -576,6 +644,7 @@ pub fn link(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     link_messages(linker)?;
     link_cycles(linker)?;
     link_canister_info(linker)?;
+    link_environment_variables(linker)?;
     link_calls(linker)?;
     link_stable_memory(linker)?;
 
@@ -665,7 +734,7 @@ pub fn link(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
 fn link_blob(
     linker: &mut Linker<SysApi>,
     name: &'static str,
-    allowed: u16,
+    allowed: u32,
     bytes: fn(&Execution) -> &[u8],
 ) -> wasmtime::Result<()> {
     let size_name: &'static str = Box::leak(format!("{name}_size").into_boxed_str());
@@ -748,7 +817,7 @@ fn link_cycles(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     use allowed::*;
     // Amounts the execution can read: (name, allowed, value).
     type Amount = fn(&Execution) -> u128;
-    let readers: [(&'static str, u16, Amount); 4] = [
+    let readers: [(&'static str, u32, Amount); 4] = [
         ("msg_cycles_available128", U | RQ | RY | RT, |e| e.cycles_available - e.cycles_accepted),
         ("msg_cycles_refunded128", RY | RT, |e| e.cycles_refunded),
         ("canister_cycle_balance128", ANY, |e| e.balance),
@@ -817,7 +886,7 @@ fn link_canister_info(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     // The harness certifies nothing, so it has no root key to give.
     link_blob(linker, "root_key", REPLICATED, |_| &[])?;
     type Number = fn(&Execution) -> i64;
-    let numbers: [(&'static str, u16, Number); 4] = [
+    let numbers: [(&'static str, u32, Number); 4] = [
         ("canister_version", ANY, |e| e.version as i64),
         ("time", ANY, |e| e.time as i64),
         ("canister_status", ANY, |e| e.status as i64),
@@ -856,34 +925,82 @@ fn link_canister_info(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
             other => Err(violation(format!("ic0.performance_counter: unknown counter type {other}"))),
         }
     })?;
-    // The harness sets no environment variables.
+    Ok(())
+}
+
+/// Bytes of a name `ic0.env_var_name_exists` and `ic0.env_var_value_*` take
+/// (`MAX_ENV_VAR_NAME_SIZE` in rs/embedders system_api.rs).
+const MAX_ENV_VAR_NAME_BYTES: u64 = 100;
+
+/// The variable name a canister passed at `[src, src+size)`, checked as the replica checks it.
+fn env_var_name(c: &mut Caller<'_, SysApi>, function: &str, src: u64, size: u64) -> HostResult<String> {
+    if size > MAX_ENV_VAR_NAME_BYTES {
+        return Err(violation_with(format!("{function}: Variable name is too large."), Help::None));
+    }
+    String::from_utf8(read_heap(c, function, src, size)?)
+        .map_err(|_| violation_with(format!("{function}: Variable name is not a valid UTF-8 string."), Help::EnvVarName))
+}
+
+/// `ic0.env_var_*_copy`: `size` bytes from `offset` of `bytes` (a name or a value, `what`) to
+/// the heap at `dst`.
+fn copy_env_var_bytes(c: &mut Caller<'_, SysApi>, function: &str, what: &str, dst: u64, offset: u64, size: u64, bytes: &[u8]) -> HostResult<()> {
+    let heap_size = c.data().heap.logical_pages * WASM_PAGE_SIZE;
+    check_slice(&format!("{function} heap"), dst, size, heap_size)?;
+    check_slice(&format!("{function} {what}"), offset, size, bytes.len() as u64)?;
+    write_heap(c, function, dst, &bytes[offset as usize..(offset + size) as usize])
+}
+
+fn link_environment_variables(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
+    use allowed::*;
+    fn variable_name(c: &Caller<'_, SysApi>, index: i32) -> HostResult<String> {
+        let variables = &c.data().exec.environment_variables;
+        let index = u(index) as usize;
+        variables
+            .name(index)
+            .map(str::to_string)
+            .ok_or_else(|| wasmtime::Error::new(HostTrap::EnvVarIndexOutOfBounds { index, count: variables.len() }))
+    }
+    fn variable_value(c: &Caller<'_, SysApi>, name: &str) -> HostResult<String> {
+        c.data()
+            .exec
+            .environment_variables
+            .value(name)
+            .map(str::to_string)
+            .ok_or_else(|| wasmtime::Error::new(HostTrap::EnvVarNotFound(name.to_string())))
+    }
     linker.func_wrap("ic0", "env_var_count", |mut c: Caller<'_, SysApi>| -> HostResult<i32> {
         enter(&mut c, "env_var_count", ANY, 500)?;
-        Ok(0)
+        Ok(c.data().exec.environment_variables.len() as i32)
     })?;
     linker.func_wrap("ic0", "env_var_name_size", |mut c: Caller<'_, SysApi>, index: i32| -> HostResult<i32> {
         enter(&mut c, "env_var_name_size", ANY, 500)?;
-        Err(violation(format!("ic0.env_var_name_size: index {index} out of bounds")))
+        Ok(variable_name(&c, index)?.len() as i32)
     })?;
-    linker.func_wrap("ic0", "env_var_name_copy", |mut c: Caller<'_, SysApi>, index: i32, _dst: i32, _off: i32, _size: i32| -> HostResult<()> {
-        enter(&mut c, "env_var_name_copy", ANY, 500)?;
-        Err(violation(format!("ic0.env_var_name_copy: index {index} out of bounds")))
+    linker.func_wrap("ic0", "env_var_name_copy", |mut c: Caller<'_, SysApi>, index: i32, dst: i32, offset: i32, size: i32| -> HostResult<()> {
+        enter(&mut c, "env_var_name_copy", ANY, 500 + u(size))?;
+        let name = variable_name(&c, index)?;
+        copy_env_var_bytes(&mut c, "ic0.env_var_name_copy", "name", u(dst), u(offset), u(size), name.as_bytes())
     })?;
     linker.func_wrap("ic0", "env_var_name_exists", |mut c: Caller<'_, SysApi>, src: i32, size: i32| -> HostResult<i32> {
-        enter(&mut c, "env_var_name_exists", ANY, 500 + u(size))?;
-        read_utf8(&mut c, "ic0.env_var_name_exists", u(src), u(size))?;
-        Ok(0)
+        enter(&mut c, "env_var_name_exists", ANY, 500)?;
+        let name = env_var_name(&mut c, "ic0.env_var_name_exists", u(src), u(size))?;
+        Ok(c.data().exec.environment_variables.value(&name).is_some() as i32)
     })?;
     linker.func_wrap("ic0", "env_var_value_size", |mut c: Caller<'_, SysApi>, src: i32, size: i32| -> HostResult<i32> {
-        enter(&mut c, "env_var_value_size", ANY, 500 + u(size))?;
-        let name = read_utf8(&mut c, "ic0.env_var_value_size", u(src), u(size))?;
-        Err(violation(format!("ic0.env_var_value_size: environment variable '{name}' not found")))
+        enter(&mut c, "env_var_value_size", ANY, 500)?;
+        let name = env_var_name(&mut c, "ic0.env_var_value_size", u(src), u(size))?;
+        Ok(variable_value(&c, &name)?.len() as i32)
     })?;
-    linker.func_wrap("ic0", "env_var_value_copy", |mut c: Caller<'_, SysApi>, src: i32, size: i32, _dst: i32, _off: i32, _n: i32| -> HostResult<()> {
-        enter(&mut c, "env_var_value_copy", ANY, 500 + u(size))?;
-        let name = read_utf8(&mut c, "ic0.env_var_value_copy", u(src), u(size))?;
-        Err(violation(format!("ic0.env_var_value_copy: environment variable '{name}' not found")))
-    })?;
+    linker.func_wrap(
+        "ic0",
+        "env_var_value_copy",
+        |mut c: Caller<'_, SysApi>, src: i32, name_size: i32, dst: i32, offset: i32, size: i32| -> HostResult<()> {
+            enter(&mut c, "env_var_value_copy", ANY, 500 + u(size))?;
+            let name = env_var_name(&mut c, "ic0.env_var_value_copy", u(src), u(name_size))?;
+            let value = variable_value(&c, &name)?;
+            copy_env_var_bytes(&mut c, "ic0.env_var_value_copy", "value", u(dst), u(offset), u(size), value.as_bytes())
+        },
+    )?;
     Ok(())
 }
 

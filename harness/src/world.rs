@@ -11,9 +11,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use candid::Principal;
 
 use crate::canister::{Entry, ExecError, Instance, Outcome};
-use crate::config::{CostTable, DEFAULT_FREEZING_THRESHOLD_SECONDS, DEFAULT_WASM_MEMORY_LIMIT, Limits};
+use crate::config::{CostTable, Limits};
 use crate::faults::Faults;
+use crate::logs::CanisterLog;
 use crate::messages::{Input, Origin, Output, Reject, Request, ResponseMessage};
+use crate::settings::{LowMemoryHook, Settings};
 use crate::system_api::{ApiContext, Execution, Help, OutgoingCall, Response};
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
 
@@ -45,27 +47,6 @@ pub enum Status {
     /// Waiting for its call contexts to close; the stop requests to answer then.
     Stopping(Vec<Origin>),
     Stopped,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Settings {
-    pub freezing_threshold: u64,
-    pub wasm_memory_limit: u64,
-    pub compute_allocation: u64,
-    pub memory_allocation: u64,
-    pub reserved_cycles_limit: u128,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            freezing_threshold: DEFAULT_FREEZING_THRESHOLD_SECONDS,
-            wasm_memory_limit: DEFAULT_WASM_MEMORY_LIMIT,
-            compute_allocation: 0,
-            memory_allocation: 0,
-            reserved_cycles_limit: 5_000_000_000_000,
-        }
-    }
 }
 
 /// What a canister did, for benchmarks and tests.
@@ -110,8 +91,12 @@ pub struct CanisterState {
     pub global_timer: u64,
     pub(crate) version: u64,
     pub(crate) certified_data: Vec<u8>,
+    /// Every line the canister printed and every error that ended an execution, for tests.
     pub(crate) logs: Vec<LogRecord>,
     pub(crate) next_log: u64,
+    /// The log as the IC keeps it, for `fetch_canister_logs`.
+    pub(crate) log_buffer: CanisterLog,
+    pub(crate) low_memory_hook: LowMemoryHook,
     pub(crate) history: Vec<Change>,
     pub(crate) total_changes: u64,
     pub(crate) queue: VecDeque<Input>,
@@ -135,6 +120,8 @@ impl CanisterState {
             certified_data: Vec::new(),
             logs: Vec::new(),
             next_log: 0,
+            log_buffer: CanisterLog::default(),
+            low_memory_hook: LowMemoryHook::default(),
             history: Vec::new(),
             total_changes: 0,
             queue: VecDeque::new(),
@@ -158,6 +145,13 @@ impl CanisterState {
 
     pub(crate) fn liquid_cycles(&self, costs: &CostTable) -> u128 {
         self.cycles.saturating_sub(self.freezing_reserve(costs))
+    }
+
+    /// Takes the condition of `canister_on_low_wasm_memory` on the heap as it is now (the
+    /// IC's `update_on_low_wasm_memory_hook_condition`).
+    pub(crate) fn update_low_wasm_memory_hook_condition(&mut self) {
+        let heap = self.instance.as_ref().map_or(0, |i| i.heap_bytes());
+        self.low_memory_hook.update(self.settings.low_wasm_memory(heap));
     }
 
     pub(crate) fn status_code(&self) -> u32 {
@@ -286,7 +280,8 @@ impl World {
             limits: self.limits.clone(),
             costs: self.costs.clone(),
             subnet_id: self.subnet_id,
-            wasm_memory_limit: matches!(context, ApiContext::Update | ApiContext::Init).then_some(c.settings.wasm_memory_limit),
+            wasm_memory_limit: c.settings.wasm_memory_limit_in(context),
+            environment_variables: c.settings.environment_variables.clone(),
             ..Execution::default()
         }
     }
@@ -300,6 +295,9 @@ impl World {
             ));
         }
         if receiver == MANAGEMENT_CANISTER {
+            if let Some(refusal) = self.management_ingress_refusal(method) {
+                return Err(refusal);
+            }
             let id = self.new_message_id();
             self.ingress.insert(id, None);
             let request = Request { sender, receiver, method: method.to_string(), payload, cycles: 0, origin: Origin::Ingress(id), deadline: 0 };
@@ -370,7 +368,7 @@ impl World {
     /// Runs a non-replicated query; its changes are always discarded.
     pub(crate) fn query(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
         if receiver == MANAGEMENT_CANISTER {
-            return self.management_call(sender, false, method, &payload).map_err(|r| r.to_user());
+            return self.management_query(sender, method, &payload).map_err(|r| r.to_user());
         }
         let Some(c) = self.canisters.get(&receiver) else {
             return Err(RejectResponse::new(ErrorCode::CanisterNotFound, format!("Canister {receiver} not found")));
@@ -577,6 +575,9 @@ impl World {
         if c.status != Status::Running || c.instance.is_none() {
             return;
         }
+        // A ready low-memory hook comes before the canister's other tasks.
+        self.run_low_wasm_memory_hook(id);
+        let c = &self.canisters[&id];
         if c.global_timer != 0 && self.time >= c.global_timer {
             self.canisters.get_mut(&id).expect("exists").global_timer = 0;
             if self.exports(id, "canister_global_timer") {
@@ -592,10 +593,28 @@ impl World {
         self.canisters[&id].instance.as_ref().is_some_and(|i| i.exports(name))
     }
 
-    fn run_system_task(&mut self, id: Principal, export: &'static str, kind: ApiContext) {
+    /// Runs `canister_on_low_wasm_memory` if its condition made it ready, the canister is running
+    /// and not frozen (the spec's "call context creation: on low wasm memory"); the hook is
+    /// then executed, whether or not the module exports it.
+    pub(crate) fn run_low_wasm_memory_hook(&mut self, id: Principal) {
+        let Some(c) = self.canisters.get_mut(&id) else { return };
+        if c.low_memory_hook != LowMemoryHook::Ready || c.status != Status::Running || c.instance.is_none() {
+            return;
+        }
+        c.low_memory_hook = LowMemoryHook::Executed;
+        if !self.exports(id, "canister_on_low_wasm_memory") {
+            return;
+        }
+        if !self.run_system_task(id, "canister_on_low_wasm_memory", ApiContext::OnLowWasmMemory) {
+            self.canisters.get_mut(&id).expect("exists").low_memory_hook = LowMemoryHook::Ready;
+        }
+    }
+
+    /// Runs a system task; returns whether it ran (a frozen canister runs none).
+    fn run_system_task(&mut self, id: Principal, export: &'static str, kind: ApiContext) -> bool {
         let c = self.canisters.get_mut(&id).expect("exists");
         if c.liquid_cycles(&self.costs) < self.costs.execution(self.limits.update_instructions) {
-            return; // frozen: system tasks do not run
+            return false;
         }
         let context = c.next_id();
         c.call_contexts.insert(
@@ -603,6 +622,7 @@ impl World {
             CallContext { origin: Origin::System, caller: MANAGEMENT_CANISTER, responded: true, available: 0, outstanding: 0, instructions: 0, deadline: 0 },
         );
         self.execute(id, Work::System { context, export, kind });
+        true
     }
 
     fn process(&mut self, id: Principal, input: Input) {
@@ -627,7 +647,8 @@ impl World {
                 } else if c.liquid_cycles(&self.costs) < self.costs.execution(self.limits.update_instructions) {
                     Some(Reject::system(ErrorCode::CanisterOutOfCycles, format!("Canister {id} is out of cycles")))
                 } else {
-                    None
+                    // An update is refused before it runs while the heap exceeds the limit.
+                    c.settings.heap_over_limit(instance.heap_bytes()).filter(|_| update).map(|error| Reject::failed(&id, &error))
                 }
             }
         };
@@ -773,6 +794,11 @@ impl World {
         let executed = Executed { canister: id, context_id, kind, outcome, cleanup: cleanup_outcome, error };
         let outputs = self.settle(executed);
         self.route(id, outputs);
+        // The low-memory hook, made ready by this execution's growth, is the canister's next.
+        if let Some(c) = self.canisters.get_mut(&id) {
+            c.update_low_wasm_memory_hook_condition();
+        }
+        self.run_low_wasm_memory_hook(id);
     }
 
     /// Applies an execution's effects to its canister and call context, and returns what it
@@ -790,6 +816,7 @@ impl World {
         if let Some(err) = &outcome.result.as_ref().err() {
             c.log(time, format!("[TRAP]: {}", err.display).into_bytes(), to_stderr);
         }
+        c.log_buffer.record(time, &outcome.exec.logs, outcome.result.as_ref().err());
         let succeeded = outcome.result.is_ok();
         let exec = outcome.exec;
         // A query executed as an update answers, but keeps no change.
@@ -833,6 +860,7 @@ impl World {
             for line in cleanup.exec.logs.iter().cloned() {
                 c.log(time, line, to_stderr);
             }
+            c.log_buffer.record(time, &cleanup.exec.logs, cleanup.result.as_ref().err());
             if cleanup.result.is_ok() {
                 c.cycles = cleanup.exec.balance;
                 c.global_timer = cleanup.exec.global_timer;
@@ -882,7 +910,7 @@ impl World {
             }
         }
         for origin in answers {
-            self.deliver_response(origin, MANAGEMENT_CANISTER, Ok(candid::encode_one(()).expect("unit encodes")), 0);
+            self.deliver_response(origin, MANAGEMENT_CANISTER, Ok(candid::encode_args(()).expect("no value encodes")), 0);
         }
     }
 }

@@ -13,6 +13,18 @@ pub fn kv_wasm() -> Vec<u8> {
     ic_harness::build::canister_wasm("harness-test-canisters", "kv")
 }
 
+pub fn settings_wasm() -> Vec<u8> {
+    ic_harness::build::canister_wasm("harness-test-canisters", "settings")
+}
+
+/// A settings canister controlled by [`controller`], created with `settings` besides.
+pub fn settings_canister(ic: &impl IcBackend, settings: ic_management_canister_types::CanisterSettings) -> Principal {
+    let settings = ic_management_canister_types::CanisterSettings { controllers: Some(vec![controller()]), ..settings };
+    let id = ic.create_canister_with_settings(Some(controller()), Some(settings));
+    ic.install_canister(id, settings_wasm(), candid::encode_one(None::<u64>).unwrap(), Some(controller()));
+    id
+}
+
 pub fn controller() -> Principal {
     Principal::from_slice(&[0xc0; 29])
 }

@@ -1,9 +1,15 @@
-//! The management canister: canister_info, status, controllers, stop and start.
+//! The management canister: canister_info, status, controllers, stop and start, and the
+//! encoding of every reply.
 
 use crate::common::*;
-use candid::{Encode, Principal};
+use candid::{CandidType, Decode, Encode, Nat, Principal};
 use ic_harness::{ErrorCode, Harness, RejectCode};
-use ic_management_canister_types::{CanisterIdRecord, CanisterInfoArgs, CanisterStatusType};
+use ic_management_canister_types::{
+    CanisterIdRecord, CanisterInfoArgs, CanisterInfoResult, CanisterInstallMode, CanisterSettings, CanisterStatusResult, CanisterStatusType,
+    CreateCanisterArgs, CreateCanisterResult, InstallCodeArgs, ProvisionalCreateCanisterWithCyclesArgs,
+    ProvisionalCreateCanisterWithCyclesResult, ProvisionalTopUpCanisterArgs, RawRandResult, UninstallCodeArgs, UpdateSettingsArgs,
+};
+use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 use sha2::Digest;
 
@@ -87,4 +93,62 @@ fn a_canister_creates_and_installs_another() {
     let (_, hash, changes): (Vec<Principal>, Option<ByteBuf>, u64) = update(&ic, parent, "info", (child,)).unwrap();
     assert_eq!(hash.unwrap().into_vec(), sha2::Sha256::digest(probe_wasm()).to_vec());
     assert_eq!(changes, 2);
+}
+
+/// The reply of a method whose result is `()`: a message with no value.
+const NO_VALUE: &[u8] = b"DIDL\x00\x00";
+
+/// Checks that `reply` is a `T` encoded as the IC encodes it: decoded as the management
+/// canister's result type and encoded again, it gives the same bytes.
+fn assert_encodes_as<T: CandidType + DeserializeOwned>(method: &str, reply: &[u8]) {
+    let value = Decode!(reply, T).unwrap_or_else(|e| panic!("{method}: {e}"));
+    assert_eq!(Encode!(&value).unwrap(), reply, "{method}");
+}
+
+#[test]
+fn every_management_reply_is_encoded_as_the_ic_encodes_it() {
+    let ic = Harness::new();
+    let management = Principal::management_canister();
+    let call = |method: &str, arg: Vec<u8>| ic.update_call(management, controller(), method, arg).unwrap_or_else(|r| panic!("{method}: {r}"));
+    let settings = CanisterSettings { controllers: Some(vec![controller()]), ..Default::default() };
+    let create = ProvisionalCreateCanisterWithCyclesArgs { amount: None, settings: Some(settings), specified_id: None, sender_canister_version: None };
+    let reply = call("provisional_create_canister_with_cycles", Encode!(&create).unwrap());
+    assert_encodes_as::<ProvisionalCreateCanisterWithCyclesResult>("provisional_create_canister_with_cycles", &reply);
+    let id = Decode!(&reply, CanisterIdRecord).unwrap().canister_id;
+    let record = Encode!(&CanisterIdRecord { canister_id: id }).unwrap();
+    let update = UpdateSettingsArgs {
+        canister_id: id,
+        settings: CanisterSettings { freezing_threshold: Some(Nat::from(1_000u64)), ..Default::default() },
+        sender_canister_version: None,
+    };
+    let install = InstallCodeArgs { mode: CanisterInstallMode::Install, canister_id: id, wasm_module: probe_wasm(), arg: no_args(), sender_canister_version: None };
+    let top_up = ProvisionalTopUpCanisterArgs { canister_id: id, amount: Nat::from(1_000u64) };
+    for (method, arg) in [
+        ("update_settings", Encode!(&update).unwrap()),
+        ("install_code", Encode!(&install).unwrap()),
+        ("provisional_top_up_canister", Encode!(&top_up).unwrap()),
+        ("stop_canister", record.clone()),
+        ("start_canister", record.clone()),
+        ("uninstall_code", Encode!(&UninstallCodeArgs { canister_id: id, sender_canister_version: None }).unwrap()),
+        ("stop_canister", record.clone()),
+    ] {
+        assert_eq!(call(method, arg), NO_VALUE, "{method}");
+    }
+    assert_encodes_as::<CanisterStatusResult>("canister_status", &call("canister_status", record.clone()));
+    assert_eq!(call("delete_canister", record), NO_VALUE, "delete_canister");
+
+    // The methods only canisters may call.
+    let caller = probe(&ic);
+    let via = |method: &str, arg: Vec<u8>, cycles: u128| match call_via(&ic, caller, management, method, arg, None, cycles) {
+        CallOutcome::Reply(bytes) => bytes.into_vec(),
+        other => panic!("{method}: {other:?}"),
+    };
+    let create = CreateCanisterArgs { settings: None, sender_canister_version: None };
+    let reply = via("create_canister", Encode!(&create).unwrap(), 1_000_000_000_000);
+    assert_encodes_as::<CreateCanisterResult>("create_canister", &reply);
+    let child = Decode!(&reply, CanisterIdRecord).unwrap().canister_id;
+    assert_eq!(via("deposit_cycles", Encode!(&CanisterIdRecord { canister_id: child }).unwrap(), 1_000), NO_VALUE, "deposit_cycles");
+    assert_encodes_as::<RawRandResult>("raw_rand", &via("raw_rand", no_args(), 0));
+    let info = CanisterInfoArgs { canister_id: child, num_requested_changes: Some(5) };
+    assert_encodes_as::<CanisterInfoResult>("canister_info", &via("canister_info", Encode!(&info).unwrap(), 0));
 }
