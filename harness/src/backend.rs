@@ -183,7 +183,6 @@ mod pocket {
             environment_variables: s.environment_variables.map(|variables| {
                 variables.into_iter().map(|v| pocket_ic::EnvironmentVariable { name: v.name, value: v.value }).collect()
             }),
-            ..Default::default()
         }
     }
 
