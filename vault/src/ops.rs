@@ -50,8 +50,8 @@ pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
         next_snapshot_at_nanos: (record.next_due > 0).then_some(record.next_due),
         running_job: record.running_job,
         snapshots,
-        stored_bytes: usage.held.stored,
-        cycles_today: usage.cycles_today(ic_cdk::api::time()),
+        stored_bytes: Some(usage.held.stored),
+        cycles_today: Some(usage.cycles_today(ic_cdk::api::time())),
     }
 }
 

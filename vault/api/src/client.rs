@@ -281,8 +281,8 @@ mod tests {
             next_snapshot_at_nanos: None,
             running_job: None,
             snapshots: 0,
-            stored_bytes: 0,
-            cycles_today: 0,
+            stored_bytes: None,
+            cycles_today: None,
         };
         let apps = client(full_reply(info.clone())).list_apps().unwrap().unwrap();
         assert!(apps.len() > 30_000 && apps.iter().all(|a| *a == info), "{}", apps.len());

@@ -207,10 +207,11 @@ pub struct AppInfo {
     pub next_snapshot_at_nanos: Option<u64>,
     pub running_job: Option<u64>,
     pub snapshots: u32,
-    /// Bytes of the chunks its snapshots hold, each counted once.
-    pub stored_bytes: u64,
-    /// Cycles the vault spent on its jobs and imports this UTC day.
-    pub cycles_today: u128,
+    /// Bytes of the chunks its snapshots hold, each counted once (none from a vault that counts
+    /// no such thing, release 0.1.0's).
+    pub stored_bytes: Option<u64>,
+    /// Cycles the vault spent on its jobs and imports this UTC day (none likewise).
+    pub cycles_today: Option<u128>,
 }
 
 /// What started a snapshot.
