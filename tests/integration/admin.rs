@@ -173,8 +173,10 @@ fn an_open_vault_holds_a_stranger_to_its_quotas() {
     let Some(JobError::Refused { error: VaultError::QuotaExceeded { what, used, limit, .. } }) = third.error else { panic!("{third:?}") };
     assert_eq!((what.as_str(), used, limit), ("snapshots", 2, 2));
     assert_eq!(mine.list_snapshots(app).unwrap().len(), 2, "the refused snapshot is never listed");
-    // Bytes: a larger limit on snapshots, not on bytes.
-    set_limits(&env, Limits { app_bytes: 2 * size + size / 2, app_snapshots: 10, app_imports: 1, ..Limits::default() });
+    // Bytes: a larger limit on snapshots, not on bytes (the chunks the two snapshots share count
+    // once in what the app holds).
+    let held = mine.app_info(app).unwrap().stored_bytes.expect("this vault counts them");
+    set_limits(&env, Limits { app_bytes: held + size / 2, app_snapshots: 10, app_imports: 1, ..Limits::default() });
     let over = job(&env);
     assert!(matches!(over.error, Some(JobError::Refused { error: VaultError::QuotaExceeded { ref what, .. } }) if what == "bytes"), "{over:?}");
     // Imports: one open at a time, and within the bytes left.
@@ -278,4 +280,166 @@ fn an_import_claiming_a_future_time_does_not_outlive_newer_snapshots() {
     let taken = env.snapshot(app);
     let kept: Vec<u64> = env.vault().list_snapshots(app).unwrap().iter().map(|s| s.id).collect();
     assert_eq!(kept, vec![taken.snapshot_id.unwrap()]);
+}
+
+/// The snapshots of `app` listed, by id.
+fn listed(env: &Env, app: Principal) -> Vec<u64> {
+    env.vault().list_snapshots(app).unwrap().iter().map(|s| s.id).collect()
+}
+
+/// Applies the first `PREFILL` updates to `app`: a state of several chunks.
+fn filled(env: &Env, app: Principal) {
+    for n in 0..PREFILL {
+        AppKind::Notes.apply(&env.app(app), n);
+    }
+}
+
+/// A snapshot of `app` taken as `caller`, finished.
+fn snapshot_as(env: &Env, caller: Principal, app: Principal) -> vault_api::service::JobInfo {
+    let id = env.vault_as(caller).snapshot_now(app).unwrap().id;
+    env.finish_job_as(caller, id, 2_000)
+}
+
+fn refused_by_quota(job: &vault_api::service::JobInfo) -> &VaultError {
+    match &job.error {
+        Some(JobError::Refused { error: error @ VaultError::QuotaExceeded { .. } }) => error,
+        other => panic!("job {} was not refused by a quota: {other:?}", job.id),
+    }
+}
+
+#[test]
+fn snapshots_sharing_their_chunks_count_them_once_in_the_bytes_quota() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(10));
+    filled(&env, app);
+    assert!(env.snapshot(app).error.is_none());
+    let size = env.vault().list_snapshots(app).unwrap()[0].size;
+    let held = env.vault().app_info(app).unwrap().stored_bytes.expect("this vault counts them");
+    assert!(held > 0 && held <= size, "{held} of {size}");
+    // Counted whole, a third snapshot of the same state would pass the quota.
+    set_limits(&env, Limits { app_bytes: 2 * size + size / 2, ..Limits::default() });
+    for _ in 0..4 {
+        let job = env.snapshot(app);
+        assert!(job.error.is_none(), "{job:?}");
+    }
+    assert_eq!(listed(&env, app).len(), 5);
+    assert_eq!(env.vault().app_info(app).unwrap().stored_bytes, Some(held), "an unchanged state's chunks are stored and counted once");
+    let registrants = answer(env.vault().service().list_registrants()).unwrap();
+    let owners = registrants.iter().find(|r| r.registrant == owner()).expect("the owner registered the app");
+    let usage = &owners.apps[0];
+    assert_eq!((usage.stored_bytes, usage.snapshot_bytes, owners.stored_bytes), (held, 5 * size, held));
+    // A new snapshot must still fit whole beside what the app holds.
+    set_limits(&env, Limits { app_bytes: held + size - 1, ..Limits::default() });
+    let over = env.snapshot(app);
+    assert_eq!(
+        refused_by_quota(&over),
+        &VaultError::QuotaExceeded { app, what: "bytes".into(), used: held, limit: held + size - 1, registrant: None }
+    );
+}
+
+#[test]
+fn an_app_whose_retention_keeps_as_many_snapshots_as_its_quota_keeps_taking_them() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(2));
+    set_limits(&env, Limits { app_snapshots: 2, ..Limits::default() });
+    let mut taken = Vec::new();
+    for n in 0..5 {
+        AppKind::Notes.apply(&env.app(app), PREFILL + n);
+        let job = env.snapshot(app);
+        assert!(job.error.is_none(), "snapshot {n}: {job:?}");
+        taken.push(job.snapshot_id.unwrap());
+    }
+    assert_eq!(listed(&env, app), taken[3..], "retention keeps the newest two");
+    // A policy that keeps more than the quota meets it once the quota is full.
+    env.vault().update_schedule(app, None, Some(keep(3))).unwrap();
+    let over = env.snapshot(app);
+    assert!(matches!(refused_by_quota(&over), VaultError::QuotaExceeded { what, used: 2, limit: 2, .. } if what == "snapshots"), "{over:?}");
+    assert_eq!(listed(&env, app), taken[3..]);
+}
+
+/// Advances the embedded IC's time to the first second of the next UTC day.
+fn next_utc_day(env: &Env) {
+    let day = 86_400 * 1_000_000_000;
+    let now = env.ic.get_time().as_nanos_since_unix_epoch();
+    env.ic.advance_time(std::time::Duration::from_nanos(day - now % day + 1_000_000_000));
+}
+
+#[test]
+fn an_app_past_its_cycles_of_the_day_gets_no_new_job_or_import_until_the_next_day() {
+    let env = Env::new();
+    next_utc_day(&env);
+    let app = env.registered(AppKind::Notes, manual(), keep(10));
+    filled(&env, app);
+    let first = env.snapshot(app);
+    let spent = env.vault().app_info(app).unwrap().cycles_today.expect("this vault counts them");
+    let snapshot = &env.vault().list_snapshots(app).unwrap()[0];
+    assert_eq!(spent, snapshot.transfer_cycles, "the day's spending is what the snapshot's calls cost");
+    // The day's quota at what was spent: nothing more starts today.
+    let limit = spent as u64;
+    set_limits(&env, Limits { app_cycles_per_day: limit, ..Limits::default() });
+    let refused = env.snapshot(app);
+    let VaultError::QuotaExceeded { what, used, limit: quota, registrant: None, .. } = refused_by_quota(&refused) else { unreachable!() };
+    assert_eq!((what.as_str(), *quota), ("cycles per day", limit));
+    assert!(*used >= limit, "{used}: the refused job's dump_begin call counts too");
+    let restore = env.vault().restore(app, first.snapshot_id.unwrap(), None);
+    assert!(matches!(restore, Err(VaultError::QuotaExceeded { ref what, .. }) if what == "cycles per day"), "{restore:?}");
+    let data = b"a small import".to_vec();
+    let refused = import(&env, owner(), app, &data);
+    assert!(matches!(refused, Err(VaultError::QuotaExceeded { ref what, .. }) if what == "cycles per day"), "{refused:?}");
+    // The next UTC day starts from nothing: the import's estimate, a chunk's ingress, fits.
+    next_utc_day(&env);
+    assert_eq!(env.vault().app_info(app).unwrap().cycles_today, Some(0));
+    import(&env, owner(), app, &data).expect("a new day");
+}
+
+#[test]
+fn a_job_begun_within_the_days_cycles_ends_though_the_quota_is_lowered_meanwhile() {
+    let env = Env::new();
+    next_utc_day(&env);
+    let app = env.registered(AppKind::Notes, manual(), keep(10));
+    filled(&env, app);
+    let dump_chunk = ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::DUMP_CHUNK);
+    env.ic.reject_calls(dump_chunk, ic_harness::RejectCode::SysTransient, "busy", None);
+    let job = env.vault().snapshot_now(app).unwrap();
+    env.run_for(5);
+    assert_eq!(env.vault().job_status(job.id).unwrap().phase, vault_api::service::JobPhase::Transferring, "the dump is open");
+    set_limits(&env, Limits { app_cycles_per_day: 1, ..Limits::default() });
+    env.ic.clear_faults();
+    let done = env.finish_job(job.id, 2_000);
+    assert!(done.error.is_none(), "{done:?}");
+    assert!(env.vault().app_info(app).unwrap().cycles_today > Some(1));
+}
+
+#[test]
+fn an_open_vault_holds_each_registrant_to_its_number_of_apps_and_their_bytes() {
+    let env = Env::new();
+    answer(env.vault().service().set_registration(Registration::Open)).unwrap();
+    set_limits(&env, Limits { registrant_apps: 1, ..Limits::default() });
+    let (first, second) = (app_of(&env, stranger()), app_of(&env, stranger()));
+    registers(&env, stranger(), first).unwrap();
+    let refused = registers(&env, stranger(), second);
+    let expected = VaultError::QuotaExceeded { app: second, what: "apps".into(), used: 1, limit: 1, registrant: Some(stranger()) };
+    assert_eq!(refused, Err(expected));
+    assert!(refused.unwrap_err().to_string().contains(&format!("registrant {}'s quota", stranger())));
+    assert_eq!(env.vault_as(stranger()).app_info(second), Err(VaultError::UnknownApp { app: second }));
+    // Administrators are not held to it.
+    env.registered(AppKind::Notes, manual(), keep(1));
+    env.registered(AppKind::Notes, manual(), keep(1));
+    // Bytes: what the registrant's apps hold together.
+    for app in [first, second] {
+        AppKind::Notes.apply(&env.app(app), PREFILL);
+    }
+    assert!(snapshot_as(&env, stranger(), first).error.is_none());
+    let held = env.vault_as(stranger()).app_info(first).unwrap().stored_bytes.expect("this vault counts them");
+    let limit = held + held / 2;
+    set_limits(&env, Limits { registrant_apps: 2, registrant_bytes: limit, ..Limits::default() });
+    registers(&env, stranger(), second).unwrap();
+    let expected = VaultError::QuotaExceeded { app: second, what: "bytes".into(), used: held, limit, registrant: Some(stranger()) };
+    assert_eq!(refused_by_quota(&snapshot_as(&env, stranger(), second)), &expected);
+    // Unregistered with its snapshot kept, the first app's bytes stay charged to the stranger.
+    env.vault_as(stranger()).unregister(first, false).unwrap();
+    assert_eq!(refused_by_quota(&snapshot_as(&env, stranger(), second)), &expected);
+    let registrants = answer(env.vault().service().list_registrants()).unwrap();
+    let theirs = registrants.iter().find(|r| r.registrant == stranger()).expect("the stranger is listed");
+    assert_eq!((theirs.stored_bytes, theirs.apps.iter().map(|a| a.app).collect::<Vec<_>>()), (held, vec![second]));
 }

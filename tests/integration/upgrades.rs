@@ -1,7 +1,9 @@
 //! Upgrades from the previous release and rollbacks to it. The vault and both example apps start
 //! on release 0.1.0's modules (`tests/fixtures/release-0.1.0`), are upgraded to this build,
-//! rolled back, and upgraded again. Snapshots taken on either side stay listed and restorable
-//! on both, and the apps' states survive every step.
+//! rolled back, and upgraded again. The apps roll back; the vault does not: this build migrates
+//! its stable memory to layout 2, which 0.1.0 refuses to read (its `post_upgrade` traps on the
+//! header), so the IC keeps the vault on this build. Snapshots taken on either side stay listed
+//! and restorable, and the apps' states survive every step.
 
 use candid::{Encode, Principal};
 use vault_tests::*;
@@ -19,16 +21,26 @@ fn previous_app(kind: AppKind) -> Vec<u8> {
     })
 }
 
-/// Installs `wasm` over `canister` the way an operator does: the vault is stopped for it.
-fn upgrade(env: &Env, canister: Principal, wasm: Vec<u8>) {
+/// Installs `wasm` over `canister` the way an operator does (the vault is stopped for it), and
+/// starts the vault again whatever the upgrade answered.
+fn try_upgrade(env: &Env, canister: Principal, wasm: Vec<u8>) -> Result<(), ic_harness::RejectResponse> {
     let stop = canister == env.vault;
     if stop {
         env.ic.stop_canister(canister, Some(owner())).expect("stop");
     }
-    env.ic.upgrade_canister(canister, wasm, Encode!().unwrap(), Some(owner())).expect("upgrade");
+    let upgraded = env.ic.upgrade_canister(canister, wasm, Encode!().unwrap(), Some(owner()));
     if stop {
         env.ic.start_canister(canister, Some(owner())).expect("start");
     }
+    upgraded
+}
+
+fn upgrade(env: &Env, canister: Principal, wasm: Vec<u8>) {
+    try_upgrade(env, canister, wasm).expect("upgrade");
+}
+
+fn module_hash(env: &Env, canister: Principal) -> Option<Vec<u8>> {
+    env.ic.canister_status(canister, Some(owner())).expect("canister_status").module_hash
 }
 
 struct App {
@@ -109,9 +121,13 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     }
     snapshot_all(&env, &mut apps, &mut taken, 3);
 
-    // Rolled back to 0.1.0: it reads what this build stored, its snapshots included.
+    // Rolled back to 0.1.0: the apps are; the vault's upgrade is refused by 0.1.0, which does not
+    // read layout 2, and the vault runs on this build as before, its snapshots intact.
     let before = states(&env, &apps);
-    upgrade(&env, env.vault, release_0_1_0("canister_vault"));
+    let this_build = module_hash(&env, env.vault);
+    let refused = try_upgrade(&env, env.vault, release_0_1_0("canister_vault")).expect_err("0.1.0 refuses layout 2");
+    assert!(refused.reject_message.contains("vault layout 2 is not supported by this build"), "{refused:?}");
+    assert_eq!(module_hash(&env, env.vault), this_build, "the IC keeps the vault's module");
     for app in &apps {
         upgrade(&env, app.id, previous_app(app.kind));
     }
