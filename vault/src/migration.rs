@@ -10,9 +10,10 @@
 //! Layouts:
 //! - 1: release 0.1.0 and since: memories 0 to 11.
 //! - 2: adds APP_CHUNKS and APP_USAGE (13, 14), what each app and registrant holds; built
-//!   from layout 1's snapshots, manifests and registrations by [`State::count_usage`], which reads each
-//!   manifest entry once (about a hundred thousand instructions each: the 300 B an upgrade may
-//!   execute take some two million chunks, 4 TiB of them).
+//!   from layout 1's snapshots, manifests and registrations by [`State::count_usage`] in the
+//!   upgrade, which reads each manifest entry once: about 65,000 instructions an entry on the
+//!   embedded IC, so the 300 B an upgrade may execute count some 4 million entries (130
+//!   snapshots of a 64 GiB app). A layout 1 holding more fails the upgrade, and stays as it was.
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
