@@ -2,6 +2,7 @@
 //!
 //! Sources: rs/config/src/subnet_config.rs, execution_environment.rs and embedders.rs in
 //! dfinity/ic, and `CyclesAccountManagerConfig::application_subnet` for a 13-node subnet.
+//! The round interval is an assumption (see [`Clock`]).
 
 /// Per-message and per-canister limits.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -63,6 +64,25 @@ impl Default for Limits {
             max_call_timeout_seconds: 300,
             max_certified_data_bytes: 32,
         }
+    }
+}
+
+/// How the clock moves in [`crate::Harness::advance`] and [`crate::Harness::advance_rounds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Time from one round to the next, at least 1 ns. Heartbeats run once per round, and a
+    /// timer due sooner than this after the last round waits for the next one. The IC
+    /// publishes no block rate; an application subnet makes about one block a second, which
+    /// is the default (an assumption).
+    pub round_interval_nanos: u64,
+    /// Rounds one advance may run; an advance that would run more stops with
+    /// [`crate::AdvanceError`].
+    pub max_rounds_per_advance: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock { round_interval_nanos: 1_000_000_000, max_rounds_per_advance: 1_000_000 }
     }
 }
 

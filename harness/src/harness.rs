@@ -7,11 +7,11 @@ use std::time::Duration;
 use candid::{Encode, Principal};
 use ic_management_canister_types as mgmt;
 
-use crate::config::{CostTable, DEFAULT_PROVISIONAL_CYCLES, Limits};
+use crate::config::{Clock, CostTable, DEFAULT_PROVISIONAL_CYCLES, Limits};
 use crate::faults::CallMatcher;
 use crate::management::InstallMode;
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
-use crate::world::{CanisterMetrics, Traffic, World};
+use crate::world::{AdvanceError, AdvanceReport, CanisterMetrics, Traffic, World};
 
 /// The IC's time: nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,6 +49,7 @@ pub struct HarnessBuilder {
     initial_time: Time,
     log_to_stderr: bool,
     max_rounds_per_call: u32,
+    clock: Clock,
 }
 
 impl Default for HarnessBuilder {
@@ -59,6 +60,7 @@ impl Default for HarnessBuilder {
             initial_time: DEFAULT_INITIAL_TIME,
             log_to_stderr: std::env::var_os("HARNESS_LOG").is_some(),
             max_rounds_per_call: 100,
+            clock: Clock::default(),
         }
     }
 }
@@ -92,10 +94,23 @@ impl HarnessBuilder {
         self
     }
 
+    /// Time between two rounds in [`Harness::advance`] and [`Harness::advance_rounds`]
+    /// (default 1 s; at least 1 ns).
+    pub fn with_round_interval(mut self, interval: Duration) -> Self {
+        self.clock.round_interval_nanos = nanos(interval).max(1);
+        self
+    }
+
+    /// Rounds one advance may run before it stops with [`AdvanceError`] (default 1,000,000).
+    pub fn with_max_rounds_per_advance(mut self, rounds: u64) -> Self {
+        self.clock.max_rounds_per_advance = rounds;
+        self
+    }
+
     pub fn build(self) -> Harness {
         let mut world = World::new(self.limits, self.costs, self.initial_time.0);
         world.log_to_stderr = self.log_to_stderr;
-        Harness { world: RefCell::new(world), max_rounds_per_call: self.max_rounds_per_call }
+        Harness { world: RefCell::new(world), max_rounds_per_call: self.max_rounds_per_call, clock: self.clock }
     }
 }
 
@@ -103,6 +118,12 @@ impl HarnessBuilder {
 pub struct Harness {
     world: RefCell<World>,
     max_rounds_per_call: u32,
+    clock: Clock,
+}
+
+/// A duration in nanoseconds, `u64::MAX` for one longer than the IC's clock can count.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Default for Harness {
@@ -142,7 +163,8 @@ impl Harness {
         let log_to_stderr = std::env::var_os("HARNESS_LOG").is_some();
         let mut world = world;
         world.log_to_stderr = log_to_stderr;
-        Ok(Harness { world: RefCell::new(world), max_rounds_per_call: HarnessBuilder::default().max_rounds_per_call })
+        let defaults = HarnessBuilder::default();
+        Ok(Harness { world: RefCell::new(world), max_rounds_per_call: defaults.max_rounds_per_call, clock: defaults.clock })
     }
 
     /// Direct access to the state, for the harness's own extensions.
@@ -263,6 +285,26 @@ impl Harness {
     /// Moves time forward (runs no round); canisters pay storage for the elapsed time.
     pub fn advance_time(&self, duration: Duration) {
         self.world.borrow_mut().advance_time(duration.as_nanos() as u64);
+    }
+
+    /// Lets `duration` pass as the IC would, with rounds only where something is due: each
+    /// global timer fires in a round at its time, a canister with a heartbeat gets a round
+    /// every round interval, messages in flight run in the next round, a bounded-wait call
+    /// expires just after its deadline; a round never comes sooner than one round interval
+    /// after the last, so a timer re-armed at once fires once per interval. The messages a
+    /// round produces run in it (up to 64 inner rounds, then in the next round). Canisters pay
+    /// storage for the time as it passes. Returns the rounds and executions it ran, or stops
+    /// with [`AdvanceError`] once it has run the round limit
+    /// ([`HarnessBuilder::with_max_rounds_per_advance`]).
+    pub fn advance(&self, duration: Duration) -> Result<AdvanceReport, AdvanceError> {
+        self.world.borrow_mut().advance(nanos(duration), &self.clock)
+    }
+
+    /// Lets `duration` pass round by round: a round every round interval whether or not
+    /// anything is due, as the IC runs them. Refused up front, running nothing, if that is
+    /// more rounds than the limit.
+    pub fn advance_rounds(&self, duration: Duration) -> Result<AdvanceReport, AdvanceError> {
+        self.world.borrow_mut().advance_rounds(nanos(duration), &self.clock)
     }
 
     pub fn get_time(&self) -> Time {

@@ -46,9 +46,9 @@ mod world;
 
 pub use backend::{CallError, IcBackend};
 pub use canister::{CompiledModule, ModuleError, compile, host_functions};
-pub use config::Limits;
+pub use config::{Clock, Limits};
 pub use faults::CallMatcher;
 pub use harness::{Harness, HarnessBuilder, MessageId, Time};
 pub use persist::PersistError;
 pub use types::{ErrorCode, LogRecord, RejectCode, RejectResponse};
-pub use world::{CanisterMetrics, CanisterState, MethodTraffic, Traffic, World};
+pub use world::{AdvanceError, AdvanceReport, CanisterMetrics, CanisterState, MethodTraffic, Traffic, World};

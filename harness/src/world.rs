@@ -5,13 +5,17 @@
 //! responses) between a pair of canisters stay in order. A round ([`World::tick`]) fires due
 //! timers, then runs every queued message, and keeps running the messages those produce in
 //! inner rounds until the queues are empty or `max_inner_rounds` is reached.
+//!
+//! [`World::advance`] lets time pass as the IC would: it moves the clock to the next moment
+//! something is due (a global timer, a heartbeat's next round, messages in flight, a call's
+//! deadline), runs a round there, and repeats until the end.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use candid::Principal;
 
 use crate::canister::{Entry, ExecError, Instance, Outcome};
-use crate::config::{CostTable, Limits};
+use crate::config::{Clock, CostTable, Limits};
 use crate::faults::Faults;
 use crate::logs::CanisterLog;
 use crate::messages::{Input, Origin, Output, Reject, Request, ResponseMessage};
@@ -198,6 +202,28 @@ pub struct MethodTraffic {
     pub requests: u64,
     /// Bytes of the requests and of their responses.
     pub bytes: u64,
+}
+
+/// What an advance ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdvanceReport {
+    pub rounds: u64,
+    /// Replicated executions in those rounds (timers, heartbeats, messages, callbacks,
+    /// installs), counted over the canisters that exist at its end.
+    pub executions: u64,
+}
+
+/// Why an advance stopped before its end.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdvanceError {
+    /// Something was due in every round (a timer re-armed at once, messages that never end),
+    /// so the advance would have run more rounds than allowed; the clock stays where the last
+    /// round left it.
+    #[error(
+        "the advance stopped after {limit} rounds at {stopped_at_nanos} ns, {} ns short of its end: something was due in every round (a timer re-armed at once, or messages that never end); advance less at a time or allow more rounds (`HarnessBuilder::with_max_rounds_per_advance`)",
+        end_nanos - stopped_at_nanos
+    )]
+    TooManyRounds { limit: u64, so_far: AdvanceReport, stopped_at_nanos: u64, end_nanos: u64 },
 }
 
 /// The embedded IC's state. Other crates reach it through [`crate::Harness::with_world`] and see
@@ -519,6 +545,73 @@ impl World {
             c.metrics.cycles_consumed += fee;
         }
         self.time += nanos;
+    }
+
+    /// Lets `nanos` pass: a round at each moment something is due up to the end (inclusive),
+    /// in time order, each seeing the clock at that moment; then the clock moves to the end.
+    /// Canisters pay storage for the time as it passes.
+    pub(crate) fn advance(&mut self, nanos: u64, clock: &Clock) -> Result<AdvanceReport, AdvanceError> {
+        let end = self.time.saturating_add(nanos);
+        let (rounds, executions) = (self.rounds, self.executions());
+        let interval = clock.round_interval_nanos.max(1);
+        while let Some(due) = self.next_due(interval).filter(|&due| due <= end) {
+            if self.rounds - rounds >= clock.max_rounds_per_advance {
+                let so_far = AdvanceReport { rounds: self.rounds - rounds, executions: self.executions().saturating_sub(executions) };
+                return Err(AdvanceError::TooManyRounds { limit: clock.max_rounds_per_advance, so_far, stopped_at_nanos: self.time, end_nanos: end });
+            }
+            self.advance_time(due - self.time);
+            self.tick();
+        }
+        self.advance_time(end - self.time);
+        Ok(AdvanceReport { rounds: self.rounds - rounds, executions: self.executions().saturating_sub(executions) })
+    }
+
+    /// Lets `nanos` pass round by round: a round every round interval whether or not anything
+    /// is due, then the clock moves to the end. Refused up front past the round limit.
+    pub(crate) fn advance_rounds(&mut self, nanos: u64, clock: &Clock) -> Result<AdvanceReport, AdvanceError> {
+        let interval = clock.round_interval_nanos.max(1);
+        let count = nanos / interval;
+        if count > clock.max_rounds_per_advance {
+            let end_nanos = self.time.saturating_add(nanos);
+            return Err(AdvanceError::TooManyRounds { limit: clock.max_rounds_per_advance, so_far: AdvanceReport::default(), stopped_at_nanos: self.time, end_nanos });
+        }
+        let executions = self.executions();
+        for _ in 0..count {
+            self.advance_time(interval);
+            self.tick();
+        }
+        self.advance_time(nanos % interval);
+        Ok(AdvanceReport { rounds: count, executions: self.executions().saturating_sub(executions) })
+    }
+
+    fn executions(&self) -> u64 {
+        self.canisters.values().map(|c| c.metrics.executions).sum()
+    }
+
+    /// When the next round is due, never sooner than one round interval after the last: at
+    /// once for messages in flight or a canister with a heartbeat, at a running canister's
+    /// global timer, or just past a bounded-wait call's deadline. `None` when nothing is.
+    fn next_due(&self, interval: u64) -> Option<u64> {
+        let next_round = self.last_round_time.saturating_add(interval).max(self.time);
+        let mut due = (!self.management_queue.is_empty()).then_some(next_round);
+        let mut at = |time: u64| due = Some(due.map_or(time.max(next_round), |d| d.min(time.max(next_round))));
+        for c in self.canisters.values() {
+            if !c.queue.is_empty() {
+                at(next_round);
+            }
+            if let (Status::Running, Some(instance)) = (&c.status, &c.instance) {
+                if c.global_timer != 0 {
+                    at(c.global_timer);
+                }
+                if instance.exports("canister_heartbeat") {
+                    at(next_round);
+                }
+            }
+            for cb in c.callbacks.values().filter(|cb| cb.deadline != 0 && !cb.expired) {
+                at(cb.deadline.saturating_add(1));
+            }
+        }
+        due
     }
 
     /// One round: due timers and heartbeats, then queued messages in inner rounds.

@@ -13,6 +13,10 @@ pub fn kv_wasm() -> Vec<u8> {
     ic_harness::build::canister_wasm("harness-test-canisters", "kv")
 }
 
+pub fn heartbeat_wasm() -> Vec<u8> {
+    ic_harness::build::canister_wasm("harness-test-canisters", "heartbeat")
+}
+
 pub fn settings_wasm() -> Vec<u8> {
     ic_harness::build::canister_wasm("harness-test-canisters", "settings")
 }

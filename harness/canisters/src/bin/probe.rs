@@ -14,6 +14,8 @@ thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
     static KEPT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static TIMER_FIRES: Cell<u64> = const { Cell::new(0) };
+    static TIMER_TIMES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    static RELAYED: RefCell<Vec<Relayed>> = const { RefCell::new(Vec::new()) };
     static CLEANUPS: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -222,12 +224,61 @@ fn start_timer(delay_seconds: u64) {
 fn start_interval(interval_seconds: u64) {
     ic_cdk_timers::set_timer_interval(Duration::from_secs(interval_seconds), || async {
         TIMER_FIRES.set(TIMER_FIRES.get() + 1);
+        TIMER_TIMES.with_borrow_mut(|times| times.push(ic_cdk::api::time()));
     });
 }
 
 #[query]
 fn timer_fires() -> u64 {
     TIMER_FIRES.get()
+}
+
+/// A one-shot timer that, when it fires, sets another for now: a timer re-armed at once, for
+/// ever. Each firing counts in `timer_fires`.
+#[update]
+fn rearm_forever() {
+    ic_cdk_timers::set_timer(Duration::ZERO, async {
+        TIMER_FIRES.set(TIMER_FIRES.get() + 1);
+        rearm_forever();
+    });
+}
+
+/// The time of each firing of the interval timers, in nanoseconds.
+#[query]
+fn timer_times() -> Vec<u64> {
+    TIMER_TIMES.with_borrow(|times| times.clone())
+}
+
+/// One firing of a relay timer: when it fired, how many of the earlier firings' calls had
+/// been answered by then, and the answer to its own call and when it came.
+#[derive(CandidType, Deserialize, Clone, Debug)]
+struct Relayed {
+    fired_at: u64,
+    answered_before: u64,
+    answer: Option<u64>,
+    answered_at: Option<u64>,
+}
+
+/// An interval timer that calls `target.inc` at each firing.
+#[update]
+fn start_relay(interval_seconds: u64, target: Principal) {
+    ic_cdk_timers::set_timer_interval(Duration::from_secs(interval_seconds), move || async move {
+        let firing = RELAYED.with_borrow_mut(|relayed| {
+            let answered_before = relayed.iter().filter(|r| r.answer.is_some()).count() as u64;
+            relayed.push(Relayed { fired_at: ic_cdk::api::time(), answered_before, answer: None, answered_at: None });
+            relayed.len() - 1
+        });
+        let answer = Call::unbounded_wait(target, "inc").await.expect("inc").candid::<u64>().expect("u64");
+        RELAYED.with_borrow_mut(|relayed| {
+            relayed[firing].answer = Some(answer);
+            relayed[firing].answered_at = Some(ic_cdk::api::time());
+        });
+    });
+}
+
+#[query]
+fn relayed() -> Vec<Relayed> {
+    RELAYED.with_borrow(|relayed| relayed.clone())
 }
 
 /// Controllers and module hash of `target`, through `canister_info`.
