@@ -49,7 +49,9 @@ mod tests {
     use crate::memory::{APP_CHUNKS, APP_USAGE};
     use crate::state::HashedChunk;
     use crate::storable::tests::sample_app;
-    use crate::storable::{AppChunkKey, AppRecord, AppUsageRecord, Held, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey, UsageRecord};
+    use crate::storable::{
+        AppChunkKey, AppRecord, AppUsageRecord, Held, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey, UsageRecord,
+    };
 
     fn p(byte: u8) -> Principal {
         Principal::from_slice(&[byte; 10])
@@ -106,7 +108,8 @@ mod tests {
         let usage = |s: &State| [a, b, c].map(|app| s.app_usage(app));
         let registrants = |s: &State| [r1, r2, r3].map(|r| s.registrant_usage(r));
         let (apps_then, registrants_then) = (usage(&live), registrants(&live));
-        assert_eq!(apps_then[0], AppUsageRecord { registrant: Some(r1), held: Held { stored: 4 + 4 + 2 + 4, building: 8 }, ..Default::default() });
+        let held = Held { stored: 4 + 4 + 2 + 4, building: 8 };
+        assert_eq!(apps_then[0], AppUsageRecord { registrant: Some(r1), held, ..Default::default() });
         assert_eq!(apps_then[1].held, Held { stored: 8, building: 0 });
         assert_eq!(registrants_then[0], RegistrantUsageRecord { apps: 1, held: apps_then[0].held });
         assert_eq!(registrants_then[2], RegistrantUsageRecord { apps: 0, held: Held { stored: 4, building: 0 } }, "C stays charged to R3");
@@ -125,7 +128,8 @@ mod tests {
         let apps_now = usage(&migrated);
         assert_eq!(apps_now[..2], apps_then[..2], "as this build keeps them");
         assert_eq!(registrants(&migrated)[..2], registrants_then[..2]);
-        assert_eq!(apps_now[2], AppUsageRecord { registrant: None, held: Held { stored: 4, building: 0 }, ..Default::default() }, "C's registrant was not kept");
+        let unknown = AppUsageRecord { registrant: None, held: Held { stored: 4, building: 0 }, ..Default::default() };
+        assert_eq!(apps_now[2], unknown, "C's registrant was not kept");
         assert_eq!(registrants(&migrated)[2], RegistrantUsageRecord::default());
 
         // The references counted let every byte go with the last snapshot naming it.

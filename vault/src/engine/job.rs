@@ -821,7 +821,8 @@ mod tests {
         let holding = |bytes| Holdings { bytes, ..Holdings::default() };
         let over = full(Ctx { app: holding(600), limits, ..ctx() }, 500);
         assert_eq!(over, VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000, registrant: None });
-        let two = Holdings { snapshots: vec![(1, 1), (2, 2)], retention: Some(Retention { keep_last: 3, keep_daily: 0, keep_weekly: 0 }), ..Holdings::default() };
+        let keeping_3 = Some(Retention { keep_last: 3, keep_daily: 0, keep_weekly: 0 });
+        let two = Holdings { snapshots: vec![(1, 1), (2, 2)], retention: keeping_3, ..Holdings::default() };
         let many = full(Ctx { app: two, limits, ..ctx() }, 10);
         assert_eq!(many, VaultError::QuotaExceeded { app, what: "snapshots".into(), used: 2, limit: 2, registrant: None });
         let room = full(Ctx { stable_room: 99, ..ctx() }, 100);
@@ -865,7 +866,8 @@ mod tests {
         let spent = |cycles_today| Holdings { cycles_today, ..Holdings::default() };
         let left = 1_000_000_000_000 - transfer_estimate(10);
         let past = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(1_000))), &Ctx { app: spent(left + 1), limits, ..ctx() });
-        let expected = VaultError::QuotaExceeded { app, what: "cycles per day".into(), used: left as u64 + 1, limit: 1_000_000_000_000, registrant: None };
+        let (used, limit) = (left as u64 + 1, 1_000_000_000_000);
+        let expected = VaultError::QuotaExceeded { app, what: "cycles per day".into(), used, limit, registrant: None };
         assert_eq!(refusal(&past), Some(&expected));
         assert!(!past.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })));
         let within = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(1_000))), &Ctx { app: spent(left), limits, ..ctx() });
