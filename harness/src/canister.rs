@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, Global, Linker, Module, OptLevel, Store, Table, Val};
 
-use crate::instrument;
+use crate::instrument::{self, PAGE_SIZE};
 use crate::pages::{SizeMark, StableMemory, WASM_PAGE_SIZE, zero_pages};
 use crate::system_api::{self, ApiContext, Execution, Handles, Heap, Help, HostTrap, SysApi};
 use crate::types::ErrorCode;
@@ -135,6 +135,16 @@ fn compile_uncached(wasm: &[u8], hash: [u8; 32], disk_cache: Option<&std::path::
     })
 }
 
+/// The 4 KiB `pages` of `memory`, one after another.
+fn copy_pages(memory: &[u8], pages: &[u64]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(pages.len() * PAGE_SIZE);
+    for &page in pages {
+        let start = page as usize * PAGE_SIZE;
+        data.extend_from_slice(&memory[start..start + PAGE_SIZE]);
+    }
+    data
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -174,6 +184,15 @@ impl ExecError {
             format!("Error from Canister {canister}: {}", self.display)
         } else {
             format!("Error from Canister {canister}: {}.\n{help}", self.display)
+        }
+    }
+
+    /// This error, after the cleanup callback that followed it failed with `cleanup`.
+    pub fn with_failed_cleanup(&self, canister: &candid::Principal, cleanup: &ExecError) -> ExecError {
+        ExecError {
+            code: self.code,
+            display: format!("{}\n\ncall_on_cleanup also failed:\n\n{}", self.user_message(canister), cleanup.user_message(canister)),
+            help: Help::None,
         }
     }
 
@@ -222,6 +241,22 @@ pub struct Rollback {
     /// 4 KiB pages the execution had written (heap and stable memory).
     pub pages: usize,
     pub nanos: u64,
+}
+
+/// The changes an instance holds uncommitted, copied out so that they can be put back after
+/// a rollback: a composite query's call context keeps them while the canister runs another
+/// call context on its committed state (a call back into it), or a cleanup on the state from
+/// before a callback that trapped.
+pub struct PendingChanges {
+    heap_pages: Vec<u64>,
+    heap_data: Vec<u8>,
+    /// The heap's logical size, in wasm pages.
+    heap_size: u64,
+    globals: Vec<Val>,
+    stable_pages: Vec<u64>,
+    stable_data: Vec<u8>,
+    /// The stable memory's size, in wasm pages.
+    stable_size: u64,
 }
 
 /// A running instance of a canister module.
@@ -422,6 +457,70 @@ impl Instance {
             global.set(&mut self.store, value).expect("restoring a global's own value");
         }
         Rollback { pages, nanos: started.elapsed().as_nanos() as u64 }
+    }
+
+    /// A copy of the pending changes: the pages written since the last commit as they are now,
+    /// the memory sizes and the globals.
+    pub fn pending_changes(&mut self) -> PendingChanges {
+        let globals = self.globals();
+        let data = self.store.data();
+        let heap_pages = data.heap.journal.touched().to_vec();
+        let heap = self.handles.memory.map_or(&[][..], |m| m.data(&self.store));
+        let heap_data = copy_pages(heap, &heap_pages);
+        let stable_pages = data.stable.touched_pages().to_vec();
+        let stable_data = copy_pages(data.stable.contents(), &stable_pages);
+        PendingChanges {
+            heap_pages,
+            heap_data,
+            heap_size: data.heap.logical_pages,
+            globals,
+            stable_pages,
+            stable_data,
+            stable_size: data.stable.size(),
+        }
+    }
+
+    /// Puts back changes [`Self::pending_changes`] copied, as pending changes over the
+    /// committed state (after a [`Self::roll_back`]): a later rollback undoes them again.
+    pub fn reapply(&mut self, changes: &PendingChanges) {
+        if self.saved_globals.is_empty() {
+            self.saved_globals = self.globals();
+        }
+        for (global, value) in self.globals.iter().zip(&changes.globals) {
+            global.set(&mut self.store, *value).expect("a global's own value, saved before");
+        }
+        if let Some(memory) = self.handles.memory {
+            let physical = memory.size(&self.store);
+            if changes.heap_size > physical {
+                memory.grow(&mut self.store, changes.heap_size - physical).expect("the heap had this size before the rollback");
+            }
+            let (bytes, api) = memory.data_and_store_mut(&mut self.store);
+            let heap = &mut api.heap;
+            heap.logical_pages = heap.logical_pages.max(changes.heap_size);
+            heap.mark.peak = heap.mark.peak.max(changes.heap_size);
+            let fresh_from = heap.mark.fresh_from();
+            for (page, contents) in changes.heap_pages.iter().zip(changes.heap_data.chunks_exact(PAGE_SIZE)) {
+                heap.journal.touch(*page, bytes, fresh_from);
+                let start = *page as usize * PAGE_SIZE;
+                bytes[start..start + PAGE_SIZE].copy_from_slice(contents);
+            }
+            let bitmap = self.handles.bitmap;
+            let (bits, api) = bitmap.data_and_store_mut(&mut self.store);
+            for &page in api.heap.journal.touched() {
+                if let Some(bit) = bits.get_mut(page as usize) {
+                    *bit = 1;
+                }
+            }
+        }
+        let stable = &mut self.store.data_mut().stable;
+        if changes.stable_size > stable.size() {
+            stable.grow(changes.stable_size - stable.size()).expect("the stable memory had this size before the rollback");
+        }
+        for (page, contents) in changes.stable_pages.iter().zip(changes.stable_data.chunks_exact(PAGE_SIZE)) {
+            let offset = page * PAGE_SIZE as u64;
+            stable.journal_range(offset, PAGE_SIZE as u64);
+            stable.write_journaled(offset, contents);
+        }
     }
 
     fn clear_bitmap(&mut self) {

@@ -40,6 +40,30 @@ pub struct Limits {
     pub max_call_timeout_seconds: u32,
     /// Bytes of certified data.
     pub max_certified_data_bytes: usize,
+    /// Instructions of all executions of one composite query's call graph together
+    /// (`MAX_INSTRUCTIONS_PER_COMPOSITE_QUERY_CALL`); each execution in it also keeps to
+    /// `query_instructions`.
+    #[serde(default = "default_composite_query_instructions")]
+    pub composite_query_instructions: u64,
+    /// Instructions each call in a composite query's graph counts against that limit besides
+    /// what it executes (`INSTRUCTION_OVERHEAD_PER_QUERY_CALL`).
+    #[serde(default = "default_composite_query_call_instructions")]
+    pub composite_query_call_instructions: u64,
+    /// Nested calls a composite query's graph may have (`MAX_QUERY_CALL_DEPTH`).
+    #[serde(default = "default_composite_query_depth")]
+    pub composite_query_depth: usize,
+}
+
+fn default_composite_query_instructions() -> u64 {
+    5_000_000_000
+}
+
+fn default_composite_query_call_instructions() -> u64 {
+    50_000_000
+}
+
+fn default_composite_query_depth() -> usize {
+    6
 }
 
 impl Default for Limits {
@@ -63,6 +87,9 @@ impl Default for Limits {
             stable_dirty_bytes_query: GIB,
             max_call_timeout_seconds: 300,
             max_certified_data_bytes: 32,
+            composite_query_instructions: default_composite_query_instructions(),
+            composite_query_call_instructions: default_composite_query_call_instructions(),
+            composite_query_depth: default_composite_query_depth(),
         }
     }
 }

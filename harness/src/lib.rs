@@ -8,6 +8,7 @@
 //! backend      IcBackend over Harness
 //! harness      the Harness API
 //! persist      save and load a World         (impl World)
+//! query        query calls, composite ones   (impl World)
 //! management   the management canister       (impl World)
 //! world        canisters, queues, rounds
 //! settings     canister settings, their checks, the low-memory hook's condition
@@ -21,10 +22,9 @@
 //! config       limits and prices              types  codes, rejections, ids
 //! ```
 //!
-//! `build` and `interface` stand apart. `management` and `persist` add methods to `World`; for
-//! requests to the management canister, `world` calls `management`'s
-//! `process_management_request`, `management_query` and `management_ingress_refusal` without
-//! importing them.
+//! `build` and `interface` stand apart. `management`, `persist` and `query` add methods to
+//! `World`; for requests to the management canister, `world` calls `management`'s
+//! `process_management_request` and `management_ingress_refusal` without importing them.
 pub mod build;
 pub mod interface;
 pub mod types;
@@ -40,6 +40,7 @@ mod management;
 mod messages;
 mod pages;
 mod persist;
+mod query;
 mod settings;
 mod system_api;
 mod world;

@@ -321,6 +321,11 @@ impl StableMemory {
         self.journal.touched_count()
     }
 
+    /// The 4 KiB pages written in this message.
+    pub fn touched_pages(&self) -> &[u64] {
+        self.journal.touched()
+    }
+
     /// Keeps this message's writes.
     pub fn commit(&mut self) {
         self.journal.forget();

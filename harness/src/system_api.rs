@@ -35,6 +35,11 @@ pub enum ApiContext {
     GlobalTimer,
     Heartbeat,
     InspectMessage,
+    /// `canister_composite_query` methods and their reply, reject and cleanup callbacks.
+    CompositeQuery,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
+    CompositeCleanup,
     /// `canister_on_low_wasm_memory`, a system task as timers and heartbeats are.
     OnLowWasmMemory,
 }
@@ -42,6 +47,20 @@ pub enum ApiContext {
 impl ApiContext {
     fn bit(self) -> u32 {
         1 << self as u32
+    }
+
+    /// Whether the execution runs in replicated mode (`ic0.in_replicated_execution`): all but
+    /// queries outside consensus and `canister_inspect_message`.
+    pub fn is_replicated(self) -> bool {
+        !matches!(
+            self,
+            ApiContext::NonReplicatedQuery
+                | ApiContext::InspectMessage
+                | ApiContext::CompositeQuery
+                | ApiContext::CompositeReplyCallback
+                | ApiContext::CompositeRejectCallback
+                | ApiContext::CompositeCleanup
+        )
     }
 
     /// The mode's name in the IC's contract-violation messages.
@@ -59,12 +78,16 @@ impl ApiContext {
             ApiContext::GlobalTimer => "global timer",
             ApiContext::Heartbeat => "heartbeat",
             ApiContext::InspectMessage => "inspect message",
+            ApiContext::CompositeQuery => "composite query",
+            ApiContext::CompositeReplyCallback => "composite reply callback",
+            ApiContext::CompositeRejectCallback => "composite reject callback",
+            ApiContext::CompositeCleanup => "composite cleanup",
             ApiContext::OnLowWasmMemory => "on low Wasm memory",
         }
     }
 }
 
-/// Sets of contexts, as the spec's letters: I G U Q Ry Rt C T F (and s for start).
+/// Sets of contexts, as the spec's letters: I G U Q CQ Ry Rt CRy CRt C CC T F (and s for start).
 mod allowed {
     use super::ApiContext::*;
     const fn b(c: super::ApiContext) -> u32 {
@@ -82,8 +105,14 @@ mod allowed {
     pub const T: u32 = b(GlobalTimer) | b(Heartbeat) | b(OnLowWasmMemory);
     pub const F: u32 = b(InspectMessage);
     pub const S: u32 = b(Start);
+    pub const CQ: u32 = b(CompositeQuery);
+    pub const CRY: u32 = b(CompositeReplyCallback);
+    pub const CRT: u32 = b(CompositeRejectCallback);
+    pub const CC: u32 = b(CompositeCleanup);
+    /// A composite query method and its reply and reject callbacks: where calls may be made.
+    pub const COMPOSITE: u32 = CQ | CRY | CRT;
     /// `*`: everywhere but the start function.
-    pub const ANY: u32 = I | G | U | Q | RY | RT | C | T | F;
+    pub const ANY: u32 = I | G | U | Q | RY | RT | C | T | F | COMPOSITE | CC;
     pub const EVERYWHERE: u32 = ANY | S;
     pub const CALLS: u32 = U | RY | RT | T;
     /// Replicated executions other than start and inspect_message.
@@ -246,7 +275,7 @@ impl Execution {
     }
 
     fn max_reply_bytes(&self) -> usize {
-        if self.context == ApiContext::NonReplicatedQuery {
+        if !self.context.is_replicated() {
             self.limits.max_query_reply_bytes
         } else {
             self.limits.max_reply_bytes
@@ -256,7 +285,12 @@ impl Execution {
     fn stable_dirty_limit(&self) -> u64 {
         match self.context {
             ApiContext::Init | ApiContext::PreUpgrade | ApiContext::Start => self.limits.stable_dirty_bytes_upgrade,
-            ApiContext::NonReplicatedQuery | ApiContext::ReplicatedQuery => self.limits.stable_dirty_bytes_query,
+            ApiContext::NonReplicatedQuery
+            | ApiContext::ReplicatedQuery
+            | ApiContext::CompositeQuery
+            | ApiContext::CompositeReplyCallback
+            | ApiContext::CompositeRejectCallback
+            | ApiContext::CompositeCleanup => self.limits.stable_dirty_bytes_query,
             _ => self.limits.stable_dirty_bytes_update,
         }
     }
@@ -672,11 +706,11 @@ pub fn link(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         Ok(0)
     })?;
     linker.func_wrap("ic0", "data_certificate_size", |mut c: Caller<'_, SysApi>| -> HostResult<i32> {
-        enter(&mut c, "data_certificate_size", NRQ, 500)?;
+        enter(&mut c, "data_certificate_size", NRQ | CQ, 500)?;
         Err(violation("ic0.data_certificate_size: no certificate is present"))
     })?;
     linker.func_wrap("ic0", "data_certificate_copy", |mut c: Caller<'_, SysApi>, _dst: i32, _off: i32, _size: i32| -> HostResult<()> {
-        enter(&mut c, "data_certificate_copy", NRQ, 500)?;
+        enter(&mut c, "data_certificate_copy", NRQ | CQ, 500)?;
         Err(violation("ic0.data_certificate_copy: no certificate is present"))
     })?;
     linker.func_wrap("ic0", "debug_print", |mut c: Caller<'_, SysApi>, src: i32, size: i32| {
@@ -752,12 +786,12 @@ fn link_blob(
 
 fn link_messages(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     use allowed::*;
-    link_blob(linker, "msg_arg_data", I | U | Q | RY | F, |e| &e.arg)?;
+    link_blob(linker, "msg_arg_data", I | U | Q | RY | F | CQ | CRY, |e| &e.arg)?;
     link_blob(linker, "msg_caller", ANY, |e| e.caller.as_slice())?;
     link_blob(linker, "msg_caller_info_data", ANY, |_| &[])?;
     link_blob(linker, "msg_caller_info_signer", ANY, |_| &[])?;
     link_blob(linker, "msg_method_name", F, |e| e.method_name.as_bytes())?;
-    link_blob(linker, "msg_reject_msg", RT, |e| e.reject.as_ref().map_or(&[][..], |(_, m)| m.as_bytes()))?;
+    link_blob(linker, "msg_reject_msg", RT | CRT, |e| e.reject.as_ref().map_or(&[][..], |(_, m)| m.as_bytes()))?;
     linker.func_wrap("ic0", "accept_message", |mut c: Caller<'_, SysApi>| {
         enter(&mut c, "accept_message", F, 500)?;
         let exec = &mut c.data_mut().exec;
@@ -768,15 +802,15 @@ fn link_messages(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     linker.func_wrap("ic0", "msg_reject_code", |mut c: Caller<'_, SysApi>| -> HostResult<i32> {
-        enter(&mut c, "msg_reject_code", RY | RT, 500)?;
+        enter(&mut c, "msg_reject_code", RY | RT | CRY | CRT, 500)?;
         Ok(c.data().exec.reject.as_ref().map_or(0, |(code, _)| *code as i32))
     })?;
     linker.func_wrap("ic0", "msg_deadline", |mut c: Caller<'_, SysApi>| -> HostResult<i64> {
-        enter(&mut c, "msg_deadline", U | Q | RY | RT, 500)?;
+        enter(&mut c, "msg_deadline", U | Q | RY | RT | COMPOSITE, 500)?;
         Ok(c.data().exec.deadline as i64)
     })?;
     linker.func_wrap("ic0", "msg_reply_data_append", |mut c: Caller<'_, SysApi>, src: i32, size: i32| {
-        enter(&mut c, "msg_reply_data_append", U | Q | RY | RT, 500 + u(size))?;
+        enter(&mut c, "msg_reply_data_append", U | Q | RY | RT | COMPOSITE, 500 + u(size))?;
         let exec = &c.data().exec;
         if exec.already_responded || exec.response.is_some() {
             return Err(violation("ic0.msg_reply_data_append: the call is already replied."));
@@ -794,12 +828,12 @@ fn link_messages(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     linker.func_wrap("ic0", "msg_reply", |mut c: Caller<'_, SysApi>| {
-        enter(&mut c, "msg_reply", U | Q | RY | RT, 500)?;
+        enter(&mut c, "msg_reply", U | Q | RY | RT | COMPOSITE, 500)?;
         let data = std::mem::take(&mut c.data_mut().exec.reply_buffer);
         respond(&mut c, "ic0.msg_reply", Response::Reply(data))
     })?;
     linker.func_wrap("ic0", "msg_reject", |mut c: Caller<'_, SysApi>, src: i32, size: i32| {
-        enter(&mut c, "msg_reject", U | Q | RY | RT, 500 + u(size))?;
+        enter(&mut c, "msg_reject", U | Q | RY | RT | COMPOSITE, 500 + u(size))?;
         let max = c.data().exec.max_reply_bytes();
         if u(size) as usize > max {
             return Err(violation(format!(
@@ -913,8 +947,7 @@ fn link_canister_info(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
     })?;
     linker.func_wrap("ic0", "in_replicated_execution", |mut c: Caller<'_, SysApi>| -> HostResult<i32> {
         enter(&mut c, "in_replicated_execution", EVERYWHERE, 500)?;
-        let context = c.data().exec.context;
-        Ok(!matches!(context, ApiContext::NonReplicatedQuery | ApiContext::InspectMessage) as i32)
+        Ok(c.data().exec.context.is_replicated() as i32)
     })?;
     linker.func_wrap("ic0", "performance_counter", |mut c: Caller<'_, SysApi>, kind: i32| -> HostResult<i64> {
         enter(&mut c, "performance_counter", EVERYWHERE, 200)?;
@@ -1010,7 +1043,7 @@ fn link_calls(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         "ic0",
         "call_new",
         |mut c: Caller<'_, SysApi>, callee_src: i32, callee_size: i32, name_src: i32, name_size: i32, reply_fun: i32, reply_env: i32, reject_fun: i32, reject_env: i32| {
-            enter(&mut c, "call_new", CALLS, 1500 + u(callee_size) + u(name_size))?;
+            enter(&mut c, "call_new", CALLS | COMPOSITE, 1500 + u(callee_size) + u(name_size))?;
             let callee = read_principal(&mut c, "ic0.call_new", u(callee_src), u(callee_size))?;
             let method = read_utf8(&mut c, "ic0.call_new", u(name_src), u(name_size))?;
             c.data_mut().exec.pending_call = Some(OutgoingCall {
@@ -1028,7 +1061,7 @@ fn link_calls(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         },
     )?;
     linker.func_wrap("ic0", "call_on_cleanup", |mut c: Caller<'_, SysApi>, fun: i32, env: i32| {
-        enter(&mut c, "call_on_cleanup", CALLS, 500)?;
+        enter(&mut c, "call_on_cleanup", CALLS | COMPOSITE, 500)?;
         let call = pending_call(&mut c, "ic0.call_on_cleanup")?;
         if call.on_cleanup.is_some() {
             return Err(violation(
@@ -1039,7 +1072,7 @@ fn link_calls(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     linker.func_wrap("ic0", "call_data_append", |mut c: Caller<'_, SysApi>, src: i32, size: i32| {
-        enter(&mut c, "call_data_append", CALLS, 500 + u(size))?;
+        enter(&mut c, "call_data_append", CALLS | COMPOSITE, 500 + u(size))?;
         let max = c.data().exec.limits.max_request_bytes_same_subnet;
         let call = pending_call(&mut c, "ic0.call_data_append")?;
         let total = call.method.len() + call.payload.len() + u(size) as usize;
@@ -1055,7 +1088,7 @@ fn link_calls(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     linker.func_wrap("ic0", "call_with_best_effort_response", |mut c: Caller<'_, SysApi>, timeout: i32| {
-        enter(&mut c, "call_with_best_effort_response", CALLS, 500)?;
+        enter(&mut c, "call_with_best_effort_response", CALLS | COMPOSITE, 500)?;
         let max = c.data().exec.limits.max_call_timeout_seconds;
         let call = pending_call(&mut c, "ic0.call_with_best_effort_response")?;
         if call.timeout_seconds.is_some() {
@@ -1081,7 +1114,7 @@ fn link_calls(linker: &mut Linker<SysApi>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     linker.func_wrap("ic0", "call_perform", |mut c: Caller<'_, SysApi>| -> HostResult<i32> {
-        enter(&mut c, "call_perform", CALLS, 5000)?;
+        enter(&mut c, "call_perform", CALLS | COMPOSITE, 5000)?;
         let exec = &mut c.data_mut().exec;
         let mut call = exec
             .pending_call

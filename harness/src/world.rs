@@ -391,47 +391,6 @@ impl World {
         }
     }
 
-    /// Runs a non-replicated query; its changes are always discarded.
-    pub(crate) fn query(&mut self, receiver: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallResult {
-        if receiver == MANAGEMENT_CANISTER {
-            return self.management_query(sender, method, &payload).map_err(|r| r.to_user());
-        }
-        let Some(c) = self.canisters.get(&receiver) else {
-            return Err(RejectResponse::new(ErrorCode::CanisterNotFound, format!("Canister {receiver} not found")));
-        };
-        if c.status == Status::Stopped {
-            return Err(RejectResponse::new(ErrorCode::CanisterStopped, format!("Canister {receiver} is stopped")));
-        }
-        let Some(instance) = &c.instance else {
-            return Err(Reject::failed(&receiver, &no_wasm_module()).to_user());
-        };
-        let export = format!("canister_query {method}");
-        if !instance.exports(&export) {
-            return Err(Reject::failed(&receiver, &method_not_found("query", method)).to_user());
-        }
-        let mut exec = self.execution(c, ApiContext::NonReplicatedQuery, sender);
-        exec.arg = payload;
-        exec.instruction_limit = self.limits.query_instructions;
-        let budget = self.limits.query_instructions;
-        let (time, to_stderr) = (self.time, self.log_to_stderr);
-        let c = self.canisters.get_mut(&receiver).expect("checked above");
-        let instance = c.instance.as_mut().expect("checked above");
-        let outcome = instance.run_uncommitted(Entry::Export(&export), exec, budget);
-        instance.roll_back();
-        for line in &outcome.exec.logs {
-            c.log(time, line.clone(), to_stderr);
-        }
-        match (outcome.result, outcome.exec.response) {
-            (Err(e), _) => Err(Reject::failed(&receiver, &e).to_user()),
-            (Ok(()), Some(Response::Reply(bytes))) => Ok(bytes),
-            (Ok(()), Some(Response::Reject(msg))) => Err(Reject::by_canister(msg).to_user()),
-            (Ok(()), None) => Err(RejectResponse::new(
-                ErrorCode::CanisterDidNotReply,
-                format!("Canister {receiver} did not reply to the call"),
-            )),
-        }
-    }
-
     /// Delivers a request to its receiver's queue, or answers it at once where the IC would
     /// refuse it on induction.
     pub(crate) fn route_request(&mut self, mut request: Request) {
@@ -735,10 +694,13 @@ impl World {
             (_, Some(instance)) => {
                 let update = instance.exports(&format!("canister_update {}", request.method));
                 let query = instance.exports(&format!("canister_query {}", request.method));
-                if !update && !query {
+                let composite = instance.exports(&format!("canister_composite_query {}", request.method));
+                if !update && !query && !composite {
                     Some(Reject::failed(&id, &method_not_found("update", &request.method)))
                 } else if c.liquid_cycles(&self.costs) < self.costs.execution(self.limits.update_instructions) {
                     Some(Reject::system(ErrorCode::CanisterOutOfCycles, format!("Canister {id} is out of cycles")))
+                } else if !update && !query {
+                    Some(composite_query_in_replicated_mode())
                 } else {
                     // An update is refused before it runs while the heap exceeds the limit.
                     c.settings.heap_over_limit(instance.heap_bytes()).filter(|_| update).map(|error| Reject::failed(&id, &error))
@@ -872,15 +834,7 @@ impl World {
             let instance = c.instance.as_mut().expect("exists");
             let cleanup = instance.run(Entry::Callback { fun, env }, exec, left);
             if let Err(cleanup_err) = &cleanup.result {
-                error = Some(ExecError {
-                    code: err.code,
-                    display: format!(
-                        "{}\n\ncall_on_cleanup also failed:\n\n{}",
-                        err.user_message(&id),
-                        cleanup_err.user_message(&id)
-                    ),
-                    help: Help::None,
-                });
+                error = Some(err.with_failed_cleanup(&id, cleanup_err));
             }
             cleanup_outcome = Some(cleanup);
         }
@@ -1013,6 +967,18 @@ pub fn method_not_found(kind: &str, method: &str) -> ExecError {
         code: ErrorCode::CanisterMethodNotFound,
         display: format!("Canister has no {kind} method '{method}'."),
         help: Help::MethodNotFound,
+    }
+}
+
+/// A composite query method called as an update, by ingress or by a canister: the IC runs
+/// composite queries only outside consensus (execution/replicated_query.rs).
+fn composite_query_in_replicated_mode() -> Reject {
+    let message = "Composite query cannot be called in replicated mode";
+    Reject {
+        code: RejectCode::CanisterError,
+        error_code: ErrorCode::CompositeQueryCalledInReplicatedMode,
+        user_message: message.to_string(),
+        canister_message: format!("{}: {message}", ErrorCode::CompositeQueryCalledInReplicatedMode),
     }
 }
 

@@ -17,6 +17,10 @@ pub fn heartbeat_wasm() -> Vec<u8> {
     ic_harness::build::canister_wasm("harness-test-canisters", "heartbeat")
 }
 
+pub fn composite_wasm() -> Vec<u8> {
+    ic_harness::build::canister_wasm("harness-test-canisters", "composite")
+}
+
 pub fn settings_wasm() -> Vec<u8> {
     ic_harness::build::canister_wasm("harness-test-canisters", "settings")
 }

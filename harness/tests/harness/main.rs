@@ -14,6 +14,7 @@ mod limits;
 mod logs;
 mod management;
 mod persistence;
+mod queries;
 mod settings;
 mod timers;
 mod upgrades;
