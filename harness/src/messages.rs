@@ -31,11 +31,17 @@ impl Reject {
     /// A failed execution: canisters see the message behind its error code, as the replica
     /// sends it (`IC0503: Error from Canister ...`).
     pub fn failed(canister: &Principal, error: &ExecError) -> Self {
-        let message = error.user_message(canister);
+        Self::user_error(error.code, error.user_message(canister))
+    }
+
+    /// An error the replica raises as a `UserError`: a caller outside the IC sees the message,
+    /// a calling canister sees it after its code (`IC0527: Composite query cannot ...`).
+    pub fn user_error(error_code: ErrorCode, message: impl Into<String>) -> Self {
+        let message = message.into();
         Reject {
-            code: error.code.reject_code(),
-            error_code: error.code,
-            canister_message: format!("{}: {message}", error.code),
+            code: error_code.reject_code(),
+            error_code,
+            canister_message: format!("{error_code}: {message}"),
             user_message: message,
         }
     }

@@ -13,8 +13,8 @@ use candid::Principal;
 
 use crate::canister::{Entry, Instance, Outcome, PendingChanges};
 use crate::messages::Reject;
-use crate::system_api::{ApiContext, OutgoingCall, Response};
-use crate::types::{CallResult, ErrorCode, MANAGEMENT_CANISTER, RejectCode};
+use crate::system_api::{ApiContext, Execution, OutgoingCall, Response};
+use crate::types::{CallResult, ErrorCode, MANAGEMENT_CANISTER};
 use crate::world::{Status, World, method_not_found, no_wasm_module};
 
 /// The answer to a call in the graph, as its caller gets it.
@@ -121,7 +121,14 @@ impl World {
     }
 
     /// Runs `method` of `canister` for `caller`, or refuses it as the IC would.
-    fn start_query(&mut self, graph: &mut Graph, canister: Principal, caller: Principal, method: &str, arg: Vec<u8>) -> Result<Started, Reject> {
+    fn start_query(
+        &mut self,
+        graph: &mut Graph,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Started, Reject> {
         let (export, kind) = self.query_entry(canister, method)?;
         let instance = self.canisters.get_mut(&canister).and_then(|c| c.instance.as_mut()).expect("checked by query_entry");
         // A call back into a canister with a call context open runs on its committed state.
@@ -130,16 +137,17 @@ impl World {
             instance.roll_back();
             changes
         });
-        let budget = self.graph_budget(graph);
-        let outcome = self.run_query(graph, canister, Entry::Export(&export), kind, caller, arg, None, 0, budget);
+        let mut exec = self.query_execution(graph, canister, kind, caller, 0);
+        exec.arg = arg;
+        let mut outcome = self.run_query(graph, canister, Entry::Export(&export), exec);
         let mut frame = Frame { canister, caller, calls: VecDeque::new(), awaiting: None, instructions: outcome.instructions, outer };
-        match answer_of(canister, outcome) {
-            Ok(answer) => {
+        match answer_of(canister, &mut outcome) {
+            Some(answer) => {
                 self.end_frame(frame);
                 Ok(Started::Answered(answer))
             }
-            Err(calls) => {
-                frame.calls = calls.into();
+            None => {
+                frame.calls = std::mem::take(&mut outcome.exec.calls).into();
                 Ok(Started::Waiting(Box::new(frame)))
             }
         }
@@ -199,18 +207,18 @@ impl World {
             Err(r) => (call.on_reject, ApiContext::CompositeRejectCallback, Vec::new(), Some((r.code, r.canister_message))),
         };
         let before = call.on_cleanup.map(|_| self.instance_mut(frame.canister).pending_changes());
-        let budget = self.graph_budget(graph);
-        let outcome = self.run_query(graph, frame.canister, Entry::Callback { fun, env }, kind, frame.caller, arg, reject, frame.instructions, budget);
+        let mut exec = self.query_execution(graph, frame.canister, kind, frame.caller, frame.instructions);
+        (exec.arg, exec.reject) = (arg, reject);
+        let budget = exec.instruction_limit;
+        let mut outcome = self.run_query(graph, frame.canister, Entry::Callback { fun, env }, exec);
         frame.instructions += outcome.instructions;
         let mut error = match outcome.result.clone() {
             Ok(()) => {
-                return match answer_of(frame.canister, outcome) {
-                    Ok(answer) => Some(answer),
-                    Err(calls) => {
-                        frame.calls.extend(calls);
-                        None
-                    }
-                };
+                let answer = answer_of(frame.canister, &mut outcome);
+                if answer.is_none() {
+                    frame.calls.extend(std::mem::take(&mut outcome.exec.calls));
+                }
+                return answer;
             }
             Err(error) => error,
         };
@@ -218,8 +226,9 @@ impl World {
             let instance = self.instance_mut(frame.canister);
             instance.roll_back();
             instance.reapply(&before);
-            let left = budget.saturating_sub(outcome.instructions);
-            let cleanup = self.run_query(graph, frame.canister, Entry::Callback { fun, env }, ApiContext::CompositeCleanup, frame.caller, Vec::new(), None, frame.instructions, left);
+            let mut exec = self.query_execution(graph, frame.canister, ApiContext::CompositeCleanup, frame.caller, frame.instructions);
+            exec.instruction_limit = budget.saturating_sub(outcome.instructions);
+            let cleanup = self.run_query(graph, frame.canister, Entry::Callback { fun, env }, exec);
             frame.instructions += cleanup.instructions;
             if let Err(cleanup_error) = &cleanup.result {
                 error = error.with_failed_cleanup(&frame.canister, cleanup_error);
@@ -233,26 +242,26 @@ impl World {
         self.limits.query_instructions.min(self.limits.composite_query_instructions.saturating_sub(graph.instructions))
     }
 
-    /// Runs `entry` on `canister` in a query context, leaving its changes pending, and keeps
-    /// the lines it logged.
-    #[allow(clippy::too_many_arguments)]
-    fn run_query(
-        &mut self,
-        graph: &mut Graph,
+    /// An execution of `canister` in context `kind` for `caller`, whose call context ran
+    /// `context_instructions` so far, with the instructions the graph has left.
+    fn query_execution(
+        &self,
+        graph: &Graph,
         canister: Principal,
-        entry: Entry,
         kind: ApiContext,
         caller: Principal,
-        arg: Vec<u8>,
-        reject: Option<(RejectCode, String)>,
         context_instructions: u64,
-        budget: u64,
-    ) -> Outcome {
+    ) -> Execution {
         let mut exec = self.execution(&self.canisters[&canister], kind, caller);
-        exec.arg = arg;
-        exec.reject = reject;
         exec.call_context_instructions = context_instructions;
-        exec.instruction_limit = budget;
+        exec.instruction_limit = self.graph_budget(graph);
+        exec
+    }
+
+    /// Runs `entry` on `canister` within `exec`'s instruction limit, leaving its changes
+    /// pending, and keeps the lines it logged.
+    fn run_query(&mut self, graph: &mut Graph, canister: Principal, entry: Entry, exec: Execution) -> Outcome {
+        let budget = exec.instruction_limit;
         let (time, to_stderr) = (self.time, self.log_to_stderr);
         let c = self.canisters.get_mut(&canister).expect("the graph runs existing canisters");
         let outcome = c.instance.as_mut().expect("checked by query_entry").run_uncommitted(entry, exec, budget);
@@ -285,23 +294,18 @@ impl World {
     }
 }
 
-/// The answer an execution gave, or, if it gave none, the calls it made.
-fn answer_of(canister: Principal, outcome: Outcome) -> Result<Answer, Vec<OutgoingCall>> {
-    match (outcome.result, outcome.exec.response) {
-        (Err(e), _) => Ok(Err(Reject::failed(&canister, &e))),
-        (Ok(()), Some(Response::Reply(bytes))) => Ok(Ok(bytes)),
-        (Ok(()), Some(Response::Reject(message))) => Ok(Err(Reject::by_canister(message))),
-        (Ok(()), None) => Err(outcome.exec.calls),
+/// The answer an execution of `canister` gave: its trap, reply or reject; `None` if it gave
+/// none, its call context waiting for the calls it made.
+fn answer_of(canister: Principal, outcome: &mut Outcome) -> Option<Answer> {
+    match (&outcome.result, outcome.exec.response.take()) {
+        (Err(e), _) => Some(Err(Reject::failed(&canister, e))),
+        (Ok(()), Some(Response::Reply(bytes))) => Some(Ok(bytes)),
+        (Ok(()), Some(Response::Reject(message))) => Some(Err(Reject::by_canister(message))),
+        (Ok(()), None) => None,
     }
 }
 
 /// A call context that made no call left to wait for and did not answer.
 fn did_not_answer(canister: Principal) -> Reject {
-    let message = format!("Canister {canister} did not produce a response");
-    Reject {
-        code: RejectCode::CanisterError,
-        error_code: ErrorCode::CanisterDidNotReply,
-        canister_message: format!("{}: {message}", ErrorCode::CanisterDidNotReply),
-        user_message: message,
-    }
+    Reject::user_error(ErrorCode::CanisterDidNotReply, format!("Canister {canister} did not produce a response"))
 }

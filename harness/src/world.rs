@@ -973,13 +973,7 @@ pub fn method_not_found(kind: &str, method: &str) -> ExecError {
 /// A composite query method called as an update, by ingress or by a canister: the IC runs
 /// composite queries only outside consensus (execution/replicated_query.rs).
 fn composite_query_in_replicated_mode() -> Reject {
-    let message = "Composite query cannot be called in replicated mode";
-    Reject {
-        code: RejectCode::CanisterError,
-        error_code: ErrorCode::CompositeQueryCalledInReplicatedMode,
-        user_message: message.to_string(),
-        canister_message: format!("{}: {message}", ErrorCode::CompositeQueryCalledInReplicatedMode),
-    }
+    Reject::user_error(ErrorCode::CompositeQueryCalledInReplicatedMode, "Composite query cannot be called in replicated mode")
 }
 
 pub fn no_wasm_module() -> ExecError {

@@ -64,9 +64,7 @@ fn read_stable_counter() -> u64 {
 async fn call_raw(target: Principal, method: &str, arg: &[u8]) -> CallOutcome {
     match Call::unbounded_wait(target, method).with_raw_args(arg).await {
         Ok(response) => CallOutcome::Reply(ByteBuf::from(response.into_bytes())),
-        Err(CallFailed::CallRejected(r)) => {
-            CallOutcome::Reject { code: r.raw_reject_code(), message: r.reject_message().to_string() }
-        }
+        Err(CallFailed::CallRejected(r)) => CallOutcome::Reject { code: r.raw_reject_code(), message: r.reject_message().to_string() },
         Err(_) => CallOutcome::PerformFailed,
     }
 }
