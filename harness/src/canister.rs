@@ -149,7 +149,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, ModuleError> {
+pub(crate) fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, ModuleError> {
     use std::io::Read;
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)

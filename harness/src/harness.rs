@@ -386,6 +386,13 @@ impl Harness {
         self.world.borrow().canister(&canister).map(|c| c.logs.clone()).unwrap_or_default()
     }
 
+    /// The metadata `name` of the module `canister` runs ([`module_metadata`]), public or
+    /// private alike; `None` for an empty canister or a module without it.
+    pub fn canister_metadata(&self, canister: Principal, name: &str) -> Option<Vec<u8>> {
+        let world = self.world.borrow();
+        module_metadata(&world.canister(&canister)?.instance.as_ref()?.module().wasm, name)
+    }
+
     pub fn canister_metrics(&self, canister: Principal) -> CanisterMetrics {
         self.world.borrow().canister(&canister).map(|c| c.metrics.clone()).unwrap_or_default()
     }
@@ -437,4 +444,27 @@ impl Harness {
     pub fn faults_fired(&self) -> u64 {
         self.world.borrow().faults.fired
     }
+}
+
+/// The metadata `name` of a canister module (plain or gzip-compressed): the content of its
+/// custom section `icp:public <name>` or `icp:private <name>`, as `ic-wasm metadata` writes
+/// them (e.g. `candid:service`, the module's candid interface); `None` if it has neither or is
+/// not a wasm module.
+pub fn module_metadata(wasm: &[u8], name: &str) -> Option<Vec<u8>> {
+    let decompressed;
+    let wasm = if wasm.starts_with(&[0x1f, 0x8b]) {
+        decompressed = crate::canister::gunzip(wasm).ok()?;
+        &decompressed[..]
+    } else {
+        wasm
+    };
+    let sections = [format!("icp:public {name}"), format!("icp:private {name}")];
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        if let wasmparser::Payload::CustomSection(section) = payload.ok()?
+            && sections.iter().any(|s| s == section.name())
+        {
+            return Some(section.data().to_vec());
+        }
+    }
+    None
 }

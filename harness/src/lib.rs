@@ -49,7 +49,7 @@ pub use backend::{CallError, IcBackend};
 pub use canister::{CompiledModule, ModuleError, compile, host_functions};
 pub use config::{Clock, Limits};
 pub use faults::CallMatcher;
-pub use harness::{Harness, HarnessBuilder, MessageId, Time};
+pub use harness::{Harness, HarnessBuilder, MessageId, Time, module_metadata};
 pub use persist::PersistError;
 pub use types::{ErrorCode, LogRecord, RejectCode, RejectResponse};
 pub use world::{AdvanceError, AdvanceReport, CanisterMetrics, CanisterState, MethodTraffic, Traffic, World};
