@@ -385,11 +385,12 @@ impl Fixture {
             size: snapshot.size,
             chunk_size: snapshot.chunk_size,
             sha256: snapshot.sha256,
+            nonce: None,
         };
         let chunks = (0..snapshot.chunks)
             .map(|index| {
                 let chunk = self.as_controller().snapshot_chunk(self.app, snapshot.id, index).expect("snapshot_chunk");
-                RestoreChunk { job: PROTOCOL_JOB, index, sha256: chunk.sha256, data: chunk.data }
+                RestoreChunk { job: PROTOCOL_JOB, index, sha256: chunk.sha256, data: chunk.data, nonce: None }
             })
             .collect();
         (begin, chunks)
@@ -408,12 +409,12 @@ impl Fixture {
     /// A client-library endpoint's argument, meaningful for the rightful caller: the app's own
     /// newest snapshot is what a restore stages and commits.
     fn app_argument(&self, method: &str) -> Option<Vec<u8>> {
-        let job = JobRef { job: PROTOCOL_JOB };
+        let job = JobRef { job: PROTOCOL_JOB, nonce: None };
         Some(
             match method {
                 methods::INFO => encode_args(()),
-                methods::DUMP_BEGIN => encode_one(DumpBegin { job: PROTOCOL_JOB }),
-                methods::DUMP_CHUNK => encode_one(ChunkRequest { job: PROTOCOL_JOB, index: 0 }),
+                methods::DUMP_BEGIN => encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None }),
+                methods::DUMP_CHUNK => encode_one(ChunkRequest { job: PROTOCOL_JOB, index: 0, nonce: None }),
                 methods::DUMP_END | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => encode_one(job),
                 methods::RESTORE_BEGIN => encode_one(self.restore_of_snapshot().0),
                 methods::RESTORE_CHUNK => encode_one(&self.restore_of_snapshot().1[0]),
@@ -427,7 +428,7 @@ impl Fixture {
     fn prepare_app_call(&self, method: &str) {
         match method {
             methods::DUMP_CHUNK | methods::DUMP_END => {
-                let opened: Result<DumpManifest, BackupError> = self.as_vault(methods::DUMP_BEGIN, (DumpBegin { job: PROTOCOL_JOB },));
+                let opened: Result<DumpManifest, BackupError> = self.as_vault(methods::DUMP_BEGIN, (DumpBegin { job: PROTOCOL_JOB, nonce: None },));
                 opened.expect("the dump opens");
             }
             methods::RESTORE_CHUNK | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => {
@@ -448,11 +449,11 @@ impl Fixture {
     fn put_back_app_call(&self, method: &str) {
         match method {
             methods::DUMP_BEGIN | methods::DUMP_CHUNK | methods::DUMP_END => {
-                let ended: Result<(), BackupError> = self.as_vault(methods::DUMP_END, (JobRef { job: PROTOCOL_JOB },));
+                let ended: Result<(), BackupError> = self.as_vault(methods::DUMP_END, (JobRef { job: PROTOCOL_JOB, nonce: None },));
                 ended.expect("the dump ends");
             }
             methods::RESTORE_BEGIN | methods::RESTORE_CHUNK | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => {
-                let aborted: Result<(), BackupError> = self.as_vault(methods::RESTORE_ABORT, (JobRef { job: PROTOCOL_JOB },));
+                let aborted: Result<(), BackupError> = self.as_vault(methods::RESTORE_ABORT, (JobRef { job: PROTOCOL_JOB, nonce: None },));
                 aborted.expect("the restore aborts");
             }
             _ => {}
@@ -627,7 +628,7 @@ fn every_method_answers_each_role_as_the_matrix_says() {
         assert_eq!(listed(role), Ok(apps), "{}", role.heading());
     }
     // A refusal names the caller it refused.
-    let reply = f.forwarded(f.app, methods::DUMP_BEGIN, encode_one(DumpBegin { job: PROTOCOL_JOB }).unwrap()).expect("the app answers");
+    let reply = f.forwarded(f.app, methods::DUMP_BEGIN, encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None }).unwrap()).expect("the app answers");
     let (refused,): (Result<DumpManifest, BackupError>,) = candid::decode_args(&reply).unwrap();
     assert_eq!(refused.map(drop), Err(BackupError::NotTheVault { caller: f.strangers_app }));
 }

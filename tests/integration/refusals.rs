@@ -109,8 +109,8 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     let image = vec![7u8; 65536 * 2];
     let chunk_size = 65536u64;
     let sha = vault_api::manifest::image_hash(&image, chunk_size);
-    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256 };
-    let chunk = |job: u64, index: u32, data: Vec<u8>| RestoreChunk { job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data) };
+    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256, nonce: None };
+    let chunk = |job: u64, index: u32, data: Vec<u8>| RestoreChunk { job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data), nonce: None };
 
     // A vault that cannot be one, set by the app's controller.
     for vault in [Principal::anonymous(), Principal::management_canister()] {
@@ -119,14 +119,14 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     }
 
     // Dumps.
-    assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0 },)), Err(BackupError::UnknownJob { job: 5 }));
-    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5 },)).unwrap();
+    assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0, nonce: None },)), Err(BackupError::UnknownJob { job: 5 }));
+    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None },)).unwrap();
     let chunks = vault_api::chunk_count(manifest.size, manifest.chunk_size);
     assert_eq!(
-        as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: chunks },)),
+        as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: chunks, nonce: None },)),
         Err(BackupError::ChunkOutOfRange { index: chunks, chunks })
     );
-    as_vault::<_, ()>(&env, ledger, methods::DUMP_END, (JobRef { job: 5 },)).unwrap();
+    as_vault::<_, ()>(&env, ledger, methods::DUMP_END, (JobRef { job: 5, nonce: None },)).unwrap();
 
     // Restores: every bad input refused, the live state untouched.
     let refuse = |app, method: &str, args: Vec<u8>| -> BackupError {
@@ -160,14 +160,14 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
         BackupError::ChunkSizeMismatch { index: 0, expected: 65536, actual: 10 }
     );
     as_vault::<_, ()>(&env, ledger, methods::RESTORE_CHUNK, (chunk(1, 0, image[..65536].to_vec()),)).unwrap();
-    assert_eq!(refuse(ledger, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 1 }).unwrap()), BackupError::MissingChunks { missing: 1, first: 1 });
+    assert_eq!(refuse(ledger, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 1, nonce: None }).unwrap()), BackupError::MissingChunks { missing: 1, first: 1 });
     // A manifest hash that the staged chunks do not produce is refused at commit.
     as_vault::<_, ()>(&env, ledger, methods::RESTORE_BEGIN, (begin(2, StateKind::StableMemory, image.len() as u64, chunk_size, Sha256::of(b"wrong")),)).unwrap();
     for i in 0..2u32 {
         as_vault::<_, ()>(&env, ledger, methods::RESTORE_CHUNK, (chunk(2, i, image[i as usize * 65536..(i as usize + 1) * 65536].to_vec()),)).unwrap();
     }
     assert_eq!(
-        refuse(ledger, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 2 }).unwrap()),
+        refuse(ledger, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 2, nonce: None }).unwrap()),
         BackupError::SnapshotHashMismatch { expected: Sha256::of(b"wrong"), actual: sha }
     );
     // A serde image that does not decode into the app's state is refused at commit.
@@ -175,7 +175,7 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     let garbage_sha = vault_api::manifest::image_hash(&garbage, 1000);
     as_vault::<_, ()>(&env, notes, methods::RESTORE_BEGIN, (begin(3, StateKind::Serde, 1000, 1000, garbage_sha),)).unwrap();
     as_vault::<_, ()>(&env, notes, methods::RESTORE_CHUNK, (chunk(3, 0, garbage),)).unwrap();
-    assert!(matches!(refuse(notes, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 3 }).unwrap()), BackupError::Deserialization { .. }));
+    assert!(matches!(refuse(notes, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 3, nonce: None }).unwrap()), BackupError::Deserialization { .. }));
     assert_eq!((env.app(ledger).digest(), env.app(notes).digest()), before, "no refused call changed a live state");
 }
 
@@ -232,7 +232,9 @@ fn leb128(bytes: &mut Vec<u8>, mut value: u64) {
 
 #[test]
 fn an_import_chunk_the_reserves_cannot_pay_for_is_refused_before_the_vault_pays_for_it() {
-    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 150_000_000_000);
+    // Enough for the import to begin beside the cycles reserve, which grows with every memory the
+    // vault opens (each takes a bucket of 8 MiB of stable memory).
+    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 180_000_000_000);
     let app = env.registered(AppKind::Notes, manual(), keep(3));
     let data = vec![7u8; 100];
     let chunk_hash = Sha256::of(&data);

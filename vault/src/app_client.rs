@@ -1,5 +1,7 @@
 //! Typed calls from the vault to an app's backup endpoints and to the management canister.
-//! Every call is bounded-wait; a failure says whether repeating the call can help.
+//! Every call is bounded-wait; a failure says whether repeating the call can help. Every call
+//! for a job carries this vault instance's nonce ([`nonce`]): the app binds what a job opens to
+//! the vault instance that opened it.
 
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
@@ -134,20 +136,25 @@ async fn call<A: ArgumentEncoder, T: CandidType + DeserializeOwned>(target: Prin
 
 pub type Protocol<T> = Result<Answer<Result<T, BackupError>>, CallFailure>;
 
+/// This vault instance's nonce, as the protocol's requests carry it.
+pub fn nonce() -> Option<u64> {
+    Some(crate::state::with_state(|s| s.instance_nonce()))
+}
+
 pub async fn info(app: Principal) -> Protocol<BackupInfo> {
     call(app, methods::INFO, ()).await
 }
 
 pub async fn dump_begin(app: Principal, job: u64) -> Protocol<DumpManifest> {
-    call(app, methods::DUMP_BEGIN, (DumpBegin { job },)).await
+    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce() },)).await
 }
 
 pub async fn dump_chunk(app: Principal, job: u64, index: u32) -> Protocol<Chunk> {
-    call(app, methods::DUMP_CHUNK, (ChunkRequest { job, index },)).await
+    call(app, methods::DUMP_CHUNK, (ChunkRequest { job, index, nonce: nonce() },)).await
 }
 
 pub async fn dump_end(app: Principal, job: u64) -> Protocol<()> {
-    call(app, methods::DUMP_END, (JobRef { job },)).await
+    call(app, methods::DUMP_END, (JobRef { job, nonce: nonce() },)).await
 }
 
 pub async fn restore_begin(app: Principal, args: RestoreBegin) -> Protocol<()> {
@@ -159,11 +166,11 @@ pub async fn restore_chunk(app: Principal, args: RestoreChunk) -> Protocol<()> {
 }
 
 pub async fn restore_commit(app: Principal, job: u64) -> Protocol<RestoreReport> {
-    call(app, methods::RESTORE_COMMIT, (JobRef { job },)).await
+    call(app, methods::RESTORE_COMMIT, (JobRef { job, nonce: nonce() },)).await
 }
 
 pub async fn restore_abort(app: Principal, job: u64) -> Protocol<()> {
-    call(app, methods::RESTORE_ABORT, (JobRef { job },)).await
+    call(app, methods::RESTORE_ABORT, (JobRef { job, nonce: nonce() },)).await
 }
 
 /// An app's controllers and module hash, from the management canister.

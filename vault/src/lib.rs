@@ -27,8 +27,14 @@ pub mod storable;
 
 #[ic_cdk::init]
 fn init() {
-    state::with_state(|_| ());
+    state::with_state(|s| s.fix_instance_nonce(new_instance_nonce()));
     engine::start_watchdog();
+}
+
+/// A nonce for this install: the time, plus the canister's version, which every install raises,
+/// so a later install at the same principal (a reinstall, even in the same round) has a larger one.
+fn new_instance_nonce() -> u64 {
+    ic_cdk::api::time().wrapping_add(ic_cdk::api::canister_version())
 }
 
 #[ic_cdk::pre_upgrade]
@@ -62,6 +68,8 @@ fn post_upgrade() {
     if let Err(error) = state::with_state(migration::migrate) {
         ic_cdk::trap(format!("the vault cannot open its memory: {error}"));
     }
+    // A vault upgraded from a release without one gets its nonce now.
+    state::with_state(|s| s.fix_instance_nonce(new_instance_nonce()));
     engine::resume_after_upgrade();
 }
 

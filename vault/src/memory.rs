@@ -17,6 +17,7 @@
 //! 9   CONFIG      StableCell<Config>                          administrators, registration mode
 //! 10  ALLOWED     StableBTreeMap<Principal, ()>                principals allowed to register apps
 //! 11  SUSPENDED   StableBTreeMap<Principal, SuspensionRecord>  app -> who suspended it, when, why
+//! 12  INSTANCE    StableCell<u64>                             this vault instance's nonce (0 until fixed)
 //! 13  APP_CHUNKS  StableBTreeMap<AppChunkKey, u32>             (app, chunk SHA-256) -> the app's manifest entries naming it
 //! 14  APP_USAGE   StableBTreeMap<UsageKey, UsageRecord>        app -> bytes held, registrant, cycles spent today;
 //!                                                              registrant -> its apps, the bytes they hold
@@ -28,6 +29,11 @@
 //! Memories 13 and 14 are layout 2: `migration` builds them from a layout 1's snapshots,
 //! manifests and registrations. Release 0.1.0 reads layout 1 only (its header check traps its
 //! `post_upgrade`, so the IC keeps the newer module): since layout 2, a rollback to it is refused.
+//!
+//! INSTANCE (12) too is an addition without a layout change, which an older build never opens: its
+//! nonce is fixed at install, or at the first upgrade from a release without it, and kept across
+//! upgrades, so an app tells this install of the vault from an earlier or later one at the same
+//! principal.
 //!
 //! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
 //! over SNAPSHOTS and MANIFESTS. A chunk's bytes are stored once however many snapshots use
@@ -57,6 +63,7 @@ pub const DELETIONS: MemoryId = MemoryId::new(8);
 pub const CONFIG: MemoryId = MemoryId::new(9);
 pub const ALLOWED: MemoryId = MemoryId::new(10);
 pub const SUSPENDED: MemoryId = MemoryId::new(11);
+pub const INSTANCE: MemoryId = MemoryId::new(12);
 pub const APP_CHUNKS: MemoryId = MemoryId::new(13);
 pub const APP_USAGE: MemoryId = MemoryId::new(14);
 

@@ -48,6 +48,7 @@ impl<'a> HashedChunk<'a> {
 
 pub struct State {
     header: StableCell<Header, Memory>,
+    instance: StableCell<u64, Memory>,
     apps: StableBTreeMap<PrincipalKey, AppRecord, Memory>,
     snapshots: StableBTreeMap<SnapshotKey, SnapshotRecord, Memory>,
     manifests: StableBTreeMap<ManifestKey, [u8; 32], Memory>,
@@ -73,6 +74,7 @@ impl State {
         let m = |id| memory::get(&manager, id);
         State {
             header: StableCell::init(m(memory::HEADER), Header { layout: memory::LAYOUT_VERSION, next_job: 1, next_snapshot: 1 }),
+            instance: StableCell::init(m(memory::INSTANCE), 0),
             apps: StableBTreeMap::init(m(memory::APPS)),
             snapshots: StableBTreeMap::init(m(memory::SNAPSHOTS)),
             manifests: StableBTreeMap::init(m(memory::MANIFESTS)),
@@ -98,6 +100,18 @@ impl State {
         let mut h = self.header.get().clone();
         h.layout = layout;
         self.header.set(h);
+    }
+
+    /// This vault instance's nonce, which every protocol call carries (0 until fixed).
+    pub fn instance_nonce(&self) -> u64 {
+        *self.instance.get()
+    }
+
+    /// Fixes the instance's nonce to `nonce` (not 0), unless it has one.
+    pub fn fix_instance_nonce(&mut self, nonce: u64) {
+        if self.instance_nonce() == 0 {
+            self.instance.set(nonce.max(1));
+        }
     }
 
     fn next_id(&mut self, job: bool) -> u64 {

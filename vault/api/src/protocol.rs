@@ -2,6 +2,14 @@
 //! vault. Every call carries the vault's job id and is idempotent for it, so the vault may
 //! repeat any call after a timeout (SYS_UNKNOWN) and get the same result.
 //!
+//! A dump or restore is bound to the vault instance that opened it: the app keys it by the
+//! caller's principal, the vault's instance `nonce` (fixed once per install of the vault, kept
+//! across its upgrades) and the job id, and answers `UnknownJob` to a call that does not match
+//! all three (a reinstalled vault counts its jobs from 1 again). Release 0.1.0's vault sends no
+//! nonce: what it opens is bound to its principal and the job only. Changing the app's vault
+//! (`vault_set_vault`) releases what is open, and so does the app once no vault call touched it
+//! for [`SESSION_TTL`].
+//!
 //! Snapshot (a dump):
 //! 1. `vault_dump_begin(job)` freezes the state as of this message and answers its manifest
 //!    (size, chunk size, state kind). The app keeps serving updates; the dump does not change.
@@ -14,6 +22,8 @@
 //! 3. `vault_restore_commit(job)` checks that every chunk is there and that the manifest hash
 //!    matches, then replaces the live state in this one message; `vault_restore_abort(job)`
 //!    drops the staging area instead.
+
+use std::time::Duration;
 
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
@@ -35,6 +45,20 @@ pub const MAX_CHUNKS: u32 = 1 << 18;
 /// Bytes in a wasm page, the unit stable memory grows in: a stable-memory image is a whole
 /// number of them.
 pub const WASM_PAGE_SIZE: u64 = 65536;
+
+/// How long an app keeps a dump or a staged restore that no vault call touched: then the next
+/// time its client library runs, it releases it (a dump's copied-aside pages or staging bytes, a
+/// restore's staged chunks), so a vault that vanished holds nothing forever.
+///
+/// A vault gives up on a job after its whole retry budget: 9 failed attempts in a row
+/// (`MAX_RETRIES` = 8 in the vault's engine), each waiting at most 60 s for its answer, with
+/// backoffs of 2, 4, 8, 16, 32, 64, 64 and 64 s between them: 9 x 60 + 254 = 794 s, about
+/// 13 minutes (up to 10 minutes more per attempt when a trap loses the vault's timer and its
+/// watchdog re-arms it). But chunk reads are queries, which record nothing, so a dump is touched
+/// only when it opens and closes: the TTL must also outlast the longest transfer, `MAX_CHUNKS`
+/// chunks read 4 at a time, 65,536 rounds of calls, about two days at 2 to 3 s a round. A week
+/// covers both, and a vault stopped for an upgrade meanwhile.
+pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Method names of the protocol.
 pub mod methods {
@@ -71,6 +95,8 @@ pub struct BackupInfo {
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DumpBegin {
     pub job: u64,
+    /// The vault instance's nonce; none from release 0.1.0's vault.
+    pub nonce: Option<u64>,
 }
 
 /// A frozen image, ready to be read in chunks.
@@ -88,6 +114,7 @@ pub struct DumpManifest {
 pub struct ChunkRequest {
     pub job: u64,
     pub index: u32,
+    pub nonce: Option<u64>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -105,6 +132,7 @@ pub struct RestoreBegin {
     pub chunk_size: u64,
     /// The snapshot's manifest hash, checked before commit.
     pub sha256: Sha256,
+    pub nonce: Option<u64>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -113,11 +141,13 @@ pub struct RestoreChunk {
     pub index: u32,
     pub data: ByteBuf,
     pub sha256: Sha256,
+    pub nonce: Option<u64>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JobRef {
     pub job: u64,
+    pub nonce: Option<u64>,
 }
 
 /// What a committed restore put in place.

@@ -27,6 +27,7 @@ pub async fn begin(job: &JobRecord, source: candid::Principal, snapshot_id: u64)
         size: record.size,
         chunk_size: record.chunk_size,
         sha256: record.sha256,
+        nonce: app_client::nonce(),
     };
     calls::make_one(job, app_client::restore_begin(job.app, args), |answer| Event::RestoreBegun(answer, record)).await
 }
@@ -39,7 +40,7 @@ pub async fn chunks(job: &JobRecord, source: candid::Principal, snapshot_id: u64
         .iter()
         .map(|&index| {
             let (sha256, data) = with_state(|s| s.chunk(snapshot_id, index)).expect("a complete snapshot has every chunk");
-            let args = RestoreChunk { job: job.id, index, data: serde_bytes::ByteBuf::from(data), sha256 };
+            let args = RestoreChunk { job: job.id, index, data: serde_bytes::ByteBuf::from(data), sha256, nonce: app_client::nonce() };
             app_client::restore_chunk(job.app, args)
         })
         .collect();
