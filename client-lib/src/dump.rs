@@ -1,34 +1,26 @@
-//! Snapshots: freezing the state, serving it in chunks, releasing it.
+//! Snapshots: freezing the state, serving it in chunks, releasing it. Each call is the vault's
+//! (the endpoint checked that), for the session its `key` names.
 
 use ic_stable_structures::Memory;
 use vault_api::manifest::{self, Sha256};
-use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpManifest, StateKind, WASM_PAGE_SIZE};
+use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKind, WASM_PAGE_SIZE};
 
-use crate::layout::OpenDump;
+use crate::layout::{OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
-use crate::{guards, memory, serde_state, session, store};
+use crate::{memory, serde_state, session, store};
 
-pub fn begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
-    guards::caller_is_vault()?;
-    if let Some(dump) = session::dump(args.job) {
+/// Opens `key`'s dump at `now`, or answers the one open for it again.
+pub fn begin(key: SessionKey, now: u64) -> Result<DumpManifest, BackupError> {
+    if let Some(dump) = session::dump(&key) {
+        session::touch(now);
         return Ok(manifest_of(&dump));
     }
     let dump = session::open_dump(|| {
-        let now = ic_cdk::api::time();
-        Ok(match serde_state::state_kind() {
-            StateKind::StableMemory => OpenDump {
-                job: args.job,
-                kind: StateKind::StableMemory,
-                size: store::header().app_pages * WASM_PAGE_SIZE,
-                chunk_size: CHUNK_SIZE,
-                taken_at_nanos: now,
-                cow_slots: 0,
-            },
-            StateKind::Serde => {
-                let size = serialize()?;
-                OpenDump { job: args.job, kind: StateKind::Serde, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0 }
-            }
-        })
+        let (kind, size) = match serde_state::state_kind() {
+            StateKind::StableMemory => (StateKind::StableMemory, store::header().app_pages * WASM_PAGE_SIZE),
+            StateKind::Serde => (StateKind::Serde, serialize()?),
+        };
+        Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0, touched_at_nanos: now })
     })?;
     Ok(manifest_of(&dump))
 }
@@ -69,7 +61,7 @@ fn serialize() -> Result<u64, BackupError> {
 
 fn manifest_of(dump: &OpenDump) -> DumpManifest {
     DumpManifest {
-        job: dump.job,
+        job: dump.key.job,
         state_kind: dump.kind,
         size: dump.size,
         chunk_size: dump.chunk_size,
@@ -77,25 +69,54 @@ fn manifest_of(dump: &OpenDump) -> DumpManifest {
     }
 }
 
-pub fn chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {
-    guards::caller_is_vault()?;
-    let dump = session::dump(args.job).ok_or(BackupError::UnknownJob { job: args.job })?;
+/// Chunk `index` of `key`'s dump. (A query: it records nothing.)
+pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
+    let dump = session::dump(&key).ok_or(BackupError::UnknownJob { job: key.job })?;
     let chunks = manifest::chunk_count(dump.size, dump.chunk_size);
-    if args.index >= chunks {
-        return Err(BackupError::ChunkOutOfRange { index: args.index, chunks });
+    if index >= chunks {
+        return Err(BackupError::ChunkOutOfRange { index, chunks });
     }
-    let range = manifest::chunk_range(dump.size, dump.chunk_size, args.index);
+    let range = manifest::chunk_range(dump.size, dump.chunk_size, index);
     let mut data = vec![0u8; (range.end - range.start) as usize];
     match dump.kind {
         StateKind::StableMemory => memory::read_frozen(range.start, &mut data),
         StateKind::Serde => staging::staging().read(range.start, &mut data),
     }
     let sha256 = Sha256::of(&data);
-    Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256 })
+    Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256 })
 }
 
-pub fn end(job: u64) -> Result<(), BackupError> {
-    guards::caller_is_vault()?;
-    session::end_dump(job);
+pub fn end(key: SessionKey) -> Result<(), BackupError> {
+    session::end_dump(&key);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use candid::Principal;
+
+    use super::*;
+    use crate::layout::Session;
+
+    fn key(nonce: Option<u64>, job: u64) -> SessionKey {
+        SessionKey { vault: Principal::from_slice(&[9; 10]), nonce, job }
+    }
+
+    #[test]
+    fn only_the_vault_instance_that_opened_a_dump_reads_and_ends_it() {
+        memory::memory().grow(1);
+        let opened = key(Some(7), 1);
+        let manifest = begin(opened, 100).expect("a stable-memory dump opens");
+        let reinstalled = key(Some(8), 1);
+        let other_vault = SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened };
+        for other in [reinstalled, other_vault, key(None, 1), key(Some(7), 2)] {
+            assert_eq!(chunk(other, 0), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(end(other), Ok(()));
+        }
+        assert_eq!(chunk(opened, 0).map(|c| c.data.len() as u64), Ok(WASM_PAGE_SIZE));
+        assert_eq!(begin(opened, 200), Ok(manifest), "a repeated begin answers the same");
+        assert!(matches!(store::header().session, Session::Dumping(OpenDump { touched_at_nanos: 200, taken_at_nanos: 100, .. })));
+        end(opened).unwrap();
+        assert_eq!(chunk(opened, 0), Err(BackupError::UnknownJob { job: 1 }));
+    }
 }

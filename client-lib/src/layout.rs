@@ -15,7 +15,27 @@
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
 //!
-//! `Header`, version 1, 210 bytes, little endian:
+//! `Header`, version 2, 343 bytes, little endian:
+//!
+//! ```text
+//!   0  4  magic "CVCL"             44  1  dump present           133  1  restore present
+//!   4  1  layout version (2)       45 47  dump key               134 47  restore key
+//!   5  1  state kind (0/1/2)       92  8  dump touched at        181  8  restore touched at
+//!   6 30  vault (opt principal)   100  1  dump kind              189  1  restore kind
+//!  36  8  APP size (wasm pages)   101  8  dump size              190  8  restore size
+//!                                 109  8  dump chunk size        198  8  restore chunk size
+//!                                 117  8  dump taken at          206 32  restore SHA-256
+//!                                 125  8  COW slots used
+//! 238  1  last commit present    239 47  its key   286  8  its size   294 32  its SHA-256
+//! 326  1  its kind               327  8  bytes of the last serde dump
+//! 335  8  instructions it took
+//! ```
+//! A key, 47 bytes: the job (8), the vault that opened it (30, a principal), then its instance
+//! nonce: 1 if there is one (9 bytes: the byte, then the nonce). State kind: 0 not yet known,
+//! 1 serde, 2 stable memory. The two "present" bytes hold the [`Session`]: at most one of them is
+//! 1, and the slot of the operation not open is zeros, as is the last commit's when there is none.
+//!
+//! `Header`, version 1, 210 bytes (release 0.1.0), read by `decode_v1`:
 //!
 //! ```text
 //! 0   4  magic "CVCL"          44  1  dump present        86  1  restore present
@@ -29,15 +49,15 @@
 //! 193 1  its kind              194 8  bytes of the last serde dump
 //! 202 8  instructions it took
 //! ```
-//! State kind: 0 not yet known, 1 serde, 2 stable memory. The two "present" bytes hold the
-//! [`Session`]: at most one of them is 1.
+//! The slot of the operation not open holds job 0, kind 1 and zeros; so does the last commit's
+//! when there is none.
 //!
 //! The layout version covers all of the above. This build writes [`LAYOUT_VERSION`] and reads
 //! every version from [`OLDEST_LAYOUT`] on: the cell keeps the header as a [`StoredHeader`],
 //! its version read first; the bytes after it may differ per version, so each version read
-//! has its decoder here (`decode_v1`), and `migration` picks it by the version byte, then runs
-//! one step per version up to the current one. An instance does this when it first reads the
-//! header; the entry points an app calls in `post_upgrade` (`on_restore`,
+//! has its decoder here (`decode_v1`, `decode_v2`), and `migration` picks it by the version byte,
+//! then runs one step per version up to the current one. An instance does this when it first
+//! reads the header; the entry points an app calls in `post_upgrade` (`on_restore`,
 //! `load_after_upgrade`, `use_serde_state`, `set_vault`, and `memory()` through its size) read
 //! it first. A stored version newer than this build knows, or older than it reads, is refused
 //! before anything is read past the version byte or written: the app's `post_upgrade` traps,
@@ -45,14 +65,19 @@
 //! `post_upgrade` calls none of them traps instead in each message that reaches the library.)
 //!
 //! Layouts:
-//! - 1: as drawn above (release 0.1.0 and since).
+//! - 1: release 0.1.0: a session is keyed by its job alone.
+//! - 2: a session and the last commit are keyed by the vault that opened them, its instance
+//!   nonce and the job, and a session records when a vault call last touched it. The step from
+//!   1 closes a dump or restore open under layout 1, releasing its pages or staged chunks (the
+//!   vault's next call finds no such job and opens it again), and binds the last commit to the
+//!   app's vault without a nonce, as release 0.1.0's vault sends none.
 
 use std::borrow::Cow;
 
 use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::storable::Bound;
-use ic_stable_structures::Storable;
+use ic_stable_structures::{StableBTreeMap, Storable};
 use vault_api::codec::{Reader, Writer};
 use vault_api::protocol::StateKind;
 use vault_api::Sha256;
@@ -65,34 +90,60 @@ pub const COW_INDEX: MemoryId = MemoryId::new(4);
 pub const STAGED: MemoryId = MemoryId::new(5);
 pub const UPGRADE: MemoryId = MemoryId::new(6);
 
+/// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
+pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;
+/// The STAGED map: chunk index -> its SHA-256.
+pub type Staged<M> = StableBTreeMap<u32, [u8; 32], M>;
+
 const MAGIC: &[u8; 4] = b"CVCL";
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 1;
+pub const LAYOUT_VERSION: u8 = 2;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
-/// Bytes of layout 1's header, its magic and version included.
-const HEADER_BYTES: usize = 210;
+/// Bytes of the current layout's header, its magic and version included.
+const HEADER_BYTES: usize = 343;
+/// Bytes of a key, and of each slot with its "present" byte.
+const KEY_BYTES: usize = 47;
+const DUMP_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 1 + 4 * 8;
+const RESTORE_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 1 + 2 * 8 + 32;
+const COMMITTED_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 32 + 1;
+
+/// Who opened a dump or restore and for which job: a later call is for it only if its key is
+/// the same (else the app answers `UnknownJob`). Release 0.1.0's vault sends no nonce, so what
+/// it opens is keyed by its principal and the job only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionKey {
+    /// The vault that called.
+    pub vault: Principal,
+    /// That vault's instance nonce, fixed once per install of it.
+    pub nonce: Option<u64>,
+    pub job: u64,
+}
 
 /// An open dump: the image frozen at `taken_at_nanos`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenDump {
-    pub job: u64,
+    pub key: SessionKey,
     pub kind: StateKind,
     pub size: u64,
     pub chunk_size: u64,
     pub taken_at_nanos: u64,
     /// Stable-memory dumps: slots of the COW memory in use.
     pub cow_slots: u64,
+    /// When a vault call last touched it (chunk reads are queries, which record nothing).
+    pub touched_at_nanos: u64,
 }
 
 /// A restore being staged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenRestore {
-    pub job: u64,
+    pub key: SessionKey,
     pub kind: StateKind,
     pub size: u64,
     pub chunk_size: u64,
     pub sha256: Sha256,
+    /// When a vault call last touched it.
+    pub touched_at_nanos: u64,
 }
 
 /// The one operation open at a time: a dump and a restore are never open together (a new one
@@ -105,10 +156,21 @@ pub enum Session {
     Restoring(OpenRestore),
 }
 
+impl Session {
+    /// When a vault call last touched the open operation; `None` when idle.
+    pub fn touched_at_nanos(&self) -> Option<u64> {
+        match self {
+            Session::Idle => None,
+            Session::Dumping(dump) => Some(dump.touched_at_nanos),
+            Session::Restoring(restore) => Some(restore.touched_at_nanos),
+        }
+    }
+}
+
 /// The last restore committed, so a repeated commit answers the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
-    pub job: u64,
+    pub key: SessionKey,
     pub kind: StateKind,
     pub size: u64,
     pub sha256: Sha256,
@@ -125,10 +187,6 @@ pub struct Header {
     /// Bytes and instructions of the last serde dump, to estimate the next one's cost.
     pub serde_cost: (u64, u64),
 }
-
-/// The fields written in the slot of the operation not open.
-const NO_DUMP: OpenDump = OpenDump { job: 0, kind: StateKind::Serde, size: 0, chunk_size: 0, taken_at_nanos: 0, cow_slots: 0 };
-const NO_RESTORE: OpenRestore = OpenRestore { job: 0, kind: StateKind::Serde, size: 0, chunk_size: 0, sha256: Sha256([0; 32]) };
 
 fn kind_byte(kind: Option<StateKind>) -> u8 {
     match kind {
@@ -180,90 +238,172 @@ impl Storable for StoredHeader {
 /// Reads the fields after the version byte of one layout into a [`Header`].
 pub type Decoder = fn(&[u8]) -> Header;
 
+fn write_key(w: &mut Writer, key: &SessionKey) {
+    w.u64(key.job).principal(&key.vault).u8(key.nonce.is_some() as u8).u64(key.nonce.unwrap_or(0));
+}
+
+fn read_key(r: &mut Reader) -> SessionKey {
+    let job = r.u64();
+    let vault = r.principal();
+    let (present, nonce) = (r.u8() == 1, r.u64());
+    SessionKey { vault, nonce: present.then_some(nonce), job }
+}
+
+/// The session of the two slots' contents; no release writes both, as a dump and a restore
+/// have always superseded each other.
+fn session_of(dump: Option<OpenDump>, restore: Option<OpenRestore>) -> Session {
+    match (dump, restore) {
+        (None, None) => Session::Idle,
+        (Some(dump), None) => Session::Dumping(dump),
+        (None, Some(restore)) => Session::Restoring(restore),
+        (Some(_), Some(_)) => both_open(),
+    }
+}
+
+/// A broken invariant: which operation the vault still drives cannot be told, so the message
+/// traps rather than guess.
+fn both_open() -> ! {
+    panic!(
+        "the client header has both a dump and a restore open, which this library never writes: \
+         its stable memory was changed from outside the library"
+    )
+}
+
 impl Header {
     /// The header in this build's layout, [`LAYOUT_VERSION`].
     pub fn encode(&self) -> StoredHeader {
         let mut w = Writer::with_capacity(HEADER_BYTES);
         w.u8(kind_byte(self.state_kind)).opt_principal(self.vault.as_ref()).u64(self.app_pages);
-        // Layout 1 keeps a slot for each operation: the open one is marked present, the other not.
-        let (dump, restore) = match &self.session {
-            Session::Idle => (None, None),
-            Session::Dumping(dump) => (Some(dump), None),
-            Session::Restoring(restore) => (None, Some(restore)),
-        };
-        w.u8(dump.is_some() as u8);
-        let dump = dump.unwrap_or(&NO_DUMP);
-        w.u64(dump.job)
-            .u8(kind_byte(Some(dump.kind)))
-            .u64(dump.size)
-            .u64(dump.chunk_size)
-            .u64(dump.taken_at_nanos)
-            .u64(dump.cow_slots);
-        w.u8(restore.is_some() as u8);
-        let restore = restore.unwrap_or(&NO_RESTORE);
-        w.u64(restore.job)
-            .u8(kind_byte(Some(restore.kind)))
-            .u64(restore.size)
-            .u64(restore.chunk_size)
-            .sha256(&restore.sha256);
-        let committed = self.committed.clone().unwrap_or(Committed {
-            job: 0,
-            kind: StateKind::Serde,
-            size: 0,
-            sha256: Sha256::default(),
-        });
-        w.u8(self.committed.is_some() as u8)
-            .u64(committed.job)
-            .u64(committed.size)
-            .sha256(&committed.sha256)
-            .u8(kind_byte(Some(committed.kind)))
-            .u64(self.serde_cost.0)
-            .u64(self.serde_cost.1);
+        match &self.session {
+            Session::Dumping(dump) => {
+                w.u8(1);
+                write_key(&mut w, &dump.key);
+                w.u64(dump.touched_at_nanos)
+                    .u8(kind_byte(Some(dump.kind)))
+                    .u64(dump.size)
+                    .u64(dump.chunk_size)
+                    .u64(dump.taken_at_nanos)
+                    .u64(dump.cow_slots);
+            }
+            _ => {
+                w.bytes(&[0; DUMP_SLOT_BYTES]);
+            }
+        }
+        match &self.session {
+            Session::Restoring(restore) => {
+                w.u8(1);
+                write_key(&mut w, &restore.key);
+                w.u64(restore.touched_at_nanos)
+                    .u8(kind_byte(Some(restore.kind)))
+                    .u64(restore.size)
+                    .u64(restore.chunk_size)
+                    .sha256(&restore.sha256);
+            }
+            _ => {
+                w.bytes(&[0; RESTORE_SLOT_BYTES]);
+            }
+        }
+        match &self.committed {
+            Some(committed) => {
+                w.u8(1);
+                write_key(&mut w, &committed.key);
+                w.u64(committed.size).sha256(&committed.sha256).u8(kind_byte(Some(committed.kind)));
+            }
+            None => {
+                w.bytes(&[0; COMMITTED_SLOT_BYTES]);
+            }
+        }
+        w.u64(self.serde_cost.0).u64(self.serde_cost.1);
         let fields = w.into_vec();
         debug_assert_eq!(MAGIC.len() + 1 + fields.len(), HEADER_BYTES);
         StoredHeader { layout: LAYOUT_VERSION, fields }
     }
 }
 
-/// Layout 1's decoder.
+/// Layout 2's decoder.
+pub fn decode_v2(fields: &[u8]) -> Header {
+    let mut r = Reader::new(fields);
+    let state_kind = kind_of(r.u8());
+    let vault = r.opt_principal();
+    let app_pages = r.u64();
+    let dump = if r.u8() == 1 {
+        Some(OpenDump {
+            key: read_key(&mut r),
+            touched_at_nanos: r.u64(),
+            kind: kind_of(r.u8()).expect("a kind"),
+            size: r.u64(),
+            chunk_size: r.u64(),
+            taken_at_nanos: r.u64(),
+            cow_slots: r.u64(),
+        })
+    } else {
+        r.array::<{ DUMP_SLOT_BYTES - 1 }>();
+        None
+    };
+    let restore_present = r.u8() == 1;
+    if dump.is_some() && restore_present {
+        both_open();
+    }
+    let restore = if restore_present {
+        Some(OpenRestore {
+            key: read_key(&mut r),
+            touched_at_nanos: r.u64(),
+            kind: kind_of(r.u8()).expect("a kind"),
+            size: r.u64(),
+            chunk_size: r.u64(),
+            sha256: r.sha256(),
+        })
+    } else {
+        r.array::<{ RESTORE_SLOT_BYTES - 1 }>();
+        None
+    };
+    let committed = if r.u8() == 1 {
+        let (key, size, sha256) = (read_key(&mut r), r.u64(), r.sha256());
+        Some(Committed { key, kind: kind_of(r.u8()).expect("a kind"), size, sha256 })
+    } else {
+        r.array::<{ COMMITTED_SLOT_BYTES - 1 }>();
+        None
+    };
+    let serde_cost = (r.u64(), r.u64());
+    Header { state_kind, vault, app_pages, session: session_of(dump, restore), committed, serde_cost }
+}
+
+/// Layout 1's decoder. Layout 1 keyed a session and the last commit by the job alone: they are
+/// read as the app's vault's, without a nonce (release 0.1.0's vault sends none), a dump as
+/// touched when it was taken and a restore, of which no time was kept, at 0. (The step to
+/// layout 2 closes what is open.)
 pub fn decode_v1(fields: &[u8]) -> Header {
     let mut r = Reader::new(fields);
     let state_kind = kind_of(r.u8());
     let vault = r.opt_principal();
     let app_pages = r.u64();
+    // The anonymous principal, which no vault is, if none is set.
+    let key = |job| SessionKey { vault: vault.unwrap_or(Principal::anonymous()), nonce: None, job };
     let dump_present = r.u8() == 1;
-    let dump = OpenDump {
-        job: r.u64(),
+    let mut dump = OpenDump {
+        key: key(r.u64()),
         kind: kind_of(r.u8()).expect("a kind"),
         size: r.u64(),
         chunk_size: r.u64(),
         taken_at_nanos: r.u64(),
         cow_slots: r.u64(),
+        touched_at_nanos: 0,
     };
+    dump.touched_at_nanos = dump.taken_at_nanos;
     let restore_present = r.u8() == 1;
     let restore = OpenRestore {
-        job: r.u64(),
+        key: key(r.u64()),
         kind: kind_of(r.u8()).expect("a kind"),
         size: r.u64(),
         chunk_size: r.u64(),
         sha256: r.sha256(),
+        touched_at_nanos: 0,
     };
-    let session = match (dump_present, restore_present) {
-        (false, false) => Session::Idle,
-        (true, false) => Session::Dumping(dump),
-        (false, true) => Session::Restoring(restore),
-        // A broken invariant: no version of this library writes both, since a dump and a restore have always
-        // superseded each other. Which one the vault still drives cannot be told, so the message traps rather
-        // than guess.
-        (true, true) => panic!(
-            "the client header has both a dump and a restore open, which this library never writes: \
-             its stable memory was changed from outside the library"
-        ),
-    };
+    let session = session_of(dump_present.then_some(dump), restore_present.then_some(restore));
     let present = r.u8() == 1;
     let (job, size, sha256) = (r.u64(), r.u64(), r.sha256());
     let kind = kind_of(r.u8()).expect("a kind");
-    let committed = present.then_some(Committed { job, kind, size, sha256 });
+    let committed = present.then_some(Committed { key: key(job), kind, size, sha256 });
     let serde_cost = (r.u64(), r.u64());
     Header { state_kind, vault, app_pages, session, committed, serde_cost }
 }
@@ -272,20 +412,30 @@ pub fn decode_v1(fields: &[u8]) -> Header {
 mod tests {
     use super::*;
 
+    fn vault() -> Principal {
+        Principal::from_slice(&[9; 10])
+    }
+
     fn sample() -> Header {
         Header {
             state_kind: Some(StateKind::StableMemory),
-            vault: Some(Principal::from_slice(&[9; 10])),
+            vault: Some(vault()),
             app_pages: 3,
             session: Session::Dumping(OpenDump {
-                job: 4,
+                key: SessionKey { vault: vault(), nonce: Some(0x0102_0304_0506_0708), job: 4 },
                 kind: StateKind::StableMemory,
                 size: 196608,
                 chunk_size: 100,
                 taken_at_nanos: 5,
                 cow_slots: 6,
+                touched_at_nanos: 13,
             }),
-            committed: Some(Committed { job: 2, kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
+            committed: Some(Committed {
+                key: SessionKey { vault: Principal::from_slice(&[8; 29]), nonce: None, job: 2 },
+                kind: StateKind::Serde,
+                size: 10,
+                sha256: Sha256([7; 32]),
+            }),
             serde_cost: (11, 12),
         }
     }
@@ -299,7 +449,7 @@ mod tests {
     fn read(bytes: Vec<u8>) -> Header {
         let stored = StoredHeader::from_bytes(Cow::Owned(bytes));
         assert_eq!(stored.layout, LAYOUT_VERSION);
-        decode_v1(&stored.fields)
+        decode_v2(&stored.fields)
     }
 
     #[test]
@@ -326,7 +476,14 @@ mod tests {
     }
 
     fn restoring() -> Session {
-        Session::Restoring(OpenRestore { job: 8, kind: StateKind::Serde, size: 40, chunk_size: 16, sha256: Sha256([3; 32]) })
+        Session::Restoring(OpenRestore {
+            key: SessionKey { vault: vault(), nonce: None, job: 8 },
+            kind: StateKind::Serde,
+            size: 40,
+            chunk_size: 16,
+            sha256: Sha256([3; 32]),
+            touched_at_nanos: 14,
+        })
     }
 
     #[test]
@@ -335,11 +492,22 @@ mod tests {
             let h = Header { session, ..sample() };
             assert_eq!(read(stored_bytes(&h)), h);
         }
+        let nothing_committed = Header { committed: None, ..sample() };
+        assert_eq!(read(stored_bytes(&nothing_committed)), nothing_committed);
     }
 
-    /// Bytes 44..86 hold the dump's slot, 86..144 the restore's.
-    const DUMP_SLOT: std::ops::Range<usize> = 44..86;
-    const RESTORE_SLOT: std::ops::Range<usize> = 86..144;
+    /// Bytes 44..133 hold the dump's slot, 133..238 the restore's, 238..327 the last commit's.
+    const DUMP_SLOT: std::ops::Range<usize> = 44..133;
+    const RESTORE_SLOT: std::ops::Range<usize> = 133..238;
+    const COMMITTED_SLOT: std::ops::Range<usize> = 238..327;
+
+    #[test]
+    fn the_slots_are_where_the_drawing_puts_them() {
+        assert_eq!(DUMP_SLOT.len(), DUMP_SLOT_BYTES);
+        assert_eq!(RESTORE_SLOT.len(), RESTORE_SLOT_BYTES);
+        assert_eq!(COMMITTED_SLOT.len(), COMMITTED_SLOT_BYTES);
+        assert_eq!(COMMITTED_SLOT.end + 16, HEADER_BYTES);
+    }
 
     #[test]
     fn the_slot_of_the_operation_not_open_is_written_empty() {
@@ -353,6 +521,9 @@ mod tests {
         assert_eq!(restoring[DUMP_SLOT], idle[DUMP_SLOT]);
         assert_eq!(idle[..DUMP_SLOT.start], dumping[..DUMP_SLOT.start]);
         assert_eq!(idle[RESTORE_SLOT.end..], restoring[RESTORE_SLOT.end..]);
+        assert!(idle[DUMP_SLOT.start..RESTORE_SLOT.end].iter().all(|&b| b == 0), "empty slots are zeros");
+        let nothing_committed = stored_bytes(&Header { committed: None, ..sample() });
+        assert!(nothing_committed[COMMITTED_SLOT].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -367,6 +538,6 @@ mod tests {
     fn header_golden_bytes() {
         let bytes = stored_bytes(&sample());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, include_str!("../golden/header_v1.hex").trim());
+        assert_eq!(hex, include_str!("../golden/header_v2.hex").trim());
     }
 }

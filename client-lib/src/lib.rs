@@ -50,6 +50,15 @@
 //! it from an older release's, and trap on one this release cannot read (a newer release's),
 //! which fails the upgrade and leaves the app on its previous module.
 //!
+//! One dump or restore is open at a time, bound to the vault instance that opened it: the
+//! vault's principal, its instance nonce (which a reinstalled vault renews) and the job. A call
+//! that does not match all three is answered `UnknownJob`, so a reinstalled vault counting its
+//! jobs from 1 again never reads what its previous install left open. A change of vault
+//! (`vault_set_vault`) releases what is open, and so does the library, the next time it runs (an
+//! endpoint, or the app's write to [`memory()`] while a dump is open), once no vault call touched
+//! it for `vault_api::protocol::SESSION_TTL` (a week): a vault that vanished holds no
+//! copied-aside pages or staged chunks for ever.
+//!
 //! Sizes and paths:
 //! - stable memory: dumped in chunks, any size; a restore's commit copies the staged image in
 //!   one message, so it is refused up front above [`restore::MAX_STABLE_RESTORE_BYTES`]
@@ -64,6 +73,7 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+mod cow;
 mod dump;
 mod guards;
 mod layout;
@@ -83,8 +93,12 @@ pub use vault_api;
 use vault_api::protocol::{BackupError, BackupInfo};
 
 /// Sets the vault allowed to call the backup endpoints (call it in `init`; controllers can
-/// change it later with `vault_set_vault`).
+/// change it later with `vault_set_vault`). A change of vault releases the dump or restore the
+/// previous one left open.
 pub fn set_vault(vault: Principal) {
+    if store::header().vault != Some(vault) {
+        session::release();
+    }
     store::update_header(|h| h.vault = Some(vault));
 }
 
@@ -93,14 +107,25 @@ pub fn vault() -> Option<Principal> {
     store::header().vault
 }
 
-/// The functions behind the endpoints [`vault_endpoints!`] defines.
+/// The functions behind the endpoints [`vault_endpoints!`] defines. Each checks its caller,
+/// then releases a dump or restore no vault call touched for `SESSION_TTL`.
 #[doc(hidden)]
 pub mod endpoints {
     use super::*;
+    use layout::SessionKey;
     use vault_api::protocol::{Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport};
+
+    /// A call from the vault for `job`: the key of its session, and the time.
+    fn vault_call(job: u64, nonce: Option<u64>) -> Result<(SessionKey, u64), BackupError> {
+        let vault = guards::caller_is_vault()?;
+        let now = ic_cdk::api::time();
+        session::release_stale(now);
+        Ok((SessionKey { vault, nonce, job }, now))
+    }
 
     pub fn info() -> Result<BackupInfo, BackupError> {
         guards::caller_is_vault_or_controller()?;
+        session::release_stale(ic_cdk::api::time());
         let header = store::header();
         let kind = serde_state::state_kind();
         let state_bytes = match kind {
@@ -115,36 +140,44 @@ pub mod endpoints {
         if vault == Principal::anonymous() || vault == Principal::management_canister() {
             return Err(BackupError::InvalidVault { vault });
         }
+        session::release_stale(ic_cdk::api::time());
         super::set_vault(vault);
         Ok(())
     }
 
     pub fn dump_begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
-        dump::begin(args)
+        let (key, now) = vault_call(args.job, args.nonce)?;
+        dump::begin(key, now)
     }
 
     pub fn dump_chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {
-        dump::chunk(args)
+        let (key, _) = vault_call(args.job, args.nonce)?;
+        dump::chunk(key, args.index)
     }
 
     pub fn dump_end(args: JobRef) -> Result<(), BackupError> {
-        dump::end(args.job)
+        let (key, _) = vault_call(args.job, args.nonce)?;
+        dump::end(key)
     }
 
     pub fn restore_begin(args: RestoreBegin) -> Result<(), BackupError> {
-        restore::begin(args)
+        let (key, now) = vault_call(args.job, args.nonce)?;
+        restore::begin(key, args, now)
     }
 
     pub fn restore_chunk(args: RestoreChunk) -> Result<(), BackupError> {
-        restore::chunk(args)
+        let (key, now) = vault_call(args.job, args.nonce)?;
+        restore::chunk(key, args, now)
     }
 
     pub fn restore_commit(args: JobRef) -> Result<RestoreReport, BackupError> {
-        restore::commit(args.job)
+        let (key, _) = vault_call(args.job, args.nonce)?;
+        restore::commit(key)
     }
 
     pub fn restore_abort(args: JobRef) -> Result<(), BackupError> {
-        restore::abort(args.job)
+        let (key, _) = vault_call(args.job, args.nonce)?;
+        restore::abort(key)
     }
 }
 

@@ -3,22 +3,20 @@
 //! The app uses it as it would use `DefaultMemoryImpl`, typically under its own
 //! `MemoryManager`. While the vault reads a dump, the first write of a message to a 4 KiB page
 //! of the frozen image first copies the page's old contents aside, so the dump reads the state
-//! as of the message that opened it while the app keeps writing.
-
-use std::cell::RefCell;
+//! as of the message that opened it while the app keeps writing. Such a write first releases a
+//! dump no vault call touched for `SESSION_TTL`, so a vanished vault's dump stops copying.
 
 use ic_stable_structures::Memory;
 use vault_api::protocol::{StateKind, WASM_PAGE_SIZE as WASM_PAGE};
 
 use crate::layout::{self, Session};
 use crate::store::{self, Mem};
+use crate::{cow, session};
 
 /// The unit of copy on write.
 pub const COW_PAGE: u64 = 4096;
 
 thread_local! {
-    /// Pages of the open dump already copied aside; `None` until loaded from the index.
-    static SAVED: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
     /// Set while the app's reload hook runs after a restore: the memory is then the snapshot's
     /// and must stay so.
     static FROZEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -45,7 +43,7 @@ fn app() -> Mem {
     store::memory(layout::APP)
 }
 
-fn cow() -> Mem {
+fn cow_memory() -> Mem {
     store::memory(layout::COW)
 }
 
@@ -93,13 +91,18 @@ impl Memory for VaultMemory {
     }
 
     fn write(&self, offset: u64, src: &[u8]) {
-        check_writable();
-        check_bounds(offset, src.len());
-        if !src.is_empty() {
-            save_before_write(offset, src.len() as u64);
-        }
-        app().write(offset, src);
+        write_at(offset, src, ic_cdk::api::time);
     }
+}
+
+/// Writes `src` at `offset` of the app's memory, `now` telling the time if a dump is open.
+fn write_at(offset: u64, src: &[u8], now: impl FnOnce() -> u64) {
+    check_writable();
+    check_bounds(offset, src.len());
+    if !src.is_empty() {
+        save_before_write(offset, src.len() as u64, now);
+    }
+    app().write(offset, src);
 }
 
 fn zero(memory: &Mem, start: u64, end: u64) {
@@ -113,12 +116,12 @@ fn zero(memory: &Mem, start: u64, end: u64) {
 }
 
 /// Copies aside the pages of `[offset, offset+len)` that belong to an open stable-memory dump
-/// and were not copied yet.
-fn save_before_write(offset: u64, len: u64) {
-    let dump = match store::header().session {
-        Session::Dumping(dump) if dump.kind == StateKind::StableMemory => dump,
-        _ => return,
-    };
+/// and were not copied yet, unless the dump is stale as of `now`: then it is released.
+fn save_before_write(offset: u64, len: u64, now: impl FnOnce() -> u64) {
+    let Session::Dumping(dump) = store::header().session else { return };
+    if session::release_stale(now()) || dump.kind != StateKind::StableMemory {
+        return;
+    }
     let first = offset / COW_PAGE;
     let last = ((offset + len - 1) / COW_PAGE).min(dump.size.div_ceil(COW_PAGE).saturating_sub(1));
     if offset >= dump.size {
@@ -127,19 +130,18 @@ fn save_before_write(offset: u64, len: u64) {
     let mut slots = dump.cow_slots;
     let mut page_buf = [0u8; COW_PAGE as usize];
     for page in first..=last {
-        if is_saved(page) {
+        if cow::is_saved(page) {
             continue;
         }
         app().read(page * COW_PAGE, &mut page_buf);
         let at = slots * COW_PAGE;
-        let cow = cow();
+        let cow = cow_memory();
         let needed = (at + COW_PAGE).div_ceil(WASM_PAGE);
         if cow.size() < needed && cow.grow(needed - cow.size()) < 0 {
             ic_cdk::trap("the vault client could not grow its copy-on-write memory");
         }
         cow.write(at, &page_buf);
-        store::with_cow_index(|index| index.insert(page, slots));
-        mark_saved(page);
+        cow::save(page, slots);
         slots += 1;
     }
     if slots != dump.cow_slots {
@@ -151,43 +153,6 @@ fn save_before_write(offset: u64, len: u64) {
     }
 }
 
-fn with_saved<R>(f: impl FnOnce(&mut Vec<u64>) -> R) -> R {
-    SAVED.with_borrow_mut(|saved| {
-        let bits = saved.get_or_insert_with(|| {
-            let mut bits = Vec::new();
-            store::with_cow_index(|index| {
-                for entry in index.iter() {
-                    set_bit(&mut bits, *entry.key());
-                }
-            });
-            bits
-        });
-        f(bits)
-    })
-}
-
-fn set_bit(bits: &mut Vec<u64>, page: u64) {
-    let word = (page / 64) as usize;
-    if word >= bits.len() {
-        bits.resize(word + 1, 0);
-    }
-    bits[word] |= 1 << (page % 64);
-}
-
-fn is_saved(page: u64) -> bool {
-    with_saved(|bits| bits.get((page / 64) as usize).is_some_and(|w| w & (1 << (page % 64)) != 0))
-}
-
-fn mark_saved(page: u64) {
-    with_saved(|bits| set_bit(bits, page));
-}
-
-/// Forgets the pages copied aside (the dump closed).
-pub fn clear_saved() {
-    store::with_cow_index(|index| index.clear_new());
-    SAVED.with_borrow_mut(|saved| *saved = Some(Vec::new()));
-}
-
 /// Bytes `[offset, offset+dst.len())` of the open dump's image: copied-aside pages from the
 /// COW memory, the others from the app's memory.
 pub fn read_frozen(offset: u64, dst: &mut [u8]) {
@@ -197,14 +162,14 @@ pub fn read_frozen(offset: u64, dst: &mut [u8]) {
         let page = at / COW_PAGE;
         let page_end = ((page + 1) * COW_PAGE).min(end);
         let out = &mut dst[(at - offset) as usize..(page_end - offset) as usize];
-        if is_saved(page) {
-            let slot = store::with_cow_index(|index| index.get(&page)).expect("a saved page has a slot");
-            cow().read(slot * COW_PAGE + (at - page * COW_PAGE), out);
+        if cow::is_saved(page) {
+            let slot = cow::slot_of(page).expect("a saved page has a slot");
+            cow_memory().read(slot * COW_PAGE + (at - page * COW_PAGE), out);
             at = page_end;
         } else {
             // Read the run of pages not copied aside in one go.
             let mut run_end = page_end;
-            while run_end < end && !is_saved(run_end / COW_PAGE) {
+            while run_end < end && !cow::is_saved(run_end / COW_PAGE) {
                 run_end = ((run_end / COW_PAGE + 1) * COW_PAGE).min(end);
             }
             app().read(at, &mut dst[(at - offset) as usize..(run_end - offset) as usize]);
@@ -230,4 +195,63 @@ pub fn replace_contents(size: u64, mut fill: impl FnMut(u64, &mut [u8])) {
         at += n as u64;
     }
     store::update_header(|h| h.app_pages = pages);
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_api::protocol::SESSION_TTL;
+
+    use super::*;
+    use crate::layout::{OpenDump, SessionKey};
+
+    const TTL: u64 = SESSION_TTL.as_nanos() as u64;
+
+    /// Opens a dump of the app's whole memory, touched at `touched_at`.
+    fn open_dump(touched_at: u64) {
+        let key = SessionKey { vault: candid::Principal::from_slice(&[9; 10]), nonce: Some(1), job: 1 };
+        let size = memory().size() * WASM_PAGE;
+        let dump = OpenDump {
+            key,
+            kind: StateKind::StableMemory,
+            size,
+            chunk_size: 1024,
+            taken_at_nanos: 0,
+            cow_slots: 0,
+            touched_at_nanos: touched_at,
+        };
+        session::open_dump(|| Ok(dump)).expect("freezing cannot fail here");
+    }
+
+    fn frozen(offset: u64, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        read_frozen(offset, &mut bytes);
+        bytes
+    }
+
+    fn live(offset: u64, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        memory().read(offset, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_write_copies_aside_for_a_dump_within_the_ttl() {
+        memory().grow(1);
+        write_at(0, b"before", || unreachable!("no dump is open: the time is not read"));
+        open_dump(10);
+        write_at(0, b"after!", || 10 + TTL);
+        assert_eq!((frozen(0, 6), live(0, 6)), (b"before".to_vec(), b"after!".to_vec()));
+        assert!(matches!(store::header().session, Session::Dumping(OpenDump { cow_slots: 1, .. })));
+    }
+
+    #[test]
+    fn a_write_releases_a_dump_no_vault_call_touched_for_the_ttl_and_copies_nothing() {
+        memory().grow(1);
+        write_at(0, b"before", || 0);
+        open_dump(10);
+        write_at(0, b"after!", || 10 + TTL + 1);
+        assert_eq!(store::header().session, Session::Idle);
+        assert!(!cow::is_saved(0) && store::with_cow_index(|index| index.is_empty()), "nothing copied aside");
+        assert_eq!(live(0, 6), b"after!".to_vec());
+    }
 }

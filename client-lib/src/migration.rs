@@ -9,7 +9,7 @@ use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableCell};
 use vault_api::layout::{LayoutError, steps_from};
 
-use crate::layout::{self, Decoder, Header, LAYOUT_VERSION, OLDEST_LAYOUT, StoredHeader};
+use crate::layout::{self, CowIndex, Decoder, Header, LAYOUT_VERSION, OLDEST_LAYOUT, Session, Staged, StoredHeader};
 
 /// Takes the library's memories (those `manager` divides) from one layout version to the next;
 /// the header is already in memory, read by its layout's decoder, and stored once every step ran.
@@ -19,10 +19,22 @@ pub type Step = fn(&mut Header, &MemoryManager<DefaultMemoryImpl>);
 type HeaderCell = StableCell<StoredHeader, VirtualMemory<DefaultMemoryImpl>>;
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_layout_1_session];
 
 /// `DECODERS[i]` reads the header of layout `OLDEST_LAYOUT + i`: one for each layout read.
-const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] = [layout::decode_v1];
+const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] = [layout::decode_v1, layout::decode_v2];
+
+/// 1 to 2: a dump or restore open under layout 1 is keyed by its job alone, not by the vault
+/// instance that opened it; it is closed, releasing its copied-aside pages or staged chunks. The
+/// vault's next call for it finds no such job and opens it again.
+fn close_layout_1_session(header: &mut Header, manager: &MemoryManager<DefaultMemoryImpl>) {
+    match header.session {
+        Session::Idle => return,
+        Session::Dumping(_) => CowIndex::<_>::init(manager.get(layout::COW_INDEX)).clear_new(),
+        Session::Restoring(_) => Staged::<_>::init(manager.get(layout::STAGED)).clear_new(),
+    }
+    header.session = Session::Idle;
+}
 
 /// The header in `cell`, with the library's memory migrated to [`LAYOUT_VERSION`]; a layout this
 /// build cannot read is refused with nothing read past its version byte, nor written.
@@ -43,13 +55,17 @@ pub fn migrate(cell: &mut HeaderCell, manager: &MemoryManager<DefaultMemoryImpl>
 
 #[cfg(test)]
 mod tests {
+    use candid::Principal;
     use ic_stable_structures::Memory;
     use ic_stable_structures::Storable;
+    use vault_api::Sha256;
+    use vault_api::protocol::StateKind;
 
     use super::*;
+    use crate::layout::{Committed, OpenDump, SessionKey};
 
     /// `GOLDEN[i]`: a header of layout `OLDEST_LAYOUT + i` as a release that wrote it stored it.
-    const GOLDEN: [&str; DECODERS.len()] = [include_str!("../golden/header_v1.hex")];
+    const GOLDEN: [&str; DECODERS.len()] = [include_str!("../golden/header_v1.hex"), include_str!("../golden/header_v2.hex")];
 
     fn unhex(hex: &str) -> Vec<u8> {
         let hex = hex.trim();
@@ -110,5 +126,70 @@ mod tests {
         let (_, manager, mut cell) = memory_with(Header::default().encode());
         assert_eq!(migrate(&mut cell, &manager), Ok(Header::default()));
         assert_eq!(cell.get().layout, LAYOUT_VERSION);
+    }
+
+    /// What release 0.1.0 wrote in `golden/header_v1.hex`, as this build reads it.
+    fn layout_1_golden_header() -> Header {
+        let vault = Principal::from_slice(&[9; 10]);
+        let key = |job| SessionKey { vault, nonce: None, job };
+        Header {
+            state_kind: Some(StateKind::StableMemory),
+            vault: Some(vault),
+            app_pages: 3,
+            session: Session::Dumping(OpenDump {
+                key: key(4),
+                kind: StateKind::StableMemory,
+                size: 196608,
+                chunk_size: 100,
+                taken_at_nanos: 5,
+                cow_slots: 6,
+                touched_at_nanos: 5,
+            }),
+            committed: Some(Committed { key: key(2), kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
+            serde_cost: (11, 12),
+        }
+    }
+
+    #[test]
+    fn layout_1_is_read_with_its_session_and_commit_bound_to_the_vault_without_a_nonce() {
+        let stored = StoredHeader::from_bytes(unhex(GOLDEN[0]).into());
+        assert_eq!(layout::decode_v1(&stored.fields), layout_1_golden_header());
+    }
+
+    #[test]
+    #[should_panic(expected = "both a dump and a restore open")]
+    fn a_layout_1_header_with_both_operations_open_traps() {
+        let mut bytes = unhex(GOLDEN[0]);
+        // Byte 86 is layout 1's "restore present"; the golden header has a dump open.
+        bytes[86] = 1;
+        layout::decode_v1(&StoredHeader::from_bytes(bytes.into()).fields);
+    }
+
+    #[test]
+    fn the_step_from_layout_1_closes_what_was_open_and_keeps_the_rest() {
+        let dumping = unhex(GOLDEN[0]);
+        // The same header with a restore open instead: layout 1's "present" bytes are 44 and 86.
+        let mut restoring = dumping.clone();
+        (restoring[44], restoring[86]) = (0, 1);
+        for bytes in [dumping, restoring] {
+            let (_, manager, mut cell) = memory_with(StoredHeader::from_bytes(bytes.into()));
+            // What the open operation holds: a page copied aside, or a chunk staged.
+            match layout::decode_v1(&cell.get().fields).session {
+                Session::Dumping(_) => {
+                    CowIndex::<_>::init(manager.get(layout::COW_INDEX)).insert(0, 0);
+                }
+                _ => {
+                    Staged::<_>::init(manager.get(layout::STAGED)).insert(0, [1; 32]);
+                }
+            }
+            let header = migrate(&mut cell, &manager).expect("layout 1 is read");
+            assert_eq!(header, Header { session: Session::Idle, ..layout_1_golden_header() });
+            assert_eq!(CowIndex::<_>::init(manager.get(layout::COW_INDEX)).len(), 0, "copied-aside pages released");
+            assert_eq!(Staged::<_>::init(manager.get(layout::STAGED)).len(), 0, "staged chunks released");
+            let mut app_state = [0; 15];
+            manager.get(layout::APP).read(0, &mut app_state);
+            assert_eq!(&app_state, b"the app's state");
+            assert_eq!(cell.get(), &header.encode(), "stored in the current layout");
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! Restores: staging an image chunk by chunk, and replacing the live state with it in one
 //! message once every chunk and the manifest hash check out. Until then the live state is
-//! untouched.
+//! untouched. Each call is the vault's (the endpoint checked that), for the session its `key`
+//! names.
 
 use ic_stable_structures::Memory;
 use vault_api::manifest::{self, ChunkFault, ManifestHasher, Sha256};
 use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, RestoreReport, StateKind, WASM_PAGE_SIZE};
 
-use crate::layout::{Committed, OpenRestore};
+use crate::layout::{Committed, OpenRestore, SessionKey};
 use crate::staging::{self, Exceeded, StagingReader};
-use crate::{guards, memory, serde_state, session, store};
+use crate::{memory, serde_state, session, store};
 
 thread_local! {
     static RELOAD: std::cell::Cell<Option<fn()>> = const { std::cell::Cell::new(None) };
@@ -30,14 +31,15 @@ pub fn on_restore(reload: fn()) {
 /// 2 GiB of stable memory one message may write.
 pub const MAX_STABLE_RESTORE_BYTES: u64 = staging::MAX_STAGED_BYTES;
 
-pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
-    guards::caller_is_vault()?;
-    if let Some(open) = session::restore(args.job)
+/// Opens `key`'s staging for the image `args` describes at `now`, or keeps the one open for it.
+pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), BackupError> {
+    if let Some(open) = session::restore(&key)
         && open.size == args.size
         && open.chunk_size == args.chunk_size
         && open.sha256 == args.sha256
         && open.kind == args.state_kind
     {
+        session::touch(now);
         return Ok(());
     }
     let app = serde_state::state_kind();
@@ -82,22 +84,19 @@ pub fn begin(args: RestoreBegin) -> Result<(), BackupError> {
         return Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * WASM_PAGE_SIZE });
     }
     session::open_restore(OpenRestore {
-        job: args.job,
+        key,
         kind: args.state_kind,
         size: args.size,
         chunk_size: args.chunk_size,
         sha256: args.sha256,
+        touched_at_nanos: now,
     });
     Ok(())
 }
 
-fn open(job: u64) -> Result<OpenRestore, BackupError> {
-    session::restore(job).ok_or(BackupError::UnknownJob { job })
-}
-
-pub fn chunk(args: RestoreChunk) -> Result<(), BackupError> {
-    guards::caller_is_vault()?;
-    let restore = open(args.job)?;
+/// Stages a chunk of `key`'s restore at `now`.
+pub fn chunk(key: SessionKey, args: RestoreChunk, now: u64) -> Result<(), BackupError> {
+    let restore = session::restore(&key).ok_or(BackupError::UnknownJob { job: key.job })?;
     let index = args.index;
     let range = manifest::check_chunk(restore.size, restore.chunk_size, index, args.data.len() as u64, &args.sha256, || Sha256::of(&args.data))
         .map_err(|fault| match fault {
@@ -107,15 +106,17 @@ pub fn chunk(args: RestoreChunk) -> Result<(), BackupError> {
         })?;
     staging::staging().write(range.start, &args.data);
     store::with_staged(|staged| staged.insert(args.index, args.sha256.0));
+    session::touch(now);
     Ok(())
 }
 
-pub fn commit(job: u64) -> Result<RestoreReport, BackupError> {
-    guards::caller_is_vault()?;
-    let restore = match session::restore(job) {
+/// Commits `key`'s restore, or answers again the commit it made.
+pub fn commit(key: SessionKey) -> Result<RestoreReport, BackupError> {
+    let job = key.job;
+    let restore = match session::restore(&key) {
         Some(restore) => restore,
         None => {
-            return match store::header().committed.filter(|c| c.job == job) {
+            return match session::committed(&key) {
                 Some(c) => Ok(RestoreReport { job, state_kind: c.kind, size: c.size, sha256: c.sha256 }),
                 None => Err(BackupError::UnknownJob { job }),
             };
@@ -167,12 +168,69 @@ pub fn commit(job: u64) -> Result<RestoreReport, BackupError> {
             }
         }
     }
-    session::complete_restore(Committed { job, kind: restore.kind, size: restore.size, sha256: restore.sha256 });
+    session::complete_restore(Committed { key, kind: restore.kind, size: restore.size, sha256: restore.sha256 });
     Ok(RestoreReport { job, state_kind: restore.kind, size: restore.size, sha256: restore.sha256 })
 }
 
-pub fn abort(job: u64) -> Result<(), BackupError> {
-    guards::caller_is_vault()?;
-    session::abort_restore(job);
+pub fn abort(key: SessionKey) -> Result<(), BackupError> {
+    session::abort_restore(&key);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use candid::Principal;
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+    use crate::layout::Session;
+
+    const SIZE: u64 = WASM_PAGE_SIZE;
+    const CHUNK: u64 = SIZE / 2;
+
+    fn key(nonce: Option<u64>, job: u64) -> SessionKey {
+        SessionKey { vault: Principal::from_slice(&[9; 10]), nonce, job }
+    }
+
+    fn image() -> Vec<u8> {
+        (0..SIZE).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn chunk_args(key: SessionKey, index: u32) -> RestoreChunk {
+        let data = image()[(index as u64 * CHUNK) as usize..((index as u64 + 1) * CHUNK) as usize].to_vec();
+        RestoreChunk { job: key.job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data), nonce: key.nonce }
+    }
+
+    fn begin_args(key: SessionKey) -> RestoreBegin {
+        let mut hasher = ManifestHasher::new(SIZE, CHUNK);
+        for index in 0..2 {
+            hasher.push(&chunk_args(key, index).sha256);
+        }
+        let sha256 = hasher.finish().expect("every chunk pushed");
+        RestoreBegin { job: key.job, state_kind: StateKind::StableMemory, size: SIZE, chunk_size: CHUNK, sha256, nonce: key.nonce }
+    }
+
+    #[test]
+    fn only_the_vault_instance_that_opened_a_restore_stages_commits_and_reads_its_report() {
+        on_restore(|| ());
+        let opened = key(Some(7), 1);
+        begin(opened, begin_args(opened), 10).expect("the staging opens");
+        let others = [key(Some(8), 1), SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened }, key(None, 1), key(Some(7), 2)];
+        for other in others {
+            assert_eq!(chunk(other, chunk_args(opened, 0), 20), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(commit(other), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(abort(other), Ok(()));
+        }
+        chunk(opened, chunk_args(opened, 0), 20).unwrap();
+        chunk(opened, chunk_args(opened, 1), 30).unwrap();
+        assert!(matches!(store::header().session, Session::Restoring(OpenRestore { touched_at_nanos: 30, .. })));
+        let report = commit(opened).expect("every chunk is staged");
+        let mut restored = vec![0; SIZE as usize];
+        memory::memory().read(0, &mut restored);
+        assert_eq!(restored, image());
+        assert_eq!(commit(opened), Ok(report), "a repeated commit answers the same");
+        for other in others {
+            assert_eq!(commit(other), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+        }
+    }
 }

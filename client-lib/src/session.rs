@@ -1,32 +1,41 @@
-//! The one operation open at a time, a dump or a restore: opening one supersedes the other, and
-//! closing one releases what it holds (a dump's copied-aside pages, a restore's staged chunks).
+//! The one operation open at a time, a dump or a restore, bound to the vault instance that
+//! opened it: a call whose [`SessionKey`] differs (another vault, another instance of it, another
+//! job) finds nothing open. Opening one supersedes the other, and closing one releases what it
+//! holds (a dump's copied-aside pages, a restore's staged chunks); so does a change of vault, and
+//! so does the library, the next time it runs, for one no vault call touched for
+//! [`SESSION_TTL`].
 
-use vault_api::protocol::BackupError;
+use vault_api::protocol::{BackupError, SESSION_TTL};
 
-use crate::layout::{Committed, OpenDump, OpenRestore, Session};
-use crate::{memory, store};
+use crate::layout::{Committed, OpenDump, OpenRestore, Session, SessionKey};
+use crate::{cow, store};
 
-/// The open dump, if it is `job`'s.
-pub fn dump(job: u64) -> Option<OpenDump> {
+/// The open dump, if it is `key`'s.
+pub fn dump(key: &SessionKey) -> Option<OpenDump> {
     match store::header().session {
-        Session::Dumping(dump) if dump.job == job => Some(dump),
+        Session::Dumping(dump) if dump.key == *key => Some(dump),
         _ => None,
     }
 }
 
-/// The restore being staged, if it is `job`'s.
-pub fn restore(job: u64) -> Option<OpenRestore> {
+/// The restore being staged, if it is `key`'s.
+pub fn restore(key: &SessionKey) -> Option<OpenRestore> {
     match store::header().session {
-        Session::Restoring(restore) if restore.job == job => Some(restore),
+        Session::Restoring(restore) if restore.key == *key => Some(restore),
         _ => None,
     }
+}
+
+/// The last restore committed, if it was `key`'s.
+pub fn committed(key: &SessionKey) -> Option<Committed> {
+    store::header().committed.filter(|committed| committed.key == *key)
 }
 
 /// Opens the dump `freeze` makes, superseding a stale dump or a staged restore. What was open is
 /// released before `freeze` runs (a serde dump serializes into the staging memory a restore's
 /// chunks occupy), so if `freeze` fails nothing stays open.
 pub fn open_dump(freeze: impl FnOnce() -> Result<OpenDump, BackupError>) -> Result<OpenDump, BackupError> {
-    close();
+    release();
     let dump = freeze()?;
     store::update_header(|h| h.session = Session::Dumping(dump.clone()));
     Ok(dump)
@@ -35,23 +44,32 @@ pub fn open_dump(freeze: impl FnOnce() -> Result<OpenDump, BackupError>) -> Resu
 /// Opens `restore` with no chunk staged, superseding an open dump or an older staging.
 pub fn open_restore(restore: OpenRestore) {
     if matches!(store::header().session, Session::Dumping(_)) {
-        memory::clear_saved();
+        cow::clear();
     }
     store::with_staged(|staged| staged.clear_new());
     store::update_header(|h| h.session = Session::Restoring(restore));
 }
 
-/// Closes `job`'s dump, if it is the one open.
-pub fn end_dump(job: u64) {
-    if dump(job).is_some() {
-        close();
+/// Records that a vault call touched the open operation at `now`.
+pub fn touch(now: u64) {
+    store::update_header(|h| match &mut h.session {
+        Session::Idle => {}
+        Session::Dumping(dump) => dump.touched_at_nanos = now,
+        Session::Restoring(restore) => restore.touched_at_nanos = now,
+    });
+}
+
+/// Closes `key`'s dump, if it is the one open.
+pub fn end_dump(key: &SessionKey) {
+    if dump(key).is_some() {
+        release();
     }
 }
 
-/// Drops `job`'s staged restore, if it is the one open.
-pub fn abort_restore(job: u64) {
-    if restore(job).is_some() {
-        close();
+/// Drops `key`'s staged restore, if it is the one open.
+pub fn abort_restore(key: &SessionKey) {
+    if restore(key).is_some() {
+        release();
     }
 }
 
@@ -64,11 +82,22 @@ pub fn complete_restore(committed: Committed) {
     });
 }
 
+/// Releases the open operation if no vault call touched it for [`SESSION_TTL`] as of `now`;
+/// whether it did. Cheap when nothing is open: the header is cached on the heap.
+pub fn release_stale(now: u64) -> bool {
+    let ttl = SESSION_TTL.as_nanos() as u64;
+    let stale = store::header().session.touched_at_nanos().is_some_and(|touched| now.saturating_sub(touched) > ttl);
+    if stale {
+        release();
+    }
+    stale
+}
+
 /// Closes whatever is open, releasing what it holds.
-fn close() {
+pub fn release() {
     match store::header().session {
         Session::Idle => return,
-        Session::Dumping(_) => memory::clear_saved(),
+        Session::Dumping(_) => cow::clear(),
         Session::Restoring(_) => store::with_staged(|staged| staged.clear_new()),
     }
     store::update_header(|h| h.session = Session::Idle);
@@ -76,17 +105,43 @@ fn close() {
 
 #[cfg(test)]
 mod tests {
+    use candid::Principal;
     use vault_api::Sha256;
     use vault_api::protocol::StateKind;
 
     use super::*;
 
+    const TTL: u64 = SESSION_TTL.as_nanos() as u64;
+
+    fn vault() -> Principal {
+        Principal::from_slice(&[9; 10])
+    }
+
+    fn key(job: u64) -> SessionKey {
+        SessionKey { vault: vault(), nonce: Some(77), job }
+    }
+
     fn a_dump(job: u64) -> OpenDump {
-        OpenDump { job, kind: StateKind::StableMemory, size: 65536, chunk_size: 1024, taken_at_nanos: 7, cow_slots: 0 }
+        OpenDump {
+            key: key(job),
+            kind: StateKind::StableMemory,
+            size: 65536,
+            chunk_size: 1024,
+            taken_at_nanos: 7,
+            cow_slots: 0,
+            touched_at_nanos: 7,
+        }
     }
 
     fn a_restore(job: u64) -> OpenRestore {
-        OpenRestore { job, kind: StateKind::StableMemory, size: 65536, chunk_size: 1024, sha256: Sha256([job as u8; 32]) }
+        OpenRestore {
+            key: key(job),
+            kind: StateKind::StableMemory,
+            size: 65536,
+            chunk_size: 1024,
+            sha256: Sha256([job as u8; 32]),
+            touched_at_nanos: 7,
+        }
     }
 
     fn session() -> Session {
@@ -118,14 +173,45 @@ mod tests {
     fn a_dump_opens_and_only_its_job_ends_it() {
         open(a_dump(1));
         assert_eq!(session(), Session::Dumping(a_dump(1)));
-        assert_eq!(dump(1), Some(a_dump(1)));
-        assert_eq!((dump(2), restore(1)), (None, None));
+        assert_eq!(dump(&key(1)), Some(a_dump(1)));
+        assert_eq!((dump(&key(2)), restore(&key(1))), (None, None));
         copy_aside(3);
-        end_dump(2);
-        abort_restore(1);
+        end_dump(&key(2));
+        abort_restore(&key(1));
         assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(1)), 1));
-        end_dump(1);
+        end_dump(&key(1));
         assert_eq!((session(), pages_copied_aside()), (Session::Idle, 0));
+    }
+
+    #[test]
+    fn only_the_vault_instance_that_opened_a_dump_reads_or_ends_it() {
+        open(a_dump(1));
+        copy_aside(3);
+        let reinstalled = SessionKey { nonce: Some(78), ..key(1) };
+        let other_vault = SessionKey { vault: Principal::from_slice(&[8; 10]), ..key(1) };
+        let no_nonce = SessionKey { nonce: None, ..key(1) };
+        for stranger in [reinstalled, other_vault, no_nonce] {
+            assert_eq!(dump(&stranger), None, "{stranger:?}");
+            end_dump(&stranger);
+        }
+        assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(1)), 1));
+    }
+
+    #[test]
+    fn a_dump_of_a_vault_without_a_nonce_is_bound_to_its_principal_and_job() {
+        let old_vault = SessionKey { nonce: None, ..key(1) };
+        open(OpenDump { key: old_vault, ..a_dump(1) });
+        assert!(dump(&old_vault).is_some());
+        assert_eq!(dump(&key(1)), None, "a vault with a nonce is another instance");
+    }
+
+    #[test]
+    fn only_the_vault_instance_that_committed_a_restore_reads_its_report() {
+        let committed = Committed { key: key(1), kind: StateKind::StableMemory, size: 65536, sha256: Sha256([1; 32]) };
+        complete_restore(committed.clone());
+        assert_eq!(self::committed(&key(1)), Some(committed));
+        assert_eq!(self::committed(&SessionKey { nonce: Some(78), ..key(1) }), None);
+        assert_eq!(self::committed(&key(2)), None);
     }
 
     #[test]
@@ -145,7 +231,7 @@ mod tests {
             Ok(a_dump(2))
         });
         assert_eq!(frozen, Ok(a_dump(2)));
-        assert_eq!((session(), restore(1)), (Session::Dumping(a_dump(2)), None));
+        assert_eq!((session(), restore(&key(1))), (Session::Dumping(a_dump(2)), None));
     }
 
     #[test]
@@ -163,7 +249,7 @@ mod tests {
         copy_aside(3);
         open_restore(a_restore(2));
         assert_eq!((session(), pages_copied_aside()), (Session::Restoring(a_restore(2)), 0));
-        assert_eq!(dump(1), None);
+        assert_eq!(dump(&key(1)), None);
         stage(0);
         open_restore(a_restore(3));
         assert_eq!((session(), chunks_staged()), (Session::Restoring(a_restore(3)), 0));
@@ -173,10 +259,11 @@ mod tests {
     fn only_its_job_aborts_a_restore() {
         open_restore(a_restore(1));
         stage(0);
-        abort_restore(2);
-        end_dump(1);
+        abort_restore(&key(2));
+        abort_restore(&SessionKey { nonce: Some(78), ..key(1) });
+        end_dump(&key(1));
         assert_eq!((session(), chunks_staged()), (Session::Restoring(a_restore(1)), 1));
-        abort_restore(1);
+        abort_restore(&key(1));
         assert_eq!((session(), chunks_staged()), (Session::Idle, 0));
     }
 
@@ -184,9 +271,41 @@ mod tests {
     fn a_completed_restore_closes_and_is_recorded() {
         open_restore(a_restore(1));
         stage(0);
-        let committed = Committed { job: 1, kind: StateKind::StableMemory, size: 65536, sha256: Sha256([1; 32]) };
+        let committed = Committed { key: key(1), kind: StateKind::StableMemory, size: 65536, sha256: Sha256([1; 32]) };
         complete_restore(committed.clone());
         assert_eq!((session(), chunks_staged()), (Session::Idle, 0));
         assert_eq!(store::header().committed, Some(committed));
+    }
+
+    #[test]
+    fn a_dump_no_vault_call_touched_for_the_ttl_is_released() {
+        open(a_dump(1));
+        copy_aside(3);
+        assert!(!release_stale(7 + TTL), "exactly the TTL is not past it");
+        assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(1)), 1));
+        touch(100);
+        assert!(!release_stale(7 + TTL + 1), "a touch restarts the TTL");
+        assert!(release_stale(100 + TTL + 1));
+        assert_eq!((session(), pages_copied_aside()), (Session::Idle, 0));
+        assert!(!release_stale(u64::MAX), "nothing is open");
+    }
+
+    #[test]
+    fn a_staged_restore_no_vault_call_touched_for_the_ttl_is_released() {
+        open_restore(a_restore(1));
+        stage(0);
+        touch(50);
+        assert_eq!(restore(&key(1)).map(|r| r.touched_at_nanos), Some(50));
+        assert!(!release_stale(50 + TTL));
+        assert!(release_stale(50 + TTL + 1));
+        assert_eq!((session(), chunks_staged()), (Session::Idle, 0));
+    }
+
+    #[test]
+    fn the_last_commit_outlives_the_ttl() {
+        let committed = Committed { key: key(1), kind: StateKind::Serde, size: 1, sha256: Sha256([1; 32]) };
+        complete_restore(committed.clone());
+        assert!(!release_stale(u64::MAX));
+        assert_eq!(self::committed(&key(1)), Some(committed));
     }
 }

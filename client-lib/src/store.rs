@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 
-use crate::layout::{self, Header, StoredHeader};
+use crate::layout::{self, CowIndex, Header, Staged, StoredHeader};
 use crate::migration;
 
 pub type Mem = VirtualMemory<DefaultMemoryImpl>;
@@ -17,10 +17,8 @@ thread_local! {
         RefCell::new(StableCell::init(memory(layout::HEADER), Header::default().encode()));
     /// The header, read on first use (see [`open`]): every write goes through [`update_header`].
     static HEADER: RefCell<Header> = RefCell::new(read_header());
-    static COW_INDEX: RefCell<StableBTreeMap<u64, u64, Mem>> =
-        RefCell::new(StableBTreeMap::init(memory(layout::COW_INDEX)));
-    static STAGED: RefCell<StableBTreeMap<u32, [u8; 32], Mem>> =
-        RefCell::new(StableBTreeMap::init(memory(layout::STAGED)));
+    static COW_INDEX: RefCell<CowIndex<Mem>> = RefCell::new(StableBTreeMap::init(memory(layout::COW_INDEX)));
+    static STAGED: RefCell<Staged<Mem>> = RefCell::new(StableBTreeMap::init(memory(layout::STAGED)));
 }
 
 pub fn memory(id: ic_stable_structures::memory_manager::MemoryId) -> Mem {
@@ -52,11 +50,11 @@ pub fn update_header<R>(f: impl FnOnce(&mut Header) -> R) -> R {
     result
 }
 
-pub fn with_cow_index<R>(f: impl FnOnce(&mut StableBTreeMap<u64, u64, Mem>) -> R) -> R {
+pub fn with_cow_index<R>(f: impl FnOnce(&mut CowIndex<Mem>) -> R) -> R {
     COW_INDEX.with_borrow_mut(f)
 }
 
-pub fn with_staged<R>(f: impl FnOnce(&mut StableBTreeMap<u32, [u8; 32], Mem>) -> R) -> R {
+pub fn with_staged<R>(f: impl FnOnce(&mut Staged<Mem>) -> R) -> R {
     STAGED.with_borrow_mut(f)
 }
 

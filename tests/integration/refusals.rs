@@ -253,3 +253,76 @@ fn an_import_chunk_the_reserves_cannot_pay_for_is_refused_before_the_vault_pays_
     assert_eq!(env.ic.cycle_balance(env.vault), balance, "refused before induction: nothing paid");
     assert_eq!(env.observable(&[app]), observed, "nothing stored");
 }
+
+/// The vault's next snapshot of `app`, held with its dump open: every chunk call fails.
+fn a_dump_held_open(env: &Env, app: Principal) -> vault_api::service::JobInfo {
+    env.ic.reject_calls(ic_harness::CallMatcher::to(app).method(methods::DUMP_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
+    let job = env.vault().snapshot_now(app).unwrap();
+    for _ in 0..100 {
+        if env.vault().job_status(job.id).unwrap().phase != vault_api::service::JobPhase::Starting {
+            return job;
+        }
+        env.run_for(1);
+    }
+    panic!("job {} did not open its dump", job.id);
+}
+
+/// Opens a dump of `app` for `job` as the vault, without a nonce (as release 0.1.0's vault does).
+fn open_dump(env: &Env, app: Principal, job: u64) {
+    let begin = DumpBegin { job, nonce: None };
+    as_vault::<_, vault_api::protocol::DumpManifest>(env, app, methods::DUMP_BEGIN, (begin,)).expect("a dump opens");
+}
+
+/// Chunk 0 of `job`'s dump of `app`, asked for as the vault without a nonce.
+fn first_chunk(env: &Env, app: Principal, job: u64) -> Result<u32, BackupError> {
+    let request = ChunkRequest { job, index: 0, nonce: None };
+    as_vault::<_, vault_api::protocol::Chunk>(env, app, methods::DUMP_CHUNK, (request,)).map(|c| c.index)
+}
+
+#[test]
+fn a_reinstalled_vault_cannot_read_the_dump_its_previous_install_left_open() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Ledger, manual(), keep(3));
+    AppKind::Ledger.apply(&env.app(app), 0);
+    let left_open = a_dump_held_open(&env, app);
+    AppKind::Ledger.apply(&env.app(app), 1);
+    let now = env.app(app).digest();
+    // Reinstalled at the same principal: its state is gone, and its jobs count from 1 again.
+    env.ic.reinstall_canister(env.vault, vault_wasm(), candid::encode_args(()).unwrap(), Some(owner())).expect("reinstall");
+    env.ic.clear_faults();
+    assert_eq!(first_chunk(&env, app, left_open.id), Err(BackupError::UnknownJob { job: left_open.id }), "bound to the install's nonce");
+    env.vault().register(app, manual(), keep(3)).expect("registered with the new install");
+    let job = env.snapshot(app);
+    assert_eq!((left_open.id, job.id, &job.error), (1, 1, &None), "the same job id, and the snapshot completes");
+    // Its snapshot is the app's state now, not the image the previous install froze.
+    let restored = env.restore(app, job.snapshot_id.unwrap(), None);
+    assert_eq!(restored.error, None);
+    assert_eq!(env.app(app).digest(), now);
+}
+
+#[test]
+fn setting_another_vault_releases_the_dump_the_previous_one_left_open() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Ledger, manual(), keep(3));
+    let set_vault = |vault: Principal| {
+        env.ic.update_candid::<_, (Result<(), BackupError>,)>(app, owner(), methods::SET_VAULT, (vault,)).expect("vault_set_vault").0
+    };
+    open_dump(&env, app, 7);
+    set_vault(env.vault).expect("the same vault again");
+    assert_eq!(first_chunk(&env, app, 7), Ok(0), "setting the same vault changes nothing");
+    set_vault(stranger()).expect("another vault");
+    set_vault(env.vault).expect("and back");
+    assert_eq!(first_chunk(&env, app, 7), Err(BackupError::UnknownJob { job: 7 }), "released when the vault changed");
+}
+
+#[test]
+fn a_dump_no_vault_call_touched_for_the_session_ttl_is_released() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Ledger, manual(), keep(3));
+    open_dump(&env, app, 7);
+    let minute = std::time::Duration::from_secs(60);
+    env.ic.advance_time(vault_api::protocol::SESSION_TTL - minute);
+    assert_eq!(first_chunk(&env, app, 7), Ok(0), "kept within the TTL");
+    env.ic.advance_time(2 * minute);
+    assert_eq!(first_chunk(&env, app, 7), Err(BackupError::UnknownJob { job: 7 }), "released once past it");
+}

@@ -1,9 +1,12 @@
 //! Upgrades from the previous release and rollbacks to it. The vault and both example apps start
 //! on release 0.1.0's modules (`tests/fixtures/release-0.1.0`), are upgraded to this build,
-//! rolled back, and upgraded again. The apps roll back; the vault does not: this build migrates
-//! its stable memory to layout 2, which 0.1.0 refuses to read (its `post_upgrade` traps on the
-//! header), so the IC keeps the vault on this build. Snapshots taken on either side stay listed
-//! and restorable, and the apps' states survive every step.
+//! rolled back, and upgraded again. Neither rolls back: this build migrates the vault's stable
+//! memory, and the apps' client library its own, to layout 2, which 0.1.0 does not read. The IC
+//! keeps the vault and Notes on this build (their `post_upgrade` traps on the header); Ledger's
+//! 0.1.0 `post_upgrade` does not read the library's memory, so its rollback installs, but every
+//! message that reaches the library traps, changing nothing, until it goes forward again.
+//! Snapshots taken on either side stay listed and restorable, and the apps' states survive every
+//! step.
 
 use candid::{Encode, Principal};
 use vault_tests::*;
@@ -121,15 +124,27 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     }
     snapshot_all(&env, &mut apps, &mut taken, 3);
 
-    // Rolled back to 0.1.0: the apps are; the vault's upgrade is refused by 0.1.0, which does not
-    // read layout 2, and the vault runs on this build as before, its snapshots intact.
+    // Rolled back to 0.1.0: the vault's upgrade is refused by 0.1.0, which does not read layout 2,
+    // and the vault runs on this build as before, its snapshots intact. So do the apps (see above).
     let before = states(&env, &apps);
     let this_build = module_hash(&env, env.vault);
     let refused = try_upgrade(&env, env.vault, release_0_1_0("canister_vault")).expect_err("0.1.0 refuses layout 2");
     assert!(refused.reject_message.contains("vault layout 2 is not supported by this build"), "{refused:?}");
     assert_eq!(module_hash(&env, env.vault), this_build, "the IC keeps the vault's module");
     for app in &apps {
-        upgrade(&env, app.id, previous_app(app.kind));
+        let rolled_back = try_upgrade(&env, app.id, previous_app(app.kind));
+        match app.kind {
+            AppKind::Notes => {
+                let refused = rolled_back.expect_err("0.1.0's client library refuses layout 2");
+                assert!(refused.reject_message.contains("layout 2 is not supported"), "{refused:?}");
+            }
+            AppKind::Ledger => {
+                rolled_back.expect("0.1.0's post_upgrade does not read the library's memory");
+                let trapped = env.app(app.id).try_update::<_, (u64, serde_bytes::ByteBuf)>("digest", ()).expect_err("the library traps");
+                assert!(trapped.to_string().contains("layout 2 is not supported"), "{trapped}");
+                upgrade(&env, app.id, app.kind.wasm());
+            }
+        }
     }
     assert_eq!(states(&env, &apps), before, "the apps' states survive the rollback");
     for (app, taken) in apps.iter().zip(&taken) {
