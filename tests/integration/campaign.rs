@@ -161,8 +161,8 @@ static LIES: [Lie; 17] = [
         ends_in: |e| app_refused(e, |r| matches!(r, BackupError::InvalidImage { message } if message.chars().count() <= MAX_APP_TEXT + 3)),
     },
     Lie { name: "long-reject", spoils: EVERY_CALL, ends_in: |e| matches!(e, JobError::AppUnreachable { reject_code: 4, .. }) },
-    // A trap while committing leaves open whether the commit ran.
-    Lie { name: "trap", spoils: EVERY_CALL, ends_in: |e| gave_up(e, "reject code 5") || unconfirmed(e, "reject code 5") },
+    // A trap while committing rolls the commit back: it did not run.
+    Lie { name: "trap", spoils: EVERY_CALL, ends_in: |e| gave_up(e, "reject code 5") || commit_failed(e, "reject code 5") },
     Lie { name: "refuse-restore-chunks", spoils: &[methods::RESTORE_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
     Lie {
         name: "wrong-commit-hash",
@@ -174,7 +174,7 @@ static LIES: [Lie; 17] = [
         spoils: &[methods::RESTORE_COMMIT],
         ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnknownJob { .. })),
     },
-    Lie { name: "trap-on-commit", spoils: &[methods::RESTORE_COMMIT], ends_in: |e| unconfirmed(e, "reject code 5") },
+    Lie { name: "trap-on-commit", spoils: &[methods::RESTORE_COMMIT], ends_in: |e| commit_failed(e, "reject code 5") },
 ];
 
 fn app_refused(error: &JobError, refusal: fn(&BackupError) -> bool) -> bool {
@@ -185,8 +185,8 @@ fn gave_up(error: &JobError, why: &str) -> bool {
     matches!(error, JobError::RetriesExhausted { last, .. } if last.contains(why))
 }
 
-fn unconfirmed(error: &JobError, why: &str) -> bool {
-    matches!(error, JobError::CommitUnconfirmed { last, .. } if last.contains(why))
+fn commit_failed(error: &JobError, why: &str) -> bool {
+    matches!(error, JobError::CommitFailed { last, .. } if last.contains(why))
 }
 
 fn lie_named(name: &str) -> Option<&'static Lie> {

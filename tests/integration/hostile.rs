@@ -128,7 +128,7 @@ fn restore_lies() -> Vec<Lie> {
     vec![
         lie("wrong-commit-hash", 3, |e| matches!(e, JobError::AppRefused { error: BackupError::SnapshotHashMismatch { .. } })),
         lie("commit-unknown-job", 3 * (MAX_RESTARTS + 1), |e| matches!(e, JobError::AppRefused { error: BackupError::UnknownJob { .. } })),
-        lie("trap-on-commit", 2 + EXHAUSTED, |e| matches!(e, JobError::CommitUnconfirmed { attempts: EXHAUSTED, .. })),
+        lie("trap-on-commit", 2 + EXHAUSTED, |e| matches!(e, JobError::CommitFailed { attempts: EXHAUSTED, .. })),
         lie("refuse-restore-chunks", 1 + EXHAUSTED, corrupted),
         lie("megabyte-error", 1, megabyte_refused),
         lie("long-reject", 1, rejected),

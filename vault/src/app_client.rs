@@ -88,6 +88,18 @@ impl CallFailure {
         }
     }
 
+    /// Whether it is unknown what the call did at the app: its response was lost (SYS_UNKNOWN),
+    /// or the app ran it and answered bytes that do not decode. A trap rolls the app's message
+    /// back, a reject or a call never delivered leaves the app as it was, and a corrupted chunk
+    /// was answered.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            CallFailure::Rejected { code, .. } => *code == 6,
+            CallFailure::Undecodable(_) => true,
+            CallFailure::NotSent | CallFailure::Corrupted { .. } => false,
+        }
+    }
+
     pub fn reject_code(&self) -> u32 {
         match self {
             CallFailure::Rejected { code, .. } => *code,

@@ -342,6 +342,10 @@ pub enum JobError {
     /// that open): the app's state is either as it was or the snapshot's.
     #[error("the app may have committed the restore (its state is as it was or the snapshot's); no answer after {attempts} attempts, the last: {last}")]
     CommitUnconfirmed { attempts: u32, last: String },
+    /// Every attempt of a restore's commit failed, the last one certainly without committing (a
+    /// trap, a reject, a call never delivered): the app's state is as it was.
+    #[error("the restore did not commit (the app's state is unchanged): gave up after {attempts} failed attempts; the last: {last}")]
+    CommitFailed { attempts: u32, last: String },
     #[error("the vault needs {required} cycles for this job but has {available} to spend")]
     InsufficientCycles { required: u128, available: u128 },
     #[error("the snapshot being restored was deleted")]

@@ -245,7 +245,10 @@ fn refuse(job: JobRecord, error: BackupError, ctx: &Ctx) -> Next {
     fail(job, JobError::AppRefused { error }, ctx)
 }
 
-/// A failed attempt: the job fails on a reject no retry can help, or once retries run out.
+/// A failed attempt: the job fails on a reject no retry can help, or once retries run out. A
+/// restore's commit out of retries is unconfirmed only if the last failure leaves open whether
+/// the app committed; any other failure of the last attempt means nothing committed (a retried
+/// commit after one that did answers from the app's record of it), and says so.
 fn attempt_failed(mut job: JobRecord, failure: &CallFailure, ctx: &Ctx) -> Next {
     if !failure.retryable() {
         let error = JobError::AppUnreachable { reject_code: failure.reject_code(), message: failure.to_string() };
@@ -260,7 +263,8 @@ fn attempt_failed(mut job: JobRecord, failure: &CallFailure, ctx: &Ctx) -> Next 
     let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
     let error = match failure {
         CallFailure::Corrupted { index } => JobError::ChunkCorrupted { index: *index, attempts: job.retries },
-        other if committing => JobError::CommitUnconfirmed { attempts: job.retries, last: other.to_string() },
+        other if committing && other.outcome_unknown() => JobError::CommitUnconfirmed { attempts: job.retries, last: other.to_string() },
+        other if committing => JobError::CommitFailed { attempts: job.retries, last: other.to_string() },
         other => JobError::RetriesExhausted { attempts: job.retries, last: other.to_string() },
     };
     fail(job, error, ctx)
@@ -641,13 +645,59 @@ mod tests {
         assert_eq!(job.error(), Some(&JobError::ChunkCorrupted { index: 1, attempts: MAX_RETRIES + 1 }));
     }
 
+    /// A committing restore whose every attempt failed, the last one with `last`.
+    fn commit_out_of_retries(earlier: CallFailure, last: CallFailure) -> JobError {
+        let mut job = transferring_restore(0);
+        for _ in 0..MAX_RETRIES {
+            job = step(job, Event::CallFailed(earlier.clone())).job;
+        }
+        let next = step(job, Event::CallFailed(last));
+        assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp]);
+        failed_with(&next).clone()
+    }
+
+    fn lost() -> CallFailure {
+        CallFailure::Rejected { code: 6, message: "the response was dropped".into() }
+    }
+
     #[test]
     fn lost_commit_answers_end_as_commit_unconfirmed() {
         let mut job = transferring_restore(0);
         for _ in 0..=MAX_RETRIES {
-            job = step(job, Event::CallFailed(transient())).job;
+            job = step(job, Event::CallFailed(lost())).job;
         }
         assert!(matches!(job.error(), Some(JobError::CommitUnconfirmed { attempts, .. }) if *attempts == MAX_RETRIES + 1));
+    }
+
+    #[test]
+    fn a_commit_whose_last_answer_is_lost_or_undecodable_is_unconfirmed() {
+        for last in [lost(), CallFailure::Undecodable("not candid".into())] {
+            let error = commit_out_of_retries(transient(), last.clone());
+            assert_eq!(error, JobError::CommitUnconfirmed { attempts: MAX_RETRIES + 1, last: last.to_string() });
+        }
+    }
+
+    #[test]
+    fn a_commit_whose_last_attempt_certainly_failed_is_reported_failed() {
+        let trapped = CallFailure::Rejected { code: 5, message: "the app trapped".into() };
+        for last in [trapped, transient(), CallFailure::NotSent] {
+            // Earlier answers lost or not: an earlier commit that ran is answered from the app's record.
+            for earlier in [lost(), transient()] {
+                let error = commit_out_of_retries(earlier, last.clone());
+                assert_eq!(error, JobError::CommitFailed { attempts: MAX_RETRIES + 1, last: last.to_string() });
+            }
+        }
+        let text = JobError::CommitFailed { attempts: 9, last: "reject code 5: trapped".into() }.to_string();
+        assert!(text.contains("did not commit") && text.contains("unchanged"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_out_of_retries_outside_a_commit_is_retries_exhausted() {
+        let mut job = transferring_snapshot(3);
+        for _ in 0..=MAX_RETRIES {
+            job = step(job, Event::CallFailed(lost())).job;
+        }
+        assert!(matches!(job.error(), Some(JobError::RetriesExhausted { attempts, .. }) if *attempts == MAX_RETRIES + 1));
     }
 
     #[test]
