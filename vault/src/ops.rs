@@ -387,6 +387,11 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
         );
         id
     });
+    if resumed.is_none() {
+        // Unfinished, it expires: the timer wakes for that.
+        let ttl = with_state(|s| s.config().limits.import_ttl_seconds).saturating_mul(SECOND);
+        engine::arm(now.saturating_add(ttl));
+    }
     let missing = with_state(|s| s.missing_chunks(id, chunks));
     Ok(ImportInfo { snapshot_id: id, chunks, missing })
 }
