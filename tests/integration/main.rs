@@ -9,5 +9,6 @@ mod flows;
 mod fuzz;
 mod hostile;
 mod refusals;
+mod schedule;
 mod sizes;
 mod upgrades;
