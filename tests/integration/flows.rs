@@ -183,3 +183,50 @@ fn unchanged_state_gives_equal_snapshots() {
     assert_eq!(list[0].sha256, list[1].sha256, "the same content, the same manifest hash");
     assert_ne!(list[0].id, list[1].id);
 }
+
+#[test]
+fn an_unregistered_apps_snapshots_stay_with_its_controllers_even_once_its_canister_is_gone() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    let client = env.app(app);
+    for n in 0..PREFILL + 3 {
+        AppKind::Notes.apply(&client, n);
+    }
+    let original = client.digest();
+    let [first, second] = [(); 2].map(|_| env.snapshot(app).snapshot_id.unwrap());
+    let (v, stranger) = (env.vault(), env.vault_as(stranger()));
+    v.unregister(app, false).unwrap();
+    assert!(v.app_info(app).is_err(), "no longer registered");
+    let ids = |listed: Vec<vault_api::service::SnapshotInfo>| listed.iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(v.list_snapshots(app).unwrap()), [first, second], "listed for its controller");
+    assert!(v.snapshot_chunk(app, first, 0).is_ok(), "exportable");
+    assert!(matches!(stranger.list_snapshots(app), Err(vault_api::service::VaultError::NotAController { .. })));
+    assert!(matches!(stranger.delete_snapshot(app, first), Err(vault_api::service::VaultError::NotAController { .. })));
+
+    // The canister is deleted: its last controllers restore its state into a new one.
+    env.ic.stop_canister(app, Some(owner())).unwrap();
+    env.ic.delete_canister(app, Some(owner())).unwrap();
+    let new_home = env.registered(AppKind::Notes, manual(), keep(5));
+    let job = env.restore(app, second, Some(new_home));
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    assert_eq!(env.app(new_home).digest(), original);
+
+    // Deleting its last snapshot forgets the app.
+    v.delete_snapshot(app, first).unwrap();
+    assert_eq!(ids(v.list_snapshots(app).unwrap()), [second]);
+    v.delete_snapshot(app, second).unwrap();
+    assert_eq!(v.list_snapshots(app), Err(vault_api::service::VaultError::UnknownApp { app }));
+}
+
+#[test]
+fn an_app_registered_again_has_its_kept_snapshots_back_and_unregistered_with_them_keeps_none() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Ledger, manual(), keep(5));
+    let snapshot = env.snapshot(app).snapshot_id.unwrap();
+    let v = env.vault();
+    v.unregister(app, false).unwrap();
+    v.register(app, manual(), keep(5)).unwrap();
+    assert_eq!(v.list_snapshots(app).unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), [snapshot]);
+    v.unregister(app, true).unwrap();
+    assert_eq!(v.list_snapshots(app), Err(vault_api::service::VaultError::UnknownApp { app }));
+}

@@ -6,6 +6,8 @@
 //! - a registered app is managed, read and restored by its controllers: updates ask the
 //!   management canister (`canister_info`) and keep what they saw on the app's record, queries
 //!   (which cannot call) check the controllers last seen;
+//! - an app unregistered with snapshots kept (retired) is still listed, exported, restored from
+//!   and deleted by its controllers, and by those last seen once its canister is gone;
 //! - registering an app needs its controller too, and registration open to the caller:
 //!   administrators always, others as the registration mode says;
 //! - administrators (the vault's own controllers, and the principals they name) allow
@@ -31,14 +33,19 @@ pub const REFRESH_BUDGET: usize = 10;
 thread_local! {
     /// The last app the sweep refreshed: the next sweep goes on after it.
     static REFRESHED_UP_TO: std::cell::Cell<Option<Principal>> = const { std::cell::Cell::new(None) };
+    /// Likewise among retired apps (unregistered, their snapshots kept).
+    static RETIRED_UP_TO: std::cell::Cell<Option<Principal>> = const { std::cell::Cell::new(None) };
 }
 
 /// Asks the management canister for the controllers of the next [`REFRESH_BUDGET`] registered
-/// apps (round robin) and keeps them: a controller removed from an app loses query access once
+/// apps and as many retired ones (round robin) and keeps them: a controller removed from an app loses query access once
 /// the sweep reaches it (or sooner, on any update about the app), one added gains it.
 pub async fn refresh_some_controllers() {
-    let apps = with_state(|s| s.apps_after(REFRESHED_UP_TO.get(), REFRESH_BUDGET));
-    REFRESHED_UP_TO.set(apps.last().copied());
+    let (registered, retired) =
+        with_state(|s| (s.apps_after(REFRESHED_UP_TO.get(), REFRESH_BUDGET), s.retired_after(RETIRED_UP_TO.get(), REFRESH_BUDGET)));
+    REFRESHED_UP_TO.set(registered.last().copied());
+    RETIRED_UP_TO.set(retired.last().copied());
+    let apps: Vec<Principal> = registered.into_iter().chain(retired).collect();
     let answers = futures::future::join_all(apps.iter().map(|&app| app_client::canister_info(app))).await;
     for (app, answer) in apps.into_iter().zip(answers) {
         if let Ok(info) = answer {
@@ -127,17 +134,52 @@ pub async fn controller_of_job(job: u64) -> Result<Principal, VaultError> {
     controller(app).await
 }
 
-/// For restoring `source`'s snapshot into `target` (itself or a clone): both are registered
-/// and the caller controls both now.
+/// For restoring `source`'s snapshot into `target` (itself or a clone): the target is
+/// registered, the source is or is retired, and the caller controls both now (a retired source
+/// whose canister is gone: controlled it when the vault last saw it).
 pub async fn restorer(source: Principal, target: Principal) -> Result<(), VaultError> {
     let caller = authenticated()?;
-    with_state(|s| s.registered(source))?;
+    holder_record(source)?;
     if with_state(|s| s.app(target)).is_none() {
         return Err(VaultError::TargetNotRegistered { target });
     }
-    controls(caller, source).await?;
+    holds(caller, source).await?;
     if target != source {
         controls(caller, target).await?;
+    }
+    Ok(())
+}
+
+/// The controllers last seen of `app`, registered or retired (unregistered, its snapshots kept).
+fn holder_record(app: Principal) -> Result<Vec<Principal>, VaultError> {
+    with_state(|s| s.app(app).map(|r| r.controllers).or_else(|| s.retired(app).map(|r| r.controllers))).ok_or(VaultError::UnknownApp { app })
+}
+
+/// Whether `caller` controls `app`, whose snapshots the vault holds, now: as the management
+/// canister says, or, once the app's canister is gone (deleted: no one controls it), as the
+/// vault last saw it.
+async fn holds(caller: Principal, app: Principal) -> Result<(), VaultError> {
+    let seen = holder_record(app)?;
+    match controls(caller, app).await {
+        Err(VaultError::AppUnreachable { reject_code: 3, .. }) if seen.contains(&caller) => Ok(()),
+        answer => answer.map(drop),
+    }
+}
+
+/// For updates about the snapshots of `app`, registered or retired: the caller controls it now
+/// (see [`holds`]). Returns the caller.
+pub async fn snapshot_holder(app: Principal) -> Result<Principal, VaultError> {
+    let caller = authenticated()?;
+    holds(caller, app).await?;
+    Ok(caller)
+}
+
+/// For queries about the snapshots of `app`, registered or retired: the caller is among its
+/// controllers as last seen.
+pub fn seen_snapshot_holder(app: Principal) -> Result<(), VaultError> {
+    let caller = authenticated()?;
+    if !holder_record(app)?.contains(&caller) {
+        return Err(VaultError::NotAController { app, caller });
     }
     Ok(())
 }

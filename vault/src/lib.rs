@@ -134,17 +134,18 @@ async fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
     ops::snapshot_now(app)
 }
 
-/// The completed snapshots of `app`, oldest first.
+/// The completed snapshots of `app` (registered, or unregistered with its snapshots kept), oldest
+/// first.
 #[ic_cdk::query(guard = "access::bounded_args::<(Principal,)>")]
 fn list_snapshots(app: Principal) -> Result<Vec<SnapshotInfo>, VaultError> {
-    access::seen_controller(app)?;
+    access::seen_snapshot_holder(app)?;
     Ok(ops::list_snapshots(app))
 }
 
 #[ic_cdk::update(guard = "access::bounded_args::<(SnapshotRef,)>")]
 async fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
     engine::revive();
-    access::controller(args.app).await?;
+    access::snapshot_holder(args.app).await?;
     ops::delete_snapshot(args)
 }
 
@@ -180,14 +181,14 @@ fn list_jobs(app: Principal) -> Result<Vec<JobInfo>, VaultError> {
 /// A chunk of a completed snapshot, for export to a file.
 #[ic_cdk::query(guard = "access::bounded_args::<(ChunkRef,)>")]
 fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
-    access::seen_controller(args.app)?;
+    access::seen_snapshot_holder(args.app)?;
     ops::snapshot_chunk(args)
 }
 
 /// A page of a completed snapshot's chunk table (at most 10,000 SHA-256s), for export.
 #[ic_cdk::query(guard = "access::bounded_args::<(ManifestPage,)>")]
 fn snapshot_manifest(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
-    access::seen_controller(args.app)?;
+    access::seen_snapshot_holder(args.app)?;
     ops::manifest_page(args)
 }
 

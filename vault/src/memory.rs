@@ -21,10 +21,11 @@
 //! 13  APP_CHUNKS  StableBTreeMap<AppChunkKey, u32>             (app, chunk SHA-256) -> the app's manifest entries naming it
 //! 14  APP_USAGE   StableBTreeMap<UsageKey, UsageRecord>        app -> bytes held, registrant, cycles spent today;
 //!                                                              registrant -> its apps, the bytes they hold
+//! 15  RETIRED     StableBTreeMap<Principal, RetiredRecord>     unregistered app with snapshots -> its controllers
 //! ```
 //!
-//! Memories 9 to 11 came after release 0.1.0 without a layout change: they are additions an
-//! older build never opens, so a rollback to it keeps working (and keeps them as they were).
+//! Memories 9 to 11 and 15 came after release 0.1.0 without a layout change: they are additions
+//! an older build never opens, so a rollback to it keeps working (and keeps them as they were).
 //!
 //! Memories 13 and 14 are layout 2: `migration` builds them from a layout 1's snapshots,
 //! manifests and registrations. Release 0.1.0 reads layout 1 only (its header check traps its
@@ -66,6 +67,7 @@ pub const SUSPENDED: MemoryId = MemoryId::new(11);
 pub const INSTANCE: MemoryId = MemoryId::new(12);
 pub const APP_CHUNKS: MemoryId = MemoryId::new(13);
 pub const APP_USAGE: MemoryId = MemoryId::new(14);
+pub const RETIRED: MemoryId = MemoryId::new(15);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

@@ -16,7 +16,7 @@ use crate::engine::{self, cycles};
 use crate::retention;
 use crate::access;
 use crate::state::{HashedChunk, State, with_state};
-use crate::storable::{AppRecord, JobRecord, SnapshotRecord, SnapshotStatus};
+use crate::storable::{AppRecord, JobRecord, RetiredRecord, SnapshotRecord, SnapshotStatus};
 
 const SECOND: u64 = 1_000_000_000;
 /// Bounds of a schedule's interval, in seconds (0: manual only).
@@ -140,6 +140,7 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
         }
         may_add_app(s, caller, administrator, app)?;
         s.put_app(app, record.clone());
+        s.unretire(app);
         Ok(())
     })?;
     if record.next_due > 0 {
@@ -168,6 +169,8 @@ fn idle(app: Principal, record: &AppRecord) -> Result<(), VaultError> {
 /// Forgets an app: its schedule, its job log and, with `delete_snapshots`, its snapshots. A job
 /// running on it is cancelled (by `caller`) first: a stuck job never holds an app. Refused while
 /// a restore commits into it, and, with `delete_snapshots`, while a restore reads one of them.
+/// Snapshots kept stay listed, exportable, restorable and deletable for the app's controllers
+/// (a retired app, until it is registered again or keeps no snapshot).
 pub fn unregister(caller: Principal, app: Principal, delete_snapshots: bool) -> Result<(), VaultError> {
     let record = with_state(|s| s.registered(app))?;
     if delete_snapshots
@@ -178,11 +181,14 @@ pub fn unregister(caller: Principal, app: Principal, delete_snapshots: bool) -> 
     if let Some(job) = record.running_job.and_then(|id| with_state(|s| s.job(id))).filter(|j| !j.is_finished()) {
         engine::cancel(job, caller)?;
     }
+    let now = ic_cdk::api::time();
     with_state(|s| {
         if delete_snapshots {
             for (id, _) in s.snapshots_of(app) {
                 s.schedule_deletion(app, id);
             }
+        } else if s.snapshots_of(app).iter().any(|(_, r)| r.status == SnapshotStatus::Complete) {
+            s.retire(app, RetiredRecord { by: caller, at: now, controllers: record.controllers.clone() });
         }
         s.remove_jobs_of(app);
         s.remove_app(app);
@@ -242,7 +248,6 @@ pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
 
 pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
-    with_state(|s| s.registered(source))?;
     let snapshot = with_state(|s| s.snapshot(source, args.snapshot_id))
         .filter(|r| r.status == SnapshotStatus::Complete)
         .ok_or(VaultError::UnknownSnapshot { app: source, snapshot_id: args.snapshot_id })?;
@@ -286,6 +291,9 @@ pub fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
             return Err(VaultError::JobRunning { app: job.app, job: job.id });
         }
         s.schedule_deletion(app, id);
+        if s.retired(app).is_some() && !s.snapshots_of(app).iter().any(|(_, r)| r.status == SnapshotStatus::Complete) {
+            s.unretire(app);
+        }
         Ok(())
     })?;
     engine::arm(ic_cdk::api::time());

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryManager;
-use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
+use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell, Storable};
 use vault_api::Sha256;
 use vault_api::manifest::{ManifestHasher, chunk_range};
 use vault_api::service::VaultError;
@@ -17,7 +17,7 @@ use vault_api::service::VaultError;
 use crate::memory::{self, Memory};
 use crate::storable::{
     AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, JobRecord, ManifestKey, PrincipalKey,
-    RegistrantUsageRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
+    RegistrantUsageRecord, RetiredRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
 };
 
 thread_local! {
@@ -60,6 +60,7 @@ pub struct State {
     config: StableCell<Config, Memory>,
     allowed: StableBTreeMap<PrincipalKey, (), Memory>,
     suspended: StableBTreeMap<PrincipalKey, SuspensionRecord, Memory>,
+    retired: StableBTreeMap<PrincipalKey, RetiredRecord, Memory>,
     app_chunks: StableBTreeMap<AppChunkKey, u32, Memory>,
     usage: StableBTreeMap<UsageKey, UsageRecord, Memory>,
 }
@@ -86,6 +87,7 @@ impl State {
             config: StableCell::init(m(memory::CONFIG), Config::default()),
             allowed: StableBTreeMap::init(m(memory::ALLOWED)),
             suspended: StableBTreeMap::init(m(memory::SUSPENDED)),
+            retired: StableBTreeMap::init(m(memory::RETIRED)),
             app_chunks: StableBTreeMap::init(m(memory::APP_CHUNKS)),
             usage: StableBTreeMap::init(m(memory::APP_USAGE)),
         }
@@ -160,28 +162,40 @@ impl State {
     /// Up to `n` registered apps after `after` in principal order, from the first when there is
     /// none after it (a range scan).
     pub fn apps_after(&self, after: Option<Principal>, n: usize) -> Vec<Principal> {
-        let next: Vec<Principal> = match after {
-            Some(after) => self
-                .apps
-                .range((std::ops::Bound::Excluded(PrincipalKey(after)), std::ops::Bound::Unbounded))
-                .take(n)
-                .map(|e| e.key().0)
-                .collect(),
-            None => Vec::new(),
-        };
-        if !next.is_empty() {
-            return next;
-        }
-        self.apps.keys().take(n).map(|k| k.0).collect()
+        keys_after(&self.apps, after, n)
     }
 
     /// Keeps the controllers and module hash last seen for a registered `app`.
     pub fn note_canister_info(&mut self, app: Principal, controllers: Vec<Principal>, module_hash: Option<Sha256>) {
+        if let Some(mut record) = self.retired(app) {
+            record.controllers = controllers.clone();
+            self.retired.insert(PrincipalKey(app), record);
+        }
         if let Some(mut record) = self.app(app) {
             record.controllers = controllers;
             record.module_hash = module_hash;
             self.put_app(app, record);
         }
+    }
+
+    // Retired apps: unregistered, their snapshots kept.
+
+    pub fn retired(&self, app: Principal) -> Option<RetiredRecord> {
+        self.retired.get(&PrincipalKey(app))
+    }
+
+    pub fn retire(&mut self, app: Principal, record: RetiredRecord) {
+        self.retired.insert(PrincipalKey(app), record);
+    }
+
+    /// Forgets that `app` was retired: it is registered again, or keeps no snapshot.
+    pub fn unretire(&mut self, app: Principal) {
+        self.retired.remove(&PrincipalKey(app));
+    }
+
+    /// Up to `n` retired apps after `after`, as [`State::apps_after`] takes registered ones.
+    pub fn retired_after(&self, after: Option<Principal>, n: usize) -> Vec<Principal> {
+        keys_after(&self.retired, after, n)
     }
 
     /// Notes `job` as the one `app` runs (the app is registered: jobs start for registered apps).
@@ -657,6 +671,19 @@ fn chunk_len(record: &SnapshotRecord, index: u32) -> u64 {
     range.end.saturating_sub(range.start)
 }
 
+/// Up to `n` keys of `map` after `after` in principal order, from the first when there is none
+/// after it (a range scan).
+fn keys_after<V: Storable>(map: &StableBTreeMap<PrincipalKey, V, Memory>, after: Option<Principal>, n: usize) -> Vec<Principal> {
+    let next: Vec<Principal> = match after {
+        Some(after) => map.range((std::ops::Bound::Excluded(PrincipalKey(after)), std::ops::Bound::Unbounded)).take(n).map(|e| e.key().0).collect(),
+        None => Vec::new(),
+    };
+    if !next.is_empty() {
+        return next;
+    }
+    map.keys().take(n).map(|k| k.0).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,6 +799,24 @@ mod tests {
         s.spend_cycles(app(), 20, 6);
         assert_eq!(s.app_usage(app()).cycles_today(30), 11);
         assert_eq!(s.registrant_usage(app()).apps, 1, "an app registered by itself has both records");
+    }
+
+    #[test]
+    fn a_retired_app_keeps_the_controllers_the_vault_sees_and_the_sweep_goes_round_them() {
+        let mut s = state();
+        let [a, b, c] = [1u8, 2, 3].map(|n| Principal::from_slice(&[n; 10]));
+        let (old, new) = (Principal::from_slice(&[8; 29]), Principal::from_slice(&[9; 29]));
+        for app in [a, b, c] {
+            s.retire(app, RetiredRecord { by: old, at: 1, controllers: vec![old] });
+        }
+        s.note_canister_info(b, vec![new], None);
+        assert_eq!(s.retired(b).map(|r| r.controllers), Some(vec![new]));
+        assert_eq!(s.retired(a).map(|r| r.controllers), Some(vec![old]));
+        assert_eq!(s.retired_after(None, 2), [a, b]);
+        assert_eq!(s.retired_after(Some(b), 2), [c]);
+        assert_eq!(s.retired_after(Some(c), 2), [a, b], "round again from the first");
+        s.unretire(b);
+        assert_eq!((s.retired(b), s.retired_after(Some(a), 5)), (None, vec![c]));
     }
 
     #[test]

@@ -17,10 +17,12 @@ use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_s
 mod admin;
 mod fields;
 mod job;
+mod retired;
 mod usage;
 
 pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
 pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
+pub use retired::RetiredRecord;
 pub use usage::{AppChunkKey, AppUsageRecord, Held, RegistrantUsageRecord, UsageKey, UsageRecord};
 
 /// `HEADER`, 21 bytes: magic "CVLT" | layout version | next job id u64 | next snapshot id u64.
