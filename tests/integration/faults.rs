@@ -293,6 +293,32 @@ fn a_trap_in_the_global_timer_handler_stops_the_timer_until_the_next_update() {
     finishes_and_restores_to(&env, AppKind::Notes, app, job, 100, &expected);
 }
 
+/// Instructions the vault executes for one update that revives its timer and is then refused.
+fn instructions_of_an_update(env: &Env) -> u64 {
+    let before = env.ic.canister_metrics(env.vault);
+    let refused = env.vault_as(stranger()).service().set_registration(vault_api::service::Registration::Open).unwrap();
+    assert!(matches!(refused, Err(vault_api::service::VaultError::NotAnAdministrator { .. })), "{refused:?}");
+    let after = env.ic.canister_metrics(env.vault);
+    after.instructions - before.instructions
+}
+
+#[test]
+fn reviving_the_timer_costs_an_update_the_same_whatever_the_vault_holds() {
+    // Two vaults with the same history of messages, one holding 30 apps more at the end.
+    let cost_with = |keep_apps: bool| {
+        let env = Env::new();
+        for _ in 0..30 {
+            let app = env.registered(AppKind::Notes, manual(), keep(1));
+            let unregistered = env.vault().unregister(if keep_apps { stranger() } else { app }, true);
+            assert_eq!(unregistered.is_ok(), !keep_apps);
+        }
+        env.run_for(5);
+        instructions_of_an_update(&env)
+    };
+    let (with_none, with_many) = (cost_with(false), cost_with(true));
+    assert!(with_many < with_none + 50_000, "an update costs {with_none} instructions with no app, {with_many} with 30");
+}
+
 #[test]
 fn calls_a_trap_cancelled_block_a_vault_upgrade_until_the_vault_is_stopped() {
     // The vault's 9th execution from here is the first answer of a batch of chunk calls.

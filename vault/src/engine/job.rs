@@ -16,7 +16,7 @@ use crate::storable::{Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRec
 
 /// Chunk calls a job keeps in flight at once.
 pub const BATCH: u32 = 4;
-/// Failed attempts in a row after which a job fails.
+/// Retries of a failed attempt: a job fails on its `MAX_RETRIES + 1`th failed attempt in a row.
 pub const MAX_RETRIES: u32 = 8;
 /// Times a job starts over after the app lost its dump or staging area.
 pub const MAX_RESTARTS: u32 = 3;

@@ -81,14 +81,16 @@ pub fn start_watchdog() {
     });
 }
 
-/// Arms the timer for the waiting work unless it is armed for the future already. A trap in
-/// the global timer handler leaves the system timer off while ic-cdk-timers believes it set
-/// (it then never sets it again): the system timer is set directly, so the handler runs and
-/// re-arms from its queue.
+/// Makes a lost timer fire now; constant work, whatever the vault holds. The timer is lost when
+/// it was armed for a time that has passed and its firing did not clear that (a trap in the
+/// global timer handler rolls the clearing back, and leaves the system timer off while
+/// ic-cdk-timers believes it set: the system timer is set directly, so the handler runs and
+/// re-arms from its queue). An unarmed timer is not lost: the last firing found nothing to wait
+/// for, and whatever creates work arms it (the watchdog looks again every 10 minutes).
 pub fn revive() {
     let time = now();
-    if RUNTIME.with_borrow(|r| r.armed.is_none_or(|(_, at)| at < time)) {
-        arm_for_waiting_work();
+    if RUNTIME.with_borrow(|r| r.armed.is_some_and(|(_, at)| at < time)) {
+        arm(time);
         ic_cdk::api::global_timer_set(time);
     }
 }
