@@ -328,17 +328,19 @@ impl Env {
     }
 
     /// What a refused request could have changed: registrations, snapshots, which jobs exist,
-    /// and the apps' states. (A running job's own progress is not a change a request made.)
+    /// and the apps' states. (A running job's own progress is not a change a request made, nor
+    /// are the bytes and cycles it uses.)
     pub fn observable(&self, apps: &[Principal]) -> impl PartialEq + std::fmt::Debug + use<> {
         let vault = self.vault();
+        let without_usage = |info: AppInfo| AppInfo { stored_bytes: None, cycles_today: None, ..info };
         let per_app: Vec<_> = apps
             .iter()
             .map(|&app| {
                 let jobs: Vec<u64> = vault.list_jobs(app).map(|j| j.iter().map(|j| j.id).collect()).unwrap_or_default();
-                (vault.app_info(app).ok(), vault.list_snapshots(app).ok(), jobs, self.app(app).digest())
+                (vault.app_info(app).ok().map(without_usage), vault.list_snapshots(app).ok(), jobs, self.app(app).digest())
             })
             .collect();
-        (per_app, vault.list_apps().unwrap())
+        (per_app, vault.list_apps().unwrap().into_iter().map(without_usage).collect::<Vec<_>>())
     }
 
     /// The digest a fresh canister of `kind` has after the first `n` scenario updates.
