@@ -8,7 +8,7 @@ use vault_api::Sha256;
 use vault_api::client::{ClientError, Reply, ServiceClient};
 use vault_api::protocol::Chunk;
 use vault_api::service::{
-    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, ManifestPage, RegisterArgs, RegistrantInfo,
+    AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, Limits, ManifestPage, RegisterArgs, RegistrantInfo,
     Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
@@ -148,6 +148,11 @@ impl<'t> Vault<'t> {
 
     pub fn set_allowed(&mut self, args: SetAllowedArgs) -> Result<(), OpsError> {
         answer(self.service.set_allowed(args))
+    }
+
+    /// Replaces the cycles reserve and the quotas.
+    pub fn set_limits(&mut self, limits: Limits) -> Result<(), OpsError> {
+        answer(self.service.set_limits(limits))
     }
 
     pub fn list_registrants(&mut self) -> Result<Vec<RegistrantInfo>, OpsError> {

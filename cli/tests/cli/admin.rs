@@ -61,12 +61,22 @@ fn the_vaults_controller_administers_a_strangers_app_and_the_stranger_cancels_it
     assert!(again.contains(&format!("job {job} cannot be cancelled")), "{again}");
     assert!(registrant(&ic, &who)["apps"][0]["running_job"].is_null());
 
-    // Evicted, the app is not registered; registered again, it has its snapshot back.
+    // Evicted, the app is not registered, its snapshot still listed for its controller;
+    // registered again, it has its snapshot back.
     ic.ok(&["admin", "evict", &app]);
-    assert!(message(&as_stranger(&["list", &app]).unwrap_err()).contains("is not registered"));
+    assert!(message(&as_stranger(&["status", &app]).unwrap_err()).contains("is not registered"));
+    assert_eq!(as_stranger(&["list", &app]).unwrap().json[0]["id"], first);
     assert_eq!(registrant(&ic, &who)["apps"], json!([]), "still listed: allowed, without apps");
     as_stranger(&["register", &app, "--every", "never"]).unwrap();
     assert_eq!(as_stranger(&["list", &app]).unwrap().json[0]["id"], first);
+
+    // Limited to one snapshot, the app takes no second one until the limit is raised again.
+    let limits = ic.ok(&["admin", "limits"]);
+    assert_eq!((limits["app_snapshots"].as_u64(), limits["reserve_days"].as_u64()), (Some(1_000), Some(90)), "{limits}");
+    assert_eq!(ic.ok(&["admin", "limits", "--app-snapshots", "1"])["app_snapshots"], 1);
+    let refused = message(&as_stranger(&["snapshot", &app]).unwrap_err());
+    assert!(refused.contains("quota") && refused.contains("snapshots"), "{refused}");
+    assert_eq!(ic.ok(&["admin", "limits", "--app-snapshots", "1000"])["app_snapshots"], 1_000);
 
     // Off the allow-list, the stranger registers no other app until registration is open.
     ic.ok(&["admin", "disallow", &who]);
@@ -94,8 +104,10 @@ fn a_principal_that_administers_nothing_is_refused_by_every_administration_comma
     let who = principal(&stranger);
     let before = (ic.ok(&["admin", "info"]), ic.ok(&["admin", "registrants"]));
 
-    let commands: [&[&str]; 9] = [
+    let commands: [&[&str]; 11] = [
         &["admin", "info"],
+        &["admin", "limits"],
+        &["admin", "limits", "--app-bytes", "1"],
         &["admin", "registration", "open"],
         &["admin", "allow", &who],
         &["admin", "disallow", &who],

@@ -1,6 +1,6 @@
 //! `vault admin ...`: administering the vault. Its administrators (its controllers and the
 //! principals they name) decide who may register apps, see what every registrant's apps hold,
-//! and suspend or evict apps.
+//! set the reserve and quotas, and suspend or evict apps.
 
 use clap::Subcommand;
 
@@ -12,6 +12,7 @@ pub mod allow;
 pub mod disallow;
 pub mod evict;
 pub mod info;
+pub mod limits;
 pub mod registrants;
 pub mod registration;
 pub mod resume;
@@ -20,6 +21,7 @@ pub mod suspend;
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Info(info::Args),
+    Limits(limits::Args),
     Administrators(administrators::Args),
     Registration(registration::Args),
     Allow(allow::Args),
@@ -33,6 +35,7 @@ pub enum Command {
 pub fn exec(context: &mut Context, command: &Command) -> Result<Output, CliError> {
     match command {
         Command::Info(args) => info::exec(context, args),
+        Command::Limits(args) => limits::exec(context, args),
         Command::Administrators(args) => administrators::exec(context, args),
         Command::Registration(args) => registration::exec(context, args),
         Command::Allow(args) => allow::exec(context, args),
