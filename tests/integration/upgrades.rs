@@ -1,6 +1,6 @@
 //! Upgrades from the previous release and rollbacks to it. The vault and both example apps start
-//! on release 0.1.0's modules (`tests/fixtures/release-0.1.0`), are upgraded to this build,
-//! rolled back, and upgraded again. Neither rolls back: this build migrates the vault's stable
+//! on release 0.1.0's modules (`tests/fixtures/release-0.1.0`), are upgraded to this build (the
+//! vault first, which then serves the apps still on 0.1.0), rolled back, and upgraded again. Neither rolls back: this build migrates the vault's stable
 //! memory, and the apps' client library its own, to layout 2, which 0.1.0 does not read. The IC
 //! keeps the vault and Notes on this build (their `post_upgrade` traps on the header); Ledger's
 //! 0.1.0 `post_upgrade` does not read the library's memory, so its rollback installs, but every
@@ -112,9 +112,16 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     // On 0.1.0.
     snapshot_all(&env, &mut apps, &mut taken, PREFILL + 2);
 
-    // Upgraded to this build: what 0.1.0 stored is read, and this build adds its own.
-    let before = states(&env, &apps);
+    // The vault upgraded to this build first: what 0.1.0 stored is read, and the apps, still on
+    // 0.1.0 (they ignore the vault's nonce), are snapshotted and restored by it.
     upgrade(&env, env.vault, vault_wasm());
+    for (app, taken) in apps.iter().zip(&taken) {
+        every_snapshot_restores(&env, app, taken);
+    }
+    snapshot_all(&env, &mut apps, &mut taken, 2);
+
+    // Then the apps: this build adds its own snapshots.
+    let before = states(&env, &apps);
     for app in &apps {
         upgrade(&env, app.id, app.kind.wasm());
     }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use candid::Principal;
-use ic_harness::Harness;
+use candid::{Nat, Principal};
+use ic_harness::{Harness, LogRecord, RejectResponse};
+use ic_management_canister_types as mgmt;
 
 use crate::transport::{CallError, Transport};
 
@@ -57,7 +58,122 @@ impl EmbeddedTransport {
     }
 }
 
-fn rejected(r: ic_harness::RejectResponse) -> CallError {
+/// How [`EmbeddedTransport::install_code`] changes a canister's code, as `install_code`'s modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallMode {
+    /// Into an empty canister: `canister_init` runs.
+    Install,
+    /// A new module over the old one, keeping the stable memory: `canister_pre_upgrade` runs in
+    /// the old module, `canister_post_upgrade` in the new one.
+    Upgrade,
+    /// A new module on empty memories: `canister_init` runs.
+    Reinstall,
+}
+
+/// A change of a canister's settings, relative to what it has: each field given is set, the
+/// others stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub add_controllers: Vec<Principal>,
+    pub remove_controllers: Vec<Principal>,
+    /// Environment variables set (added, or given a new value).
+    pub set_environment: Vec<(String, String)>,
+    /// Environment variables removed, after the ones set.
+    pub remove_environment: Vec<String>,
+    pub wasm_memory_limit: Option<u64>,
+    pub wasm_memory_threshold: Option<u64>,
+    pub log_visibility: Option<mgmt::LogVisibility>,
+    pub freezing_threshold: Option<u64>,
+    pub reserved_cycles_limit: Option<u128>,
+}
+
+impl SettingsChange {
+    pub fn is_empty(&self) -> bool {
+        *self == SettingsChange::default()
+    }
+
+    /// The `update_settings` argument that makes `current` into the changed settings: the
+    /// whole lists where controllers or variables change (`update_settings` replaces them),
+    /// nothing for a field this change leaves.
+    pub fn settings(&self, current: &mgmt::DefiniteCanisterSettings) -> mgmt::CanisterSettings {
+        let controllers = (!self.add_controllers.is_empty() || !self.remove_controllers.is_empty()).then(|| {
+            let mut controllers = current.controllers.clone();
+            controllers.extend(self.add_controllers.iter().filter(|p| !current.controllers.contains(p)));
+            controllers.retain(|p| !self.remove_controllers.contains(p));
+            controllers
+        });
+        let environment_variables = (!self.set_environment.is_empty() || !self.remove_environment.is_empty()).then(|| {
+            let mut variables: std::collections::BTreeMap<String, String> =
+                current.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+            variables.extend(self.set_environment.iter().cloned());
+            variables.retain(|name, _| !self.remove_environment.contains(name));
+            variables.into_iter().map(|(name, value)| mgmt::EnvironmentVariable { name, value }).collect()
+        });
+        mgmt::CanisterSettings {
+            controllers,
+            environment_variables,
+            wasm_memory_limit: self.wasm_memory_limit.map(Nat::from),
+            wasm_memory_threshold: self.wasm_memory_threshold.map(Nat::from),
+            log_visibility: self.log_visibility.clone(),
+            freezing_threshold: self.freezing_threshold.map(Nat::from),
+            reserved_cycles_limit: self.reserved_cycles_limit.map(Nat::from),
+            ..Default::default()
+        }
+    }
+}
+
+/// The management canister's methods, called as the caller: each checks it as the IC does
+/// (a controller, or who the canister's visibility settings let read).
+impl EmbeddedTransport {
+    /// A new, empty canister with the cycles the embedded IC gives one (100 TC), controlled by
+    /// the caller and `controllers`.
+    pub fn create_canister(&mut self, controllers: &[Principal]) -> Principal {
+        let mut all = vec![self.caller];
+        all.extend(controllers.iter().filter(|p| **p != self.caller));
+        let settings = mgmt::CanisterSettings { controllers: Some(all), ..Default::default() };
+        let caller = Some(self.caller);
+        self.harness().create_canister_with_settings(caller, Some(settings))
+    }
+
+    /// Installs `module` (plain or gzip-compressed) on `canister` with `arg`. A module that is
+    /// not valid wasm, or a hook that traps, leaves the canister as it was.
+    pub fn install_code(&mut self, canister: Principal, mode: InstallMode, module: Vec<u8>, arg: Vec<u8>) -> Result<(), RejectResponse> {
+        let caller = Some(self.caller);
+        let ic = self.harness();
+        match mode {
+            InstallMode::Install => ic.try_install_canister(canister, module, arg, caller),
+            InstallMode::Upgrade => ic.upgrade_canister(canister, module, arg, caller),
+            InstallMode::Reinstall => ic.reinstall_canister(canister, module, arg, caller),
+        }
+    }
+
+    /// `canister_status`: its settings, module, cycles and memory.
+    pub fn canister_status(&self, canister: Principal) -> Result<mgmt::CanisterStatusResult, CallError> {
+        self.ic.canister_status(canister, Some(self.caller)).map_err(rejected)
+    }
+
+    /// Changes the canister's settings with one `update_settings` (all or nothing); returns its
+    /// status after.
+    pub fn update_settings(&mut self, canister: Principal, change: &SettingsChange) -> Result<mgmt::CanisterStatusResult, CallError> {
+        let current = self.canister_status(canister)?;
+        let caller = Some(self.caller);
+        self.harness().update_canister_settings(canister, caller, change.settings(&current.settings)).map_err(rejected)?;
+        self.canister_status(canister)
+    }
+
+    /// `fetch_canister_logs`: the records the canister's log keeps, as its `log_visibility`
+    /// lets the caller read them.
+    pub fn fetch_canister_logs(&self, canister: Principal) -> Result<Vec<LogRecord>, CallError> {
+        self.ic.fetch_canister_logs(canister, self.caller).map_err(rejected)
+    }
+
+    /// The metadata `name` of the module `canister` runs (e.g. `candid:service`), if it has it.
+    pub fn canister_metadata(&self, canister: Principal, name: &str) -> Option<Vec<u8>> {
+        self.ic.canister_metadata(canister, name)
+    }
+}
+
+fn rejected(r: RejectResponse) -> CallError {
     CallError::Rejected { code: r.reject_code as u32, error_code: Some(r.error_code.to_string()), message: r.reject_message }
 }
 
@@ -87,5 +203,40 @@ impl Transport for EmbeddedTransport {
         }
         self.changed = false;
         self.ic.save(&self.dir, QUIET_ROUNDS).map_err(|e| CallError::Transport(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variable(name: &str, value: &str) -> mgmt::EnvironmentVariable {
+        mgmt::EnvironmentVariable { name: name.into(), value: value.into() }
+    }
+
+    #[test]
+    fn a_settings_change_sets_only_what_it_names_from_what_the_canister_has() {
+        let [a, b, c] = [1u8, 2, 3].map(|i| Principal::from_slice(&[i]));
+        let current = mgmt::DefiniteCanisterSettings {
+            controllers: vec![a, b],
+            environment_variables: vec![variable("KEEP", "1"), variable("MODE", "old"), variable("GONE", "x")],
+            ..Default::default()
+        };
+        assert_eq!(SettingsChange::default().settings(&current), mgmt::CanisterSettings::default(), "nothing given, nothing set");
+        assert!(SettingsChange::default().is_empty());
+
+        let change = SettingsChange {
+            add_controllers: vec![b, c],
+            remove_controllers: vec![a],
+            set_environment: vec![("MODE".into(), "new".into()), ("ADDED".into(), "2".into())],
+            remove_environment: vec!["GONE".into()],
+            freezing_threshold: Some(60),
+            ..Default::default()
+        };
+        let settings = change.settings(&current);
+        assert_eq!(settings.controllers, Some(vec![b, c]), "added once, removed after");
+        assert_eq!(settings.environment_variables, Some(vec![variable("ADDED", "2"), variable("KEEP", "1"), variable("MODE", "new")]));
+        assert_eq!(settings.freezing_threshold, Some(Nat::from(60u64)));
+        assert_eq!((settings.wasm_memory_limit, settings.log_visibility), (None, None));
     }
 }
