@@ -1,5 +1,6 @@
 //! `vault`: the canister-vault command line.
 
+use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,21 +14,22 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.output.json;
-    match vault_cli::execute(cli) {
-        Ok(output) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&output.json).expect("JSON values serialize"));
-            } else if !output.text.is_empty() {
-                println!("{}", output.text);
-            }
-            ExitCode::SUCCESS
-        }
+    let result = vault_cli::execute(cli);
+    let mut stdout = std::io::stdout().lock();
+    let (printed, code) = match result {
+        Ok(output) => (output.write(json, &mut stdout), ExitCode::SUCCESS),
         Err(e) => {
-            if json {
-                println!("{}", serde_json::json!({ "error": e.to_string() }));
-            }
-            eprintln!("error: {e}");
+            let printed = if json { e.write_json(&mut stdout) } else { Ok(()) };
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            (printed, ExitCode::FAILURE)
+        }
+    };
+    match printed {
+        // A reader that stopped reading (`vault ... | head`) is no error: the command is done.
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => {
+            let _ = writeln!(std::io::stderr(), "error: writing the output: {e}");
             ExitCode::FAILURE
         }
+        _ => code,
     }
 }

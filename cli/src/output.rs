@@ -1,5 +1,7 @@
 //! What every command returns: its [`Output`], as JSON and as text, or a [`CliError`].
 
+use std::io::{self, Write};
+
 use serde::Serialize;
 
 /// Why a command failed.
@@ -31,5 +33,23 @@ pub struct Output {
 impl Output {
     pub fn of<R: Serialize + std::fmt::Display>(report: &R) -> Self {
         Output { json: serde_json::to_value(report).expect("reports serialize"), text: report.to_string() }
+    }
+
+    /// Writes it to `out`: its JSON (`--json`) or its text, if it has any.
+    pub fn write(&self, json: bool, out: &mut impl Write) -> io::Result<()> {
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&self.json).expect("JSON values serialize"))?;
+        } else if !self.text.is_empty() {
+            writeln!(out, "{}", self.text)?;
+        }
+        out.flush()
+    }
+}
+
+impl CliError {
+    /// Writes it to `out` as JSON (`--json`): `{"error": "..."}`.
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(out, "{}", serde_json::json!({ "error": self.to_string() }))?;
+        out.flush()
     }
 }
