@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod commands;
+mod embedded;
 mod files;
 mod support;
 mod transfer;

@@ -93,6 +93,21 @@ impl Ic {
     pub fn snapshot_ids(&self, app: &str) -> Vec<u64> {
         self.ok(&["list", app]).as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect()
     }
+
+    /// Writes `bytes` into a file in this IC's temporary directory; returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    }
+
+    /// The `vault` binary with the command line `vault --embedded DIR <args>`, with none of the
+    /// environment variables that would change it.
+    pub fn binary(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vault"));
+        command.args(&self.argv(args)[1..]).env_remove("VAULT_ID").env_remove("VAULT_IDENTITY").env_remove("VAULT_EMBEDDED");
+        command
+    }
 }
 
 /// Writes a PEM identity made from `seed` into `dir`; returns its path.

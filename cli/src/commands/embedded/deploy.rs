@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use candid::{Encode, Principal};
 use clap::ValueEnum;
 use serde::Serialize;
-use vault_ops::embedded::EmbeddedTransport;
-use vault_ops::Transport;
+use vault_ops::embedded::{EmbeddedTransport, InstallMode};
 
+use super::interface::InitArgOpt;
 use super::modules;
 use crate::options::parse_principal;
 use crate::output::{CliError, Output};
@@ -30,23 +30,26 @@ impl Example {
     }
 }
 
-/// Create a canister controlled by the caller and install an example app (given the vault,
-/// by default the embedded one) or any module.
+/// Create a canister controlled by the caller (and `--controller`s) and install an example app
+/// (given the vault, by default the embedded one) or any module.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("module").required(true).args(["example", "wasm"])))]
 pub struct Args {
     /// An example app of this workspace (this program carries its module).
     #[arg(long, value_enum)]
     pub example: Option<Example>,
-    /// Any canister module.
+    /// Any canister module, plain or gzip-compressed.
     #[arg(long)]
     pub wasm: Option<PathBuf>,
-    /// The init argument, in candid text (for `--wasm`; examples take their vault).
-    #[arg(long, requires = "wasm")]
-    pub arg: Option<String>,
+    /// The init argument (for `--wasm`; examples take their vault).
+    #[command(flatten)]
+    pub init: InitArgOpt,
     /// The vault an example app trusts; by default the vault of `vault embedded init`.
     #[arg(long = "app-vault", value_parser = parse_principal, conflicts_with = "wasm")]
     pub app_vault: Option<Principal>,
+    /// Another controller of the canister, besides the caller (repeatable).
+    #[arg(long = "controller", value_name = "PRINCIPAL", value_parser = parse_principal)]
+    pub controllers: Vec<Principal>,
 }
 
 #[derive(Serialize)]
@@ -71,21 +74,15 @@ pub fn exec(transport: &mut EmbeddedTransport, dir: &Path, args: &Args) -> Resul
             (example.module().to_vec(), Encode!(&vault).expect("an optional principal encodes"))
         }
         None => {
-            let path = args.wasm.as_deref().expect("clap requires --example or --wasm");
-            let arg = match &args.arg {
-                Some(text) => candid_parser::parse_idl_args(text)
-                    .and_then(|a| Ok(a.to_bytes()?))
-                    .map_err(|e| CliError::Invalid(format!("--arg is not candid: {e}")))?,
-                None => Encode!().expect("empty args encode"),
-            };
-            (modules::read(path)?, arg)
+            let module = modules::read(args.wasm.as_deref().expect("clap requires --example or --wasm"))?;
+            let arg = args.init.encode(&module)?;
+            (module, arg)
         }
     };
-    let controller = transport.caller();
     let module_bytes = module.len();
-    let ic = transport.harness();
-    let canister = ic.create_canister_with_settings(Some(controller), None);
-    ic.try_install_canister(canister, module, arg, Some(controller))
+    let canister = transport.create_canister(&args.controllers);
+    transport
+        .install_code(canister, InstallMode::Install, module, arg)
         .map_err(|r| modules::not_installed(&format!("canister {canister} was created but stays empty"), &r))?;
     Ok(Output::of(&Deployed { canister: canister.to_text(), module_bytes }))
 }

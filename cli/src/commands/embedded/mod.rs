@@ -13,14 +13,21 @@ pub mod advance;
 pub mod call;
 pub mod deploy;
 pub mod init;
+pub mod interface;
+pub mod logs;
 pub mod modules;
+pub mod settings;
 pub mod status;
+pub mod upgrade;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Init(init::Args),
     Deploy(deploy::Args),
+    Upgrade(upgrade::Args),
+    Settings(settings::Args),
     Call(call::Args),
+    Logs(logs::Args),
     Advance(advance::Args),
     Status(status::Args),
 }
@@ -37,7 +44,10 @@ pub fn exec(command: &Command, network: &NetworkOpt, who: &IdentityOpt) -> Resul
     let result = match command {
         Command::Init(_) => unreachable!("handled above"),
         Command::Deploy(args) => deploy::exec(&mut ic, &dir, args),
+        Command::Upgrade(args) => upgrade::exec(&mut ic, args),
+        Command::Settings(args) => settings::exec(&mut ic, args),
         Command::Call(args) => call::exec(&mut ic, args),
+        Command::Logs(args) => logs::exec(&ic, args),
         Command::Advance(args) => advance::exec(&mut ic, args),
         Command::Status(args) => status::exec(&ic, args),
     };
