@@ -246,12 +246,25 @@ fn refuse(job: JobRecord, error: BackupError, ctx: &Ctx) -> Next {
 }
 
 /// A failed attempt: the job fails on a reject no retry can help, or once retries run out. A
-/// restore's commit out of retries is unconfirmed only if the last failure leaves open whether
-/// the app committed; any other failure of the last attempt means nothing committed (a retried
-/// commit after one that did answers from the app's record of it), and says so.
+/// restore that fails while committing says whether the app may have committed: it may once any
+/// commit attempt ended without telling (its answer lost, or undecodable), which the job records;
+/// otherwise every attempt certainly did not commit (a trap, a reject, a call never sent: a retried
+/// commit after one that did answers from the app's record of it), and the error says so.
 fn attempt_failed(mut job: JobRecord, failure: &CallFailure, ctx: &Ctx) -> Next {
+    let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
+    if let Task::Restore { commit_unknown, .. } = &mut job.task
+        && committing
+        && failure.outcome_unknown()
+    {
+        *commit_unknown = true;
+    }
+    let maybe_committed = matches!(job.task, Task::Restore { commit_unknown: true, .. });
     if !failure.retryable() {
-        let error = JobError::AppUnreachable { reject_code: failure.reject_code(), message: failure.to_string() };
+        let error = if maybe_committed {
+            JobError::CommitUnconfirmed { attempts: job.retries + 1, last: failure.to_string() }
+        } else {
+            JobError::AppUnreachable { reject_code: failure.reject_code(), message: failure.to_string() }
+        };
         return fail(job, error, ctx);
     }
     job.retries += 1;
@@ -260,10 +273,9 @@ fn attempt_failed(mut job: JobRecord, failure: &CallFailure, ctx: &Ctx) -> Next 
     if job.retries <= MAX_RETRIES {
         return Next::stalled(job);
     }
-    let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
     let error = match failure {
         CallFailure::Corrupted { index } => JobError::ChunkCorrupted { index: *index, attempts: job.retries },
-        other if committing && other.outcome_unknown() => JobError::CommitUnconfirmed { attempts: job.retries, last: other.to_string() },
+        other if maybe_committed => JobError::CommitUnconfirmed { attempts: job.retries, last: other.to_string() },
         other if committing => JobError::CommitFailed { attempts: job.retries, last: other.to_string() },
         other => JobError::RetriesExhausted { attempts: job.retries, last: other.to_string() },
     };
@@ -678,17 +690,31 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_whose_last_attempt_certainly_failed_is_reported_failed() {
+    fn a_commit_whose_every_attempt_certainly_failed_is_reported_failed() {
         let trapped = CallFailure::Rejected { code: 5, message: "the app trapped".into() };
-        for last in [trapped, transient(), CallFailure::NotSent] {
-            // Earlier answers lost or not: an earlier commit that ran is answered from the app's record.
-            for earlier in [lost(), transient()] {
+        for last in [trapped.clone(), transient(), CallFailure::NotSent] {
+            for earlier in [trapped.clone(), transient()] {
                 let error = commit_out_of_retries(earlier, last.clone());
                 assert_eq!(error, JobError::CommitFailed { attempts: MAX_RETRIES + 1, last: last.to_string() });
             }
         }
         let text = JobError::CommitFailed { attempts: 9, last: "reject code 5: trapped".into() }.to_string();
         assert!(text.contains("did not commit") && text.contains("unchanged"), "{text}");
+    }
+
+    #[test]
+    fn a_commit_that_may_have_run_once_stays_unconfirmed_whatever_fails_after() {
+        // An earlier commit may have run although later attempts are refused without running
+        // (the app stopping, out of cycles): the job cannot say the app is unchanged.
+        let trapped = CallFailure::Rejected { code: 5, message: "the app trapped".into() };
+        for last in [trapped, transient(), CallFailure::NotSent] {
+            let error = commit_out_of_retries(lost(), last.clone());
+            assert_eq!(error, JobError::CommitUnconfirmed { attempts: MAX_RETRIES + 1, last: last.to_string() });
+        }
+        let mut job = step(transferring_restore(0), Event::CallFailed(lost())).job;
+        let gone = CallFailure::Rejected { code: 3, message: "the app is gone".into() };
+        job = step(job, Event::CallFailed(gone.clone())).job;
+        assert_eq!(job.error(), Some(&JobError::CommitUnconfirmed { attempts: 2, last: gone.to_string() }));
     }
 
     #[test]

@@ -106,8 +106,10 @@ pub struct Building {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Task {
     Snapshot { trigger: Trigger, phase: Phase<Building> },
-    /// Restores `snapshot_id` of `source` into the job's app.
-    Restore { source: Principal, snapshot_id: u64, phase: Phase<Transfer> },
+    /// Restores `snapshot_id` of `source` into the job's app. `commit_unknown`: an attempt to
+    /// commit ended without telling whether the app committed (its answer was lost, or did not
+    /// decode), so the app may have.
+    Restore { source: Principal, snapshot_id: u64, phase: Phase<Transfer>, commit_unknown: bool },
 }
 
 impl Task {
@@ -151,7 +153,7 @@ impl JobRecord {
     pub fn new(id: u64, app: Principal, kind: JobKind, now: u64) -> Self {
         let task = match kind {
             JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting },
-            JobKind::Restore { source, snapshot_id } => Task::Restore { source, snapshot_id, phase: Phase::Starting },
+            JobKind::Restore { source, snapshot_id } => Task::Restore { source, snapshot_id, phase: Phase::Starting, commit_unknown: false },
         };
         JobRecord {
             id,
@@ -206,10 +208,12 @@ impl JobRecord {
         self.outcome != Outcome::Running
     }
 
+    /// The byte after the kind is a snapshot's trigger, and a restore's `commit_unknown` (0 or 1;
+    /// it was always 0 before restores had the flag, so older records read as without it).
     pub(super) fn encode(&self) -> Vec<u8> {
         let (kind, trigger, source, phase_code) = match &self.task {
             Task::Snapshot { trigger, phase } => (0, trigger_byte(*trigger), None, phase.code()),
-            Task::Restore { source, phase, .. } => (1, 0, Some(*source), phase.code()),
+            Task::Restore { source, phase, commit_unknown, .. } => (1, *commit_unknown as u8, Some(*source), phase.code()),
         };
         let phase_code = match self.outcome {
             Outcome::Running => phase_code,
@@ -244,7 +248,7 @@ impl JobRecord {
         let id = r.u64();
         let app = r.principal();
         let kind = r.u8();
-        let trigger = trigger_of(r.u8());
+        let trigger_or_flag = r.u8();
         let source = r.opt_principal();
         let snapshot_id = read_opt_u64(&mut r);
         let phase_code = r.u8();
@@ -271,13 +275,20 @@ impl JobRecord {
         };
         let task = match kind {
             0 => match snapshot_id {
-                Some(snapshot) => Task::Snapshot { trigger, phase: phase(transfer).map(|transfer| Building { snapshot, transfer }) },
-                None => Task::Snapshot { trigger, phase: Phase::Starting },
+                Some(snapshot) => {
+                    Task::Snapshot { trigger: trigger_of(trigger_or_flag), phase: phase(transfer).map(|transfer| Building { snapshot, transfer }) }
+                }
+                None => Task::Snapshot { trigger: trigger_of(trigger_or_flag), phase: Phase::Starting },
             },
             1 => Task::Restore {
                 source: source.expect("a restore has a source"),
                 snapshot_id: snapshot_id.expect("a restore has a snapshot"),
                 phase: phase(transfer),
+                commit_unknown: match trigger_or_flag {
+                    0 => false,
+                    1 => true,
+                    other => panic!("unknown commit flag {other}"),
+                },
             },
             other => panic!("unknown job kind {other}"),
         };
@@ -326,7 +337,7 @@ mod tests {
 
     fn restore(phase: Phase<Transfer>, outcome: Outcome) -> JobRecord {
         let mut job = JobRecord::new(3, p(5, 10), JobKind::Restore { source: p(6, 10), snapshot_id: 4 }, 5);
-        job.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase };
+        job.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase, commit_unknown: false };
         job.outcome = outcome;
         job.retries = 2;
         job.restarts = 1;
@@ -377,6 +388,9 @@ mod tests {
         for outcome in [Outcome::Running, Outcome::Succeeded, failed()] {
             round_trip(&snapshot(Phase::Finishing(building(transfer(2, &[0, 1]))), outcome.clone()));
             round_trip(&restore(Phase::Finishing(transfer(0, &[])), outcome.clone()));
+            let mut unknown = restore(Phase::Finishing(transfer(1, &[0])), outcome.clone());
+            unknown.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase: Phase::Finishing(transfer(1, &[0])), commit_unknown: true };
+            round_trip(&unknown);
         }
     }
 
