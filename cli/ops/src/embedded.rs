@@ -12,6 +12,21 @@ use crate::transport::{CallError, Transport};
 
 /// Rounds a save may run to let messages in flight finish.
 const QUIET_ROUNDS: u32 = 1_000;
+/// After an advance, time goes on a second at a time while a canister is busy: messages are in
+/// flight, or its timer is due within this window (a job between batches, or backing off a
+/// retry).
+const BUSY_WINDOW: Duration = Duration::from_secs(120);
+/// Seconds of settling at most.
+const MAX_SETTLE_SECONDS: u64 = 3600;
+
+/// What an advance ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Advanced {
+    pub rounds: u64,
+    pub executions: u64,
+    /// Seconds the canisters worked after the advance, until they were idle.
+    pub settled_seconds: u64,
+}
 
 pub struct EmbeddedTransport {
     ic: Harness,
@@ -55,6 +70,36 @@ impl EmbeddedTransport {
     /// The IC, to look at.
     pub fn view(&self) -> &Harness {
         &self.ic
+    }
+
+    /// Lets `duration` pass as on the IC, with a round wherever a timer, a heartbeat or a
+    /// message is due, each at its time; then lets the work it started finish, a second at a
+    /// time while a canister is busy (messages in flight, a timer due within two minutes), for
+    /// an hour at most.
+    pub fn advance(&mut self, duration: Duration) -> Result<Advanced, CallError> {
+        self.changed = true;
+        let mut advanced = Advanced::default();
+        let mut walk = |ic: &Harness, duration: Duration| -> Result<(), CallError> {
+            let report = ic.advance(duration).map_err(|e| CallError::Transport(e.to_string()))?;
+            advanced.rounds += report.rounds;
+            advanced.executions += report.executions;
+            Ok(())
+        };
+        walk(&self.ic, duration)?;
+        let mut settled_seconds = 0;
+        while settled_seconds < MAX_SETTLE_SECONDS && self.busy() {
+            walk(&self.ic, Duration::from_secs(1))?;
+            settled_seconds += 1;
+        }
+        advanced.settled_seconds = settled_seconds;
+        Ok(advanced)
+    }
+
+    fn busy(&self) -> bool {
+        self.ic.with_world(|world| {
+            let soon = world.time + BUSY_WINDOW.as_nanos() as u64;
+            world.is_quiet().is_err() || world.canisters.values().any(|c| c.global_timer != 0 && c.global_timer <= soon)
+        })
     }
 }
 
