@@ -115,6 +115,14 @@ pub mod endpoints {
     use layout::SessionKey;
     use vault_api::protocol::{Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport};
 
+    /// The guard on every backup endpoint with arguments: they must decode as `Args` within the
+    /// quotas of `vault_api::decode` before the endpoint's own decoding (which has a skipping
+    /// quota but no decoding quota) runs, whoever sends them: a crafted argument costs the app
+    /// bounded work and is refused, before the caller is checked (which answers a typed error).
+    pub fn bounded_args<Args: for<'a> candid::utils::ArgumentDecoder<'a>>() -> Result<(), String> {
+        vault_api::decode::args::<Args>(&ic_cdk::api::msg_arg_data()).map(drop).map_err(|e| format!("the argument does not decode: {e}"))
+    }
+
     /// A call from the vault for `job`: the key of its session, and the time.
     fn vault_call(job: u64, nonce: Option<u64>) -> Result<(SessionKey, u64), BackupError> {
         let vault = guards::caller_is_vault()?;
@@ -192,52 +200,52 @@ macro_rules! vault_endpoints {
             ::vault_client::endpoints::info()
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::candid::Principal,)>")]
         fn vault_set_vault(vault: ::candid::Principal) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::set_vault(vault)
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::DumpBegin,)>")]
         fn vault_dump_begin(
             args: ::vault_client::vault_api::protocol::DumpBegin,
         ) -> ::core::result::Result<::vault_client::vault_api::protocol::DumpManifest, ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::dump_begin(args)
         }
 
-        #[::ic_cdk::query]
+        #[::ic_cdk::query(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::ChunkRequest,)>")]
         fn vault_dump_chunk(
             args: ::vault_client::vault_api::protocol::ChunkRequest,
         ) -> ::core::result::Result<::vault_client::vault_api::protocol::Chunk, ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::dump_chunk(args)
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::JobRef,)>")]
         fn vault_dump_end(args: ::vault_client::vault_api::protocol::JobRef) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::dump_end(args)
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::RestoreBegin,)>")]
         fn vault_restore_begin(
             args: ::vault_client::vault_api::protocol::RestoreBegin,
         ) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::restore_begin(args)
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::RestoreChunk,)>")]
         fn vault_restore_chunk(
             args: ::vault_client::vault_api::protocol::RestoreChunk,
         ) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::restore_chunk(args)
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::JobRef,)>")]
         fn vault_restore_commit(
             args: ::vault_client::vault_api::protocol::JobRef,
         ) -> ::core::result::Result<::vault_client::vault_api::protocol::RestoreReport, ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::restore_commit(args)
         }
 
-        #[::ic_cdk::update]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::JobRef,)>")]
         fn vault_restore_abort(args: ::vault_client::vault_api::protocol::JobRef) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::restore_abort(args)
         }

@@ -184,38 +184,72 @@ fn an_argument_that_would_cost_more_to_decode_than_its_bytes_is_refused_from_any
     let env = Env::new();
     let probe = env.ic.create_canister_with_settings(Some(owner()), None);
     env.ic.install_canister(probe, ic_harness::build::canister_wasm("harness-test-canisters", "probe"), candid::encode_args(()).unwrap(), Some(owner()));
-    // `set_allowed`'s record with one field more: `vec null` of a billion elements, in 30 bytes.
-    // Types 0: the record, 1: `vec null`, 2: `vec principal`.
-    let (nulls, principals) = (0x01, 0x02);
-    let mut fields = [("principals", principals), ("allowed", 0x7e), ("padding", nulls)].map(|(name, ty)| (candid::idl_hash(name), ty));
-    fields.sort_unstable();
-    let mut bomb = b"DIDL\x03\x6c\x03".to_vec();
-    for (id, ty) in fields {
-        leb128(&mut bomb, id as u64);
-        bomb.push(ty);
-    }
-    bomb.extend([0x6d, 0x7f, 0x6d, 0x68, 0x01, 0x00]);
-    // The fields' values in id order: no principals, `true`, a billion nulls.
-    for (_, ty) in fields {
-        match ty {
-            t if t == principals => bomb.push(0),
-            t if t == nulls => leb128(&mut bomb, 1_000_000_000),
-            _ => bomb.push(1),
-        }
-    }
+    let no_principals: &[u8] = &[0];
+    let bomb = padded_record(&[&[0x6d, 0x68]], &[("principals", 2, no_principals), ("allowed", 0x7e, &[1])]);
     let before = env.ic.cycle_balance(env.vault);
-    let arg = candid::encode_args((env.vault, vault_api::service::methods::SET_ALLOWED, ByteBuf::from(bomb), None::<u32>, 0u128)).unwrap();
-    let reply = env.ic.update_call(probe, owner(), "call", arg).expect("the probe answers");
-    let forwarded: Forwarded = candid::decode_one(&reply).unwrap();
+    let answer = forwarded(&env, probe, env.vault, vault_api::service::methods::SET_ALLOWED, bomb);
     let spent = before - env.ic.cycle_balance(env.vault);
-    match forwarded {
+    refused_undecoded(answer);
+    assert!(spent < 50_000_000, "the refusal cost the vault {spent} cycles");
+}
+
+/// A record of `fields` (name, type, value bytes) and one field more, `padding`: `vec null` of a
+/// billion elements, which takes a few bytes and, without a decoding quota, seconds to skip. Type 0
+/// is the record, 1 the padding's, 2 on `types`.
+fn padded_record(types: &[&[u8]], fields: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    const NULLS: u8 = 0x01;
+    let mut all: Vec<(u32, u8, Vec<u8>)> = fields.iter().map(|(name, ty, value)| (candid::idl_hash(name), *ty, value.to_vec())).collect();
+    let mut billion = Vec::new();
+    leb128(&mut billion, 1_000_000_000);
+    all.push((candid::idl_hash("padding"), NULLS, billion));
+    all.sort_unstable();
+    let mut bytes = b"DIDL".to_vec();
+    leb128(&mut bytes, 2 + types.len() as u64);
+    bytes.push(0x6c);
+    leb128(&mut bytes, all.len() as u64);
+    for (id, ty, _) in &all {
+        leb128(&mut bytes, *id as u64);
+        bytes.push(*ty);
+    }
+    bytes.extend([0x6d, 0x7f]);
+    for ty in types {
+        bytes.extend_from_slice(ty);
+    }
+    bytes.extend([0x01, 0x00]);
+    for (_, _, value) in &all {
+        bytes.extend_from_slice(value);
+    }
+    bytes
+}
+
+/// Calls `method` of `target` with `arg` from the probe canister, as any canister may.
+fn forwarded(env: &Env, probe: Principal, target: Principal, method: &str, arg: Vec<u8>) -> Forwarded {
+    let call = candid::encode_args((target, method, ByteBuf::from(arg), None::<u32>, 0u128)).unwrap();
+    candid::decode_one(&env.ic.update_call(probe, owner(), "call", call).expect("the probe answers")).unwrap()
+}
+
+fn refused_undecoded(answer: Forwarded) {
+    match answer {
         Forwarded::Reject { code, message } => {
-            assert_eq!(code, 4, "refused by the vault's guard, not a trap: {message}");
+            assert_eq!(code, 4, "refused by the guard, not a trap: {message}");
             assert!(message.contains("does not decode"), "{message}");
         }
-        other => panic!("the vault took the argument: {other:?}"),
+        other => panic!("the argument was taken: {other:?}"),
     }
-    assert!(spent < 50_000_000, "the refusal cost the vault {spent} cycles");
+}
+
+#[test]
+fn an_app_refuses_an_argument_that_would_cost_more_to_decode_than_its_bytes() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    let probe = env.ic.create_canister_with_settings(Some(owner()), None);
+    env.ic.install_canister(probe, ic_harness::build::canister_wasm("harness-test-canisters", "probe"), candid::encode_args(()).unwrap(), Some(owner()));
+    let job = 7u64.to_le_bytes();
+    let bomb = padded_record(&[], &[("job", 0x78, &job)]);
+    let before = env.ic.cycle_balance(app);
+    refused_undecoded(forwarded(&env, probe, app, methods::DUMP_BEGIN, bomb));
+    let spent = before - env.ic.cycle_balance(app);
+    assert!(spent < 50_000_000, "the refusal cost the app {spent} cycles");
 }
 
 fn leb128(bytes: &mut Vec<u8>, mut value: u64) {
