@@ -17,10 +17,11 @@ use ic_harness::{CallMatcher, RejectCode};
 use ic_management_canister_types::CanisterIdRecord;
 use serde_bytes::ByteBuf;
 use vault_api::Sha256;
-use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpBegin, MAX_APP_TEXT, RestoreBegin, StateKind, methods};
+use vault_api::protocol::{BackupError, DumpBegin, RestoreBegin, StateKind, methods};
 use vault_api::service::{
     JobError, JobInfo, JobKind, JobPhase, Limits, RestoreArgs, SnapshotInfo, SnapshotRef, SuspendArgs, Trigger, VaultError,
 };
+use vault_tests::lies::{DUMP_CALLS, HONEST, LIES, RESTORE_CALLS, lie_named};
 use vault_tests::*;
 
 /// splitmix64: small, seedable, and the same on every platform.
@@ -107,90 +108,6 @@ struct ModelApp {
     /// Jobs of this app the model has seen.
     jobs_seen: BTreeSet<u64>,
     history: History,
-}
-
-/// A way the hostile app lies: the protocol calls whose answers it spoils, and whether a job
-/// may end in an error because of it (in any number of attempts: the faults around a job
-/// change how many).
-struct Lie {
-    name: &'static str,
-    spoils: &'static [&'static str],
-    ends_in: fn(&JobError) -> bool,
-}
-
-const DUMP_CALLS: &[&str] = &[methods::DUMP_BEGIN, methods::DUMP_CHUNK, methods::DUMP_END];
-const RESTORE_CALLS: &[&str] = &[methods::RESTORE_BEGIN, methods::RESTORE_CHUNK, methods::RESTORE_COMMIT];
-const EVERY_CALL: &[&str] =
-    &[methods::DUMP_BEGIN, methods::DUMP_CHUNK, methods::DUMP_END, methods::RESTORE_BEGIN, methods::RESTORE_CHUNK, methods::RESTORE_COMMIT];
-
-/// The truth, as the hostile app's `set_lie` names it.
-const HONEST: &str = "honest";
-
-/// Every lie of the hostile app, as `hostile.rs` tells them; the campaign checks at its start
-/// that these are the lies the app knows.
-static LIES: [Lie; 17] = [
-    Lie { name: "huge-size", spoils: &[methods::DUMP_BEGIN], ends_in: |e| matches!(e, JobError::InvalidManifest { .. }) },
-    Lie {
-        name: "zero-chunk-size",
-        spoils: &[methods::DUMP_BEGIN],
-        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnsupportedChunkSize { chunk_size: 0, .. })),
-    },
-    Lie {
-        name: "oversized-chunks",
-        spoils: &[methods::DUMP_BEGIN],
-        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnsupportedChunkSize { chunk_size, .. } if *chunk_size == CHUNK_SIZE + 1)),
-    },
-    Lie {
-        name: "other-job",
-        spoils: &[methods::DUMP_BEGIN],
-        ends_in: |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("for job")),
-    },
-    Lie { name: "wrong-sha256", spoils: &[methods::DUMP_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
-    Lie { name: "wrong-index", spoils: &[methods::DUMP_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
-    Lie { name: "wrong-length", spoils: &[methods::DUMP_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
-    Lie { name: "decode-bomb", spoils: &[methods::DUMP_CHUNK], ends_in: |e| gave_up(e, "did not decode") },
-    Lie { name: "not-candid", spoils: &[methods::DUMP_CHUNK], ends_in: |e| gave_up(e, "did not decode") },
-    Lie {
-        name: "endless-dump",
-        spoils: &[methods::DUMP_CHUNK],
-        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnknownJob { .. })),
-    },
-    Lie {
-        name: "megabyte-error",
-        spoils: EVERY_CALL,
-        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::InvalidImage { message } if message.chars().count() <= MAX_APP_TEXT + 3)),
-    },
-    Lie { name: "long-reject", spoils: EVERY_CALL, ends_in: |e| matches!(e, JobError::AppUnreachable { reject_code: 4, .. }) },
-    // A trap while committing rolls the commit back: it did not run.
-    Lie { name: "trap", spoils: EVERY_CALL, ends_in: |e| gave_up(e, "reject code 5") || commit_failed(e, "reject code 5") },
-    Lie { name: "refuse-restore-chunks", spoils: &[methods::RESTORE_CHUNK], ends_in: |e| matches!(e, JobError::ChunkCorrupted { .. }) },
-    Lie {
-        name: "wrong-commit-hash",
-        spoils: &[methods::RESTORE_COMMIT],
-        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::SnapshotHashMismatch { .. })),
-    },
-    Lie {
-        name: "commit-unknown-job",
-        spoils: &[methods::RESTORE_COMMIT],
-        ends_in: |e| app_refused(e, |r| matches!(r, BackupError::UnknownJob { .. })),
-    },
-    Lie { name: "trap-on-commit", spoils: &[methods::RESTORE_COMMIT], ends_in: |e| commit_failed(e, "reject code 5") },
-];
-
-fn app_refused(error: &JobError, refusal: fn(&BackupError) -> bool) -> bool {
-    matches!(error, JobError::AppRefused { error } if refusal(error))
-}
-
-fn gave_up(error: &JobError, why: &str) -> bool {
-    matches!(error, JobError::RetriesExhausted { last, .. } if last.contains(why))
-}
-
-fn commit_failed(error: &JobError, why: &str) -> bool {
-    matches!(error, JobError::CommitFailed { last, .. } if last.contains(why))
-}
-
-fn lie_named(name: &str) -> Option<&'static Lie> {
-    LIES.iter().find(|lie| lie.name == name)
 }
 
 /// Whether a job could get past each of `calls` with the lies told while it ran: each call

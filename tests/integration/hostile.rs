@@ -5,17 +5,13 @@
 //! serving an honest app beside it.
 
 use candid::Principal;
-use vault_api::protocol::{BackupError, CHUNK_SIZE, MAX_APP_TEXT, methods};
+use vault_api::protocol::{BackupError, MAX_APP_TEXT, methods};
 use vault_api::service::{JobError, JobInfo, JobPhase, VaultError};
+use vault_tests::lies::{EXHAUSTED, HONEST, LIES, Lie, attempts_told};
 use vault_tests::*;
 
-// The vault's retry budget (vault/src/engine/job.rs): chunk calls in flight per attempt, failed
-// attempts in a row that end a job (one more than this), and times a job starts over.
+/// Chunk calls in flight per attempt (vault/src/engine/job.rs).
 const BATCH: u128 = 4;
-const MAX_RETRIES: u32 = 8;
-const MAX_RESTARTS: u32 = 3;
-/// Attempts of a phase that fails until the budget runs out.
-const EXHAUSTED: u32 = MAX_RETRIES + 1;
 
 /// Bytes a protocol call moves at most: a chunk one way, within the 2 MiB message limit
 /// (IC-FACTS.md), and a few bytes the other way (`CHUNK_SIZE` leaves 4 KiB for them).
@@ -66,74 +62,9 @@ fn round_budget(attempts: u32) -> u32 {
     attempts * (64 + 5) + 10
 }
 
-/// A way the hostile app lies, the attempts it may cost the job, and the error it must end in.
-struct Lie {
-    name: &'static str,
-    attempts: u32,
-    ends_in: fn(&JobError) -> bool,
-}
-
-fn lie(name: &'static str, attempts: u32, ends_in: fn(&JobError) -> bool) -> Lie {
-    Lie { name, attempts, ends_in }
-}
-
-fn refused_chunk_size(error: &JobError, size: u64) -> bool {
-    matches!(error, JobError::AppRefused { error: BackupError::UnsupportedChunkSize { chunk_size, max: CHUNK_SIZE } } if *chunk_size == size)
-}
-
-fn corrupted(error: &JobError) -> bool {
-    matches!(error, JobError::ChunkCorrupted { attempts: EXHAUSTED, .. })
-}
-
-fn undecodable(error: &JobError) -> bool {
-    matches!(error, JobError::RetriesExhausted { attempts: EXHAUSTED, last } if last.contains("did not decode"))
-}
-
-fn trapped(error: &JobError) -> bool {
-    matches!(error, JobError::RetriesExhausted { attempts: EXHAUSTED, last } if last.contains("reject code 5"))
-}
-
-fn megabyte_refused(error: &JobError) -> bool {
-    matches!(error, JobError::AppRefused { error: BackupError::InvalidImage { message } } if message.chars().count() <= MAX_APP_TEXT + 3)
-}
-
-fn rejected(error: &JobError) -> bool {
-    matches!(error, JobError::AppUnreachable { reject_code: 4, .. })
-}
-
-/// Lies that spoil a snapshot. A dump opens in one attempt; its three chunks move in one batch.
-fn dump_lies() -> Vec<Lie> {
-    vec![
-        lie("huge-size", 1, |e| matches!(e, JobError::InvalidManifest { .. })),
-        lie("zero-chunk-size", 1, |e| refused_chunk_size(e, 0)),
-        lie("oversized-chunks", 1, |e| refused_chunk_size(e, CHUNK_SIZE + 1)),
-        // A manifest for another job is refused as an unsupported chunk size, the honest one's.
-        lie("other-job", 1, |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("for job"))),
-        lie("wrong-sha256", 1 + EXHAUSTED, corrupted),
-        lie("wrong-index", 1 + EXHAUSTED, corrupted),
-        lie("wrong-length", 1 + EXHAUSTED, corrupted),
-        lie("decode-bomb", 1 + EXHAUSTED, undecodable),
-        lie("not-candid", 1 + EXHAUSTED, undecodable),
-        // Each start opens the dump and asks for its chunks.
-        lie("endless-dump", 2 * (MAX_RESTARTS + 1), |e| matches!(e, JobError::AppRefused { error: BackupError::UnknownJob { .. } })),
-        lie("megabyte-error", 1, megabyte_refused),
-        lie("long-reject", 1, rejected),
-        lie("trap", EXHAUSTED, trapped),
-    ]
-}
-
-/// Lies that spoil a restore. It opens the staging in one attempt, sends the three chunks in
-/// one batch and commits in one more.
-fn restore_lies() -> Vec<Lie> {
-    vec![
-        lie("wrong-commit-hash", 3, |e| matches!(e, JobError::AppRefused { error: BackupError::SnapshotHashMismatch { .. } })),
-        lie("commit-unknown-job", 3 * (MAX_RESTARTS + 1), |e| matches!(e, JobError::AppRefused { error: BackupError::UnknownJob { .. } })),
-        lie("trap-on-commit", 2 + EXHAUSTED, |e| matches!(e, JobError::CommitFailed { attempts: EXHAUSTED, .. })),
-        lie("refuse-restore-chunks", 1 + EXHAUSTED, corrupted),
-        lie("megabyte-error", 1, megabyte_refused),
-        lie("long-reject", 1, rejected),
-        lie("trap", EXHAUSTED, trapped),
-    ]
+/// The lies that spoil a job of one kind, with the attempts each costs it.
+fn lies_of(attempts: fn(&Lie) -> Option<u32>) -> Vec<(&'static Lie, u32)> {
+    LIES.iter().filter_map(|lie| attempts(lie).map(|a| (lie, a))).collect()
 }
 
 /// The hostile app registered with the vault (it tells the truth while registering).
@@ -184,24 +115,25 @@ fn vault_traps(env: &Env, seen: usize) -> Vec<String> {
 /// Has the hostile app tell `lie`, starts a job with `start` and runs it to its end; checks that
 /// it ends in the lie's error within its budgets of rounds and cycles, that the vault never
 /// trapped, and that what it keeps of the app's text is bounded. Returns the ended job.
-fn spoiled(env: &Env, hostile: Principal, lie: &Lie, start: impl FnOnce() -> VaultResult<JobInfo>) -> JobInfo {
+fn spoiled(env: &Env, hostile: Principal, (lie, attempts): (&Lie, u32), start: impl FnOnce() -> VaultResult<JobInfo>) -> JobInfo {
     let name = lie.name;
     env.hostile(hostile).set_lie(name);
     let logs_seen = env.ic.canister_logs(env.vault).len();
     let (balance, calls) = (env.ic.cycle_balance(env.vault), protocol_calls(env));
     let job = start().unwrap_or_else(|e| panic!("{name}: the job did not start: {e}"));
-    let job = env.finish_job(job.id, round_budget(lie.attempts));
+    let job = env.finish_job(job.id, round_budget(attempts));
     // The call that releases the app's dump or staging returns.
     env.run_for(5);
     let (spent, calls) = (balance - env.ic.cycle_balance(env.vault), protocol_calls(env) - calls);
     assert_eq!(job.phase, JobPhase::Failed, "{name}: {job:?}");
     let error = job.error.as_ref().expect("a failed job says why");
     assert!((lie.ends_in)(error), "{name}: ended in {error:?}");
+    assert!(attempts_told(error).is_none_or(|told| told == EXHAUSTED), "{name}: ended before its retries ran out: {error:?}");
     let traps = vault_traps(env, logs_seen);
     assert!(traps.is_empty(), "{name}: the vault trapped: {traps:?}");
-    let budget = cycle_budget(lie.attempts);
-    assert!(spent <= budget, "{name}: the vault spent {spent} cycles, over the {budget} of {} attempts", lie.attempts);
-    assert!(calls <= call_budget(lie.attempts), "{name}: {calls} protocol calls in {} attempts", lie.attempts);
+    let budget = cycle_budget(attempts);
+    assert!(spent <= budget, "{name}: the vault spent {spent} cycles, over the {budget} of {attempts} attempts");
+    assert!(calls <= call_budget(attempts), "{name}: {calls} protocol calls in {attempts} attempts");
     let stored = env.vault().list_jobs(hostile).unwrap().into_iter().find(|j| j.id == job.id).expect("the job is in the app's log");
     assert_eq!(stored, job, "{name}: the log keeps the job as it ended");
     assert_bounded(name, &texts(&job));
@@ -219,14 +151,15 @@ fn every_lie_of_a_dump_ends_its_snapshot_in_a_typed_error() {
     let env = Env::new();
     let honest = honest_app(&env);
     let hostile = registered_hostile(&env);
-    for lie in dump_lies() {
-        let job = spoiled(&env, hostile, &lie, || env.vault().snapshot_now(hostile));
-        assert_eq!(env.vault().list_snapshots(hostile).unwrap(), vec![], "{}: a spoiled snapshot is listed: {job:?}", lie.name);
-        assert_eq!(env.vault().app_info(hostile).unwrap().running_job, None, "{}: the app is free", lie.name);
-        serves_the_honest_app(&env, honest, lie.name);
+    for lie in lies_of(|lie| lie.snapshot_attempts) {
+        let job = spoiled(&env, hostile, lie, || env.vault().snapshot_now(hostile));
+        let name = lie.0.name;
+        assert_eq!(env.vault().list_snapshots(hostile).unwrap(), vec![], "{name}: a spoiled snapshot is listed: {job:?}");
+        assert_eq!(env.vault().app_info(hostile).unwrap().running_job, None, "{name}: the app is free");
+        serves_the_honest_app(&env, honest, name);
     }
     // Told to be honest, the hostile app is snapshotted, as it holds its image.
-    env.hostile(hostile).set_lie("honest");
+    env.hostile(hostile).set_lie(HONEST);
     let job = env.snapshot(hostile);
     assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
     let listed = env.vault().list_snapshots(hostile).unwrap();
@@ -248,17 +181,18 @@ fn every_lie_of_a_restore_ends_it_in_a_typed_error_and_commits_nothing() {
     assert_eq!(snapshot.phase, JobPhase::Succeeded, "{snapshot:?}");
     let snapshot_id = snapshot.snapshot_id.expect("a snapshot job");
     let listed = env.vault().list_snapshots(hostile).unwrap();
-    for lie in restore_lies() {
-        let job = spoiled(&env, hostile, &lie, || env.vault().restore(hostile, snapshot_id, None));
+    for lie in lies_of(|lie| lie.restore_attempts) {
+        let job = spoiled(&env, hostile, lie, || env.vault().restore(hostile, snapshot_id, None));
         if let Some(JobError::AppRefused { error: BackupError::SnapshotHashMismatch { expected, .. } }) = &job.error {
             assert_eq!(*expected, listed[0].sha256, "the vault expects the snapshot's hash");
         }
-        assert_eq!(env.hostile(hostile).commits(), 0, "{}: committed", lie.name);
-        assert_eq!(env.vault().list_snapshots(hostile).unwrap(), listed, "{}: the snapshots changed: {job:?}", lie.name);
-        serves_the_honest_app(&env, honest, lie.name);
+        let name = lie.0.name;
+        assert_eq!(env.hostile(hostile).commits(), 0, "{name}: committed");
+        assert_eq!(env.vault().list_snapshots(hostile).unwrap(), listed, "{name}: the snapshots changed: {job:?}");
+        serves_the_honest_app(&env, honest, name);
     }
     // Told to be honest, the hostile app takes the restore.
-    env.hostile(hostile).set_lie("honest");
+    env.hostile(hostile).set_lie(HONEST);
     let job = env.restore(hostile, snapshot_id, None);
     assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
     assert_eq!((env.hostile(hostile).commits(), env.hostile(hostile).image_sha256()), (1, listed[0].sha256));

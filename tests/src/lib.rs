@@ -3,6 +3,7 @@
 
 pub mod cost;
 pub mod interface;
+pub mod lies;
 
 use std::time::Duration;
 
