@@ -264,7 +264,7 @@ fn list_registrants() -> Result<Vec<RegistrantInfo>, VaultError> {
     Ok(admin::registrants())
 }
 
-/// Sets the cycles reserve (in days of storage) and the per-app quotas.
+/// Sets the cycles reserve (in days of storage) and the quotas per app and per registrant.
 #[ic_cdk::update(guard = "access::bounded_args::<(Limits,)>")]
 fn set_limits(limits: Limits) -> Result<(), VaultError> {
     engine::revive();

@@ -24,17 +24,14 @@
 //! 15  RETIRED     StableBTreeMap<Principal, RetiredRecord>     unregistered app with snapshots -> its controllers
 //! ```
 //!
-//! Memories 9 to 11 and 15 came after release 0.1.0 without a layout change: they are additions
-//! an older build never opens, so a rollback to it keeps working (and keeps them as they were).
+//! Memories 9 to 12 and 15 are additions without a layout change: a build that does not know
+//! them never opens them. Memories 13 and 14 are layout 2: `migration` builds them from layout
+//! 1's snapshots, manifests and registrations. Release 0.1.0 reads layout 1 only (its header check
+//! traps its `post_upgrade`, so the IC keeps the newer module): a rollback to it is refused.
 //!
-//! Memories 13 and 14 are layout 2: `migration` builds them from a layout 1's snapshots,
-//! manifests and registrations. Release 0.1.0 reads layout 1 only (its header check traps its
-//! `post_upgrade`, so the IC keeps the newer module): since layout 2, a rollback to it is refused.
-//!
-//! INSTANCE (12) too is an addition without a layout change, which an older build never opens: its
-//! nonce is fixed at install, or at the first upgrade from a release without it, and kept across
-//! upgrades, so an app tells this install of the vault from an earlier or later one at the same
-//! principal.
+//! INSTANCE's nonce is fixed at install, or at the first upgrade from a release without it, and
+//! kept across upgrades, so an app tells this install of the vault from an earlier or later one at
+//! the same principal.
 //!
 //! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
 //! over SNAPSHOTS and MANIFESTS. A chunk's bytes are stored once however many snapshots use

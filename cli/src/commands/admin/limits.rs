@@ -13,7 +13,7 @@ pub struct Args {
     /// Days of storing what the vault holds that its cycles must always pay for (at most 3,650).
     #[arg(long)]
     pub reserve_days: Option<u32>,
-    /// Bytes of snapshots one app may have.
+    /// Bytes one app's snapshots may hold, each chunk counted once however many share it.
     #[arg(long)]
     pub app_bytes: Option<u64>,
     /// Completed snapshots one app may have.
