@@ -360,3 +360,15 @@ fn a_dump_no_vault_call_touched_for_the_session_ttl_is_released() {
     env.ic.advance_time(2 * minute);
     assert_eq!(first_chunk(&env, app, 7), Err(BackupError::UnknownJob { job: 7 }), "released once past it");
 }
+
+#[test]
+fn an_import_of_another_state_kind_than_the_apps_is_refused_before_it_begins() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    let before = env.observable(&[app]);
+    let sha256 = vault_api::manifest::manifest_hash(100, 100, [&Sha256::of(&[7; 100])]).unwrap();
+    let args = ImportArgs { app, state_kind: StateKind::StableMemory, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None };
+    let refused = env.vault().service().import_begin(args).unwrap();
+    assert_eq!(refused, Err(VaultError::StateKindMismatch { target: app, target_kind: StateKind::Serde, snapshot: StateKind::StableMemory }));
+    assert_eq!(env.observable(&[app]), before);
+}

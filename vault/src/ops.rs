@@ -347,6 +347,11 @@ fn import_in_progress(app: Principal, id: u64) -> Result<SnapshotRecord, VaultEr
 pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     let app = args.app;
     with_state(|s| s.not_suspended(app))?;
+    // A snapshot the app could never restore is refused now, not at restore time.
+    let app_kind = with_state(|s| s.registered(app))?.state_kind;
+    if args.state_kind != app_kind {
+        return Err(VaultError::StateKindMismatch { target: app, target_kind: app_kind, snapshot: args.state_kind });
+    }
     if args.chunk_size == 0 || args.chunk_size > CHUNK_SIZE {
         return Err(VaultError::InvalidManifest {
             reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),
