@@ -28,6 +28,15 @@ const BLOB_BYTES: u64 = 2_500_000;
 /// Runs a command line of this tool (the program name first): the demo's caller passes it.
 pub type RunCommandLine<'a> = &'a dyn Fn(Vec<String>) -> Result<Output, CliError>;
 
+/// Prints a line of the demo's story. A reader that stopped reading (`vault demo | head`) is no
+/// error: the demo goes on, unheard.
+macro_rules! say {
+    ($($line:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($line)*);
+    }};
+}
+
 struct Demo<'a> {
     /// The IC the commands run on unless a step says otherwise.
     home: PathBuf,
@@ -38,22 +47,22 @@ struct Demo<'a> {
 impl Demo<'_> {
     fn step(&mut self, title: &str) {
         self.steps += 1;
-        println!("\n{}. {title}", self.steps);
+        say!("\n{}. {title}", self.steps);
     }
 
     /// Runs `vault <args>` on the IC in `dir`, printing the command, its output and its time.
     fn vault_on(&self, dir: &Path, args: &[&str]) -> Result<Output, CliError> {
         let shown = args.iter().map(|a| if a.contains(' ') || a.is_empty() { format!("'{a}'") } else { a.to_string() }).collect::<Vec<_>>().join(" ");
         let prefix = if dir == self.home { String::new() } else { format!("VAULT_EMBEDDED={} ", dir.display()) };
-        println!("   $ {prefix}vault {shown}");
+        say!("   $ {prefix}vault {shown}");
         let started = Instant::now();
         let mut argv = vec!["vault".to_string(), "--embedded".to_string(), dir.display().to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
         let output = (self.run)(argv)?;
         for line in output.text.lines() {
-            println!("     {line}");
+            say!("     {line}");
         }
-        println!("     ({:.2} s)", started.elapsed().as_secs_f64());
+        say!("     ({:.2} s)", started.elapsed().as_secs_f64());
         Ok(output)
     }
 
@@ -83,7 +92,7 @@ impl Demo<'_> {
 
 fn check(ok: bool, what: &str) -> Result<(), CliError> {
     if ok {
-        println!("   ✓ {what}");
+        say!("   ✓ {what}");
         Ok(())
     } else {
         Err(CliError::Check(what.to_string()))
@@ -110,7 +119,7 @@ pub fn exec(args: &Args, run: RunCommandLine) -> Result<Output, CliError> {
     };
     let started = Instant::now();
     let mut demo = Demo { home: root.join("ic"), steps: 0, run };
-    println!("canister-vault demo: every command below runs on an embedded IC kept in {}", demo.home.display());
+    say!("canister-vault demo: every command below runs on an embedded IC kept in {}", demo.home.display());
 
     demo.step("Create an IC with a vault, and deploy a ledger app that trusts it");
     let init = demo.vault(&["embedded", "init"])?.json;
@@ -125,7 +134,7 @@ pub fn exec(args: &Args, run: RunCommandLine) -> Result<Output, CliError> {
     for key in 0..BLOBS {
         demo.quietly(&demo.home, &["embedded", "call", &app, "put_blob", &format!("({key} : nat64, {BLOB_BYTES} : nat64, {key} : nat8)")])?;
     }
-    println!("   $ vault embedded call {app} put_blob '(KEY : nat64, {BLOB_BYTES} : nat64, KEY : nat8)'   (for KEY in 0..{BLOBS})");
+    say!("   $ vault embedded call {app} put_blob '(KEY : nat64, {BLOB_BYTES} : nat64, KEY : nat8)'   (for KEY in 0..{BLOBS})");
     for account in 0..5u64 {
         demo.quietly(&demo.home, &["embedded", "call", &app, "mint", &format!("({account} : nat64, 1_000 : nat64)")])?;
     }
@@ -190,7 +199,7 @@ pub fn exec(args: &Args, run: RunCommandLine) -> Result<Output, CliError> {
     demo.vault(&["embedded", "status"])?;
     let spent = cycles_at_start.saturating_sub(demo.vault_cycles(&demo.home, &vault)?);
     let spent_elsewhere = init::VAULT_CYCLES.saturating_sub(demo.vault_cycles(&elsewhere, &other_vault)?);
-    println!(
+    say!(
         "   the vault spent {:.3} TC on {} snapshots and a restore; the other IC's vault {:.3} TC on the import and the clone",
         spent as f64 / 1e12,
         digests.len(),

@@ -323,7 +323,9 @@ fn output_into_a_closed_pipe_ends_the_command_quietly() {
         let (code, stderr) = into_closed_pipe(&ic, args, 10);
         assert_eq!((code, stderr.as_str()), (Some(0), ""), "{args:?}");
     }
-    for args in [&["embedded", "status"][..], &["list"], &["--json", "embedded", "settings", &app], &["--json", "restore", &app, "7"]] {
+    let demo_home = ic.root.path().join("demo");
+    let demo = ["demo", "--dir", demo_home.to_str().unwrap()];
+    for args in [&["embedded", "status"][..], &["list"], &["--json", "embedded", "settings", &app], &["--json", "restore", &app, "7"], &demo] {
         let (code, stderr) = into_closed_pipe(&ic, args, 0);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(code == Some(0) || code == Some(1), "{args:?}: exits as the command ended ({code:?}): {stderr}");
