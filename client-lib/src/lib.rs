@@ -73,6 +73,11 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// This crate's README's code samples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ClientReadmeDoctests;
+
 mod cow;
 mod dump;
 mod guards;
