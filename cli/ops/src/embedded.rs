@@ -76,11 +76,12 @@ impl EmbeddedTransport {
     /// message is due, each at its time; then lets the work it started finish, a second at a
     /// time while a canister is busy (messages in flight, a timer due within two minutes), for
     /// an hour at most.
-    pub fn advance(&mut self, duration: Duration) -> Result<Advanced, CallError> {
+    pub fn advance(&mut self, duration: Duration, every_round: bool) -> Result<Advanced, CallError> {
         self.changed = true;
         let mut advanced = Advanced::default();
         let mut walk = |ic: &Harness, duration: Duration| -> Result<(), CallError> {
-            let report = ic.advance(duration).map_err(|e| CallError::Transport(e.to_string()))?;
+            let report = if every_round { ic.advance_rounds(duration) } else { ic.advance(duration) };
+            let report = report.map_err(|e| CallError::Transport(e.to_string()))?;
             advanced.rounds += report.rounds;
             advanced.executions += report.executions;
             Ok(())

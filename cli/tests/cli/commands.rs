@@ -105,6 +105,19 @@ fn scheduled_snapshots_are_taken_as_time_passes() {
 }
 
 #[test]
+fn one_advance_fires_every_timer_due_in_it_at_its_time() {
+    let ic = Ic::new();
+    let app = ic.deploy("ledger");
+    ic.ok(&["register", &app, "--every", "1h", "--keep-last", "20"]);
+    let walked = ic.ok(&["embedded", "advance", "6h"]);
+    assert_eq!(ic.snapshot_ids(&app).len(), 6, "an hourly schedule over 6 h: {walked}");
+    let every_round = ic.ok(&["embedded", "advance", "2h", "--every-round"]);
+    assert_eq!(ic.snapshot_ids(&app).len(), 8, "round by round, the same: {every_round}");
+    let rounds = |report: &serde_json::Value| report["rounds"].as_u64().unwrap();
+    assert!(rounds(&walked) < 1_000 && rounds(&every_round) >= 7_200, "rounds only where something is due: {walked} {every_round}");
+}
+
+#[test]
 fn bad_command_lines_are_refused_before_anything_runs() {
     let ic = Ic::new();
     let usage = |args: &[&str]| match ic.run(args) {

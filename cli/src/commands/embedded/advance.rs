@@ -18,6 +18,10 @@ pub struct Args {
     /// How long (`90`, `15m`, `6h`, `1d`...).
     #[arg(value_parser = parse_interval)]
     pub duration: u64,
+    /// Run a round every round interval (1 s) whether or not anything is due, as the IC does,
+    /// instead of only where something is due: slower, the same outcome for timers.
+    #[arg(long)]
+    pub every_round: bool,
 }
 
 #[derive(Serialize)]
@@ -41,7 +45,7 @@ impl std::fmt::Display for Advanced {
 }
 
 pub fn exec(transport: &mut EmbeddedTransport, args: &Args) -> Result<Output, CliError> {
-    let advanced = transport.advance(Duration::from_secs(args.duration))?;
+    let advanced = transport.advance(Duration::from_secs(args.duration), args.every_round)?;
     let now = time(transport.view().get_time().as_nanos_since_unix_epoch());
     Ok(Output::of(&Advanced { now, rounds: advanced.rounds, executions: advanced.executions, settled_seconds: advanced.settled_seconds }))
 }
