@@ -164,6 +164,7 @@ pub struct SnapshotReport {
     pub taken_at: String,
     pub duration_ms: u64,
     pub transfer_cycles: u128,
+    pub state_layout: Option<u32>,
 }
 
 impl From<SnapshotInfo> for SnapshotReport {
@@ -181,6 +182,7 @@ impl From<SnapshotInfo> for SnapshotReport {
             taken_at: time(s.taken_at_nanos),
             duration_ms: s.duration_nanos / 1_000_000,
             transfer_cycles: s.transfer_cycles,
+            state_layout: s.state_layout,
         }
     }
 }
@@ -197,7 +199,11 @@ impl fmt::Display for SnapshotReport {
             self.trigger,
             &self.sha256[..16],
             self.transfer_cycles as f64 / 1e12
-        )
+        )?;
+        if let Some(layout) = self.state_layout {
+            write!(f, "  layout {layout}")?;
+        }
+        Ok(())
     }
 }
 

@@ -9,11 +9,12 @@ use crate::layout::{OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::{memory, serde_state, session, store};
 
-/// Opens `key`'s dump at `now`, or answers the one open for it again.
-pub fn begin(key: SessionKey, now: u64) -> Result<DumpManifest, BackupError> {
+/// Opens `key`'s dump at `now`, or answers the one open for it again; its manifest says the
+/// app declares `state_layout`.
+pub fn begin(key: SessionKey, now: u64, state_layout: Option<u32>) -> Result<DumpManifest, BackupError> {
     if let Some(dump) = session::dump(&key) {
         session::touch(now);
-        return Ok(manifest_of(&dump));
+        return Ok(manifest_of(&dump, state_layout));
     }
     let dump = session::open_dump(|| {
         let (kind, size) = match serde_state::state_kind() {
@@ -22,7 +23,7 @@ pub fn begin(key: SessionKey, now: u64) -> Result<DumpManifest, BackupError> {
         };
         Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0, touched_at_nanos: now })
     })?;
-    Ok(manifest_of(&dump))
+    Ok(manifest_of(&dump, state_layout))
 }
 
 /// Serializes the registered state into staging; returns its size.
@@ -59,13 +60,14 @@ fn serialize() -> Result<u64, BackupError> {
     }
 }
 
-fn manifest_of(dump: &OpenDump) -> DumpManifest {
+fn manifest_of(dump: &OpenDump, state_layout: Option<u32>) -> DumpManifest {
     DumpManifest {
         job: dump.key.job,
         state_kind: dump.kind,
         size: dump.size,
         chunk_size: dump.chunk_size,
         taken_at_nanos: dump.taken_at_nanos,
+        state_layout,
     }
 }
 
@@ -106,7 +108,7 @@ mod tests {
     fn only_the_vault_instance_that_opened_a_dump_reads_and_ends_it() {
         memory::memory().grow(1);
         let opened = key(Some(7), 1);
-        let manifest = begin(opened, 100).expect("a stable-memory dump opens");
+        let manifest = begin(opened, 100, Some(3)).expect("a stable-memory dump opens");
         let reinstalled = key(Some(8), 1);
         let other_vault = SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened };
         for other in [reinstalled, other_vault, key(None, 1), key(Some(7), 2)] {
@@ -114,7 +116,8 @@ mod tests {
             assert_eq!(end(other), Ok(()));
         }
         assert_eq!(chunk(opened, 0).map(|c| c.data.len() as u64), Ok(WASM_PAGE_SIZE));
-        assert_eq!(begin(opened, 200), Ok(manifest), "a repeated begin answers the same");
+        assert_eq!(manifest.state_layout, Some(3));
+        assert_eq!(begin(opened, 200, Some(3)), Ok(manifest), "a repeated begin answers the same");
         assert!(matches!(store::header().session, Session::Dumping(OpenDump { touched_at_nanos: 200, taken_at_nanos: 100, .. })));
         end(opened).unwrap();
         assert_eq!(chunk(opened, 0), Err(BackupError::UnknownJob { job: 1 }));

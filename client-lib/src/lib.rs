@@ -30,18 +30,30 @@
 //!     ACCOUNTS.with_borrow_mut(|a| *a = StableBTreeMap::init(MANAGER.with_borrow(|m| m.get(MemoryId::new(0)))));
 //! }
 //!
+//! /// The layout of the state this module reads and writes.
+//! const STATE_LAYOUT: u32 = 1;
+//!
 //! #[ic_cdk::init]
 //! fn init(vault: candid::Principal) {
 //!     vault_client::set_vault(vault);
 //!     vault_client::on_restore(reload);
+//!     vault_client::set_state_layout(STATE_LAYOUT);
 //! }
 //!
 //! #[ic_cdk::post_upgrade]
 //! fn post_upgrade() {
 //!     vault_client::on_restore(reload);
+//!     vault_client::set_state_layout(STATE_LAYOUT);
 //! }
 //! # fn main() {}
 //! ```
+//!
+//! An app may declare the version of its state's layout with [`set_state_layout`], in `init`
+//! and `post_upgrade` like the calls beside it: the running module declares it (it is kept on
+//! the heap, not in stable memory), so a module that changes the layout declares the new
+//! version. Each snapshot records the layout declared when it was taken, and the vault refuses
+//! to restore it into an app declaring another one unless the restore allows the layout change
+//! (`vault restore --allow-layout-change`). An app that declares none restores as before.
 //!
 //! The library owns the canister's raw stable memory (see the `layout` module): all stable
 //! memory access must go through [`memory()`] (or, for serde apps, [`save_for_upgrade`] and
@@ -90,6 +102,8 @@ mod session;
 pub mod staging;
 mod store;
 
+use std::cell::Cell;
+
 use candid::Principal;
 pub use memory::{VaultMemory, memory};
 pub use restore::on_restore;
@@ -110,6 +124,22 @@ pub fn set_vault(vault: Principal) {
 /// The vault allowed to call the backup endpoints.
 pub fn vault() -> Option<Principal> {
     store::header().vault
+}
+
+thread_local! {
+    static STATE_LAYOUT: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Declares `version` as the layout of the state this module reads and writes (call it in `init`
+/// and `post_upgrade`). The vault records it with each snapshot, and refuses to restore a
+/// snapshot of another declared layout into this app unless the restore allows the change.
+pub fn set_state_layout(version: u32) {
+    STATE_LAYOUT.set(Some(version));
+}
+
+/// The state layout the running module declared, if it declared one.
+fn state_layout() -> Option<u32> {
+    STATE_LAYOUT.get()
 }
 
 /// The functions behind the endpoints [`vault_endpoints!`] defines. Each checks its caller,
@@ -145,7 +175,13 @@ pub mod endpoints {
             vault_api::protocol::StateKind::StableMemory => header.app_pages * vault_api::protocol::WASM_PAGE_SIZE,
             vault_api::protocol::StateKind::Serde => header.serde_cost.0,
         };
-        Ok(BackupInfo { vault: header.vault, state_kind: kind, state_bytes, client_version: env!("CARGO_PKG_VERSION").to_string() })
+        Ok(BackupInfo {
+            vault: header.vault,
+            state_kind: kind,
+            state_bytes,
+            client_version: env!("CARGO_PKG_VERSION").to_string(),
+            state_layout: state_layout(),
+        })
     }
 
     pub fn set_vault(vault: Principal) -> Result<(), BackupError> {
@@ -160,7 +196,7 @@ pub mod endpoints {
 
     pub fn dump_begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
         let (key, now) = vault_call(args.job, args.nonce)?;
-        dump::begin(key, now)
+        dump::begin(key, now, state_layout())
     }
 
     pub fn dump_chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {

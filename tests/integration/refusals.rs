@@ -273,7 +273,7 @@ fn an_import_chunk_the_reserves_cannot_pay_for_is_refused_before_the_vault_pays_
     let data = vec![7u8; 100];
     let chunk_hash = Sha256::of(&data);
     let sha256 = vault_api::manifest::manifest_hash(100, 100, [&chunk_hash]).unwrap();
-    let args = ImportArgs { app, state_kind: StateKind::Serde, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None };
+    let args = ImportArgs { app, state_kind: StateKind::Serde, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None, state_layout: None };
     let import = env.vault().service().import_begin(args).unwrap().expect("the vault can pay for the import when it begins");
     // Other apps' storage has since grown the reserve past what the vault holds.
     let limits = Limits { reserve_days: 3_650, ..Limits::default() };
@@ -367,7 +367,7 @@ fn an_import_of_another_state_kind_than_the_apps_is_refused_before_it_begins() {
     let app = env.registered(AppKind::Notes, manual(), keep(3));
     let before = env.observable(&[app]);
     let sha256 = vault_api::manifest::manifest_hash(100, 100, [&Sha256::of(&[7; 100])]).unwrap();
-    let args = ImportArgs { app, state_kind: StateKind::StableMemory, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None };
+    let args = ImportArgs { app, state_kind: StateKind::StableMemory, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None, state_layout: None };
     let refused = env.vault().service().import_begin(args).unwrap();
     assert_eq!(refused, Err(VaultError::StateKindMismatch { target: app, target_kind: StateKind::Serde, snapshot: StateKind::StableMemory }));
     assert_eq!(env.observable(&[app]), before);

@@ -120,7 +120,7 @@ impl VaultClient<'_> {
     }
 
     pub fn restore(&self, app: Principal, snapshot_id: u64, target: Option<Principal>) -> VaultResult<JobInfo> {
-        Self::expect(self.service().restore(RestoreArgs { app, snapshot_id, target }))
+        Self::expect(self.service().restore(RestoreArgs { app, snapshot_id, target, allow_layout_change: None }))
     }
 
     pub fn job_status(&self, job: u64) -> VaultResult<JobInfo> {

@@ -154,7 +154,7 @@ async fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
 async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     engine::revive();
     access::restorer(args.app, args.target.unwrap_or(args.app)).await?;
-    ops::restore(args)
+    ops::restore(args).await
 }
 
 /// Ends a running job as cancelled (not a restore that is committing).

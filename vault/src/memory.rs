@@ -22,10 +22,12 @@
 //! 14  APP_USAGE   StableBTreeMap<UsageKey, UsageRecord>        app -> bytes held, registrant, cycles spent today;
 //!                                                              registrant -> its apps, the bytes they hold
 //! 15  RETIRED     StableBTreeMap<Principal, RetiredRecord>     unregistered app with snapshots -> its controllers
+//! 16  SNAPSHOT_LAYOUTS StableBTreeMap<SnapshotKey, u32>        (app, snapshot id) -> the state layout its app declared
 //! ```
 //!
-//! Memories 9 to 12 and 15 are additions without a layout change: a build that does not know
-//! them never opens them. Memories 13 and 14 are layout 2: `migration` builds them from layout
+//! Memories 9 to 12, 15 and 16 are additions without a layout change: a build that does not know
+//! them never opens them. SNAPSHOT_LAYOUTS holds an entry only for a snapshot whose app declared
+//! a state layout, and loses it when the snapshot's record goes. Memories 13 and 14 are layout 2: `migration` builds them from layout
 //! 1's snapshots, manifests and registrations. Release 0.1.0 reads layout 1 only (its header check
 //! traps its `post_upgrade`, so the IC keeps the newer module): a rollback to it is refused.
 //!
@@ -65,6 +67,7 @@ pub const INSTANCE: MemoryId = MemoryId::new(12);
 pub const APP_CHUNKS: MemoryId = MemoryId::new(13);
 pub const APP_USAGE: MemoryId = MemoryId::new(14);
 pub const RETIRED: MemoryId = MemoryId::new(15);
+pub const SNAPSHOT_LAYOUTS: MemoryId = MemoryId::new(16);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

@@ -9,7 +9,7 @@ use vault_api::service::{
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
     UpdateScheduleArgs, VaultError,
 };
-use vault_api::protocol::Chunk;
+use vault_api::protocol::{BackupError, BackupInfo, Chunk};
 
 use crate::app_client::{self, CanisterInfo};
 use crate::engine::{self, cycles};
@@ -55,7 +55,7 @@ pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
     }
 }
 
-pub fn snapshot_info(app: Principal, id: u64, r: &SnapshotRecord) -> SnapshotInfo {
+pub fn snapshot_info(app: Principal, id: u64, r: &SnapshotRecord, state_layout: Option<u32>) -> SnapshotInfo {
     SnapshotInfo {
         id,
         app,
@@ -69,6 +69,7 @@ pub fn snapshot_info(app: Principal, id: u64, r: &SnapshotRecord) -> SnapshotInf
         duration_nanos: r.duration,
         transfer_cycles: r.transfer_cycles,
         trigger: r.trigger,
+        state_layout,
     }
 }
 
@@ -108,19 +109,7 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
     let administrator = access::is_administrator(caller);
     with_state(|s| may_add_app(s, caller, administrator, app))?;
     // The app must serve the protocol, for this vault.
-    let backup = match app_client::info(app).await {
-        Ok(answer) => answer.value,
-        Err(f) => return Err(VaultError::AppUnreachable { app, reject_code: f.reject_code(), message: f.to_string() }),
-    };
-    let this = ic_cdk::api::canister_self();
-    let backup = match backup {
-        Ok(backup) if backup.vault == Some(this) => backup,
-        Ok(backup) => return Err(VaultError::WrongVault { app, vault: backup.vault }),
-        Err(vault_api::protocol::BackupError::NotTheVault { .. } | vault_api::protocol::BackupError::NoVaultSet) => {
-            return Err(VaultError::WrongVault { app, vault: None });
-        }
-        Err(error) => return Err(VaultError::AppRefused { app, error }),
-    };
+    let backup = backup_info(app).await?;
     let now = ic_cdk::api::time();
     let record = AppRecord {
         registered_by: caller,
@@ -151,6 +140,20 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
 
 /// Whether `registrant` may register one more app (`app`): an administrator always, others
 /// within `Limits::registrant_apps`.
+/// What `app` tells about its backup setup, if it serves the protocol for this vault.
+async fn backup_info(app: Principal) -> Result<BackupInfo, VaultError> {
+    let backup = match app_client::info(app).await {
+        Ok(answer) => answer.value,
+        Err(f) => return Err(VaultError::AppUnreachable { app, reject_code: f.reject_code(), message: f.to_string() }),
+    };
+    match backup {
+        Ok(backup) if backup.vault == Some(ic_cdk::api::canister_self()) => Ok(backup),
+        Ok(backup) => Err(VaultError::WrongVault { app, vault: backup.vault }),
+        Err(BackupError::NotTheVault { .. } | BackupError::NoVaultSet) => Err(VaultError::WrongVault { app, vault: None }),
+        Err(error) => Err(VaultError::AppRefused { app, error }),
+    }
+}
+
 fn may_add_app(s: &State, registrant: Principal, administrator: bool, app: Principal) -> Result<(), VaultError> {
     let (apps, limit) = (s.registrant_usage(registrant).apps, s.config().limits.registrant_apps);
     if !administrator && apps >= limit {
@@ -246,7 +249,35 @@ pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
     Ok(job_info(&job))
 }
 
-pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
+/// Starts restoring a snapshot. One whose app declared a state layout restores only into a target
+/// that answers its own (asked first, then everything is checked as it is after the call) and
+/// declares the same one, or none, unless `allow_layout_change` is `Some(true)`.
+pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
+    let (source, target) = (args.app, args.target.unwrap_or(args.app));
+    restorable(&args)?;
+    let snapshot_layout = with_state(|s| s.snapshot_layout(source, args.snapshot_id));
+    let target_layout = match snapshot_layout {
+        Some(_) => backup_info(target).await?.state_layout,
+        None => None,
+    };
+    let (snapshot, target_record) = restorable(&args)?;
+    let layout_note = layout_change(target, target_layout, snapshot_layout, args.allow_layout_change == Some(true))?;
+    let (today, limit) = with_state(|s| (s.app_usage(target).cycles_today(ic_cdk::api::time()), s.config().limits.app_cycles_per_day));
+    cycles::day_quota(target, today, engine::transfer_estimate(snapshot.chunks), limit)?;
+    cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
+    let mut job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
+    // The access check has just seen the target's module: say so if it is not the snapshot's.
+    let notes: Vec<String> = module_change(target_record.module_hash, snapshot.module_hash).into_iter().chain(layout_note).collect();
+    if !notes.is_empty() {
+        job.notes.extend(notes);
+        with_state(|s| s.put_job(job.clone()));
+    }
+    Ok(job_info(&job))
+}
+
+/// The snapshot `args` names and its target's record, if the snapshot may be restored into the
+/// target now (the layouts aside).
+fn restorable(args: &RestoreArgs) -> Result<(SnapshotRecord, AppRecord), VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
     let snapshot = with_state(|s| s.snapshot(source, args.snapshot_id))
         .filter(|r| r.status == SnapshotStatus::Complete)
@@ -257,16 +288,24 @@ pub fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     }
     idle(target, &target_record)?;
     with_state(|s| s.not_suspended(target))?;
-    let (today, limit) = with_state(|s| (s.app_usage(target).cycles_today(ic_cdk::api::time()), s.config().limits.app_cycles_per_day));
-    cycles::day_quota(target, today, engine::transfer_estimate(snapshot.chunks), limit)?;
-    cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
-    let mut job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
-    // The access check has just seen the target's module: say so if it is not the snapshot's.
-    if let Some(note) = module_change(target_record.module_hash, snapshot.module_hash) {
-        job.notes.push(note);
-        with_state(|s| s.put_job(job.clone()));
+    Ok((snapshot, target_record))
+}
+
+/// Whether a snapshot taken under state layout `then` may be restored into `target`, which
+/// declares layout `now`: when both declare one and they differ, only if the change is
+/// `allowed`, and then with a note saying so. A side that declares none restores as before.
+fn layout_change(target: Principal, now: Option<u32>, then: Option<u32>, allowed: bool) -> Result<Option<String>, VaultError> {
+    match (now, then) {
+        (Some(target_layout), Some(snapshot_layout)) if target_layout != snapshot_layout => {
+            if !allowed {
+                return Err(VaultError::StateLayoutMismatch { target, target_layout, snapshot_layout });
+            }
+            Ok(Some(format!(
+                "layout change allowed: the app declares state layout {target_layout} but the snapshot was taken under layout {snapshot_layout}"
+            )))
+        }
+        _ => Ok(None),
     }
-    Ok(job_info(&job))
 }
 
 /// A note for a restore into an app running module `now` of a snapshot taken under `then`.
@@ -304,7 +343,7 @@ pub fn list_snapshots(app: Principal) -> Vec<SnapshotInfo> {
     with_state(|s| s.snapshots_of(app))
         .into_iter()
         .filter(|(_, r)| r.status == SnapshotStatus::Complete)
-        .map(|(id, r)| snapshot_info(app, id, &r))
+        .map(|(id, r)| snapshot_info(app, id, &r, with_state(|s| s.snapshot_layout(app, id))))
         .collect()
 }
 
@@ -398,6 +437,9 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
                 trigger: Trigger::Import,
             },
         );
+        if let Some(layout) = args.state_layout {
+            s.put_snapshot_layout(app, id, layout);
+        }
         id
     });
     if resumed.is_none() {
@@ -470,7 +512,7 @@ pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     record.status = SnapshotStatus::Complete;
     record.duration = ic_cdk::api::time() - record.started_at;
     with_state(|s| s.put_snapshot(app, id, record.clone()));
-    Ok(snapshot_info(app, id, &record))
+    Ok(snapshot_info(app, id, &record, with_state(|s| s.snapshot_layout(app, id))))
 }
 
 /// Drops an import in progress and its chunks.
@@ -479,4 +521,25 @@ pub fn import_abort(args: SnapshotRef) -> Result<(), VaultError> {
     with_state(|s| s.schedule_deletion(args.app, args.snapshot_id));
     engine::arm(ic_cdk::api::time());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_across_declared_state_layouts_needs_the_change_allowed() {
+        let target = Principal::from_slice(&[3; 10]);
+        for (now, then) in [(None, None), (Some(1), None), (None, Some(1)), (Some(2), Some(2))] {
+            for allowed in [false, true] {
+                assert_eq!(layout_change(target, now, then, allowed), Ok(None), "{now:?} {then:?} {allowed}");
+            }
+        }
+        assert_eq!(
+            layout_change(target, Some(2), Some(1), false),
+            Err(VaultError::StateLayoutMismatch { target, target_layout: 2, snapshot_layout: 1 })
+        );
+        let note = layout_change(target, Some(2), Some(1), true).unwrap().expect("an allowed change is noted");
+        assert!(note.contains("layout 2") && note.contains("layout 1"), "{note}");
+    }
 }

@@ -63,6 +63,7 @@ pub struct State {
     retired: StableBTreeMap<PrincipalKey, RetiredRecord, Memory>,
     app_chunks: StableBTreeMap<AppChunkKey, u32, Memory>,
     usage: StableBTreeMap<UsageKey, UsageRecord, Memory>,
+    snapshot_layouts: StableBTreeMap<SnapshotKey, u32, Memory>,
 }
 
 /// Finished jobs kept in an app's log.
@@ -90,6 +91,7 @@ impl State {
             retired: StableBTreeMap::init(m(memory::RETIRED)),
             app_chunks: StableBTreeMap::init(m(memory::APP_CHUNKS)),
             usage: StableBTreeMap::init(m(memory::APP_USAGE)),
+            snapshot_layouts: StableBTreeMap::init(m(memory::SNAPSHOT_LAYOUTS)),
         }
     }
 
@@ -271,14 +273,27 @@ impl State {
         self.write_snapshot(SnapshotKey { app, id }, Some(record));
     }
 
-    /// Saves (or, with `None`, removes) a snapshot's record; a snapshot being built counts whole
-    /// in what its app holds until it completes or goes.
+    /// The state layout `app` declared when snapshot `id` was taken, if it declared one.
+    pub fn snapshot_layout(&self, app: Principal, id: u64) -> Option<u32> {
+        self.snapshot_layouts.get(&SnapshotKey { app, id })
+    }
+
+    /// Records that `app` declared state layout `layout` for snapshot `id`.
+    pub fn put_snapshot_layout(&mut self, app: Principal, id: u64, layout: u32) {
+        self.snapshot_layouts.insert(SnapshotKey { app, id }, layout);
+    }
+
+    /// Saves (or, with `None`, removes, with its state layout) a snapshot's record; a snapshot
+    /// being built counts whole in what its app holds until it completes or goes.
     fn write_snapshot(&mut self, key: SnapshotKey, record: Option<SnapshotRecord>) {
         let building = |r: &Option<SnapshotRecord>| r.as_ref().filter(|r| r.status == SnapshotStatus::Building).map_or(0, |r| r.size);
         let after = building(&record);
         let before = building(&match record {
             Some(record) => self.snapshots.insert(key, record),
-            None => self.snapshots.remove(&key),
+            None => {
+                self.snapshot_layouts.remove(&key);
+                self.snapshots.remove(&key)
+            }
         });
         if before != after {
             self.adjust_held(key.app, |held| held.building = held.building.saturating_sub(before).saturating_add(after));
@@ -863,6 +878,23 @@ mod tests {
         assert!(!s.delete_step(4));
         assert_eq!(s.chunk_totals().0, 0);
         assert!(s.snapshots_of(app()).is_empty());
+    }
+
+    #[test]
+    fn a_snapshots_state_layout_goes_when_its_deletion_completes() {
+        let mut s = state();
+        for i in 0..2 {
+            s.store_chunk(app(), 1, i, &HashedChunk::new(&[i as u8]));
+        }
+        complete(&mut s, 1, 2);
+        complete(&mut s, 2, 0);
+        s.put_snapshot_layout(app(), 1, 4);
+        assert_eq!((s.snapshot_layout(app(), 1), s.snapshot_layout(app(), 2)), (Some(4), None));
+        s.schedule_deletion(app(), 1);
+        assert!(s.delete_step(1));
+        assert_eq!(s.snapshot_layout(app(), 1), Some(4), "kept while the deletion runs");
+        assert!(!s.delete_step(1));
+        assert_eq!(s.snapshot_layout(app(), 1), None);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub fn import(vault: &mut Vault, path: &Path, app: Principal, progress: &mut dyn
         sha256: header.sha256,
         taken_at_nanos: header.taken_at_nanos,
         module_hash: header.module_hash,
+        // A version 1 file has no room for it.
+        state_layout: None,
     })?;
     let snapshot_id = begun.snapshot_id;
     if begun.chunks != header.chunks {

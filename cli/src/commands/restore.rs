@@ -20,6 +20,10 @@ pub struct Args {
     /// Restore into this canister instead: a clone, registered with the same vault.
     #[arg(long, value_parser = parse_principal)]
     pub into: Option<Principal>,
+    /// Restore even if the target declares another state layout than the snapshot was taken
+    /// under (see `vault list APP`): the target's module must read the snapshot's layout.
+    #[arg(long)]
+    pub allow_layout_change: bool,
     /// Print the started job and return; follow it with `vault status --job <id>`.
     #[arg(long)]
     pub no_wait: bool,
@@ -27,7 +31,8 @@ pub struct Args {
 
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
     let (mut vault, progress) = context.vault_with_progress()?;
-    let job = vault.restore(RestoreArgs { app: args.app, snapshot_id: args.snapshot, target: args.into })?;
+    let allow_layout_change = args.allow_layout_change.then_some(true);
+    let job = vault.restore(RestoreArgs { app: args.app, snapshot_id: args.snapshot, target: args.into, allow_layout_change })?;
     let job = if args.no_wait { job } else { vault.wait_for_job(job.id, progress)? };
     Ok(Output::of(&JobReport::from(job)))
 }

@@ -1,5 +1,6 @@
 //! Notes: an app whose state lives on the heap and is saved across upgrades with serde, the
-//! way many teams write canisters. Adopting canister-vault takes the four marked lines.
+//! way many teams write canisters. Adopting canister-vault takes the four marked lines; a fifth
+//! declares the layout of the state.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -44,9 +45,15 @@ fn pre_upgrade() {
     vault_client::save_for_upgrade(&STATE);
 }
 
+/// `state_layout`: the version of its state's layout the upgraded module declares to its vault.
+/// An app whose code changes the layout declares the new version as a constant; this example
+/// takes it from the upgrade's argument so that one build stands for both (none declares none).
 #[ic_cdk::post_upgrade]
-fn post_upgrade() {
+fn post_upgrade(state_layout: Option<u32>) {
     vault_client::load_after_upgrade(&STATE); // canister-vault: reload and register the state
+    if let Some(layout) = state_layout {
+        vault_client::set_state_layout(layout); // canister-vault: which layout this module reads
+    }
 }
 
 fn applied<R>(f: impl FnOnce(&mut Notes) -> R) -> (R, u64) {

@@ -300,6 +300,7 @@ mod tests {
             duration_nanos: 0,
             transfer_cycles: 0,
             trigger: Trigger::Manual,
+            state_layout: Some(u32::MAX),
         };
         assert!(client(full_reply(snapshot)).list_snapshots(app).unwrap().unwrap().len() > 20_000);
 

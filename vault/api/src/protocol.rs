@@ -90,6 +90,10 @@ pub struct BackupInfo {
     /// Bytes of the state: the memory size, or the size of the last serialized dump.
     pub state_bytes: u64,
     pub client_version: String,
+    /// The version of its state's layout the running module declares
+    /// (`vault_client::set_state_layout`); none if it declares none, or runs release 0.1.0's
+    /// library.
+    pub state_layout: Option<u32>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +112,8 @@ pub struct DumpManifest {
     pub chunk_size: u64,
     /// The app's time when the image was frozen.
     pub taken_at_nanos: u64,
+    /// The state layout the app declared when the dump opened (as in `BackupInfo`).
+    pub state_layout: Option<u32>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -242,6 +242,8 @@ pub struct SnapshotInfo {
     /// Cycles the vault spent on the transfer: call fees and bytes both ways.
     pub transfer_cycles: u128,
     pub trigger: Trigger,
+    /// The state layout the app declared when the snapshot was taken (or its file says), if any.
+    pub state_layout: Option<u32>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,6 +258,9 @@ pub struct RestoreArgs {
     pub snapshot_id: u64,
     /// Another canister to restore into (a clone); the app itself when absent.
     pub target: Option<Principal>,
+    /// Restore even if the target declares another state layout than the snapshot's (when set
+    /// and true; absent, as from older tools, it is false).
+    pub allow_layout_change: Option<bool>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,6 +293,8 @@ pub struct ImportArgs {
     pub sha256: Sha256,
     pub taken_at_nanos: u64,
     pub module_hash: Option<Sha256>,
+    /// The state layout the app declared when the snapshot was taken, if any.
+    pub state_layout: Option<u32>,
 }
 
 /// An import in progress: the snapshot it builds and the chunks it still needs. Beginning the
@@ -413,6 +420,9 @@ pub enum VaultError {
     TargetNotRegistered { target: Principal },
     #[error("a {snapshot:?} snapshot cannot be restored into {target}, which holds {target_kind:?} state")]
     StateKindMismatch { target: Principal, target_kind: StateKind, snapshot: StateKind },
+    /// Both declare a state layout and they differ; `RestoreArgs::allow_layout_change` allows it.
+    #[error("{target} declares state layout {target_layout} but the snapshot was taken under layout {snapshot_layout}: restore with the layout change allowed if {target} reads it")]
+    StateLayoutMismatch { target: Principal, target_layout: u32, snapshot_layout: u32 },
     #[error("chunk {index} is out of range: snapshot {snapshot_id} has {chunks} chunks")]
     ChunkOutOfRange { snapshot_id: u64, index: u32, chunks: u32 },
     #[error("chunk {index} does not match its SHA-256")]

@@ -75,13 +75,13 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.snapshot_now(app));
     refused(vault.list_snapshots(app));
     refused(vault.delete_snapshot(snapshot));
-    refused(vault.restore(RestoreArgs { app, snapshot_id, target: Some(app) }));
+    refused(vault.restore(RestoreArgs { app, snapshot_id, target: Some(app), allow_layout_change: Some(true) }));
     refused(vault.job_status(9));
     refused(vault.list_jobs(app));
     refused(vault.snapshot_chunk(ChunkRef { app, snapshot_id, index: 0 }));
     refused(vault.snapshot_manifest(ManifestPage { app, snapshot_id, start: 0, count: 10 }));
     let sha256 = Sha256::of(b"chunk");
-    let import = ImportArgs { app, state_kind: StateKind::Serde, size: 5, chunk_size: 5, sha256, taken_at_nanos: 1, module_hash: None };
+    let import = ImportArgs { app, state_kind: StateKind::Serde, size: 5, chunk_size: 5, sha256, taken_at_nanos: 1, module_hash: None, state_layout: Some(2) };
     refused(vault.import_begin(import));
     refused(vault.import_chunk(ImportChunk { app, snapshot_id, index: 0, data: ByteBuf::from(b"chunk".to_vec()), sha256 }));
     refused(vault.import_commit(snapshot));

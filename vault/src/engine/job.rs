@@ -150,8 +150,9 @@ pub enum Event {
 /// A change to the vault's state a transition asks for, beside saving the job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Record snapshot `id` (from [`Ctx::next_snapshot`]) as building.
-    CreateSnapshot { id: u64, record: SnapshotRecord },
+    /// Record snapshot `id` (from [`Ctx::next_snapshot`]) as building, with the state layout its
+    /// app declared.
+    CreateSnapshot { id: u64, record: SnapshotRecord, state_layout: Option<u32> },
     /// Mark the job's snapshot complete.
     CompleteSnapshot { id: u64, sha256: Sha256, duration: u64, transfer_cycles: u128 },
     /// Release a snapshot that will not complete.
@@ -357,7 +358,7 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
     job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }) };
     job.retries = 0;
     note(&mut job, format!("dump opened at {} ns: {} bytes in {chunks} chunks", ctx.now, manifest.size));
-    Next::progressed(job, vec![Effect::CreateSnapshot { id: snapshot, record }])
+    Next::progressed(job, vec![Effect::CreateSnapshot { id: snapshot, record, state_layout: manifest.state_layout }])
 }
 
 /// Whether the new snapshot `manifest` describes, in `chunks` chunks, fits the app's quotas,
@@ -509,7 +510,7 @@ mod tests {
     }
 
     fn manifest(size: u64) -> DumpManifest {
-        DumpManifest { job: 3, state_kind: StateKind::Serde, size, chunk_size: 100, taken_at_nanos: 5 }
+        DumpManifest { job: 3, state_kind: StateKind::Serde, size, chunk_size: 100, taken_at_nanos: 5, state_layout: Some(2) }
     }
 
     fn stored(chunks: u32) -> SnapshotRecord {
@@ -561,7 +562,7 @@ mod tests {
         assert_eq!(next_calls(&job), Some(Calls::DumpBegin));
         let next = step(job, Event::DumpBegun(Ok(manifest(550))));
         assert!(next.progressed);
-        let Effect::CreateSnapshot { id: 7, record } = &next.effects[0] else { panic!("{:?}", next.effects) };
+        let Effect::CreateSnapshot { id: 7, record, state_layout: Some(2) } = &next.effects[0] else { panic!("{:?}", next.effects) };
         assert_eq!((record.status, record.chunks, record.trigger), (SnapshotStatus::Building, 6, Trigger::Manual));
         assert_eq!((next.job.phase(), next.job.snapshot_id()), (JobPhase::Transferring, Some(7)));
         assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![0, 1, 2, 3])));

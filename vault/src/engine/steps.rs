@@ -89,10 +89,13 @@ fn perform(Next { job, effects, progressed }: Next) -> bool {
         s.put_job(job);
         for effect in &effects {
             match effect {
-                Effect::CreateSnapshot { id, record } => {
+                Effect::CreateSnapshot { id, record, state_layout } => {
                     let allocated = s.new_snapshot_id();
                     assert_eq!(allocated, *id, "a transition's snapshot id is the next one");
                     s.put_snapshot(app, *id, record.clone());
+                    if let Some(layout) = *state_layout {
+                        s.put_snapshot_layout(app, *id, layout);
+                    }
                 }
                 &Effect::CompleteSnapshot { id, sha256, duration, transfer_cycles } => s.complete_snapshot(app, id, sha256, duration, transfer_cycles),
                 &Effect::DropSnapshot(snapshot) => s.schedule_deletion(app, snapshot),

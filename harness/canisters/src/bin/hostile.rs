@@ -180,6 +180,7 @@ fn vault_backup_info() {
             state_kind: StateKind::StableMemory,
             state_bytes: IMAGE.with_borrow(|image| image.len() as u64),
             client_version: "hostile".into(),
+            state_layout: None,
         }))
     });
 }
@@ -196,6 +197,7 @@ fn vault_dump_begin(args: DumpBegin) {
             size,
             chunk_size: IMAGE_CHUNK_BYTES,
             taken_at_nanos: ic_cdk::api::time(),
+            state_layout: None,
         };
         Answer::Value(Ok(match lie {
             Lie::HugeSize => DumpManifest { size: u64::MAX, ..honest },
