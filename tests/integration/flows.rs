@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use vault_api::service::{JobPhase, Retention, Trigger};
+use vault_api::service::{JobPhase, RestoreArgs, Retention, Trigger, VaultError};
 use vault_tests::*;
 
 fn assert_restored_state_is_a_prefix(env: &Env, kind: AppKind, canister: candid::Principal) {
@@ -229,4 +229,53 @@ fn an_app_registered_again_has_its_kept_snapshots_back_and_unregistered_with_the
     assert_eq!(v.list_snapshots(app).unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), [snapshot]);
     v.unregister(app, true).unwrap();
     assert_eq!(v.list_snapshots(app), Err(vault_api::service::VaultError::UnknownApp { app }));
+}
+
+/// Upgrades a notes app to this build declaring `state_layout` (its upgrade argument; none
+/// declares none), as a build of another state layout would.
+fn upgrade_notes_declaring(env: &Env, app: candid::Principal, state_layout: Option<u32>) {
+    env.ic.upgrade_canister(app, notes_wasm(), candid::encode_one(state_layout).unwrap(), Some(owner())).expect("upgrade");
+}
+
+#[test]
+fn a_restore_across_declared_state_layouts_needs_the_change_allowed() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    upgrade_notes_declaring(&env, app, Some(1));
+    for n in 0..2 {
+        AppKind::Notes.apply(&env.app(app), n);
+    }
+    let under_layout_1 = env.app(app).digest();
+    let snapshot = env.snapshot(app).snapshot_id.unwrap();
+    let listed = env.vault().list_snapshots(app).unwrap();
+    assert_eq!(listed.iter().find(|s| s.id == snapshot).map(|s| s.state_layout), Some(Some(1)), "{listed:?}");
+    AppKind::Notes.apply(&env.app(app), 2);
+    upgrade_notes_declaring(&env, app, Some(2));
+
+    let restore = |allow_layout_change| {
+        let args = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change };
+        env.vault().service().restore(args).expect("the vault answers")
+    };
+    let before = env.observable(&[app]);
+    for allow in [None, Some(false)] {
+        let refused = restore(allow);
+        assert_eq!(refused, Err(VaultError::StateLayoutMismatch { target: app, target_layout: 2, snapshot_layout: 1 }), "{allow:?}");
+    }
+    assert_eq!(env.observable(&[app]), before, "a refused restore changes nothing");
+
+    let job = env.finish_job(restore(Some(true)).expect("allowed").id, 2_000);
+    assert_eq!(job.error, None);
+    assert!(job.notes.iter().any(|n| n.contains("layout change allowed")), "{:?}", job.notes);
+    assert_eq!(env.app(app).digest(), under_layout_1);
+
+    // A module that declares no layout takes the snapshot as before, and its snapshots have none.
+    AppKind::Notes.apply(&env.app(app), 2);
+    upgrade_notes_declaring(&env, app, None);
+    let job = env.finish_job(restore(None).expect("no layout to compare").id, 2_000);
+    assert_eq!(job.error, None);
+    assert!(!job.notes.iter().any(|n| n.contains("layout")), "{:?}", job.notes);
+    assert_eq!(env.app(app).digest(), under_layout_1);
+    let undeclared = env.snapshot(app).snapshot_id.unwrap();
+    let listed = env.vault().list_snapshots(app).unwrap();
+    assert_eq!(listed.iter().find(|s| s.id == undeclared).map(|s| s.state_layout), Some(None));
 }
