@@ -138,8 +138,6 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
     Ok(app_info(app, &record))
 }
 
-/// Whether `registrant` may register one more app (`app`): an administrator always, others
-/// within `Limits::registrant_apps`.
 /// What `app` tells about its backup setup, if it serves the protocol for this vault.
 async fn backup_info(app: Principal) -> Result<BackupInfo, VaultError> {
     let backup = match app_client::info(app).await {
@@ -154,6 +152,8 @@ async fn backup_info(app: Principal) -> Result<BackupInfo, VaultError> {
     }
 }
 
+/// Whether `registrant` may register one more app (`app`): an administrator always, others
+/// within `Limits::registrant_apps`.
 fn may_add_app(s: &State, registrant: Principal, administrator: bool, app: Principal) -> Result<(), VaultError> {
     let (apps, limit) = (s.registrant_usage(registrant).apps, s.config().limits.registrant_apps);
     if !administrator && apps >= limit {
