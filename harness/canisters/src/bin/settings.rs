@@ -14,6 +14,7 @@ thread_local! {
     static TIMER_MIB: Cell<u64> = const { Cell::new(0) };
 }
 
+#[cfg(target_arch = "wasm32")]
 const WASM_PAGE: u64 = 65536;
 
 /// Grows the heap by `mib` MiB (the harness traps past the `wasm_memory_limit` where it binds).
