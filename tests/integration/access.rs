@@ -101,10 +101,10 @@ const VAULT_MATRIX: &[(&str, [&str; 7])] = &[
     (vault_methods::CANCEL_JOB, [INGRESS, CTL, CTL, CTL, OK, CTL, CTL]),
     (vault_methods::DELETE_SNAPSHOT, [INGRESS, CTL, CTL, CTL, OK, CTL, CTL]),
     (vault_methods::EVICT_APP, [INGRESS, ADMIN, ADMIN, ADMIN, ADMIN, OK, OK]),
-    (vault_methods::IMPORT_ABORT, [INGRESS, CTL, CTL, CTL, OK, CTL, CTL]),
+    (vault_methods::IMPORT_ABORT, [INGRESS, INGRESS, CTL, INGRESS, OK, INGRESS, INGRESS]),
     (vault_methods::IMPORT_BEGIN, [INGRESS, CTL, CTL, CTL, OK, CTL, CTL]),
-    (vault_methods::IMPORT_CHUNK, [INGRESS, CTL, CTL, CTL, OK, CTL, CTL]),
-    (vault_methods::IMPORT_COMMIT, [INGRESS, CTL, CTL, CTL, OK, CTL, CTL]),
+    (vault_methods::IMPORT_CHUNK, [INGRESS, INGRESS, CTL, INGRESS, OK, INGRESS, INGRESS]),
+    (vault_methods::IMPORT_COMMIT, [INGRESS, INGRESS, CTL, INGRESS, OK, INGRESS, INGRESS]),
     (vault_methods::JOB_STATUS, [ANON, CTL, CTL, CTL, OK, CTL, CTL]),
     (vault_methods::LIST_APPS, [ANON, OK, OK, OK, OK, OK, OK]),
     (vault_methods::LIST_JOBS, [ANON, CTL, CTL, CTL, OK, CTL, CTL]),
@@ -483,7 +483,7 @@ impl Fixture {
             _ => self.env.ic.update_call(canister, self.principal(role), method, arg).map_err(|r| r.to_string()),
         };
         match reply {
-            Err(rejected) if rejected.contains("no anonymous update calls") => INGRESS.into(),
+            Err(rejected) if rejected.contains("refused before induction") => INGRESS.into(),
             Err(rejected) => format!("rejected: {rejected}"),
             Ok(bytes) => written(interface.answer(method, &bytes).unwrap_or_else(|e| panic!("{e}"))),
         }

@@ -221,8 +221,10 @@ fn an_unfinished_import_expires_and_releases_its_chunks() {
     answer(env.vault().service().import_chunk(chunk.clone())).unwrap();
     env.ic.advance_time(std::time::Duration::from_secs(61));
     env.run_for(3);
-    let gone = answer(env.vault().service().import_chunk(chunk));
-    assert_eq!(gone, Err(VaultError::NotAnImport { app, snapshot_id: begun.snapshot_id }));
+    // A chunk for it is refused before the vault pays for it.
+    let gone = env.vault().service().import_chunk(chunk).expect_err("refused at inspection").to_string();
+    let not_an_import = VaultError::NotAnImport { app, snapshot_id: begun.snapshot_id }.to_string();
+    assert!(gone.contains("refused before induction") && gone.contains(&not_an_import), "{gone}");
     // Its place is free again: the same import begins anew.
     assert_ne!(import(&env, owner(), app, &data).unwrap().snapshot_id, begun.snapshot_id);
 }
@@ -444,4 +446,16 @@ fn an_open_vault_holds_each_registrant_to_its_number_of_apps_and_their_bytes() {
     let registrants = answer(env.vault().service().list_registrants()).unwrap();
     let theirs = registrants.iter().find(|r| r.registrant == stranger()).expect("the stranger is listed");
     assert_eq!((theirs.stored_bytes, theirs.apps.iter().map(|a| a.app).collect::<Vec<_>>()), (held, vec![second]));
+}
+
+#[test]
+fn imports_count_against_the_snapshot_quota_with_the_imports_still_open() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(1));
+    answer(env.vault().service().set_limits(Limits { app_snapshots: 2, ..Limits::default() })).unwrap();
+    env.snapshot(app);
+    import(&env, owner(), app, &[1; 10]).expect("room for a second snapshot");
+    // No retention runs on an import: the open one and the completed one fill the quota.
+    let refused = import(&env, owner(), app, &[2; 10]);
+    assert_eq!(refused, Err(VaultError::QuotaExceeded { app, what: "snapshots".into(), used: 2, limit: 2, registrant: None }));
 }

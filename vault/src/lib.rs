@@ -45,20 +45,36 @@ fn pre_upgrade() {
 }
 
 /// Ingress the vault would refuse is refused before it is inducted and paid for
-/// (`access::admit_ingress`), and so is an import's chunk the vault's reserves cannot pay for.
+/// (`access::admit_ingress`), and so are an import's calls from anyone but its app's controllers,
+/// and a chunk the vault's reserves cannot pay for.
 #[ic_cdk::inspect_message]
 fn inspect_message() {
     let arg = ic_cdk::api::msg_arg_data();
     let method = ic_cdk::api::msg_method_name();
-    if let Err(why) = access::admit_ingress(ic_cdk::api::msg_caller(), &method, &arg) {
-        ic_cdk::trap(why);
-    }
-    if method == vault_api::service::methods::IMPORT_CHUNK
-        && let Err(error) = engine::cycles::room_for_import_chunk()
-    {
-        ic_cdk::trap(error.to_string());
+    let admitted = access::admit_ingress(ic_cdk::api::msg_caller(), &method, &arg).and_then(|()| admit_import_ingress(&method, &arg).map_err(|e| e.to_string()));
+    if let Err(why) = admitted {
+        ic_cdk::trap(format!("refused before induction: {why}"));
     }
     ic_cdk::api::accept_message();
+}
+
+/// An import's chunk, commit or abort is inducted only from a controller of its app (as last
+/// seen, as the endpoint checks) for an import in progress, and a chunk only if the vault's
+/// reserves can take it: a stranger cannot make the vault pay for 2 MiB messages it refuses.
+fn admit_import_ingress(method: &str, arg: &[u8]) -> Result<(), VaultError> {
+    use vault_api::service::methods;
+    let import = match method {
+        methods::IMPORT_CHUNK => vault_api::decode::one::<ImportChunk>(arg).ok().map(|c| (c.app, c.snapshot_id)),
+        methods::IMPORT_COMMIT | methods::IMPORT_ABORT => vault_api::decode::one::<SnapshotRef>(arg).ok().map(|r| (r.app, r.snapshot_id)),
+        _ => None,
+    };
+    let Some((app, id)) = import else { return Ok(()) };
+    access::seen_controller(app)?;
+    ops::import_in_progress(app, id)?;
+    if method == methods::IMPORT_CHUNK {
+        engine::cycles::room_for_import_chunk()?;
+    }
+    Ok(())
 }
 
 /// Migrates the stored layout first; a layout this build cannot read fails the upgrade, which

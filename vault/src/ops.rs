@@ -376,7 +376,7 @@ pub fn manifest_page(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
 }
 
 /// The snapshot `id` of `app` if it is an import in progress.
-fn import_in_progress(app: Principal, id: u64) -> Result<SnapshotRecord, VaultError> {
+pub fn import_in_progress(app: Principal, id: u64) -> Result<SnapshotRecord, VaultError> {
     with_state(|s| s.snapshot(app, id))
         .filter(|r| r.status == SnapshotStatus::Building && r.trigger == Trigger::Import)
         .ok_or(VaultError::NotAnImport { app, snapshot_id: id })
@@ -455,14 +455,19 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
 /// registrant's, the vault's stable memory before its reserve, and the cycles it may spend (it
 /// pays each chunk's ingress).
 fn import_fits(app: Principal, size: u64, chunks: u32, now: u64) -> Result<(), VaultError> {
-    let (limits, open, usage, registrant) = with_state(|s| {
+    let (limits, open, completed, usage, registrant) = with_state(|s| {
         let usage = s.app_usage(app);
         let registrant = usage.registrant.map(|r| (r, s.registrant_usage(r).held.total()));
-        (s.config().limits, s.open_imports_of(app).len() as u64, usage, registrant)
+        (s.config().limits, s.open_imports_of(app).len() as u64, s.completed_of(app).len() as u64, usage, registrant)
     });
     if open >= limits.app_imports as u64 {
         let limit = limits.app_imports as u64;
         return Err(VaultError::QuotaExceeded { app, what: "imports open".into(), used: open, limit, registrant: None });
+    }
+    // No retention runs on an import: it counts whole, as do the imports still open.
+    let (held, limit) = (completed + open, limits.app_snapshots as u64);
+    if held >= limit {
+        return Err(VaultError::QuotaExceeded { app, what: "snapshots".into(), used: held, limit, registrant: None });
     }
     cycles::bytes_quota(app, usage.held.total(), registrant, size, &limits)?;
     let room = cycles::stable_room();
