@@ -190,7 +190,7 @@ pub fn unregister(caller: Principal, app: Principal, delete_snapshots: bool) -> 
             for (id, _) in s.snapshots_of(app) {
                 s.schedule_deletion(app, id);
             }
-        } else if s.snapshots_of(app).iter().any(|(_, r)| r.status == SnapshotStatus::Complete) {
+        } else if !s.completed_of(app).is_empty() {
             s.retire(app, RetiredRecord { by: caller, at: now, controllers: record.controllers.clone() });
         }
         s.remove_jobs_of(app);
@@ -330,7 +330,7 @@ pub fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
             return Err(VaultError::JobRunning { app: job.app, job: job.id });
         }
         s.schedule_deletion(app, id);
-        if s.retired(app).is_some() && !s.snapshots_of(app).iter().any(|(_, r)| r.status == SnapshotStatus::Complete) {
+        if s.retired(app).is_some() && s.completed_of(app).is_empty() {
             s.unretire(app);
         }
         Ok(())
