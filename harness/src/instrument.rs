@@ -6,10 +6,11 @@
 //!
 //! - **Instruction counter.** An exported mutable `i64` global holds the instructions left in
 //!   the message. Every straight-line run of code subtracts its cost (the IC's cost table,
-//!   [`instruction_cost`]) when it starts; function entries and loop headers then check the
-//!   counter and call the host's `out_of_instructions` when it went negative. `memory.copy`,
-//!   `memory.fill` and `memory.init` also pay one instruction per byte, as on the IC. The
-//!   injected code itself is free.
+//!   [`instruction_cost`], SIMD included) when it starts, and each function entry one more, as
+//!   on the IC; function entries and loop headers then check the counter and call the host's
+//!   `out_of_instructions` when it went negative. `memory.copy`, `memory.fill` and
+//!   `memory.init` also pay one instruction per byte, as on the IC. The injected code itself is
+//!   free. This is the IC's count, not wasmtime's fuel (one per operator).
 //! - **Heap write journal.** Before each store, the page it lands in is looked up in a dirty
 //!   bitmap kept in a second memory; on the first store of the message to a page the host's
 //!   `journal_page` saves the page (and the next one: a store never spans more than two pages)
@@ -62,6 +63,8 @@ const WASM_PAGE: u64 = 65536;
 const SAME_OR_NEXT_PAGE_OFFSET: u64 = (PAGE_SIZE - 16) as u64;
 /// Cost charged by the IC for the fixed part of `memory.copy`/`fill`/`init`.
 const BULK_MEMORY_BASE_COST: u64 = 100;
+/// Cost charged by the IC on entering a function, besides its code.
+const FUNCTION_ENTRY_COST: u64 = 1;
 
 /// Why a module cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -113,24 +116,50 @@ pub fn features() -> WasmFeatures {
         | WasmFeatures::BULK_MEMORY_OPT
 }
 
-/// Cost of one operator in the IC's instruction count
-/// (rs/embedders/src/wasm_utils/instrumentation.rs, `instruction_to_cost`).
+/// Cost of one operator in the IC's instruction count for a wasm32 module
+/// (rs/embedders/src/wasm_utils/instrumentation.rs, `instruction_to_cost`), SIMD included.
 pub fn instruction_cost(op: &Operator) -> u64 {
     use Operator::*;
     match op {
         Block { .. } | Loop { .. } | Else | End => 0,
-        GlobalGet { .. } | GlobalSet { .. } | If { .. } | Br { .. } | BrIf { .. }
-        | BrTable { .. } => 2,
-        F32Add | F32Sub | F32Mul | F64Add | F64Sub | F64Mul => 2,
-        Call { .. } | TableGet { .. } | TableSet { .. } | F64Div => 5,
-        I32DivS | I32DivU | I32RemS | I32RemU | I64DivS | I64DivU | I64RemS | I64RemU
-        | CallIndirect { .. } => 10,
-        I32TruncF32S | I32TruncF32U | I32TruncF64S | I32TruncF64U | I64TruncF32S
-        | I64TruncF32U | I64TruncF64S | I64TruncF64U | I32TruncSatF32S | I32TruncSatF32U
-        | I32TruncSatF64S | I32TruncSatF64U | I64TruncSatF32S | I64TruncSatF32U
-        | I64TruncSatF64S | I64TruncSatF64U | MemorySize { .. } => 20,
-        MemoryCopy { .. } | MemoryFill { .. } | MemoryInit { .. } => BULK_MEMORY_BASE_COST,
-        MemoryGrow { .. } => 300,
+
+        GlobalGet { .. } | GlobalSet { .. } | If { .. } | Br { .. } | BrIf { .. } | BrTable { .. } => 2,
+        F32Add | F32Sub | F32Mul | F32Ceil | F32Floor | F32Trunc | F32Nearest | F32Copysign | F64Add | F64Sub | F64Mul
+        | F64Ceil | F64Floor | F64Trunc | F64Nearest => 2,
+        F32Div | F64Copysign | ReturnCall { .. } => 3,
+        F32Eq | F32Ne | F32Lt | F32Gt | F32Le | F32Ge | F64Eq | F64Ne | F64Lt | F64Gt | F64Le | F64Ge => 3,
+        F32ConvertI32S | F32ConvertI64S | F64ConvertI32S | F64ConvertI64S => 3,
+        F64Div | F32Sqrt | Call { .. } | TableGet { .. } | TableSet { .. } | RefIsNull => 5,
+        F64Sqrt => 8,
+        I32DivS | I32DivU | I32RemS | I32RemU | I64DivS | I64DivU | I64RemS | I64RemU | CallIndirect { .. } => 10,
+        F32ConvertI32U | F32ConvertI64U | F64ConvertI32U | F64ConvertI64U => 16,
+        F32Min | F32Max | F64Min | F64Max => 18,
+        I32TruncF32S | I32TruncF32U | I32TruncF64S | I32TruncF64U | I64TruncF32S | I64TruncF32U | I64TruncF64S
+        | I64TruncF64U | I32TruncSatF32S | I32TruncSatF32U | I32TruncSatF64S | I32TruncSatF64U | I64TruncSatF32S
+        | I64TruncSatF32U | I64TruncSatF64S | I64TruncSatF64U | MemorySize { .. } => 20,
+        ReturnCallIndirect { .. } => 60,
+        TableSize { .. } => 100,
+        MemoryCopy { .. } | MemoryFill { .. } | MemoryInit { .. } | TableCopy { .. } | TableFill { .. }
+        | TableInit { .. } => BULK_MEMORY_BASE_COST,
+        RefFunc { .. } => 130,
+        MemoryGrow { .. } | TableGrow { .. } | DataDrop { .. } | ElemDrop { .. } => 300,
+
+        // SIMD: loads, stores, lane and bit operations, integer add and sub cost 1 (the default).
+        I8x16LtU | I8x16GtU | I16x8LtU | I16x8GtU | I32x4LtU | I32x4GtU => 2,
+        I8x16ShrU | I16x8Shl | I16x8ShrS | I16x8ShrU | I32x4Shl | I32x4ShrS | I32x4ShrU | I64x2Shl | I64x2ShrU => 2,
+        I16x8ExtAddPairwiseI8x16U | I16x8ExtMulHighI8x16S | I16x8ExtMulHighI8x16U | I32x4Mul | I32x4ExtMulLowI16x8S
+        | I32x4ExtMulHighI16x8S | I32x4ExtMulLowI16x8U | I32x4ExtMulHighI16x8U => 2,
+        F32x4Ceil | F32x4Floor | F32x4Trunc | F32x4Nearest | F32x4Abs | F32x4Neg | F32x4Add | F32x4Sub | F32x4Mul
+        | F64x2Ceil | F64x2Floor | F64x2Trunc | F64x2Nearest | F64x2Abs | F64x2Neg | F64x2Add | F64x2Sub | F64x2Mul => 2,
+        I32x4TruncSatF32x4S | I32x4TruncSatF64x2SZero => 2,
+        I8x16Shuffle { .. } | I8x16Popcnt | I8x16Shl | I8x16ShrS | I32x4ExtAddPairwiseI16x8U | I64x2ShrS
+        | I32x4TruncSatF64x2UZero => 3,
+        I64x2Mul | F32x4Min | F32x4Max | F64x2Min | I32x4TruncSatF32x4U | F32x4ConvertI32x4U => 4,
+        F32x4Sqrt | F64x2Max => 5,
+        F32x4Div => 10,
+        F64x2Div => 12,
+        F64x2Sqrt => 14,
+
         _ => 1,
     }
 }
@@ -603,7 +632,8 @@ fn rewrite_body(
     ]);
     let mut f = Function::new(locals);
 
-    let mut w = RunWriter { added: *added, out: Vec::new(), run: Vec::new(), cost: 0, check: true };
+    // The IC charges a function's entry one instruction, so that even an empty one costs.
+    let mut w = RunWriter { added: *added, out: Vec::new(), run: Vec::new(), cost: FUNCTION_ENTRY_COST, check: true };
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
         let op = reader.read()?;
@@ -719,4 +749,131 @@ fn journal_store(run: &mut Vec<Instruction>, s: &Scratch, added: &Added, ty: Val
         Instruction::LocalGet(s.addr),
         Instruction::LocalGet(value),
     ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{ExportKind, TypeSection};
+
+    fn memarg() -> wasmparser::MemArg {
+        wasmparser::MemArg { align: 4, max_align: 4, offset: 0, memory: 0 }
+    }
+
+    #[test]
+    fn simd_operators_cost_what_the_ic_charges() {
+        use Operator::*;
+        let costs = [
+            (V128Load { memarg: memarg() }, 1),
+            (V128Store { memarg: memarg() }, 1),
+            (V128Const { value: wasmparser::V128::from(0i128) }, 1),
+            (I32x4Splat, 1),
+            (I32x4ExtractLane { lane: 0 }, 1),
+            (V128Xor, 1),
+            (I32x4Add, 1),
+            (I32x4Sub, 1),
+            (I32x4Shl, 2),
+            (I32x4ShrU, 2),
+            (I32x4Mul, 2),
+            (I8x16Shl, 3),
+            (I8x16Shuffle { lanes: [0; 16] }, 3),
+            (I64x2Mul, 4),
+            (F32x4Div, 10),
+            (F64x2Sqrt, 14),
+        ];
+        for (op, cost) in costs {
+            assert_eq!(instruction_cost(&op), cost, "{op:?}");
+        }
+    }
+
+    /// `(param x i32) (result i32)`: in v128 lanes, `v = (x * x) << 1`, then `i64x2.mul(v, v)`
+    /// stored at address 0, and the low 32 bits of what was stored returned.
+    fn simd_module() -> Vec<u8> {
+        use Instruction as I;
+        let mut module = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([ValType::I32], [ValType::I32]);
+        module.section(&types);
+        let mut functions = FunctionSection::new();
+        functions.function(0);
+        module.section(&functions);
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+        module.section(&memories);
+        let mut exports = ExportSection::new();
+        exports.export("f", ExportKind::Func, 0);
+        module.section(&exports);
+        let mut code = CodeSection::new();
+        let mut f = Function::new([(1, ValType::V128)]);
+        let store = MemArg { offset: 0, align: 4, memory_index: 0 };
+        let load = MemArg { offset: 0, align: 2, memory_index: 0 };
+        for i in [
+            I::I32Const(0),
+            I::LocalGet(0),
+            I::I32x4Splat,
+            I::LocalGet(0),
+            I::I32x4Splat,
+            I::I32x4Mul,
+            I::I32Const(1),
+            I::I32x4Shl,
+            I::LocalTee(1),
+            I::LocalGet(1),
+            I::I8x16Shuffle([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]),
+            I::LocalTee(1),
+            I::LocalGet(1),
+            I::I64x2Mul,
+            I::V128Store(store),
+            I::I32Const(0),
+            I::I32Load(load),
+            I::End,
+        ] {
+            f.instruction(&i);
+        }
+        code.function(&f);
+        module.section(&code);
+        module.finish()
+    }
+
+    /// The IC's cost of `simd_module`'s function: its entry, then 1 for each of its 13 consts,
+    /// locals, splats, store and load, 2 for `i32x4.mul` and `i32x4.shl`, 3 for the shuffle and 4
+    /// for `i64x2.mul`.
+    const SIMD_FUNCTION_COST: i64 = 1 + 13 + 2 * 2 + 3 + 4;
+
+    struct Host {
+        journaled: Vec<i32>,
+    }
+
+    #[test]
+    fn a_simd_function_runs_metered_as_on_the_ic_and_its_vector_store_is_journaled() {
+        let instrumented = instrument(&simd_module()).unwrap();
+        let mut config = wasmtime::Config::new();
+        config.wasm_multi_memory(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let module = wasmtime::Module::new(&engine, &instrumented.wasm).unwrap();
+        let mut linker = wasmtime::Linker::<Host>::new(&engine);
+        linker.func_wrap(HOST_MODULE, JOURNAL_PAGE, |mut c: wasmtime::Caller<'_, Host>, page: i32| c.data_mut().journaled.push(page)).unwrap();
+        linker.func_wrap(HOST_MODULE, OUT_OF_INSTRUCTIONS, || -> wasmtime::Result<()> { Err(wasmtime::Error::msg("out of instructions")) }).unwrap();
+        linker.func_wrap(HOST_MODULE, MEMORY_GROW, |_: i32| -1i32).unwrap();
+        linker.func_wrap(HOST_MODULE, MEMORY_SIZE, || 1i32).unwrap();
+        let mut store = wasmtime::Store::new(&engine, Host { journaled: Vec::new() });
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        let counter = instance.get_global(&mut store, COUNTER_EXPORT).unwrap();
+        let f = instance.get_typed_func::<i32, i32>(&mut store, "f").unwrap();
+
+        let x: u32 = 0x1234_5678;
+        let start = 1_000_000i64;
+        counter.set(&mut store, wasmtime::Val::I64(start)).unwrap();
+        let got = f.call(&mut store, x as i32).unwrap() as u32;
+
+        let lane = (x.wrapping_mul(x) << 1) as u64;
+        let lane = lane | (lane << 32);
+        assert_eq!(got, lane.wrapping_mul(lane) as u32);
+        assert_eq!(start - counter.get(&mut store).unwrap_i64(), SIMD_FUNCTION_COST);
+        assert_eq!(store.data().journaled, [0]);
+
+        // With less than the function costs, it stops at its entry.
+        counter.set(&mut store, wasmtime::Val::I64(SIMD_FUNCTION_COST - 1)).unwrap();
+        let trap = f.call(&mut store, 1).unwrap_err();
+        assert!(format!("{trap:#}").contains("out of instructions"), "{trap:#}");
+    }
 }
