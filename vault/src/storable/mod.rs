@@ -15,12 +15,14 @@ use vault_api::service::{Retention, Schedule, Trigger};
 use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_sha, read_opt_u64, storable, trigger_byte, trigger_of};
 
 mod admin;
+mod chunk;
 mod fields;
 mod job;
 mod retired;
 mod usage;
 
 pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
+pub use chunk::{ChunkLocation, ChunkStoreHeader, FreeExtent};
 pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
 pub use retired::RetiredRecord;
 pub use usage::{AppChunkKey, AppUsageRecord, Held, RegistrantUsageRecord, UsageKey, UsageRecord};

@@ -1,0 +1,803 @@
+//! Content-addressed chunks with their bytes apart from their index: a chunk's bytes are written
+//! once, into 4 KiB pages of a data memory of their own, and a `StableBTreeMap` keeps one small
+//! record per chunk (a map whose values are the bytes rewrites every value of a node it saves).
+//!
+//! ```text
+//! memory                structure                                  key -> value
+//! CHUNK_HEADER          StableCell<ChunkStoreHeader>               bump end, totals, migration cursor
+//! CHUNK_BYTES           raw Memory                                 the bytes, in 4 KiB pages (below)
+//! CHUNK_LOCATIONS       StableBTreeMap<[u8; 32], ChunkLocation>    chunk SHA-256 -> offset, length, references
+//! CHUNK_FREE_BY_SIZE    StableBTreeMap<FreeExtent, ()>             (pages, offset) of each free extent
+//! CHUNK_FREE_BY_OFFSET  StableBTreeMap<u64, u32>                   offset -> pages of each free extent
+//! legacy CHUNK_DATA     StableBTreeMap<[u8; 32], Vec<u8>>          the chunks before this store: emptied by
+//! legacy CHUNK_REFS     StableBTreeMap<[u8; 32], u32>              `migrate_step`, then never written again
+//!
+//! CHUNK_BYTES          0                                        bump end        size() (64 KiB pages)
+//!                      | a: 3 pages | free: 2 | b: 1 | c: 512 | ...  |  unallocated  |
+//! ```
+//!
+//! A chunk of `len` bytes takes `max(1, ceil(len / 4096))` pages at a page-aligned offset, so its
+//! write dirties its own pages only (the rest of its last page is unspecified). The chunks and the
+//! free extents tile `0 .. bump end`; no two free extents touch (a freed extent merges with its
+//! free neighbours on both sides) and none ends at the bump end (it moves the bump end down
+//! instead). A new chunk takes the smallest free extent that fits, lowest offset first, and
+//! gives back the rest; with none it takes pages at the bump end, growing the data memory.
+//!
+//! Bounds: a call is O(log n) in the chunks and free extents and reads or writes one chunk's
+//! bytes at most, once; a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
+//! and references; extents count pages in a u32, so the data memory stays under 16 TiB (stable
+//! memory is at most 500 GiB).
+//!
+//! Migration from the legacy maps runs in bounded steps ([`ChunkStore::migrate_step`]) between
+//! which the vault works as usual: the steps move the chunks in hash order and keep the last one
+//! moved in the header, so a chunk after it that the legacy references count is still served
+//! from, referenced and released in the legacy maps (at zero only its count goes; its bytes,
+//! unreachable, go with the legacy maps). Every call here looks in the right place itself. The
+//! legacy maps are not shrunk chunk by chunk (removing a value rewrites a node of 2 MiB values,
+//! the cost this store exists to avoid, and a `MemoryManager` never gives their pages back):
+//! the last step clears both at once.
+
+use std::fmt;
+use std::ops::Bound;
+
+use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
+use vault_api::protocol::WASM_PAGE_SIZE;
+
+use crate::storable::{ChunkLocation, ChunkStoreHeader, FreeExtent};
+
+/// Allocation unit of the data memory, in bytes.
+pub const PAGE: u64 = 4096;
+
+/// The memories a [`ChunkStore`] lives in, each its own (see the module doc).
+pub struct ChunkStoreMemories<M> {
+    pub header: M,
+    pub data: M,
+    pub locations: M,
+    pub free_by_size: M,
+    pub free_by_offset: M,
+    /// `CHUNK_DATA` of the layouts before this store: hash -> bytes.
+    pub legacy_data: M,
+    /// `CHUNK_REFS` of the layouts before this store: hash -> references.
+    pub legacy_refs: M,
+}
+
+/// What [`ChunkStore::put`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A new chunk: its bytes are written, with one reference.
+    Written,
+    /// The chunk was stored already: one more reference, its bytes not written again.
+    Shared { refs: u32 },
+}
+
+/// What [`ChunkStore::release`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// References are left.
+    Kept {
+        refs: u32,
+    },
+    /// That was the last reference: the chunk is gone and its pages are free.
+    Freed,
+    NotStored,
+}
+
+/// The store's usage, for the vault's reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkTotals {
+    /// Chunks in the store (legacy ones not moved yet are in `legacy_chunks`).
+    pub chunks: u64,
+    /// Their lengths, summed.
+    pub stored_bytes: u64,
+    /// Bytes of the data memory's used region: the chunks' pages and the free extents among them.
+    pub allocated_bytes: u64,
+    /// Bytes of the free extents.
+    pub free_bytes: u64,
+    /// Chunks still in the legacy maps.
+    pub legacy_chunks: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkStoreError {
+    /// The data memory could not grow by the bytes a new chunk needs: the stable memory is full.
+    OutOfMemory {
+        needed: u64,
+    },
+    /// A chunk of more than `u32::MAX` bytes.
+    TooLong {
+        len: usize,
+    },
+    /// The hash is stored with another length: it is not these bytes' hash.
+    LengthMismatch {
+        stored: u32,
+        given: usize,
+    },
+    /// The chunk has `u32::MAX` references already.
+    TooManyRefs,
+    NotStored,
+}
+
+impl fmt::Display for ChunkStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChunkStoreError::OutOfMemory { needed } => write!(f, "the chunk store cannot grow by {needed} bytes: stable memory is full"),
+            ChunkStoreError::TooLong { len } => write!(f, "a chunk of {len} bytes is longer than a chunk may be"),
+            ChunkStoreError::LengthMismatch { stored, given } => {
+                write!(f, "the chunk is stored with {stored} bytes, not {given}: the hash is not of these bytes")
+            }
+            ChunkStoreError::TooManyRefs => write!(f, "the chunk has as many references as it may have"),
+            ChunkStoreError::NotStored => write!(f, "no chunk has this hash"),
+        }
+    }
+}
+
+impl std::error::Error for ChunkStoreError {}
+
+pub struct ChunkStore<M: Memory> {
+    header: StableCell<ChunkStoreHeader, M>,
+    data: M,
+    locations: StableBTreeMap<[u8; 32], ChunkLocation, M>,
+    free_by_size: StableBTreeMap<FreeExtent, (), M>,
+    free_by_offset: StableBTreeMap<u64, u32, M>,
+    legacy_data: StableBTreeMap<[u8; 32], Vec<u8>, M>,
+    legacy_refs: StableBTreeMap<[u8; 32], u32, M>,
+}
+
+impl<M: Memory> ChunkStore<M> {
+    /// The store in `memories`: a new one in empty memories, else the one they hold.
+    pub fn init(memories: ChunkStoreMemories<M>) -> Self {
+        let store = ChunkStore {
+            header: StableCell::init(memories.header, ChunkStoreHeader::default()),
+            data: memories.data,
+            locations: StableBTreeMap::init(memories.locations),
+            free_by_size: StableBTreeMap::init(memories.free_by_size),
+            free_by_offset: StableBTreeMap::init(memories.free_by_offset),
+            legacy_data: StableBTreeMap::init(memories.legacy_data),
+            legacy_refs: StableBTreeMap::init(memories.legacy_refs),
+        };
+        assert!(store.header().bump_end <= store.data.size() * WASM_PAGE_SIZE, "the chunk store's used region ends past its data memory");
+        store
+    }
+
+    /// Stores chunk `hash` (the caller's SHA-256 of `bytes`) with one more reference; its bytes
+    /// are written only if it is new. (A legacy chunk's length is not compared: that would read it.)
+    pub fn put(&mut self, hash: [u8; 32], bytes: &[u8]) -> Result<PutOutcome, ChunkStoreError> {
+        if let Some(refs) = self.legacy_refs_of(&hash) {
+            return self.add_legacy_ref(hash, refs).map(|refs| PutOutcome::Shared { refs });
+        }
+        if let Some(location) = self.locations.get(&hash) {
+            if location.len as usize != bytes.len() {
+                return Err(ChunkStoreError::LengthMismatch { stored: location.len, given: bytes.len() });
+            }
+            return self.add_ref_at(hash, location).map(|refs| PutOutcome::Shared { refs });
+        }
+        let mut header = self.header();
+        self.write_new(&mut header, hash, bytes, 1)?;
+        self.header.set(header);
+        Ok(PutOutcome::Written)
+    }
+
+    /// One more reference to stored chunk `hash`; its references now.
+    pub fn add_ref(&mut self, hash: &[u8; 32]) -> Result<u32, ChunkStoreError> {
+        if let Some(refs) = self.legacy_refs_of(hash) {
+            return self.add_legacy_ref(*hash, refs);
+        }
+        let location = self.locations.get(hash).ok_or(ChunkStoreError::NotStored)?;
+        self.add_ref_at(*hash, location)
+    }
+
+    /// One reference fewer to chunk `hash`; at none it is removed and its pages freed.
+    pub fn release(&mut self, hash: &[u8; 32]) -> Released {
+        if let Some(refs) = self.legacy_refs_of(hash) {
+            return match refs {
+                0 | 1 => {
+                    self.legacy_refs.remove(hash);
+                    Released::Freed
+                }
+                _ => {
+                    self.legacy_refs.insert(*hash, refs - 1);
+                    Released::Kept { refs: refs - 1 }
+                }
+            };
+        }
+        let Some(mut location) = self.locations.get(hash) else { return Released::NotStored };
+        if location.refs > 1 {
+            location.refs -= 1;
+            self.locations.insert(*hash, location);
+            return Released::Kept { refs: location.refs };
+        }
+        self.locations.remove(hash);
+        let mut header = self.header();
+        self.free(&mut header, FreeExtent { pages: pages_for(location.len), offset: location.offset });
+        header.chunks -= 1;
+        header.stored_bytes -= location.len as u64;
+        self.header.set(header);
+        Released::Freed
+    }
+
+    pub fn contains(&self, hash: &[u8; 32]) -> bool {
+        self.legacy_refs_of(hash).is_some() || self.locations.contains_key(hash)
+    }
+
+    /// Chunk `hash`'s length (a legacy chunk's is read with its bytes).
+    pub fn chunk_len(&self, hash: &[u8; 32]) -> Option<u32> {
+        match self.legacy_refs_of(hash) {
+            Some(_) => self.legacy_data.get(hash).map(|bytes| bytes.len() as u32),
+            None => self.locations.get(hash).map(|location| location.len),
+        }
+    }
+
+    /// Chunk `hash`'s references.
+    pub fn refs(&self, hash: &[u8; 32]) -> Option<u32> {
+        self.legacy_refs_of(hash).or_else(|| self.locations.get(hash).map(|location| location.refs))
+    }
+
+    /// Chunk `hash`'s bytes, in one read.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Vec<u8>> {
+        if self.legacy_refs_of(hash).is_some() {
+            return self.legacy_data.get(hash);
+        }
+        let location = self.locations.get(hash)?;
+        let mut bytes = vec![0; location.len as usize];
+        self.data.read(location.offset, &mut bytes);
+        Some(bytes)
+    }
+
+    /// Reads chunk `hash`'s bytes from `offset` into `buf`, as many as both have; how many.
+    pub fn read(&self, hash: &[u8; 32], offset: u32, buf: &mut [u8]) -> Option<usize> {
+        if self.legacy_refs_of(hash).is_some() {
+            let bytes = self.legacy_data.get(hash)?;
+            let from = bytes.get(offset as usize..).unwrap_or_default();
+            let n = from.len().min(buf.len());
+            buf[..n].copy_from_slice(&from[..n]);
+            return Some(n);
+        }
+        let location = self.locations.get(hash)?;
+        let n = (location.len.saturating_sub(offset) as usize).min(buf.len());
+        if n > 0 {
+            self.data.read(location.offset + offset as u64, &mut buf[..n]);
+        }
+        Some(n)
+    }
+
+    pub fn totals(&self) -> ChunkTotals {
+        let header = self.header();
+        ChunkTotals {
+            chunks: header.chunks,
+            stored_bytes: header.stored_bytes,
+            allocated_bytes: header.bump_end,
+            free_bytes: header.free_bytes,
+            legacy_chunks: self.legacy_refs.len() - header.legacy_migrated,
+        }
+    }
+
+    /// Moves up to `budget` chunks from the legacy maps into the store, each written once, with
+    /// its references; clears the legacy maps after the last. Whether any are left. Each step
+    /// reads and writes `budget` chunks' bytes: some 5 M instructions and 512 dirtied pages a
+    /// chunk of 2 MiB, so a budget of 64 dirties 128 MiB, well inside a message's 2 GiB.
+    pub fn migrate_step(&mut self, budget: u32) -> Result<bool, ChunkStoreError> {
+        if self.legacy_refs.is_empty() && self.legacy_data.is_empty() {
+            return Ok(false);
+        }
+        let mut header = self.header();
+        let batch: Vec<([u8; 32], u32)> = self
+            .legacy_refs
+            .range((after(header.migrated_through), Bound::Unbounded))
+            .take(budget as usize)
+            .map(|e| (*e.key(), e.value()))
+            .collect();
+        for (hash, refs) in batch {
+            let bytes = self.legacy_data.get(&hash).expect("a chunk the legacy references count has its bytes");
+            if let Err(e) = self.write_new(&mut header, hash, &bytes, refs) {
+                self.header.set(header);
+                return Err(e);
+            }
+            header.migrated_through = Some(hash);
+            header.legacy_migrated += 1;
+        }
+        let more = self.legacy_refs.range((after(header.migrated_through), Bound::Unbounded)).next().is_some();
+        if !more {
+            self.legacy_refs.clear_new();
+            self.legacy_data.clear_new();
+            header.migrated_through = None;
+            header.legacy_migrated = 0;
+        }
+        self.header.set(header);
+        Ok(more)
+    }
+
+    fn header(&self) -> ChunkStoreHeader {
+        *self.header.get()
+    }
+
+    /// The references of chunk `hash` if it is in the legacy maps, not moved yet.
+    fn legacy_refs_of(&self, hash: &[u8; 32]) -> Option<u32> {
+        if self.legacy_refs.is_empty() || self.header().migrated_through.is_some_and(|through| *hash <= through) {
+            return None;
+        }
+        self.legacy_refs.get(hash)
+    }
+
+    fn add_legacy_ref(&mut self, hash: [u8; 32], refs: u32) -> Result<u32, ChunkStoreError> {
+        let refs = refs.checked_add(1).ok_or(ChunkStoreError::TooManyRefs)?;
+        self.legacy_refs.insert(hash, refs);
+        Ok(refs)
+    }
+
+    fn add_ref_at(&mut self, hash: [u8; 32], mut location: ChunkLocation) -> Result<u32, ChunkStoreError> {
+        location.refs = location.refs.checked_add(1).ok_or(ChunkStoreError::TooManyRefs)?;
+        self.locations.insert(hash, location);
+        Ok(location.refs)
+    }
+
+    /// Writes new chunk `hash` into pages of its own and records it, with `refs` references.
+    fn write_new(&mut self, header: &mut ChunkStoreHeader, hash: [u8; 32], bytes: &[u8], refs: u32) -> Result<(), ChunkStoreError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| ChunkStoreError::TooLong { len: bytes.len() })?;
+        let offset = self.allocate(header, pages_for(len))?;
+        self.data.write(offset, bytes);
+        let previous = self.locations.insert(hash, ChunkLocation { offset, len, refs });
+        assert!(previous.is_none(), "a chunk is written once");
+        header.chunks += 1;
+        header.stored_bytes += len as u64;
+        Ok(())
+    }
+
+    /// The offset of `pages` pages taken for a new chunk: the smallest free extent that fits,
+    /// else the bump end (growing the data memory as needed).
+    fn allocate(&mut self, header: &mut ChunkStoreHeader, pages: u32) -> Result<u64, ChunkStoreError> {
+        if let Some(extent) = self.free_by_size.keys_range(FreeExtent { pages, offset: 0 }..).next() {
+            self.take_free(header, extent);
+            if extent.pages > pages {
+                self.add_free(header, FreeExtent { pages: extent.pages - pages, offset: extent.offset + pages as u64 * PAGE });
+            }
+            return Ok(extent.offset);
+        }
+        let offset = header.bump_end;
+        let end = offset + pages as u64 * PAGE;
+        let size = self.data.size() * WASM_PAGE_SIZE;
+        if end > size && self.data.grow((end - size).div_ceil(WASM_PAGE_SIZE)) < 0 {
+            return Err(ChunkStoreError::OutOfMemory { needed: end - size });
+        }
+        header.bump_end = end;
+        Ok(offset)
+    }
+
+    /// Frees `extent`, merged with its free neighbours; at the bump end it moves the bump end.
+    fn free(&mut self, header: &mut ChunkStoreHeader, mut extent: FreeExtent) {
+        let left = self.free_by_offset.range(..extent.offset).next_back().map(|e| FreeExtent { pages: e.value(), offset: *e.key() });
+        if let Some(left) = left.filter(|left| end_of(left) == extent.offset) {
+            self.take_free(header, left);
+            extent = FreeExtent { pages: merged_pages(left.pages, extent.pages), offset: left.offset };
+        }
+        if let Some(pages) = self.free_by_offset.get(&end_of(&extent)) {
+            self.take_free(header, FreeExtent { pages, offset: end_of(&extent) });
+            extent.pages = merged_pages(extent.pages, pages);
+        }
+        if end_of(&extent) == header.bump_end {
+            header.bump_end = extent.offset;
+        } else {
+            self.add_free(header, extent);
+        }
+    }
+
+    fn take_free(&mut self, header: &mut ChunkStoreHeader, extent: FreeExtent) {
+        self.free_by_size.remove(&extent);
+        self.free_by_offset.remove(&extent.offset);
+        header.free_bytes -= extent.pages as u64 * PAGE;
+    }
+
+    fn add_free(&mut self, header: &mut ChunkStoreHeader, extent: FreeExtent) {
+        self.free_by_size.insert(extent, ());
+        self.free_by_offset.insert(extent.offset, extent.pages);
+        header.free_bytes += extent.pages as u64 * PAGE;
+    }
+}
+
+/// Pages a chunk of `len` bytes takes: at least one.
+fn pages_for(len: u32) -> u32 {
+    len.div_ceil(PAGE as u32).max(1)
+}
+
+fn end_of(extent: &FreeExtent) -> u64 {
+    extent.offset + extent.pages as u64 * PAGE
+}
+
+fn merged_pages(a: u32, b: u32) -> u32 {
+    a.checked_add(b).expect("the data memory is under 16 TiB")
+}
+
+/// The legacy keys after the migration cursor.
+fn after(cursor: Option<[u8; 32]>) -> Bound<[u8; 32]> {
+    cursor.map_or(Bound::Unbounded, Bound::Excluded)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use ic_stable_structures::VectorMemory;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A vector memory that counts the bytes written to it and grows to `max_pages` at most.
+    #[derive(Clone, Default)]
+    struct TestMemory {
+        inner: VectorMemory,
+        written: Rc<Cell<u64>>,
+        max_pages: Option<u64>,
+    }
+
+    impl Memory for TestMemory {
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn grow(&self, pages: u64) -> i64 {
+            match self.max_pages {
+                Some(max) if self.size() + pages > max => -1,
+                _ => self.inner.grow(pages),
+            }
+        }
+        fn read(&self, offset: u64, dst: &mut [u8]) {
+            self.inner.read(offset, dst)
+        }
+        fn write(&self, offset: u64, src: &[u8]) {
+            self.written.set(self.written.get() + src.len() as u64);
+            self.inner.write(offset, src)
+        }
+    }
+
+    type LegacyData = StableBTreeMap<[u8; 32], Vec<u8>, TestMemory>;
+    type LegacyRefs = StableBTreeMap<[u8; 32], u32, TestMemory>;
+
+    /// The memories of one store, kept to open it again (as after an upgrade).
+    #[derive(Clone, Default)]
+    struct Memories([TestMemory; 7]);
+
+    impl Memories {
+        fn with_data_limit(max_pages: u64) -> Self {
+            let mut memories = Memories::default();
+            memories.0[1].max_pages = Some(max_pages);
+            memories
+        }
+        fn data(&self) -> &TestMemory {
+            &self.0[1]
+        }
+        fn open(&self) -> ChunkStore<TestMemory> {
+            let [header, data, locations, free_by_size, free_by_offset, legacy_data, legacy_refs] = self.0.clone();
+            ChunkStore::init(ChunkStoreMemories { header, data, locations, free_by_size, free_by_offset, legacy_data, legacy_refs })
+        }
+        fn legacy(&self) -> (LegacyData, LegacyRefs) {
+            (StableBTreeMap::init(self.0[5].clone()), StableBTreeMap::init(self.0[6].clone()))
+        }
+    }
+
+    fn hash(n: u8) -> [u8; 32] {
+        [n; 32]
+    }
+
+    fn bytes(n: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(n)).collect()
+    }
+
+    /// The store's extents tile its used region, its free indexes agree, and its totals add up.
+    fn check_invariants(store: &ChunkStore<TestMemory>) {
+        let header = store.header();
+        let free: Vec<FreeExtent> = store.free_by_offset.iter().map(|e| FreeExtent { pages: e.value(), offset: *e.key() }).collect();
+        assert_eq!(
+            store.free_by_size.keys().collect::<std::collections::BTreeSet<_>>(),
+            free.iter().copied().collect(),
+            "the free indexes agree"
+        );
+        let mut extents: Vec<(FreeExtent, bool)> = free.iter().map(|&e| (e, true)).collect();
+        extents.extend(store.locations.values().map(|l| (FreeExtent { pages: pages_for(l.len), offset: l.offset }, false)));
+        extents.sort_by_key(|(e, _)| e.offset);
+        let mut at = 0;
+        for pair in extents.windows(2) {
+            assert!(!(pair[0].1 && pair[1].1 && end_of(&pair[0].0) == pair[1].0.offset), "free extents touch: {pair:?}");
+        }
+        for (extent, _) in &extents {
+            assert_eq!(extent.offset, at, "extents tile the used region without overlap: {extents:?}");
+            at = end_of(extent);
+        }
+        assert_eq!(at, header.bump_end, "the extents end at the bump end");
+        assert!(extents.last().is_none_or(|(_, free)| !free), "no free extent ends at the bump end");
+        assert!(header.bump_end <= store.data.size() * WASM_PAGE_SIZE);
+        assert_eq!(header.free_bytes, free.iter().map(|e| e.pages as u64 * PAGE).sum::<u64>());
+        assert_eq!(header.chunks, store.locations.len());
+        assert_eq!(header.stored_bytes, store.locations.values().map(|l| l.len as u64).sum::<u64>());
+    }
+
+    #[test]
+    fn chunks_read_back_as_written() {
+        let memories = Memories::default();
+        let mut store = memories.open();
+        let sizes = [0, 1, 4095, 4096, 4097, 2 * 1024 * 1024 - 4096, 300];
+        for (n, &len) in sizes.iter().enumerate() {
+            assert_eq!(store.put(hash(n as u8), &bytes(n as u8, len)), Ok(PutOutcome::Written));
+        }
+        let store = memories.open();
+        for (n, &len) in sizes.iter().enumerate() {
+            let (h, want) = (hash(n as u8), bytes(n as u8, len));
+            assert_eq!(store.get(&h).as_deref(), Some(&want[..]), "chunk {n}");
+            assert_eq!((store.chunk_len(&h), store.refs(&h), store.contains(&h)), (Some(len as u32), Some(1), true));
+            let mut buf = [0; 10];
+            let from = len.saturating_sub(4).min(len) as u32;
+            let n = store.read(&h, from, &mut buf).expect("stored");
+            assert_eq!(&buf[..n], &want[from as usize..], "a read stops at the chunk's end");
+            assert_eq!(store.read(&h, len as u32 + 5, &mut buf), Some(0));
+        }
+        let pages: u32 = sizes.iter().map(|&len| pages_for(len as u32)).sum();
+        let sum: u64 = sizes.iter().map(|&len| len as u64).sum();
+        assert_eq!(
+            store.totals(),
+            ChunkTotals { chunks: 7, stored_bytes: sum, allocated_bytes: pages as u64 * PAGE, free_bytes: 0, legacy_chunks: 0 }
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_read_past_a_chunk_that_ends_the_data_memory_reads_nothing() {
+        let memories = Memories::default();
+        let mut store = memories.open();
+        store.put(hash(1), &bytes(1, 64 * 1024)).unwrap();
+        assert_eq!(memories.data().size() * WASM_PAGE_SIZE, 64 * 1024, "the chunk ends the memory");
+        assert_eq!(store.read(&hash(1), 64 * 1024 + 1, &mut [0; 8]), Some(0));
+    }
+
+    #[test]
+    fn a_missing_chunk_is_an_answer_not_a_trap() {
+        let mut store = Memories::default().open();
+        let mut buf = [0; 4];
+        assert_eq!(
+            (store.get(&hash(1)), store.read(&hash(1), 0, &mut buf), store.chunk_len(&hash(1)), store.refs(&hash(1))),
+            (None, None, None, None)
+        );
+        assert!(!store.contains(&hash(1)));
+        assert_eq!(store.add_ref(&hash(1)), Err(ChunkStoreError::NotStored));
+        assert_eq!(store.release(&hash(1)), Released::NotStored);
+        assert_eq!(store.migrate_step(10), Ok(false));
+    }
+
+    #[test]
+    fn a_chunk_stored_again_is_not_written_again() {
+        let memories = Memories::default();
+        let mut store = memories.open();
+        let chunk = bytes(1, 10_000);
+        assert_eq!(store.put(hash(1), &chunk), Ok(PutOutcome::Written));
+        assert_eq!(memories.data().written.get(), 10_000);
+        assert_eq!(store.put(hash(1), &chunk), Ok(PutOutcome::Shared { refs: 2 }));
+        assert_eq!(store.add_ref(&hash(1)), Ok(3));
+        assert_eq!(memories.data().written.get(), 10_000, "written once");
+        assert_eq!(store.put(hash(1), &chunk[1..]), Err(ChunkStoreError::LengthMismatch { stored: 10_000, given: 9_999 }));
+        assert_eq!((store.totals().chunks, store.totals().stored_bytes, store.refs(&hash(1))), (1, 10_000, Some(3)));
+        assert_eq!(store.release(&hash(1)), Released::Kept { refs: 2 });
+        assert_eq!(store.release(&hash(1)), Released::Kept { refs: 1 });
+        assert_eq!(store.get(&hash(1)), Some(chunk));
+        assert_eq!(store.release(&hash(1)), Released::Freed);
+        assert_eq!((store.contains(&hash(1)), store.totals()), (false, ChunkTotals::default()));
+    }
+
+    #[test]
+    fn freed_pages_are_reused_by_the_smallest_fitting_extent_without_growing() {
+        let memories = Memories::default();
+        let mut store = memories.open();
+        store.put(hash(1), &bytes(1, 3 * 4096)).unwrap();
+        store.put(hash(2), &bytes(2, 100)).unwrap();
+        store.put(hash(3), &bytes(3, 4096)).unwrap();
+        store.put(hash(4), &bytes(4, 1)).unwrap();
+        assert_eq!(store.release(&hash(1)), Released::Freed);
+        assert_eq!(store.release(&hash(3)), Released::Freed);
+        let (size, bump) = (memories.data().size(), store.totals().allocated_bytes);
+        assert_eq!(store.totals().free_bytes, 4 * PAGE);
+        store.put(hash(5), &bytes(5, 10)).unwrap();
+        assert_eq!(store.locations.get(&hash(5)).unwrap().offset, 4 * PAGE, "the one-page extent fits best");
+        store.put(hash(6), &bytes(6, 2 * 4096 - 1)).unwrap();
+        assert_eq!(store.locations.get(&hash(6)).unwrap().offset, 0);
+        assert_eq!(
+            store.free_by_offset.iter().map(|e| (*e.key(), e.value())).collect::<Vec<_>>(),
+            vec![(2 * PAGE, 1)],
+            "the rest goes back"
+        );
+        assert_eq!((memories.data().size(), store.totals().allocated_bytes), (size, bump), "no growth");
+        for n in [2, 4, 5, 6] {
+            assert_eq!(store.get(&hash(n)).unwrap(), bytes(n, store.chunk_len(&hash(n)).unwrap() as usize));
+        }
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_freed_extent_merges_with_free_neighbours_on_both_sides() {
+        let mut store = Memories::default().open();
+        for (n, pages) in [(1, 2), (2, 1), (3, 3), (4, 1)] {
+            store.put(hash(n), &bytes(n, pages * 4096)).unwrap();
+        }
+        store.release(&hash(1));
+        store.release(&hash(3));
+        assert_eq!(store.free_by_offset.len(), 2);
+        store.release(&hash(2));
+        assert_eq!(store.free_by_offset.iter().map(|e| (*e.key(), e.value())).collect::<Vec<_>>(), vec![(0, 6)]);
+        assert_eq!(store.free_by_size.keys().collect::<Vec<_>>(), vec![FreeExtent { pages: 6, offset: 0 }]);
+        assert_eq!(store.totals().free_bytes, 6 * PAGE);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn free_pages_at_the_end_move_the_bump_end_back() {
+        let memories = Memories::default();
+        let mut store = memories.open();
+        for n in 1..=3 {
+            store.put(hash(n), &bytes(n, 5000)).unwrap();
+        }
+        store.release(&hash(3));
+        assert_eq!((store.totals().allocated_bytes, store.totals().free_bytes), (4 * PAGE, 0));
+        store.release(&hash(1));
+        assert_eq!(store.totals().free_bytes, 2 * PAGE);
+        store.release(&hash(2));
+        assert_eq!(store.totals(), ChunkTotals::default(), "merged with the free extent before it, then folded");
+        assert!(store.free_by_offset.is_empty() && store.free_by_size.is_empty());
+        let size = memories.data().size();
+        store.put(hash(4), &bytes(4, 6 * 4096)).unwrap();
+        assert_eq!((store.locations.get(&hash(4)).unwrap().offset, memories.data().size()), (0, size));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_full_stable_memory_refuses_a_new_chunk_and_changes_nothing() {
+        let memories = Memories::with_data_limit(1);
+        let mut store = memories.open();
+        store.put(hash(1), &bytes(1, 40_000)).unwrap();
+        let before = store.totals();
+        assert_eq!(store.put(hash(2), &bytes(2, 40_000)), Err(ChunkStoreError::OutOfMemory { needed: 80 * 1024 - 64 * 1024 }));
+        assert_eq!((store.totals(), store.contains(&hash(2))), (before, false));
+        store.put(hash(3), &bytes(3, 20_000)).unwrap();
+        check_invariants(&store);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8),
+        AddRef(u8),
+        Release(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![3 => (0..12u8).prop_map(Op::Put), 1 => (0..12u8).prop_map(Op::AddRef), 3 => (0..12u8).prop_map(Op::Release)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn puts_and_releases_match_a_model(lens in proptest::collection::vec(0..6 * 4096usize, 12), ops in proptest::collection::vec(op(), 1..80)) {
+            let memories = Memories::default();
+            let mut store = memories.open();
+            let mut model: HashMap<u8, u32> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Put(n) => {
+                        let written = memories.data().written.get();
+                        let outcome = store.put(hash(n), &bytes(n, lens[n as usize])).unwrap();
+                        let refs = model.entry(n).or_default();
+                        *refs += 1;
+                        let expected = if *refs == 1 { PutOutcome::Written } else { PutOutcome::Shared { refs: *refs } };
+                        prop_assert_eq!(outcome, expected);
+                        let bytes_written = if *refs == 1 { lens[n as usize] as u64 } else { 0 };
+                        prop_assert_eq!(memories.data().written.get() - written, bytes_written);
+                    }
+                    Op::AddRef(n) => {
+                        let expected = model.get_mut(&n).map(|refs| { *refs += 1; *refs }).ok_or(ChunkStoreError::NotStored);
+                        prop_assert_eq!(store.add_ref(&hash(n)), expected);
+                    }
+                    Op::Release(n) => {
+                        let expected = match model.get(&n).copied() {
+                            None => Released::NotStored,
+                            Some(1) => { model.remove(&n); Released::Freed }
+                            Some(refs) => { model.insert(n, refs - 1); Released::Kept { refs: refs - 1 } }
+                        };
+                        prop_assert_eq!(store.release(&hash(n)), expected);
+                    }
+                }
+                check_invariants(&store);
+            }
+            let store = memories.open();
+            for n in 0..12u8 {
+                let want = model.get(&n).map(|_| bytes(n, lens[n as usize]));
+                prop_assert_eq!(store.get(&hash(n)), want);
+                prop_assert_eq!(store.refs(&hash(n)), model.get(&n).copied());
+            }
+            let totals = store.totals();
+            prop_assert_eq!((totals.chunks, totals.stored_bytes), (model.len() as u64, model.keys().map(|&n| lens[n as usize] as u64).sum::<u64>()));
+            let pages: u64 = model.keys().map(|&n| pages_for(lens[n as usize] as u32) as u64).sum();
+            prop_assert_eq!(totals.allocated_bytes, pages * PAGE + totals.free_bytes);
+        }
+    }
+
+    /// `memories` with chunks 1 to `count` in the legacy maps, chunk n of `len(n)` bytes with n references.
+    fn with_legacy(memories: Memories, count: u8, len: fn(u8) -> usize) -> Memories {
+        let (mut data, mut refs) = memories.legacy();
+        for n in 1..=count {
+            data.insert(hash(n), bytes(n, len(n)));
+            refs.insert(hash(n), n as u32);
+        }
+        memories
+    }
+
+    fn legacy_store(count: u8) -> Memories {
+        with_legacy(Memories::default(), count, |n| n as usize * 1000)
+    }
+
+    #[test]
+    fn migration_moves_the_legacy_chunks_in_bounded_steps_resumed_after_each() {
+        let memories = legacy_store(7);
+        assert_eq!(memories.open().totals().legacy_chunks, 7);
+        let mut steps = 0;
+        while memories.open().migrate_step(2).unwrap() {
+            steps += 1;
+            let store = memories.open();
+            let totals = store.totals();
+            assert_eq!((totals.chunks, totals.legacy_chunks), (2 * steps, 7 - 2 * steps));
+            for n in 1..=7 {
+                assert_eq!(store.get(&hash(n)), Some(bytes(n, n as usize * 1000)), "chunk {n} found in either place");
+                assert_eq!((store.refs(&hash(n)), store.chunk_len(&hash(n))), (Some(n as u32), Some(n as u32 * 1000)));
+            }
+            check_invariants(&store);
+        }
+        assert_eq!(steps, 3);
+        let store = memories.open();
+        let (data, refs) = memories.legacy();
+        assert!(data.is_empty() && refs.is_empty(), "the legacy maps are cleared");
+        assert_eq!(memories.data().written.get(), (1..=7).map(|n| n * 1000).sum::<u64>(), "each chunk written once");
+        assert_eq!((store.totals().chunks, store.totals().legacy_chunks, store.header().migrated_through), (7, 0, None));
+        for n in 1..=7 {
+            assert_eq!((store.get(&hash(n)), store.refs(&hash(n))), (Some(bytes(n, n as usize * 1000)), Some(n as u32)));
+        }
+        assert_eq!(memories.open().migrate_step(2), Ok(false));
+        assert_eq!(memories.data().written.get(), (1..=7).map(|n| n * 1000).sum::<u64>());
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn chunks_are_referenced_and_released_where_they_are_while_migrating() {
+        let memories = legacy_store(4);
+        let mut store = memories.open();
+        assert!(store.migrate_step(2).unwrap());
+        // Chunks 1 and 2 are in the store, 3 and 4 still in the legacy maps.
+        assert_eq!(store.put(hash(2), &bytes(2, 2000)), Ok(PutOutcome::Shared { refs: 3 }));
+        assert_eq!(store.put(hash(3), &bytes(3, 3000)), Ok(PutOutcome::Shared { refs: 4 }));
+        assert_eq!(store.add_ref(&hash(4)), Ok(5));
+        assert_eq!(store.release(&hash(1)), Released::Freed);
+        for _ in 0..3 {
+            store.release(&hash(3));
+        }
+        assert_eq!(store.release(&hash(3)), Released::Freed, "its count goes from the legacy map");
+        assert!(!store.contains(&hash(3)) && store.get(&hash(3)).is_none());
+        assert_eq!(store.put(hash(9), &bytes(9, 50)), Ok(PutOutcome::Written), "a new chunk goes to the store");
+        assert_eq!(store.put(hash(3), &bytes(3, 3000)), Ok(PutOutcome::Written), "so does a released legacy one stored again");
+        assert_eq!(store.totals().legacy_chunks, 1);
+        let written = memories.data().written.get();
+        assert!(!memories.open().migrate_step(10).unwrap());
+        let store = memories.open();
+        assert_eq!(memories.data().written.get() - written, 4000, "only chunk 4 moves");
+        let live: Vec<_> = [2, 3, 4, 9].iter().map(|&n| (store.refs(&hash(n)), store.get(&hash(n)).map(|b| b.len()))).collect();
+        assert_eq!(live, vec![(Some(3), Some(2000)), (Some(1), Some(3000)), (Some(5), Some(4000)), (Some(1), Some(50))]);
+        assert!(!store.contains(&hash(1)));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_migration_step_that_finds_the_memory_full_keeps_what_it_moved() {
+        let memories = with_legacy(Memories::with_data_limit(1), 3, |_| 30_000);
+        let mut store = memories.open();
+        assert_eq!(store.migrate_step(3), Err(ChunkStoreError::OutOfMemory { needed: 8 * PAGE }));
+        assert_eq!((store.totals().chunks, store.totals().legacy_chunks), (2, 1));
+        let store = memories.open();
+        for n in 1..=3 {
+            assert_eq!(store.get(&hash(n)), Some(bytes(n, 30_000)), "chunk {n}");
+        }
+        assert_eq!(store.header().migrated_through, Some(hash(2)));
+        check_invariants(&store);
+    }
+}

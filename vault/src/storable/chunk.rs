@@ -1,0 +1,108 @@
+//! The chunk store's records (`chunk_store`): where a chunk's bytes are, the free extents of its
+//! data memory, and its header.
+
+use ic_stable_structures::storable::Bound;
+use vault_api::codec::{Reader, Writer};
+
+use super::fields::{V1, check_version, storable};
+
+/// `CHUNK_LOCATIONS` values, 17 bytes: version | offset u64 (4 KiB aligned, in the data memory) |
+/// length u32 | references u32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub offset: u64,
+    pub len: u32,
+    pub refs: u32,
+}
+
+impl ChunkLocation {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(17);
+        w.u8(V1).u64(self.offset).u32(self.len).u32(self.refs);
+        w.into_vec()
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        check_version(&mut r, "chunk location");
+        ChunkLocation { offset: r.u64(), len: r.u32(), refs: r.u32() }
+    }
+}
+storable!(ChunkLocation, Bound::Bounded { max_size: 17, is_fixed_size: true });
+
+/// `CHUNK_FREE_BY_SIZE` keys, 12 bytes: pages u32 BE | offset u64 BE, so the first key at or
+/// after `(n, 0)` is the smallest free extent of at least `n` pages (lowest offset among equals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FreeExtent {
+    pub pages: u32,
+    pub offset: u64,
+}
+
+impl FreeExtent {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(12);
+        w.bytes(&self.pages.to_be_bytes()).bytes(&self.offset.to_be_bytes());
+        w.into_vec()
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        FreeExtent { pages: u32::from_be_bytes(r.array()), offset: u64::from_be_bytes(r.array()) }
+    }
+}
+storable!(FreeExtent, Bound::Bounded { max_size: 12, is_fixed_size: true });
+
+/// `CHUNK_HEADER`, 74 bytes: version | bump end u64 | chunks u64 | stored bytes u64 | free
+/// bytes u64 | legacy entries migrated u64 | migrated through (present u8, hash 32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkStoreHeader {
+    /// End of the data memory's used region: every byte from here on is unallocated.
+    pub bump_end: u64,
+    pub chunks: u64,
+    /// The chunks' lengths, summed.
+    pub stored_bytes: u64,
+    /// Bytes of the free extents below `bump_end`.
+    pub free_bytes: u64,
+    /// Entries of the legacy reference map at or before `migrated_through`.
+    pub legacy_migrated: u64,
+    /// The last legacy chunk moved into the store (legacy maps are scanned in hash order).
+    pub migrated_through: Option<[u8; 32]>,
+}
+
+impl ChunkStoreHeader {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(74);
+        w.u8(V1).u64(self.bump_end).u64(self.chunks).u64(self.stored_bytes).u64(self.free_bytes).u64(self.legacy_migrated);
+        w.u8(self.migrated_through.is_some() as u8).bytes(&self.migrated_through.unwrap_or([0; 32]));
+        w.into_vec()
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        check_version(&mut r, "chunk store header");
+        let (bump_end, chunks, stored_bytes, free_bytes, legacy_migrated) = (r.u64(), r.u64(), r.u64(), r.u64(), r.u64());
+        let present = r.u8() == 1;
+        let hash: [u8; 32] = r.array();
+        ChunkStoreHeader { bump_end, chunks, stored_bytes, free_bytes, legacy_migrated, migrated_through: present.then_some(hash) }
+    }
+}
+storable!(ChunkStoreHeader, Bound::Bounded { max_size: 74, is_fixed_size: true });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storable::tests::check;
+
+    #[test]
+    fn golden_layouts() {
+        check("chunk_location", ChunkLocation { offset: 0x0102_0304_0506_0000, len: 0x0001_f000, refs: 3 });
+        check("free_extent", FreeExtent { pages: 0x0102, offset: 0x0003_0000 });
+        let header = ChunkStoreHeader {
+            bump_end: 0x0004_0000,
+            chunks: 2,
+            stored_bytes: 0x0002_1000,
+            free_bytes: 0x1000,
+            legacy_migrated: 5,
+            migrated_through: Some([0x33; 32]),
+        };
+        check("chunk_store_header", header);
+        check("chunk_store_header_fresh", ChunkStoreHeader::default());
+    }
+}
