@@ -24,7 +24,7 @@
 //! gives back the rest; with none it takes pages at the bump end, growing the data memory.
 //!
 //! Bounds: a call is O(log n) in the chunks and free extents and reads or writes one chunk's
-//! bytes at most, once; a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
+//! bytes at most, once (`migrate_step`: `budget` chunks'); a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
 //! and references; extents count pages in a u32, so the data memory stays under 16 TiB (stable
 //! memory is at most 500 GiB).
 //!
@@ -273,8 +273,9 @@ impl<M: Memory> ChunkStore<M> {
 
     /// Moves up to `budget` chunks from the legacy maps into the store, each written once, with
     /// its references; clears the legacy maps after the last. Whether any are left. Each step
-    /// reads and writes `budget` chunks' bytes: some 5 M instructions and 512 dirtied pages a
-    /// chunk of 2 MiB, so a budget of 64 dirties 128 MiB, well inside a message's 2 GiB.
+    /// reads and writes `budget` chunks' bytes: by the IC's stable memory fees some 5 M
+    /// instructions and 512 dirtied pages a chunk of 2 MiB (unmeasured), so a budget of 64
+    /// dirties 128 MiB, well inside a message's 2 GiB.
     pub fn migrate_step(&mut self, budget: u32) -> Result<bool, ChunkStoreError> {
         if self.legacy_refs.is_empty() && self.legacy_data.is_empty() {
             return Ok(false);
