@@ -8,6 +8,7 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use ic_management_canister_types::CanisterSettings;
 
 use crate::harness::{Harness, MessageId};
+use crate::subnets::SubnetId;
 use crate::types::{CallResult, LogRecord, RejectResponse};
 
 /// Why a typed call failed.
@@ -30,8 +31,13 @@ impl CallError {
 
 pub trait IcBackend {
     type MessageId;
+    /// A subnet: the harness's [`SubnetId`], PocketIC's subnet principal.
+    type SubnetId: Copy + Eq + std::fmt::Debug;
 
     fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<CanisterSettings>) -> Principal;
+    fn create_canister_on_subnet(&self, sender: Option<Principal>, settings: Option<CanisterSettings>, subnet: Self::SubnetId) -> Principal;
+    /// The subnet `canister` is on, if it exists.
+    fn subnet_of(&self, canister: Principal) -> Option<Self::SubnetId>;
     fn add_cycles(&self, canister: Principal, amount: u128) -> u128;
     fn cycle_balance(&self, canister: Principal) -> u128;
     /// Installs `wasm` on an empty canister; panics on failure.
@@ -87,9 +93,16 @@ pub trait IcBackend {
 
 impl IcBackend for Harness {
     type MessageId = MessageId;
+    type SubnetId = SubnetId;
 
     fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<CanisterSettings>) -> Principal {
         Harness::create_canister_with_settings(self, sender, settings)
+    }
+    fn create_canister_on_subnet(&self, sender: Option<Principal>, settings: Option<CanisterSettings>, subnet: SubnetId) -> Principal {
+        Harness::create_canister_on_subnet(self, sender, settings, subnet)
+    }
+    fn subnet_of(&self, canister: Principal) -> Option<SubnetId> {
+        Harness::subnet_of(self, canister)
     }
     fn add_cycles(&self, canister: Principal, amount: u128) -> u128 {
         Harness::add_cycles(self, canister, amount)
@@ -188,9 +201,16 @@ mod pocket {
 
     impl IcBackend for PocketIc {
         type MessageId = pocket_ic::common::rest::RawMessageId;
+        type SubnetId = Principal;
 
         fn create_canister_with_settings(&self, sender: Option<Principal>, s: Option<CanisterSettings>) -> Principal {
             PocketIc::create_canister_with_settings(self, sender, s.map(settings))
+        }
+        fn create_canister_on_subnet(&self, sender: Option<Principal>, s: Option<CanisterSettings>, subnet: Principal) -> Principal {
+            PocketIc::create_canister_on_subnet(self, sender, s.map(settings), subnet)
+        }
+        fn subnet_of(&self, canister: Principal) -> Option<Principal> {
+            PocketIc::get_subnet(self, canister)
         }
         fn add_cycles(&self, canister: Principal, amount: u128) -> u128 {
             PocketIc::add_cycles(self, canister, amount)

@@ -20,8 +20,9 @@ pub struct Limits {
     pub max_request_bytes_cross_subnet: usize,
     /// Bytes of a request within a subnet; `ic0.call_data_append` traps past it.
     pub max_request_bytes_same_subnet: usize,
-    /// Whether calls between different canisters count as same-subnet calls. By default each
-    /// canister is treated as if on its own subnet, so code is held to the 2 MiB limit.
+    /// Whether calls between different canisters on one subnet count as same-subnet calls for
+    /// the request size limit. By default each canister is treated as if on its own subnet, so
+    /// code is held to the 2 MiB limit; calls between subnets (`crate::SubnetId`) always are.
     pub single_subnet: bool,
     /// Bytes of an ingress message's argument.
     pub max_ingress_bytes: usize,

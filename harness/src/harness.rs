@@ -10,6 +10,7 @@ use ic_management_canister_types as mgmt;
 use crate::config::{Clock, CostTable, DEFAULT_PROVISIONAL_CYCLES, Limits};
 use crate::faults::CallMatcher;
 use crate::management::InstallMode;
+use crate::subnets::{SubnetId, XNet};
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
 use crate::world::{AdvanceError, AdvanceReport, CanisterMetrics, Traffic, World};
 
@@ -50,6 +51,8 @@ pub struct HarnessBuilder {
     log_to_stderr: bool,
     max_rounds_per_call: u32,
     clock: Clock,
+    subnets: u32,
+    xnet: XNet,
 }
 
 impl Default for HarnessBuilder {
@@ -61,6 +64,8 @@ impl Default for HarnessBuilder {
             log_to_stderr: std::env::var_os("HARNESS_LOG").is_some(),
             max_rounds_per_call: 100,
             clock: Clock::default(),
+            subnets: 1,
+            xnet: XNet::default(),
         }
     }
 }
@@ -88,7 +93,8 @@ impl HarnessBuilder {
         self
     }
 
-    /// Rounds [`Harness::await_call`] runs before giving up (PocketIC: 100).
+    /// Rounds [`Harness::await_call`] runs before giving up (PocketIC: 100), not counting the
+    /// rounds in which messages wait in streams between subnets.
     pub fn with_max_rounds_per_call(mut self, rounds: u32) -> Self {
         self.max_rounds_per_call = rounds;
         self
@@ -107,9 +113,26 @@ impl HarnessBuilder {
         self
     }
 
+    /// `count` subnets (at least 1), `SubnetId(0)` to `SubnetId(count - 1)`. Canisters are
+    /// created on subnet 0 unless [`Harness::create_canister_on_subnet`] says otherwise; a
+    /// canister created by a canister is on its creator's subnet.
+    pub fn with_subnets(mut self, count: u32) -> Self {
+        self.subnets = count.max(1);
+        self
+    }
+
+    /// How messages travel between subnets (default [`XNet::default`]: 2 rounds each way, 4 MiB
+    /// per stream and round).
+    pub fn with_xnet(mut self, xnet: XNet) -> Self {
+        self.xnet = xnet;
+        self
+    }
+
     pub fn build(self) -> Harness {
         let mut world = World::new(self.limits, self.costs, self.initial_time.0);
         world.log_to_stderr = self.log_to_stderr;
+        world.subnets = self.subnets;
+        world.xnet = self.xnet;
         Harness { world: RefCell::new(world), max_rounds_per_call: self.max_rounds_per_call, clock: self.clock }
     }
 }
@@ -189,10 +212,31 @@ impl Harness {
 
     /// Creates a canister with `cycles` cycles (PocketIC: `create_canister_with_params`).
     pub fn create_canister_with_cycles(&self, sender: Option<Principal>, settings: Option<mgmt::CanisterSettings>, cycles: u128) -> Principal {
+        self.create_canister_with_cycles_on(sender, settings, cycles, SubnetId::default())
+    }
+
+    /// As [`Self::create_canister_with_settings`], on `subnet`; panics if there is no such
+    /// subnet ([`HarnessBuilder::with_subnets`]).
+    pub fn create_canister_on_subnet(&self, sender: Option<Principal>, settings: Option<mgmt::CanisterSettings>, subnet: SubnetId) -> Principal {
+        self.create_canister_with_cycles_on(sender, settings, DEFAULT_PROVISIONAL_CYCLES, subnet)
+    }
+
+    /// As [`Self::create_canister_with_cycles`], on `subnet`; panics if there is no such subnet.
+    pub fn create_canister_with_cycles_on(&self, sender: Option<Principal>, settings: Option<mgmt::CanisterSettings>, cycles: u128, subnet: SubnetId) -> Principal {
         self.world
             .borrow_mut()
-            .create_canister(user(sender), false, settings, cycles)
+            .create_canister(user(sender), false, settings, cycles, subnet)
             .unwrap_or_else(|r| panic!("create_canister: {}", r.user_message))
+    }
+
+    /// The subnet `canister` is on, if it exists.
+    pub fn subnet_of(&self, canister: Principal) -> Option<SubnetId> {
+        self.world.borrow().subnet_of(&canister)
+    }
+
+    /// Rounds run so far (by [`Self::tick`], the calls that wait, and the advances).
+    pub fn rounds(&self) -> u64 {
+        self.world.borrow().rounds
     }
 
     pub fn canister_exists(&self, canister: Principal) -> bool {
@@ -258,18 +302,24 @@ impl Harness {
         self.world.borrow_mut().submit_ingress(canister, sender, method, payload).map(MessageId)
     }
 
-    /// Runs rounds until the call completes (at most the configured number of rounds).
+    /// Runs rounds until the call completes: at most the configured number of rounds
+    /// ([`HarnessBuilder::with_max_rounds_per_call`]) besides those that start with messages
+    /// waiting in streams between subnets (a call that moves 1 GiB across subnets waits at
+    /// least 256 rounds at 4 MiB a round), and never more than the rounds one advance may run.
     pub fn await_call(&self, id: MessageId) -> CallResult {
-        for _ in 0..=self.max_rounds_per_call {
+        let (mut rounds, mut counted) = (0u64, 0u32);
+        while counted <= self.max_rounds_per_call && rounds < self.clock.max_rounds_per_advance {
             if let Some(result) = self.ingress_status(id) {
                 return result;
             }
+            let streams_busy = self.world.borrow().streams_busy();
             self.tick();
+            rounds += 1;
+            if !streams_busy {
+                counted += 1;
+            }
         }
-        Err(RejectResponse::new(
-            ErrorCode::IngressMessageTimeout,
-            format!("Failed to answer to ingress {} after {} rounds.", id.0, self.max_rounds_per_call),
-        ))
+        Err(RejectResponse::new(ErrorCode::IngressMessageTimeout, format!("Failed to answer to ingress {} after {rounds} rounds.", id.0)))
     }
 
     /// The result of a submitted call, if it completed.

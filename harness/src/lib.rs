@@ -11,6 +11,7 @@
 //! query        query calls, composite ones   (impl World)
 //! management   the management canister       (impl World)
 //! world        canisters, queues, rounds
+//! subnets      subnet ids, the streams between subnets and their pace
 //! settings     canister settings, their checks, the low-memory hook's condition
 //! logs         the canister log fetch_canister_logs returns
 //! faults       injected traps, rejects, drops, corruptions
@@ -24,7 +25,8 @@
 //!
 //! `build` and `interface` stand apart. `management`, `persist` and `query` add methods to
 //! `World`; for requests to the management canister, `world` calls `management`'s
-//! `process_management_request` and `management_ingress_refusal` without importing them.
+//! `process_management_request`, `management_subnet` and `management_ingress_refusal` without
+//! importing them.
 pub mod build;
 pub mod interface;
 pub mod types;
@@ -42,6 +44,7 @@ mod pages;
 mod persist;
 mod query;
 mod settings;
+mod subnets;
 mod system_api;
 mod world;
 
@@ -51,5 +54,6 @@ pub use config::{Clock, Limits};
 pub use faults::CallMatcher;
 pub use harness::{Harness, HarnessBuilder, MessageId, Time, module_metadata};
 pub use persist::PersistError;
+pub use subnets::{SubnetId, XNet};
 pub use types::{ErrorCode, LogRecord, RejectCode, RejectResponse};
 pub use world::{AdvanceError, AdvanceReport, CanisterMetrics, CanisterState, MethodTraffic, Traffic, World};

@@ -18,6 +18,7 @@ use crate::canister::{self, CompiledModule, Entry, ExecError, Instance, Outcome}
 use crate::messages::{Origin, Reject, Request};
 use crate::pages::StableMemory;
 use crate::settings::{self as canister_settings, Settings};
+use crate::subnets::SubnetId;
 use crate::system_api::ApiContext;
 use crate::types::{ErrorCode, MANAGEMENT_CANISTER, RejectResponse, canister_id_from_index};
 use crate::world::{CanisterState, Status, World};
@@ -89,10 +90,11 @@ impl World {
         Ok(c)
     }
 
-    /// A call to the management canister, from a canister or an ingress message, that is
-    /// answered at once (all but `stop_canister`).
+    /// A call to the management canister of subnet `at`, from a canister or an ingress
+    /// message, that is answered at once (all but `stop_canister`).
     fn management_call(
         &mut self,
+        at: SubnetId,
         sender: Principal,
         from_canister: bool,
         method: &str,
@@ -115,13 +117,13 @@ impl World {
                     ));
                 }
                 let initial = if from_canister { cycles - self.costs.canister_creation } else { cycles };
-                let id = self.create_canister(sender, from_canister, args.settings, initial)?;
+                let id = self.create_canister(sender, from_canister, args.settings, initial, at)?;
                 Ok(encode(&mgmt::CanisterIdRecord { canister_id: id }))
             }
             "provisional_create_canister_with_cycles" => {
                 let args: mgmt::ProvisionalCreateCanisterWithCyclesArgs = decode(method, payload)?;
                 let amount = args.amount.as_ref().map_or(crate::config::DEFAULT_PROVISIONAL_CYCLES, nat_u128);
-                let id = self.create_canister(sender, from_canister, args.settings, amount)?;
+                let id = self.create_canister(sender, from_canister, args.settings, amount, at)?;
                 Ok(encode(&mgmt::CanisterIdRecord { canister_id: id }))
             }
             "provisional_top_up_canister" => {
@@ -243,33 +245,51 @@ impl World {
         Ok(mgmt::FetchCanisterLogsResult { canister_log_records: c.log_buffer.records(args.filter.as_ref()) })
     }
 
-    /// A request to `aaaaa-aa` from a canister or an ingress message, taken from the queue.
-    pub(crate) fn process_management_request(&mut self, request: Request) {
+    /// The subnet whose management canister handles `request`: the one hosting the canister
+    /// named by its `canister_id` argument (the IC's effective canister id), if it has one
+    /// and that canister exists.
+    pub(crate) fn management_subnet(&self, request: &Request) -> Option<SubnetId> {
+        #[derive(candid::CandidType, serde::Deserialize)]
+        struct AboutCanister {
+            canister_id: Principal,
+        }
+        let about = Decode!(&request.payload, AboutCanister).ok()?;
+        self.subnet_of(&about.canister_id)
+    }
+
+    /// A request to `aaaaa-aa` from a canister or an ingress message, taken from the queue of
+    /// subnet `at`.
+    pub(crate) fn process_management_request(&mut self, at: SubnetId, request: Request) {
         let from_canister = matches!(request.origin, Origin::Canister { .. });
         if request.method == "stop_canister" {
             let result = Decode!(&request.payload, mgmt::CanisterIdRecord)
                 .map_err(|e| Reject::system(ErrorCode::InvalidManagementPayload, format!("Error decoding candid for method stop_canister: {e}")))
                 .and_then(|args| self.stop_canister(request.sender, args.canister_id, request.origin));
             match result {
-                Ok(true) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Ok(empty_reply()), request.cycles),
+                Ok(true) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Ok(empty_reply()), request.cycles, at),
                 Ok(false) => {} // answered when the canister has stopped
-                Err(reject) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Err(reject), request.cycles),
+                Err(reject) => self.deliver_response(request.origin, MANAGEMENT_CANISTER, Err(reject), request.cycles, at),
             }
             return;
         }
         let keeps_cycles = matches!(request.method.as_str(), "create_canister" | "deposit_cycles");
-        let result = self.management_call(request.sender, from_canister, &request.method, &request.payload, request.cycles);
+        let result = self.management_call(at, request.sender, from_canister, &request.method, &request.payload, request.cycles);
         let refund = if keeps_cycles && result.is_ok() { 0 } else { request.cycles };
-        self.deliver_response(request.origin, MANAGEMENT_CANISTER, result, refund);
+        self.deliver_response(request.origin, MANAGEMENT_CANISTER, result, refund, at);
     }
 
+    /// Creates a canister on `subnet`.
     pub(crate) fn create_canister(
         &mut self,
         sender: Principal,
         from_canister: bool,
         settings: Option<mgmt::CanisterSettings>,
         cycles: u128,
+        subnet: SubnetId,
     ) -> Result<Principal, Reject> {
+        if subnet.0 >= self.subnets {
+            return Err(Reject::system(ErrorCode::SubnetNotFound, format!("Subnet {} not found: there are {} subnets", subnet.0, self.subnets)));
+        }
         let update = settings.unwrap_or_default();
         let controllers = update.controllers.clone().unwrap_or_else(|| vec![sender]);
         canister_settings::check_controllers(&controllers)?;
@@ -278,7 +298,7 @@ impl World {
         let environment_variables_hash = update.environment_variables.is_some().then(|| canister_settings::environment_variables_hash(&settings.environment_variables));
         let id = canister_id_from_index(self.next_canister_index);
         self.next_canister_index += 1;
-        let mut state = CanisterState::new(id, controllers.clone(), cycles, settings);
+        let mut state = CanisterState::new(id, subnet, controllers.clone(), cycles, settings);
         let origin = self.origin_of(sender, from_canister);
         state.record_change(self.time, origin, mgmt::ChangeDetails::Creation(mgmt::CreationRecord { controllers, environment_variables_hash }));
         self.canisters.insert(id, state);
@@ -466,6 +486,7 @@ impl World {
         let c = self.canisters.get_mut(&id).expect("exists");
         let contexts = std::mem::take(&mut c.call_contexts);
         c.callbacks.clear();
+        let at = c.subnet;
         for (_, ctx) in contexts {
             if !ctx.responded {
                 let reject = Reject::system_with_code(
@@ -473,7 +494,7 @@ impl World {
                     ErrorCode::CanisterRejectedMessage,
                     "Canister has been uninstalled.",
                 );
-                self.deliver_response(ctx.origin, id, Err(reject), ctx.available);
+                self.deliver_response(ctx.origin, id, Err(reject), ctx.available, at);
             }
         }
     }
@@ -520,10 +541,11 @@ impl World {
         if previous != Status::Running {
             c.version += 1;
         }
+        let at = c.subnet;
         if let Status::Stopping(waiters) = previous {
             for waiter in waiters {
                 let reject = Reject::system(ErrorCode::CanisterStoppingCancelled, format!("Canister {id}'s stop request was cancelled."));
-                self.deliver_response(waiter, MANAGEMENT_CANISTER, Err(reject), 0);
+                self.deliver_response(waiter, MANAGEMENT_CANISTER, Err(reject), 0, at);
             }
         }
         Ok(())

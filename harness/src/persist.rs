@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Only a quiet world is saved: no message queued or in flight, no call context open (a
-//! canister's timer may be armed). [`crate::Harness::save`] runs rounds until then.
+//! canister's timer may be armed). [`crate::Harness::save`] runs rounds until then. Each
+//! canister keeps its subnet; a world saved before there were subnets loads with one subnet
+//! and every canister on it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ use crate::config::{CostTable, Limits};
 use crate::logs::CanisterLog;
 use crate::pages::StableMemory;
 use crate::settings::{LowMemoryHook, Settings};
+use crate::subnets::{SubnetId, XNet};
 use crate::types::LogRecord;
 use crate::world::{CanisterMetrics, CanisterState, Status, Traffic, World};
 
@@ -37,11 +40,18 @@ struct SavedWorld {
     next_canister_index: u64,
     next_message: u64,
     rounds: u64,
-    subnet_id: Principal,
+    #[serde(default = "one_subnet")]
+    subnets: u32,
+    #[serde(default)]
+    xnet: XNet,
     limits: Limits,
     costs: CostTable,
     traffic: Traffic,
     canisters: Vec<SavedCanister>,
+}
+
+fn one_subnet() -> u32 {
+    1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,6 +65,8 @@ enum SavedVal {
 #[derive(Serialize, Deserialize)]
 struct SavedCanister {
     id: Principal,
+    #[serde(default)]
+    subnet: SubnetId,
     controllers: Vec<Principal>,
     stopped: bool,
     cycles: u128,
@@ -113,6 +125,9 @@ impl World {
         if !self.management_queue.is_empty() {
             return Err("management requests are queued".into());
         }
+        if !self.streams.is_empty() {
+            return Err("messages are in flight between subnets".into());
+        }
         for c in self.canisters.values() {
             if !c.queue.is_empty() || !c.call_contexts.is_empty() || !c.callbacks.is_empty() {
                 return Err(format!("canister {} has messages in flight", c.id));
@@ -161,6 +176,7 @@ impl World {
             };
             canisters.push(SavedCanister {
                 id: c.id,
+                subnet: c.subnet,
                 controllers: c.controllers.clone(),
                 stopped: c.status == Status::Stopped,
                 cycles: c.cycles,
@@ -187,7 +203,8 @@ impl World {
             next_canister_index: self.next_canister_index,
             next_message: self.next_message,
             rounds: self.rounds,
-            subnet_id: self.subnet_id,
+            subnets: self.subnets,
+            xnet: self.xnet,
             limits: self.limits.clone(),
             costs: self.costs.clone(),
             traffic: self.traffic.clone(),
@@ -212,12 +229,16 @@ impl World {
         world.next_canister_index = saved.next_canister_index;
         world.next_message = saved.next_message;
         world.rounds = saved.rounds;
-        world.subnet_id = saved.subnet_id;
+        world.subnets = saved.subnets;
+        world.xnet = saved.xnet;
         world.traffic = saved.traffic;
         let modules = dir.join("modules");
         let mut canisters = BTreeMap::new();
         for s in saved.canisters {
-            let mut c = CanisterState::new(s.id, s.controllers, s.cycles, s.settings);
+            if s.subnet.0 >= world.subnets {
+                return Err(PersistError::Format(format!("canister {} is on subnet {} of {}", s.id, s.subnet.0, world.subnets)));
+            }
+            let mut c = CanisterState::new(s.id, s.subnet, s.controllers, s.cycles, s.settings);
             if let Some(name) = &s.module {
                 let wasm = read(&modules.join(format!("{name}.wasm")))?;
                 let module = canister::compile_with_disk_cache(&wasm, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()))?;

@@ -2,13 +2,15 @@
 //! callbacks, timers, cycles, and the routing of requests and responses.
 //!
 //! Messages between canisters are queued per receiver in arrival order, so requests (and
-//! responses) between a pair of canisters stay in order. A round ([`World::tick`]) fires due
-//! timers, then runs every queued message, and keeps running the messages those produce in
-//! inner rounds until the queues are empty or `max_inner_rounds` is reached.
+//! responses) between a pair of canisters stay in order. A round ([`World::tick`]) inducts
+//! what the streams from other subnets deliver, fires due timers, then runs every queued
+//! message, and keeps running the messages those produce in inner rounds until the queues are
+//! empty or `max_inner_rounds` is reached. A message to a canister on another subnet waits in
+//! a stream for a later round (see `subnets`).
 //!
 //! [`World::advance`] lets time pass as the IC would: it moves the clock to the next moment
-//! something is due (a global timer, a heartbeat's next round, messages in flight, a call's
-//! deadline), runs a round there, and repeats until the end.
+//! something is due (a global timer, a heartbeat's next round, messages in flight or in a
+//! stream, a call's deadline), runs a round there, and repeats until the end.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -20,6 +22,7 @@ use crate::faults::Faults;
 use crate::logs::CanisterLog;
 use crate::messages::{Input, Origin, Output, Reject, Request, ResponseMessage};
 use crate::settings::{LowMemoryHook, Settings};
+use crate::subnets::{Streams, SubnetId, XNet, XNetMessage};
 use crate::system_api::{ApiContext, Execution, Help, OutgoingCall, Response};
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
 
@@ -84,6 +87,7 @@ pub type Change = ic_management_canister_types::Change;
 /// One canister's state. Other crates see its cycles, global timer, metrics and memory size.
 pub struct CanisterState {
     pub(crate) id: Principal,
+    pub(crate) subnet: SubnetId,
     pub(crate) controllers: Vec<Principal>,
     pub(crate) status: Status,
     pub cycles: u128,
@@ -108,9 +112,10 @@ pub struct CanisterState {
 }
 
 impl CanisterState {
-    pub(crate) fn new(id: Principal, controllers: Vec<Principal>, cycles: u128, settings: Settings) -> Self {
+    pub(crate) fn new(id: Principal, subnet: SubnetId, controllers: Vec<Principal>, cycles: u128, settings: Settings) -> Self {
         CanisterState {
             id,
+            subnet,
             controllers,
             status: Status::Running,
             cycles,
@@ -237,13 +242,17 @@ pub struct World {
     pub(crate) next_message: u64,
     pub(crate) limits: Limits,
     pub(crate) costs: CostTable,
-    pub(crate) subnet_id: Principal,
+    /// How many subnets there are: `SubnetId(0)` up to this, exclusive.
+    pub(crate) subnets: u32,
+    pub(crate) xnet: XNet,
+    pub(crate) streams: Streams,
     pub(crate) faults: Faults,
     pub(crate) traffic: Traffic,
     pub(crate) log_to_stderr: bool,
     pub(crate) max_inner_rounds: u32,
     pub rounds: u64,
-    pub(crate) management_queue: VecDeque<Request>,
+    /// Requests to the management canister, with the subnet that handles each.
+    pub(crate) management_queue: VecDeque<(SubnetId, Request)>,
 }
 
 /// How a canister's execution starts and what its call context is.
@@ -276,7 +285,9 @@ impl World {
             next_message: 0,
             limits,
             costs,
-            subnet_id: Principal::from_slice(&[0x5a; 29]),
+            subnets: 1,
+            xnet: XNet::default(),
+            streams: Streams::default(),
             faults: Faults::default(),
             traffic: Traffic::default(),
             log_to_stderr: false,
@@ -288,6 +299,16 @@ impl World {
 
     pub(crate) fn canister(&self, id: &Principal) -> Option<&CanisterState> {
         self.canisters.get(id)
+    }
+
+    /// The subnet canister `id` is on, if it exists.
+    pub fn subnet_of(&self, id: &Principal) -> Option<SubnetId> {
+        self.canisters.get(id).map(|c| c.subnet)
+    }
+
+    /// Whether a message is waiting in a stream between subnets.
+    pub fn streams_busy(&self) -> bool {
+        !self.streams.is_empty()
     }
 
     /// A fresh execution record for canister `c` in `context`.
@@ -305,7 +326,7 @@ impl World {
             global_timer: c.global_timer,
             limits: self.limits.clone(),
             costs: self.costs.clone(),
-            subnet_id: self.subnet_id,
+            subnet_id: c.subnet.principal(),
             wasm_memory_limit: c.settings.wasm_memory_limit_in(context),
             environment_variables: c.settings.environment_variables.clone(),
             ..Execution::default()
@@ -391,8 +412,8 @@ impl World {
         }
     }
 
-    /// Delivers a request to its receiver's queue, or answers it at once where the IC would
-    /// refuse it on induction.
+    /// Sends a request: into the receiver's queue, or into the stream to the receiver's subnet,
+    /// or answered at once where the IC would refuse it before it leaves.
     pub(crate) fn route_request(&mut self, mut request: Request) {
         self.faults.corrupt_request(&mut request);
         let size = request.method.len() + request.payload.len();
@@ -407,14 +428,20 @@ impl World {
             method.requests += 1;
             method.bytes += size as u64;
         }
+        let to = self.destination_subnet(&request);
+        // An ingress message is inducted on the receiver's subnet itself.
+        let from = match request.origin {
+            Origin::Canister { caller, .. } => self.subnet_of(&caller).unwrap_or(to),
+            Origin::Ingress(_) | Origin::System => to,
+        };
         let refuse = |world: &mut World, request: Request, reject: Reject| {
             let refund = request.cycles;
-            world.deliver_response(request.origin, request.receiver, Err(reject), refund);
+            world.deliver_response(request.origin, request.receiver, Err(reject), refund, from);
         };
         if let Some(reject) = self.faults.reject_for(&request) {
             return refuse(self, request, reject);
         }
-        let cross_subnet = request.sender != request.receiver && !self.limits.single_subnet;
+        let cross_subnet = from != to || (request.sender != request.receiver && !self.limits.single_subnet);
         if matches!(request.origin, Origin::Canister { .. }) && cross_subnet && size > self.limits.max_request_bytes_cross_subnet {
             let reject = Reject::system(
                 ErrorCode::CanisterContractViolation,
@@ -425,8 +452,33 @@ impl World {
             );
             return refuse(self, request, reject);
         }
+        if from != to {
+            self.streams.push(from, to, self.rounds, size as u64, XNetMessage::Request(request));
+            return;
+        }
+        self.induct_request(to, request);
+    }
+
+    /// The subnet a request goes to: its receiver's; for the management canister, the subnet
+    /// of the canister the request is about. A request to a canister that does not exist is
+    /// refused where it is sent.
+    fn destination_subnet(&self, request: &Request) -> SubnetId {
+        let sender = self.subnet_of(&request.sender).unwrap_or_default();
         if request.receiver == MANAGEMENT_CANISTER {
-            self.management_queue.push_back(request);
+            return self.management_subnet(request).unwrap_or(sender);
+        }
+        self.subnet_of(&request.receiver).unwrap_or(sender)
+    }
+
+    /// Puts a request that reached subnet `at` into its receiver's queue, or answers it where
+    /// the IC refuses it on induction.
+    fn induct_request(&mut self, at: SubnetId, request: Request) {
+        let refuse = |world: &mut World, request: Request, reject: Reject| {
+            let refund = request.cycles;
+            world.deliver_response(request.origin, request.receiver, Err(reject), refund, at);
+        };
+        if request.receiver == MANAGEMENT_CANISTER {
+            self.management_queue.push_back((at, request));
             return;
         }
         let Some(receiver) = self.canisters.get_mut(&request.receiver) else {
@@ -446,8 +498,9 @@ impl World {
         }
     }
 
-    /// Sends the answer of a call context to whoever waits for it.
-    pub(crate) fn deliver_response(&mut self, origin: Origin, from: Principal, mut result: Result<Vec<u8>, Reject>, refund: u128) {
+    /// Sends the answer of a call context, given on subnet `at`, to whoever waits for it: an
+    /// ingress caller at once, a calling canister on another subnet through the stream to it.
+    pub(crate) fn deliver_response(&mut self, origin: Origin, from: Principal, mut result: Result<Vec<u8>, Reject>, refund: u128, at: SubnetId) {
         match origin {
             Origin::Ingress(id) => {
                 self.ingress.insert(id, Some(result.map_err(|r| r.to_user())));
@@ -479,18 +532,39 @@ impl World {
                 if let Ok(reply) = &mut result {
                     self.faults.corrupt_reply(caller, from, method, reply);
                 }
-                c.queue.push_back(Input::Response(ResponseMessage { callback, result, refund }));
+                let response = ResponseMessage { callback, result, refund };
+                if c.subnet == at {
+                    c.queue.push_back(Input::Response(response));
+                } else {
+                    let to = c.subnet;
+                    self.streams.push(at, to, self.rounds, bytes as u64, XNetMessage::Response { caller, response });
+                }
+            }
+        }
+    }
+
+    /// Inducts what the streams deliver this round.
+    fn induct_streams(&mut self) {
+        for (at, message) in self.streams.induct(self.rounds, &self.xnet) {
+            match message {
+                XNetMessage::Request(request) => self.induct_request(at, request),
+                XNetMessage::Response { caller, response } => {
+                    if let Some(c) = self.canisters.get_mut(&caller) {
+                        c.queue.push_back(Input::Response(response));
+                    }
+                }
             }
         }
     }
 
     fn route(&mut self, from: Principal, outputs: Vec<Output>) {
+        let at = self.subnet_of(&from).unwrap_or_default();
         for output in outputs {
             match output {
                 Output::Request(request) => self.route_request(request),
                 Output::Respond { origin, from: responder, result, refund } => {
                     debug_assert_eq!(responder, from);
-                    self.deliver_response(origin, responder, result, refund)
+                    self.deliver_response(origin, responder, result, refund, at)
                 }
             }
         }
@@ -548,11 +622,12 @@ impl World {
     }
 
     /// When the next round is due, never sooner than one round interval after the last: at
-    /// once for messages in flight or a canister with a heartbeat, at a running canister's
-    /// global timer, or just past a bounded-wait call's deadline. `None` when nothing is.
+    /// once for messages in flight (in a queue or in a stream between subnets) or a canister
+    /// with a heartbeat, at a running canister's global timer, or just past a bounded-wait
+    /// call's deadline. `None` when nothing is.
     fn next_due(&self, interval: u64) -> Option<u64> {
         let next_round = self.last_round_time.saturating_add(interval).max(self.time);
-        let mut due = (!self.management_queue.is_empty()).then_some(next_round);
+        let mut due = (!self.management_queue.is_empty() || !self.streams.is_empty()).then_some(next_round);
         let mut at = |time: u64| due = Some(due.map_or(time.max(next_round), |d| d.min(time.max(next_round))));
         for c in self.canisters.values() {
             if !c.queue.is_empty() {
@@ -573,13 +648,15 @@ impl World {
         due
     }
 
-    /// One round: due timers and heartbeats, then queued messages in inner rounds.
+    /// One round: what the streams deliver, due timers and heartbeats, then queued messages in
+    /// inner rounds.
     pub(crate) fn tick(&mut self) {
         if self.time == self.last_round_time {
             self.time += 1;
         }
         self.last_round_time = self.time;
         self.rounds += 1;
+        self.induct_streams();
         self.expire_deadlines();
         let ids: Vec<Principal> = self.canisters.keys().copied().collect();
         for id in &ids {
@@ -597,9 +674,9 @@ impl World {
                 }
             }
             let management = std::mem::take(&mut self.management_queue);
-            for request in management {
+            for (at, request) in management {
                 progressed = true;
-                self.process_management_request(request);
+                self.process_management_request(at, request);
             }
             self.finish_stopping();
             if !progressed {
@@ -951,13 +1028,13 @@ impl World {
                 && c.call_contexts.is_empty()
                 && c.callbacks.is_empty()
             {
-                answers.extend(waiters.iter().copied());
+                answers.extend(waiters.iter().map(|&waiter| (waiter, c.subnet)));
                 c.status = Status::Stopped;
                 c.version += 1;
             }
         }
-        for origin in answers {
-            self.deliver_response(origin, MANAGEMENT_CANISTER, Ok(candid::encode_args(()).expect("no value encodes")), 0);
+        for (origin, at) in answers {
+            self.deliver_response(origin, MANAGEMENT_CANISTER, Ok(candid::encode_args(()).expect("no value encodes")), 0, at);
         }
     }
 }

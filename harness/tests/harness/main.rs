@@ -16,5 +16,6 @@ mod management;
 mod persistence;
 mod queries;
 mod settings;
+mod subnets;
 mod timers;
 mod upgrades;

@@ -121,6 +121,15 @@ async fn send_blob(target: Principal, n: u64) -> CallOutcome {
     call_raw(target, "echo", &arg, None, 0).await
 }
 
+/// Makes `count` calls at once to `target.write_stable(0, blob)`, each blob of `n` bytes, so
+/// the requests are large and the replies small; returns how many were answered with a reply.
+#[update]
+async fn send_blobs(target: Principal, count: u64, n: u64) -> u64 {
+    let arg = candid::encode_args((0u64, ByteBuf::from(vec![1u8; n as usize]))).unwrap();
+    let calls = (0..count).map(|_| call_raw(target, "write_stable", &arg, None, 0));
+    futures::future::join_all(calls).await.iter().filter(|outcome| matches!(outcome, CallOutcome::Reply(_))).count() as u64
+}
+
 #[query]
 fn reply_bytes(n: u64) -> ByteBuf {
     ByteBuf::from(vec![0xab; n as usize])
