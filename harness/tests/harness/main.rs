@@ -3,6 +3,7 @@
 
 mod atomicity;
 mod backend;
+mod baselines;
 mod calls;
 mod common;
 mod cycles;
