@@ -148,7 +148,7 @@ fn state_layout() -> Option<u32> {
 pub mod endpoints {
     use super::*;
     use layout::SessionKey;
-    use vault_api::protocol::{Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport};
+    use vault_api::protocol::{Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport};
 
     /// The guard on every backup endpoint with arguments: they must decode as `Args` within the
     /// quotas of `vault_api::decode` before the endpoint's own decoding (which has a skipping
@@ -219,9 +219,9 @@ pub mod endpoints {
         restore::chunk(key, args, now)
     }
 
-    pub fn restore_commit(args: JobRef) -> Result<RestoreReport, BackupError> {
+    pub fn restore_commit(args: RestoreCommit) -> Result<RestoreReport, BackupError> {
         let (key, _) = vault_call(args.job, args.nonce)?;
-        restore::commit(key)
+        restore::commit(key, args.state_layout.map(|snapshot| (snapshot, state_layout())))
     }
 
     pub fn restore_abort(args: JobRef) -> Result<(), BackupError> {
@@ -279,9 +279,9 @@ macro_rules! vault_endpoints {
             ::vault_client::endpoints::restore_chunk(args)
         }
 
-        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::JobRef,)>")]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::RestoreCommit,)>")]
         fn vault_restore_commit(
-            args: ::vault_client::vault_api::protocol::JobRef,
+            args: ::vault_client::vault_api::protocol::RestoreCommit,
         ) -> ::core::result::Result<::vault_client::vault_api::protocol::RestoreReport, ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::restore_commit(args)
         }

@@ -111,7 +111,9 @@ pub fn chunk(key: SessionKey, args: RestoreChunk, now: u64) -> Result<(), Backup
 }
 
 /// Commits `key`'s restore, or answers again the commit it made.
-pub fn commit(key: SessionKey) -> Result<RestoreReport, BackupError> {
+/// Commits `key`'s staged image. `layout`: the snapshot's state layout with the one the app
+/// declares now; they must agree where both are known.
+pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>) -> Result<RestoreReport, BackupError> {
     let job = key.job;
     let restore = match session::restore(&key) {
         Some(restore) => restore,
@@ -122,6 +124,11 @@ pub fn commit(key: SessionKey) -> Result<RestoreReport, BackupError> {
             };
         }
     };
+    if let Some((snapshot, Some(app))) = layout
+        && snapshot != app
+    {
+        return Err(BackupError::StateLayoutMismatch { snapshot, app });
+    }
     let chunks = manifest::chunk_count(restore.size, restore.chunk_size);
     let mut hasher = ManifestHasher::new(restore.size, restore.chunk_size);
     let mut missing = 0u32;
@@ -218,19 +225,22 @@ mod tests {
         let others = [key(Some(8), 1), SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened }, key(None, 1), key(Some(7), 2)];
         for other in others {
             assert_eq!(chunk(other, chunk_args(opened, 0), 20), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
-            assert_eq!(commit(other), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(commit(other, None), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
             assert_eq!(abort(other), Ok(()));
         }
         chunk(opened, chunk_args(opened, 0), 20).unwrap();
         chunk(opened, chunk_args(opened, 1), 30).unwrap();
         assert!(matches!(store::header().session, Session::Restoring(OpenRestore { touched_at_nanos: 30, .. })));
-        let report = commit(opened).expect("every chunk is staged");
+        let mismatch = commit(opened, Some((1, Some(2))));
+        assert_eq!(mismatch, Err(BackupError::StateLayoutMismatch { snapshot: 1, app: 2 }), "the app declares another layout now");
+        assert!(matches!(store::header().session, Session::Restoring(_)), "still staged");
+        let report = commit(opened, Some((1, Some(1)))).expect("every chunk is staged, the layout is the snapshot's");
         let mut restored = vec![0; SIZE as usize];
         memory::memory().read(0, &mut restored);
         assert_eq!(restored, image());
-        assert_eq!(commit(opened), Ok(report), "a repeated commit answers the same");
+        assert_eq!(commit(opened, Some((1, Some(2)))), Ok(report), "a repeated commit answers the same");
         for other in others {
-            assert_eq!(commit(other), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(commit(other, None), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
         }
     }
 }

@@ -116,15 +116,19 @@ fn an_evicted_app_loses_its_registration_and_job_but_not_its_snapshots() {
     let first = env.snapshot(app);
     env.ic.reject_calls(ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::DUMP_CHUNK), ic_harness::RejectCode::SysTransient, "busy", None);
     let stuck = env.vault().snapshot_now(app).unwrap();
+    answer(env.vault().service().suspend_app(SuspendArgs { app, reason: "abuse".into() })).unwrap();
     assert_eq!(answer(env.vault_as(stranger()).service().evict_app(app)), Err(VaultError::NotAnAdministrator { caller: stranger() }));
     answer(env.vault().service().evict_app(app)).unwrap();
     assert_eq!(env.vault().app_info(app), Err(VaultError::UnknownApp { app }));
     env.ic.clear_faults();
-    // Registered again, its controllers find the snapshot it had.
+    // Registered again, its controllers find the snapshot it had; it is still suspended.
     env.vault().register(app, manual(), keep(10)).unwrap();
     let listed = env.vault().list_snapshots(app).unwrap();
     assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![first.snapshot_id.unwrap()]);
     assert_eq!(env.vault().job_status(stuck.id), Err(VaultError::UnknownJob { job: stuck.id }));
+    assert!(matches!(env.vault().snapshot_now(app), Err(VaultError::Suspended { .. })), "eviction does not lift a suspension");
+    answer(env.vault().service().resume_app(app)).unwrap();
+    assert!(env.snapshot(app).error.is_none());
 }
 
 fn set_limits(env: &Env, limits: Limits) {
@@ -286,6 +290,27 @@ fn an_import_claiming_a_future_time_does_not_outlive_newer_snapshots() {
     assert_eq!(kept, vec![taken.snapshot_id.unwrap()]);
 }
 
+#[test]
+fn a_controller_removed_since_it_began_an_import_cannot_complete_it() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(3));
+    let controllers = env.ic.get_controllers(app);
+    env.ic.set_controllers(app, Some(owner()), [controllers.clone(), vec![stranger()]].concat()).unwrap();
+    answer(env.vault_as(stranger()).service().refresh_access(app)).unwrap();
+    let data = b"an imported image".to_vec();
+    let begun = import(&env, stranger(), app, &data).unwrap();
+    let chunk = ImportChunk { app, snapshot_id: begun.snapshot_id, index: 0, sha256: vault_api::Sha256::of(&data), data: serde_bytes::ByteBuf::from(data) };
+    answer(env.vault_as(stranger()).service().import_chunk(chunk)).unwrap();
+    // Removed, and the vault has not seen it yet: the commit asks the IC.
+    env.ic.set_controllers(app, Some(owner()), controllers).unwrap();
+    let commit = vault_api::service::SnapshotRef { app, snapshot_id: begun.snapshot_id };
+    let refused = answer(env.vault_as(stranger()).service().import_commit(commit));
+    assert!(matches!(refused, Err(VaultError::NotAController { .. })), "{refused:?}");
+    assert!(listed(&env, app).is_empty());
+    answer(env.vault().service().import_commit(commit)).expect("a controller completes it");
+    assert_eq!(listed(&env, app), vec![begun.snapshot_id]);
+}
+
 /// The snapshots of `app` listed, by id.
 fn listed(env: &Env, app: Principal) -> Vec<u64> {
     env.vault().list_snapshots(app).unwrap().iter().map(|s| s.id).collect()
@@ -412,6 +437,26 @@ fn a_job_begun_within_the_days_cycles_ends_though_the_quota_is_lowered_meanwhile
     let done = env.finish_job(job.id, 2_000);
     assert!(done.error.is_none(), "{done:?}");
     assert!(env.vault().app_info(app).unwrap().cycles_today > Some(1));
+}
+
+#[test]
+fn calls_cancelled_before_they_are_answered_stay_counted_in_the_days_cycles() {
+    let env = Env::new();
+    next_utc_day(&env);
+    let app = env.registered(AppKind::Notes, manual(), keep(10));
+    filled(&env, app);
+    let dump_chunk = ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::DUMP_CHUNK);
+    env.ic.drop_responses(dump_chunk, None);
+    let job = env.vault().snapshot_now(app).unwrap();
+    env.run_for(5);
+    assert_eq!(env.vault().job_status(job.id).unwrap().phase, vault_api::service::JobPhase::Transferring, "chunk calls in flight");
+    env.vault().cancel_job(job.id).expect("cancel_job");
+    // The answers come (SYS_UNKNOWN) after the job ended: no one reads them.
+    env.run_for(120);
+    env.ic.clear_faults();
+    let spent = env.vault().app_info(app).unwrap().cycles_today.expect("this vault counts them");
+    // What a chunk call may cost at most (its reply at 2 MiB) is counted when it goes out.
+    assert!(spent > 2 << 20 << 10, "{spent} cycles counted for the day");
 }
 
 #[test]

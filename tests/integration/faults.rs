@@ -320,6 +320,30 @@ fn reviving_the_timer_costs_an_update_the_same_whatever_the_vault_holds() {
 }
 
 #[test]
+fn a_timer_firing_costs_the_same_whatever_number_of_snapshots_the_vault_holds() {
+    // Two vaults with the same history: 31 snapshots of one app, of which one vault keeps 1, the
+    // other all. Then another app's schedule changes, which makes the timer fire once.
+    let cost_with = |kept: u32| {
+        let env = Env::new();
+        let app = env.registered(AppKind::Notes, manual(), keep(kept));
+        for _ in 0..31 {
+            assert_eq!(env.snapshot(app).phase, JobPhase::Succeeded);
+        }
+        let other = env.registered(AppKind::Notes, manual(), keep(1));
+        env.run_for(5);
+        assert_eq!(env.vault().list_snapshots(app).unwrap().len(), kept.min(31) as usize);
+        let before = env.ic.canister_metrics(env.vault);
+        env.vault().update_schedule(other, Some(manual()), None).expect("update_schedule");
+        env.run_for(1);
+        let after = env.ic.canister_metrics(env.vault);
+        (after.executions - before.executions, after.instructions - before.instructions)
+    };
+    let ((runs_few, few), (runs_many, many)) = (cost_with(1), cost_with(40));
+    assert_eq!(runs_few, runs_many, "the same messages");
+    assert!(many < few + 50_000, "an update and a timer firing cost {few} instructions with 1 snapshot, {many} with 31");
+}
+
+#[test]
 fn calls_a_trap_cancelled_block_a_vault_upgrade_until_the_vault_is_stopped() {
     // The vault's 9th execution from here is the first answer of a batch of chunk calls.
     let (env, app, job, expected) = snapshot_with_a_vault_trap(9);

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use vault_api::service::{JobPhase, RestoreArgs, Retention, Trigger, VaultError};
+use vault_api::service::{JobError, JobPhase, RestoreArgs, Retention, Trigger, VaultError};
 use vault_tests::*;
 
 fn assert_restored_state_is_a_prefix(env: &Env, kind: AppKind, canister: candid::Principal) {
@@ -235,6 +235,31 @@ fn an_app_registered_again_has_its_kept_snapshots_back_and_unregistered_with_the
 /// declares none), as a build of another state layout would.
 fn upgrade_notes_declaring(env: &Env, app: candid::Principal, state_layout: Option<u32>) {
     env.ic.upgrade_canister(app, notes_wasm(), candid::encode_one(state_layout).unwrap(), Some(owner())).expect("upgrade");
+}
+
+#[test]
+fn a_restore_whose_target_changes_its_layout_before_the_commit_commits_nothing() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    upgrade_notes_declaring(&env, app, Some(1));
+    AppKind::Notes.apply(&env.app(app), 0);
+    let snapshot = env.snapshot(app).snapshot_id.unwrap();
+    AppKind::Notes.apply(&env.app(app), 1);
+    let commit = ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::RESTORE_COMMIT);
+    env.ic.reject_calls(commit, ic_harness::RejectCode::SysTransient, "busy", None);
+    let args = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change: None };
+    let job = env.vault().service().restore(args).expect("the vault answers").expect("the same layout");
+    while env.vault().job_status(job.id).unwrap().phase != JobPhase::Finishing {
+        env.run_for(1);
+    }
+    // Upgraded to another layout while the restore waits to commit.
+    upgrade_notes_declaring(&env, app, Some(2));
+    let before = env.app(app).digest();
+    env.ic.clear_faults();
+    let done = env.finish_job(job.id, 2_000);
+    let refused = vault_api::protocol::BackupError::StateLayoutMismatch { snapshot: 1, app: 2 };
+    assert!(matches!(&done.error, Some(JobError::AppRefused { error }) if *error == refused), "{:?}", done.error);
+    assert_eq!(env.app(app).digest(), before, "nothing committed");
 }
 
 #[test]

@@ -10,10 +10,13 @@ use vault_api::service::{AdminInfo, AppUsage, Limits, RegistrantInfo, Registrati
 use crate::engine::cycles;
 use crate::ops;
 use crate::state::{State, with_state};
-use crate::storable::{MAX_ADMINISTRATORS, SnapshotStatus, SuspensionRecord};
+use crate::storable::{MAX_ADMINISTRATORS, SuspensionRecord};
 
 /// Principals one `set_allowed` call changes at most.
 pub const MAX_ALLOWED_PER_CALL: usize = 100;
+/// The largest snapshot and import quotas an app may be given.
+const MAX_APP_SNAPSHOTS: u32 = 10_000;
+const MAX_APP_IMPORTS: u32 = 100;
 
 pub fn info() -> AdminInfo {
     let (config, allowed) = with_state(|s| (s.config(), s.allowed()));
@@ -42,6 +45,10 @@ pub fn set_limits(limits: Limits) -> Result<(), VaultError> {
     }
     if limits.import_ttl_seconds < 60 {
         return invalid("an import has at least 60 seconds");
+    }
+    // Unregistering an app schedules the deletion of all its snapshots in one message.
+    if limits.app_snapshots > MAX_APP_SNAPSHOTS || limits.app_imports > MAX_APP_IMPORTS {
+        return invalid("an app may keep at most 10,000 snapshots and 100 imports in progress");
     }
     with_state(|s| {
         let mut config = s.config();
@@ -88,13 +95,13 @@ pub fn set_allowed(args: SetAllowedArgs) -> Result<(), VaultError> {
     Ok(())
 }
 
+/// What `app` holds and spends, from its usage record (no scan of its snapshots).
 fn usage(s: &State, app: Principal, running_job: Option<u64>, now: u64) -> AppUsage {
-    let complete: Vec<_> = s.snapshots_of(app).into_iter().filter(|(_, r)| r.status == SnapshotStatus::Complete).collect();
     let held = s.app_usage(app);
     AppUsage {
         app,
-        snapshots: complete.len() as u32,
-        snapshot_bytes: complete.iter().map(|(_, r)| r.size).sum(),
+        snapshots: held.completed,
+        snapshot_bytes: held.completed_bytes,
         running_job,
         suspension: s.suspension(app).map(Suspension::from),
         stored_bytes: held.held.stored,
@@ -129,18 +136,20 @@ pub fn suspend(by: Principal, app: Principal, reason: &str, now: u64) -> Result<
     })
 }
 
+/// Resumes `app`: registered, or suspended before it was evicted.
 pub fn resume(app: Principal) -> Result<(), VaultError> {
     with_state(|s| {
-        s.registered(app)?;
+        if s.suspension(app).is_none() {
+            s.registered(app)?;
+        }
         s.resume(app);
         Ok(())
     })
 }
 
 /// Unregisters `app` for an administrator: its running job is cancelled, its snapshots stay
-/// until its controllers delete them.
+/// until its controllers delete them. A suspension stays: registered again, the app is still
+/// suspended until an administrator resumes it.
 pub fn evict(by: Principal, app: Principal) -> Result<(), VaultError> {
-    ops::unregister(by, app, false)?;
-    with_state(|s| s.resume(app));
-    Ok(())
+    ops::unregister(by, app, false)
 }

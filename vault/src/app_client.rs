@@ -8,7 +8,7 @@ use candid::{CandidType, Principal};
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
 use vault_api::protocol::{
-    BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport,
+    BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport,
     bounded_text, methods,
 };
 
@@ -59,6 +59,9 @@ impl Drop for Outstanding {
 
 /// Seconds a call may wait for its response before it ends in SYS_UNKNOWN.
 pub const CALL_TIMEOUT_SECONDS: u32 = 60;
+
+/// The most bytes a request (to another subnet) or a reply carries.
+pub const MAX_PAYLOAD_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Fees of `calls` calls moving `bytes` bytes (requests and replies) for the transfer
 /// accounting: the call fee and 1,000 cycles per byte, at 13-node application subnet prices.
@@ -177,8 +180,9 @@ pub async fn restore_chunk(app: Principal, args: RestoreChunk) -> Protocol<()> {
     call(app, methods::RESTORE_CHUNK, (args,)).await
 }
 
-pub async fn restore_commit(app: Principal, job: u64) -> Protocol<RestoreReport> {
-    call(app, methods::RESTORE_COMMIT, (JobRef { job, nonce: nonce() },)).await
+/// Commits `job`'s restore; the app refuses unless it still declares `state_layout` (if given).
+pub async fn restore_commit(app: Principal, job: u64, state_layout: Option<u32>) -> Protocol<RestoreReport> {
+    call(app, methods::RESTORE_COMMIT, (RestoreCommit { job, nonce: nonce(), state_layout },)).await
 }
 
 pub async fn restore_abort(app: Principal, job: u64) -> Protocol<()> {

@@ -229,10 +229,12 @@ fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
 
 /// Completes an import: every chunk must be there and produce the manifest's SHA-256. The
 /// snapshot is then listed and restorable like any other.
+/// A controller of the app as it is now (asked of the IC): one removed since the import began
+/// cannot complete it.
 #[ic_cdk::update(guard = "access::bounded_args::<(SnapshotRef,)>")]
-fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
+async fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     engine::revive();
-    access::seen_controller(args.app)?;
+    access::controller(args.app).await?;
     ops::import_commit(args)
 }
 

@@ -23,13 +23,17 @@
 //!                                                              registrant -> its apps, the bytes they hold
 //! 15  RETIRED     StableBTreeMap<Principal, RetiredRecord>     unregistered app with snapshots -> its controllers
 //! 16  SNAPSHOT_LAYOUTS StableBTreeMap<SnapshotKey, u32>        (app, snapshot id) -> the state layout its app declared
+//! 17  INDEX       StableBTreeMap<IndexKey, ()>                 apps by next due time, imports by start, running jobs
 //! ```
 //!
 //! Memories 9 to 12, 15 and 16 are additions without a layout change: a build that does not know
 //! them never opens them. SNAPSHOT_LAYOUTS holds an entry only for a snapshot whose app declared
-//! a state layout, and loses it when the snapshot's record goes. Memories 13 and 14 are layout 2: `migration` builds them from layout
-//! 1's snapshots, manifests and registrations. Release 0.1.0 reads layout 1 only (its header check
-//! traps its `post_upgrade`, so the IC keeps the newer module): a rollback to it is refused.
+//! a state layout, and loses it when the snapshot's record goes. Memories 13 and 14 are layout 2:
+//! `migration` builds them from layout 1's snapshots, manifests and registrations. INDEX and the
+//! completed snapshots counted in APP_USAGE are layout 3, built from the apps and snapshots.
+//! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
+//! the newer module): a rollback to it is refused; a build that writes layout 2 refuses layout 3
+//! the same way.
 //!
 //! INSTANCE's nonce is fixed at install, or at the first upgrade from a release without it, and
 //! kept across upgrades, so an app tells this install of the vault from an earlier or later one at
@@ -47,7 +51,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 2;
+pub const LAYOUT_VERSION: u8 = 3;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 
@@ -68,6 +72,7 @@ pub const APP_CHUNKS: MemoryId = MemoryId::new(13);
 pub const APP_USAGE: MemoryId = MemoryId::new(14);
 pub const RETIRED: MemoryId = MemoryId::new(15);
 pub const SNAPSHOT_LAYOUTS: MemoryId = MemoryId::new(16);
+pub const INDEX: MemoryId = MemoryId::new(17);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

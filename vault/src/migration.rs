@@ -14,6 +14,9 @@
 //!   upgrade, which reads each manifest entry once: about 65,000 instructions an entry on the
 //!   embedded IC, so the 300 B an upgrade may execute count some 4 million entries (130
 //!   snapshots of a 64 GiB app). A layout 1 holding more fails the upgrade, and stays as it was.
+//! - 3: adds INDEX (17), the apps by next due time, the imports in progress by start and the
+//!   running jobs, and each app's completed snapshots in APP_USAGE; built by
+//!   [`State::build_index`], which reads each app and snapshot record once.
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
@@ -25,7 +28,7 @@ use crate::state::State;
 pub type Step = fn(&mut State);
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index];
 
 /// Migrates the stored layout to [`LAYOUT_VERSION`]; refuses one this build cannot read.
 pub fn migrate(state: &mut State) -> Result<(), LayoutError> {
@@ -46,11 +49,11 @@ mod tests {
     use vault_api::service::Trigger;
 
     use super::*;
-    use crate::memory::{APP_CHUNKS, APP_USAGE};
+    use crate::memory::{APP_CHUNKS, APP_USAGE, INDEX};
     use crate::state::HashedChunk;
     use crate::storable::tests::sample_app;
     use crate::storable::{
-        AppChunkKey, AppRecord, AppUsageRecord, Held, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey, UsageRecord,
+        AppChunkKey, AppRecord, AppUsageRecord, Held, IndexKey, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey, UsageRecord,
     };
 
     fn p(byte: u8) -> Principal {
@@ -109,7 +112,7 @@ mod tests {
         let registrants = |s: &State| [r1, r2, r3].map(|r| s.registrant_usage(r));
         let (apps_then, registrants_then) = (usage(&live), registrants(&live));
         let held = Held { stored: 4 + 4 + 2 + 4, building: 8 };
-        assert_eq!(apps_then[0], AppUsageRecord { registrant: Some(r1), held, ..Default::default() });
+        assert_eq!(apps_then[0], AppUsageRecord { registrant: Some(r1), held, completed: 2, completed_bytes: 20, ..Default::default() });
         assert_eq!(apps_then[1].held, Held { stored: 8, building: 0 });
         assert_eq!(registrants_then[0], RegistrantUsageRecord { apps: 1, held: apps_then[0].held });
         assert_eq!(registrants_then[2], RegistrantUsageRecord { apps: 0, held: Held { stored: 4, building: 0 } }, "C stays charged to R3");
@@ -124,11 +127,11 @@ mod tests {
         let mut migrated = State::init(memory.clone());
         assert_eq!(migrated.app_usage(a), AppUsageRecord::default(), "layout 1 knows nothing of it");
         assert_eq!(migrate(&mut migrated), Ok(()));
-        assert_eq!(migrated.layout(), 2);
+        assert_eq!(migrated.layout(), LAYOUT_VERSION);
         let apps_now = usage(&migrated);
         assert_eq!(apps_now[..2], apps_then[..2], "as this build keeps them");
         assert_eq!(registrants(&migrated)[..2], registrants_then[..2]);
-        let unknown = AppUsageRecord { registrant: None, held: Held { stored: 4, building: 0 }, ..Default::default() };
+        let unknown = AppUsageRecord { registrant: None, held: Held { stored: 4, building: 0 }, completed: 1, completed_bytes: 4, ..Default::default() };
         assert_eq!(apps_now[2], unknown, "C's registrant was not kept");
         assert_eq!(registrants(&migrated)[2], RegistrantUsageRecord::default());
 
@@ -140,6 +143,42 @@ mod tests {
         assert_eq!(migrated.chunk_totals(), (0, 0));
         assert!(usage(&migrated).iter().all(|u| u.held.is_empty()), "{:?}", usage(&migrated));
         assert_eq!(registrants(&migrated)[..2].iter().map(|r| (r.apps, r.held)).collect::<Vec<_>>(), vec![(1, Held::default()); 2]);
+    }
+
+    #[test]
+    fn layout_2_gets_the_index_and_each_apps_completed_snapshots() {
+        let (a, b) = (p(1), p(2));
+        let memory = DefaultMemoryImpl::default();
+        let mut live = State::init(memory.clone());
+        live.put_app(a, AppRecord { next_due: 50, running_job: Some(3), ..sample_app() });
+        live.put_app(b, AppRecord { next_due: 20, running_job: None, ..sample_app() });
+        complete(&mut live, a, 1, &[b"aaaa", b"bb"]);
+        complete(&mut live, a, 2, &[b"cccc"]);
+        snapshot(&mut live, b, 3, &[b"dddd"], 0);
+        let mut import = live.snapshot(b, 3).unwrap();
+        import.trigger = Trigger::Import;
+        import.started_at = 7;
+        live.put_snapshot(b, 3, import);
+        let seen = |s: &State| (s.next_scheduled(), s.due_apps(60, 10), s.next_import_expiry(1), s.app_usage(a), s.app_usage(b));
+        let then = seen(&live);
+        assert_eq!((then.0, then.2, then.3.completed, then.3.completed_bytes), (Some(20), Some(8), 2, 10));
+
+        // The same records in layout 2: memory 17 empty, the app usage records of version 1.
+        live.set_layout(2);
+        drop(live);
+        let manager = MemoryManager::init(memory.clone());
+        StableBTreeMap::<IndexKey, (), _>::new(manager.get(INDEX));
+        let mut usage = StableBTreeMap::<UsageKey, UsageRecord, _>::init(manager.get(APP_USAGE));
+        for app in [a, b] {
+            let UsageRecord::App(record) = usage.get(&UsageKey::App(app)).unwrap() else { unreachable!() };
+            usage.insert(UsageKey::App(app), UsageRecord::App(AppUsageRecord { completed: 0, completed_bytes: 0, ..record }));
+        }
+        drop((usage, manager));
+        let mut migrated = State::init(memory);
+        assert_eq!((migrated.next_scheduled(), migrated.app_usage(a).completed), (None, 0), "layout 2 knows nothing of it");
+        assert_eq!(migrate(&mut migrated), Ok(()));
+        assert_eq!(migrated.layout(), 3);
+        assert_eq!(seen(&migrated), then);
     }
 
     #[test]

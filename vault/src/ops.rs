@@ -16,7 +16,7 @@ use crate::engine::{self, cycles};
 use crate::retention;
 use crate::access;
 use crate::state::{HashedChunk, State, with_state};
-use crate::storable::{AppRecord, JobRecord, RetiredRecord, SnapshotRecord, SnapshotStatus};
+use crate::storable::{AppRecord, JobRecord, RetiredRecord, SnapshotRecord, SnapshotStatus, Task};
 
 const SECOND: u64 = 1_000_000_000;
 /// Bounds of a schedule's interval, in seconds (0: manual only).
@@ -268,10 +268,13 @@ pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let mut job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
     // The access check has just seen the target's module: say so if it is not the snapshot's.
     let notes: Vec<String> = module_change(target_record.module_hash, snapshot.module_hash).into_iter().chain(layout_note).collect();
-    if !notes.is_empty() {
-        job.notes.extend(notes);
-        with_state(|s| s.put_job(job.clone()));
+    // The target may change its layout (an upgrade) while the restore runs: the commit checks again.
+    let check_layout = snapshot_layout.is_some() && args.allow_layout_change != Some(true);
+    if let Task::Restore { check_layout: checked, .. } = &mut job.task {
+        *checked = check_layout;
     }
+    job.notes.extend(notes);
+    with_state(|s| s.put_job(job.clone()));
     Ok(job_info(&job))
 }
 

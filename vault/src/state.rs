@@ -16,7 +16,7 @@ use vault_api::service::VaultError;
 
 use crate::memory::{self, Memory};
 use crate::storable::{
-    AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, JobRecord, ManifestKey, PrincipalKey,
+    AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IndexKey, JobRecord, ManifestKey, PrincipalKey,
     RegistrantUsageRecord, RetiredRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
 };
 
@@ -64,6 +64,7 @@ pub struct State {
     app_chunks: StableBTreeMap<AppChunkKey, u32, Memory>,
     usage: StableBTreeMap<UsageKey, UsageRecord, Memory>,
     snapshot_layouts: StableBTreeMap<SnapshotKey, u32, Memory>,
+    index: StableBTreeMap<IndexKey, (), Memory>,
 }
 
 /// Finished jobs kept in an app's log.
@@ -92,6 +93,7 @@ impl State {
             app_chunks: StableBTreeMap::init(m(memory::APP_CHUNKS)),
             usage: StableBTreeMap::init(m(memory::APP_USAGE)),
             snapshot_layouts: StableBTreeMap::init(m(memory::SNAPSHOT_LAYOUTS)),
+            index: StableBTreeMap::init(m(memory::INDEX)),
         }
     }
 
@@ -137,7 +139,10 @@ impl State {
     /// for what the app holds from then on.
     pub fn put_app(&mut self, app: Principal, record: AppRecord) {
         let registrant = record.registered_by;
-        if self.apps.insert(PrincipalKey(app), record).is_none() {
+        let entries = app_entries(app, &record);
+        let before = self.apps.insert(PrincipalKey(app), record);
+        self.reindex(before.as_ref().map(|r| app_entries(app, r)).unwrap_or_default(), entries);
+        if before.is_none() {
             self.charge_to(app, registrant);
         }
     }
@@ -145,6 +150,7 @@ impl State {
     /// Unregisters `app`. What its snapshots still hold stays charged to its registrant.
     pub fn remove_app(&mut self, app: Principal) {
         if let Some(record) = self.apps.remove(&PrincipalKey(app)) {
+            self.reindex(app_entries(app, &record), Vec::new());
             let mut registrant = self.registrant_usage(record.registered_by);
             registrant.apps = registrant.apps.saturating_sub(1);
             self.put_registrant_usage(record.registered_by, registrant);
@@ -284,19 +290,49 @@ impl State {
     }
 
     /// Saves (or, with `None`, removes, with its state layout) a snapshot's record; a snapshot
-    /// being built counts whole in what its app holds until it completes or goes.
+    /// being built counts whole in what its app holds until it completes or goes, a completed one
+    /// in its app's completed snapshots, an import in progress in the index.
     fn write_snapshot(&mut self, key: SnapshotKey, record: Option<SnapshotRecord>) {
         let building = |r: &Option<SnapshotRecord>| r.as_ref().filter(|r| r.status == SnapshotStatus::Building).map_or(0, |r| r.size);
-        let after = building(&record);
-        let before = building(&match record {
+        let completed = |r: &Option<SnapshotRecord>| r.as_ref().filter(|r| r.status == SnapshotStatus::Complete).map(|r| r.size);
+        let import = |r: &Option<SnapshotRecord>| r.as_ref().and_then(|r| import_entry(key, r)).into_iter().collect::<Vec<_>>();
+        let (after, completed_after, import_after) = (building(&record), completed(&record), import(&record));
+        let before_record = match record {
             Some(record) => self.snapshots.insert(key, record),
             None => {
                 self.snapshot_layouts.remove(&key);
                 self.snapshots.remove(&key)
             }
-        });
+        };
+        let (before, completed_before) = (building(&before_record), completed(&before_record));
+        self.reindex(import(&before_record), import_after);
         if before != after {
             self.adjust_held(key.app, |held| held.building = held.building.saturating_sub(before).saturating_add(after));
+        }
+        if completed_before != completed_after {
+            let mut usage = self.app_usage(key.app);
+            if let Some(size) = completed_before {
+                usage.completed = usage.completed.saturating_sub(1);
+                usage.completed_bytes = usage.completed_bytes.saturating_sub(size);
+            }
+            if let Some(size) = completed_after {
+                usage.completed = usage.completed.saturating_add(1);
+                usage.completed_bytes = usage.completed_bytes.saturating_add(size);
+            }
+            self.put_app_usage(key.app, usage);
+        }
+    }
+
+    /// Replaces index entries `before` of a record by its entries `after`.
+    fn reindex(&mut self, before: Vec<IndexKey>, after: Vec<IndexKey>) {
+        if before == after {
+            return;
+        }
+        for key in before {
+            self.index.remove(&key);
+        }
+        for key in after {
+            self.index.insert(key, ());
         }
     }
 
@@ -318,30 +354,30 @@ impl State {
         self.snapshots_of(app).into_iter().filter(|(_, r)| r.status == SnapshotStatus::Building && r.trigger == vault_api::service::Trigger::Import).collect()
     }
 
-    /// When the first import in progress expires, `ttl` nanoseconds after it began.
+    /// When the first import in progress expires, `ttl` nanoseconds after it began (the first
+    /// entry of the index's imports).
     pub fn next_import_expiry(&self, ttl: u64) -> Option<u64> {
-        self.snapshots
-            .iter()
-            .map(|e| e.value())
-            .filter(|r| r.status == SnapshotStatus::Building && r.trigger == vault_api::service::Trigger::Import)
-            .map(|r| r.started_at.saturating_add(ttl))
-            .min()
+        match self.index.range(IndexKey::FIRST_IMPORT..).next().map(|e| *e.key()) {
+            Some(IndexKey::Import { started_at, .. }) => Some(started_at.saturating_add(ttl)),
+            _ => None,
+        }
     }
 
-    /// Schedules the deletion of imports unfinished `ttl` nanoseconds after they began; returns
-    /// how many expired.
-    pub fn expire_imports(&mut self, now: u64, ttl: u64) -> usize {
-        let expired: Vec<(Principal, u64)> = self
-            .snapshots
-            .iter()
-            .filter(|e| {
-                let r = e.value();
-                r.status == SnapshotStatus::Building && r.trigger == vault_api::service::Trigger::Import && r.started_at.saturating_add(ttl) <= now
+    /// Schedules the deletion of at most `budget` imports unfinished `ttl` nanoseconds after they
+    /// began, the oldest first; returns how many expired.
+    pub fn expire_imports(&mut self, now: u64, ttl: u64, budget: usize) -> usize {
+        let expired: Vec<SnapshotKey> = self
+            .index
+            .range(IndexKey::FIRST_IMPORT..)
+            .map(|e| *e.key())
+            .map_while(|key| match key {
+                IndexKey::Import { started_at, snapshot } if started_at.saturating_add(ttl) <= now => Some(snapshot),
+                _ => None,
             })
-            .map(|e| (e.key().app, e.key().id))
+            .take(budget)
             .collect();
-        for &(app, id) in &expired {
-            self.schedule_deletion(app, id);
+        for key in &expired {
+            self.schedule_deletion(key.app, key.id);
         }
         expired.len()
     }
@@ -507,9 +543,25 @@ impl State {
         !self.deletions.is_empty()
     }
 
-    /// When the next scheduled snapshot of any app is due.
+    /// When the next scheduled snapshot of any app is due (the first entry of the index's).
     pub fn next_scheduled(&self) -> Option<u64> {
-        self.apps().into_iter().map(|(_, a)| a.next_due).filter(|&d| d > 0).min()
+        match self.index.range(IndexKey::FIRST_DUE..).next().map(|e| *e.key()) {
+            Some(IndexKey::Due { at, .. }) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Up to `n` apps whose scheduled snapshot is due at `now`, the earliest first.
+    pub fn due_apps(&self, now: u64, n: usize) -> Vec<Principal> {
+        self.index
+            .range(IndexKey::FIRST_DUE..)
+            .map(|e| *e.key())
+            .map_while(|key| match key {
+                IndexKey::Due { at, app } if at <= now => Some(app),
+                _ => None,
+            })
+            .take(n)
+            .collect()
     }
 
     pub fn deletions_pending(&self) -> bool {
@@ -553,9 +605,17 @@ impl State {
         self.put_app_usage(app, usage);
     }
 
-    /// An app's usage is kept while it is registered or holds bytes.
+    /// Takes back `cycles` counted at `now` beyond what was spent on `app` (on the same day).
+    pub fn refund_cycles(&mut self, app: Principal, now: u64, cycles: u128) {
+        let mut usage = self.app_usage(app);
+        usage.refund(now, cycles);
+        self.put_app_usage(app, usage);
+    }
+
+    /// An app's usage is kept while it is registered, holds bytes, has completed snapshots or
+    /// spent cycles (so unregistering does not start its day afresh).
     fn put_app_usage(&mut self, app: Principal, usage: AppUsageRecord) {
-        if usage.held.is_empty() && !self.apps.contains_key(&PrincipalKey(app)) {
+        if usage.is_empty() && !self.apps.contains_key(&PrincipalKey(app)) {
             self.usage.remove(&UsageKey::App(app));
         } else {
             self.usage.insert(UsageKey::App(app), UsageRecord::App(usage));
@@ -626,6 +686,24 @@ impl State {
         }
     }
 
+    /// Builds what layout 3 adds from a layout 2's records: the index, from the apps and the
+    /// snapshots, and each app's completed snapshots (each record read once).
+    pub fn build_index(&mut self) {
+        for (app, record) in self.apps() {
+            self.reindex(Vec::new(), app_entries(app, &record));
+        }
+        let snapshots: Vec<(SnapshotKey, SnapshotRecord)> = self.snapshots.iter().map(|e| (*e.key(), e.value())).collect();
+        for (key, record) in snapshots {
+            self.reindex(Vec::new(), import_entry(key, &record).into_iter().collect());
+            if record.status == SnapshotStatus::Complete {
+                let mut usage = self.app_usage(key.app);
+                usage.completed = usage.completed.saturating_add(1);
+                usage.completed_bytes = usage.completed_bytes.saturating_add(record.size);
+                self.put_app_usage(key.app, usage);
+            }
+        }
+    }
+
     // Jobs.
 
     pub fn new_job_id(&mut self) -> u64 {
@@ -652,12 +730,14 @@ impl State {
         ids.into_iter().filter_map(|id| self.jobs.get(&id)).collect()
     }
 
-    /// Jobs not finished yet, by id.
+    /// Jobs not finished yet, by id (the index's running jobs).
     pub fn active_jobs(&self) -> Vec<JobRecord> {
-        self.apps
-            .iter()
-            .filter_map(|e| e.value().running_job)
-            .filter_map(|id| self.jobs.get(&id))
+        self.index
+            .range(IndexKey::FIRST_RUNNING..)
+            .filter_map(|e| match *e.key() {
+                IndexKey::Running { job, .. } => self.jobs.get(&job),
+                _ => None,
+            })
             .filter(|j| !j.is_finished())
             .collect()
     }
@@ -678,6 +758,19 @@ impl State {
             self.app_jobs.remove(&AppJobKey { app, job: job.id });
         }
     }
+}
+
+/// The index entries an app's record has: its next scheduled snapshot, its running job.
+fn app_entries(app: Principal, record: &AppRecord) -> Vec<IndexKey> {
+    let due = (record.next_due > 0).then_some(IndexKey::Due { at: record.next_due, app });
+    let running = record.running_job.map(|job| IndexKey::Running { job, app });
+    due.into_iter().chain(running).collect()
+}
+
+/// The index entry of a snapshot record that is an import in progress.
+fn import_entry(key: SnapshotKey, record: &SnapshotRecord) -> Option<IndexKey> {
+    let open = record.status == SnapshotStatus::Building && record.trigger == vault_api::service::Trigger::Import;
+    open.then_some(IndexKey::Import { started_at: record.started_at, snapshot: key })
 }
 
 /// Bytes of chunk `index` of the snapshot `record` describes.
@@ -814,6 +907,11 @@ mod tests {
         s.spend_cycles(app(), 20, 6);
         assert_eq!(s.app_usage(app()).cycles_today(30), 11);
         assert_eq!(s.registrant_usage(app()).apps, 1, "an app registered by itself has both records");
+        s.refund_cycles(app(), 30, 4);
+        s.remove_app(app());
+        assert_eq!(s.app_usage(app()).cycles_today(30), 7, "an unregistered app holding nothing keeps its spending");
+        register(&mut s, app(), app());
+        assert_eq!(s.app_usage(app()).cycles_today(30), 7, "registered again, it spends on from there");
     }
 
     #[test]
@@ -929,6 +1027,52 @@ mod tests {
         assert_eq!(s.apps_after(Some(apps[1]), 2), apps[2..4]);
         assert_eq!(s.apps_after(Some(apps[3]), 2), apps[4..]);
         assert_eq!(s.apps_after(Some(apps[4]), 2), apps[..2], "after the last, the first again");
+    }
+
+    #[test]
+    fn the_index_finds_due_apps_imports_in_progress_and_running_jobs_in_order() {
+        let mut s = state();
+        let [a, b, c] = [1u8, 2, 3].map(|n| Principal::from_slice(&[n; 10]));
+        let sample = crate::storable::tests::sample_app;
+        s.put_app(a, AppRecord { next_due: 30, running_job: None, ..sample() });
+        s.put_app(b, AppRecord { next_due: 10, running_job: Some(5), ..sample() });
+        s.put_app(c, AppRecord { next_due: 0, running_job: None, ..sample() });
+        assert_eq!((s.next_scheduled(), s.due_apps(9, 10), s.due_apps(30, 10), s.due_apps(30, 1)), (Some(10), vec![], vec![b, a], vec![b]));
+        s.put_app(b, AppRecord { next_due: 40, running_job: Some(5), ..sample() });
+        assert_eq!((s.next_scheduled(), s.due_apps(35, 10)), (Some(30), vec![a]), "b moved to 40");
+        s.remove_app(a);
+        assert_eq!(s.next_scheduled(), Some(40));
+
+        s.put_job(JobRecord::new(5, b, vault_api::service::JobKind::Snapshot { trigger: Trigger::Manual }, 0));
+        assert_eq!(s.active_jobs().iter().map(|j| j.id).collect::<Vec<_>>(), [5]);
+        s.free_app(b, 5);
+        assert!(s.active_jobs().is_empty());
+
+        let import = |started_at| SnapshotRecord { trigger: Trigger::Import, started_at, ..record(SnapshotStatus::Building, 1, 1) };
+        s.put_snapshot(c, 1, import(100));
+        s.put_snapshot(c, 2, import(50));
+        s.put_snapshot(c, 3, SnapshotRecord { started_at: 10, ..record(SnapshotStatus::Building, 1, 1) });
+        assert_eq!(s.next_import_expiry(10), Some(60), "a dump is no import");
+        assert_eq!(s.expire_imports(200, 10, 1), 1, "one a call");
+        assert_eq!(s.snapshot(c, 2).map(|r| r.status), Some(SnapshotStatus::Deleting), "the oldest first");
+        assert_eq!(s.next_import_expiry(10), Some(110));
+        s.complete_snapshot(c, 1, Sha256::default(), 0, 0);
+        assert_eq!((s.next_import_expiry(10), s.expire_imports(u64::MAX, 0, 10)), (None, 0));
+    }
+
+    #[test]
+    fn an_apps_completed_snapshots_are_counted_as_they_complete_and_go() {
+        let mut s = state();
+        s.put_snapshot(app(), 1, record(SnapshotStatus::Building, 1, 2));
+        complete(&mut s, 2, 3);
+        assert_eq!((s.app_usage(app()).completed, s.app_usage(app()).completed_bytes), (1, 12));
+        s.complete_snapshot(app(), 1, Sha256::default(), 0, 0);
+        assert_eq!((s.app_usage(app()).completed, s.app_usage(app()).completed_bytes), (2, 20));
+        s.schedule_deletion(app(), 2);
+        assert_eq!((s.app_usage(app()).completed, s.app_usage(app()).completed_bytes), (1, 8), "a snapshot being deleted is not listed");
+        s.schedule_deletion(app(), 1);
+        s.delete_step(10);
+        assert_eq!(s.app_usage(app()), AppUsageRecord::default());
     }
 
     #[test]

@@ -19,9 +19,10 @@
 //! Restore:
 //! 1. `vault_restore_begin(job, manifest)` opens a staging area; the live state is untouched.
 //! 2. `vault_restore_chunk(job, index, data, sha256)` checks the chunk's hash and stages it.
-//! 3. `vault_restore_commit(job)` checks that every chunk is there and that the manifest hash
-//!    matches, then replaces the live state in this one message; `vault_restore_abort(job)`
-//!    drops the staging area instead.
+//! 3. `vault_restore_commit(job, state_layout)` checks that every chunk is there, that the
+//!    manifest hash matches and that the app still declares `state_layout` (when given, and the
+//!    app declares one), then replaces the live state in this one message;
+//!    `vault_restore_abort(job)` drops the staging area instead.
 
 use std::time::Duration;
 
@@ -156,6 +157,15 @@ pub struct JobRef {
     pub nonce: Option<u64>,
 }
 
+/// Commits job `job`'s staged image: the job reference, with the state layout the app must still
+/// declare (release 0.1.0's vault and a restore allowed to change the layout send none).
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreCommit {
+    pub job: u64,
+    pub nonce: Option<u64>,
+    pub state_layout: Option<u32>,
+}
+
 /// What a committed restore put in place.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RestoreReport {
@@ -206,6 +216,8 @@ pub enum BackupError {
     Deserialization { message: String },
     #[error("{vault} cannot be a vault: it is the anonymous principal or the management canister")]
     InvalidVault { vault: Principal },
+    #[error("the app declares state layout {app}, not the snapshot's {snapshot}: nothing was committed")]
+    StateLayoutMismatch { snapshot: u32, app: u32 },
 }
 
 /// Characters of text from an app (a reject message, an error's message) the vault keeps.

@@ -99,12 +99,24 @@ pub fn begin_attempt(mut job: JobRecord, ctx: &Ctx) -> Result<JobRecord, Box<Nex
         return Err(Box::new(fail(job, JobError::RetriesExhausted { attempts, last }, ctx)));
     }
     job.retries += 1;
+    let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
+    if let Task::Restore { commit_unknown, commit_sent, .. } = &mut job.task
+        && committing
+    {
+        // A commit sent before whose answer was never read (the vault trapped reading it) may
+        // have committed.
+        *commit_unknown |= *commit_sent;
+        *commit_sent = true;
+    }
     Ok(job)
 }
 
 /// The attempt's answers arrived: whether it failed is the transition's to say.
 pub fn answered(mut job: JobRecord) -> JobRecord {
     job.retries = job.retries.saturating_sub(1);
+    if let Task::Restore { commit_sent, .. } = &mut job.task {
+        *commit_sent = false;
+    }
     job
 }
 
@@ -716,6 +728,25 @@ mod tests {
         let gone = CallFailure::Rejected { code: 3, message: "the app is gone".into() };
         job = step(job, Event::CallFailed(gone.clone())).job;
         assert_eq!(job.error(), Some(&JobError::CommitUnconfirmed { attempts: 2, last: gone.to_string() }));
+    }
+
+    #[test]
+    fn a_commit_whose_answer_the_vault_never_read_may_have_run() {
+        // The vault trapped reading the first commit's answer: the attempt it recorded before the
+        // call stays, what it read is rolled back, and the job is taken up again.
+        let sent = begin_attempt(transferring_restore(0), &ctx()).unwrap();
+        assert!(matches!(sent.task, Task::Restore { commit_unknown: false, commit_sent: true, .. }));
+        let mut job = answered(begin_attempt(sent, &ctx()).unwrap());
+        assert!(matches!(job.task, Task::Restore { commit_unknown: true, commit_sent: false, .. }));
+        let trapped = CallFailure::Rejected { code: 5, message: "the app trapped".into() };
+        while !job.is_finished() {
+            job = step(job, Event::CallFailed(trapped.clone())).job;
+        }
+        assert!(matches!(job.error(), Some(JobError::CommitUnconfirmed { .. })), "{:?}", job.error());
+        // A commit whose answer was read leaves no doubt behind.
+        let read = answered(begin_attempt(transferring_restore(0), &ctx()).unwrap());
+        let again = begin_attempt(read, &ctx()).unwrap();
+        assert!(matches!(again.task, Task::Restore { commit_unknown: false, commit_sent: true, .. }));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::calls;
 use super::job::{self, ChunkAnswer, Event};
 use crate::app_client;
 use crate::state::with_state;
-use crate::storable::{JobRecord, SnapshotRecord, SnapshotStatus};
+use crate::storable::{JobRecord, SnapshotRecord, SnapshotStatus, Task};
 
 /// The snapshot `snapshot_id` of `source`, if it is still complete.
 fn snapshot(source: candid::Principal, snapshot_id: u64) -> Option<SnapshotRecord> {
@@ -50,5 +50,8 @@ pub async fn chunks(job: &JobRecord, source: candid::Principal, snapshot_id: u64
 
 pub async fn commit(job: &JobRecord, source: candid::Principal, snapshot_id: u64) -> Option<(JobRecord, Event)> {
     let Some(record) = snapshot(source, snapshot_id) else { return gone(job) };
-    calls::make_one(job, app_client::restore_commit(job.app, job.id), |answer| Event::Committed(answer, record.sha256)).await
+    let checked = matches!(job.task, Task::Restore { check_layout: true, .. });
+    let state_layout = if checked { with_state(|s| s.snapshot_layout(source, snapshot_id)) } else { None };
+    let commit = app_client::restore_commit(job.app, job.id, state_layout);
+    calls::make_one(job, commit, |answer| Event::Committed(answer, record.sha256)).await
 }

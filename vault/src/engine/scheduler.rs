@@ -16,6 +16,10 @@ use crate::storable::JobRecord;
 
 /// Chunk references released per timer firing.
 const DELETE_BUDGET: u32 = 512;
+/// Imports expired, and scheduled snapshots started, per timer firing: what is left waits for
+/// the next, which follows at once.
+const EXPIRE_BUDGET: usize = 64;
+const DUE_BUDGET: usize = 64;
 const SECOND: u64 = 1_000_000_000;
 /// How often the watchdog checks that the timer is armed for the work waiting.
 const WATCHDOG: Duration = Duration::from_secs(600);
@@ -131,7 +135,7 @@ async fn tick() {
         arm(time + SECOND);
         return;
     }
-    let expired = with_state(|s| s.expire_imports(time, s.config().limits.import_ttl_seconds.saturating_mul(SECOND)));
+    let expired = with_state(|s| s.expire_imports(time, s.config().limits.import_ttl_seconds.saturating_mul(SECOND), EXPIRE_BUDGET));
     let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET)) || expired > 0;
     start_due_snapshots(time);
     let jobs = with_state(|s| s.active_jobs());
@@ -156,11 +160,12 @@ fn next_wakeup(s: &mut crate::state::State) -> Option<u64> {
     [s.next_scheduled(), s.next_import_expiry(ttl)].into_iter().flatten().min()
 }
 
+/// Starts the snapshots due at `time` (at most [`DUE_BUDGET`]; the next due time is then now,
+/// so the timer fires again at once for the rest).
 fn start_due_snapshots(time: u64) {
     let due: Vec<Principal> = with_state(|s| {
-        s.apps()
-            .into_iter()
-            .filter(|(_, a)| a.next_due > 0 && a.next_due <= time)
+        let due: Vec<(Principal, crate::storable::AppRecord)> = s.due_apps(time, DUE_BUDGET).into_iter().filter_map(|app| s.app(app).map(|r| (app, r))).collect();
+        due.into_iter()
             .map(|(app, mut record)| {
                 // The next slot after now: intervals missed while stopped are skipped.
                 let interval = record.schedule.interval_seconds * SECOND;

@@ -1,6 +1,8 @@
 //! One step of a job: the calls its phase makes (by `job::next_calls`), the event their answers
 //! make, the transition, and its effects performed on the vault's state. What the calls cost is
-//! counted in the spending of the job's app for the day.
+//! counted in the spending of the job's app for the day: at most what they may cost when they go
+//! out (a batch whose answers nobody reads, cancelled or started over, stays counted so), what
+//! they cost once they are answered.
 
 use vault_api::service::JobKind;
 
@@ -19,7 +21,11 @@ pub async fn step(job: JobRecord) -> bool {
         Ok(job) => job,
         Err(next) => return perform(*next),
     };
-    with_state(|s| s.put_job(job.clone()));
+    let bound = call_bound(&calls);
+    with_state(|s| {
+        s.put_job(job.clone());
+        s.spend_cycles(job.app, ic_cdk::api::time(), bound);
+    });
     let answered = match (&job.task, calls) {
         (Task::Snapshot { .. }, Calls::DumpBegin) => snapshot::begin(&job).await,
         (Task::Snapshot { phase: Phase::Transferring(building), .. }, Calls::DumpChunks(indices)) => {
@@ -36,19 +42,29 @@ pub async fn step(job: JobRecord) -> bool {
     };
     match answered {
         Some((answered, event)) => {
-            spent(&job, &answered);
+            spent(&job, &answered, bound);
             settle(answered, event)
         }
         None => false,
     }
 }
 
-/// Counts what the calls that took `before` to `after` cost the vault in the spending of the
-/// job's app for the day.
-fn spent(before: &JobRecord, after: &JobRecord) {
+/// The most `calls` may cost the vault: each request and its reply at the payload limit.
+fn call_bound(calls: &Calls) -> u128 {
+    let count = match calls {
+        Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => indices.len() as u64,
+        Calls::DumpBegin | Calls::DumpEnd | Calls::RestoreBegin | Calls::RestoreCommit => 1,
+    };
+    app_client::transfer_cycles(count, count.saturating_mul(2 * app_client::MAX_PAYLOAD_BYTES))
+}
+
+/// Replaces `bound`, counted when the calls that took `before` to `after` went out, by what
+/// they cost, in the spending of the job's app for the day.
+fn spent(before: &JobRecord, after: &JobRecord, bound: u128) {
     let calls = after.calls.saturating_sub(before.calls);
     let bytes = after.bytes_moved.saturating_sub(before.bytes_moved);
-    with_state(|s| s.spend_cycles(after.app, ic_cdk::api::time(), app_client::transfer_cycles(calls, bytes)));
+    let cost = app_client::transfer_cycles(calls, bytes);
+    with_state(|s| s.refund_cycles(after.app, ic_cdk::api::time(), bound.saturating_sub(cost)));
 }
 
 /// Applies `event` to `job` and performs the transition's effects; returns whether it

@@ -107,9 +107,11 @@ pub struct Building {
 pub enum Task {
     Snapshot { trigger: Trigger, phase: Phase<Building> },
     /// Restores `snapshot_id` of `source` into the job's app. `commit_unknown`: an attempt to
-    /// commit ended without telling whether the app committed (its answer was lost, or did not
-    /// decode), so the app may have.
-    Restore { source: Principal, snapshot_id: u64, phase: Phase<Transfer>, commit_unknown: bool },
+    /// commit ended without telling whether the app committed (its answer was lost, did not
+    /// decode, or was never read: the vault trapped reading it), so the app may have.
+    /// `commit_sent`: a commit call went out whose answer is not read yet. `check_layout`: the
+    /// commit asks the app to refuse unless it still declares the snapshot's state layout.
+    Restore { source: Principal, snapshot_id: u64, phase: Phase<Transfer>, commit_unknown: bool, commit_sent: bool, check_layout: bool },
 }
 
 impl Task {
@@ -153,7 +155,9 @@ impl JobRecord {
     pub fn new(id: u64, app: Principal, kind: JobKind, now: u64) -> Self {
         let task = match kind {
             JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting },
-            JobKind::Restore { source, snapshot_id } => Task::Restore { source, snapshot_id, phase: Phase::Starting, commit_unknown: false },
+            JobKind::Restore { source, snapshot_id } => {
+                Task::Restore { source, snapshot_id, phase: Phase::Starting, commit_unknown: false, commit_sent: false, check_layout: false }
+            }
         };
         JobRecord {
             id,
@@ -208,12 +212,15 @@ impl JobRecord {
         self.outcome != Outcome::Running
     }
 
-    /// The byte after the kind is a snapshot's trigger, and a restore's `commit_unknown` (0 or 1;
-    /// it was always 0 before restores had the flag, so older records read as without it).
+    /// The byte after the kind is a snapshot's trigger, and a restore's flags: bit 0
+    /// `commit_unknown`, bit 1 `commit_sent`, bit 2 `check_layout` (it was always 0 before
+    /// restores had flags, so older records read as without them).
     pub(super) fn encode(&self) -> Vec<u8> {
         let (kind, trigger, source, phase_code) = match &self.task {
             Task::Snapshot { trigger, phase } => (0, trigger_byte(*trigger), None, phase.code()),
-            Task::Restore { source, phase, commit_unknown, .. } => (1, *commit_unknown as u8, Some(*source), phase.code()),
+            Task::Restore { source, phase, commit_unknown, commit_sent, check_layout, .. } => {
+                (1, *commit_unknown as u8 | (*commit_sent as u8) << 1 | (*check_layout as u8) << 2, Some(*source), phase.code())
+            }
         };
         let phase_code = match self.outcome {
             Outcome::Running => phase_code,
@@ -284,11 +291,9 @@ impl JobRecord {
                 source: source.expect("a restore has a source"),
                 snapshot_id: snapshot_id.expect("a restore has a snapshot"),
                 phase: phase(transfer),
-                commit_unknown: match trigger_or_flag {
-                    0 => false,
-                    1 => true,
-                    other => panic!("unknown commit flag {other}"),
-                },
+                commit_unknown: restore_flag(trigger_or_flag, 0),
+                commit_sent: restore_flag(trigger_or_flag, 1),
+                check_layout: restore_flag(trigger_or_flag, 2),
             },
             other => panic!("unknown job kind {other}"),
         };
@@ -300,6 +305,12 @@ impl JobRecord {
         };
         JobRecord { id, app, task, outcome, retries, restarts, started_at, updated_at, finished_at, bytes_moved, calls, module_hash, notes }
     }
+}
+
+/// Bit `bit` of a restore's flags byte; a bit this build does not know is a broken invariant.
+fn restore_flag(flags: u8, bit: u8) -> bool {
+    assert!(flags < 8, "unknown restore flags {flags:#04x}");
+    flags & (1 << bit) != 0
 }
 
 impl<T> Phase<T> {
@@ -337,7 +348,7 @@ mod tests {
 
     fn restore(phase: Phase<Transfer>, outcome: Outcome) -> JobRecord {
         let mut job = JobRecord::new(3, p(5, 10), JobKind::Restore { source: p(6, 10), snapshot_id: 4 }, 5);
-        job.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase, commit_unknown: false };
+        job.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase, commit_unknown: false, commit_sent: false, check_layout: false };
         job.outcome = outcome;
         job.retries = 2;
         job.restarts = 1;
@@ -389,7 +400,14 @@ mod tests {
             round_trip(&snapshot(Phase::Finishing(building(transfer(2, &[0, 1]))), outcome.clone()));
             round_trip(&restore(Phase::Finishing(transfer(0, &[])), outcome.clone()));
             let mut unknown = restore(Phase::Finishing(transfer(1, &[0])), outcome.clone());
-            unknown.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase: Phase::Finishing(transfer(1, &[0])), commit_unknown: true };
+            unknown.task = Task::Restore {
+                source: p(6, 10),
+                snapshot_id: 4,
+                phase: Phase::Finishing(transfer(1, &[0])),
+                commit_unknown: true,
+                commit_sent: true,
+                check_layout: true,
+            };
             round_trip(&unknown);
         }
     }

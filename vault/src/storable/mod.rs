@@ -17,12 +17,14 @@ use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_s
 mod admin;
 mod chunk;
 mod fields;
+mod index;
 mod job;
 mod retired;
 mod usage;
 
 pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
 pub use chunk::{ChunkLocation, ChunkStoreHeader, FreeExtent};
+pub use index::IndexKey;
 pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
 pub use retired::RetiredRecord;
 pub use usage::{AppChunkKey, AppUsageRecord, Held, RegistrantUsageRecord, UsageKey, UsageRecord};
@@ -375,11 +377,15 @@ pub(crate) mod tests {
         check("suspension", SuspensionRecord::new(p(7, 10), 11, "abuse"));
     }
 
+    /// The bytes of golden file `name`.
+    pub(crate) fn golden_bytes(name: &str) -> Vec<u8> {
+        let hex = golden(name);
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+    }
+
     #[test]
     fn config_version_1_reads_with_the_default_limits_of_cycles_and_registrants() {
-        let v1 = golden("config_v1");
-        let bytes: Vec<u8> = (0..v1.len()).step_by(2).map(|i| u8::from_str_radix(&v1[i..i + 2], 16).expect("hex")).collect();
-        let config = Config::from_bytes(Cow::Owned(bytes));
+        let config = Config::from_bytes(Cow::Owned(golden_bytes("config_v1")));
         let limits = vault_api::service::Limits {
             reserve_days: 1,
             app_bytes: 2,

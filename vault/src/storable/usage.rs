@@ -5,7 +5,9 @@
 use candid::Principal;
 use vault_api::codec::{Reader, Writer};
 
-use super::fields::{V1, check_version, storable};
+use super::fields::{V1, storable};
+
+const V2: u8 = 2;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
@@ -89,8 +91,8 @@ impl Held {
 }
 
 /// What an app's snapshots hold, the principal charged for them (the one that registered the
-/// app last; none when the vault does not know it), and the cycles the vault spent on the app
-/// in one UTC day.
+/// app last; none when the vault does not know it), the cycles the vault spent on the app in one
+/// UTC day, and its completed snapshots with their sizes added up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppUsageRecord {
     pub registrant: Option<Principal>,
@@ -98,12 +100,26 @@ pub struct AppUsageRecord {
     /// Days since 1970-01-01 (UTC) of `cycles_spent`.
     pub cycles_day: u64,
     pub cycles_spent: u128,
+    pub completed: u32,
+    pub completed_bytes: u64,
 }
 
 impl AppUsageRecord {
     /// Cycles spent on the app on the UTC day of `now` (nanoseconds).
     pub fn cycles_today(&self, now: u64) -> u128 {
         if self.cycles_day == now / NANOS_PER_DAY { self.cycles_spent } else { 0 }
+    }
+
+    /// Nothing to keep for an app no longer registered.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.completed == 0 && self.cycles_spent == 0
+    }
+
+    /// Takes `cycles` back from the spending of the day of `now` (none of another day's).
+    pub fn refund(&mut self, now: u64, cycles: u128) {
+        if self.cycles_day == now / NANOS_PER_DAY {
+            self.cycles_spent = self.cycles_spent.saturating_sub(cycles);
+        }
     }
 
     /// Adds `cycles` to the spending of the day of `now`; a new day starts from zero.
@@ -120,9 +136,10 @@ pub struct RegistrantUsageRecord {
     pub held: Held,
 }
 
-/// `APP_USAGE` values: version | kind u8 (the key's), then
-/// - an app's, 72 bytes: registrant (30, length 0: none) | stored u64 | building u64 |
-///   cycles day u64 | cycles spent u128;
+/// `APP_USAGE` values: version (an app's 2, in 1 without its completed snapshots; a registrant's
+/// 1) | kind u8 (the key's), then
+/// - an app's, 84 bytes: registrant (30, length 0: none) | stored u64 | building u64 |
+///   cycles day u64 | cycles spent u128 | completed u32 | completed bytes u64;
 /// - a registrant's, 22 bytes: apps u32 | stored u64 | building u64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UsageRecord {
@@ -133,10 +150,15 @@ pub enum UsageRecord {
 impl UsageRecord {
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1);
+        // An app's record grew in version 2; a registrant's is as in version 1.
+        w.u8(match self {
+            UsageRecord::App(_) => V2,
+            UsageRecord::Registrant(_) => V1,
+        });
         match self {
             UsageRecord::App(a) => {
                 w.u8(0).opt_principal(a.registrant.as_ref()).u64(a.held.stored).u64(a.held.building).u64(a.cycles_day).u128(a.cycles_spent);
+                w.u32(a.completed).u64(a.completed_bytes);
             }
             UsageRecord::Registrant(r) => {
                 w.u8(1).u32(r.apps).u64(r.held.stored).u64(r.held.building);
@@ -147,23 +169,27 @@ impl UsageRecord {
 
     fn decode(bytes: &[u8]) -> Self {
         let mut r = Reader::new(bytes);
-        check_version(&mut r, "usage record");
+        let version = r.u8();
+        assert!(version == V1 || version == V2, "usage record layout version {version} is not supported");
         match r.u8() {
-            0 => UsageRecord::App(AppUsageRecord {
-                registrant: r.opt_principal(),
-                held: Held { stored: r.u64(), building: r.u64() },
-                cycles_day: r.u64(),
-                cycles_spent: r.u128(),
-            }),
+            0 => {
+                let registrant = r.opt_principal();
+                let held = Held { stored: r.u64(), building: r.u64() };
+                let (cycles_day, cycles_spent) = (r.u64(), r.u128());
+                let (completed, completed_bytes) = if version == V2 { (r.u32(), r.u64()) } else { (0, 0) };
+                UsageRecord::App(AppUsageRecord { registrant, held, cycles_day, cycles_spent, completed, completed_bytes })
+            }
             1 => UsageRecord::Registrant(RegistrantUsageRecord { apps: r.u32(), held: Held { stored: r.u64(), building: r.u64() } }),
             other => panic!("unknown usage record kind {other}"),
         }
     }
 }
-storable!(UsageRecord, ::ic_stable_structures::storable::Bound::Bounded { max_size: 72, is_fixed_size: false });
+storable!(UsageRecord, ::ic_stable_structures::storable::Bound::Bounded { max_size: 84, is_fixed_size: false });
 
 #[cfg(test)]
 mod tests {
+    use ic_stable_structures::Storable;
+
     use super::*;
     use crate::storable::tests::{check, p};
 
@@ -172,10 +198,26 @@ mod tests {
         check("app_chunk_key", AppChunkKey { app: p(4, 10), hash: [0x22; 32] });
         check("usage_key_app", UsageKey::App(p(4, 10)));
         check("usage_key_registrant", UsageKey::Registrant(p(4, 10)));
-        let app = AppUsageRecord { registrant: Some(p(5, 29)), held: Held { stored: 1, building: 2 }, cycles_day: 3, cycles_spent: 4 };
+        let app = AppUsageRecord {
+            registrant: Some(p(5, 29)),
+            held: Held { stored: 1, building: 2 },
+            cycles_day: 3,
+            cycles_spent: 4,
+            completed: 5,
+            completed_bytes: 6,
+        };
         check("app_usage", UsageRecord::App(app));
         check("app_usage_of_no_known_registrant", UsageRecord::App(AppUsageRecord { registrant: None, ..app }));
         check("registrant_usage", UsageRecord::Registrant(RegistrantUsageRecord { apps: 1, held: Held { stored: 2, building: 3 } }));
+    }
+
+    #[test]
+    fn an_app_usage_of_version_1_reads_with_no_completed_snapshot_counted() {
+        let v1 = crate::storable::tests::golden_bytes("app_usage_v1");
+        let usage = UsageRecord::from_bytes(std::borrow::Cow::Owned(v1));
+        let app = AppUsageRecord { registrant: Some(p(5, 29)), held: Held { stored: 1, building: 2 }, cycles_day: 3, cycles_spent: 4, ..Default::default() };
+        assert_eq!(usage, UsageRecord::App(app));
+        assert_eq!(usage.to_bytes()[0], 2, "written back as version 2");
     }
 
     #[test]
