@@ -5,13 +5,25 @@
 //! 13-node application subnet's prices), the process's peak memory, and the snapshot's wall time
 //! over that of a plain in-process copy of the same number of bytes, measured in the same run.
 //!
+//!
+//! Two baselines come from the same run: the *floor* pair (`harness/canisters` `floor`), two bare
+//! canisters that move the same number of bytes with nothing but one stable read and one reply
+//! (or request) per chunk and one stable write on the other side, in both directions; and what a
+//! content hash costs per byte in a canister (`hashes`: SHA-256, BLAKE3).
+//!
 //! Run: `cargo bench -p vault-tests --bench costs` (1 MiB to 1 GiB; add `-- --with-4gib` for a
 //! 4 GiB stable-memory snapshot, which needs about 10 GiB of memory; `-- --quick` for 1 and
-//! 16 MiB only, without writing the docs).
+//! 16 MiB only, without writing the docs; `-- --baselines-only 256,1024` for the floor at those
+//! sizes and the hashes only, without writing the docs; `-- --in-flight K` for the floor's calls
+//! in flight, 8 unless told).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use candid::{CandidType, Deserialize, Principal};
+use ic_harness::{Harness, IcBackend};
+use serde_bytes::ByteBuf;
+use sha2::Digest;
 use vault_api::service::JobPhase;
 use vault_tests::cost::Cost;
 use vault_tests::*;
@@ -23,7 +35,8 @@ const PAYLOAD_LIMIT: u64 = 2 * MIB;
 const RESTORE_LIMIT: u64 = 2048 * MIB - 64 * MIB;
 
 struct Measured {
-    kind: AppKind,
+    /// The kind of state ([`kind_name`]), or [`FLOOR`].
+    state: &'static str,
     mib: u64,
     op: &'static str,
     state_bytes: u64,
@@ -40,6 +53,15 @@ fn kind_name(kind: AppKind) -> &'static str {
         AppKind::Ledger => "stable memory",
     }
 }
+
+/// The state column of the floor pair's rows.
+const FLOOR: &str = "floor";
+/// The floor canister's bytes per call: a 2 MiB message less a page.
+const FLOOR_CHUNK: u64 = 2 * MIB - 4096;
+/// Bytes the floor's source fills per message (a message may dirty at most 2 GiB).
+const FLOOR_FILL_STEP: u64 = 1024 * MIB;
+/// Bytes each hash is measured over.
+const HASH_BYTES: u64 = 8 * MIB;
 
 /// The process's peak resident memory since the last reset, in bytes (Linux: VmHWM, reset
 /// through clear_refs; elsewhere the peak since the process started).
@@ -88,7 +110,7 @@ fn measure(kind: AppKind, mib: u64) -> Vec<Measured> {
     reset_peak_rss();
     let (job, cost) = env.measure(&[app], || env.snapshot(app));
     assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
-    let snapshot = Measured { kind, mib, op: "snapshot", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy };
+    let snapshot = Measured { state: kind_name(kind), mib, op: "snapshot", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy };
 
     let clone = env.registered(kind, manual(), keep(1));
     reset_peak_rss();
@@ -98,13 +120,116 @@ fn measure(kind: AppKind, mib: u64) -> Vec<Measured> {
             Ok(j) => j.error.map_or_else(|| format!("{:?}", j.phase), |e| e.to_string()),
             Err(e) => e.to_string(),
         };
-        Measured { kind, mib, op: "restore", state_bytes: job.bytes_total, cost: None, refused: Some(why), peak_rss: peak_rss(), copy }
+        Measured { state: kind_name(kind), mib, op: "restore", state_bytes: job.bytes_total, cost: None, refused: Some(why), peak_rss: peak_rss(), copy }
     } else {
         let (restored, cost) = env.measure(&[clone], || env.restore(app, job.snapshot_id.unwrap(), Some(clone)));
         assert_eq!(restored.phase, JobPhase::Succeeded, "{restored:?}");
-        Measured { kind, mib, op: "restore", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy }
+        Measured { state: kind_name(kind), mib, op: "restore", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy }
     };
     vec![snapshot, restore]
+}
+
+/// The floor pair moving `mib` MiB: pulled in replies (as a snapshot moves state from the app
+/// to the vault) and pushed in requests (as a restore moves it back), `in_flight` calls at a
+/// time. In its rows, the app side is the canister whose memory is copied out by a snapshot or
+/// into by a restore, the vault side the one that drives the transfer.
+fn measure_floor(mib: u64, in_flight: u32) -> Vec<Measured> {
+    let ic = Harness::builder().with_max_rounds_per_call(u32::MAX).build();
+    let wasm = ic_harness::build::canister_wasm("harness-test-canisters", "floor");
+    let floor = || {
+        let id = ic.create_canister_with_settings(Some(owner()), None);
+        ic.install_canister(id, wasm.clone(), candid::encode_args(()).unwrap(), Some(owner()));
+        id
+    };
+    let (app, vault, clone) = (floor(), floor(), floor());
+    let bytes = mib * MIB;
+    for offset in (0..bytes).step_by(FLOOR_FILL_STEP as usize) {
+        let () = ic.update_candid(app, owner(), "fill", (offset, FLOOR_FILL_STEP.min(bytes - offset), 7u64)).unwrap();
+    }
+    let copy = plain_copy(bytes);
+    let run = |op: &'static str, app: Principal, method: &str, peer: Principal| {
+        reset_peak_rss();
+        let (calls, cost) = measure_canisters(&ic, app, vault, || {
+            let (calls,): (Result<u64, String>,) = ic.update_candid(vault, owner(), method, (peer, 0u64, bytes, in_flight)).unwrap();
+            calls
+        });
+        assert_eq!(calls, Ok(bytes.div_ceil(FLOOR_CHUNK)), "floor {op} of {mib} MiB");
+        Measured { state: FLOOR, mib, op, state_bytes: bytes, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy }
+    };
+    let rows = vec![run("snapshot", app, "pull", app), run("restore", clone, "push", clone)];
+    assert!(ic.get_stable_memory(vault)[..bytes as usize] == ic.get_stable_memory(clone)[..bytes as usize], "the floor restored other bytes");
+    rows
+}
+
+/// Runs `f` and measures what it cost `app` and `vault`: every inter-canister call counts as a
+/// chunk call (the floor's only calls carry the bytes).
+fn measure_canisters<R>(ic: &Harness, app: Principal, vault: Principal, f: impl FnOnce() -> R) -> (R, Cost) {
+    let (app0, vault0, traffic0) = (ic.canister_metrics(app), ic.canister_metrics(vault), ic.traffic());
+    let started = Instant::now();
+    let result = f();
+    let wall = started.elapsed();
+    let (app1, vault1, traffic1) = (ic.canister_metrics(app), ic.canister_metrics(vault), ic.traffic());
+    let calls = traffic1.requests - traffic0.requests;
+    let bytes = traffic1.request_bytes + traffic1.response_bytes - traffic0.request_bytes - traffic0.response_bytes;
+    let cost = Cost {
+        wall,
+        app_instructions: app1.instructions - app0.instructions,
+        vault_instructions: vault1.instructions - vault0.instructions,
+        calls,
+        bytes,
+        chunk_calls: calls,
+        chunk_bytes: bytes,
+        app_cycles: app1.cycles_consumed - app0.cycles_consumed,
+        vault_cycles: vault1.cycles_consumed - vault0.cycles_consumed,
+    };
+    (result, cost)
+}
+
+#[derive(CandidType, Clone, Copy)]
+enum Algorithm {
+    Sha256,
+    Blake3,
+}
+
+#[derive(CandidType, Deserialize)]
+struct Hashed {
+    digest: ByteBuf,
+    instructions: u64,
+}
+
+/// A content hash's cost per byte in a canister.
+struct HashCost {
+    name: String,
+    per_byte: f64,
+}
+
+/// What hashing [`HASH_BYTES`] costs in the `hashes` canister, per byte, for SHA-256 and BLAKE3
+/// (its backend as the module was built: wasm SIMD with simd128, portable without).
+fn measure_hashes() -> Vec<HashCost> {
+    let ic = Harness::new();
+    let id = ic.create_canister_with_settings(Some(owner()), None);
+    ic.install_canister(id, ic_harness::build::canister_wasm("harness-test-canisters", "hashes"), candid::encode_args(()).unwrap(), Some(owner()));
+    let (simd128,): (bool,) = ic.query_candid(id, owner(), "simd128", ()).unwrap();
+    let blake3 = if simd128 { "BLAKE3 (blake3 1.8, `wasm32_simd`, built with simd128)" } else { "BLAKE3 (blake3 1.8, portable, built without simd128)" };
+    let hash = |algorithm: Algorithm| {
+        let (hashed,): (Hashed,) = ic.update_candid(id, owner(), "hash", (algorithm, HASH_BYTES, 1u64)).unwrap();
+        hashed
+    };
+    let sha256 = hash(Algorithm::Sha256);
+    // The digest is checked on the first MiB (a reply holds at most 2 MiB): the same bytes, hashed natively.
+    let (data,): (ByteBuf,) = ic.query_candid(id, owner(), "data", (MIB, 1u64)).unwrap();
+    let (first,): (Hashed,) = ic.update_candid(id, owner(), "hash", (Algorithm::Sha256, MIB, 1u64)).unwrap();
+    assert_eq!(first.digest.as_slice(), sha2::Sha256::digest(&data).as_slice(), "SHA-256 in the canister");
+    vec![
+        HashCost { name: "SHA-256 (sha2 0.10)".into(), per_byte: sha256.instructions as f64 / HASH_BYTES as f64 },
+        HashCost { name: blake3.into(), per_byte: hash(Algorithm::Blake3).instructions as f64 / HASH_BYTES as f64 },
+    ]
+}
+
+const HASH_HEADER: &str = "| hash | instructions per byte |\n|---|---|";
+
+fn hash_row(h: &HashCost) -> String {
+    format!("| {} | {:.1} |", h.name, h.per_byte)
 }
 
 fn per_mib(instructions: u64, bytes: u64) -> f64 {
@@ -113,12 +238,12 @@ fn per_mib(instructions: u64, bytes: u64) -> f64 {
 
 fn row(m: &Measured) -> String {
     let Some(c) = &m.cost else {
-        return format!("| {} | {} MiB | {:.1} MiB | {} | refused: {} | | | | | | | | |", kind_name(m.kind), m.mib, m.state_bytes as f64 / MIB as f64, m.op, m.refused.as_deref().unwrap_or(""));
+        return format!("| {} | {} MiB | {:.1} MiB | {} | refused: {} | | | | | | | | |", m.state, m.mib, m.state_bytes as f64 / MIB as f64, m.op, m.refused.as_deref().unwrap_or(""));
     };
     let gib = m.state_bytes as f64 / (1024.0 * MIB as f64);
     format!(
         "| {} | {} MiB | {:.1} MiB | {} | {:.2} s | {:.2} M | {:.2} M | {} ({}) | {:.2} MiB ({:.0}%) | {:.2} MiB | {:.3} T | {:.0} MiB | {:.0}× |",
-        kind_name(m.kind),
+        m.state,
         m.mib,
         m.state_bytes as f64 / MIB as f64,
         m.op,
@@ -167,11 +292,18 @@ fn svg(rows: &[Measured]) -> String {
         let _ = writeln!(out, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>", left - 6.0, y(v) + 4.0);
         let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>", y(v), w - right);
     }
-    let series = [(AppKind::Ledger, "snapshot", "#1f77b4"), (AppKind::Ledger, "restore", "#aec7e8"), (AppKind::Notes, "snapshot", "#d62728"), (AppKind::Notes, "restore", "#ff9896")];
-    for (n, (kind, op, color)) in series.iter().enumerate() {
+    let series = [
+        (kind_name(AppKind::Ledger), "snapshot", "#1f77b4"),
+        (kind_name(AppKind::Ledger), "restore", "#aec7e8"),
+        (kind_name(AppKind::Notes), "snapshot", "#d62728"),
+        (kind_name(AppKind::Notes), "restore", "#ff9896"),
+        (FLOOR, "snapshot", "#555555"),
+        (FLOOR, "restore", "#aaaaaa"),
+    ];
+    for (n, (state, op, color)) in series.iter().enumerate() {
         let points: Vec<String> = rows
             .iter()
-            .filter(|m| m.kind == *kind && m.op == *op)
+            .filter(|m| m.state == *state && m.op == *op)
             .filter_map(|m| value(m).map(|v| format!("{:.1},{:.1}", x(m.mib), y(v))))
             .collect();
         let _ = writeln!(out, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", points.join(" "));
@@ -181,33 +313,60 @@ fn svg(rows: &[Measured]) -> String {
         }
         let ly = top + 20.0 + n as f64 * 18.0;
         let _ = writeln!(out, "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"/>", w - right + 15.0, w - right + 35.0);
-        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\">{} {op}</text>", w - right + 40.0, ly + 4.0, kind_name(*kind));
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\">{state} {op}</text>", w - right + 40.0, ly + 4.0);
     }
     out.push_str("</svg>\n");
     out
 }
 
+/// The floor's calls in flight unless `--in-flight` says otherwise.
+const DEFAULT_IN_FLIGHT: u32 = 8;
+
+/// The value after flag `name`, parsed by `parse`; exits with the usage if it does not parse.
+fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let i = args.iter().position(|a| a == name)?;
+    let value = args.get(i + 1).and_then(|v| parse(v));
+    if value.is_none() {
+        eprintln!("usage: costs [--quick] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS]");
+        std::process::exit(2);
+    }
+    value
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let mut sizes: Vec<(AppKind, u64)> = Vec::new();
+    let in_flight = flag_value(&args, "--in-flight", |k| k.parse().ok().filter(|&k| k > 0)).unwrap_or(DEFAULT_IN_FLIGHT);
+    let baselines_only: Option<Vec<u64>> =
+        flag_value(&args, "--baselines-only", |list| list.split(',').map(|mib| mib.trim().parse().ok()).collect());
     let list: &[u64] = if quick { &[1, 16] } else { &[1, 16, 256, 1024] };
-    for &mib in list {
-        sizes.push((AppKind::Ledger, mib));
-        sizes.push((AppKind::Notes, mib));
-    }
-    if args.iter().any(|a| a == "--with-4gib") {
-        sizes.push((AppKind::Ledger, 4096));
-    }
     println!("{HEADER}");
     let mut rows = Vec::new();
-    for (kind, mib) in sizes {
-        for m in measure(kind, mib) {
+    let mut record = |measured: Vec<Measured>| {
+        for m in measured {
             println!("{}", row(&m));
             rows.push(m);
         }
+    };
+    match &baselines_only {
+        Some(sizes) => sizes.iter().for_each(|&mib| record(measure_floor(mib, in_flight))),
+        None => {
+            for &mib in list {
+                record(measure(AppKind::Ledger, mib));
+                record(measure(AppKind::Notes, mib));
+                record(measure_floor(mib, in_flight));
+            }
+            if args.iter().any(|a| a == "--with-4gib") {
+                record(measure(AppKind::Ledger, 4096));
+            }
+        }
     }
-    if quick {
+    let hashes = measure_hashes();
+    println!("\n{HASH_HEADER}");
+    for h in &hashes {
+        println!("{}", hash_row(h));
+    }
+    if quick || baselines_only.is_some() {
         return;
     }
     let root = ic_harness::build::workspace_root();
@@ -219,9 +378,15 @@ fn main() {
     md.push_str("\n![instructions per MiB by state size](benchmarks.svg)\n\n");
     md.push_str("- *data put* is what the benchmark wrote into the app (pseudo-random blobs of up to 32 MiB); *snapshot* is the state the vault took: for stable memory the whole memory image the app's structures occupy (its `MemoryManager` allocates in buckets, so a small state still has an image of some MiB), for serde the MessagePack encoding. Every per-MiB figure is per MiB of snapshot.\n");
     md.push_str("- *calls* counts every inter-canister call of the operation: the chunk calls (`vault_dump_chunk`, `vault_restore_chunk`) that carry the state, the begin and end calls, and the vault's `canister_info` check (self-calls of timers and ingress messages are not counted). A call's payload is its request and its response together; the chunk calls are what fill the 2 MiB limit, the other calls are a few small messages per job.\n");
+    let _ = writeln!(md, "- *floor* is the baseline: two bare canisters (`harness/canisters/src/bin/floor.rs`) moving the same bytes with nothing but one stable read and one reply per chunk of 2 MiB − 4 KiB on one side and one stable write on the other, the bytes raw (no encoding), {in_flight} bounded-wait calls in flight, each next call started from a callback. Its *snapshot* pulls the bytes in replies (the app side serves the reads, the vault side writes), its *restore* pushes them in requests (the vault side reads and sends, the app side writes). What a row costs above the floor is what the vault's protocol, encoding and bookkeeping add.");
     md.push_str("- *wall time / plain copy* compares with `copy_from_slice` of the same number of bytes in this process.\n");
     md.push_str("- *peak memory* is the benchmark process's resident peak during the operation: the embedded IC holds the app, the vault and the clone in memory.\n");
     md.push_str("- A stable-memory restore commits the image in one message, which may dirty at most 2 GiB of stable memory: larger images are refused before any transfer.\n");
+    let _ = writeln!(md, "\n## Content hashes\n\nInstructions per byte of hashing {} MiB on a canister's heap (`harness/canisters/src/bin/hashes.rs`, counted with `ic0.performance_counter`; the digests are checked against native ones in the harness tests). The workspace builds its wasm with `simd128` (`.cargo/config.toml`), and with it the `hashes` canister turns on blake3's `wasm32_simd` backend; `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=\"-C target-feature=-simd128\" cargo bench -p vault-tests --bench costs -- --baselines-only 16` measures a build without (portable BLAKE3; the canisters are built again, and again without the variable).\n", HASH_BYTES / MIB);
+    let _ = writeln!(md, "{HASH_HEADER}");
+    for h in &hashes {
+        let _ = writeln!(md, "{}", hash_row(h));
+    }
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
     println!("wrote docs/benchmarks.md and docs/benchmarks.svg");
