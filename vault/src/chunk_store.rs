@@ -9,8 +9,8 @@
 //! CHUNK_LOCATIONS       StableBTreeMap<[u8; 32], ChunkLocation>    chunk SHA-256 -> offset, length, references
 //! CHUNK_FREE_BY_SIZE    StableBTreeMap<FreeExtent, ()>             (pages, offset) of each free extent
 //! CHUNK_FREE_BY_OFFSET  StableBTreeMap<u64, u32>                   offset -> pages of each free extent
-//! legacy CHUNK_DATA     StableBTreeMap<[u8; 32], Vec<u8>>          the chunks before this store: emptied by
-//! legacy CHUNK_REFS     StableBTreeMap<[u8; 32], u32>              `migrate_step`, then never written again
+//! legacy CHUNK_DATA     StableBTreeMap<[u8; 32], Vec<u8>>          the chunks stored before this store, served
+//! legacy CHUNK_REFS     StableBTreeMap<[u8; 32], u32>              and released where they are
 //!
 //! CHUNK_BYTES          0                                        bump end        size() (64 KiB pages)
 //!                      | a: 3 pages | free: 2 | b: 1 | c: 512 | ...  |  unallocated  |
@@ -24,21 +24,18 @@
 //! gives back the rest; with none it takes pages at the bump end, growing the data memory.
 //!
 //! Bounds: a call is O(log n) in the chunks and free extents and reads or writes one chunk's
-//! bytes at most, once (`migrate_step`: `budget` chunks'); a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
+//! bytes at most, once; a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
 //! and references; extents count pages in a u32, so the data memory stays under 16 TiB (stable
 //! memory is at most 500 GiB).
 //!
-//! Migration from the legacy maps runs in bounded steps ([`ChunkStore::migrate_step`]) between
-//! which the vault works as usual: the steps move the chunks in hash order and keep the last one
-//! moved in the header, so a chunk after it that the legacy references count is still served
-//! from, referenced and released in the legacy maps (at zero only its count goes; its bytes,
-//! unreachable, go with the legacy maps). Every call here looks in the right place itself. The
-//! legacy maps are not shrunk chunk by chunk (removing a value rewrites a node of 2 MiB values,
-//! the cost this store exists to avoid, and a `MemoryManager` never gives their pages back):
-//! the last step clears both at once.
+//! The chunks stored before this store (layouts up to 3) are not moved: a copy would write
+//! every byte again and keep both copies, since a `MemoryManager` never gives a memory's pages
+//! back. They stay in the legacy maps, served, referenced and released there (at zero only
+//! the count goes: removing a 2 MiB value rewrites a node of such values, the cost this store
+//! exists to avoid, and frees nothing another memory could use). Every call here looks in the
+//! right place itself.
 
 use std::fmt;
-use std::ops::Bound;
 
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 use vault_api::protocol::WASM_PAGE_SIZE;
@@ -114,7 +111,6 @@ pub enum ChunkStoreError {
     },
     /// The chunk has `u32::MAX` references already.
     TooManyRefs,
-    NotStored,
 }
 
 impl fmt::Display for ChunkStoreError {
@@ -126,7 +122,6 @@ impl fmt::Display for ChunkStoreError {
                 write!(f, "the chunk is stored with {stored} bytes, not {given}: the hash is not of these bytes")
             }
             ChunkStoreError::TooManyRefs => write!(f, "the chunk has as many references as it may have"),
-            ChunkStoreError::NotStored => write!(f, "no chunk has this hash"),
         }
     }
 }
@@ -177,15 +172,6 @@ impl<M: Memory> ChunkStore<M> {
         Ok(PutOutcome::Written)
     }
 
-    /// One more reference to stored chunk `hash`; its references now.
-    pub fn add_ref(&mut self, hash: &[u8; 32]) -> Result<u32, ChunkStoreError> {
-        if let Some(refs) = self.legacy_refs_of(hash) {
-            return self.add_legacy_ref(*hash, refs);
-        }
-        let location = self.locations.get(hash).ok_or(ChunkStoreError::NotStored)?;
-        self.add_ref_at(*hash, location)
-    }
-
     /// One reference fewer to chunk `hash`; at none it is removed and its pages freed.
     pub fn release(&mut self, hash: &[u8; 32]) -> Released {
         if let Some(refs) = self.legacy_refs_of(hash) {
@@ -215,10 +201,12 @@ impl<M: Memory> ChunkStore<M> {
         Released::Freed
     }
 
+    #[cfg(test)]
     pub fn contains(&self, hash: &[u8; 32]) -> bool {
         self.legacy_refs_of(hash).is_some() || self.locations.contains_key(hash)
     }
 
+    #[cfg(test)]
     /// Chunk `hash`'s length (a legacy chunk's is read with its bytes).
     pub fn chunk_len(&self, hash: &[u8; 32]) -> Option<u32> {
         match self.legacy_refs_of(hash) {
@@ -227,6 +215,7 @@ impl<M: Memory> ChunkStore<M> {
         }
     }
 
+    #[cfg(test)]
     /// Chunk `hash`'s references.
     pub fn refs(&self, hash: &[u8; 32]) -> Option<u32> {
         self.legacy_refs_of(hash).or_else(|| self.locations.get(hash).map(|location| location.refs))
@@ -243,6 +232,7 @@ impl<M: Memory> ChunkStore<M> {
         Some(bytes)
     }
 
+    #[cfg(test)]
     /// Reads chunk `hash`'s bytes from `offset` into `buf`, as many as both have; how many.
     pub fn read(&self, hash: &[u8; 32], offset: u32, buf: &mut [u8]) -> Option<usize> {
         if self.legacy_refs_of(hash).is_some() {
@@ -267,53 +257,17 @@ impl<M: Memory> ChunkStore<M> {
             stored_bytes: header.stored_bytes,
             allocated_bytes: header.bump_end,
             free_bytes: header.free_bytes,
-            legacy_chunks: self.legacy_refs.len() - header.legacy_migrated,
+            legacy_chunks: self.legacy_refs.len(),
         }
-    }
-
-    /// Moves up to `budget` chunks from the legacy maps into the store, each written once, with
-    /// its references; clears the legacy maps after the last. Whether any are left. Each step
-    /// reads and writes `budget` chunks' bytes: by the IC's stable memory fees some 5 M
-    /// instructions and 512 dirtied pages a chunk of 2 MiB (unmeasured), so a budget of 64
-    /// dirties 128 MiB, well inside a message's 2 GiB.
-    pub fn migrate_step(&mut self, budget: u32) -> Result<bool, ChunkStoreError> {
-        if self.legacy_refs.is_empty() && self.legacy_data.is_empty() {
-            return Ok(false);
-        }
-        let mut header = self.header();
-        let batch: Vec<([u8; 32], u32)> = self
-            .legacy_refs
-            .range((after(header.migrated_through), Bound::Unbounded))
-            .take(budget as usize)
-            .map(|e| (*e.key(), e.value()))
-            .collect();
-        for (hash, refs) in batch {
-            let bytes = self.legacy_data.get(&hash).expect("a chunk the legacy references count has its bytes");
-            if let Err(e) = self.write_new(&mut header, hash, &bytes, refs) {
-                self.header.set(header);
-                return Err(e);
-            }
-            header.migrated_through = Some(hash);
-            header.legacy_migrated += 1;
-        }
-        let more = self.legacy_refs.range((after(header.migrated_through), Bound::Unbounded)).next().is_some();
-        if !more {
-            self.legacy_refs.clear_new();
-            self.legacy_data.clear_new();
-            header.migrated_through = None;
-            header.legacy_migrated = 0;
-        }
-        self.header.set(header);
-        Ok(more)
     }
 
     fn header(&self) -> ChunkStoreHeader {
         *self.header.get()
     }
 
-    /// The references of chunk `hash` if it is in the legacy maps, not moved yet.
+    /// The references of chunk `hash` if it is in the legacy maps.
     fn legacy_refs_of(&self, hash: &[u8; 32]) -> Option<u32> {
-        if self.legacy_refs.is_empty() || self.header().migrated_through.is_some_and(|through| *hash <= through) {
+        if self.legacy_refs.is_empty() {
             return None;
         }
         self.legacy_refs.get(hash)
@@ -405,11 +359,6 @@ fn end_of(extent: &FreeExtent) -> u64 {
 
 fn merged_pages(a: u32, b: u32) -> u32 {
     a.checked_add(b).expect("the data memory is under 16 TiB")
-}
-
-/// The legacy keys after the migration cursor.
-fn after(cursor: Option<[u8; 32]>) -> Bound<[u8; 32]> {
-    cursor.map_or(Bound::Unbounded, Bound::Excluded)
 }
 
 #[cfg(test)]
@@ -557,9 +506,7 @@ mod tests {
             (None, None, None, None)
         );
         assert!(!store.contains(&hash(1)));
-        assert_eq!(store.add_ref(&hash(1)), Err(ChunkStoreError::NotStored));
         assert_eq!(store.release(&hash(1)), Released::NotStored);
-        assert_eq!(store.migrate_step(10), Ok(false));
     }
 
     #[test]
@@ -570,7 +517,7 @@ mod tests {
         assert_eq!(store.put(hash(1), &chunk), Ok(PutOutcome::Written));
         assert_eq!(memories.data().written.get(), 10_000);
         assert_eq!(store.put(hash(1), &chunk), Ok(PutOutcome::Shared { refs: 2 }));
-        assert_eq!(store.add_ref(&hash(1)), Ok(3));
+        assert_eq!(store.put(hash(1), &chunk), Ok(PutOutcome::Shared { refs: 3 }));
         assert_eq!(memories.data().written.get(), 10_000, "written once");
         assert_eq!(store.put(hash(1), &chunk[1..]), Err(ChunkStoreError::LengthMismatch { stored: 10_000, given: 9_999 }));
         assert_eq!((store.totals().chunks, store.totals().stored_bytes, store.refs(&hash(1))), (1, 10_000, Some(3)));
@@ -660,12 +607,11 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         Put(u8),
-        AddRef(u8),
         Release(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![3 => (0..12u8).prop_map(Op::Put), 1 => (0..12u8).prop_map(Op::AddRef), 3 => (0..12u8).prop_map(Op::Release)]
+        prop_oneof![(0..12u8).prop_map(Op::Put), (0..12u8).prop_map(Op::Release)]
     }
 
     proptest! {
@@ -687,10 +633,6 @@ mod tests {
                         prop_assert_eq!(outcome, expected);
                         let bytes_written = if *refs == 1 { lens[n as usize] as u64 } else { 0 };
                         prop_assert_eq!(memories.data().written.get() - written, bytes_written);
-                    }
-                    Op::AddRef(n) => {
-                        let expected = model.get_mut(&n).map(|refs| { *refs += 1; *refs }).ok_or(ChunkStoreError::NotStored);
-                        prop_assert_eq!(store.add_ref(&hash(n)), expected);
                     }
                     Op::Release(n) => {
                         let expected = match model.get(&n).copied() {
@@ -731,44 +673,16 @@ mod tests {
     }
 
     #[test]
-    fn migration_moves_the_legacy_chunks_in_bounded_steps_resumed_after_each() {
-        let memories = legacy_store(7);
-        assert_eq!(memories.open().totals().legacy_chunks, 7);
-        let mut steps = 0;
-        while memories.open().migrate_step(2).unwrap() {
-            steps += 1;
-            let store = memories.open();
-            let totals = store.totals();
-            assert_eq!((totals.chunks, totals.legacy_chunks), (2 * steps, 7 - 2 * steps));
-            for n in 1..=7 {
-                assert_eq!(store.get(&hash(n)), Some(bytes(n, n as usize * 1000)), "chunk {n} found in either place");
-                assert_eq!((store.refs(&hash(n)), store.chunk_len(&hash(n))), (Some(n as u32), Some(n as u32 * 1000)));
-            }
-            check_invariants(&store);
-        }
-        assert_eq!(steps, 3);
-        let store = memories.open();
-        let (data, refs) = memories.legacy();
-        assert!(data.is_empty() && refs.is_empty(), "the legacy maps are cleared");
-        assert_eq!(memories.data().written.get(), (1..=7).map(|n| n * 1000).sum::<u64>(), "each chunk written once");
-        assert_eq!((store.totals().chunks, store.totals().legacy_chunks, store.header().migrated_through), (7, 0, None));
-        for n in 1..=7 {
-            assert_eq!((store.get(&hash(n)), store.refs(&hash(n))), (Some(bytes(n, n as usize * 1000)), Some(n as u32)));
-        }
-        assert_eq!(memories.open().migrate_step(2), Ok(false));
-        assert_eq!(memories.data().written.get(), (1..=7).map(|n| n * 1000).sum::<u64>());
-        check_invariants(&store);
-    }
-
-    #[test]
-    fn chunks_are_referenced_and_released_where_they_are_while_migrating() {
+    fn legacy_chunks_are_served_referenced_and_released_where_they_are() {
         let memories = legacy_store(4);
         let mut store = memories.open();
-        assert!(store.migrate_step(2).unwrap());
-        // Chunks 1 and 2 are in the store, 3 and 4 still in the legacy maps.
-        assert_eq!(store.put(hash(2), &bytes(2, 2000)), Ok(PutOutcome::Shared { refs: 3 }));
+        assert_eq!(store.totals().legacy_chunks, 4);
+        for n in 1..=4 {
+            assert_eq!(store.get(&hash(n)), Some(bytes(n, n as usize * 1000)), "chunk {n}");
+            assert_eq!((store.refs(&hash(n)), store.chunk_len(&hash(n))), (Some(n as u32), Some(n as u32 * 1000)));
+        }
         assert_eq!(store.put(hash(3), &bytes(3, 3000)), Ok(PutOutcome::Shared { refs: 4 }));
-        assert_eq!(store.add_ref(&hash(4)), Ok(5));
+        assert_eq!(store.put(hash(4), &bytes(4, 4000)), Ok(PutOutcome::Shared { refs: 5 }));
         assert_eq!(store.release(&hash(1)), Released::Freed);
         for _ in 0..3 {
             store.release(&hash(3));
@@ -777,28 +691,11 @@ mod tests {
         assert!(!store.contains(&hash(3)) && store.get(&hash(3)).is_none());
         assert_eq!(store.put(hash(9), &bytes(9, 50)), Ok(PutOutcome::Written), "a new chunk goes to the store");
         assert_eq!(store.put(hash(3), &bytes(3, 3000)), Ok(PutOutcome::Written), "so does a released legacy one stored again");
-        assert_eq!(store.totals().legacy_chunks, 1);
-        let written = memories.data().written.get();
-        assert!(!memories.open().migrate_step(10).unwrap());
+        assert_eq!(memories.data().written.get(), 3050, "nothing legacy was written again");
         let store = memories.open();
-        assert_eq!(memories.data().written.get() - written, 4000, "only chunk 4 moves");
         let live: Vec<_> = [2, 3, 4, 9].iter().map(|&n| (store.refs(&hash(n)), store.get(&hash(n)).map(|b| b.len()))).collect();
-        assert_eq!(live, vec![(Some(3), Some(2000)), (Some(1), Some(3000)), (Some(5), Some(4000)), (Some(1), Some(50))]);
-        assert!(!store.contains(&hash(1)));
-        check_invariants(&store);
-    }
-
-    #[test]
-    fn a_migration_step_that_finds_the_memory_full_keeps_what_it_moved() {
-        let memories = with_legacy(Memories::with_data_limit(1), 3, |_| 30_000);
-        let mut store = memories.open();
-        assert_eq!(store.migrate_step(3), Err(ChunkStoreError::OutOfMemory { needed: 8 * PAGE }));
-        assert_eq!((store.totals().chunks, store.totals().legacy_chunks), (2, 1));
-        let store = memories.open();
-        for n in 1..=3 {
-            assert_eq!(store.get(&hash(n)), Some(bytes(n, 30_000)), "chunk {n}");
-        }
-        assert_eq!(store.header().migrated_through, Some(hash(2)));
+        assert_eq!(live, vec![(Some(2), Some(2000)), (Some(1), Some(3000)), (Some(5), Some(4000)), (Some(1), Some(50))]);
+        assert_eq!((store.totals().chunks, store.totals().legacy_chunks), (2, 2));
         check_invariants(&store);
     }
 }

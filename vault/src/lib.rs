@@ -17,8 +17,6 @@ use vault_api::service::{
 mod access;
 mod admin;
 mod app_client;
-// Wired into `state` next; until then only its tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod chunk_store;
 mod engine;
 pub mod memory;

@@ -9,8 +9,8 @@
 //! 1   APPS        StableBTreeMap<Principal, AppRecord>         app -> registration, schedule, retention
 //! 2   SNAPSHOTS   StableBTreeMap<SnapshotKey, SnapshotRecord>  (app, snapshot id) -> metadata
 //! 3   MANIFESTS   StableBTreeMap<ManifestKey, [u8; 32]>        (snapshot id, chunk index) -> chunk SHA-256
-//! 4   CHUNK_REFS  StableBTreeMap<[u8; 32], u32>                chunk SHA-256 -> snapshots using it
-//! 5   CHUNK_DATA  StableBTreeMap<[u8; 32], Vec<u8>>            chunk SHA-256 -> bytes (stored once)
+//! 4   CHUNK_REFS  StableBTreeMap<[u8; 32], u32>                chunk SHA-256 -> snapshots using it (layouts 1-3)
+//! 5   CHUNK_DATA  StableBTreeMap<[u8; 32], Vec<u8>>            chunk SHA-256 -> bytes (stored once; layouts 1-3)
 //! 6   JOBS        StableBTreeMap<u64, JobRecord>               job id -> state machine and outcome
 //! 7   APP_JOBS    StableBTreeMap<AppJobKey, ()>                (app, job id): an app's job log
 //! 8   DELETIONS   StableBTreeMap<u64, Deletion>                snapshot id -> chunks left to release
@@ -24,6 +24,11 @@
 //! 15  RETIRED     StableBTreeMap<Principal, RetiredRecord>     unregistered app with snapshots -> its controllers
 //! 16  SNAPSHOT_LAYOUTS StableBTreeMap<SnapshotKey, u32>        (app, snapshot id) -> the state layout its app declared
 //! 17  INDEX       StableBTreeMap<IndexKey, ()>                 apps by next due time, imports by start, running jobs
+//! 18  CHUNK_HEADER StableCell<ChunkStoreHeader>               the chunk store's bump end and totals
+//! 19  CHUNK_BYTES raw                                         chunk bytes, each in 4 KiB pages of its own
+//! 20  CHUNK_LOCATIONS StableBTreeMap<[u8; 32], ChunkLocation>  chunk hash -> offset in CHUNK_BYTES, length, references
+//! 21  CHUNK_FREE_BY_SIZE StableBTreeMap<FreeExtent, ()>       (pages, offset) of each free extent of CHUNK_BYTES
+//! 22  CHUNK_FREE_BY_OFFSET StableBTreeMap<u64, u32>           offset -> pages of each free extent
 //! ```
 //!
 //! Memories 9 to 12, 15 and 16 are additions without a layout change: a build that does not know
@@ -31,17 +36,20 @@
 //! a state layout, and loses it when the snapshot's record goes. Memories 13 and 14 are layout 2:
 //! `migration` builds them from layout 1's snapshots, manifests and registrations. INDEX and the
 //! completed snapshots counted in APP_USAGE are layout 3, built from the apps and snapshots.
+//! Memories 18 to 22, the chunk store (`chunk_store`), are layout 4: chunks stored since are
+//! there; those of earlier layouts stay in CHUNK_DATA and CHUNK_REFS, served and released in
+//! place (nothing is moved: see `chunk_store`).
 //! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
-//! the newer module): a rollback to it is refused; a build that writes layout 2 refuses layout 3
-//! the same way.
+//! the newer module): a rollback to it is refused; a build that writes layout 2 or 3 refuses a
+//! newer one the same way.
 //!
 //! INSTANCE's nonce is fixed at install, or at the first upgrade from a release without it, and
 //! kept across upgrades, so an app tells this install of the vault from an earlier or later one at
 //! the same principal.
 //!
 //! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
-//! over SNAPSHOTS and MANIFESTS. A chunk's bytes are stored once however many snapshots use
-//! them; deletion releases references in bounded steps and frees bytes at zero.
+//! over SNAPSHOTS and MANIFESTS. A chunk's bytes are written once however many snapshots use
+//! them; deletion releases references in bounded steps and frees the chunk's pages at zero.
 //!
 //! The records' byte layouts are in `storable/`, each pinned by a golden test.
 
@@ -51,7 +59,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 3;
+pub const LAYOUT_VERSION: u8 = 4;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 
@@ -73,6 +81,11 @@ pub const APP_USAGE: MemoryId = MemoryId::new(14);
 pub const RETIRED: MemoryId = MemoryId::new(15);
 pub const SNAPSHOT_LAYOUTS: MemoryId = MemoryId::new(16);
 pub const INDEX: MemoryId = MemoryId::new(17);
+pub const CHUNK_HEADER: MemoryId = MemoryId::new(18);
+pub const CHUNK_BYTES: MemoryId = MemoryId::new(19);
+pub const CHUNK_LOCATIONS: MemoryId = MemoryId::new(20);
+pub const CHUNK_FREE_BY_SIZE: MemoryId = MemoryId::new(21);
+pub const CHUNK_FREE_BY_OFFSET: MemoryId = MemoryId::new(22);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

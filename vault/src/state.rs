@@ -14,6 +14,7 @@ use vault_api::Sha256;
 use vault_api::manifest::{ManifestHasher, chunk_range};
 use vault_api::service::VaultError;
 
+use crate::chunk_store::{ChunkStore, ChunkStoreMemories};
 use crate::memory::{self, Memory};
 use crate::storable::{
     AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IndexKey, JobRecord, ManifestKey, PrincipalKey,
@@ -52,8 +53,7 @@ pub struct State {
     apps: StableBTreeMap<PrincipalKey, AppRecord, Memory>,
     snapshots: StableBTreeMap<SnapshotKey, SnapshotRecord, Memory>,
     manifests: StableBTreeMap<ManifestKey, [u8; 32], Memory>,
-    chunk_refs: StableBTreeMap<[u8; 32], u32, Memory>,
-    chunk_data: StableBTreeMap<[u8; 32], Vec<u8>, Memory>,
+    chunks: ChunkStore<Memory>,
     jobs: StableBTreeMap<u64, JobRecord, Memory>,
     app_jobs: StableBTreeMap<AppJobKey, (), Memory>,
     deletions: StableBTreeMap<u64, Deletion, Memory>,
@@ -81,8 +81,15 @@ impl State {
             apps: StableBTreeMap::init(m(memory::APPS)),
             snapshots: StableBTreeMap::init(m(memory::SNAPSHOTS)),
             manifests: StableBTreeMap::init(m(memory::MANIFESTS)),
-            chunk_refs: StableBTreeMap::init(m(memory::CHUNK_REFS)),
-            chunk_data: StableBTreeMap::init(m(memory::CHUNK_DATA)),
+            chunks: ChunkStore::init(ChunkStoreMemories {
+                header: m(memory::CHUNK_HEADER),
+                data: m(memory::CHUNK_BYTES),
+                locations: m(memory::CHUNK_LOCATIONS),
+                free_by_size: m(memory::CHUNK_FREE_BY_SIZE),
+                free_by_offset: m(memory::CHUNK_FREE_BY_OFFSET),
+                legacy_data: m(memory::CHUNK_DATA),
+                legacy_refs: m(memory::CHUNK_REFS),
+            }),
             jobs: StableBTreeMap::init(m(memory::JOBS)),
             app_jobs: StableBTreeMap::init(m(memory::APP_JOBS)),
             deletions: StableBTreeMap::init(m(memory::DELETIONS)),
@@ -415,11 +422,9 @@ impl State {
             None => {}
         }
         self.manifests.insert(key, hash.0);
-        let refs = self.chunk_refs.get(&hash.0).unwrap_or(0);
-        if refs == 0 {
-            self.chunk_data.insert(hash.0, data.to_vec());
-        }
-        self.chunk_refs.insert(hash.0, refs + 1);
+        // Before a dump's first chunk or an import's, the reserves were checked to keep 4 GiB of
+        // stable memory free, and references are counted per manifest entry (at most 2^32).
+        self.chunks.put(hash.0, data).expect("the stable-memory reserve has room for the chunk");
         self.hold_chunk(app, hash.0, len);
     }
 
@@ -437,16 +442,7 @@ impl State {
     /// A manifest entry of `app`'s naming chunk `hash` of `len` bytes is gone: the app holds the
     /// bytes no more after its last, the vault frees them after the last of any app.
     fn release_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
-        match self.chunk_refs.get(&hash) {
-            Some(refs) if refs > 1 => {
-                self.chunk_refs.insert(hash, refs - 1);
-            }
-            Some(_) => {
-                self.chunk_refs.remove(&hash);
-                self.chunk_data.remove(&hash);
-            }
-            None => {}
-        }
+        self.chunks.release(&hash);
         let key = AppChunkKey { app, hash };
         match self.app_chunks.get(&key) {
             Some(refs) if refs > 1 => {
@@ -482,7 +478,7 @@ impl State {
     /// Chunk `index` of `snapshot`: its SHA-256 and bytes.
     pub fn chunk(&self, snapshot: u64, index: u32) -> Option<(Sha256, Vec<u8>)> {
         let hash = self.manifests.get(&ManifestKey { snapshot, index })?;
-        let data = self.chunk_data.get(&hash).expect("a manifest entry's chunk is stored");
+        let data = self.chunks.get(&hash).expect("a manifest entry's chunk is stored");
         Some((Sha256(hash), data))
     }
 
@@ -499,9 +495,11 @@ impl State {
         hasher.finish()
     }
 
-    /// Distinct chunks stored and their bytes.
+    /// Distinct chunks stored and their bytes (chunks of layouts before the chunk store count
+    /// in the first only).
     pub fn chunk_totals(&self) -> (u64, u64) {
-        (self.chunk_data.len(), self.chunk_data.iter().map(|e| e.value().len() as u64).sum())
+        let totals = self.chunks.totals();
+        (totals.chunks + totals.legacy_chunks, totals.stored_bytes)
     }
 
     /// Marks a snapshot for deletion; its chunks are released by [`Self::delete_step`].

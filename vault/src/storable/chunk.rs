@@ -50,8 +50,8 @@ impl FreeExtent {
 }
 storable!(FreeExtent, Bound::Bounded { max_size: 12, is_fixed_size: true });
 
-/// `CHUNK_HEADER`, 74 bytes: version | bump end u64 | chunks u64 | stored bytes u64 | free
-/// bytes u64 | legacy entries migrated u64 | migrated through (present u8, hash 32).
+/// `CHUNK_HEADER`, 33 bytes: version | bump end u64 | chunks u64 | stored bytes u64 | free
+/// bytes u64.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChunkStoreHeader {
     /// End of the data memory's used region: every byte from here on is unallocated.
@@ -61,29 +61,21 @@ pub struct ChunkStoreHeader {
     pub stored_bytes: u64,
     /// Bytes of the free extents below `bump_end`.
     pub free_bytes: u64,
-    /// Entries of the legacy reference map at or before `migrated_through`.
-    pub legacy_migrated: u64,
-    /// The last legacy chunk moved into the store (legacy maps are scanned in hash order).
-    pub migrated_through: Option<[u8; 32]>,
 }
 
 impl ChunkStoreHeader {
     fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(74);
-        w.u8(V1).u64(self.bump_end).u64(self.chunks).u64(self.stored_bytes).u64(self.free_bytes).u64(self.legacy_migrated);
-        w.u8(self.migrated_through.is_some() as u8).bytes(&self.migrated_through.unwrap_or([0; 32]));
+        let mut w = Writer::with_capacity(33);
+        w.u8(V1).u64(self.bump_end).u64(self.chunks).u64(self.stored_bytes).u64(self.free_bytes);
         w.into_vec()
     }
     fn decode(bytes: &[u8]) -> Self {
         let mut r = Reader::new(bytes);
         check_version(&mut r, "chunk store header");
-        let (bump_end, chunks, stored_bytes, free_bytes, legacy_migrated) = (r.u64(), r.u64(), r.u64(), r.u64(), r.u64());
-        let present = r.u8() == 1;
-        let hash: [u8; 32] = r.array();
-        ChunkStoreHeader { bump_end, chunks, stored_bytes, free_bytes, legacy_migrated, migrated_through: present.then_some(hash) }
+        ChunkStoreHeader { bump_end: r.u64(), chunks: r.u64(), stored_bytes: r.u64(), free_bytes: r.u64() }
     }
 }
-storable!(ChunkStoreHeader, Bound::Bounded { max_size: 74, is_fixed_size: true });
+storable!(ChunkStoreHeader, Bound::Bounded { max_size: 33, is_fixed_size: true });
 
 #[cfg(test)]
 mod tests {
@@ -94,14 +86,7 @@ mod tests {
     fn golden_layouts() {
         check("chunk_location", ChunkLocation { offset: 0x0102_0304_0506_0000, len: 0x0001_f000, refs: 3 });
         check("free_extent", FreeExtent { pages: 0x0102, offset: 0x0003_0000 });
-        let header = ChunkStoreHeader {
-            bump_end: 0x0004_0000,
-            chunks: 2,
-            stored_bytes: 0x0002_1000,
-            free_bytes: 0x1000,
-            legacy_migrated: 5,
-            migrated_through: Some([0x33; 32]),
-        };
+        let header = ChunkStoreHeader { bump_end: 0x0004_0000, chunks: 2, stored_bytes: 0x0002_1000, free_bytes: 0x1000 };
         check("chunk_store_header", header);
         check("chunk_store_header_fresh", ChunkStoreHeader::default());
     }
