@@ -5,6 +5,7 @@ use std::fmt;
 
 use candid::Principal;
 use serde::Serialize;
+use vault_api::ContentHash;
 use vault_api::protocol::StateKind;
 use vault_api::service::{AppInfo, JobInfo, JobKind, JobPhase, Retention, SnapshotInfo, Trigger};
 use vault_ops::file::Header;
@@ -64,6 +65,13 @@ pub fn kind(kind: StateKind) -> &'static str {
     match kind {
         StateKind::Serde => "serde",
         StateKind::StableMemory => "stable-memory",
+    }
+}
+
+fn content_hash(hash: ContentHash) -> &'static str {
+    match hash {
+        ContentHash::Sha256 => "sha256",
+        ContentHash::Blake3 => "blake3",
     }
 }
 
@@ -157,7 +165,9 @@ pub struct SnapshotReport {
     pub size: u64,
     pub chunks: u32,
     pub chunk_size: u64,
+    /// The manifest hash, in `content_hash`.
     pub sha256: String,
+    pub content_hash: &'static str,
     pub module_hash: Option<String>,
     pub state_kind: &'static str,
     pub trigger: &'static str,
@@ -176,6 +186,7 @@ impl From<SnapshotInfo> for SnapshotReport {
             chunks: s.chunks,
             chunk_size: s.chunk_size,
             sha256: s.sha256.to_hex(),
+            content_hash: content_hash(s.content_hash()),
             module_hash: s.module_hash.map(|h| h.to_hex()),
             state_kind: kind(s.state_kind),
             trigger: trigger(s.trigger),
@@ -191,12 +202,13 @@ impl fmt::Display for SnapshotReport {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "#{:<4} {}  {:>10} in {:>4} chunks  {:<9}  sha256 {}…  {:.3} TC",
+            "#{:<4} {}  {:>10} in {:>4} chunks  {:<9}  {} {}…  {:.3} TC",
             self.id,
             self.taken_at,
             size(self.size),
             self.chunks,
             self.trigger,
+            self.content_hash,
             &self.sha256[..16],
             self.transfer_cycles as f64 / 1e12
         )?;
@@ -288,7 +300,9 @@ pub struct FileReport {
     pub snapshot_id: u64,
     pub size: u64,
     pub chunks: u32,
+    /// The manifest hash, in `content_hash`.
     pub sha256: String,
+    pub content_hash: &'static str,
     pub state_kind: &'static str,
     pub taken_at: String,
     pub exported_at: String,
@@ -303,6 +317,7 @@ impl FileReport {
             size: h.size,
             chunks: h.chunks,
             sha256: h.sha256.to_hex(),
+            content_hash: content_hash(h.content_hash),
             state_kind: kind(h.state_kind),
             taken_at: time(h.taken_at_nanos),
             exported_at: time(h.exported_at_nanos),
@@ -314,7 +329,7 @@ impl fmt::Display for FileReport {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "{}: snapshot #{} of {}, {} {} in {} chunks, taken {}, sha256 {}",
+            "{}: snapshot #{} of {}, {} {} in {} chunks, taken {}, {} {}",
             self.path,
             self.snapshot_id,
             self.app,
@@ -322,6 +337,7 @@ impl fmt::Display for FileReport {
             self.state_kind,
             self.chunks,
             self.taken_at,
+            self.content_hash,
             self.sha256
         )
     }

@@ -1,17 +1,19 @@
 //! Snapshots: freezing the state, serving it in chunks, releasing it. Each call is the vault's
-//! (the endpoint checked that), for the session its `key` names.
+//! (the endpoint checked that), for the session its `key` names. A chunk carries its SHA-256
+//! only for a vault that asks for it (one before BLAKE3): the vault hashes every chunk itself.
 
 use ic_stable_structures::Memory;
 use vault_api::manifest::{self, Sha256};
+use vault_api::protocol::DumpBegin;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKind, WASM_PAGE_SIZE};
 
 use crate::layout::{OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::{memory, serde_state, session, store};
 
-/// Opens `key`'s dump at `now`, or answers the one open for it again; its manifest says the
-/// app declares `state_layout`.
-pub fn begin(key: SessionKey, now: u64, state_layout: Option<u32>) -> Result<DumpManifest, BackupError> {
+/// Opens `key`'s dump at `now` as `args` asks, or answers the one open for it again; its
+/// manifest says the app declares `state_layout`.
+pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u32>) -> Result<DumpManifest, BackupError> {
     if let Some(dump) = session::dump(&key) {
         session::touch(now);
         return Ok(manifest_of(&dump, state_layout));
@@ -21,7 +23,8 @@ pub fn begin(key: SessionKey, now: u64, state_layout: Option<u32>) -> Result<Dum
             StateKind::StableMemory => (StateKind::StableMemory, store::header().app_pages * WASM_PAGE_SIZE),
             StateKind::Serde => (StateKind::Serde, serialize()?),
         };
-        Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0, touched_at_nanos: now })
+        let chunk_hashes = args.chunk_hashes != Some(false);
+        Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0, touched_at_nanos: now, chunk_hashes })
     })?;
     Ok(manifest_of(&dump, state_layout))
 }
@@ -68,10 +71,12 @@ fn manifest_of(dump: &OpenDump, state_layout: Option<u32>) -> DumpManifest {
         chunk_size: dump.chunk_size,
         taken_at_nanos: dump.taken_at_nanos,
         state_layout,
+        content_hashes: Some(crate::restore::CONTENT_HASHES.to_vec()),
     }
 }
 
-/// Chunk `index` of `key`'s dump. (A query: it records nothing.)
+/// Chunk `index` of `key`'s dump, with its SHA-256 if the dump's vault asked for it, else zeros.
+/// (A query: it records nothing.)
 pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
     let dump = session::dump(&key).ok_or(BackupError::UnknownJob { job: key.job })?;
     let chunks = manifest::chunk_count(dump.size, dump.chunk_size);
@@ -84,7 +89,7 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
         StateKind::StableMemory => memory::read_frozen(range.start, &mut data),
         StateKind::Serde => staging::staging().read(range.start, &mut data),
     }
-    let sha256 = Sha256::of(&data);
+    let sha256 = if dump.chunk_hashes { Sha256::of(&data) } else { Sha256::default() };
     Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256 })
 }
 
@@ -97,6 +102,8 @@ pub fn end(key: SessionKey) -> Result<(), BackupError> {
 mod tests {
     use candid::Principal;
 
+    use vault_api::ContentHash;
+
     use super::*;
     use crate::layout::Session;
 
@@ -104,11 +111,17 @@ mod tests {
         SessionKey { vault: Principal::from_slice(&[9; 10]), nonce, job }
     }
 
+    /// The `DumpBegin` of `key`, from a vault that hashes every chunk itself (`chunk_hashes`
+    /// `Some(false)`) or one before BLAKE3 (`None`).
+    fn args(key: SessionKey, chunk_hashes: Option<bool>) -> DumpBegin {
+        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes }
+    }
+
     #[test]
     fn only_the_vault_instance_that_opened_a_dump_reads_and_ends_it() {
         memory::memory().grow(1);
         let opened = key(Some(7), 1);
-        let manifest = begin(opened, 100, Some(3)).expect("a stable-memory dump opens");
+        let manifest = begin(opened, &args(opened, Some(false)), 100, Some(3)).expect("a stable-memory dump opens");
         let reinstalled = key(Some(8), 1);
         let other_vault = SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened };
         for other in [reinstalled, other_vault, key(None, 1), key(Some(7), 2)] {
@@ -117,9 +130,25 @@ mod tests {
         }
         assert_eq!(chunk(opened, 0).map(|c| c.data.len() as u64), Ok(WASM_PAGE_SIZE));
         assert_eq!(manifest.state_layout, Some(3));
-        assert_eq!(begin(opened, 200, Some(3)), Ok(manifest), "a repeated begin answers the same");
+        assert_eq!(begin(opened, &args(opened, Some(false)), 200, Some(3)), Ok(manifest), "a repeated begin answers the same");
         assert!(matches!(store::header().session, Session::Dumping(OpenDump { touched_at_nanos: 200, taken_at_nanos: 100, .. })));
         end(opened).unwrap();
         assert_eq!(chunk(opened, 0), Err(BackupError::UnknownJob { job: 1 }));
+    }
+
+    #[test]
+    fn a_chunk_carries_its_sha256_only_for_a_vault_that_asks_for_it() {
+        memory::memory().grow(1);
+        memory::memory().write(0, b"the app's state");
+        for (job, chunk_hashes) in [(1, Some(false)), (2, None), (3, Some(true))] {
+            let opened = key(Some(7), job);
+            let manifest = begin(opened, &args(opened, chunk_hashes), 100, None).expect("a stable-memory dump opens");
+            assert_eq!(manifest.content_hashes, Some(vec![ContentHash::Sha256, ContentHash::Blake3]), "this library verifies both");
+            let answered = chunk(opened, 0).expect("chunk 0");
+            let expected = if chunk_hashes == Some(false) { Sha256::default() } else { Sha256::of(&answered.data) };
+            assert_eq!(answered.sha256, expected, "{chunk_hashes:?}");
+            assert_ne!(Sha256::of(&answered.data), Sha256::default());
+            end(opened).unwrap();
+        }
     }
 }

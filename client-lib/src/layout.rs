@@ -9,27 +9,36 @@
 //! ├── 2 COW        old contents of APP pages written while a dump is open (4 KiB slots)
 //! ├── 3 HEADER     the `Header` below, in a StableCell
 //! ├── 4 COW_INDEX  StableBTreeMap<page: u64, slot: u64>
-//! ├── 5 STAGED     StableBTreeMap<chunk index: u32, SHA-256: [u8; 32]>
+//! ├── 5 STAGED     StableBTreeMap<chunk index: u32, digest: [u8; 32]> (in the restore's content hash)
 //! └── 6 UPGRADE    a serde app's state kept across its upgrades (length-prefixed MessagePack)
 //! ```
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
 //!
-//! `Header`, version 2, 343 bytes, little endian:
+//! `Header`, version 3, 345 bytes, little endian:
 //!
 //! ```text
-//!   0  4  magic "CVCL"             44  1  dump present           133  1  restore present
-//!   4  1  layout version (2)       45 47  dump key               134 47  restore key
-//!   5  1  state kind (0/1/2)       92  8  dump touched at        181  8  restore touched at
-//!   6 30  vault (opt principal)   100  1  dump kind              189  1  restore kind
-//!  36  8  APP size (wasm pages)   101  8  dump size              190  8  restore size
-//!                                 109  8  dump chunk size        198  8  restore chunk size
-//!                                 117  8  dump taken at          206 32  restore SHA-256
-//!                                 125  8  COW slots used
-//! 238  1  last commit present    239 47  its key   286  8  its size   294 32  its SHA-256
-//! 326  1  its kind               327  8  bytes of the last serde dump
-//! 335  8  instructions it took
+//!   0  4  magic "CVCL"             44  1  dump present           134  1  restore present
+//!   4  1  layout version (3)       45 47  dump key               135 47  restore key
+//!   5  1  state kind (0/1/2)       92  8  dump touched at        182  8  restore touched at
+//!   6 30  vault (opt principal)   100  1  dump kind              190  1  restore kind
+//!  36  8  APP size (wasm pages)   101  8  dump size              191  8  restore size
+//!                                 109  8  dump chunk size        199  8  restore chunk size
+//!                                 117  8  dump taken at          207 32  restore manifest hash
+//!                                 125  8  COW slots used         239  1  restore content hash
+//!                                 133  1  dump chunk hashes
+//! 240  1  last commit present    241 47  its key   288  8  its size   296 32  its manifest hash
+//! 328  1  its kind               329  8  bytes of the last serde dump
+//! 337  8  instructions it took
 //! ```
+//! Dump chunk hashes: 1 if the dump answers each chunk with its SHA-256, 0 if its vault hashes
+//! them itself. Restore content hash: 0 SHA-256, 1 BLAKE3 (`vault_api::codec`); the manifest
+//! hash and the STAGED digests are in it.
+//!
+//! `Header`, version 2, 343 bytes, read by `decode_v2`: version 3 without its two content-hash
+//! bytes (133 and 239), so every field after the first is a byte earlier, after the second two.
+//! A dump of version 2 answers each chunk's SHA-256; a restore of version 2 is SHA-256.
+//!
 //! A key, 47 bytes: the job (8), the vault that opened it (30, a principal), then its instance
 //! nonce: 1 if there is one (9 bytes: the byte, then the nonce). State kind: 0 not yet known,
 //! 1 serde, 2 stable memory. The two "present" bytes hold the [`Session`]: at most one of them is
@@ -55,7 +64,7 @@
 //! The layout version covers all of the above. This build writes [`LAYOUT_VERSION`] and reads
 //! every version from [`OLDEST_LAYOUT`] on: the cell keeps the header as a [`StoredHeader`],
 //! its version read first; the bytes after it may differ per version, so each version read
-//! has its decoder here (`decode_v1`, `decode_v2`), and `migration` picks it by the version byte,
+//! has its decoder here (`decode_v1`, `decode_v2`, `decode_v3`), and `migration` picks it by the version byte,
 //! then runs one step per version up to the current one. An instance does this when it first
 //! reads the header; the entry points an app calls in `post_upgrade` (`on_restore`,
 //! `load_after_upgrade`, `use_serde_state`, `set_vault`, and `memory()` through its size) read
@@ -71,6 +80,9 @@
 //!   1 closes a dump or restore open under layout 1, releasing its pages or staged chunks (the
 //!   vault's next call finds no such job and opens it again), and binds the last commit to the
 //!   app's vault without a nonce, as release 0.1.0's vault sends none.
+//! - 3: a dump records whether it answers each chunk's SHA-256 (a vault that hashes every chunk
+//!   itself asks for none), a restore its content hash. The step from 2 changes nothing: what
+//!   layout 2 opened hashes as it always did, with SHA-256.
 
 use std::borrow::Cow;
 
@@ -78,9 +90,9 @@ use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{StableBTreeMap, Storable};
-use vault_api::codec::{Reader, Writer};
+use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of};
 use vault_api::protocol::StateKind;
-use vault_api::Sha256;
+use vault_api::{ContentHash, Sha256};
 
 pub const APP: MemoryId = MemoryId::new(0);
 pub const STAGING: MemoryId = MemoryId::new(1);
@@ -92,20 +104,23 @@ pub const UPGRADE: MemoryId = MemoryId::new(6);
 
 /// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
 pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;
-/// The STAGED map: chunk index -> its SHA-256.
+/// The STAGED map: chunk index -> its digest, in the restore's content hash.
 pub type Staged<M> = StableBTreeMap<u32, [u8; 32], M>;
 
 const MAGIC: &[u8; 4] = b"CVCL";
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 2;
+pub const LAYOUT_VERSION: u8 = 3;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 /// Bytes of the current layout's header, its magic and version included.
-const HEADER_BYTES: usize = 343;
-/// Bytes of a key, and of each slot with its "present" byte.
+const HEADER_BYTES: usize = 345;
+/// Bytes of a key, and of each slot with its "present" byte, in layout 2 and in layout 3 (one
+/// content-hash byte more in the dump's and the restore's).
 const KEY_BYTES: usize = 47;
-const DUMP_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 1 + 4 * 8;
-const RESTORE_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 1 + 2 * 8 + 32;
+const V2_DUMP_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 1 + 4 * 8;
+const V2_RESTORE_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 1 + 2 * 8 + 32;
+const DUMP_SLOT_BYTES: usize = V2_DUMP_SLOT_BYTES + 1;
+const RESTORE_SLOT_BYTES: usize = V2_RESTORE_SLOT_BYTES + 1;
 const COMMITTED_SLOT_BYTES: usize = 1 + KEY_BYTES + 8 + 32 + 1;
 
 /// Who opened a dump or restore and for which job: a later call is for it only if its key is
@@ -132,6 +147,8 @@ pub struct OpenDump {
     pub cow_slots: u64,
     /// When a vault call last touched it (chunk reads are queries, which record nothing).
     pub touched_at_nanos: u64,
+    /// Whether it answers each chunk with its SHA-256: its vault did not say it hashes them itself.
+    pub chunk_hashes: bool,
 }
 
 /// A restore being staged.
@@ -141,9 +158,12 @@ pub struct OpenRestore {
     pub kind: StateKind,
     pub size: u64,
     pub chunk_size: u64,
+    /// The manifest hash the staged chunks must produce, in `content_hash`.
     pub sha256: Sha256,
     /// When a vault call last touched it.
     pub touched_at_nanos: u64,
+    /// The snapshot's content hash: each staged chunk is checked in it, and the manifest.
+    pub content_hash: ContentHash,
 }
 
 /// The one operation open at a time: a dump and a restore are never open together (a new one
@@ -283,7 +303,8 @@ impl Header {
                     .u64(dump.size)
                     .u64(dump.chunk_size)
                     .u64(dump.taken_at_nanos)
-                    .u64(dump.cow_slots);
+                    .u64(dump.cow_slots)
+                    .u8(dump.chunk_hashes as u8);
             }
             _ => {
                 w.bytes(&[0; DUMP_SLOT_BYTES]);
@@ -297,7 +318,8 @@ impl Header {
                     .u8(kind_byte(Some(restore.kind)))
                     .u64(restore.size)
                     .u64(restore.chunk_size)
-                    .sha256(&restore.sha256);
+                    .sha256(&restore.sha256)
+                    .u8(content_hash_byte(restore.content_hash));
             }
             _ => {
                 w.bytes(&[0; RESTORE_SLOT_BYTES]);
@@ -320,14 +342,25 @@ impl Header {
     }
 }
 
-/// Layout 2's decoder.
+/// Layout 3's decoder.
+pub fn decode_v3(fields: &[u8]) -> Header {
+    decode_keyed(fields, true)
+}
+
+/// Layout 2's decoder: a dump answers each chunk's SHA-256, a restore is SHA-256.
 pub fn decode_v2(fields: &[u8]) -> Header {
+    decode_keyed(fields, false)
+}
+
+/// Layouts 2 and 3, whose sessions are keyed by their vault instance: layout 3 has the dump's and
+/// the restore's content-hash bytes (`content_hashes`), layout 2 has neither.
+fn decode_keyed(fields: &[u8], content_hashes: bool) -> Header {
     let mut r = Reader::new(fields);
     let state_kind = kind_of(r.u8());
     let vault = r.opt_principal();
     let app_pages = r.u64();
     let dump = if r.u8() == 1 {
-        Some(OpenDump {
+        let mut dump = OpenDump {
             key: read_key(&mut r),
             touched_at_nanos: r.u64(),
             kind: kind_of(r.u8()).expect("a kind"),
@@ -335,9 +368,17 @@ pub fn decode_v2(fields: &[u8]) -> Header {
             chunk_size: r.u64(),
             taken_at_nanos: r.u64(),
             cow_slots: r.u64(),
-        })
+            chunk_hashes: true,
+        };
+        if content_hashes {
+            dump.chunk_hashes = r.u8() == 1;
+        }
+        Some(dump)
     } else {
-        r.array::<{ DUMP_SLOT_BYTES - 1 }>();
+        r.array::<{ V2_DUMP_SLOT_BYTES - 1 }>();
+        if content_hashes {
+            r.u8();
+        }
         None
     };
     let restore_present = r.u8() == 1;
@@ -345,16 +386,24 @@ pub fn decode_v2(fields: &[u8]) -> Header {
         both_open();
     }
     let restore = if restore_present {
-        Some(OpenRestore {
+        let mut restore = OpenRestore {
             key: read_key(&mut r),
             touched_at_nanos: r.u64(),
             kind: kind_of(r.u8()).expect("a kind"),
             size: r.u64(),
             chunk_size: r.u64(),
             sha256: r.sha256(),
-        })
+            content_hash: ContentHash::Sha256,
+        };
+        if content_hashes {
+            restore.content_hash = content_hash_of(r.u8()).expect("a content hash");
+        }
+        Some(restore)
     } else {
-        r.array::<{ RESTORE_SLOT_BYTES - 1 }>();
+        r.array::<{ V2_RESTORE_SLOT_BYTES - 1 }>();
+        if content_hashes {
+            r.u8();
+        }
         None
     };
     let committed = if r.u8() == 1 {
@@ -388,6 +437,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
         taken_at_nanos: r.u64(),
         cow_slots: r.u64(),
         touched_at_nanos: 0,
+        chunk_hashes: true,
     };
     dump.touched_at_nanos = dump.taken_at_nanos;
     let restore_present = r.u8() == 1;
@@ -398,6 +448,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
         chunk_size: r.u64(),
         sha256: r.sha256(),
         touched_at_nanos: 0,
+        content_hash: ContentHash::Sha256,
     };
     let session = session_of(dump_present.then_some(dump), restore_present.then_some(restore));
     let present = r.u8() == 1;
@@ -429,6 +480,7 @@ mod tests {
                 taken_at_nanos: 5,
                 cow_slots: 6,
                 touched_at_nanos: 13,
+                chunk_hashes: false,
             }),
             committed: Some(Committed {
                 key: SessionKey { vault: Principal::from_slice(&[8; 29]), nonce: None, job: 2 },
@@ -449,7 +501,7 @@ mod tests {
     fn read(bytes: Vec<u8>) -> Header {
         let stored = StoredHeader::from_bytes(Cow::Owned(bytes));
         assert_eq!(stored.layout, LAYOUT_VERSION);
-        decode_v2(&stored.fields)
+        decode_v3(&stored.fields)
     }
 
     #[test]
@@ -483,6 +535,7 @@ mod tests {
             chunk_size: 16,
             sha256: Sha256([3; 32]),
             touched_at_nanos: 14,
+            content_hash: ContentHash::Blake3,
         })
     }
 
@@ -496,10 +549,10 @@ mod tests {
         assert_eq!(read(stored_bytes(&nothing_committed)), nothing_committed);
     }
 
-    /// Bytes 44..133 hold the dump's slot, 133..238 the restore's, 238..327 the last commit's.
-    const DUMP_SLOT: std::ops::Range<usize> = 44..133;
-    const RESTORE_SLOT: std::ops::Range<usize> = 133..238;
-    const COMMITTED_SLOT: std::ops::Range<usize> = 238..327;
+    /// Bytes 44..134 hold the dump's slot, 134..240 the restore's, 240..329 the last commit's.
+    const DUMP_SLOT: std::ops::Range<usize> = 44..134;
+    const RESTORE_SLOT: std::ops::Range<usize> = 134..240;
+    const COMMITTED_SLOT: std::ops::Range<usize> = 240..329;
 
     #[test]
     fn the_slots_are_where_the_drawing_puts_them() {
@@ -507,6 +560,35 @@ mod tests {
         assert_eq!(RESTORE_SLOT.len(), RESTORE_SLOT_BYTES);
         assert_eq!(COMMITTED_SLOT.len(), COMMITTED_SLOT_BYTES);
         assert_eq!(COMMITTED_SLOT.end + 16, HEADER_BYTES);
+    }
+
+    /// A restore of `content_hash` open in [`sample`].
+    fn restoring_in(content_hash: ContentHash) -> Header {
+        let Session::Restoring(restore) = restoring() else { unreachable!("restoring() is a restore") };
+        Header { session: Session::Restoring(OpenRestore { content_hash, ..restore }), ..sample() }
+    }
+
+    /// [`sample`] with its dump answering SHA-256s or not.
+    fn dumping(chunk_hashes: bool) -> Header {
+        let Session::Dumping(dump) = sample().session else { unreachable!("sample() is a dump") };
+        Header { session: Session::Dumping(OpenDump { chunk_hashes, ..dump }), ..sample() }
+    }
+
+    #[test]
+    fn the_content_hash_bytes_are_where_the_drawing_puts_them() {
+        assert_eq!((stored_bytes(&dumping(false))[133], stored_bytes(&dumping(true))[133]), (0, 1));
+        assert_eq!((stored_bytes(&restoring_in(ContentHash::Sha256))[239], stored_bytes(&restoring_in(ContentHash::Blake3))[239]), (0, 1));
+    }
+
+    #[test]
+    fn a_layout_2_dump_answers_sha256s_and_a_layout_2_restore_is_sha256() {
+        // Layout 2's bytes are layout 3's without bytes 133 and 239.
+        for (header, as_layout_2) in [(dumping(false), dumping(true)), (restoring_in(ContentHash::Blake3), restoring_in(ContentHash::Sha256))] {
+            let mut bytes = stored_bytes(&header);
+            bytes.remove(239);
+            bytes.remove(133);
+            assert_eq!(decode_v2(&bytes[5..]), as_layout_2);
+        }
     }
 
     #[test]
@@ -538,6 +620,6 @@ mod tests {
     fn header_golden_bytes() {
         let bytes = stored_bytes(&sample());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, include_str!("../golden/header_v2.hex").trim());
+        assert_eq!(hex, include_str!("../golden/header_v3.hex").trim());
     }
 }

@@ -181,6 +181,7 @@ pub mod endpoints {
             state_bytes,
             client_version: env!("CARGO_PKG_VERSION").to_string(),
             state_layout: state_layout(),
+            content_hashes: Some(restore::CONTENT_HASHES.to_vec()),
         })
     }
 
@@ -196,7 +197,7 @@ pub mod endpoints {
 
     pub fn dump_begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
         let (key, now) = vault_call(args.job, args.nonce)?;
-        dump::begin(key, now, state_layout())
+        dump::begin(key, &args, now, state_layout())
     }
 
     pub fn dump_chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {

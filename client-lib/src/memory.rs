@@ -218,6 +218,7 @@ mod tests {
             taken_at_nanos: 0,
             cow_slots: 0,
             touched_at_nanos: touched_at,
+            chunk_hashes: false,
         };
         session::open_dump(|| Ok(dump)).expect("freezing cannot fail here");
     }

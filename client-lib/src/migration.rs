@@ -18,11 +18,13 @@ pub type Step = fn(&mut Header, &MemoryManager<DefaultMemoryImpl>);
 /// The cell the header is stored in.
 type HeaderCell = StableCell<StoredHeader, VirtualMemory<DefaultMemoryImpl>>;
 
-/// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_layout_1_session];
+/// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`. 2 to 3 changes
+/// nothing but the header's layout: `decode_v2` reads a dump of layout 2 as answering each chunk's
+/// SHA-256 and a restore as SHA-256, which they are.
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_layout_1_session, |_, _| {}];
 
 /// `DECODERS[i]` reads the header of layout `OLDEST_LAYOUT + i`: one for each layout read.
-const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] = [layout::decode_v1, layout::decode_v2];
+const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] = [layout::decode_v1, layout::decode_v2, layout::decode_v3];
 
 /// 1 to 2: a dump or restore open under layout 1 is keyed by its job alone, not by the vault
 /// instance that opened it; it is closed, releasing its copied-aside pages or staged chunks. The
@@ -65,7 +67,8 @@ mod tests {
     use crate::layout::{Committed, OpenDump, SessionKey};
 
     /// `GOLDEN[i]`: a header of layout `OLDEST_LAYOUT + i` as a release that wrote it stored it.
-    const GOLDEN: [&str; DECODERS.len()] = [include_str!("../golden/header_v1.hex"), include_str!("../golden/header_v2.hex")];
+    const GOLDEN: [&str; DECODERS.len()] =
+        [include_str!("../golden/header_v1.hex"), include_str!("../golden/header_v2.hex"), include_str!("../golden/header_v3.hex")];
 
     fn unhex(hex: &str) -> Vec<u8> {
         let hex = hex.trim();
@@ -144,6 +147,7 @@ mod tests {
                 taken_at_nanos: 5,
                 cow_slots: 6,
                 touched_at_nanos: 5,
+                chunk_hashes: true,
             }),
             committed: Some(Committed { key: key(2), kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
             serde_cost: (11, 12),

@@ -4,7 +4,7 @@
 //! names.
 
 use ic_stable_structures::Memory;
-use vault_api::manifest::{self, ChunkFault, ManifestHasher, Sha256};
+use vault_api::manifest::{self, ChunkFault, ContentHash, ManifestHasher, Sha256};
 use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, RestoreReport, StateKind, WASM_PAGE_SIZE};
 
 use crate::layout::{Committed, OpenRestore, SessionKey};
@@ -27,6 +27,10 @@ pub fn on_restore(reload: fn()) {
     RELOAD.set(Some(reload));
 }
 
+/// The content hashes this library verifies a restore in (every chunk and the manifest, before a
+/// commit); it tells its vault in `BackupInfo` and `DumpManifest`.
+pub const CONTENT_HASHES: [ContentHash; 2] = [ContentHash::Sha256, ContentHash::Blake3];
+
 /// The largest stable-memory image a commit can put in place: its copy must stay under the
 /// 2 GiB of stable memory one message may write.
 pub const MAX_STABLE_RESTORE_BYTES: u64 = staging::MAX_STAGED_BYTES;
@@ -37,6 +41,7 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
         && open.size == args.size
         && open.chunk_size == args.chunk_size
         && open.sha256 == args.sha256
+        && open.content_hash == args.content_hash()
         && open.kind == args.state_kind
     {
         session::touch(now);
@@ -90,21 +95,23 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
         chunk_size: args.chunk_size,
         sha256: args.sha256,
         touched_at_nanos: now,
+        content_hash: args.content_hash(),
     });
     Ok(())
 }
 
-/// Stages a chunk of `key`'s restore at `now`.
+/// Stages a chunk of `key`'s restore at `now`, checked against its digest in the restore's
+/// content hash.
 pub fn chunk(key: SessionKey, args: RestoreChunk, now: u64) -> Result<(), BackupError> {
     let restore = session::restore(&key).ok_or(BackupError::UnknownJob { job: key.job })?;
     let index = args.index;
-    let range = manifest::check_chunk(restore.size, restore.chunk_size, index, args.data.len() as u64, &args.sha256, || Sha256::of(&args.data))
+    let checked = manifest::check_chunk(restore.content_hash, restore.size, restore.chunk_size, index, &args.data, Some(&args.sha256))
         .map_err(|fault| match fault {
             ChunkFault::OutOfRange { chunks } => BackupError::ChunkOutOfRange { index, chunks },
             ChunkFault::SizeMismatch { expected, actual } => BackupError::ChunkSizeMismatch { index, expected, actual },
             ChunkFault::HashMismatch => BackupError::ChunkHashMismatch { index },
         })?;
-    staging::staging().write(range.start, &args.data);
+    staging::staging().write(checked.range.start, &args.data);
     store::with_staged(|staged| staged.insert(args.index, args.sha256.0));
     session::touch(now);
     Ok(())
@@ -130,7 +137,7 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>) -> Result<Res
         return Err(BackupError::StateLayoutMismatch { snapshot, app });
     }
     let chunks = manifest::chunk_count(restore.size, restore.chunk_size);
-    let mut hasher = ManifestHasher::new(restore.size, restore.chunk_size);
+    let mut hasher = ManifestHasher::new(restore.content_hash, restore.size, restore.chunk_size);
     let mut missing = 0u32;
     let mut first_missing = None;
     store::with_staged(|staged| {
@@ -203,18 +210,29 @@ mod tests {
         (0..SIZE).map(|i| (i % 251) as u8).collect()
     }
 
-    fn chunk_args(key: SessionKey, index: u32) -> RestoreChunk {
+    /// Chunk `index` of the image with its digest in `hash`.
+    fn chunk_in(hash: ContentHash, key: SessionKey, index: u32) -> RestoreChunk {
         let data = image()[(index as u64 * CHUNK) as usize..((index as u64 + 1) * CHUNK) as usize].to_vec();
-        RestoreChunk { job: key.job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data), nonce: key.nonce }
+        RestoreChunk { job: key.job, index, sha256: hash.digest(&data), data: ByteBuf::from(data), nonce: key.nonce }
+    }
+
+    fn chunk_args(key: SessionKey, index: u32) -> RestoreChunk {
+        chunk_in(ContentHash::Sha256, key, index)
+    }
+
+    /// The restore of the image in `content_hash` (none: as a vault before BLAKE3 sends it).
+    fn begin_in(content_hash: Option<ContentHash>, key: SessionKey) -> RestoreBegin {
+        let hash = content_hash.unwrap_or(ContentHash::Sha256);
+        let mut hasher = ManifestHasher::new(hash, SIZE, CHUNK);
+        for index in 0..2 {
+            hasher.push(&chunk_in(hash, key, index).sha256);
+        }
+        let sha256 = hasher.finish().expect("every chunk pushed");
+        RestoreBegin { job: key.job, state_kind: StateKind::StableMemory, size: SIZE, chunk_size: CHUNK, sha256, nonce: key.nonce, content_hash }
     }
 
     fn begin_args(key: SessionKey) -> RestoreBegin {
-        let mut hasher = ManifestHasher::new(SIZE, CHUNK);
-        for index in 0..2 {
-            hasher.push(&chunk_args(key, index).sha256);
-        }
-        let sha256 = hasher.finish().expect("every chunk pushed");
-        RestoreBegin { job: key.job, state_kind: StateKind::StableMemory, size: SIZE, chunk_size: CHUNK, sha256, nonce: key.nonce }
+        begin_in(None, key)
     }
 
     #[test]
@@ -242,5 +260,31 @@ mod tests {
         for other in others {
             assert_eq!(commit(other, None), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_blake3_restore_checks_every_chunk_and_the_manifest_in_blake3() {
+        on_restore(|| ());
+        let opened = key(Some(7), 3);
+        let blake3 = ContentHash::Blake3;
+        begin(opened, begin_in(Some(blake3), opened), 10).expect("the staging opens");
+        assert_eq!(chunk(opened, chunk_in(ContentHash::Sha256, opened, 0), 20), Err(BackupError::ChunkHashMismatch { index: 0 }), "a SHA-256 digest");
+        chunk(opened, chunk_in(blake3, opened, 0), 20).unwrap();
+        chunk(opened, chunk_in(blake3, opened, 1), 30).unwrap();
+        let sha256 = begin_in(Some(blake3), opened).sha256;
+        assert_eq!(commit(opened, None).map(|report| report.sha256), Ok(sha256));
+        let mut restored = vec![0; SIZE as usize];
+        memory::memory().read(0, &mut restored);
+        assert_eq!(restored, image());
+    }
+
+    #[test]
+    fn a_begin_in_another_content_hash_opens_the_staging_again() {
+        on_restore(|| ());
+        let opened = key(Some(7), 4);
+        begin(opened, begin_args(opened), 10).unwrap();
+        chunk(opened, chunk_args(opened, 0), 20).unwrap();
+        begin(opened, RestoreBegin { content_hash: Some(ContentHash::Blake3), ..begin_args(opened) }, 30).unwrap();
+        assert_eq!(commit(opened, None), Err(BackupError::MissingChunks { missing: 2, first: 0 }), "the SHA-256 chunk was dropped");
     }
 }

@@ -106,8 +106,8 @@ pub fn release() {
 #[cfg(test)]
 mod tests {
     use candid::Principal;
-    use vault_api::Sha256;
     use vault_api::protocol::StateKind;
+    use vault_api::{ContentHash, Sha256};
 
     use super::*;
 
@@ -130,6 +130,7 @@ mod tests {
             taken_at_nanos: 7,
             cow_slots: 0,
             touched_at_nanos: 7,
+            chunk_hashes: false,
         }
     }
 
@@ -141,6 +142,7 @@ mod tests {
             chunk_size: 1024,
             sha256: Sha256([job as u8; 32]),
             touched_at_nanos: 7,
+            content_hash: ContentHash::Blake3,
         }
     }
 

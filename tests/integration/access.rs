@@ -8,7 +8,7 @@ use std::cell::Cell;
 use candid::{Principal, encode_args, encode_one};
 use ic_harness::{CallMatcher, IcBackend, RejectCode};
 use serde_bytes::ByteBuf;
-use vault_api::Sha256;
+use vault_api::{ContentHash, Sha256};
 use vault_api::manifest::image_hash;
 use vault_api::protocol::{
     BackupError, BackupInfo, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, StateKind, methods,
@@ -263,10 +263,11 @@ impl Fixture {
             state_kind: StateKind::Serde,
             size: data.len() as u64,
             chunk_size: data.len() as u64,
-            sha256: image_hash(&data, data.len() as u64),
+            sha256: image_hash(ContentHash::Sha256, &data, data.len() as u64),
             taken_at_nanos: 0,
             module_hash: None,
             state_layout: None,
+            content_hash: None,
         }
     }
 
@@ -387,6 +388,7 @@ impl Fixture {
             chunk_size: snapshot.chunk_size,
             sha256: snapshot.sha256,
             nonce: None,
+            content_hash: snapshot.content_hash,
         };
         let chunks = (0..snapshot.chunks)
             .map(|index| {
@@ -414,7 +416,7 @@ impl Fixture {
         Some(
             match method {
                 methods::INFO => encode_args(()),
-                methods::DUMP_BEGIN => encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None }),
+                methods::DUMP_BEGIN => encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None }),
                 methods::DUMP_CHUNK => encode_one(ChunkRequest { job: PROTOCOL_JOB, index: 0, nonce: None }),
                 methods::DUMP_END | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => encode_one(job),
                 methods::RESTORE_BEGIN => encode_one(self.restore_of_snapshot().0),
@@ -429,7 +431,7 @@ impl Fixture {
     fn prepare_app_call(&self, method: &str) {
         match method {
             methods::DUMP_CHUNK | methods::DUMP_END => {
-                let opened: Result<DumpManifest, BackupError> = self.as_vault(methods::DUMP_BEGIN, (DumpBegin { job: PROTOCOL_JOB, nonce: None },));
+                let opened: Result<DumpManifest, BackupError> = self.as_vault(methods::DUMP_BEGIN, (DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None },));
                 opened.expect("the dump opens");
             }
             methods::RESTORE_CHUNK | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => {
@@ -629,7 +631,7 @@ fn every_method_answers_each_role_as_the_matrix_says() {
         assert_eq!(listed(role), Ok(apps), "{}", role.heading());
     }
     // A refusal names the caller it refused.
-    let reply = f.forwarded(f.app, methods::DUMP_BEGIN, encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None }).unwrap()).expect("the app answers");
+    let reply = f.forwarded(f.app, methods::DUMP_BEGIN, encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None }).unwrap()).expect("the app answers");
     let (refused,): (Result<DumpManifest, BackupError>,) = candid::decode_args(&reply).unwrap();
     assert_eq!(refused.map(drop), Err(BackupError::NotTheVault { caller: f.strangers_app }));
 }

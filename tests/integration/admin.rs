@@ -141,10 +141,11 @@ fn import(env: &Env, caller: Principal, app: Principal, data: &[u8]) -> VaultRes
         state_kind: StateKind::Serde,
         size: data.len() as u64,
         chunk_size: 1024,
-        sha256: vault_api::manifest::image_hash(data, 1024),
+        sha256: vault_api::manifest::image_hash(vault_api::ContentHash::Sha256, data, 1024),
         taken_at_nanos: 1,
         module_hash: None,
         state_layout: None,
+        content_hash: None,
     };
     answer(env.vault_as(caller).service().import_begin(args))
 }
@@ -273,10 +274,11 @@ fn an_import_claiming_a_future_time_does_not_outlive_newer_snapshots() {
         state_kind: StateKind::Serde,
         size: data.len() as u64,
         chunk_size: 1024,
-        sha256: vault_api::manifest::image_hash(&data, 1024),
+        sha256: vault_api::manifest::image_hash(vault_api::ContentHash::Sha256, &data, 1024),
         taken_at_nanos: u64::MAX,
         module_hash: None,
         state_layout: None,
+        content_hash: None,
     };
     let begun = answer(env.vault().service().import_begin(args)).unwrap();
     let chunk = ImportChunk { app, snapshot_id: begun.snapshot_id, index: 0, sha256: vault_api::Sha256::of(&data), data: serde_bytes::ByteBuf::from(data) };

@@ -840,10 +840,10 @@ impl Campaign {
             1 => not_a_controller(self.request(stranger(), |v| v.snapshot_now(id))),
             2 => not_a_controller(self.request(stranger(), |v| v.restore(RestoreArgs { app: id, snapshot_id: some_snapshot, target: None, allow_layout_change: None }))),
             3 => not_a_controller(self.request(stranger(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: some_snapshot }))),
-            4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1, nonce: None }).unwrap()),
+            4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1, nonce: None, chunk_hashes: None }).unwrap()),
             5 => {
                 let kind = if self.apps[i].kind == AppKind::Notes { StateKind::Serde } else { StateKind::StableMemory };
-                let begin = RestoreBegin { job: 1, state_kind: kind, size: 1, chunk_size: 1, sha256: Sha256::of(b""), nonce: None };
+                let begin = RestoreBegin { job: 1, state_kind: kind, size: 1, chunk_size: 1, sha256: Sha256::of(b""), nonce: None, content_hash: None };
                 self.stranger_to_app(id, methods::RESTORE_BEGIN, candid::encode_one(begin).unwrap())
             }
             6 => not_an_administrator(self.request(stranger(), |v| v.suspend_app(SuspendArgs { app: id, reason: "a stranger's".into() }))),
@@ -866,8 +866,8 @@ impl Campaign {
         }
     }
 
-    /// Reads a stored snapshot chunk by chunk: every chunk matches its SHA-256 and together
-    /// they give the snapshot's manifest hash.
+    /// Reads a stored snapshot chunk by chunk: every chunk matches its digest in the snapshot's
+    /// content hash and together they give the snapshot's manifest hash.
     fn verify_stored(&mut self) -> Checked {
         let Some(&who) = self.rng.pick(&self.sources()) else { return Ok(()) };
         let Some(&snapshot) = self.rng.pick(&self.history(who).live()) else { return Ok(()) };
@@ -883,10 +883,10 @@ impl Campaign {
                 let listed: Vec<u64> = self.env.vault().list_snapshots(app).unwrap_or_default().iter().map(|s| s.id).collect();
                 format!("chunk {index} of {snapshot}: {e} (listed: {listed:?})")
             })?;
-            self.check(Sha256::of(&chunk.data) == chunk.sha256, || format!("chunk {index} of {snapshot} does not match its hash"))?;
+            self.check(info.content_hash().digest(&chunk.data) == chunk.sha256, || format!("chunk {index} of {snapshot} does not match its hash"))?;
             hashes.push(chunk.sha256);
         }
-        let manifest = vault_api::manifest::manifest_hash(info.size, info.chunk_size, &hashes);
+        let manifest = vault_api::manifest::manifest_hash(info.content_hash(), info.size, info.chunk_size, &hashes);
         self.check(manifest == Some(info.sha256), || format!("the chunks of {snapshot} do not give its hash"))
     }
 

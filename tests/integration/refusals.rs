@@ -2,7 +2,7 @@
 
 use candid::Principal;
 use serde_bytes::ByteBuf;
-use vault_api::Sha256;
+use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreBegin, RestoreChunk, StateKind, methods};
 use vault_api::service::{ImportArgs, ImportChunk, Limits, Retention, Schedule, VaultError};
 use vault_tests::*;
@@ -108,8 +108,8 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     let before = (env.app(ledger).digest(), env.app(notes).digest());
     let image = vec![7u8; 65536 * 2];
     let chunk_size = 65536u64;
-    let sha = vault_api::manifest::image_hash(&image, chunk_size);
-    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256, nonce: None };
+    let sha = vault_api::manifest::image_hash(ContentHash::Sha256, &image, chunk_size);
+    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256, nonce: None, content_hash: None };
     let chunk = |job: u64, index: u32, data: Vec<u8>| RestoreChunk { job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data), nonce: None };
 
     // A vault that cannot be one, set by the app's controller.
@@ -120,7 +120,7 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
 
     // Dumps.
     assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0, nonce: None },)), Err(BackupError::UnknownJob { job: 5 }));
-    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None },)).unwrap();
+    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None, chunk_hashes: None },)).unwrap();
     let chunks = vault_api::chunk_count(manifest.size, manifest.chunk_size);
     assert_eq!(
         as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: chunks, nonce: None },)),
@@ -172,7 +172,7 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     );
     // A serde image that does not decode into the app's state is refused at commit.
     let garbage = vec![0xc1u8; 1000];
-    let garbage_sha = vault_api::manifest::image_hash(&garbage, 1000);
+    let garbage_sha = vault_api::manifest::image_hash(ContentHash::Sha256, &garbage, 1000);
     as_vault::<_, ()>(&env, notes, methods::RESTORE_BEGIN, (begin(3, StateKind::Serde, 1000, 1000, garbage_sha),)).unwrap();
     as_vault::<_, ()>(&env, notes, methods::RESTORE_CHUNK, (chunk(3, 0, garbage),)).unwrap();
     assert!(matches!(refuse(notes, methods::RESTORE_COMMIT, candid::encode_one(JobRef { job: 3, nonce: None }).unwrap()), BackupError::Deserialization { .. }));
@@ -272,8 +272,9 @@ fn an_import_chunk_the_reserves_cannot_pay_for_is_refused_before_the_vault_pays_
     let app = env.registered(AppKind::Notes, manual(), keep(3));
     let data = vec![7u8; 100];
     let chunk_hash = Sha256::of(&data);
-    let sha256 = vault_api::manifest::manifest_hash(100, 100, [&chunk_hash]).unwrap();
-    let args = ImportArgs { app, state_kind: StateKind::Serde, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None, state_layout: None };
+    let sha256 = vault_api::manifest::manifest_hash(ContentHash::Sha256, 100, 100, [&chunk_hash]).unwrap();
+    let args =
+        ImportArgs { app, state_kind: StateKind::Serde, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None, state_layout: None, content_hash: None };
     let import = env.vault().service().import_begin(args).unwrap().expect("the vault can pay for the import when it begins");
     // Other apps' storage has since grown the reserve past what the vault holds.
     let limits = Limits { reserve_days: 3_650, ..Limits::default() };
@@ -303,7 +304,7 @@ fn a_dump_held_open(env: &Env, app: Principal) -> vault_api::service::JobInfo {
 
 /// Opens a dump of `app` for `job` as the vault, without a nonce (as release 0.1.0's vault does).
 fn open_dump(env: &Env, app: Principal, job: u64) {
-    let begin = DumpBegin { job, nonce: None };
+    let begin = DumpBegin { job, nonce: None, chunk_hashes: None };
     as_vault::<_, vault_api::protocol::DumpManifest>(env, app, methods::DUMP_BEGIN, (begin,)).expect("a dump opens");
 }
 
@@ -366,8 +367,18 @@ fn an_import_of_another_state_kind_than_the_apps_is_refused_before_it_begins() {
     let env = Env::new();
     let app = env.registered(AppKind::Notes, manual(), keep(3));
     let before = env.observable(&[app]);
-    let sha256 = vault_api::manifest::manifest_hash(100, 100, [&Sha256::of(&[7; 100])]).unwrap();
-    let args = ImportArgs { app, state_kind: StateKind::StableMemory, size: 100, chunk_size: 100, sha256, taken_at_nanos: 1, module_hash: None, state_layout: None };
+    let sha256 = vault_api::manifest::manifest_hash(ContentHash::Sha256, 100, 100, [&Sha256::of(&[7; 100])]).unwrap();
+    let args = ImportArgs {
+        app,
+        state_kind: StateKind::StableMemory,
+        size: 100,
+        chunk_size: 100,
+        sha256,
+        taken_at_nanos: 1,
+        module_hash: None,
+        state_layout: None,
+        content_hash: None,
+    };
     let refused = env.vault().service().import_begin(args).unwrap();
     assert_eq!(refused, Err(VaultError::StateKindMismatch { target: app, target_kind: StateKind::Serde, snapshot: StateKind::StableMemory }));
     assert_eq!(env.observable(&[app]), before);

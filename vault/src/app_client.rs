@@ -64,7 +64,8 @@ pub const CALL_TIMEOUT_SECONDS: u32 = 60;
 pub const MAX_PAYLOAD_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Fees of `calls` calls moving `bytes` bytes (requests and replies) for the transfer
-/// accounting: the call fee and 1,000 cycles per byte, at 13-node application subnet prices.
+/// accounting: the call fee and 1,000 cycles per byte, at 13-node application subnet prices
+/// (the bound in `engine::steps` counts the same way).
 pub fn transfer_cycles(calls: u64, bytes: u64) -> u128 {
     260_000 * calls as u128 + 1_000 * bytes as u128
 }
@@ -77,7 +78,8 @@ pub enum CallFailure {
     NotSent,
     /// The reply did not decode: a corrupted or foreign answer.
     Undecodable(String),
-    /// Chunk `index` did not match its SHA-256, on its way from or to the app.
+    /// Chunk `index` did not match its digest (the SHA-256 an app claimed, or the vault's digest
+    /// an app checked), had another index or length, on its way from or to the app.
     Corrupted { index: u32 },
 }
 
@@ -160,8 +162,9 @@ pub async fn info(app: Principal) -> Protocol<BackupInfo> {
     call(app, methods::INFO, ()).await
 }
 
+/// Opens `job`'s dump, asking for no chunk hashes: the vault hashes every chunk itself.
 pub async fn dump_begin(app: Principal, job: u64) -> Protocol<DumpManifest> {
-    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce() },)).await
+    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false) },)).await
 }
 
 pub async fn dump_chunk(app: Principal, job: u64, index: u32) -> Protocol<Chunk> {

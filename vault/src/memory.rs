@@ -7,8 +7,8 @@
 //! id  name        structure                                   key -> value
 //! 0   HEADER      StableCell<Header>                          magic "CVLT", layout version, id counters
 //! 1   APPS        StableBTreeMap<Principal, AppRecord>         app -> registration, schedule, retention
-//! 2   SNAPSHOTS   StableBTreeMap<SnapshotKey, SnapshotRecord>  (app, snapshot id) -> metadata
-//! 3   MANIFESTS   StableBTreeMap<ManifestKey, [u8; 32]>        (snapshot id, chunk index) -> chunk SHA-256
+//! 2   SNAPSHOTS   StableBTreeMap<SnapshotKey, SnapshotRecord>  (app, snapshot id) -> metadata, content hash
+//! 3   MANIFESTS   StableBTreeMap<ManifestKey, [u8; 32]>        (snapshot id, chunk index) -> chunk digest
 //! 4   CHUNK_REFS  StableBTreeMap<[u8; 32], u32>                chunk SHA-256 -> snapshots using it (layouts 1-3)
 //! 5   CHUNK_DATA  StableBTreeMap<[u8; 32], Vec<u8>>            chunk SHA-256 -> bytes (stored once; layouts 1-3)
 //! 6   JOBS        StableBTreeMap<u64, JobRecord>               job id -> state machine and outcome
@@ -18,7 +18,7 @@
 //! 10  ALLOWED     StableBTreeMap<Principal, ()>                principals allowed to register apps
 //! 11  SUSPENDED   StableBTreeMap<Principal, SuspensionRecord>  app -> who suspended it, when, why
 //! 12  INSTANCE    StableCell<u64>                             this vault instance's nonce (0 until fixed)
-//! 13  APP_CHUNKS  StableBTreeMap<AppChunkKey, u32>             (app, chunk SHA-256) -> the app's manifest entries naming it
+//! 13  APP_CHUNKS  StableBTreeMap<AppChunkKey, u32>             (app, chunk digest) -> the app's manifest entries naming it
 //! 14  APP_USAGE   StableBTreeMap<UsageKey, UsageRecord>        app -> bytes held, registrant, cycles spent today;
 //!                                                              registrant -> its apps, the bytes they hold
 //! 15  RETIRED     StableBTreeMap<Principal, RetiredRecord>     unregistered app with snapshots -> its controllers
@@ -26,7 +26,7 @@
 //! 17  INDEX       StableBTreeMap<IndexKey, ()>                 apps by next due time, imports by start, running jobs
 //! 18  CHUNK_HEADER StableCell<ChunkStoreHeader>               the chunk store's bump end and totals
 //! 19  CHUNK_BYTES raw                                         chunk bytes, each in 4 KiB pages of its own
-//! 20  CHUNK_LOCATIONS StableBTreeMap<[u8; 32], ChunkLocation>  chunk hash -> offset in CHUNK_BYTES, length, references
+//! 20  CHUNK_LOCATIONS StableBTreeMap<[u8; 32], ChunkLocation>  chunk digest -> offset in CHUNK_BYTES, length, references
 //! 21  CHUNK_FREE_BY_SIZE StableBTreeMap<FreeExtent, ()>       (pages, offset) of each free extent of CHUNK_BYTES
 //! 22  CHUNK_FREE_BY_OFFSET StableBTreeMap<u64, u32>           offset -> pages of each free extent
 //! ```
@@ -39,6 +39,11 @@
 //! Memories 18 to 22, the chunk store (`chunk_store`), are layout 4: chunks stored since are
 //! there; those of earlier layouts stay in CHUNK_DATA and CHUNK_REFS, served and released in
 //! place (nothing is moved: see `chunk_store`).
+//! A snapshot's content hash (SHA-256 or BLAKE3) is bit 7 of its record's state kind byte
+//! (`storable`), clear in every record of layouts 1 to 4, which read as SHA-256; its chunk
+//! digests (MANIFESTS, APP_CHUNKS, the chunk store's keys) are in it, SHA-256 and BLAKE3 ones side
+//! by side in the same keys (`state::HashedChunk` says why that is safe). Layout 5 is that bit:
+//! a build of layout 4 would misread it, so it refuses layout 5 (nothing runs in the upgrade).
 //! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
 //! the newer module): a rollback to it is refused; a build that writes layout 2 or 3 refuses a
 //! newer one the same way.
@@ -59,7 +64,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 4;
+pub const LAYOUT_VERSION: u8 = 5;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 

@@ -19,6 +19,9 @@
 //!   [`State::build_index`], which reads each app and snapshot record once.
 //! - 4: adds the chunk store (18 to 22), which starts empty: the chunks of layout 3 stay where
 //!   they are, so nothing runs in the upgrade.
+//! - 5: a snapshot record says its content hash (bit 7 of its state kind byte, `storable`):
+//!   those of layout 4 have it clear and read as SHA-256, which they are, so nothing runs in the
+//!   upgrade; a build of layout 4 refuses layout 5 rather than misread a BLAKE3 record.
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
@@ -30,7 +33,7 @@ use crate::state::State;
 pub type Step = fn(&mut State);
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}];
 
 /// Migrates the stored layout to [`LAYOUT_VERSION`]; refuses one this build cannot read.
 pub fn migrate(state: &mut State) -> Result<(), LayoutError> {
@@ -46,8 +49,8 @@ mod tests {
     use candid::Principal;
     use ic_stable_structures::memory_manager::MemoryManager;
     use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap};
-    use vault_api::Sha256;
     use vault_api::protocol::StateKind;
+    use vault_api::{ContentHash, Sha256};
     use vault_api::service::Trigger;
 
     use super::*;
@@ -78,10 +81,11 @@ mod tests {
             duration: 0,
             transfer_cycles: 0,
             trigger: Trigger::Manual,
+            content_hash: ContentHash::Sha256,
         };
         s.put_snapshot(app, id, record);
         for (index, chunk) in chunks.iter().enumerate().take(stored) {
-            s.store_chunk(app, id, index as u32, &HashedChunk::new(chunk));
+            s.store_chunk(app, id, index as u32, &HashedChunk::new(ContentHash::Sha256, chunk));
         }
     }
 
@@ -181,6 +185,26 @@ mod tests {
         assert_eq!(migrate(&mut migrated), Ok(()));
         assert_eq!(migrated.layout(), LAYOUT_VERSION);
         assert_eq!(seen(&migrated), then);
+    }
+
+    #[test]
+    fn layout_4_reads_its_snapshots_as_sha256_and_keeps_them_as_they_are() {
+        let (a, memory) = (p(1), DefaultMemoryImpl::default());
+        let mut live = State::init(memory.clone());
+        live.put_app(a, sample_app());
+        complete(&mut live, a, 1, &[b"aaaa", b"bb"]);
+        let manifest = live.manifest_hash(1, ContentHash::Sha256, 6, 4);
+        // The same records in layout 4: its snapshot record's bytes are this build's of SHA-256.
+        live.set_layout(4);
+        drop(live);
+        let mut migrated = State::init(memory);
+        let before = migrated.snapshot(a, 1).expect("the snapshot");
+        assert_eq!(migrate(&mut migrated), Ok(()));
+        assert_eq!(migrated.layout(), LAYOUT_VERSION);
+        let after = migrated.snapshot(a, 1).expect("the snapshot");
+        assert_eq!((after.content_hash, &after), (ContentHash::Sha256, &before));
+        assert_eq!(migrated.manifest_hash(1, after.content_hash, after.size, after.chunk_size), manifest);
+        assert_eq!(migrated.chunk(1, 1).map(|(digest, data)| (digest, data)), Some((Sha256::of(b"bb"), b"bb".to_vec())));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! returned before anything changes.
 
 use candid::Principal;
-use vault_api::Sha256;
-use vault_api::manifest::{ChunkFault, check_chunk, try_chunk_count};
+use vault_api::manifest::{ChunkFault, try_chunk_count};
+use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{CHUNK_SIZE, MAX_CHUNKS, MAX_IMAGE_BYTES};
 use vault_api::service::{
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
@@ -38,7 +38,8 @@ fn next_due(schedule: &Schedule, now: u64) -> u64 {
 }
 
 pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
-    let (snapshots, usage) = with_state(|s| (s.completed_of(app).len() as u32, s.app_usage(app)));
+    let usage = with_state(|s| s.app_usage(app));
+    let snapshots = usage.completed;
     AppInfo {
         app,
         registered_by: record.registered_by,
@@ -70,6 +71,7 @@ pub fn snapshot_info(app: Principal, id: u64, r: &SnapshotRecord, state_layout: 
         transfer_cycles: r.transfer_cycles,
         trigger: r.trigger,
         state_layout,
+        content_hash: Some(r.content_hash),
     }
 }
 
@@ -250,16 +252,24 @@ pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
 }
 
 /// Starts restoring a snapshot. One whose app declared a state layout restores only into a target
-/// that answers its own (asked first, then everything is checked as it is after the call) and
-/// declares the same one, or none, unless `allow_layout_change` is `Some(true)`.
+/// that answers its own and declares the same one, or none, unless `allow_layout_change` is
+/// `Some(true)`; one of another content hash than SHA-256 only into a target whose client library
+/// verifies it. The target is asked first when either applies, then everything is checked as it
+/// is after the call.
 pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
-    restorable(&args)?;
+    let content_hash = restorable(&args)?.0.content_hash;
     let snapshot_layout = with_state(|s| s.snapshot_layout(source, args.snapshot_id));
-    let target_layout = match snapshot_layout {
-        Some(_) => backup_info(target).await?.state_layout,
-        None => None,
+    let target_info = match (snapshot_layout, content_hash) {
+        (None, ContentHash::Sha256) => None,
+        _ => Some(backup_info(target).await?),
     };
+    if let Some(info) = &target_info
+        && !info.verifies(content_hash)
+    {
+        return Err(VaultError::ContentHashNotVerified { target, content_hash });
+    }
+    let target_layout = target_info.and_then(|info| info.state_layout);
     let (snapshot, target_record) = restorable(&args)?;
     let layout_note = layout_change(target, target_layout, snapshot_layout, args.allow_layout_change == Some(true))?;
     let (today, limit) = with_state(|s| (s.app_usage(target).cycles_today(ic_cdk::api::time()), s.config().limits.app_cycles_per_day));
@@ -399,6 +409,9 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
             reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),
         });
     }
+    if let Some(reason) = engine::small_chunks(args.size, args.chunk_size) {
+        return Err(VaultError::InvalidManifest { reason });
+    }
     let chunks = try_chunk_count(args.size, args.chunk_size).filter(|&c| c <= MAX_CHUNKS && args.size <= MAX_IMAGE_BYTES).ok_or_else(|| {
         VaultError::InvalidManifest {
             reason: format!(
@@ -410,7 +423,7 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
     let now = ic_cdk::api::time();
     let resumed = with_state(|s| s.open_imports_of(app))
         .into_iter()
-        .find(|(_, r)| r.sha256 == args.sha256 && r.size == args.size && r.chunk_size == args.chunk_size);
+        .find(|(_, r)| r.sha256 == args.sha256 && r.content_hash == args.content_hash() && r.size == args.size && r.chunk_size == args.chunk_size);
     if resumed.is_none() {
         import_fits(app, args.size, chunks, now)?;
     }
@@ -438,6 +451,7 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
                 duration: 0,
                 transfer_cycles: 0,
                 trigger: Trigger::Import,
+                content_hash: args.content_hash(),
             },
         );
         if let Some(layout) = args.state_layout {
@@ -483,20 +497,20 @@ fn import_fits(app: Principal, size: u64, chunks: u32, now: u64) -> Result<(), V
     Ok(())
 }
 
-/// Stores one chunk of an import, checked against its SHA-256; what the vault paid for it counts
-/// in the app's spending of the day.
+/// Stores one chunk of an import, hashed by the vault in the import's content hash and checked
+/// against the digest the file gives it; what the vault paid for it counts in the app's spending
+/// of the day.
 pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
+    with_state(|s| s.not_suspended(args.app))?;
     let record = import_in_progress(args.app, args.snapshot_id)?;
-    let (index, mut hashed) = (args.index, None);
-    check_chunk(record.size, record.chunk_size, index, args.data.len() as u64, &args.sha256, || {
-        hashed.insert(HashedChunk::new(&args.data)).hash()
-    })
-    .map_err(|fault| match fault {
-        ChunkFault::OutOfRange { chunks } => VaultError::ChunkOutOfRange { snapshot_id: args.snapshot_id, index, chunks },
-        ChunkFault::SizeMismatch { expected, actual } => VaultError::ChunkSizeMismatch { index, expected, actual },
-        ChunkFault::HashMismatch => VaultError::ChunkHashMismatch { index },
-    })?;
-    let hashed = hashed.expect("a checked chunk is hashed");
+    let index = args.index;
+    let hashed = HashedChunk::check(record.content_hash, record.size, record.chunk_size, index, &args.data, Some(&args.sha256)).map_err(
+        |fault| match fault {
+            ChunkFault::OutOfRange { chunks } => VaultError::ChunkOutOfRange { snapshot_id: args.snapshot_id, index, chunks },
+            ChunkFault::SizeMismatch { expected, actual } => VaultError::ChunkSizeMismatch { index, expected, actual },
+            ChunkFault::HashMismatch => VaultError::ChunkHashMismatch { index },
+        },
+    )?;
     let cost = cycles::import_chunk_cost(args.data.len() as u64);
     with_state(|s| {
         s.store_chunk(args.app, args.snapshot_id, args.index, &hashed);
@@ -508,12 +522,13 @@ pub fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
 /// Completes an import once every chunk is stored and they produce the manifest's hash.
 pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     let (app, id) = (args.app, args.snapshot_id);
+    with_state(|s| s.not_suspended(app))?;
     let mut record = import_in_progress(app, id)?;
     let missing = with_state(|s| s.missing_chunks(id, record.chunks));
     if let Some(&first) = missing.first() {
         return Err(VaultError::MissingChunks { missing: missing.len() as u32, first });
     }
-    let actual = with_state(|s| s.manifest_hash(id, record.size, record.chunk_size)).expect("every chunk stored");
+    let actual = with_state(|s| s.manifest_hash(id, record.content_hash, record.size, record.chunk_size)).expect("every chunk stored");
     if actual != record.sha256 {
         return Err(VaultError::SnapshotHashMismatch { expected: record.sha256, actual });
     }

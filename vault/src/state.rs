@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryManager;
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell, Storable};
-use vault_api::Sha256;
-use vault_api::manifest::{ManifestHasher, chunk_range};
+use vault_api::manifest::{ChunkFault, ManifestHasher, check_chunk, chunk_range};
+use vault_api::{ContentHash, Sha256};
 use vault_api::service::VaultError;
 
 use crate::chunk_store::{ChunkStore, ChunkStoreMemories};
@@ -30,16 +30,37 @@ pub fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with_borrow_mut(f)
 }
 
-/// Chunk bytes with their SHA-256, hashed once: checking the hash a sender claims and
-/// addressing the stored content both need it.
+/// Chunk bytes with their digest in their snapshot's content hash, hashed once, by the vault:
+/// checking a digest a sender claims and addressing the stored content both need it.
+///
+/// SHA-256 and BLAKE3 digests share the chunk store's 32-byte key space. That is safe: the
+/// store takes a key it holds as the same bytes, so two different chunks under one key would
+/// take bytes whose digest in one hash is other bytes' digest in the other, a collision between
+/// two 256-bit hashes, as hard to find as one within either (some 2^128 work). The same bytes in
+/// both hashes have two keys and are stored twice: that costs space, never correctness.
 pub struct HashedChunk<'a> {
     data: &'a [u8],
     hash: Sha256,
 }
 
 impl<'a> HashedChunk<'a> {
-    pub fn new(data: &'a [u8]) -> Self {
-        HashedChunk { data, hash: Sha256::of(data) }
+    pub fn new(content_hash: ContentHash, data: &'a [u8]) -> Self {
+        HashedChunk { data, hash: content_hash.digest(data) }
+    }
+
+    /// Chunk `index`, `data`, of an image of `size` bytes in chunks of `chunk_size` in
+    /// `content_hash`, checked (`vault_api::manifest::check_chunk`: its range and length, then the
+    /// digest `claimed`, if any) and hashed once.
+    pub fn check(
+        content_hash: ContentHash,
+        size: u64,
+        chunk_size: u64,
+        index: u32,
+        data: &'a [u8],
+        claimed: Option<&Sha256>,
+    ) -> Result<Self, ChunkFault> {
+        let checked = check_chunk(content_hash, size, chunk_size, index, data, claimed)?;
+        Ok(HashedChunk { data, hash: checked.digest })
     }
 
     pub fn hash(&self) -> Sha256 {
@@ -466,7 +487,7 @@ impl State {
         (0..chunks).filter(|i| present.next_if_eq(i).is_none()).collect()
     }
 
-    /// SHA-256s of chunks `start .. start + count` of `snapshot` (a range scan).
+    /// Digests of chunks `start .. start + count` of `snapshot` (a range scan).
     pub fn chunk_hashes(&self, snapshot: u64, start: u32, count: u32) -> Vec<Sha256> {
         let end = start.saturating_add(count);
         self.manifests
@@ -475,16 +496,17 @@ impl State {
             .collect()
     }
 
-    /// Chunk `index` of `snapshot`: its SHA-256 and bytes.
+    /// Chunk `index` of `snapshot`: its digest and bytes.
     pub fn chunk(&self, snapshot: u64, index: u32) -> Option<(Sha256, Vec<u8>)> {
         let hash = self.manifests.get(&ManifestKey { snapshot, index })?;
         let data = self.chunks.get(&hash).expect("a manifest entry's chunk is stored");
         Some((Sha256(hash), data))
     }
 
-    /// The manifest hash of `snapshot` from its stored chunk hashes; `None` if any is missing.
-    pub fn manifest_hash(&self, snapshot: u64, size: u64, chunk_size: u64) -> Option<Sha256> {
-        let mut hasher = ManifestHasher::new(size, chunk_size);
+    /// The manifest hash in `content_hash` of `snapshot` from its stored chunk digests; `None` if
+    /// any is missing.
+    pub fn manifest_hash(&self, snapshot: u64, content_hash: ContentHash, size: u64, chunk_size: u64) -> Option<Sha256> {
+        let mut hasher = ManifestHasher::new(content_hash, size, chunk_size);
         let entries = self.manifests.range(ManifestKey { snapshot, index: 0 }..=ManifestKey { snapshot, index: u32::MAX });
         for (expected, entry) in entries.enumerate() {
             if entry.key().index as usize != expected {
@@ -603,10 +625,11 @@ impl State {
         self.put_app_usage(app, usage);
     }
 
-    /// Takes back `cycles` counted at `now` beyond what was spent on `app` (on the same day).
-    pub fn refund_cycles(&mut self, app: Principal, now: u64, cycles: u128) {
+    /// Takes back `cycles` counted at `spent_at` beyond what was spent on `app`, from the
+    /// spending of that day (none once a later day began).
+    pub fn refund_cycles(&mut self, app: Principal, spent_at: u64, cycles: u128) {
         let mut usage = self.app_usage(app);
-        usage.refund(now, cycles);
+        usage.refund(spent_at, cycles);
         self.put_app_usage(app, usage);
     }
 
@@ -690,15 +713,26 @@ impl State {
         for (app, record) in self.apps() {
             self.reindex(Vec::new(), app_entries(app, &record));
         }
-        let snapshots: Vec<(SnapshotKey, SnapshotRecord)> = self.snapshots.iter().map(|e| (*e.key(), e.value())).collect();
-        for (key, record) in snapshots {
-            self.reindex(Vec::new(), import_entry(key, &record).into_iter().collect());
-            if record.status == SnapshotStatus::Complete {
-                let mut usage = self.app_usage(key.app);
-                usage.completed = usage.completed.saturating_add(1);
-                usage.completed_bytes = usage.completed_bytes.saturating_add(record.size);
-                self.put_app_usage(key.app, usage);
-            }
+        // Counted per app first, then written once an app.
+        let mut completed: std::collections::BTreeMap<Principal, (u32, u64)> = Default::default();
+        let imports: Vec<IndexKey> = self
+            .snapshots
+            .iter()
+            .filter_map(|e| {
+                let (key, record) = (*e.key(), e.value());
+                if record.status == SnapshotStatus::Complete {
+                    let counted = completed.entry(key.app).or_default();
+                    *counted = (counted.0.saturating_add(1), counted.1.saturating_add(record.size));
+                }
+                import_entry(key, &record)
+            })
+            .collect();
+        self.reindex(Vec::new(), imports);
+        for (app, (count, bytes)) in completed {
+            let mut usage = self.app_usage(app);
+            usage.completed = usage.completed.saturating_add(count);
+            usage.completed_bytes = usage.completed_bytes.saturating_add(bytes);
+            self.put_app_usage(app, usage);
         }
     }
 
@@ -726,6 +760,17 @@ impl State {
             .collect();
         ids.reverse();
         ids.into_iter().filter_map(|id| self.jobs.get(&id)).collect()
+    }
+
+    /// The ids of the apps' running jobs, in order (the index's keys alone: no job is read).
+    pub fn running_job_ids(&self) -> Vec<u64> {
+        self.index
+            .keys_range(IndexKey::FIRST_RUNNING..)
+            .filter_map(|key| match key {
+                IndexKey::Running { job, .. } => Some(job),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Jobs not finished yet, by id (the index's running jobs).
@@ -820,6 +865,7 @@ mod tests {
             duration: 0,
             transfer_cycles: 0,
             trigger: Trigger::Manual,
+            content_hash: ContentHash::Sha256,
         }
     }
 
@@ -836,11 +882,11 @@ mod tests {
         let mut s = state();
         let other = Principal::from_slice(&[8; 10]);
         for snapshot in [1, 2] {
-            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(b"same"));
-            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(b"same"));
+            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(ContentHash::Sha256, b"same"));
+            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(ContentHash::Sha256, b"same"));
             complete(&mut s, snapshot, 2);
         }
-        s.store_chunk(other, 3, 0, &HashedChunk::new(b"same"));
+        s.store_chunk(other, 3, 0, &HashedChunk::new(ContentHash::Sha256, b"same"));
         assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 0 }, "four manifest entries, four bytes");
         assert_eq!(s.app_usage(other).held.stored, 4, "another app holds it too");
         s.schedule_deletion(app(), 1);
@@ -856,8 +902,8 @@ mod tests {
     fn a_chunk_replaced_at_its_index_is_released() {
         let mut s = state();
         s.put_snapshot(app(), 1, record(SnapshotStatus::Building, 1, 1));
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"efgh"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"abcd"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"efgh"));
         assert_eq!((s.app_usage(app()).held.stored, s.chunk_totals().0), (4, 1));
     }
 
@@ -865,7 +911,7 @@ mod tests {
     fn a_snapshot_being_built_counts_whole_until_it_completes_or_goes() {
         let mut s = state();
         s.put_snapshot(app(), 1, record(SnapshotStatus::Building, 1, 2));
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"abcd"));
         assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 8 });
         s.complete_snapshot(app(), 1, Sha256::default(), 0, 0);
         assert_eq!(s.app_usage(app()).held, Held { stored: 4, building: 0 });
@@ -881,7 +927,7 @@ mod tests {
         let (first, second) = (Principal::from_slice(&[21; 10]), Principal::from_slice(&[22; 10]));
         register(&mut s, app(), first);
         register(&mut s, app(), first);
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"abcd"));
         complete(&mut s, 1, 1);
         let holding = |apps, stored| RegistrantUsageRecord { apps, held: Held { stored, building: 0 } };
         assert_eq!((s.registrant_usage(first), s.app_usage(app()).registrant), (holding(1, 4), Some(first)), "saved twice, registered once");
@@ -934,8 +980,8 @@ mod tests {
     fn identical_chunks_are_stored_once_and_freed_at_the_last_reference() {
         let mut s = state();
         for snapshot in [1, 2] {
-            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(b"same"));
-            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(format!("own{snapshot}").as_bytes()));
+            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(ContentHash::Sha256, b"same"));
+            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(ContentHash::Sha256, format!("own{snapshot}").as_bytes()));
             complete(&mut s, snapshot, 2);
         }
         assert_eq!(s.chunk_totals().0, 3, "the shared chunk is stored once");
@@ -952,8 +998,8 @@ mod tests {
     #[test]
     fn storing_a_chunk_again_is_a_no_op() {
         let mut s = state();
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abc"));
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abc"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"abc"));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"abc"));
         complete(&mut s, 1, 1);
         s.schedule_deletion(app(), 1);
         s.delete_step(10);
@@ -964,7 +1010,7 @@ mod tests {
     fn deletion_runs_in_bounded_steps() {
         let mut s = state();
         for i in 0..10 {
-            s.store_chunk(app(), 1, i, &HashedChunk::new(&[i as u8]));
+            s.store_chunk(app(), 1, i, &HashedChunk::new(ContentHash::Sha256, &[i as u8]));
         }
         complete(&mut s, 1, 10);
         s.schedule_deletion(app(), 1);
@@ -980,7 +1026,7 @@ mod tests {
     fn a_snapshots_state_layout_goes_when_its_deletion_completes() {
         let mut s = state();
         for i in 0..2 {
-            s.store_chunk(app(), 1, i, &HashedChunk::new(&[i as u8]));
+            s.store_chunk(app(), 1, i, &HashedChunk::new(ContentHash::Sha256, &[i as u8]));
         }
         complete(&mut s, 1, 2);
         complete(&mut s, 2, 0);
@@ -997,9 +1043,9 @@ mod tests {
     fn missing_chunks_and_hash_pages_are_range_scans() {
         let mut s = state();
         for i in [0, 2, 3] {
-            s.store_chunk(app(), 1, i, &HashedChunk::new(&[i as u8]));
+            s.store_chunk(app(), 1, i, &HashedChunk::new(ContentHash::Sha256, &[i as u8]));
         }
-        s.store_chunk(app(), 2, 1, &HashedChunk::new(b"other snapshot"));
+        s.store_chunk(app(), 2, 1, &HashedChunk::new(ContentHash::Sha256, b"other snapshot"));
         assert_eq!(s.missing_chunks(1, 5), vec![1, 4]);
         assert_eq!(s.chunk_hashes(1, 2, 10), vec![Sha256::of(&[2]), Sha256::of(&[3])]);
     }
@@ -1007,11 +1053,19 @@ mod tests {
     #[test]
     fn the_manifest_hash_needs_every_chunk_in_order() {
         let mut s = state();
-        s.store_chunk(app(), 1, 0, &HashedChunk::new(b"abcd"));
-        assert_eq!(s.manifest_hash(1, 6, 4), None);
-        s.store_chunk(app(), 1, 1, &HashedChunk::new(b"ef"));
-        let expected = vault_api::manifest::image_hash(b"abcdef", 4);
-        assert_eq!(s.manifest_hash(1, 6, 4), Some(expected));
+        s.store_chunk(app(), 1, 0, &HashedChunk::new(ContentHash::Sha256, b"abcd"));
+        assert_eq!(s.manifest_hash(1, ContentHash::Sha256, 6, 4), None);
+        s.store_chunk(app(), 1, 1, &HashedChunk::new(ContentHash::Sha256, b"ef"));
+        let expected = vault_api::manifest::image_hash(ContentHash::Sha256, b"abcdef", 4);
+        assert_eq!(s.manifest_hash(1, ContentHash::Sha256, 6, 4), Some(expected));
+        for (snapshot, hash) in [(2, ContentHash::Blake3), (3, ContentHash::Sha256)] {
+            s.store_chunk(app(), snapshot, 0, &HashedChunk::new(hash, b"abcd"));
+            s.store_chunk(app(), snapshot, 1, &HashedChunk::new(hash, b"ef"));
+        }
+        let blake3 = vault_api::manifest::image_hash(ContentHash::Blake3, b"abcdef", 4);
+        assert_eq!(s.manifest_hash(2, ContentHash::Blake3, 6, 4), Some(blake3));
+        assert_eq!(s.chunk(2, 0).map(|(digest, _)| digest), Some(ContentHash::Blake3.digest(b"abcd")));
+        assert_eq!(s.chunk_totals().0, 4, "the same bytes in SHA-256 and BLAKE3 are two chunks");
     }
 
     #[test]

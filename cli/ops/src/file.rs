@@ -3,27 +3,31 @@
 //! ```text
 //! offset      size        field
 //! 0           8           magic "CVLTSNAP"
-//! 8           2           format version (1), u16 LE
-//! 10          2           reserved, 0
+//! 8           2           format version (2), u16 LE
+//! 10          1           content hash (0 SHA-256, 1 BLAKE3)
+//! 11          1           reserved, 0
 //! 12          4           header length H, u32 LE (from offset 16)
 //! 16          H           header (below)
 //! 16+H        32          SHA-256 of bytes 0 .. 16+H (the header checksum)
-//! 48+H        32 * n      chunk table: SHA-256 of each of the n chunks, in order
+//! 48+H        32 * n      chunk table: the digest of each of the n chunks in the content hash, in order
 //! 48+H+32n    size        chunk data, the chunks back to back
 //! ```
 //!
-//! Header, version 1 (all integers LE; principals are 30 bytes: length, then bytes padded):
+//! Header, versions 1 and 2 (all integers LE; principals are 30 bytes: length, then bytes padded):
 //!
 //! ```text
 //! app (30) | snapshot id u64 | taken at u64 (ns) | state kind u8 (1 serde, 2 stable memory)
-//! | size u64 | chunk size u64 | chunks u32 | snapshot SHA-256 (32) | module hash present u8
+//! | size u64 | chunk size u64 | chunks u32 | manifest hash (32) | module hash present u8
 //! | module hash (32) | trigger u8 (0 scheduled, 1 manual, 2 import) | exported at u64 (ns)
 //! ```
 //!
-//! The snapshot SHA-256 is the manifest hash (`vault_api::manifest`): it covers the size, the
-//! chunk size and the chunk table, and the table covers the data, so a file verifies without
-//! trusting anything in it but its own structure. The header checksum covers the rest of the
-//! header. A file is written to `<path>.part` (never through a symbolic link) and renamed once
+//! Version 1, written before BLAKE3, is version 2 with bytes 10 and 11 reserved: it is read as
+//! SHA-256, which it is. This build writes version 2.
+//!
+//! The manifest hash is the snapshot's (`vault_api::manifest`), in its content hash: it covers
+//! the size, the chunk size and the chunk table, and the table covers the data, so a file
+//! verifies without trusting anything in it but its own structure. The header checksum covers
+//! the rest of the header and the content hash. A file is written to `<path>.part` (never through a symbolic link) and renamed once
 //! complete, over an existing file only when asked; an interrupted export resumes from the
 //! `.part` file's last chunk that verifies.
 //!
@@ -39,13 +43,16 @@ use std::path::{Path, PathBuf};
 
 use candid::Principal;
 use sha2::{Digest, Sha256 as Hasher};
-use vault_api::codec::{Reader, Writer, state_kind_byte, state_kind_of, trigger_byte, trigger_of};
-use vault_api::manifest::{ManifestHasher, Sha256, try_chunk_count};
+use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of, state_kind_byte, state_kind_of, trigger_byte, trigger_of};
+use vault_api::manifest::{ContentHash, ManifestHasher, Sha256, try_chunk_count};
 use vault_api::protocol::StateKind;
 use vault_api::service::{SnapshotInfo, Trigger};
 
 const MAGIC: &[u8; 8] = b"CVLTSNAP";
-const VERSION: u16 = 1;
+/// The format version this build writes; it reads [`VERSION_BEFORE_BLAKE3`] too.
+const VERSION: u16 = 2;
+/// The format of the files written before BLAKE3: SHA-256, byte 10 reserved.
+const VERSION_BEFORE_BLAKE3: u16 = 1;
 const HEADER_BYTES: u32 = 30 + 8 + 8 + 1 + 8 + 8 + 4 + 32 + 1 + 32 + 1 + 8;
 const PREFIX_BYTES: u64 = 16;
 /// The longest principal, in the 30 bytes the header gives it (a length byte, then 29).
@@ -61,10 +68,13 @@ pub struct Header {
     pub size: u64,
     pub chunk_size: u64,
     pub chunks: u32,
+    /// The manifest hash, in `content_hash`.
     pub sha256: Sha256,
     pub module_hash: Option<Sha256>,
     pub trigger: Trigger,
     pub exported_at_nanos: u64,
+    /// The snapshot's content hash: the manifest hash and the chunk table are in it.
+    pub content_hash: ContentHash,
 }
 
 impl Header {
@@ -81,6 +91,7 @@ impl Header {
             module_hash: info.module_hash,
             trigger: info.trigger,
             exported_at_nanos,
+            content_hash: info.content_hash(),
         }
     }
 
@@ -101,7 +112,8 @@ impl Header {
         w.into_vec()
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, FileError> {
+    /// The header in `bytes`, of a file whose prefix says `content_hash`.
+    fn decode(bytes: &[u8], content_hash: ContentHash) -> Result<Self, FileError> {
         let bad = |what: &str| FileError::Malformed(what.to_string());
         if bytes.len() != HEADER_BYTES as usize {
             return Err(bad("the header has the wrong length"));
@@ -133,6 +145,7 @@ impl Header {
             module_hash: (has_module == 1).then_some(module),
             trigger,
             exported_at_nanos,
+            content_hash,
         };
         header.check_sizes()?;
         Ok(header)
@@ -186,15 +199,15 @@ pub enum FileError {
     Io(#[from] io::Error),
     #[error("not a canister-vault snapshot file")]
     NotASnapshot,
-    #[error("snapshot file format version {0} is not supported (this build reads version 1)")]
+    #[error("snapshot file format version {0} is not supported (this build reads versions 1 and 2)")]
     UnsupportedVersion(u16),
     #[error("malformed snapshot file: {0}")]
     Malformed(String),
     #[error("the header checksum does not match: the header was altered")]
     HeaderChecksum,
-    #[error("the chunk table does not hash to the snapshot's SHA-256 {expected}: it was altered")]
+    #[error("the chunk table does not hash to the snapshot's manifest hash {expected}: it was altered")]
     ManifestMismatch { expected: Sha256 },
-    #[error("chunk {index} does not match its SHA-256: the data was altered")]
+    #[error("chunk {index} does not match its digest in the chunk table: the data was altered")]
     ChunkMismatch { index: u32 },
     #[error("the file has {actual} bytes; a complete snapshot file has {expected}")]
     Length { expected: u64, actual: u64 },
@@ -218,17 +231,18 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Checks that the header's sizes agree and the chunk table produces its snapshot SHA-256.
+    /// Checks that the header's sizes agree and the chunk table produces its manifest hash.
     pub fn check(&self) -> Result<(), FileError> {
         self.header.check_sizes()?;
-        let computed = vault_api::manifest_hash(self.header.size, self.header.chunk_size, &self.chunk_hashes);
+        let h = &self.header;
+        let computed = vault_api::manifest_hash(h.content_hash, h.size, h.chunk_size, &self.chunk_hashes);
         if computed != Some(self.header.sha256) {
             return Err(FileError::ManifestMismatch { expected: self.header.sha256 });
         }
         Ok(())
     }
 
-    /// The SHA-256 chunk `index` must have.
+    /// The digest chunk `index` must have.
     fn chunk_hash(&self, index: u32) -> Result<Sha256, FileError> {
         self.chunk_hashes.get(index as usize).copied().ok_or(FileError::ChunkOutOfRange { index, chunks: self.header.chunks })
     }
@@ -238,7 +252,7 @@ impl Manifest {
         let mut out = Vec::with_capacity(PREFIX_BYTES as usize + header.len() + 32 + 32 * self.chunk_hashes.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&[content_hash_byte(self.header.content_hash), 0]);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
         let checksum = Hasher::digest(&out);
@@ -255,17 +269,19 @@ impl Manifest {
     pub fn read(reader: &mut impl Read, len: u64) -> Result<Self, FileError> {
         let mut prefix = [0u8; PREFIX_BYTES as usize];
         reader.read_exact(&mut prefix).map_err(|_| FileError::NotASnapshot)?;
-        let [m0, m1, m2, m3, m4, m5, m6, m7, v0, v1, _, _, l0, l1, l2, l3] = prefix;
+        let [m0, m1, m2, m3, m4, m5, m6, m7, v0, v1, hash, _, l0, l1, l2, l3] = prefix;
         if [m0, m1, m2, m3, m4, m5, m6, m7] != *MAGIC {
             return Err(FileError::NotASnapshot);
         }
         let version = u16::from_le_bytes([v0, v1]);
-        if version != VERSION {
-            return Err(FileError::UnsupportedVersion(version));
-        }
+        let content_hash = match version {
+            VERSION => content_hash_of(hash).ok_or_else(|| FileError::Malformed(format!("unknown content hash {hash}")))?,
+            VERSION_BEFORE_BLAKE3 => ContentHash::Sha256,
+            _ => return Err(FileError::UnsupportedVersion(version)),
+        };
         let header_len = u32::from_le_bytes([l0, l1, l2, l3]);
         if header_len != HEADER_BYTES {
-            return Err(FileError::Malformed(format!("a version 1 header has {HEADER_BYTES} bytes, not {header_len}")));
+            return Err(FileError::Malformed(format!("a version {version} header has {HEADER_BYTES} bytes, not {header_len}")));
         }
         let mut header = [0u8; HEADER_BYTES as usize];
         reader.read_exact(&mut header)?;
@@ -277,7 +293,7 @@ impl Manifest {
         if hasher.finalize().as_slice() != checksum {
             return Err(FileError::HeaderChecksum);
         }
-        let header = Header::decode(&header)?;
+        let header = Header::decode(&header, content_hash)?;
         if header.data_offset() > len {
             return Err(FileError::Length { expected: header.file_len()?, actual: len });
         }
@@ -339,13 +355,13 @@ impl FileWriter {
         Ok(FileWriter { manifest, file, part, path: path.to_path_buf(), overwrite, done })
     }
 
-    /// Appends chunk `index`, which must be the next one and match its SHA-256.
+    /// Appends chunk `index`, which must be the next one and match its digest.
     pub fn write_chunk(&mut self, index: u32, data: &[u8]) -> Result<(), FileError> {
         if index != self.done {
             return Err(FileError::OutOfOrder { index, expected: self.done });
         }
         let (offset, len) = self.manifest.header.chunk_span(index)?;
-        if data.len() != len || Sha256::of(data) != self.manifest.chunk_hash(index)? {
+        if data.len() != len || self.manifest.header.content_hash.digest(data) != self.manifest.chunk_hash(index)? {
             return Err(FileError::ChunkMismatch { index });
         }
         self.file.seek(SeekFrom::Start(offset))?;
@@ -403,7 +419,7 @@ fn verified_prefix(file: &mut File, manifest: &Manifest) -> Result<u32, FileErro
         let (offset, len) = h.chunk_span(index)?;
         let chunk = buf.get_mut(..len).ok_or_else(sizes_out_of_range)?;
         file.seek(SeekFrom::Start(offset))?;
-        if file.read_exact(chunk).is_err() || Sha256::of(chunk) != manifest.chunk_hash(index)? {
+        if file.read_exact(chunk).is_err() || h.content_hash.digest(chunk) != manifest.chunk_hash(index)? {
             return Ok(index);
         }
     }
@@ -413,6 +429,7 @@ fn verified_prefix(file: &mut File, manifest: &Manifest) -> Result<u32, FileErro
 /// A chunk read from a file, verified.
 pub struct Chunk<'a> {
     pub index: u32,
+    /// Its digest in the file's content hash.
     pub sha256: Sha256,
     pub data: &'a [u8],
 }
@@ -456,7 +473,7 @@ impl FileReader {
         let data = self.buf.get_mut(..len).ok_or_else(sizes_out_of_range)?;
         self.reader.read_exact(data)?;
         let sha256 = self.manifest.chunk_hash(index)?;
-        if Sha256::of(data) != sha256 {
+        if self.manifest.header.content_hash.digest(data) != sha256 {
             return Err(FileError::ChunkMismatch { index });
         }
         self.next += 1;
@@ -477,10 +494,11 @@ pub fn verify(path: &Path, progress: impl FnMut(u64)) -> Result<Manifest, FileEr
     FileReader::open(path)?.verify(progress)
 }
 
-/// The manifest hash of an image, for building a manifest from data at hand.
-pub fn manifest_of(image: &[u8], chunk_size: u64) -> (Vec<Sha256>, Sha256) {
-    let hashes: Vec<Sha256> = image.chunks(chunk_size as usize).map(Sha256::of).collect();
-    let mut hasher = ManifestHasher::new(image.len() as u64, chunk_size);
+/// The chunk digests and manifest hash in `hash` of an image, for building a manifest from data
+/// at hand.
+pub fn manifest_of(hash: ContentHash, image: &[u8], chunk_size: u64) -> (Vec<Sha256>, Sha256) {
+    let hashes: Vec<Sha256> = image.chunks(chunk_size as usize).map(|chunk| hash.digest(chunk)).collect();
+    let mut hasher = ManifestHasher::new(hash, image.len() as u64, chunk_size);
     hashes.iter().for_each(|h| hasher.push(h));
     (hashes, hasher.finish().expect("every chunk hashed"))
 }
@@ -489,8 +507,13 @@ pub fn manifest_of(image: &[u8], chunk_size: u64) -> (Vec<Sha256>, Sha256) {
 mod tests {
     use super::*;
 
+    /// A manifest of `image` in chunks of `chunk_size`, in BLAKE3, as files are written now.
     fn sample(image: &[u8], chunk_size: u64) -> Manifest {
-        let (chunk_hashes, sha256) = manifest_of(image, chunk_size);
+        sample_in(ContentHash::Blake3, image, chunk_size)
+    }
+
+    fn sample_in(content_hash: ContentHash, image: &[u8], chunk_size: u64) -> Manifest {
+        let (chunk_hashes, sha256) = manifest_of(content_hash, image, chunk_size);
         Manifest {
             header: Header {
                 app: Principal::from_slice(&[1; 10]),
@@ -504,6 +527,7 @@ mod tests {
                 module_hash: Some(Sha256([9; 32])),
                 trigger: Trigger::Scheduled,
                 exported_at_nanos: 10,
+                content_hash,
             },
             chunk_hashes,
         }
@@ -518,12 +542,59 @@ mod tests {
         w.finish().unwrap()
     }
 
+    fn unhex(hex: &str) -> Vec<u8> {
+        let hex = hex.trim();
+        (0..hex.len()).step_by(2).map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex")).collect()
+    }
+
     #[test]
     fn golden_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), b"abcdefghij", 4);
         let hex = vault_api::hex(&std::fs::read(&path).unwrap());
-        assert_eq!(hex, include_str!("../golden/snapshot_v1.hex").trim());
+        assert_eq!(hex, include_str!("../golden/snapshot_v2.hex").trim());
+    }
+
+    #[test]
+    fn a_file_written_before_blake3_reads_as_sha256_and_verifies() {
+        // `golden/snapshot_v1.hex` is what the writer of format version 1 wrote for this sample.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.cvsnap");
+        std::fs::write(&path, unhex(include_str!("../golden/snapshot_v1.hex"))).unwrap();
+        let manifest = verify(&path, |_| {}).unwrap();
+        assert_eq!(manifest, sample_in(ContentHash::Sha256, b"abcdefghij", 4));
+        let mut reader = FileReader::open(&path).unwrap();
+        let mut back = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            assert_eq!(chunk.sha256, Sha256::of(chunk.data));
+            back.extend_from_slice(chunk.data);
+        }
+        assert_eq!(back, b"abcdefghij");
+    }
+
+    #[test]
+    fn a_file_of_either_hash_is_written_in_its_hash() {
+        for hash in [ContentHash::Sha256, ContentHash::Blake3] {
+            let dir = tempfile::tempdir().unwrap();
+            let image: Vec<u8> = (0..3000u32).map(|i| (i % 13) as u8).collect();
+            let path = dir.path().join("snap.cvsnap");
+            let mut w = FileWriter::open(&path, sample_in(hash, &image, 1000), false).unwrap();
+            for (i, chunk) in image.chunks(1000).enumerate() {
+                w.write_chunk(i as u32, chunk).unwrap();
+            }
+            w.finish().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!((bytes[8], bytes[10]), (2, content_hash_byte(hash)));
+            assert_eq!(verify(&path, |_| {}).unwrap(), sample_in(hash, &image, 1000));
+        }
+    }
+
+    #[test]
+    fn an_unknown_content_hash_is_refused() {
+        let mut bytes = crafted(sample(b"abcdefghij", 4).header);
+        bytes[10] = 7;
+        reseal(&mut bytes);
+        assert!(matches!(read(&bytes), Err(FileError::Malformed(m)) if m.contains("content hash")));
     }
 
     #[test]
@@ -690,13 +761,18 @@ mod tests {
         assert!(matches!(e, FileError::Length { expected, actual } if expected == file_len && actual == actual_len), "{e}");
     }
 
+    /// Seals the header checksum over whatever the prefix and header of `bytes` say.
+    fn reseal(bytes: &mut [u8]) {
+        let end = 16 + HEADER_BYTES as usize;
+        let checksum = Hasher::digest(&bytes[..end]);
+        bytes[end..end + 32].copy_from_slice(&checksum);
+    }
+
     #[test]
     fn a_principal_longer_than_its_field_is_refused() {
         let mut bytes = crafted(sample(b"abcdefghij", 4).header);
         bytes[16] = 200;
-        let end = 16 + HEADER_BYTES as usize;
-        let checksum = Hasher::digest(&bytes[..end]);
-        bytes[end..end + 32].copy_from_slice(&checksum);
+        reseal(&mut bytes);
         assert!(matches!(read(&bytes), Err(FileError::Malformed(m)) if m.contains("principal")));
     }
 }

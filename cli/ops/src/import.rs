@@ -1,6 +1,6 @@
 //! Import: a snapshot file, verified in full, uploaded into an app's history in the vault. The
-//! vault checks every chunk again and commits the snapshot only when all of them produce the
-//! manifest's hash. An interrupted import resumes: the vault reports the chunks it still needs.
+//! vault hashes every chunk again in the file's content hash and commits the snapshot only when
+//! all of them produce the manifest's hash. An interrupted import resumes: the vault reports the chunks it still needs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -47,8 +47,9 @@ pub fn import(vault: &mut Vault, path: &Path, app: Principal, progress: &mut dyn
         sha256: header.sha256,
         taken_at_nanos: header.taken_at_nanos,
         module_hash: header.module_hash,
-        // A version 1 file has no room for it.
+        // A file has no room for it.
         state_layout: None,
+        content_hash: Some(header.content_hash),
     })?;
     let snapshot_id = begun.snapshot_id;
     if begun.chunks != header.chunks {

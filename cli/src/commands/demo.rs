@@ -181,7 +181,7 @@ pub fn exec(args: &Args, run: RunCommandLine) -> Result<Output, CliError> {
     let file = root.join(format!("ledger-{good_id}.cvsnap"));
     let file_arg = file.display().to_string();
     let exported = demo.vault(&["export", &app, &good_id.to_string(), "-o", &file_arg])?.json;
-    check(text(&exported, "sha256")? == text(good, "sha256")?, "the file carries the snapshot's SHA-256")?;
+    check(text(&exported, "sha256")? == text(good, "sha256")?, "the file carries the snapshot's manifest hash")?;
     demo.vault(&["verify", &file_arg])?;
 
     let elsewhere = root.join("other-ic");

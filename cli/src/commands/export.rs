@@ -12,7 +12,7 @@ use crate::report::{size, FileReport};
 use crate::output::{CliError, Output};
 
 /// Download a snapshot into a file with query calls, one chunk at a time, checking every
-/// chunk's SHA-256 and the snapshot's. Run it again after an interruption: it resumes.
+/// chunk's digest and the snapshot's manifest hash. Run it again after an interruption: it resumes.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[arg(value_parser = parse_principal)]

@@ -8,7 +8,7 @@ use crate::report::FileReport;
 use crate::output::{CliError, Output};
 
 /// Check a snapshot file: its header checksum, that its chunk table produces the snapshot's
-/// SHA-256, and every chunk against the table.
+/// manifest hash, and every chunk against the table, in the file's content hash (SHA-256 or BLAKE3).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub file: PathBuf,

@@ -1,5 +1,5 @@
 //! Snapshot files as an attacker may craft them (proptest): arbitrary bytes, and valid files
-//! with bytes flipped, cut short, extended, or header sizes and counts changed, the header
+//! (SHA-256 or BLAKE3) with bytes flipped, cut short, extended, or header sizes and counts changed, the header
 //! checksum sealed again or not. Parsing, `vault verify`, import's reading and an export
 //! resuming from such a `.part` file end in `Ok` or a typed error, never a panic, and the heap
 //! they hold stays below a bound set by the file's real length (the reader's fixed buffer, the
@@ -9,6 +9,7 @@ use std::path::Path;
 
 use candid::Principal;
 use proptest::prelude::*;
+use vault_api::ContentHash;
 use vault_api::protocol::StateKind;
 use vault_api::service::Trigger;
 use vault_cli::CliError;
@@ -28,8 +29,9 @@ const TABLE_AT: usize = HEADER_AT + HEADER_BYTES + 32;
 const FIXED_HEAP: u64 = (1 << 20) + (64 << 10);
 
 /// Header fields an attacker sets: (offset in the file, width).
-const FIELDS: [(usize, usize); 8] = [
+const FIELDS: [(usize, usize); 9] = [
     (8, 2),               // format version
+    (10, 1),              // content hash
     (12, 4),              // header length
     (HEADER_AT, 1),       // the app principal's length
     (HEADER_AT + 46, 1),  // state kind
@@ -38,18 +40,21 @@ const FIELDS: [(usize, usize); 8] = [
     (HEADER_AT + 63, 4),  // chunks
     (HEADER_AT + 132, 1), // trigger
 ];
-const SIZE: usize = 4;
-const CHUNK_SIZE: usize = 5;
-const CHUNKS: usize = 6;
+const SIZE: usize = 5;
+const CHUNK_SIZE: usize = 6;
+const CHUNKS: usize = 7;
+
+/// The content hashes of the valid files mutated: each a file of this build may have.
+const CONTENT_HASHES: [ContentHash; 2] = [ContentHash::Sha256, ContentHash::Blake3];
 
 /// Chunk sizes of the valid files mutated: 20 chunks of 100 bytes, the last one shorter, or one
 /// chunk whose chunk size is far beyond the file (a reader needs one chunk's bytes, not more).
 const CHUNK_SIZES: [u64; 2] = [100, 1 << 40];
 
-/// A valid file's manifest and bytes, with chunks of `chunk_size`.
-fn valid(dir: &Path, chunk_size: u64) -> (Manifest, Vec<u8>) {
+/// A valid file's manifest and bytes, with chunks of `chunk_size`, in `content_hash`.
+fn valid(dir: &Path, chunk_size: u64, content_hash: ContentHash) -> (Manifest, Vec<u8>) {
     let image: Vec<u8> = (0..1950u32).map(|i| (i * 7 % 251) as u8).collect();
-    let (chunk_hashes, sha256) = file::manifest_of(&image, chunk_size);
+    let (chunk_hashes, sha256) = file::manifest_of(content_hash, &image, chunk_size);
     let header = Header {
         app: Principal::from_slice(&[3; 29]),
         snapshot_id: 4,
@@ -62,6 +67,7 @@ fn valid(dir: &Path, chunk_size: u64) -> (Manifest, Vec<u8>) {
         module_hash: None,
         trigger: Trigger::Manual,
         exported_at_nanos: 6,
+        content_hash,
     };
     let manifest = Manifest { header, chunk_hashes };
     let path = dir.join("valid.cvsnap");
@@ -178,9 +184,10 @@ proptest! {
     fn arbitrary_bytes_are_refused_with_bounded_memory(
         mut bytes in prop::collection::vec(any::<u8>(), 0..600),
         prefixed in any::<bool>(),
+        content_hash in prop::sample::select(&CONTENT_HASHES[..]),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let (manifest, valid) = valid(dir.path(), CHUNK_SIZES[0]);
+        let (manifest, valid) = valid(dir.path(), CHUNK_SIZES[0], content_hash);
         if prefixed {
             // A valid magic, version and header length, and a sealed checksum: the header's
             // fields are reached.
@@ -194,11 +201,12 @@ proptest! {
     #[test]
     fn mutated_files_are_read_or_refused_with_bounded_memory(
         chunk_size in prop::sample::select(&CHUNK_SIZES[..]),
+        content_hash in prop::sample::select(&CONTENT_HASHES[..]),
         mutations in prop::collection::vec(mutation(), 1..5),
         sealed in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let (manifest, mut bytes) = valid(dir.path(), chunk_size);
+        let (manifest, mut bytes) = valid(dir.path(), chunk_size, content_hash);
         for mutation in &mutations {
             apply(&mut bytes, mutation);
         }
@@ -212,9 +220,9 @@ proptest! {
 
 #[test]
 fn the_valid_files_read_every_way() {
-    for chunk_size in CHUNK_SIZES {
+    for (chunk_size, content_hash) in CHUNK_SIZES.into_iter().flat_map(|size| CONTENT_HASHES.map(|hash| (size, hash))) {
         let dir = tempfile::tempdir().unwrap();
-        let (manifest, bytes) = valid(dir.path(), chunk_size);
+        let (manifest, bytes) = valid(dir.path(), chunk_size, content_hash);
         let path = dir.path().join("valid.cvsnap");
         assert_eq!(file::verify(&path, |_| {}).unwrap(), manifest);
         let peak = read_every_way(dir.path(), &bytes, &manifest);

@@ -111,7 +111,7 @@ fn a_tampered_file_is_refused_by_verify_and_by_import_and_changes_nothing() {
     let tampered = ic.path("tampered.cvsnap");
     let tampered_arg = tampered.to_str().unwrap();
     let cases: [(&str, usize, &str); 4] = [
-        ("a data byte", clean.len() - 1000, "does not match its SHA-256"),
+        ("a data byte", clean.len() - 1000, "does not match its digest"),
         ("a header byte", 40, "header checksum"),
         ("a chunk table byte", 16 + 141 + 32 + 5, "chunk table does not hash"),
         ("the magic", 0, "not a canister-vault snapshot file"),

@@ -233,6 +233,7 @@ mod tests {
     use serde_bytes::ByteBuf;
 
     use super::*;
+    use crate::manifest::ContentHash;
     use crate::protocol::StateKind;
     use crate::service::{JobError, JobKind, JobPhase, Retention, Schedule, Trigger};
 
@@ -301,6 +302,7 @@ mod tests {
             transfer_cycles: 0,
             trigger: Trigger::Manual,
             state_layout: Some(u32::MAX),
+            content_hash: Some(ContentHash::Blake3),
         };
         assert!(client(full_reply(snapshot)).list_snapshots(app).unwrap().unwrap().len() > 20_000);
 

@@ -6,7 +6,7 @@
 
 use candid::Principal;
 
-use crate::manifest::Sha256;
+use crate::manifest::{ContentHash, Sha256};
 use crate::protocol::StateKind;
 use crate::service::Trigger;
 
@@ -41,6 +41,23 @@ pub fn trigger_of(byte: u8) -> Option<Trigger> {
         0 => Some(Trigger::Scheduled),
         1 => Some(Trigger::Manual),
         2 => Some(Trigger::Import),
+        _ => None,
+    }
+}
+
+/// A content hash's byte in every stored layout and file that has one: 0 SHA-256, 1 BLAKE3 (so
+/// the zero of a field that had no content hash before reads as SHA-256).
+pub fn content_hash_byte(hash: ContentHash) -> u8 {
+    match hash {
+        ContentHash::Sha256 => 0,
+        ContentHash::Blake3 => 1,
+    }
+}
+
+pub fn content_hash_of(byte: u8) -> Option<ContentHash> {
+    match byte {
+        0 => Some(ContentHash::Sha256),
+        1 => Some(ContentHash::Blake3),
         _ => None,
     }
 }

@@ -5,7 +5,7 @@
 //!   call (dump a point-in-time image in chunks; stage a restore in chunks and commit it).
 //! - [`service`]: the vault's own endpoints (register, schedule, snapshot, list, restore, ...).
 //! - [`client`]: a typed client of the service over any transport (the CLI's, the tests').
-//! - [`manifest`]: how an image is cut into chunks and how a snapshot's SHA-256 is computed.
+//! - [`manifest`]: how an image is cut into chunks and how chunks and a snapshot are hashed (SHA-256 or BLAKE3).
 //! - [`layout`]: the migration steps from a stored layout version to a build's.
 
 pub mod client;
@@ -16,4 +16,4 @@ pub mod manifest;
 pub mod protocol;
 pub mod service;
 
-pub use manifest::{Sha256, chunk_count, hex, manifest_hash};
+pub use manifest::{ContentHash, Sha256, chunk_count, hex, manifest_hash};

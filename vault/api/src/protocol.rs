@@ -12,17 +12,27 @@
 //!
 //! Snapshot (a dump):
 //! 1. `vault_dump_begin(job)` freezes the state as of this message and answers its manifest
-//!    (size, chunk size, state kind). The app keeps serving updates; the dump does not change.
-//! 2. `vault_dump_chunk(job, index)` answers chunk `index` with its SHA-256.
+//!    (size, chunk size, state kind, the content hashes the app's library verifies on restore).
+//!    The app keeps serving updates; the dump does not change.
+//! 2. `vault_dump_chunk(job, index)` answers chunk `index`, with its SHA-256 unless the vault
+//!    said it needs none (it hashes every chunk itself).
 //! 3. `vault_dump_end(job)` releases the frozen image.
 //!
 //! Restore:
 //! 1. `vault_restore_begin(job, manifest)` opens a staging area; the live state is untouched.
-//! 2. `vault_restore_chunk(job, index, data, sha256)` checks the chunk's hash and stages it.
+//!    The manifest says the snapshot's content hash: every digest of the restore is in it.
+//! 2. `vault_restore_chunk(job, index, data, sha256)` checks the chunk's digest and stages it.
 //! 3. `vault_restore_commit(job, state_layout)` checks that every chunk is there, that the
 //!    manifest hash matches and that the app still declares `state_layout` (when given, and the
 //!    app declares one), then replaces the live state in this one message;
 //!    `vault_restore_abort(job)` drops the staging area instead.
+//!
+//! Content hashes: the vault picks each snapshot's ([`DumpManifest::content_hash`]): BLAKE3 when
+//! the app's library verifies it on restore, else SHA-256. Every field added for them is `opt`,
+//! and missing means what it meant before them: a vault that sends no `chunk_hashes` gets each
+//! chunk's SHA-256, a library that lists no content hashes verifies SHA-256 only (release
+//! 0.1.0's and the builds before BLAKE3), a restore with no content hash is SHA-256. The `sha256`
+//! fields keep their names (candid compatibility) and carry digests in the content hash.
 
 use std::time::Duration;
 
@@ -30,7 +40,7 @@ use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::manifest::Sha256;
+use crate::manifest::{ContentHash, Sha256};
 
 /// Bytes of a chunk: the 2 MiB cross-subnet payload limit less 4 KiB for the method name and
 /// the candid framing of requests and replies.
@@ -95,6 +105,16 @@ pub struct BackupInfo {
     /// (`vault_client::set_state_layout`); none if it declares none, or runs release 0.1.0's
     /// library.
     pub state_layout: Option<u32>,
+    /// The content hashes its library verifies on restore; none from a library that verifies
+    /// SHA-256 only (release 0.1.0's and the builds before BLAKE3).
+    pub content_hashes: Option<Vec<ContentHash>>,
+}
+
+impl BackupInfo {
+    /// Whether the app's library verifies `hash` on restore.
+    pub fn verifies(&self, hash: ContentHash) -> bool {
+        hash.verified_by(self.content_hashes.as_deref())
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +122,9 @@ pub struct DumpBegin {
     pub job: u64,
     /// The vault instance's nonce; none from release 0.1.0's vault.
     pub nonce: Option<u64>,
+    /// Whether the app answers each chunk with its SHA-256 (`Chunk::sha256`): false from a vault
+    /// that hashes every chunk itself; none (a vault before BLAKE3) means it does.
+    pub chunk_hashes: Option<bool>,
 }
 
 /// A frozen image, ready to be read in chunks.
@@ -115,6 +138,16 @@ pub struct DumpManifest {
     pub taken_at_nanos: u64,
     /// The state layout the app declared when the dump opened (as in `BackupInfo`).
     pub state_layout: Option<u32>,
+    /// The content hashes the app's library verifies on restore (as in `BackupInfo`).
+    pub content_hashes: Option<Vec<ContentHash>>,
+}
+
+impl DumpManifest {
+    /// The content hash a vault gives the snapshot of this dump: BLAKE3 when the app's library
+    /// verifies it on restore, else SHA-256, which every library verifies.
+    pub fn content_hash(&self) -> ContentHash {
+        if ContentHash::Blake3.verified_by(self.content_hashes.as_deref()) { ContentHash::Blake3 } else { ContentHash::Sha256 }
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +161,8 @@ pub struct ChunkRequest {
 pub struct Chunk {
     pub index: u32,
     pub data: ByteBuf,
+    /// From an app: the chunk's SHA-256, or zeros when its dump was opened with `chunk_hashes`
+    /// false. From the vault (`snapshot_chunk`): its digest in the snapshot's content hash.
     pub sha256: Sha256,
 }
 
@@ -137,9 +172,18 @@ pub struct RestoreBegin {
     pub state_kind: StateKind,
     pub size: u64,
     pub chunk_size: u64,
-    /// The snapshot's manifest hash, checked before commit.
+    /// The snapshot's manifest hash in its content hash, checked before commit.
     pub sha256: Sha256,
     pub nonce: Option<u64>,
+    /// The snapshot's content hash; none (a vault before BLAKE3) is SHA-256.
+    pub content_hash: Option<ContentHash>,
+}
+
+impl RestoreBegin {
+    /// The restore's content hash: every digest it carries is in it.
+    pub fn content_hash(&self) -> ContentHash {
+        self.content_hash.unwrap_or(ContentHash::Sha256)
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -147,6 +191,7 @@ pub struct RestoreChunk {
     pub job: u64,
     pub index: u32,
     pub data: ByteBuf,
+    /// The chunk's digest in the restore's content hash (`RestoreBegin::content_hash`).
     pub sha256: Sha256,
     pub nonce: Option<u64>,
 }
@@ -172,6 +217,7 @@ pub struct RestoreReport {
     pub job: u64,
     pub state_kind: StateKind,
     pub size: u64,
+    /// The manifest hash of the image committed, in the restore's content hash.
     pub sha256: Sha256,
 }
 
@@ -188,7 +234,7 @@ pub enum BackupError {
     UnknownJob { job: u64 },
     #[error("chunk {index} is out of range: the image has {chunks} chunks")]
     ChunkOutOfRange { index: u32, chunks: u32 },
-    #[error("chunk {index} does not match its SHA-256")]
+    #[error("chunk {index} does not match its digest")]
     ChunkHashMismatch { index: u32 },
     #[error("chunk {index} has {actual} bytes, not {expected}")]
     ChunkSizeMismatch { index: u32, expected: u64, actual: u64 },
@@ -256,5 +302,28 @@ mod tests {
         assert!(cut.ends_with("..."));
         let error = BackupError::Serialization { message: long }.bounded();
         assert!(matches!(error, BackupError::Serialization { message } if message == cut));
+    }
+
+    /// `DumpManifest` as the builds before BLAKE3 have it.
+    #[derive(CandidType, Deserialize, Debug, PartialEq)]
+    struct DumpManifestBefore {
+        job: u64,
+        state_kind: StateKind,
+        size: u64,
+        chunk_size: u64,
+        taken_at_nanos: u64,
+        state_layout: Option<u32>,
+    }
+
+    #[test]
+    fn a_snapshot_is_blake3_only_for_a_library_that_verifies_it_and_old_manifests_read_as_sha256() {
+        let before = DumpManifestBefore { job: 1, state_kind: StateKind::Serde, size: 2, chunk_size: 3, taken_at_nanos: 4, state_layout: None };
+        let old: DumpManifest = candid::decode_one(&candid::encode_one(&before).unwrap()).unwrap();
+        assert_eq!((old.content_hashes.as_ref(), old.content_hash()), (None, ContentHash::Sha256));
+        let new = DumpManifest { content_hashes: Some(vec![ContentHash::Sha256, ContentHash::Blake3]), ..old.clone() };
+        assert_eq!(new.content_hash(), ContentHash::Blake3);
+        assert_eq!(DumpManifest { content_hashes: Some(vec![ContentHash::Sha256]), ..old }.content_hash(), ContentHash::Sha256);
+        let read_by_old: DumpManifestBefore = candid::decode_one(&candid::encode_one(&new).unwrap()).unwrap();
+        assert_eq!(read_by_old, before, "a vault before BLAKE3 reads a manifest of this build");
     }
 }

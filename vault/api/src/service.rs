@@ -3,7 +3,7 @@
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Sha256;
+use crate::manifest::{ContentHash, Sha256};
 use crate::protocol::{BackupError, StateKind};
 
 /// Method names of the service (`vault.did`); [`crate::client`] calls each of them.
@@ -230,9 +230,9 @@ pub struct SnapshotInfo {
     /// The app's time when its state was frozen.
     pub taken_at_nanos: u64,
     pub size: u64,
-    /// The manifest hash (see `manifest`).
+    /// The manifest hash (see `manifest`), in the snapshot's content hash.
     pub sha256: Sha256,
-    /// The app's module hash when the snapshot was taken.
+    /// The app's module hash (a SHA-256) when the snapshot was taken.
     pub module_hash: Option<Sha256>,
     pub state_kind: StateKind,
     pub chunks: u32,
@@ -244,6 +244,16 @@ pub struct SnapshotInfo {
     pub trigger: Trigger,
     /// The state layout the app declared when the snapshot was taken (or its file says), if any.
     pub state_layout: Option<u32>,
+    /// The snapshot's content hash: its manifest hash and chunk digests are in it. None from a
+    /// vault before BLAKE3, whose snapshots are all SHA-256.
+    pub content_hash: Option<ContentHash>,
+}
+
+impl SnapshotInfo {
+    /// The snapshot's content hash.
+    pub fn content_hash(&self) -> ContentHash {
+        self.content_hash.unwrap_or(ContentHash::Sha256)
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,7 +280,8 @@ pub struct ChunkRef {
     pub index: u32,
 }
 
-/// A page of a snapshot's chunk table: the SHA-256s of chunks `start .. start + count`.
+/// A page of a snapshot's chunk table: the digests (in its content hash) of chunks
+/// `start .. start + count`.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ManifestPage {
     pub app: Principal,
@@ -289,16 +300,26 @@ pub struct ImportArgs {
     pub state_kind: StateKind,
     pub size: u64,
     pub chunk_size: u64,
-    /// The manifest hash the chunks must produce.
+    /// The manifest hash the chunks must produce, in `content_hash`.
     pub sha256: Sha256,
     pub taken_at_nanos: u64,
     pub module_hash: Option<Sha256>,
     /// The state layout the app declared when the snapshot was taken, if any.
     pub state_layout: Option<u32>,
+    /// The snapshot's content hash, in which the vault hashes every chunk imported; none (a tool
+    /// before BLAKE3) is SHA-256.
+    pub content_hash: Option<ContentHash>,
+}
+
+impl ImportArgs {
+    /// The import's content hash.
+    pub fn content_hash(&self) -> ContentHash {
+        self.content_hash.unwrap_or(ContentHash::Sha256)
+    }
 }
 
 /// An import in progress: the snapshot it builds and the chunks it still needs. Beginning the
-/// same import again (same app and SHA-256) resumes it.
+/// same import again (same app, manifest hash and content hash) resumes it.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ImportInfo {
     pub snapshot_id: u64,
@@ -312,6 +333,7 @@ pub struct ImportChunk {
     pub snapshot_id: u64,
     pub index: u32,
     pub data: serde_bytes::ByteBuf,
+    /// The chunk's digest in the import's content hash.
     pub sha256: Sha256,
 }
 
@@ -416,6 +438,10 @@ pub enum VaultError {
     AppRefused { app: Principal, error: BackupError },
     #[error("{app} serves the backup protocol for vault {vault:?}, not this one")]
     WrongVault { app: Principal, vault: Option<Principal> },
+    /// The target's client library does not verify the snapshot's content hash on restore (a
+    /// BLAKE3 snapshot and release 0.1.0's library, or a build before BLAKE3): upgrade the target.
+    #[error("{target}'s client library does not verify {content_hash:?}, the snapshot's content hash: upgrade its client library to restore it")]
+    ContentHashNotVerified { target: Principal, content_hash: ContentHash },
     #[error("{target} is not registered with this vault; register it before restoring into it")]
     TargetNotRegistered { target: Principal },
     #[error("a {snapshot:?} snapshot cannot be restored into {target}, which holds {target_kind:?} state")]
@@ -425,7 +451,7 @@ pub enum VaultError {
     StateLayoutMismatch { target: Principal, target_layout: u32, snapshot_layout: u32 },
     #[error("chunk {index} is out of range: snapshot {snapshot_id} has {chunks} chunks")]
     ChunkOutOfRange { snapshot_id: u64, index: u32, chunks: u32 },
-    #[error("chunk {index} does not match its SHA-256")]
+    #[error("chunk {index} does not match its digest")]
     ChunkHashMismatch { index: u32 },
     #[error("chunk {index} has {actual} bytes, not {expected}")]
     ChunkSizeMismatch { index: u32, expected: u64, actual: u64 },

@@ -9,7 +9,7 @@ use candid::types::{FuncMode, Function, TypeEnv};
 use candid::{IDLArgs, Principal};
 use candid_parser::utils::CandidSource;
 use serde_bytes::ByteBuf;
-use vault_api::Sha256;
+use vault_api::{ContentHash, Sha256};
 use vault_api::client::{Reply, ServiceClient, Transport};
 use vault_api::protocol::StateKind;
 use vault_api::service::{
@@ -81,7 +81,7 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.snapshot_chunk(ChunkRef { app, snapshot_id, index: 0 }));
     refused(vault.snapshot_manifest(ManifestPage { app, snapshot_id, start: 0, count: 10 }));
     let sha256 = Sha256::of(b"chunk");
-    let import = ImportArgs { app, state_kind: StateKind::Serde, size: 5, chunk_size: 5, sha256, taken_at_nanos: 1, module_hash: None, state_layout: Some(2) };
+    let import = ImportArgs { app, state_kind: StateKind::Serde, size: 5, chunk_size: 5, sha256, taken_at_nanos: 1, module_hash: None, state_layout: Some(2), content_hash: Some(ContentHash::Blake3) };
     refused(vault.import_begin(import));
     refused(vault.import_chunk(ImportChunk { app, snapshot_id, index: 0, data: ByteBuf::from(b"chunk".to_vec()), sha256 }));
     refused(vault.import_commit(snapshot));

@@ -358,6 +358,7 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         duration: 0,
         transfer_cycles: 0,
         trigger,
+        content_hash: manifest.content_hash(),
     };
     let transfer = Transfer {
         state_kind: manifest.state_kind,
@@ -522,7 +523,7 @@ mod tests {
     }
 
     fn manifest(size: u64) -> DumpManifest {
-        DumpManifest { job: 3, state_kind: StateKind::Serde, size, chunk_size: 100, taken_at_nanos: 5, state_layout: Some(2) }
+        DumpManifest { job: 3, state_kind: StateKind::Serde, size, chunk_size: 100, taken_at_nanos: 5, state_layout: Some(2), content_hashes: None }
     }
 
     fn stored(chunks: u32) -> SnapshotRecord {
@@ -540,6 +541,7 @@ mod tests {
             duration: 0,
             transfer_cycles: 0,
             trigger: Trigger::Manual,
+            content_hash: vault_api::ContentHash::Sha256,
         }
     }
 

@@ -28,6 +28,7 @@ pub async fn begin(job: &JobRecord, source: candid::Principal, snapshot_id: u64)
         chunk_size: record.chunk_size,
         sha256: record.sha256,
         nonce: app_client::nonce(),
+        content_hash: Some(record.content_hash),
     };
     calls::make_one(job, app_client::restore_begin(job.app, args), |answer| Event::RestoreBegun(answer, record)).await
 }

@@ -7,8 +7,8 @@
 
 use candid::Principal;
 use ic_stable_structures::storable::Bound;
-use vault_api::Sha256;
-use vault_api::codec::{Reader, Writer};
+use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of};
+use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::StateKind;
 use vault_api::service::{Retention, Schedule, Trigger};
 
@@ -162,9 +162,13 @@ pub enum SnapshotStatus {
 }
 
 /// `SNAPSHOTS` values, 137 bytes: version | status u8 (0 building, 1 complete, 2 deleting) |
-/// job u64 | taken at u64 | size u64 | SHA-256 (32) | module hash (present u8, 32) |
-/// state kind u8 | chunks u32 | chunk size u64 | started at u64 | duration u64 |
-/// transfer cycles u128 | trigger u8.
+/// job u64 | taken at u64 | size u64 | manifest hash (32) | module hash (present u8, 32) |
+/// state kind and content hash u8 | chunks u32 | chunk size u64 | started at u64 |
+/// duration u64 | transfer cycles u128 | trigger u8.
+///
+/// The state kind and content hash byte: the state kind (1 serde, 2 stable memory) in its low
+/// bits, the content hash's byte (`vault_api::codec`: 0 SHA-256, 1 BLAKE3) in bit 7. A record
+/// written before BLAKE3 (layouts 1 to 4) has bit 7 clear: it reads as SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotRecord {
     pub status: SnapshotStatus,
@@ -180,7 +184,12 @@ pub struct SnapshotRecord {
     pub duration: u64,
     pub transfer_cycles: u128,
     pub trigger: Trigger,
+    /// The hash of its chunks and manifest.
+    pub content_hash: ContentHash,
 }
+
+/// Bit 7 of a snapshot record's state kind byte: its content hash.
+const CONTENT_HASH_SHIFT: u8 = 7;
 
 impl SnapshotRecord {
     fn encode(&self) -> Vec<u8> {
@@ -192,7 +201,7 @@ impl SnapshotRecord {
         };
         w.u8(V1).u8(status).u64(self.job).u64(self.taken_at).u64(self.size).sha256(&self.sha256);
         opt_sha(&mut w, self.module_hash.as_ref());
-        w.u8(kind_byte(self.state_kind))
+        w.u8(kind_byte(self.state_kind) | content_hash_byte(self.content_hash) << CONTENT_HASH_SHIFT)
             .u32(self.chunks)
             .u64(self.chunk_size)
             .u64(self.started_at)
@@ -211,14 +220,18 @@ impl SnapshotRecord {
             2 => SnapshotStatus::Deleting,
             other => panic!("unknown snapshot status {other}"),
         };
+        let (job, taken_at, size, sha256, module_hash) = (r.u64(), r.u64(), r.u64(), r.sha256(), read_opt_sha(&mut r));
+        let kind_and_hash = r.u8();
+        let content_hash = content_hash_of(kind_and_hash >> CONTENT_HASH_SHIFT).expect("one bit is a content hash");
         SnapshotRecord {
             status,
-            job: r.u64(),
-            taken_at: r.u64(),
-            size: r.u64(),
-            sha256: r.sha256(),
-            module_hash: read_opt_sha(&mut r),
-            state_kind: kind_of(r.u8()),
+            job,
+            taken_at,
+            size,
+            sha256,
+            module_hash,
+            state_kind: kind_of(kind_and_hash & !(1 << CONTENT_HASH_SHIFT)),
+            content_hash,
             chunks: r.u32(),
             chunk_size: r.u64(),
             started_at: r.u64(),
@@ -336,30 +349,34 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) fn sample_snapshot() -> SnapshotRecord {
+        SnapshotRecord {
+            status: SnapshotStatus::Complete,
+            job: 1,
+            taken_at: 2,
+            size: 3,
+            sha256: Sha256([0x11; 32]),
+            module_hash: None,
+            state_kind: StateKind::Serde,
+            chunks: 4,
+            chunk_size: 5,
+            started_at: 6,
+            duration: 7,
+            transfer_cycles: 8,
+            trigger: Trigger::Manual,
+            content_hash: ContentHash::Sha256,
+        }
+    }
+
     #[test]
     fn golden_layouts() {
         check("header", Header { layout: crate::memory::LAYOUT_VERSION, next_job: 7, next_snapshot: 8 });
         check("app_record", sample_app());
         check("principal_key", PrincipalKey(p(4, 10)));
         check("snapshot_key", SnapshotKey { app: p(4, 10), id: 0x0102 });
-        check(
-            "snapshot_record",
-            SnapshotRecord {
-                status: SnapshotStatus::Complete,
-                job: 1,
-                taken_at: 2,
-                size: 3,
-                sha256: Sha256([0x11; 32]),
-                module_hash: None,
-                state_kind: StateKind::Serde,
-                chunks: 4,
-                chunk_size: 5,
-                started_at: 6,
-                duration: 7,
-                transfer_cycles: 8,
-                trigger: Trigger::Manual,
-            },
-        );
+        // A record of layouts 1 to 4 (their golden bytes): it reads as SHA-256.
+        check("snapshot_record", sample_snapshot());
+        check("snapshot_record_blake3", SnapshotRecord { content_hash: ContentHash::Blake3, ..sample_snapshot() });
         check("manifest_key", ManifestKey { snapshot: 0x0102, index: 3 });
         check("app_job_key", AppJobKey { app: p(4, 10), job: 9 });
         check("deletion", Deletion { app: p(4, 10), next_index: 1, chunks: 2 });

@@ -9,8 +9,8 @@ use std::cell::{Cell, RefCell};
 use candid::CandidType;
 use ic_cdk::{query, update};
 use serde_bytes::ByteBuf;
-use vault_api::Sha256;
 use vault_api::manifest::{ChunkFault, check_chunk, chunk_range, image_hash, try_chunk_count};
+use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{
     BackupError, BackupInfo, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport,
     StateKind, WASM_PAGE_SIZE,
@@ -132,7 +132,7 @@ fn set_lie(name: String) -> Result<(), String> {
 /// The manifest hash of the image as the app holds it now.
 #[query]
 fn image_sha256() -> Sha256 {
-    IMAGE.with_borrow(|image| image_hash(image, IMAGE_CHUNK_BYTES))
+    IMAGE.with_borrow(|image| image_hash(ContentHash::Sha256, image, IMAGE_CHUNK_BYTES))
 }
 
 /// Restores committed so far.
@@ -181,6 +181,8 @@ fn vault_backup_info() {
             state_bytes: IMAGE.with_borrow(|image| image.len() as u64),
             client_version: "hostile".into(),
             state_layout: None,
+            // It hashes and verifies SHA-256 only, as a library before BLAKE3.
+            content_hashes: None,
         }))
     });
 }
@@ -198,6 +200,7 @@ fn vault_dump_begin(args: DumpBegin) {
             chunk_size: IMAGE_CHUNK_BYTES,
             taken_at_nanos: ic_cdk::api::time(),
             state_layout: None,
+            content_hashes: None,
         };
         Answer::Value(Ok(match lie {
             Lie::HugeSize => DumpManifest { size: u64::MAX, ..honest },
@@ -304,8 +307,9 @@ fn restore_chunk(args: RestoreChunk) -> Result<(), BackupError> {
     STAGING.with_borrow_mut(|staging| {
         let staging = staging.as_mut().filter(|s| s.job == args.job).ok_or(BackupError::UnknownJob { job: args.job })?;
         let index = args.index;
-        let range = check_chunk(staging.size, staging.chunk_size, index, args.data.len() as u64, &args.sha256, || Sha256::of(&args.data))
-            .map_err(|fault| chunk_refusal(index, fault))?;
+        let range = check_chunk(ContentHash::Sha256, staging.size, staging.chunk_size, index, &args.data, Some(&args.sha256))
+            .map_err(|fault| chunk_refusal(index, fault))?
+            .range;
         staging.data[range.start as usize..range.end as usize].copy_from_slice(&args.data);
         staging.staged[index as usize] = true;
         Ok(())
@@ -350,7 +354,7 @@ fn restore_commit(job: u64) -> Result<RestoreReport, BackupError> {
         STAGING.set(Some(staging));
         return Err(BackupError::MissingChunks { missing, first });
     }
-    let actual = image_hash(&staging.data, staging.chunk_size);
+    let actual = image_hash(ContentHash::Sha256, &staging.data, staging.chunk_size);
     if actual != staging.sha256 {
         return Err(BackupError::SnapshotHashMismatch { expected: staging.sha256, actual });
     }
