@@ -96,10 +96,23 @@ fn a_lost_response_ends_in_sys_unknown_and_is_retried() {
     restores_to(&env, AppKind::Notes, app, &job, &expected);
 }
 
+/// An app of release 0.1.0's after `updates` scenario updates: its library answers each chunk it
+/// dumps with its SHA-256, which the vault checks. (This build's library sends none, the vault
+/// hashing every chunk itself: a reply reaches the vault as the app sent it, which the IC ensures
+/// and only the embedded IC's injected faults break.)
+fn previous_app_with_state(env: &Env, kind: AppKind, updates: u64) -> Principal {
+    let app = vault_tests::release::registered_previous_app(env, kind);
+    let client = env.app(app);
+    for n in 0..updates {
+        kind.apply(&client, n);
+    }
+    app
+}
+
 #[test]
 fn a_corrupted_chunk_is_detected_both_ways() {
     let env = Env::new();
-    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    let app = previous_app_with_state(&env, AppKind::Ledger, PREFILL);
     let expected = env.app(app).digest();
     env.ic.corrupt_replies(to_app(app, methods::DUMP_CHUNK), Some(1));
     let job = env.snapshot(app);
@@ -117,7 +130,7 @@ fn a_corrupted_chunk_is_detected_both_ways() {
 #[test]
 fn a_chunk_corrupted_every_time_fails_the_job() {
     let env = Env::new();
-    let app = app_with_state(&env, AppKind::Ledger, PREFILL);
+    let app = previous_app_with_state(&env, AppKind::Ledger, PREFILL);
     env.ic.corrupt_replies(to_app(app, methods::DUMP_CHUNK), None);
     let job = env.snapshot(app);
     assert!(matches!(job.error, Some(JobError::ChunkCorrupted { .. })), "{job:?}");

@@ -151,6 +151,7 @@ fn a_snapshot_records_what_it_is() {
     assert_eq!(info.state_kind, vault_api::protocol::StateKind::StableMemory);
     assert_eq!(info.chunks, vault_api::chunk_count(info.size, info.chunk_size));
     assert_eq!(info.chunk_size, vault_api::protocol::CHUNK_SIZE);
+    assert_eq!(info.content_hash, Some(vault_api::ContentHash::Blake3), "its app's library verifies BLAKE3");
     assert!(info.size >= PREFILL * 2_500_000 && info.size.is_multiple_of(65536), "{info:?}");
     use sha2::Digest;
     let module_hash: [u8; 32] = sha2::Sha256::digest(ledger_wasm()).into();

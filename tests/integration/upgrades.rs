@@ -1,28 +1,20 @@
 //! Upgrades from the previous release and rollbacks to it. The vault and both example apps start
 //! on release 0.1.0's modules (`tests/fixtures/release-0.1.0`), are upgraded to this build (the
 //! vault first, which then serves the apps still on 0.1.0), rolled back, and upgraded again. Neither rolls back: this build migrates the vault's stable
-//! memory, and the apps' client library its own, to layout 2, which 0.1.0 does not read. The IC
+//! memory, and the apps' client library its own, to layouts 0.1.0 does not read (5 and 3). The IC
 //! keeps the vault and Notes on this build (their `post_upgrade` traps on the header); Ledger's
 //! 0.1.0 `post_upgrade` does not read the library's memory, so its rollback installs, but every
 //! message that reaches the library traps, changing nothing, until it goes forward again.
-//! Snapshots taken on either side stay listed and restorable, and the apps' states survive every
-//! step.
+//! Snapshots taken on either side stay listed, restorable and exportable, and the apps' states
+//! survive every step. Those the vault takes of an app on 0.1.0, whose library verifies SHA-256
+//! only, are SHA-256, as are those 0.1.0's vault took; those of an app on this build are BLAKE3,
+//! and a restore of one into an app on 0.1.0 is refused before it starts.
 
 use candid::{Encode, Principal};
+use vault_api::ContentHash;
+use vault_api::service::VaultError;
+use vault_tests::release::{previous_app, registered_previous_app, release_0_1_0};
 use vault_tests::*;
-
-fn release_0_1_0(name: &str) -> Vec<u8> {
-    let path = format!("{}/fixtures/release-0.1.0/{name}.wasm.gz", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The previous release's module of `kind`.
-fn previous_app(kind: AppKind) -> Vec<u8> {
-    release_0_1_0(match kind {
-        AppKind::Notes => "notes",
-        AppKind::Ledger => "ledger",
-    })
-}
 
 /// Installs `wasm` over `canister` the way an operator does (the vault is stopped for it), and
 /// starts the vault again whatever the upgrade answered.
@@ -77,6 +69,30 @@ fn every_snapshot_restores(env: &Env, app: &App, taken: &Taken) {
     }
 }
 
+/// Every snapshot of `app` exports: its chunks, read back from the vault as an export reads them,
+/// match their digests in the snapshot's content hash and give its manifest hash.
+fn every_snapshot_exports(env: &Env, app: &App) {
+    for info in env.vault().list_snapshots(app.id).unwrap() {
+        let hash = info.content_hash();
+        let image: Vec<u8> = (0..info.chunks)
+            .flat_map(|index| {
+                let chunk = env.vault().snapshot_chunk(app.id, info.id, index).unwrap();
+                assert_eq!(hash.digest(&chunk.data), chunk.sha256, "{:?}: chunk {index} of snapshot {}", app.kind, info.id);
+                chunk.data.into_vec()
+            })
+            .collect();
+        assert_eq!(vault_api::manifest::image_hash(hash, &image, info.chunk_size), info.sha256, "{:?}: snapshot {}", app.kind, info.id);
+    }
+}
+
+/// The content hash of each app's newest snapshot is `expected`.
+fn newest_snapshots_are(env: &Env, apps: &[App], expected: ContentHash) {
+    for app in apps {
+        let newest = env.vault().list_snapshots(app.id).unwrap().pop().expect("a snapshot");
+        assert_eq!(newest.content_hash, Some(expected), "{:?}: snapshot {}", app.kind, newest.id);
+    }
+}
+
 /// Applies `updates` more updates to each app, then snapshots it.
 fn snapshot_all(env: &Env, apps: &mut [App], taken: &mut [Taken], updates: u64) {
     for (app, taken) in apps.iter_mut().zip(taken.iter_mut()) {
@@ -112,13 +128,17 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     // On 0.1.0.
     snapshot_all(&env, &mut apps, &mut taken, PREFILL + 2);
 
-    // The vault upgraded to this build first: what 0.1.0 stored is read, and the apps, still on
-    // 0.1.0 (they ignore the vault's nonce), are snapshotted and restored by it.
+    // The vault upgraded to this build first: what 0.1.0 stored is read, SHA-256, and the apps,
+    // still on 0.1.0 (they ignore the vault's nonce and hash every chunk they dump), are
+    // snapshotted, in SHA-256, and restored by it.
     upgrade(&env, env.vault, vault_wasm());
+    newest_snapshots_are(&env, &apps, ContentHash::Sha256);
     for (app, taken) in apps.iter().zip(&taken) {
         every_snapshot_restores(&env, app, taken);
+        every_snapshot_exports(&env, app);
     }
     snapshot_all(&env, &mut apps, &mut taken, 2);
+    newest_snapshots_are(&env, &apps, ContentHash::Sha256);
 
     // Then the apps: this build adds its own snapshots.
     let before = states(&env, &apps);
@@ -130,25 +150,26 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
         every_snapshot_restores(&env, app, taken);
     }
     snapshot_all(&env, &mut apps, &mut taken, 3);
+    newest_snapshots_are(&env, &apps, ContentHash::Blake3);
 
-    // Rolled back to 0.1.0: the vault's upgrade is refused by 0.1.0, which does not read layout 4,
+    // Rolled back to 0.1.0: the vault's upgrade is refused by 0.1.0, which does not read layout 5,
     // and the vault runs on this build as before, its snapshots intact. So do the apps (see above).
     let before = states(&env, &apps);
     let this_build = module_hash(&env, env.vault);
-    let refused = try_upgrade(&env, env.vault, release_0_1_0("canister_vault")).expect_err("0.1.0 refuses layout 4");
-    assert!(refused.reject_message.contains("vault layout 4 is not supported by this build"), "{refused:?}");
+    let refused = try_upgrade(&env, env.vault, release_0_1_0("canister_vault")).expect_err("0.1.0 refuses layout 5");
+    assert!(refused.reject_message.contains("vault layout 5 is not supported by this build"), "{refused:?}");
     assert_eq!(module_hash(&env, env.vault), this_build, "the IC keeps the vault's module");
     for app in &apps {
         let rolled_back = try_upgrade(&env, app.id, previous_app(app.kind));
         match app.kind {
             AppKind::Notes => {
-                let refused = rolled_back.expect_err("0.1.0's client library refuses layout 2");
-                assert!(refused.reject_message.contains("layout 2 is not supported"), "{refused:?}");
+                let refused = rolled_back.expect_err("0.1.0's client library refuses layout 3");
+                assert!(refused.reject_message.contains("layout 3 is not supported"), "{refused:?}");
             }
             AppKind::Ledger => {
                 rolled_back.expect("0.1.0's post_upgrade does not read the library's memory");
                 let trapped = env.app(app.id).try_update::<_, (u64, serde_bytes::ByteBuf)>("digest", ()).expect_err("the library traps");
-                assert!(trapped.to_string().contains("layout 2 is not supported"), "{trapped}");
+                assert!(trapped.to_string().contains("layout 3 is not supported"), "{trapped}");
                 upgrade(&env, app.id, app.kind.wasm());
             }
         }
@@ -159,12 +180,42 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     }
     snapshot_all(&env, &mut apps, &mut taken, 3);
 
-    // And forward again.
+    // And forward again: SHA-256 and BLAKE3 snapshots side by side, each restores and exports.
     upgrade(&env, env.vault, vault_wasm());
     for app in &apps {
         upgrade(&env, app.id, app.kind.wasm());
     }
     for (app, taken) in apps.iter().zip(&taken) {
         every_snapshot_restores(&env, app, taken);
+        every_snapshot_exports(&env, app);
     }
+}
+
+#[test]
+fn a_blake3_snapshot_is_not_restored_into_an_app_of_the_previous_release() {
+    for kind in [AppKind::Notes, AppKind::Ledger] {
+        let env = Env::new();
+        let app = env.registered(kind, manual(), keep(3));
+        kind.apply(&env.app(app), 0);
+        let snapshot = env.snapshot(app).snapshot_id.expect("a snapshot");
+        let previous = registered_previous_app(&env, kind);
+        let before = env.app(previous).digest();
+        let refused = env.vault().restore(app, snapshot, Some(previous));
+        assert_eq!(refused.map(|job| job.id), Err(VaultError::ContentHashNotVerified { target: previous, content_hash: ContentHash::Blake3 }), "{kind:?}");
+        assert_eq!(env.vault().list_jobs(previous).unwrap().len(), 0, "{kind:?}: no job started");
+        assert_eq!(env.app(previous).digest(), before, "{kind:?}");
+        // The previous release's own snapshots, SHA-256, restore into it.
+        previous_snapshot_restores(&env, kind, previous);
+    }
+}
+
+/// A snapshot of `app`, of the previous release, is SHA-256 and restores its state.
+fn previous_snapshot_restores(env: &Env, kind: AppKind, app: Principal) {
+    let state = env.app(app).digest();
+    let job = env.snapshot(app);
+    let info = env.vault().list_snapshots(app).unwrap().pop().expect("a snapshot");
+    assert_eq!((Some(info.id), info.content_hash), (job.snapshot_id, Some(ContentHash::Sha256)), "{kind:?}");
+    kind.apply(&env.app(app), 1);
+    assert_eq!(env.restore(app, info.id, None).error, None, "{kind:?}");
+    assert_eq!(env.app(app).digest(), state, "{kind:?}");
 }

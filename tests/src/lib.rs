@@ -4,6 +4,7 @@
 pub mod cost;
 pub mod interface;
 pub mod lies;
+pub mod release;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! memory                structure                                  key -> value
 //! CHUNK_HEADER          StableCell<ChunkStoreHeader>               bump end, totals, migration cursor
 //! CHUNK_BYTES           raw Memory                                 the bytes, in 4 KiB pages (below)
-//! CHUNK_LOCATIONS       StableBTreeMap<[u8; 32], ChunkLocation>    chunk SHA-256 -> offset, length, references
+//! CHUNK_LOCATIONS       StableBTreeMap<[u8; 32], ChunkLocation>    chunk digest -> offset, length, references
 //! CHUNK_FREE_BY_SIZE    StableBTreeMap<FreeExtent, ()>             (pages, offset) of each free extent
 //! CHUNK_FREE_BY_OFFSET  StableBTreeMap<u64, u32>                   offset -> pages of each free extent
 //! legacy CHUNK_DATA     StableBTreeMap<[u8; 32], Vec<u8>>          the chunks stored before this store, served
@@ -154,7 +154,7 @@ impl<M: Memory> ChunkStore<M> {
         store
     }
 
-    /// Stores chunk `hash` (the caller's SHA-256 of `bytes`) with one more reference; its bytes
+    /// Stores chunk `hash` (the caller's digest of `bytes`) with one more reference; its bytes
     /// are written only if it is new. (A legacy chunk's length is not compared: that would read it.)
     pub fn put(&mut self, hash: [u8; 32], bytes: &[u8]) -> Result<PutOutcome, ChunkStoreError> {
         if let Some(refs) = self.legacy_refs_of(&hash) {

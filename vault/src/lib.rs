@@ -202,7 +202,7 @@ fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
     ops::snapshot_chunk(args)
 }
 
-/// A page of a completed snapshot's chunk table (at most 10,000 SHA-256s), for export.
+/// A page of a completed snapshot's chunk table (at most 10,000 digests), for export.
 #[ic_cdk::query(guard = "access::bounded_args::<(ManifestPage,)>")]
 fn snapshot_manifest(args: ManifestPage) -> Result<Vec<Sha256>, VaultError> {
     access::seen_snapshot_holder(args.app)?;
@@ -225,7 +225,7 @@ fn import_chunk(args: ImportChunk) -> Result<(), VaultError> {
     ops::import_chunk(args)
 }
 
-/// Completes an import: every chunk must be there and produce the manifest's SHA-256. The
+/// Completes an import: every chunk must be there and produce the manifest hash. The
 /// snapshot is then listed and restorable like any other.
 /// A controller of the app as it is now (asked of the IC): one removed since the import began
 /// cannot complete it.
