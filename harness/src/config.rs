@@ -53,6 +53,16 @@ pub struct Limits {
     /// Nested calls a composite query's graph may have (`MAX_QUERY_CALL_DEPTH`).
     #[serde(default = "default_composite_query_depth")]
     pub composite_query_depth: usize,
+    /// Instructions a canister executes in one round before it starts no other message in it
+    /// (`MAX_INSTRUCTIONS_PER_ROUND` of application subnets, rs/config/src/subnet_config.rs: 4 B).
+    /// The execution that reaches it runs to its end, as the IC lets a round's last message
+    /// overshoot; the canister's other messages wait for the next round.
+    #[serde(default = "default_round_instructions")]
+    pub round_instructions: u64,
+}
+
+fn default_round_instructions() -> u64 {
+    4_000_000_000
 }
 
 fn default_composite_query_instructions() -> u64 {
@@ -73,6 +83,7 @@ impl Default for Limits {
         const MIB: usize = 1 << 20;
         Limits {
             update_instructions: 40_000_000_000,
+            round_instructions: default_round_instructions(),
             query_instructions: 5_000_000_000,
             install_instructions: 300_000_000_000,
             inspect_instructions: 200_000_000,

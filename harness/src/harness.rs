@@ -229,6 +229,11 @@ impl Harness {
             .unwrap_or_else(|r| panic!("create_canister: {}", r.user_message))
     }
 
+    /// How many subnets this IC has (numbered from 0).
+    pub fn subnet_count(&self) -> u32 {
+        self.world.borrow().subnets
+    }
+
     /// The subnet `canister` is on, if it exists.
     pub fn subnet_of(&self, canister: Principal) -> Option<SubnetId> {
         self.world.borrow().subnet_of(&canister)

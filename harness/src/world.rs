@@ -5,8 +5,9 @@
 //! responses) between a pair of canisters stay in order. A round ([`World::tick`]) inducts
 //! what the streams from other subnets deliver, fires due timers, then runs every queued
 //! message, and keeps running the messages those produce in inner rounds until the queues are
-//! empty or `max_inner_rounds` is reached. A message to a canister on another subnet waits in
-//! a stream for a later round (see `subnets`).
+//! empty or `max_inner_rounds` is reached; a canister that executed `Limits::round_instructions`
+//! in the round starts no other message until the next. A message to a canister on another
+//! subnet waits in a stream for a later round (see `subnets`).
 //!
 //! [`World::advance`] lets time pass as the IC would: it moves the clock to the next moment
 //! something is due (a global timer, a heartbeat's next round, messages in flight or in a
@@ -658,6 +659,8 @@ impl World {
         self.rounds += 1;
         self.induct_streams();
         self.expire_deadlines();
+        // What each canister executed before this round, against the round's instruction limit.
+        let before: HashMap<Principal, u64> = self.canisters.iter().map(|(id, c)| (*id, c.metrics.instructions)).collect();
         let ids: Vec<Principal> = self.canisters.keys().copied().collect();
         for id in &ids {
             self.run_system_tasks(*id);
@@ -668,6 +671,9 @@ impl World {
             for id in ids {
                 let queued = self.canisters.get(&id).map_or(0, |c| c.queue.len());
                 for _ in 0..queued {
+                    if self.round_instructions_spent(id, &before) {
+                        break;
+                    }
                     let Some(input) = self.canisters.get_mut(&id).and_then(|c| c.queue.pop_front()) else { break };
                     progressed = true;
                     self.process(id, input);
@@ -683,6 +689,13 @@ impl World {
                 break;
             }
         }
+    }
+
+    /// Whether canister `id` executed the round's instructions since `before` (what each had
+    /// executed when the round began; a canister created in the round had none).
+    fn round_instructions_spent(&self, id: Principal, before: &HashMap<Principal, u64>) -> bool {
+        let executed = self.canisters.get(&id).map_or(0, |c| c.metrics.instructions);
+        executed.saturating_sub(before.get(&id).copied().unwrap_or(0)) >= self.limits.round_instructions
     }
 
     /// Bounded-wait calls past their deadline get SYS_UNKNOWN.

@@ -96,3 +96,19 @@ fn install_hooks_share_the_install_instruction_limit() {
     assert!(r.reject_message.contains("limit of 1000 instructions"), "{}", r.reject_message);
     assert_eq!(ic.canister_status(id, Some(controller())).unwrap().module_hash, None, "nothing was installed");
 }
+
+#[test]
+fn a_canister_starts_no_message_in_a_round_once_it_executed_the_rounds_instructions() {
+    assert_eq!(Limits::default().round_instructions, 4_000_000_000);
+    let ic = Harness::builder().with_limits(Limits { round_instructions: 10_000_000, ..Limits::default() }).build();
+    let id = probe(&ic);
+    let (per_burn,) = update::<_, (u64,)>(&ic, id, "burn", (300_000u64,)).unwrap();
+    assert!((3_000_000..5_000_000).contains(&per_burn), "{per_burn}");
+    let burns: Vec<_> = (0..6).map(|_| ic.submit_call(id, controller(), "burn", candid::encode_one(300_000u64).unwrap()).unwrap()).collect();
+    let done = || burns.iter().filter(|&&m| ic.ingress_status(m).is_some()).count();
+    ic.tick();
+    // The third message starts below 10 M and runs to its end; the fourth waits.
+    assert_eq!(done(), 3);
+    ic.tick();
+    assert_eq!(done(), 6);
+}
