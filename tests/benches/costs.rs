@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use candid::{CandidType, Deserialize, Principal};
-use ic_harness::{Harness, IcBackend};
+use ic_harness::{Harness, IcBackend, SubnetId};
 use serde_bytes::ByteBuf;
 use sha2::Digest;
 use vault_api::service::JobPhase;
@@ -134,14 +134,15 @@ fn measure(kind: AppKind, mib: u64) -> Vec<Measured> {
 /// time. In its rows, the app side is the canister whose memory is copied out by a snapshot or
 /// into by a restore, the vault side the one that drives the transfer.
 fn measure_floor(mib: u64, in_flight: u32) -> Vec<Measured> {
-    let ic = Harness::builder().with_max_rounds_per_call(u32::MAX).build();
+    let ic = Harness::builder().with_subnets(2).with_max_rounds_per_call(u32::MAX).build();
     let wasm = ic_harness::build::canister_wasm("harness-test-canisters", "floor");
-    let floor = || {
-        let id = ic.create_canister_with_settings(Some(owner()), None);
+    // As the vault's benchmark places them: the driving side on subnet 0, the app side on 1.
+    let floor = |subnet| {
+        let id = ic.create_canister_on_subnet(Some(owner()), None, SubnetId(subnet));
         ic.install_canister(id, wasm.clone(), candid::encode_args(()).unwrap(), Some(owner()));
         id
     };
-    let (app, vault, clone) = (floor(), floor(), floor());
+    let (app, vault, clone) = (floor(1), floor(0), floor(1));
     let bytes = mib * MIB;
     for offset in (0..bytes).step_by(FLOOR_FILL_STEP as usize) {
         let () = ic.update_candid(app, owner(), "fill", (offset, FLOOR_FILL_STEP.min(bytes - offset), 7u64)).unwrap();
@@ -164,15 +165,16 @@ fn measure_floor(mib: u64, in_flight: u32) -> Vec<Measured> {
 /// Runs `f` and measures what it cost `app` and `vault`: every inter-canister call counts as a
 /// chunk call (the floor's only calls carry the bytes).
 fn measure_canisters<R>(ic: &Harness, app: Principal, vault: Principal, f: impl FnOnce() -> R) -> (R, Cost) {
-    let (app0, vault0, traffic0) = (ic.canister_metrics(app), ic.canister_metrics(vault), ic.traffic());
+    let (app0, vault0, traffic0, rounds0) = (ic.canister_metrics(app), ic.canister_metrics(vault), ic.traffic(), ic.rounds());
     let started = Instant::now();
     let result = f();
     let wall = started.elapsed();
-    let (app1, vault1, traffic1) = (ic.canister_metrics(app), ic.canister_metrics(vault), ic.traffic());
+    let (app1, vault1, traffic1, rounds1) = (ic.canister_metrics(app), ic.canister_metrics(vault), ic.traffic(), ic.rounds());
     let calls = traffic1.requests - traffic0.requests;
     let bytes = traffic1.request_bytes + traffic1.response_bytes - traffic0.request_bytes - traffic0.response_bytes;
     let cost = Cost {
         wall,
+        rounds: rounds1 - rounds0,
         app_instructions: app1.instructions - app0.instructions,
         vault_instructions: vault1.instructions - vault0.instructions,
         calls,
@@ -238,16 +240,18 @@ fn per_mib(instructions: u64, bytes: u64) -> f64 {
 
 fn row(m: &Measured) -> String {
     let Some(c) = &m.cost else {
-        return format!("| {} | {} MiB | {:.1} MiB | {} | refused: {} | | | | | | | | |", m.state, m.mib, m.state_bytes as f64 / MIB as f64, m.op, m.refused.as_deref().unwrap_or(""));
+        return format!("| {} | {} MiB | {:.1} MiB | {} | refused: {} | | | | | | | | | |", m.state, m.mib, m.state_bytes as f64 / MIB as f64, m.op, m.refused.as_deref().unwrap_or(""));
     };
     let gib = m.state_bytes as f64 / (1024.0 * MIB as f64);
     format!(
-        "| {} | {} MiB | {:.1} MiB | {} | {:.2} s | {:.2} M | {:.2} M | {} ({}) | {:.2} MiB ({:.0}%) | {:.2} MiB | {:.3} T | {:.0} MiB | {:.0}× |",
+        "| {} | {} MiB | {:.1} MiB | {} | {:.2} s | {} ({:.0}/GiB) | {:.2} M | {:.2} M | {} ({}) | {:.2} MiB ({:.0}%) | {:.2} MiB | {:.3} T | {:.0} MiB | {:.0}× |",
         m.state,
         m.mib,
         m.state_bytes as f64 / MIB as f64,
         m.op,
         c.wall.as_secs_f64(),
+        c.rounds,
+        c.rounds as f64 / gib,
         per_mib(c.app_instructions, m.state_bytes) / 1e6,
         per_mib(c.vault_instructions, m.state_bytes) / 1e6,
         c.calls,
@@ -261,7 +265,7 @@ fn row(m: &Measured) -> String {
     )
 }
 
-const HEADER: &str = "| state | data put | snapshot | operation | wall time | app instr/MiB | vault instr/MiB | calls (chunk calls) | mean payload per chunk call (of 2 MiB) | mean payload per call | cycles/GiB (app + vault) | peak memory | wall time / plain copy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| state | data put | snapshot | operation | wall time | rounds (per GiB) | app instr/MiB | vault instr/MiB | calls (chunk calls) | mean payload per chunk call (of 2 MiB) | mean payload per call | cycles/GiB (app + vault) | peak memory | wall time / plain copy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 /// A line chart of instructions per MiB (app and vault together) against the state's size.
 fn svg(rows: &[Measured]) -> String {
@@ -319,8 +323,9 @@ fn svg(rows: &[Measured]) -> String {
     out
 }
 
-/// The floor's calls in flight unless `--in-flight` says otherwise.
-const DEFAULT_IN_FLIGHT: u32 = 8;
+/// The floor's calls in flight unless `--in-flight` says otherwise: as many as the vault's
+/// batches make at most.
+const DEFAULT_IN_FLIGHT: u32 = 16;
 
 /// The value after flag `name`, parsed by `parse`; exits with the usage if it does not parse.
 fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
@@ -379,6 +384,7 @@ fn main() {
     md.push_str("- *data put* is what the benchmark wrote into the app (pseudo-random blobs of up to 32 MiB); *snapshot* is the state the vault took: for stable memory the whole memory image the app's structures occupy (its `MemoryManager` allocates in buckets, so a small state still has an image of some MiB), for serde the MessagePack encoding. Every per-MiB figure is per MiB of snapshot.\n");
     md.push_str("- *calls* counts every inter-canister call of the operation: the chunk calls (`vault_dump_chunk`, `vault_restore_chunk`) that carry the state, the begin and end calls, and the vault's `canister_info` check (self-calls of timers and ingress messages are not counted). A call's payload is its request and its response together; the chunk calls are what fill the 2 MiB limit, the other calls are a few small messages per job.\n");
     let _ = writeln!(md, "- *floor* is the baseline: two bare canisters (`harness/canisters/src/bin/floor.rs`) moving the same bytes with nothing but one stable read and one reply per chunk of 2 MiB − 4 KiB on one side and one stable write on the other, the bytes raw (no encoding), {in_flight} bounded-wait calls in flight, each next call started from a callback. Its *snapshot* pulls the bytes in replies (the app side serves the reads, the vault side writes), its *restore* pushes them in requests (the vault side reads and sends, the app side writes). What a row costs above the floor is what the vault's protocol, encoding and bookkeeping add.");
+    md.push_str("- *rounds* are the embedded IC's rounds the operation took, with the vault (and the floor's driving side) on one subnet and the apps on another: a message between subnets is inducted 2 rounds after it was sent, and each stream between two subnets inducts at most 4 MiB a round (`harness/src/subnets.rs` gives the sources). Moving 1 GiB one way therefore takes at least 256 rounds: the byte-budget floor. A round is a second of the harness's clock.\n");
     md.push_str("- *wall time / plain copy* compares with `copy_from_slice` of the same number of bytes in this process.\n");
     md.push_str("- *peak memory* is the benchmark process's resident peak during the operation: the embedded IC holds the app, the vault and the clone in memory.\n");
     md.push_str("- A stable-memory restore commits the image in one message, which may dirty at most 2 GiB of stable memory: larger images are refused before any transfer.\n");

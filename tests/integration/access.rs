@@ -15,8 +15,8 @@ use vault_api::protocol::{
 };
 use vault_api::service::methods as vault_methods;
 use vault_api::service::{
-    ChunkRef, ImportArgs, ImportChunk, Limits, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo,
-    SnapshotRef, SuspendArgs, Trigger, UnregisterArgs, UpdateScheduleArgs, VaultError,
+    AppInfo, AppUsage, ChunkRef, ImportArgs, ImportChunk, Limits, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo,
+    RegistrantInfo, SnapshotRef, SuspendArgs, Trigger, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 use vault_tests::interface::{Answer, Interface, workspace_file};
 use vault_tests::*;
@@ -492,16 +492,21 @@ impl Fixture {
     }
 
     /// Everything a refused call could have changed: the app's registration, snapshots, jobs
-    /// and suspension, the vault's administration, and the app's state and backup setup.
+    /// and suspension, the vault's administration, and the app's state and backup setup (the
+    /// cycles a running job spends meanwhile are its own, not the call's).
     fn observed(&self) -> impl PartialEq + std::fmt::Debug + use<> {
         let controller = self.as_controller();
+        let app_info = |app| controller.app_info(app).map(|info| AppInfo { cycles_today: None, ..info });
+        let registrants = answer(self.env.vault().service().list_registrants()).map(|registrants| {
+            let unspent = |apps: Vec<AppUsage>| apps.into_iter().map(|a| AppUsage { cycles_today: 0, ..a }).collect();
+            registrants.into_iter().map(|r| RegistrantInfo { apps: unspent(r.apps), ..r }).collect::<Vec<_>>()
+        });
         let jobs = controller.list_jobs(self.app).map(|jobs| jobs.iter().map(|j| j.id).collect::<Vec<_>>());
         let admin = answer(self.env.vault().service().admin_info()).map(|i| (i.administrators, i.registration, i.allowed, i.limits));
-        let registrants = answer(self.env.vault().service().list_registrants());
         let (info,): (Result<BackupInfo, BackupError>,) =
             self.env.ic.query_candid(self.app, self.env.vault, methods::INFO, ()).expect("the app answers");
         (
-            (controller.app_info(self.app), controller.list_snapshots(self.app), jobs, controller.app_info(self.unregistered)),
+            (app_info(self.app), controller.list_snapshots(self.app), jobs, app_info(self.unregistered)),
             (admin, registrants),
             (self.env.app(self.app).digest(), info),
         )

@@ -135,13 +135,16 @@ fn set_limits(env: &Env, limits: Limits) {
     answer(env.vault().service().set_limits(limits)).unwrap();
 }
 
+/// The chunks these tests import in: the smallest a vault takes for an image of several.
+const IMPORT_CHUNK: u64 = 64 * 1024;
+
 fn import(env: &Env, caller: Principal, app: Principal, data: &[u8]) -> VaultResult<ImportInfo> {
     let args = ImportArgs {
         app,
         state_kind: StateKind::Serde,
         size: data.len() as u64,
-        chunk_size: 1024,
-        sha256: vault_api::manifest::image_hash(vault_api::ContentHash::Sha256, data, 1024),
+        chunk_size: IMPORT_CHUNK,
+        sha256: vault_api::manifest::image_hash(vault_api::ContentHash::Sha256, data, IMPORT_CHUNK),
         taken_at_nanos: 1,
         module_hash: None,
         state_layout: None,
@@ -214,14 +217,15 @@ fn an_unfinished_import_expires_and_releases_its_chunks() {
     let env = Env::new();
     let app = env.registered(AppKind::Notes, manual(), keep(5));
     set_limits(&env, Limits { import_ttl_seconds: 60, ..Limits::default() });
-    let data = vec![9u8; 3000];
+    let data = vec![9u8; 3 * IMPORT_CHUNK as usize];
+    let first = &data[..IMPORT_CHUNK as usize];
     let begun = import(&env, owner(), app, &data).unwrap();
     let chunk = ImportChunk {
         app,
         snapshot_id: begun.snapshot_id,
         index: 0,
-        data: serde_bytes::ByteBuf::from(data[..1024].to_vec()),
-        sha256: vault_api::Sha256::of(&data[..1024]),
+        data: serde_bytes::ByteBuf::from(first.to_vec()),
+        sha256: vault_api::Sha256::of(first),
     };
     answer(env.vault().service().import_chunk(chunk.clone())).unwrap();
     env.ic.advance_time(std::time::Duration::from_secs(61));
@@ -432,8 +436,7 @@ fn a_job_begun_within_the_days_cycles_ends_though_the_quota_is_lowered_meanwhile
     let dump_chunk = ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::DUMP_CHUNK);
     env.ic.reject_calls(dump_chunk, ic_harness::RejectCode::SysTransient, "busy", None);
     let job = env.vault().snapshot_now(app).unwrap();
-    env.run_for(5);
-    assert_eq!(env.vault().job_status(job.id).unwrap().phase, vault_api::service::JobPhase::Transferring, "the dump is open");
+    env.until_phase(job.id, vault_api::service::JobPhase::Transferring, 60);
     set_limits(&env, Limits { app_cycles_per_day: 1, ..Limits::default() });
     env.ic.clear_faults();
     let done = env.finish_job(job.id, 2_000);
@@ -450,8 +453,8 @@ fn calls_cancelled_before_they_are_answered_stay_counted_in_the_days_cycles() {
     let dump_chunk = ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::DUMP_CHUNK);
     env.ic.drop_responses(dump_chunk, None);
     let job = env.vault().snapshot_now(app).unwrap();
-    env.run_for(5);
-    assert_eq!(env.vault().job_status(job.id).unwrap().phase, vault_api::service::JobPhase::Transferring, "chunk calls in flight");
+    env.until_phase(job.id, vault_api::service::JobPhase::Transferring, 60);
+    env.run_for(3);
     env.vault().cancel_job(job.id).expect("cancel_job");
     // The answers come (SYS_UNKNOWN) after the job ended: no one reads them.
     env.run_for(120);

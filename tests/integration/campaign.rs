@@ -797,8 +797,10 @@ impl Campaign {
                 format!("drop a response of {method} to {app}")
             }
             3 => {
-                ic.corrupt_replies(CallMatcher::to(app).method(methods::DUMP_CHUNK).from(vault), times);
-                format!("corrupt dump chunks of {app}, {times:?} times")
+                // Requests only: a reply reaches the vault as the app sent it (the IC's streams
+                // are certified), and this build's library sends no hash of its chunks.
+                ic.corrupt_requests(CallMatcher::to(app).method(methods::DUMP_CHUNK).from(vault), times);
+                format!("corrupt dump chunk requests to {app}, {times:?} times")
             }
             4 => {
                 ic.corrupt_requests(CallMatcher::to(app).method(methods::RESTORE_CHUNK).from(vault), times);

@@ -173,7 +173,8 @@ fn the_vault_upgraded_mid_snapshot_resumes_it() {
 fn the_vault_upgraded_mid_restore_resumes_it_and_the_app_changes_only_at_commit() {
     let env = Env::new();
     let app = app_with_state(&env, AppKind::Notes, PREFILL + 2);
-    for key in 0..5 {
+    // More chunks than a batch takes, so the restore is seen half staged.
+    for key in 0..20 {
         env.app(app).put_blob(key, 2_500_000, 9);
     }
     let snapshot_state = env.app(app).digest();
@@ -275,13 +276,24 @@ fn snapshot_with_a_vault_trap(nth: u64) -> (Env, Principal, u64, (u64, Vec<u8>))
     (env, app, job.id, expected)
 }
 
+/// The vault's executions from `snapshot_now` until the snapshot [`snapshot_with_a_vault_trap`]
+/// starts is taken, with no trap.
+fn executions_of_a_snapshot() -> u64 {
+    let env = Env::new();
+    let app = app_with_state(&env, AppKind::Notes, PREFILL);
+    let job = env.vault().snapshot_now(app).unwrap();
+    let before = env.ic.canister_metrics(env.vault).executions;
+    succeeded(&env.finish_job(job.id, 2_000));
+    env.ic.canister_metrics(env.vault).executions - before
+}
+
 #[test]
 fn a_trap_in_any_of_the_vaults_next_executions_loses_no_job() {
     // Executions after `snapshot_now`: global timer handlers, the timers' tasks, the callbacks
     // of the calls to the app (a trap there cancels the batch; the calls still in flight then
     // trap when answered) and of the timers' self-calls. Only a trap in a global timer handler
     // needs an update call to wake the vault (see the next test).
-    for nth in 1..=16 {
+    for nth in 1..=executions_of_a_snapshot() {
         let (env, app, job, expected) = snapshot_with_a_vault_trap(nth);
         env.run_for(100);
         let executions = env.ic.canister_metrics(env.vault).executions;

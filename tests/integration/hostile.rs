@@ -10,8 +10,8 @@ use vault_api::service::{JobError, JobInfo, JobPhase, VaultError};
 use vault_tests::lies::{EXHAUSTED, HONEST, LIES, Lie, attempts_told};
 use vault_tests::*;
 
-/// Chunk calls in flight per attempt (vault/src/engine/job.rs).
-const BATCH: u128 = 4;
+/// Chunk calls in flight per attempt at most (`MAX_BATCH` in vault/src/engine/job.rs).
+const BATCH: u128 = 16;
 
 /// Bytes a protocol call moves at most: a chunk one way, within the 2 MiB message limit
 /// (IC-FACTS.md), and a few bytes the other way (`CHUNK_SIZE` leaves 4 KiB for them).
@@ -26,7 +26,7 @@ const CALL_CYCLES: u128 = 260_000 + 1_000 * CALL_BYTES + 5_000_000 + CALLBACK_IN
 /// The timer's execution that makes an attempt's calls, and its call to the management canister
 /// for the app's controllers (a fee, a few hundred bytes, a callback): 0.2 B is ample.
 const STEP_CYCLES: u128 = 200_000_000;
-/// One attempt: a batch of [`BATCH`] calls and the step that makes them: 9.6 B.
+/// One attempt: a batch of [`BATCH`] calls and the step that makes them: 38 B.
 const ATTEMPT_CYCLES: u128 = BATCH * CALL_CYCLES + STEP_CYCLES;
 
 /// The most a job of `attempts` attempts may cost the vault: each attempt, and one more for

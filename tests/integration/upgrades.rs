@@ -113,7 +113,7 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     let ic = ic_harness::Harness::new();
     let vault = ic.create_canister_with_cycles(Some(owner()), None, 100_000_000_000_000);
     ic.install_canister(vault, release_0_1_0("canister_vault"), Encode!().unwrap(), Some(owner()));
-    let env = Env { ic, vault };
+    let env = Env { ic, vault, app_subnet: ic_harness::SubnetId(0) };
     let mut apps: Vec<App> = [AppKind::Notes, AppKind::Ledger]
         .into_iter()
         .map(|kind| {

@@ -1,5 +1,6 @@
-//! What an operation costs on the embedded IC: wall time, instructions on the app side and on
-//! the vault side, calls and bytes between canisters, and cycles, as the IC would charge them.
+//! What an operation costs on the embedded IC: wall time, rounds, instructions on the app side
+//! and on the vault side, calls and bytes between canisters, and cycles, as the IC would charge
+//! them.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ use crate::Env;
 #[derive(Clone, Debug, Default)]
 pub struct Cost {
     pub wall: Duration,
+    /// Rounds the IC ran.
+    pub rounds: u64,
     /// Instructions executed by the app-side canisters given to [`Env::measure`].
     pub app_instructions: u64,
     pub vault_instructions: u64,
@@ -50,6 +53,7 @@ impl Env {
         let after = self.snapshot_counters(apps);
         let cost = Cost {
             wall,
+            rounds: after.rounds - before.rounds,
             app_instructions: after.app_instructions - before.app_instructions,
             vault_instructions: after.vault_instructions - before.vault_instructions,
             calls: after.calls - before.calls,
@@ -68,6 +72,7 @@ impl Env {
         let traffic = self.ic.traffic();
         Cost {
             wall: Duration::ZERO,
+            rounds: self.ic.rounds(),
             app_instructions: app_metrics.iter().map(|m| m.instructions).sum(),
             vault_instructions: vault.instructions,
             calls: traffic.requests,

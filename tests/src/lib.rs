@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{Encode, Principal};
-use ic_harness::{CallError, Harness, IcBackend, RejectResponse};
+use ic_harness::{CallError, Harness, IcBackend, RejectResponse, SubnetId};
 use serde_bytes::ByteBuf;
 use vault_api::client::{Reply, ServiceClient, Transport};
 use vault_api::protocol::Chunk;
@@ -228,10 +228,12 @@ impl AppKind {
     }
 }
 
-/// An embedded IC with a vault controlled by [`owner`].
+/// An embedded IC with a vault controlled by [`owner`]: on subnet 0, and the apps it deploys on
+/// subnet 1 if the IC has two (as [`Env::new`]'s has), as a vault serves apps of other subnets.
 pub struct Env {
     pub ic: Harness,
     pub vault: Principal,
+    pub app_subnet: SubnetId,
 }
 
 pub const HOUR: Duration = Duration::from_secs(3600);
@@ -244,7 +246,7 @@ impl Default for Env {
 
 impl Env {
     pub fn new() -> Self {
-        Self::with_harness(Harness::new())
+        Self::with_harness(Harness::builder().with_subnets(2).build())
     }
 
     pub fn with_harness(ic: Harness) -> Self {
@@ -255,7 +257,8 @@ impl Env {
     pub fn with_vault_cycles(ic: Harness, cycles: u128) -> Self {
         let vault = ic.create_canister_with_cycles(Some(owner()), None, cycles);
         ic.install_canister(vault, vault_wasm(), Encode!().unwrap(), Some(owner()));
-        Env { ic, vault }
+        let app_subnet = SubnetId(ic.subnet_count().min(2) - 1);
+        Env { ic, vault, app_subnet }
     }
 
     /// The vault as its owner calls it.
@@ -278,7 +281,7 @@ impl Env {
 
     /// An example app controlled by `controller` alone, with this vault set (or none).
     pub fn deploy_controlled_by(&self, kind: AppKind, vault: Option<Principal>, controller: Principal) -> Principal {
-        let app = self.ic.create_canister_with_settings(Some(controller), None);
+        let app = self.ic.create_canister_on_subnet(Some(controller), None, self.app_subnet);
         self.ic.install_canister(app, kind.wasm(), Encode!(&vault).unwrap(), Some(controller));
         app
     }
@@ -296,6 +299,18 @@ impl Env {
             self.ic.advance_time(Duration::from_secs(1));
             self.ic.tick();
         }
+    }
+
+    /// Runs rounds, a second apart, until job `id` is in `phase`; panics after `max_rounds`.
+    pub fn until_phase(&self, id: u64, phase: JobPhase, max_rounds: u32) {
+        for _ in 0..max_rounds {
+            if self.vault().job_status(id).expect("job_status").phase == phase {
+                return;
+            }
+            self.ic.advance_time(Duration::from_secs(1));
+            self.ic.tick();
+        }
+        panic!("job {id} was not {phase:?} in {max_rounds} rounds: {:?}", self.vault().job_status(id));
     }
 
     /// Runs rounds, a second apart, until job `id` finishes; panics after `max_rounds`.

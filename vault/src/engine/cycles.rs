@@ -4,12 +4,12 @@
 //! what the quotas allow an app and its registrant to hold and spend.
 
 use candid::Principal;
-use vault_api::protocol::{CHUNK_SIZE, MAX_IMAGE_BYTES, WASM_PAGE_SIZE, methods};
+use vault_api::protocol::{CHUNK_SIZE, WASM_PAGE_SIZE, methods};
 
 use crate::state::with_state;
 use vault_api::service::{JobError, Limits, VaultError};
 
-use super::job::BATCH;
+use super::job::{MAX_BATCH, MIN_BATCH};
 
 /// The vault has fewer cycles than a step needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,14 +30,31 @@ impl From<Shortfall> for JobError {
     }
 }
 
-/// Cycles a job needs available when it starts a batch: calls reserve their largest response
-/// and callback until they return.
+/// Cycles one chunk call reserves until it returns: its largest response and its callback.
+fn call_reserve() -> u128 {
+    ic_cdk::api::cost_call(methods::RESTORE_CHUNK.len() as u64, CHUNK_SIZE + 1024)
+}
+
+/// Cycles a job needs available when it starts a batch: [`MIN_BATCH`] calls' reservations.
 pub fn batch_reserve() -> u128 {
-    BATCH as u128 * ic_cdk::api::cost_call(methods::RESTORE_CHUNK.len() as u64, CHUNK_SIZE + 1024) + 1_000_000_000
+    MIN_BATCH as u128 * call_reserve() + 1_000_000_000
+}
+
+/// Chunk calls the next batch may make: [`MIN_BATCH`], and one more for each further call's
+/// reservation the vault has to spare beyond its reserve, up to [`MAX_BATCH`], and no more than
+/// `room` (calls the vault may still have in flight besides those of its other batches).
+pub fn batch_size(room: u32) -> u32 {
+    let spare = available().saturating_sub(batch_reserve()) / call_reserve().max(1);
+    let affordable = MIN_BATCH.saturating_add(u32::try_from(spare).unwrap_or(u32::MAX));
+    affordable.min(MAX_BATCH).min(room)
 }
 
 /// Storage fee at 13-node application subnet prices: cycles per GiB per second.
 const STORAGE_FEE_PER_GIB_SECOND: u128 = 127_000;
+
+/// Stable memory the vault's `MemoryManager` hands out at most, to all its memories together:
+/// 32,768 buckets of 128 wasm pages (ic-stable-structures 0.7), 256 GiB, under the IC's limit.
+const MEMORY_MANAGER_CAPACITY: u64 = 32_768 * 128 * WASM_PAGE_SIZE;
 
 /// Stable memory the vault leaves free, for its records and the bookkeeping of the jobs running.
 pub const STABLE_RESERVE: u64 = 4 << 30;
@@ -63,7 +80,7 @@ pub fn available() -> u128 {
 
 /// Bytes of new snapshots the vault's stable memory takes before its reserve.
 pub fn stable_room() -> u64 {
-    MAX_IMAGE_BYTES.saturating_sub(STABLE_RESERVE).saturating_sub(stable_bytes())
+    MEMORY_MANAGER_CAPACITY.saturating_sub(STABLE_RESERVE).saturating_sub(stable_bytes())
 }
 
 /// Cycles an import of `chunks` chunks costs the vault: it pays each chunk's ingress and

@@ -1,5 +1,5 @@
 //! A job's transitions, pure: `apply(job, event, ctx)` returns the job's next state and the
-//! effects to perform on the vault's state; `next_calls(job)` says what the next step asks of
+//! effects to perform on the vault's state; `next_calls(job, batch)` says what the next step asks of
 //! the app. The async steps only make the calls, turn their answers into an [`Event`] and
 //! perform the [`Effect`]s, so every transition is unit-tested natively.
 
@@ -14,8 +14,25 @@ use crate::app_client::{self, CallFailure};
 use crate::retention;
 use crate::storable::{Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRecord, SnapshotStatus, Task, Transfer};
 
-/// Chunk calls a job keeps in flight at once.
-pub const BATCH: u32 = 4;
+/// The smallest chunks of an image of more than one chunk: the vault stores each chunk in
+/// 4 KiB pages of its own and charges its length, so smaller ones would hold pages uncharged.
+pub const MIN_CHUNK_SIZE: u64 = 64 * 1024;
+
+/// Why an image of `size` bytes in chunks of `chunk_size` is refused for its small chunks:
+/// more than one chunk, of fewer than [`MIN_CHUNK_SIZE`] bytes.
+pub fn small_chunks(size: u64, chunk_size: u64) -> Option<String> {
+    (size > chunk_size && chunk_size < MIN_CHUNK_SIZE)
+        .then(|| format!("chunks of {chunk_size} bytes: an image of more than one chunk has chunks of at least {MIN_CHUNK_SIZE} bytes"))
+}
+
+/// Chunk calls a batch makes at least, when it has chunks enough to move: the cycles a job needs
+/// to start count that many calls' reservations ([`cycles::batch_reserve`]).
+pub const MIN_BATCH: u32 = 4;
+/// Chunk calls a batch makes at most: on the IC's streams between two subnets (4 MiB a round
+/// each way, a request inducted 2 rounds after it is sent, its reply 2 after that), a batch of
+/// `n` calls of 2 MiB each, started as the last one returns, moves `2n` MiB every `3 + n/2`
+/// rounds: 16 keep a stream at 73% of its budget.
+pub const MAX_BATCH: u32 = 16;
 /// Retries of a failed attempt: a job fails on its `MAX_RETRIES + 1`th failed attempt in a row.
 pub const MAX_RETRIES: u32 = 8;
 /// Times a job starts over after the app lost its dump or staging area.
@@ -70,23 +87,24 @@ pub enum Calls {
     RestoreCommit,
 }
 
-pub fn next_calls(job: &JobRecord) -> Option<Calls> {
+/// What the next step of `job` asks of its app: chunk calls for at most `batch` chunks.
+pub fn next_calls(job: &JobRecord, batch: u32) -> Option<Calls> {
     if job.is_finished() {
         return None;
     }
     Some(match &job.task {
         Task::Snapshot { phase: Phase::Starting, .. } => Calls::DumpBegin,
-        Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer)),
+        Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer, batch)),
         Task::Snapshot { phase: Phase::Finishing(_), .. } => Calls::DumpEnd,
         Task::Restore { phase: Phase::Starting, .. } => Calls::RestoreBegin,
-        Task::Restore { phase: Phase::Transferring(t), .. } => Calls::RestoreChunks(pending(t)),
+        Task::Restore { phase: Phase::Transferring(t), .. } => Calls::RestoreChunks(pending(t, batch)),
         Task::Restore { phase: Phase::Finishing(_), .. } => Calls::RestoreCommit,
     })
 }
 
-/// Chunks not moved yet, at most [`BATCH`] of them.
-fn pending(transfer: &Transfer) -> Vec<u32> {
-    (0..transfer.chunks).filter(|&i| !transfer.done.contains(i)).take(BATCH as usize).collect()
+/// Chunks not moved yet, at most `batch` (and at least one) of them.
+fn pending(transfer: &Transfer, batch: u32) -> Vec<u32> {
+    (0..transfer.chunks).filter(|&i| !transfer.done.contains(i)).take(batch.max(1) as usize).collect()
 }
 
 /// Opens an attempt of the job's next step, before its calls go out: the attempt counts as
@@ -96,7 +114,11 @@ fn pending(transfer: &Transfer) -> Vec<u32> {
 pub fn begin_attempt(mut job: JobRecord, ctx: &Ctx) -> Result<JobRecord, Box<Next>> {
     if job.retries > MAX_RETRIES {
         let (attempts, last) = (job.retries, "the vault trapped while reading the app's answers".to_string());
-        return Err(Box::new(fail(job, JobError::RetriesExhausted { attempts, last }, ctx)));
+        // A commit sent whose answer the vault never read may have run.
+        let maybe_committed = matches!(job.task, Task::Restore { commit_unknown: true, .. } | Task::Restore { commit_sent: true, .. });
+        let error =
+            if maybe_committed { JobError::CommitUnconfirmed { attempts, last } } else { JobError::RetriesExhausted { attempts, last } };
+        return Err(Box::new(fail(job, error, ctx)));
     }
     job.retries += 1;
     let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
@@ -221,7 +243,7 @@ pub fn apply(mut job: JobRecord, event: Event, ctx: &Ctx) -> Next {
 /// Whether `event` answers the calls the job's phase makes (events of the vault's own apply
 /// to every running job). Any other event changes nothing.
 fn answers_next_calls(job: &JobRecord, event: &Event) -> bool {
-    let Some(calls) = next_calls(job) else { return false };
+    let Some(calls) = next_calls(job, 1) else { return false };
     match event {
         Event::CallFailed(_) | Event::Abort(_) | Event::SnapshotGone => true,
         Event::DumpBegun(_) => calls == Calls::DumpBegin,
@@ -327,6 +349,9 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
     }
     if manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
         return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
+    }
+    if let Some(reason) = small_chunks(manifest.size, manifest.chunk_size) {
+        return fail(job, JobError::InvalidManifest { reason }, ctx);
     }
     let chunks = try_chunk_count(manifest.size, manifest.chunk_size).filter(|&c| c <= MAX_CHUNKS && manifest.size <= MAX_IMAGE_BYTES);
     let Some(chunks) = chunks else {
@@ -522,8 +547,20 @@ mod tests {
         JobRecord::new(4, app(), JobKind::Restore { source: app(), snapshot_id: 2 }, 10)
     }
 
+    /// Test sizes count in units of [`KIB`] bytes, chunks of 100 units: as small as a chunk may be.
+    const KIB: u64 = 1024;
+
+    /// A dump of `size` units.
     fn manifest(size: u64) -> DumpManifest {
-        DumpManifest { job: 3, state_kind: StateKind::Serde, size, chunk_size: 100, taken_at_nanos: 5, state_layout: Some(2), content_hashes: None }
+        DumpManifest {
+            job: 3,
+            state_kind: StateKind::Serde,
+            size: size * KIB,
+            chunk_size: 100 * KIB,
+            taken_at_nanos: 5,
+            state_layout: Some(2),
+            content_hashes: None,
+        }
     }
 
     fn stored(chunks: u32) -> SnapshotRecord {
@@ -531,12 +568,12 @@ mod tests {
             status: SnapshotStatus::Complete,
             job: 1,
             taken_at: 5,
-            size: chunks as u64 * 100,
+            size: chunks as u64 * 100 * KIB,
             sha256: Sha256([9; 32]),
             module_hash: None,
             state_kind: StateKind::Serde,
             chunks,
-            chunk_size: 100,
+            chunk_size: 100 * KIB,
             started_at: 0,
             duration: 0,
             transfer_cycles: 0,
@@ -573,32 +610,32 @@ mod tests {
     #[test]
     fn a_snapshot_job_opens_moves_in_batches_and_completes() {
         let job = snapshot_job();
-        assert_eq!(next_calls(&job), Some(Calls::DumpBegin));
+        assert_eq!(next_calls(&job, MIN_BATCH), Some(Calls::DumpBegin));
         let next = step(job, Event::DumpBegun(Ok(manifest(550))));
         assert!(next.progressed);
         let Effect::CreateSnapshot { id: 7, record, state_layout: Some(2) } = &next.effects[0] else { panic!("{:?}", next.effects) };
         assert_eq!((record.status, record.chunks, record.trigger), (SnapshotStatus::Building, 6, Trigger::Manual));
         assert_eq!((next.job.phase(), next.job.snapshot_id()), (JobPhase::Transferring, Some(7)));
-        assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![0, 1, 2, 3])));
+        assert_eq!(next_calls(&next.job, MIN_BATCH), Some(Calls::DumpChunks(vec![0, 1, 2, 3])));
         let next = step(next.job, moved(&[0, 1, 2, 3]));
-        assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![4, 5])));
+        assert_eq!(next_calls(&next.job, MIN_BATCH), Some(Calls::DumpChunks(vec![4, 5])));
         let next = step(next.job, moved(&[4, 5]));
-        assert_eq!((next.job.phase(), next_calls(&next.job)), (JobPhase::Finishing, Some(Calls::DumpEnd)));
+        assert_eq!((next.job.phase(), next_calls(&next.job, MIN_BATCH)), (JobPhase::Finishing, Some(Calls::DumpEnd)));
         let mut job = next.job;
         job.calls = 2;
         job.bytes_moved = 1_000;
         let next = step(job, Event::DumpEnded(Some(Sha256([4; 32]))));
         let complete = Effect::CompleteSnapshot { id: 7, sha256: Sha256([4; 32]), duration: NOW - 10, transfer_cycles: 2 * 260_000 + 1_000_000 };
         assert_eq!(next.effects, vec![complete, Effect::FreeApp, Effect::ApplyRetention]);
-        assert_eq!((next.job.phase(), next.job.finished_at, next_calls(&next.job)), (JobPhase::Succeeded, Some(NOW), None));
+        assert_eq!((next.job.phase(), next.job.finished_at, next_calls(&next.job, MIN_BATCH)), (JobPhase::Succeeded, Some(NOW), None));
     }
 
     #[test]
     fn an_empty_dump_goes_straight_to_finishing() {
         let job = transferring_snapshot(0);
-        assert_eq!(next_calls(&job), Some(Calls::DumpEnd));
+        assert_eq!(next_calls(&job, MIN_BATCH), Some(Calls::DumpEnd));
         let job = transferring_restore(0);
-        assert_eq!(next_calls(&job), Some(Calls::RestoreCommit));
+        assert_eq!(next_calls(&job, MIN_BATCH), Some(Calls::RestoreCommit));
     }
 
     #[test]
@@ -745,6 +782,15 @@ mod tests {
             job = step(job, Event::CallFailed(trapped.clone())).job;
         }
         assert!(matches!(job.error(), Some(JobError::CommitUnconfirmed { .. })), "{:?}", job.error());
+        // Every commit's answer trapping the vault: out of attempts, the commit may have run.
+        let mut job = transferring_restore(0);
+        let exhausted = loop {
+            match begin_attempt(job, &ctx()) {
+                Ok(sent) => job = sent,
+                Err(next) => break next,
+            }
+        };
+        assert!(matches!(failed_with(&exhausted), JobError::CommitUnconfirmed { .. }), "{:?}", exhausted.job.outcome);
         // A commit whose answer was read leaves no doubt behind.
         let read = answered(begin_attempt(transferring_restore(0), &ctx()).unwrap());
         let again = begin_attempt(read, &ctx()).unwrap();
@@ -768,7 +814,7 @@ mod tests {
         assert!(next.progressed);
         assert_eq!(next.job.retries, 0);
         assert!(next.job.notes.last().unwrap().contains("will be repeated"));
-        assert_eq!(next_calls(&next.job), Some(Calls::DumpChunks(vec![1, 2, 3])));
+        assert_eq!(next_calls(&next.job, MIN_BATCH), Some(Calls::DumpChunks(vec![1, 2, 3])));
     }
 
     #[test]
@@ -776,7 +822,7 @@ mod tests {
         let job = transferring_restore(2);
         let next = step(job, Event::Chunks(vec![ChunkAnswer::Moved(0), ChunkAnswer::Refused(BackupError::ChunkHashMismatch { index: 1 })]));
         assert!(next.progressed && !next.job.is_finished());
-        assert_eq!(next_calls(&next.job), Some(Calls::RestoreChunks(vec![1])));
+        assert_eq!(next_calls(&next.job, MIN_BATCH), Some(Calls::RestoreChunks(vec![1])));
     }
 
     #[test]
@@ -811,12 +857,12 @@ mod tests {
     #[test]
     fn a_restore_begins_moves_and_commits() {
         let job = restore_job();
-        assert_eq!(next_calls(&job), Some(Calls::RestoreBegin));
+        assert_eq!(next_calls(&job, MIN_BATCH), Some(Calls::RestoreBegin));
         let next = step(job, Event::RestoreBegun(Ok(()), stored(5)));
         assert_eq!((next.job.phase(), next.effects.clone()), (JobPhase::Transferring, vec![]));
         let next = step(next.job, moved(&[0, 1, 2, 3]));
         let next = step(next.job, moved(&[4]));
-        assert_eq!(next_calls(&next.job), Some(Calls::RestoreCommit));
+        assert_eq!(next_calls(&next.job, MIN_BATCH), Some(Calls::RestoreCommit));
         let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 500, sha256: Sha256([9; 32]) };
         let next = step(next.job, Event::Committed(Ok(report), Sha256([9; 32])));
         assert_eq!((next.job.phase(), next.effects), (JobPhase::Succeeded, vec![Effect::FreeApp]));
@@ -873,7 +919,8 @@ mod tests {
 
     #[test]
     fn a_dump_claiming_more_than_a_snapshot_holds_fails_with_a_typed_error() {
-        for (size, chunk_size) in [(u64::MAX, 1), (MAX_IMAGE_BYTES + 1, CHUNK_SIZE), (MAX_CHUNKS as u64 * 10 + 1, 10)] {
+        let smallest = MIN_CHUNK_SIZE;
+        for (size, chunk_size) in [(u64::MAX, smallest), (MAX_IMAGE_BYTES + 1, CHUNK_SIZE), (MAX_CHUNKS as u64 * smallest + 1, smallest), (200, 100)] {
             let next = step(snapshot_job(), Event::DumpBegun(Ok(DumpManifest { chunk_size, size, ..manifest(0) })));
             assert!(matches!(failed_with(&next), JobError::InvalidManifest { .. }), "{size} in {chunk_size}: {:?}", next.job.outcome);
             assert!(!next.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })));
@@ -927,17 +974,17 @@ mod tests {
             let JobError::Refused { error } = failed_with(&next).clone() else { panic!("{:?}", next.job.outcome) };
             error
         };
-        let limits = Limits { app_bytes: 1_000, app_snapshots: 2, ..Limits::default() };
-        let holding = |bytes| Holdings { bytes, ..Holdings::default() };
+        let limits = Limits { app_bytes: 1_000 * KIB, app_snapshots: 2, ..Limits::default() };
+        let holding = |units| Holdings { bytes: units * KIB, ..Holdings::default() };
         let over = full(Ctx { app: holding(600), limits, ..ctx() }, 500);
-        assert_eq!(over, VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000, registrant: None });
+        assert_eq!(over, VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600 * KIB, limit: 1_000 * KIB, registrant: None });
         let keeping_3 = Some(Retention { keep_last: 3, keep_daily: 0, keep_weekly: 0 });
         let two = Holdings { snapshots: vec![(1, 1), (2, 2)], retention: keeping_3, ..Holdings::default() };
         let many = full(Ctx { app: two, limits, ..ctx() }, 10);
         assert_eq!(many, VaultError::QuotaExceeded { app, what: "snapshots".into(), used: 2, limit: 2, registrant: None });
-        let room = full(Ctx { stable_room: 99, ..ctx() }, 100);
-        assert_eq!(room, VaultError::StorageFull { needed: 100, available: 99, reserved: super::super::cycles::STABLE_RESERVE });
-        let fits = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app: holding(600), stable_room: 400, limits, ..ctx() });
+        let room = full(Ctx { stable_room: 99 * KIB, ..ctx() }, 100);
+        assert_eq!(room, VaultError::StorageFull { needed: 100 * KIB, available: 99 * KIB, reserved: super::super::cycles::STABLE_RESERVE });
+        let fits = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app: holding(600), stable_room: 400 * KIB, limits, ..ctx() });
         assert_eq!(fits.job.phase(), JobPhase::Transferring, "exactly at the limits");
     }
 
@@ -965,10 +1012,10 @@ mod tests {
     #[test]
     fn a_dump_past_its_registrants_bytes_or_the_days_cycles_is_refused() {
         let (app, registrant) = (app(), Principal::from_slice(&[9; 10]));
-        let limits = Limits { registrant_bytes: 1_000, app_cycles_per_day: 1_000_000_000_000, ..ctx().limits };
-        let theirs = |used| Holdings { registrant: Some((registrant, used)), ..Holdings::default() };
+        let limits = Limits { registrant_bytes: 1_000 * KIB, app_cycles_per_day: 1_000_000_000_000, ..ctx().limits };
+        let theirs = |used: u64| Holdings { registrant: Some((registrant, used * KIB)), ..Holdings::default() };
         let over = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(500))), &Ctx { app: theirs(600), limits, ..ctx() });
-        let expected = VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600, limit: 1_000, registrant: Some(registrant) };
+        let expected = VaultError::QuotaExceeded { app, what: "bytes".into(), used: 600 * KIB, limit: 1_000 * KIB, registrant: Some(registrant) };
         assert_eq!(refusal(&over), Some(&expected));
         let at = apply(snapshot_job(), Event::DumpBegun(Ok(manifest(400))), &Ctx { app: theirs(600), limits, ..ctx() });
         assert_eq!(at.job.phase(), JobPhase::Transferring);

@@ -2,7 +2,7 @@
 //! step at a time by a single timer.
 //!
 //! ```text
-//! scheduler   the timer, the watchdog, due snapshots, one batch per job at a time
+//! scheduler   the timer, the watchdog, due snapshots, one batch per job at a time, chained
 //!   steps     a job's next calls -> their answers as an event -> transition -> effects
 //!     snapshot, restore   the calls of each kind's phases
 //!       calls   make calls, read answers into the job, count calls and bytes
@@ -12,9 +12,11 @@
 //!
 //! Each timer firing releases a bounded number of chunk references of deleted snapshots,
 //! starts the snapshots that are due, and for every job not already running a batch, starts
-//! one: a phase step, or up to [`job::BATCH`] chunk calls in flight at once. A batch records
-//! what it achieved after its calls return (each callback is a commit point), then re-arms the
-//! timer. Every protocol call carries the job id and is idempotent, so a batch can be repeated
+//! one: a phase step, or up to [`job::MAX_BATCH`] chunk calls in flight at once (as many as the
+//! vault's cycles can reserve, and 44 for all jobs together). A batch records what it achieved
+//! after its calls return (each callback is a commit point) and starts the job's next step from
+//! there, without waiting for the timer; a step that made no progress re-arms the timer, after a
+//! back-off. Every protocol call carries the job id and is idempotent, so a batch can be repeated
 //! after a timeout; a job gives up after [`job::MAX_RETRIES`] failed attempts in a row.
 //!
 //! A vault upgrade with calls outstanding is refused (`pre_upgrade` traps): stop the vault, which
@@ -29,7 +31,7 @@ mod scheduler;
 mod snapshot;
 mod steps;
 
-pub use job::transfer_estimate;
+pub use job::{small_chunks, transfer_estimate};
 pub use scheduler::{arm, resume_after_upgrade, revive, start_job, start_watchdog};
 
 use candid::Principal;

@@ -1,8 +1,9 @@
 //! The timer that drives the jobs: arming it, the watchdog that re-arms it, the firing that
-//! releases deletions and starts due snapshots, and the batches (one per job at a time).
+//! releases deletions and starts due snapshots, and the batches (one per job at a time, each
+//! started as the last one's answers are read).
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use candid::Principal;
@@ -16,22 +17,30 @@ use crate::storable::JobRecord;
 
 /// Chunk references released per timer firing.
 const DELETE_BUDGET: u32 = 512;
-/// Imports expired, and scheduled snapshots started, per timer firing: what is left waits for
-/// the next, which follows at once.
+/// Imports expired, scheduled snapshots started, and jobs taken up, per timer firing: what is
+/// left waits for the next, which follows at once.
 const EXPIRE_BUDGET: usize = 64;
 const DUE_BUDGET: usize = 64;
+const JOB_STARTS: usize = 16;
 const SECOND: u64 = 1_000_000_000;
 /// How often the watchdog checks that the timer is armed for the work waiting.
 const WATCHDOG: Duration = Duration::from_secs(600);
+/// Calls the batches of all jobs have in flight at most: the IC guarantees a canister 50
+/// callbacks in flight; the rest are for the watchdog's and the endpoints' own calls.
+const MAX_CALLS_IN_FLIGHT: u32 = 44;
+/// Calls a step other than a batch of chunk calls makes at most (a dump's begin asks the
+/// management canister too).
+const PHASE_CALLS: u32 = 2;
 
 thread_local! {
-    /// Jobs with a batch running, and the time the timer is armed for.
+    /// Jobs with a batch running, with the calls each holds room for, and the time the timer is
+    /// armed for.
     static RUNTIME: RefCell<Runtime> = RefCell::new(Runtime::default());
 }
 
 #[derive(Default)]
 struct Runtime {
-    in_flight: BTreeSet<u64>,
+    in_flight: BTreeMap<u64, u32>,
     armed: Option<(ic_cdk_timers::TimerId, u64)>,
 }
 
@@ -101,9 +110,8 @@ pub fn revive() {
 
 fn arm_for_waiting_work() {
     let time = now();
-    let in_flight = RUNTIME.with_borrow(|r| r.in_flight.clone());
     let (work_now, next_due) = with_state(|s| {
-        let idle_job = s.active_jobs().iter().any(|j| !in_flight.contains(&j.id));
+        let idle_job = !idle_jobs(s, 1).is_empty();
         (idle_job || s.deletions_pending(), next_wakeup(s))
     });
     if work_now {
@@ -138,19 +146,25 @@ async fn tick() {
     let expired = with_state(|s| s.expire_imports(time, s.config().limits.import_ttl_seconds.saturating_mul(SECOND), EXPIRE_BUDGET));
     let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET)) || expired > 0;
     start_due_snapshots(time);
-    let jobs = with_state(|s| s.active_jobs());
-    for job in jobs {
-        if let Some(batch) = Batch::start(job.id) {
+    let idle = with_state(|s| idle_jobs(s, JOB_STARTS + 1));
+    for &job in idle.iter().take(JOB_STARTS) {
+        if let Some(batch) = Batch::start(job) {
             ic_cdk::futures::spawn(run_batch(batch));
         }
     }
     let next_due = with_state(next_wakeup);
-    if deletions_left {
+    if deletions_left || idle.len() > JOB_STARTS {
         arm(time);
     }
     if let Some(due) = next_due {
         arm(due);
     }
+}
+
+/// Up to `n` running jobs with no batch in flight (their ids from the index; no job is read).
+fn idle_jobs(s: &crate::state::State, n: usize) -> Vec<u64> {
+    let in_flight = RUNTIME.with_borrow(|r| r.in_flight.keys().copied().collect::<std::collections::BTreeSet<u64>>());
+    s.running_job_ids().into_iter().filter(|id| !in_flight.contains(id)).take(n).collect()
 }
 
 /// When the timer must fire next without other work: the next scheduled snapshot, or the
@@ -189,14 +203,31 @@ fn start_due_snapshots(time: u64) {
     }
 }
 
-/// A job's batch in flight. Dropped when the batch ends, or when a trap in one of its
-/// callbacks cancels it (the cleanup drops the task), so the job is taken up again.
+/// A job's batches in flight, one at a time. Dropped when they end, or when a trap in one of
+/// their callbacks cancels them (the cleanup drops the task), so the job is taken up again.
 struct Batch(u64);
 
 impl Batch {
     fn start(job: u64) -> Option<Batch> {
         // Lazily: a `Batch` built for nothing would release the running one when dropped.
-        RUNTIME.with_borrow_mut(|r| r.in_flight.insert(job)).then(|| Batch(job))
+        RUNTIME.with_borrow_mut(|r| match r.in_flight.entry(job) {
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(0);
+                Some(Batch(job))
+            }
+            std::collections::btree_map::Entry::Occupied(_) => None,
+        })
+    }
+
+    /// Holds room for up to `calls` calls of the next step, within what the other batches
+    /// leave; how many it got.
+    fn hold(&self, calls: u32) -> u32 {
+        RUNTIME.with_borrow_mut(|r| {
+            let others: u32 = r.in_flight.iter().filter(|&(&job, _)| job != self.0).map(|(_, &n)| n).sum();
+            let held = calls.min(MAX_CALLS_IN_FLIGHT.saturating_sub(others));
+            r.in_flight.insert(self.0, held);
+            held
+        })
     }
 }
 
@@ -209,13 +240,27 @@ impl Drop for Batch {
     }
 }
 
-/// Runs one step of the job, then re-arms the timer, backing off after failed attempts.
+/// Runs the job's steps one after the other, each started as the last one's answers are read
+/// (no timer between them), while they progress and the vault runs; then re-arms the timer,
+/// backing off after a failed attempt. A step of chunk calls makes as many as the vault's
+/// cycles and the calls other jobs have in flight allow ([`cycles::batch_size`]).
 async fn run_batch(batch: Batch) {
     let id = batch.0;
-    let progressed = match with_state(|s| s.job(id)) {
-        Some(job) => steps::step(job).await,
-        None => false,
-    };
+    let mut progressed = false;
+    while let Some(job) = with_state(|s| s.job(id)) {
+        let moving = job.task.transfer().is_some();
+        let room = batch.hold(if moving { MAX_CALLS_IN_FLIGHT } else { PHASE_CALLS });
+        let size = if moving { cycles::batch_size(room) } else { room };
+        if size == 0 {
+            // The other jobs' batches hold every call the vault may have in flight.
+            break;
+        }
+        batch.hold(size);
+        progressed = steps::step(job, size).await;
+        if !progressed || ic_cdk::api::canister_status() != CanisterStatusCode::Running {
+            break;
+        }
+    }
     drop(batch);
     let retries = with_state(|s| s.job(id)).map_or(0, |j| j.retries);
     let backoff = if progressed || retries == 0 { 0 } else { SECOND << retries.min(6) };

@@ -12,19 +12,19 @@ use crate::state::with_state;
 use crate::storable::{JobRecord, Phase, Task};
 use crate::{app_client, retention};
 
-/// Advances `job` by one step; returns whether it progressed. The attempt is counted before
-/// its calls go out (`job::begin_attempt`).
-pub async fn step(job: JobRecord) -> bool {
-    let Some(calls) = job::next_calls(&job) else { return false };
-    let ctx = ctx(job.app);
+/// Advances `job` by one step, of at most `batch` chunk calls; returns whether it progressed. The
+/// attempt is counted before its calls go out (`job::begin_attempt`).
+pub async fn step(job: JobRecord, batch: u32) -> bool {
+    let Some(calls) = job::next_calls(&job, batch) else { return false };
+    let ctx = ctx(&job);
     let job = match job::begin_attempt(job, &ctx) {
         Ok(job) => job,
         Err(next) => return perform(*next),
     };
-    let bound = call_bound(&calls);
+    let sent_at = ic_cdk::api::time();
     with_state(|s| {
         s.put_job(job.clone());
-        s.spend_cycles(job.app, ic_cdk::api::time(), bound);
+        s.spend_cycles(job.app, sent_at, CALL_BOUND * call_count(&calls) as u128);
     });
     let answered = match (&job.task, calls) {
         (Task::Snapshot { .. }, Calls::DumpBegin) => snapshot::begin(&job).await,
@@ -42,46 +42,51 @@ pub async fn step(job: JobRecord) -> bool {
     };
     match answered {
         Some((answered, event)) => {
-            spent(&job, &answered, bound);
+            spent(&job, &answered, sent_at);
             settle(answered, event)
         }
         None => false,
     }
 }
 
-/// The most `calls` may cost the vault: each request and its reply at the payload limit.
-fn call_bound(calls: &Calls) -> u128 {
-    let count = match calls {
+/// The most a call may cost the vault: its request and its reply at the payload limit.
+const CALL_BOUND: u128 = 260_000 + 1_000 * 2 * app_client::MAX_PAYLOAD_BYTES as u128;
+
+fn call_count(calls: &Calls) -> u64 {
+    match calls {
         Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => indices.len() as u64,
         Calls::DumpBegin | Calls::DumpEnd | Calls::RestoreBegin | Calls::RestoreCommit => 1,
-    };
-    app_client::transfer_cycles(count, count.saturating_mul(2 * app_client::MAX_PAYLOAD_BYTES))
+    }
 }
 
-/// Replaces `bound`, counted when the calls that took `before` to `after` went out, by what
-/// they cost, in the spending of the job's app for the day.
-fn spent(before: &JobRecord, after: &JobRecord, bound: u128) {
-    let calls = after.calls.saturating_sub(before.calls);
+/// Replaces the bound counted at `sent_at` for each call the app answered, of those that took
+/// `before` to `after`, by what it cost, in the spending of the job's app for that day. A call
+/// without an answer (rejected, lost, undecodable) stays counted at its bound: what it cost
+/// the vault is not known.
+fn spent(before: &JobRecord, after: &JobRecord, sent_at: u64) {
+    let answered = after.calls.saturating_sub(before.calls);
     let bytes = after.bytes_moved.saturating_sub(before.bytes_moved);
-    let cost = app_client::transfer_cycles(calls, bytes);
-    with_state(|s| s.refund_cycles(after.app, ic_cdk::api::time(), bound.saturating_sub(cost)));
+    let refund = (CALL_BOUND * answered as u128).saturating_sub(app_client::transfer_cycles(answered, bytes));
+    with_state(|s| s.refund_cycles(after.app, sent_at, refund));
 }
 
 /// Applies `event` to `job` and performs the transition's effects; returns whether it
 /// progressed.
 pub fn settle(job: JobRecord, event: Event) -> bool {
-    let ctx = ctx(job.app);
+    let ctx = ctx(&job);
     perform(job::apply(job, event, &ctx))
 }
 
-/// What the transitions of a job of `app` need to know of the vault.
-fn ctx(app: candid::Principal) -> Ctx {
-    let now = ic_cdk::api::time();
+/// What the transitions of `job` need to know of the vault (its app's snapshots only where a
+/// dump may open: they are read, one record each, for the snapshot quota).
+fn ctx(job: &JobRecord) -> Ctx {
+    let (now, app) = (ic_cdk::api::time(), job.app);
+    let opening = matches!(job.task, Task::Snapshot { phase: Phase::Starting, .. });
     let (next_snapshot, holdings, limits) = with_state(|s| {
         let usage = s.app_usage(app);
         let holdings = Holdings {
             bytes: usage.held.total(),
-            snapshots: s.completed_of(app),
+            snapshots: if opening { s.completed_of(app) } else { Vec::new() },
             retention: s.app(app).map(|record| record.retention),
             cycles_today: usage.cycles_today(now),
             registrant: usage.registrant.map(|registrant| (registrant, s.registrant_usage(registrant).held.total())),

@@ -115,9 +115,10 @@ impl AppUsageRecord {
         self.held.is_empty() && self.completed == 0 && self.cycles_spent == 0
     }
 
-    /// Takes `cycles` back from the spending of the day of `now` (none of another day's).
-    pub fn refund(&mut self, now: u64, cycles: u128) {
-        if self.cycles_day == now / NANOS_PER_DAY {
+    /// Takes `cycles` counted at `spent_at` back from that day's spending (none once another
+    /// day's is counted).
+    pub fn refund(&mut self, spent_at: u64, cycles: u128) {
+        if self.cycles_day == spent_at / NANOS_PER_DAY {
             self.cycles_spent = self.cycles_spent.saturating_sub(cycles);
         }
     }
@@ -229,5 +230,9 @@ mod tests {
         assert_eq!(usage.cycles_today(2 * NANOS_PER_DAY), 0, "the next day");
         usage.spend(2 * NANOS_PER_DAY, 3);
         assert_eq!((usage.cycles_today(2 * NANOS_PER_DAY), usage.cycles_day), (3, 2));
+        usage.refund(2 * NANOS_PER_DAY - 1, 3);
+        assert_eq!(usage.cycles_today(2 * NANOS_PER_DAY), 3, "what was counted the day before is not taken from today's");
+        usage.refund(2 * NANOS_PER_DAY + 1, 2);
+        assert_eq!(usage.cycles_today(2 * NANOS_PER_DAY), 1);
     }
 }

@@ -16,10 +16,11 @@ use vault_api::protocol::{
     StateKind, WASM_PAGE_SIZE,
 };
 
-/// Bytes of the honest image: one wasm page.
-const IMAGE_BYTES: u64 = WASM_PAGE_SIZE;
-/// Bytes of a chunk of the honest image: three chunks, the last one shorter.
-const IMAGE_CHUNK_BYTES: u64 = 24 * 1024;
+/// Bytes of the honest image: three wasm pages.
+const IMAGE_BYTES: u64 = 3 * WASM_PAGE_SIZE;
+/// Bytes of a chunk of the honest image: three chunks, the last one shorter (a vault takes
+/// chunks of 64 KiB at least).
+const IMAGE_CHUNK_BYTES: u64 = 72 * 1024;
 /// The largest restore this app stages.
 const MAX_STAGED_BYTES: u64 = 64 << 20;
 /// Bytes of the text in a megabyte error, reject or trap.
