@@ -13,9 +13,9 @@
 //!
 //! Run: `cargo bench -p vault-tests --bench costs` (1 MiB to 1 GiB; add `-- --with-4gib` for a
 //! 4 GiB stable-memory snapshot, which needs about 10 GiB of memory; `-- --quick` for 1 and
-//! 16 MiB only, without writing the docs; `-- --baselines-only 256,1024` for the floor at those
-//! sizes and the hashes only, without writing the docs; `-- --in-flight K` for the floor's calls
-//! in flight, 8 unless told).
+//! 16 MiB only, `-- --sizes 16,256` for the sizes listed, `-- --baselines-only 256,1024` for
+//! the floor at those sizes and the hashes only, all three without writing the docs;
+//! `-- --in-flight K` for the floor's calls in flight, 16 unless told).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -332,7 +332,7 @@ fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option
     let i = args.iter().position(|a| a == name)?;
     let value = args.get(i + 1).and_then(|v| parse(v));
     if value.is_none() {
-        eprintln!("usage: costs [--quick] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS]");
+        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS]");
         std::process::exit(2);
     }
     value
@@ -344,7 +344,12 @@ fn main() {
     let in_flight = flag_value(&args, "--in-flight", |k| k.parse().ok().filter(|&k| k > 0)).unwrap_or(DEFAULT_IN_FLIGHT);
     let baselines_only: Option<Vec<u64>> =
         flag_value(&args, "--baselines-only", |list| list.split(',').map(|mib| mib.trim().parse().ok()).collect());
-    let list: &[u64] = if quick { &[1, 16] } else { &[1, 16, 256, 1024] };
+    let sizes: Option<Vec<u64>> = flag_value(&args, "--sizes", |list| list.split(',').map(|mib| mib.trim().parse().ok()).collect());
+    let list: &[u64] = match &sizes {
+        Some(sizes) => sizes,
+        None if quick => &[1, 16],
+        None => &[1, 16, 256, 1024],
+    };
     println!("{HEADER}");
     let mut rows = Vec::new();
     let mut record = |measured: Vec<Measured>| {
@@ -371,7 +376,7 @@ fn main() {
     for h in &hashes {
         println!("{}", hash_row(h));
     }
-    if quick || baselines_only.is_some() {
+    if quick || baselines_only.is_some() || sizes.is_some() {
         return;
     }
     let root = ic_harness::build::workspace_root();

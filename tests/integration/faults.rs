@@ -143,6 +143,14 @@ fn upgrade_vault(env: &Env) {
     env.ic.start_canister(env.vault, Some(owner())).expect("start");
 }
 
+/// Puts 100 MB more into `app`: 48 chunks more than a job keeps in flight (two batches of 16),
+/// so an upgrade of the vault comes while chunks are left to move.
+fn with_more_chunks_than_in_flight(env: &Env, app: Principal) {
+    for key in 0..40 {
+        env.app(app).put_blob(1_000 + key, 2_500_000, 9);
+    }
+}
+
 /// Runs rounds until job `id` has moved at least one chunk but not all.
 fn until_transferring(env: &Env, id: u64) {
     for _ in 0..50 {
@@ -159,6 +167,7 @@ fn until_transferring(env: &Env, id: u64) {
 fn the_vault_upgraded_mid_snapshot_resumes_it() {
     let env = Env::new();
     let app = app_with_state(&env, AppKind::Ledger, PREFILL + 2);
+    with_more_chunks_than_in_flight(&env, app);
     let expected = env.app(app).digest();
     let job = env.vault().snapshot_now(app).unwrap();
     until_transferring(&env, job.id);
@@ -173,10 +182,7 @@ fn the_vault_upgraded_mid_snapshot_resumes_it() {
 fn the_vault_upgraded_mid_restore_resumes_it_and_the_app_changes_only_at_commit() {
     let env = Env::new();
     let app = app_with_state(&env, AppKind::Notes, PREFILL + 2);
-    // More chunks than a batch takes, so the restore is seen half staged.
-    for key in 0..20 {
-        env.app(app).put_blob(key, 2_500_000, 9);
-    }
+    with_more_chunks_than_in_flight(&env, app);
     let snapshot_state = env.app(app).digest();
     let snapshot = env.snapshot(app);
     env.app(app).put_blob(99, 10, 1);

@@ -3,6 +3,8 @@
 //! the app. The async steps only make the calls, turn their answers into an [`Event`] and
 //! perform the [`Effect`]s, so every transition is unit-tested natively.
 
+use std::collections::BTreeSet;
+
 use vault_api::Sha256;
 use vault_api::manifest::try_chunk_count;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, MAX_CHUNKS, MAX_IMAGE_BYTES, RestoreReport};
@@ -89,22 +91,28 @@ pub enum Calls {
 
 /// What the next step of `job` asks of its app: chunk calls for at most `batch` chunks.
 pub fn next_calls(job: &JobRecord, batch: u32) -> Option<Calls> {
+    next_calls_besides(job, batch, &BTreeSet::new())
+}
+
+/// [`next_calls`], the chunk calls for chunks not in `in_flight` (another batch's): none left
+/// is an empty list.
+pub fn next_calls_besides(job: &JobRecord, batch: u32, in_flight: &BTreeSet<u32>) -> Option<Calls> {
     if job.is_finished() {
         return None;
     }
     Some(match &job.task {
         Task::Snapshot { phase: Phase::Starting, .. } => Calls::DumpBegin,
-        Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer, batch)),
+        Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer, batch, in_flight)),
         Task::Snapshot { phase: Phase::Finishing(_), .. } => Calls::DumpEnd,
         Task::Restore { phase: Phase::Starting, .. } => Calls::RestoreBegin,
-        Task::Restore { phase: Phase::Transferring(t), .. } => Calls::RestoreChunks(pending(t, batch)),
+        Task::Restore { phase: Phase::Transferring(t), .. } => Calls::RestoreChunks(pending(t, batch, in_flight)),
         Task::Restore { phase: Phase::Finishing(_), .. } => Calls::RestoreCommit,
     })
 }
 
-/// Chunks not moved yet, at most `batch` (and at least one) of them.
-fn pending(transfer: &Transfer, batch: u32) -> Vec<u32> {
-    (0..transfer.chunks).filter(|&i| !transfer.done.contains(i)).take(batch.max(1) as usize).collect()
+/// Chunks not moved yet nor in flight, at most `batch` (and at least one) of them.
+fn pending(transfer: &Transfer, batch: u32, in_flight: &BTreeSet<u32>) -> Vec<u32> {
+    (0..transfer.chunks).filter(|&i| !transfer.done.contains(i) && !in_flight.contains(&i)).take(batch.max(1) as usize).collect()
 }
 
 /// Opens an attempt of the job's next step, before its calls go out: the attempt counts as

@@ -1,16 +1,17 @@
 //! The timer that drives the jobs: arming it, the watchdog that re-arms it, the firing that
-//! releases deletions and starts due snapshots, and the batches (one per job at a time, each
-//! started as the last one's answers are read).
+//! releases deletions and starts due snapshots, and the batches: a job's steps one after the
+//! other, each started as the last one's answers are read, in two lanes while it moves chunks
+//! (one lane's calls travel while the other's answers stream back).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use candid::Principal;
 use ic_cdk::api::CanisterStatusCode;
 use vault_api::service::{JobError, JobKind, Trigger};
 
-use super::job::Event;
+use super::job::{self, Calls, Event};
 use super::{cycles, steps};
 use crate::state::with_state;
 use crate::storable::JobRecord;
@@ -31,17 +32,31 @@ const MAX_CALLS_IN_FLIGHT: u32 = 44;
 /// Calls a step other than a batch of chunk calls makes at most (a dump's begin asks the
 /// management canister too).
 const PHASE_CALLS: u32 = 2;
+/// Batches a job moving chunks keeps in flight at once, over different chunks.
+const LANES: u8 = 2;
 
 thread_local! {
-    /// Jobs with a batch running, with the calls each holds room for, and the time the timer is
-    /// armed for.
+    /// The batches in flight, by job and lane, and the time the timer is armed for.
     static RUNTIME: RefCell<Runtime> = RefCell::new(Runtime::default());
 }
 
 #[derive(Default)]
 struct Runtime {
-    in_flight: BTreeMap<u64, u32>,
+    in_flight: BTreeMap<(u64, u8), Lane>,
     armed: Option<(ic_cdk_timers::TimerId, u64)>,
+}
+
+/// A batch in flight: the calls it holds room for, the chunks its calls move.
+#[derive(Default)]
+struct Lane {
+    calls: u32,
+    chunks: BTreeSet<u32>,
+}
+
+impl Runtime {
+    fn lanes_of(&self, job: u64) -> impl Iterator<Item = (&(u64, u8), &Lane)> {
+        self.in_flight.range((job, 0)..=(job, u8::MAX))
+    }
 }
 
 fn now() -> u64 {
@@ -163,7 +178,7 @@ async fn tick() {
 
 /// Up to `n` running jobs with no batch in flight (their ids from the index; no job is read).
 fn idle_jobs(s: &crate::state::State, n: usize) -> Vec<u64> {
-    let in_flight = RUNTIME.with_borrow(|r| r.in_flight.keys().copied().collect::<std::collections::BTreeSet<u64>>());
+    let in_flight: BTreeSet<u64> = RUNTIME.with_borrow(|r| r.in_flight.keys().map(|&(job, _)| job).collect());
     s.running_job_ids().into_iter().filter(|id| !in_flight.contains(id)).take(n).collect()
 }
 
@@ -203,19 +218,33 @@ fn start_due_snapshots(time: u64) {
     }
 }
 
-/// A job's batches in flight, one at a time. Dropped when they end, or when a trap in one of
-/// their callbacks cancels them (the cleanup drops the task), so the job is taken up again.
-struct Batch(u64);
+/// A lane of a job's batches in flight, one batch at a time. Dropped when they end, or when a
+/// trap in one of their callbacks cancels them (the cleanup drops the task), so the job is
+/// taken up again.
+struct Batch {
+    job: u64,
+    lane: u8,
+}
 
 impl Batch {
+    /// The job's first lane, if it has none in flight.
     fn start(job: u64) -> Option<Batch> {
         // Lazily: a `Batch` built for nothing would release the running one when dropped.
-        RUNTIME.with_borrow_mut(|r| match r.in_flight.entry(job) {
-            std::collections::btree_map::Entry::Vacant(entry) => {
-                entry.insert(0);
-                Some(Batch(job))
+        RUNTIME.with_borrow_mut(|r| {
+            if r.lanes_of(job).next().is_some() {
+                return None;
             }
-            std::collections::btree_map::Entry::Occupied(_) => None,
+            r.in_flight.insert((job, 0), Lane::default());
+            Some(Batch { job, lane: 0 })
+        })
+    }
+
+    /// Another lane of the job, if it has fewer than [`LANES`].
+    fn another_lane(&self) -> Option<Batch> {
+        RUNTIME.with_borrow_mut(|r| {
+            let lane = (0..LANES).find(|&lane| !r.in_flight.contains_key(&(self.job, lane)))?;
+            r.in_flight.insert((self.job, lane), Lane::default());
+            Some(Batch { job: self.job, lane })
         })
     }
 
@@ -223,17 +252,33 @@ impl Batch {
     /// leave; how many it got.
     fn hold(&self, calls: u32) -> u32 {
         RUNTIME.with_borrow_mut(|r| {
-            let others: u32 = r.in_flight.iter().filter(|&(&job, _)| job != self.0).map(|(_, &n)| n).sum();
+            let others: u32 = r.in_flight.iter().filter(|&(&key, _)| key != (self.job, self.lane)).map(|(_, lane)| lane.calls).sum();
             let held = calls.min(MAX_CALLS_IN_FLIGHT.saturating_sub(others));
-            r.in_flight.insert(self.0, held);
+            r.in_flight.entry((self.job, self.lane)).or_default().calls = held;
             held
         })
+    }
+
+    /// The chunks the job's other lanes move.
+    fn others_chunks(&self) -> BTreeSet<u32> {
+        RUNTIME.with_borrow(|r| {
+            r.lanes_of(self.job).filter(|&(&(_, lane), _)| lane != self.lane).flat_map(|(_, l)| l.chunks.iter().copied()).collect()
+        })
+    }
+
+    fn others_in_flight(&self) -> bool {
+        RUNTIME.with_borrow(|r| r.lanes_of(self.job).any(|(&(_, lane), _)| lane != self.lane))
+    }
+
+    /// Notes the chunks this lane's calls move now.
+    fn moves(&self, chunks: BTreeSet<u32>) {
+        RUNTIME.with_borrow_mut(|r| r.in_flight.entry((self.job, self.lane)).or_default().chunks = chunks);
     }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        RUNTIME.with_borrow_mut(|r| r.in_flight.remove(&self.0));
+        RUNTIME.with_borrow_mut(|r| r.in_flight.remove(&(self.job, self.lane)));
         if ic_cdk::futures::is_recovering_from_trap() {
             arm(now() + SECOND);
         }
@@ -245,18 +290,34 @@ impl Drop for Batch {
 /// backing off after a failed attempt. A step of chunk calls makes as many as the vault's
 /// cycles and the calls other jobs have in flight allow ([`cycles::batch_size`]).
 async fn run_batch(batch: Batch) {
-    let id = batch.0;
+    let id = batch.job;
     let mut progressed = false;
     while let Some(job) = with_state(|s| s.job(id)) {
-        let moving = job.task.transfer().is_some();
+        let moving = matches!(job::next_calls(&job, 1), Some(Calls::DumpChunks(_) | Calls::RestoreChunks(_)));
+        if !moving && batch.others_in_flight() {
+            // A phase step is one lane's: the other makes it.
+            break;
+        }
         let room = batch.hold(if moving { MAX_CALLS_IN_FLIGHT } else { PHASE_CALLS });
         let size = if moving { cycles::batch_size(room) } else { room };
-        if size == 0 {
-            // The other jobs' batches hold every call the vault may have in flight.
+        let Some(calls) = job::next_calls_besides(&job, size, &batch.others_chunks()) else { break };
+        let chunks: BTreeSet<u32> = match &calls {
+            Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => indices.iter().copied().collect(),
+            _ => BTreeSet::new(),
+        };
+        if size == 0 || (moving && chunks.is_empty()) {
+            // The other batches hold every call the vault may have in flight, or move every
+            // chunk left.
             break;
         }
         batch.hold(size);
-        progressed = steps::step(job, size).await;
+        batch.moves(chunks);
+        // A second lane while the transfer goes well: failed attempts are retried one at a time.
+        if moving && job.retries == 0 && let Some(lane) = batch.another_lane() {
+            ic_cdk::futures::spawn(run_batch(lane));
+        }
+        progressed = steps::step(job, calls).await;
+        batch.moves(BTreeSet::new());
         if !progressed || ic_cdk::api::canister_status() != CanisterStatusCode::Running {
             break;
         }

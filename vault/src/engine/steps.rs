@@ -12,10 +12,9 @@ use crate::state::with_state;
 use crate::storable::{JobRecord, Phase, Task};
 use crate::{app_client, retention};
 
-/// Advances `job` by one step, of at most `batch` chunk calls; returns whether it progressed. The
-/// attempt is counted before its calls go out (`job::begin_attempt`).
-pub async fn step(job: JobRecord, batch: u32) -> bool {
-    let Some(calls) = job::next_calls(&job, batch) else { return false };
+/// Advances `job` by one step, the `calls` its phase makes (`job::next_calls`); returns whether
+/// it progressed. The attempt is counted before its calls go out (`job::begin_attempt`).
+pub async fn step(job: JobRecord, calls: Calls) -> bool {
     let ctx = ctx(&job);
     let job = match job::begin_attempt(job, &ctx) {
         Ok(job) => job,
