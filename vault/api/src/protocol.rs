@@ -34,6 +34,7 @@
 //! 0.1.0's and the builds before BLAKE3), a restore with no content hash is SHA-256. The `sha256`
 //! fields keep their names (candid compatibility) and carry digests in the content hash.
 
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
@@ -164,6 +165,88 @@ pub struct Chunk {
     /// From an app: the chunk's SHA-256, or zeros when its dump was opened with `chunk_hashes`
     /// false. From the vault (`snapshot_chunk`): its digest in the snapshot's content hash.
     pub sha256: Sha256,
+}
+
+/// `Ok(chunk)` as candid encodes it for a reply of type `Result<Chunk, BackupError>` (that of
+/// `vault_dump_chunk`), in three pieces so that the chunk's bytes can be sent from where they
+/// are, not copied into an encoding: what comes before them (the header, the `Ok` tag, the fields
+/// before `data` and its length), the bytes, and the fields after them.
+pub struct ChunkReply<'a> {
+    head: Vec<u8>,
+    data: &'a [u8],
+    tail: Vec<u8>,
+}
+
+thread_local! {
+    /// The header every chunk reply starts with, once [`reply_header`] computed it.
+    static REPLY_HEADER: OnceCell<Vec<u8>> = const { OnceCell::new() };
+}
+
+impl<'a> ChunkReply<'a> {
+    /// The reply `Ok(chunk)`: the header candid gives its type, then candid's encoding of the
+    /// value, split where the data goes. The split comes from the value with no data and with
+    /// one byte, which differ only in the data's length and bytes.
+    pub fn of(chunk: &'a Chunk) -> candid::Result<Self> {
+        let value = |data: &[u8]| reply_value(Chunk { index: chunk.index, data: ByteBuf::from(data), sha256: chunk.sha256 });
+        let (empty, one) = (value(&[])?, value(&[0xff])?);
+        // The empty blob's length (0) is the first byte that differs from the other's (1, then its byte).
+        let at = empty.iter().zip(&one).position(|(a, b)| a != b).unwrap_or(empty.len());
+        let (before, after) = (&empty[..at], empty.get(at + 1..).unwrap_or_default());
+        if empty.get(at) != Some(&0) || one != [before, &[1, 0xff], after].concat() {
+            return Err(candid::Error::msg("the encodings of a chunk do not differ only in its data"));
+        }
+        let mut head = reply_header()?;
+        head.extend_from_slice(before);
+        leb128(chunk.data.len() as u64, &mut head);
+        Ok(ChunkReply { head, data: &chunk.data, tail: after.to_vec() })
+    }
+
+    /// Computes the header of chunk replies unless this instance did: candid's type table of
+    /// their type, the costly part of an encoding (about 350 K instructions in a canister). The
+    /// heap keeps it past an update but not past a query, so an app prepares it in the update
+    /// that opens a dump, and each chunk query copies it. (A failure is [`ChunkReply::of`]'s to
+    /// report.)
+    pub fn prepare() {
+        let _ = reply_header();
+    }
+
+    /// The pieces, to be sent one after the other.
+    pub fn pieces(&self) -> [&[u8]; 3] {
+        [&self.head, self.data, &self.tail]
+    }
+}
+
+/// Candid's encoding of `Ok(chunk)` without the header.
+fn reply_value(chunk: Chunk) -> candid::Result<Vec<u8>> {
+    let mut serializer = candid::ser::ValueSerializer::new();
+    Ok::<Chunk, BackupError>(chunk).idl_serialize(&mut serializer)?;
+    Ok(serializer.get_result().to_vec())
+}
+
+/// The header of a `Result<Chunk, BackupError>` reply (the magic, the type table and the
+/// argument's type): candid's encoding of a chunk less that of its value.
+fn reply_header() -> candid::Result<Vec<u8>> {
+    if let Some(header) = REPLY_HEADER.with(|header| header.get().cloned()) {
+        return Ok(header);
+    }
+    let chunk = Chunk { index: 0, data: ByteBuf::new(), sha256: Sha256::default() };
+    let encoded = candid::encode_one(Ok::<Chunk, BackupError>(chunk.clone()))?;
+    let value = reply_value(chunk)?;
+    let header = encoded.strip_suffix(&value[..]).ok_or_else(|| candid::Error::msg("a chunk's encoding does not end with its value"))?;
+    Ok(REPLY_HEADER.with(|cell| cell.get_or_init(|| header.to_vec()).clone()))
+}
+
+/// Appends `n` in unsigned LEB128, as candid encodes a length.
+fn leb128(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -302,6 +385,24 @@ mod tests {
         assert!(cut.ends_with("..."));
         let error = BackupError::Serialization { message: long }.bounded();
         assert!(matches!(error, BackupError::Serialization { message } if message == cut));
+    }
+
+    #[test]
+    fn a_chunk_reply_in_pieces_is_candids_encoding() {
+        let patterned = |len: usize| (0..len).map(|i| (i * 7 + len) as u8).collect::<Vec<u8>>();
+        for len in [0, 1, 127, 128, 129, 16383, 16384, 16385, (1 << 21) - 1, 1 << 21, CHUNK_SIZE as usize] {
+            for index in [0, 1, 127, 128, 16384, u32::MAX] {
+                for sha256 in [Sha256::default(), Sha256([0xff; 32]), Sha256::of(&patterned(len))] {
+                    let chunk = Chunk { index, data: ByteBuf::from(patterned(len)), sha256 };
+                    let reply = ChunkReply::of(&chunk).expect("a chunk encodes");
+                    let expected = candid::encode_one(Ok::<Chunk, BackupError>(chunk.clone())).unwrap();
+                    assert!(reply.pieces().concat() == expected, "{len} bytes, index {index}, {sha256}");
+                    assert_eq!(reply.pieces()[1], &chunk.data[..]);
+                    let decoded: Result<Chunk, BackupError> = crate::decode::one(&reply.pieces().concat()).unwrap();
+                    assert_eq!(decoded, Ok(chunk));
+                }
+            }
+        }
     }
 
     /// `DumpManifest` as the builds before BLAKE3 have it.
