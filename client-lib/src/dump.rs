@@ -2,13 +2,13 @@
 //! (the endpoint checked that), for the session its `key` names. A chunk carries its SHA-256
 //! only for a vault that asks for it (one before BLAKE3): the vault hashes every chunk itself.
 
-use ic_stable_structures::Memory;
 use vault_api::manifest::{self, Sha256};
 use vault_api::protocol::DumpBegin;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKind, WASM_PAGE_SIZE};
 
 use crate::layout::{OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
+use crate::store::ReadBuffer;
 use crate::{memory, serde_state, session, store};
 
 /// Opens `key`'s dump at `now` as `args` asks, or answers the one open for it again; its
@@ -84,11 +84,15 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
         return Err(BackupError::ChunkOutOfRange { index, chunks });
     }
     let range = manifest::chunk_range(dump.size, dump.chunk_size, index);
-    let mut data = vec![0u8; (range.end - range.start) as usize];
-    match dump.kind {
-        StateKind::StableMemory => memory::read_frozen(range.start, &mut data),
-        StateKind::Serde => staging::staging().read(range.start, &mut data),
-    }
+    let len = (range.end - range.start) as usize;
+    let data = match dump.kind {
+        StateKind::StableMemory => memory::read_frozen(range.start, len),
+        StateKind::Serde => {
+            let mut buf = ReadBuffer::with_capacity(len);
+            buf.read(&staging::staging(), range.start, len);
+            buf.into_vec()
+        }
+    };
     let sha256 = if dump.chunk_hashes { Sha256::of(&data) } else { Sha256::default() };
     Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256 })
 }
@@ -101,6 +105,7 @@ pub fn end(key: SessionKey) -> Result<(), BackupError> {
 #[cfg(test)]
 mod tests {
     use candid::Principal;
+    use ic_stable_structures::Memory;
 
     use vault_api::ContentHash;
 

@@ -10,7 +10,7 @@ use ic_stable_structures::Memory;
 use vault_api::protocol::{StateKind, WASM_PAGE_SIZE as WASM_PAGE};
 
 use crate::layout::{self, Session};
-use crate::store::{self, Mem};
+use crate::store::{self, Mem, ReadBuffer};
 use crate::{cow, session};
 
 /// The unit of copy on write.
@@ -153,18 +153,18 @@ fn save_before_write(offset: u64, len: u64, now: impl FnOnce() -> u64) {
     }
 }
 
-/// Bytes `[offset, offset+dst.len())` of the open dump's image: copied-aside pages from the
-/// COW memory, the others from the app's memory.
-pub fn read_frozen(offset: u64, dst: &mut [u8]) {
-    let end = offset + dst.len() as u64;
+/// Bytes `[offset, offset+len)` of the open dump's image: copied-aside pages from the COW
+/// memory, the others from the app's memory.
+pub fn read_frozen(offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = ReadBuffer::with_capacity(len);
+    let end = offset + len as u64;
     let mut at = offset;
     while at < end {
         let page = at / COW_PAGE;
         let page_end = ((page + 1) * COW_PAGE).min(end);
-        let out = &mut dst[(at - offset) as usize..(page_end - offset) as usize];
         if cow::is_saved(page) {
             let slot = cow::slot_of(page).expect("a saved page has a slot");
-            cow_memory().read(slot * COW_PAGE + (at - page * COW_PAGE), out);
+            buf.read(&cow_memory(), slot * COW_PAGE + (at - page * COW_PAGE), (page_end - at) as usize);
             at = page_end;
         } else {
             // Read the run of pages not copied aside in one go.
@@ -172,10 +172,11 @@ pub fn read_frozen(offset: u64, dst: &mut [u8]) {
             while run_end < end && !cow::is_saved(run_end / COW_PAGE) {
                 run_end = ((run_end / COW_PAGE + 1) * COW_PAGE).min(end);
             }
-            app().read(at, &mut dst[(at - offset) as usize..(run_end - offset) as usize]);
+            buf.read(&app(), at, (run_end - at) as usize);
             at = run_end;
         }
     }
+    buf.into_vec()
 }
 
 /// Replaces the app's memory with `size` bytes read by `fill` (a restore's commit).
@@ -223,12 +224,6 @@ mod tests {
         session::open_dump(|| Ok(dump)).expect("freezing cannot fail here");
     }
 
-    fn frozen(offset: u64, len: usize) -> Vec<u8> {
-        let mut bytes = vec![0; len];
-        read_frozen(offset, &mut bytes);
-        bytes
-    }
-
     fn live(offset: u64, len: usize) -> Vec<u8> {
         let mut bytes = vec![0; len];
         memory().read(offset, &mut bytes);
@@ -241,8 +236,23 @@ mod tests {
         write_at(0, b"before", || unreachable!("no dump is open: the time is not read"));
         open_dump(10);
         write_at(0, b"after!", || 10 + TTL);
-        assert_eq!((frozen(0, 6), live(0, 6)), (b"before".to_vec(), b"after!".to_vec()));
+        assert_eq!((read_frozen(0, 6), live(0, 6)), (b"before".to_vec(), b"after!".to_vec()));
         assert!(matches!(store::header().session, Session::Dumping(OpenDump { cow_slots: 1, .. })));
+    }
+
+    #[test]
+    fn a_frozen_read_across_pages_copied_aside_and_not_reads_the_image_as_frozen() {
+        memory().grow(1);
+        let image: Vec<u8> = (0..WASM_PAGE).map(|i| (i % 251) as u8).collect();
+        write_at(0, &image, || 0);
+        open_dump(10);
+        for page in [1, 3, 4] {
+            write_at(page * COW_PAGE + 10, b"written while the dump is open", || 20);
+        }
+        for (offset, len) in [(0, WASM_PAGE as usize), (100, 5 * COW_PAGE as usize), (COW_PAGE + 5, 7), (3 * COW_PAGE, 0)] {
+            assert_eq!(read_frozen(offset, len), image[offset as usize..offset as usize + len], "{offset} + {len}");
+        }
+        assert_ne!(live(COW_PAGE, COW_PAGE as usize), image[COW_PAGE as usize..2 * COW_PAGE as usize]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
-use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
+use ic_stable_structures::{DefaultMemoryImpl, Memory, StableBTreeMap, StableCell};
 
 use crate::layout::{self, CowIndex, Header, Staged, StoredHeader};
 use crate::migration;
@@ -35,6 +35,35 @@ pub fn open() {
 fn read_header() -> Header {
     let migrated = HEADER_CELL.with_borrow_mut(|cell| MANAGER.with(|manager| migration::migrate(cell, manager)));
     migrated.unwrap_or_else(|error| ic_cdk::trap(format!("the vault client cannot open its memory: {error}")))
+}
+
+/// A buffer filled from the library's memories in order, without zeroing it first (a chunk's
+/// 2 MiB would cost an instruction a byte more).
+pub struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    /// An empty buffer with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        ReadBuffer(Vec::with_capacity(capacity))
+    }
+
+    /// Appends `len` bytes of `memory` from `offset`; traps if they do not fit in the room left.
+    pub fn read(&mut self, memory: &Mem, offset: u64, len: usize) {
+        let room = self.0.spare_capacity_mut();
+        if len > room.len() {
+            ic_cdk::trap(format!("a read of {len} bytes into a buffer with room for {}", room.len()));
+        }
+        // SAFETY: the `len` bytes at `room` are the vector's own, unused and not in `memory`;
+        // `read_unsafe` initializes all of them (or traps), so they are part of it afterwards.
+        unsafe {
+            memory.read_unsafe(offset, room.as_mut_ptr().cast(), len);
+            self.0.set_len(self.0.len() + len);
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 pub fn header() -> Header {
