@@ -146,16 +146,31 @@ fn state_layout() -> Option<u32> {
 /// then releases a dump or restore no vault call touched for `SESSION_TTL`.
 #[doc(hidden)]
 pub mod endpoints {
+    use std::marker::PhantomData;
+
     use super::*;
     use layout::SessionKey;
-    use vault_api::protocol::{Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport};
+    use vault_api::protocol::{
+        Chunk, ChunkReply, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport,
+    };
 
     /// The guard on every backup endpoint with arguments: they must decode as `Args` within the
     /// quotas of `vault_api::decode` before the endpoint's own decoding (which has a skipping
     /// quota but no decoding quota) runs, whoever sends them: a crafted argument costs the app
     /// bounded work and is refused, before the caller is checked (which answers a typed error).
     pub fn bounded_args<Args: for<'a> candid::utils::ArgumentDecoder<'a>>() -> Result<(), String> {
-        vault_api::decode::args::<Args>(&ic_cdk::api::msg_arg_data()).map(drop).map_err(|e| format!("the argument does not decode: {e}"))
+        vault_api::decode::args::<Args>(&arg_data()).map(drop).map_err(|e| format!("the argument does not decode: {e}"))
+    }
+
+    /// The call's argument, copied into a buffer that is not zeroed first (a chunk's 2 MiB would
+    /// cost an instruction a byte more).
+    fn arg_data() -> Vec<u8> {
+        let len = ic0::msg_arg_data_size();
+        let mut bytes = Vec::with_capacity(len);
+        ic0::msg_arg_data_copy_uninit(&mut bytes.spare_capacity_mut()[..len], 0);
+        // SAFETY: `msg_arg_data_copy_uninit` initialized the `len` bytes after the (empty) start.
+        unsafe { bytes.set_len(len) };
+        bytes
     }
 
     /// A call from the vault for `job`: the key of its session, and the time.
@@ -197,12 +212,27 @@ pub mod endpoints {
 
     pub fn dump_begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
         let (key, now) = vault_call(args.job, args.nonce)?;
+        // An update: the heap keeps what the dump's chunk queries would each compute again.
+        ChunkReply::prepare();
         dump::begin(key, &args, now, state_layout())
     }
 
-    pub fn dump_chunk(args: ChunkRequest) -> Result<Chunk, BackupError> {
-        let (key, _) = vault_call(args.job, args.nonce)?;
-        dump::chunk(key, args.index)
+    /// Replies itself: a chunk's bytes go into the reply from the buffer they were read into,
+    /// around them the rest of candid's encoding of `Ok(chunk)` (an error is encoded whole).
+    pub fn dump_chunk(args: ChunkRequest) -> PhantomData<Result<Chunk, BackupError>> {
+        fn encoding_failed<T>(error: candid::Error) -> T {
+            ic_cdk::trap(format!("encoding the reply: {error}"))
+        }
+        let answer = vault_call(args.job, args.nonce).and_then(|(key, _)| dump::chunk(key, args.index));
+        match answer {
+            Ok(chunk) => {
+                let reply = ChunkReply::of(&chunk).unwrap_or_else(encoding_failed);
+                reply.pieces().into_iter().for_each(ic0::msg_reply_data_append);
+                ic0::msg_reply();
+            }
+            Err(error) => ic_cdk::api::msg_reply(candid::encode_one(Err::<Chunk, _>(error)).unwrap_or_else(encoding_failed)),
+        }
+        PhantomData
     }
 
     pub fn dump_end(args: JobRef) -> Result<(), BackupError> {
@@ -254,10 +284,12 @@ macro_rules! vault_endpoints {
             ::vault_client::endpoints::dump_begin(args)
         }
 
-        #[::ic_cdk::query(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::ChunkRequest,)>")]
+        #[::ic_cdk::query(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::ChunkRequest,)>", manual_reply = true)]
         fn vault_dump_chunk(
             args: ::vault_client::vault_api::protocol::ChunkRequest,
-        ) -> ::core::result::Result<::vault_client::vault_api::protocol::Chunk, ::vault_client::vault_api::protocol::BackupError> {
+        ) -> ::core::marker::PhantomData<
+            ::core::result::Result<::vault_client::vault_api::protocol::Chunk, ::vault_client::vault_api::protocol::BackupError>,
+        > {
             ::vault_client::endpoints::dump_chunk(args)
         }
 
