@@ -602,6 +602,12 @@ impl Campaign {
                 self.tally.refusals += 1;
                 Ok(())
             }
+            // A restore asks the target which content hashes it verifies: an injected fault may
+            // make it unreachable then, and the restore is refused before it starts.
+            (_, Err(VaultError::AppUnreachable { app, .. })) if app == target_id => {
+                self.tally.refusals += 1;
+                self.ended_meanwhile(Who::Honest(target))
+            }
             (running, result) => Err(format!("restore into {target_id} with job {running:?} running: {result:?}")),
         }
     }
