@@ -20,7 +20,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use candid::{CandidType, Deserialize, Principal};
+use candid::Principal;
+use harness_test_canisters::hashes::{Algorithm, Hashed};
 use ic_harness::{Harness, IcBackend, SubnetId};
 use serde_bytes::ByteBuf;
 use sha2::Digest;
@@ -187,17 +188,6 @@ fn measure_canisters<R>(ic: &Harness, app: Principal, vault: Principal, f: impl 
     (result, cost)
 }
 
-#[derive(CandidType, Clone, Copy)]
-enum Algorithm {
-    Sha256,
-    Blake3,
-}
-
-#[derive(CandidType, Deserialize)]
-struct Hashed {
-    digest: ByteBuf,
-    instructions: u64,
-}
 
 /// A content hash's cost per byte in a canister.
 struct HashCost {

@@ -3,7 +3,7 @@
 use candid::Principal;
 use serde_bytes::ByteBuf;
 use vault_api::{ContentHash, Sha256};
-use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreBegin, RestoreChunk, StateKind, methods};
+use vault_api::protocol::{BackupError, ChunkRequest, DumpBegin, JobRef, RestoreBegin, RestoreChunk, StateKind, leb128, methods};
 use vault_api::service::{ImportArgs, ImportChunk, Limits, Retention, Schedule, VaultError};
 use vault_tests::*;
 
@@ -250,18 +250,6 @@ fn an_app_refuses_an_argument_that_would_cost_more_to_decode_than_its_bytes() {
     refused_undecoded(forwarded(&env, probe, app, methods::DUMP_BEGIN, bomb));
     let spent = before - env.ic.cycle_balance(app);
     assert!(spent < 50_000_000, "the refusal cost the app {spent} cycles");
-}
-
-fn leb128(bytes: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            bytes.push(byte);
-            return;
-        }
-        bytes.push(byte | 0x80);
-    }
 }
 
 #[test]

@@ -11,3 +11,22 @@ pub fn pseudo_random_fill(buf: &mut [u8], seed: u64) {
         word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
     }
 }
+
+/// The interface of the `hashes` canister, for it and its clients.
+pub mod hashes {
+    use candid::{CandidType, Deserialize};
+    use serde_bytes::ByteBuf;
+
+    #[derive(CandidType, Deserialize, Clone, Copy, Debug)]
+    pub enum Algorithm {
+        Sha256,
+        Blake3,
+    }
+
+    #[derive(CandidType, Deserialize)]
+    pub struct Hashed {
+        pub digest: ByteBuf,
+        /// Instructions the hash took, and nothing else of the message.
+        pub instructions: u64,
+    }
+}

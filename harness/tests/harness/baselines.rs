@@ -2,7 +2,8 @@
 //! and the hash canister, built with wasm SIMD as the workspace builds canisters, computes the
 //! digests native SHA-256 and BLAKE3 compute.
 
-use candid::{CandidType, Deserialize, Principal};
+use candid::Principal;
+use harness_test_canisters::hashes::{Algorithm, Hashed};
 use ic_harness::Harness;
 use ic_harness::build::canister_wasm;
 use serde_bytes::ByteBuf;
@@ -38,17 +39,6 @@ fn the_floor_pair_moves_stable_memory_both_ways_unchanged() {
     assert_eq!(ic.update_call(source, controller(), "read", arg).unwrap(), original[100..116]);
 }
 
-#[derive(CandidType, Clone, Copy)]
-enum Algorithm {
-    Sha256,
-    Blake3,
-}
-
-#[derive(CandidType, Deserialize)]
-struct Hashed {
-    digest: ByteBuf,
-    instructions: u64,
-}
 
 #[test]
 fn the_hash_canister_is_built_with_simd_and_its_digests_are_the_native_ones() {

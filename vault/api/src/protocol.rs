@@ -197,7 +197,7 @@ impl<'a> ChunkReply<'a> {
         }
         let mut head = reply_header()?;
         head.extend_from_slice(before);
-        leb128(chunk.data.len() as u64, &mut head);
+        leb128(&mut head, chunk.data.len() as u64);
         Ok(ChunkReply { head, data: &chunk.data, tail: after.to_vec() })
     }
 
@@ -236,8 +236,8 @@ fn reply_header() -> candid::Result<Vec<u8>> {
     Ok(REPLY_HEADER.with(|cell| cell.get_or_init(|| header.to_vec()).clone()))
 }
 
-/// Appends `n` in unsigned LEB128, as candid encodes a length.
-fn leb128(mut n: u64, out: &mut Vec<u8>) {
+/// Appends `n` in unsigned LEB128, as candid encodes lengths, counts and field ids.
+pub fn leb128(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;

@@ -2,24 +2,11 @@
 //! its wasm SIMD backend in a module built with simd128, its portable one otherwise), with the
 //! digest to check each against a native one.
 
-use candid::{CandidType, Deserialize};
+use harness_test_canisters::hashes::{Algorithm, Hashed};
 use harness_test_canisters::pseudo_random_fill;
 use ic_cdk::{query, update};
 use serde_bytes::ByteBuf;
 use sha2::Digest;
-
-#[derive(CandidType, Deserialize, Clone, Copy, Debug)]
-enum Algorithm {
-    Sha256,
-    Blake3,
-}
-
-#[derive(CandidType, Deserialize)]
-struct Hashed {
-    digest: ByteBuf,
-    /// Instructions the hash took, and nothing else of the message.
-    instructions: u64,
-}
 
 /// The `len` bytes [`hash`] hashes for `seed`.
 fn input(len: u64, seed: u64) -> Vec<u8> {

@@ -13,7 +13,7 @@ use vault_api::manifest::{ChunkFault, check_chunk, chunk_range, image_hash, try_
 use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{
     BackupError, BackupInfo, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport,
-    StateKind, WASM_PAGE_SIZE,
+    StateKind, WASM_PAGE_SIZE, leb128,
 };
 
 /// Bytes of the honest image: three wasm pages.
@@ -422,18 +422,6 @@ fn decode_bomb(chunk: &Chunk, elements: u64) -> Vec<u8> {
         }
     }
     bytes
-}
-
-fn leb128(bytes: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let low = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            bytes.push(low);
-            return;
-        }
-        bytes.push(low | 0x80);
-    }
 }
 
 fn main() {}
