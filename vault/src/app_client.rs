@@ -135,7 +135,11 @@ pub struct Answer<T> {
 /// Calls protocol method `method` of app `target`. Its answer is untrusted: decoded within
 /// quotas, and its text (a reject message, an error's message) cut to `MAX_APP_TEXT`.
 async fn call<A: ArgumentEncoder, T: CandidType + DeserializeOwned>(target: Principal, method: &str, args: A) -> Protocol<T> {
-    let payload = candid::encode_args(args).expect("protocol arguments encode");
+    call_raw(target, method, candid::encode_args(args).expect("protocol arguments encode")).await
+}
+
+/// [`call`] with its arguments encoded.
+async fn call_raw<T: CandidType + DeserializeOwned>(target: Principal, method: &str, payload: Vec<u8>) -> Protocol<T> {
     let request_bytes = (method.len() + payload.len()) as u64;
     let _outstanding = Outstanding::new();
     let response = Call::bounded_wait(target, method)
@@ -180,7 +184,7 @@ pub async fn restore_begin(app: Principal, args: RestoreBegin) -> Protocol<()> {
 }
 
 pub async fn restore_chunk(app: Principal, args: RestoreChunk) -> Protocol<()> {
-    call(app, methods::RESTORE_CHUNK, (args,)).await
+    call_raw(app, methods::RESTORE_CHUNK, args.encode_request().expect("protocol arguments encode")).await
 }
 
 /// Commits `job`'s restore; the app refuses unless it still declares `state_layout` (if given).

@@ -187,18 +187,11 @@ impl<'a> ChunkReply<'a> {
     /// value, split where the data goes. The split comes from the value with no data and with
     /// one byte, which differ only in the data's length and bytes.
     pub fn of(chunk: &'a Chunk) -> candid::Result<Self> {
-        let value = |data: &[u8]| reply_value(Chunk { index: chunk.index, data: ByteBuf::from(data), sha256: chunk.sha256 });
-        let (empty, one) = (value(&[])?, value(&[0xff])?);
-        // The empty blob's length (0) is the first byte that differs from the other's (1, then its byte).
-        let at = empty.iter().zip(&one).position(|(a, b)| a != b).unwrap_or(empty.len());
-        let (before, after) = (&empty[..at], empty.get(at + 1..).unwrap_or_default());
-        if empty.get(at) != Some(&0) || one != [before, &[1, 0xff], after].concat() {
-            return Err(candid::Error::msg("the encodings of a chunk do not differ only in its data"));
-        }
+        let (before, after) = around_blob(|data| reply_value(Chunk { index: chunk.index, data: ByteBuf::from(data), sha256: chunk.sha256 }))?;
         let mut head = reply_header()?;
-        head.extend_from_slice(before);
+        head.extend_from_slice(&before);
         leb128(&mut head, chunk.data.len() as u64);
-        Ok(ChunkReply { head, data: &chunk.data, tail: after.to_vec() })
+        Ok(ChunkReply { head, data: &chunk.data, tail: after })
     }
 
     /// Computes the header of chunk replies unless this instance did: candid's type table of
@@ -213,6 +206,40 @@ impl<'a> ChunkReply<'a> {
     /// The pieces, to be sent one after the other.
     pub fn pieces(&self) -> [&[u8]; 3] {
         [&self.head, self.data, &self.tail]
+    }
+}
+
+/// What `encode` gives around the bytes of the one blob of the value it encodes, from its
+/// encodings with no bytes and with one, which differ only in the blob's length and bytes: the
+/// encoding of the value with blob `data` is the first, `data`'s length (LEB128), `data` and the
+/// second.
+fn around_blob(encode: impl Fn(&[u8]) -> candid::Result<Vec<u8>>) -> candid::Result<(Vec<u8>, Vec<u8>)> {
+    let (empty, one) = (encode(&[])?, encode(&[0xff])?);
+    // The empty blob's length (0) is the first byte that differs from the other's (1, then its byte).
+    let at = empty.iter().zip(&one).position(|(a, b)| a != b).unwrap_or(empty.len());
+    let (before, after) = (&empty[..at], empty.get(at + 1..).unwrap_or_default());
+    if empty.get(at) != Some(&0) || one != [before, &[1, 0xff], after].concat() {
+        return Err(candid::Error::msg("the encodings of a value do not differ only in its blob"));
+    }
+    Ok((before.to_vec(), after.to_vec()))
+}
+
+impl RestoreChunk {
+    /// The request `(self,)` as candid encodes it, the chunk's bytes copied once into it (candid's
+    /// encoder copies a blob into a growing buffer, then into its output).
+    pub fn encode_request(&self) -> candid::Result<Vec<u8>> {
+        let (before, after) = around_blob(|data| candid::encode_one(RestoreChunk { data: ByteBuf::from(data), ..self.clone_empty() }))?;
+        let mut request = Vec::with_capacity(before.len() + 10 + self.data.len() + after.len());
+        request.extend_from_slice(&before);
+        leb128(&mut request, self.data.len() as u64);
+        request.extend_from_slice(&self.data);
+        request.extend_from_slice(&after);
+        Ok(request)
+    }
+
+    /// The request's fields without its bytes.
+    fn clone_empty(&self) -> RestoreChunk {
+        RestoreChunk { job: self.job, index: self.index, data: ByteBuf::new(), sha256: self.sha256, nonce: self.nonce }
     }
 }
 
@@ -385,6 +412,18 @@ mod tests {
         assert!(cut.ends_with("..."));
         let error = BackupError::Serialization { message: long }.bounded();
         assert!(matches!(error, BackupError::Serialization { message } if message == cut));
+    }
+
+    #[test]
+    fn a_restore_chunk_request_is_candids_encoding() {
+        let patterned = |len: usize| (0..len).map(|i| (i * 13 + len) as u8).collect::<Vec<u8>>();
+        for len in [0, 1, 127, 128, 16383, 16384, CHUNK_SIZE as usize] {
+            for (index, nonce) in [(0, None), (128, Some(1)), (u32::MAX, Some(u64::MAX))] {
+                let args = RestoreChunk { job: 1 << 40, index, data: ByteBuf::from(patterned(len)), sha256: Sha256([0xab; 32]), nonce };
+                let request = args.encode_request().expect("a chunk encodes");
+                assert!(request == candid::encode_one(&args).unwrap(), "{len} bytes, index {index}");
+            }
+        }
     }
 
     #[test]
