@@ -775,14 +775,7 @@ impl State {
 
     /// Jobs not finished yet, by id (the index's running jobs).
     pub fn active_jobs(&self) -> Vec<JobRecord> {
-        self.index
-            .range(IndexKey::FIRST_RUNNING..)
-            .filter_map(|e| match *e.key() {
-                IndexKey::Running { job, .. } => self.jobs.get(&job),
-                _ => None,
-            })
-            .filter(|j| !j.is_finished())
-            .collect()
+        self.running_job_ids().into_iter().filter_map(|id| self.jobs.get(&id)).filter(|j| !j.is_finished()).collect()
     }
 
     /// Keeps the newest [`JOB_LOG_LENGTH`] finished jobs of `app`.

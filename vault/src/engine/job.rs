@@ -89,6 +89,16 @@ pub enum Calls {
     RestoreCommit,
 }
 
+impl Calls {
+    /// The chunks a batch of chunk calls moves; `None` for a phase's call.
+    pub fn chunks(&self) -> Option<&[u32]> {
+        match self {
+            Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => Some(indices),
+            Calls::DumpBegin | Calls::DumpEnd | Calls::RestoreBegin | Calls::RestoreCommit => None,
+        }
+    }
+}
+
 /// What the next step of `job` asks of its app: chunk calls for at most `batch` chunks.
 pub fn next_calls(job: &JobRecord, batch: u32) -> Option<Calls> {
     next_calls_besides(job, batch, &BTreeSet::new())

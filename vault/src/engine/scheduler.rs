@@ -11,7 +11,7 @@ use candid::Principal;
 use ic_cdk::api::CanisterStatusCode;
 use vault_api::service::{JobError, JobKind, Trigger};
 
-use super::job::{self, Calls, Event};
+use super::job::{self, Event};
 use super::{cycles, steps};
 use crate::state::with_state;
 use crate::storable::JobRecord;
@@ -248,15 +248,17 @@ impl Batch {
         })
     }
 
-    /// Holds room for up to `calls` calls of the next step, within what the other batches
-    /// leave; how many it got.
-    fn hold(&self, calls: u32) -> u32 {
-        RUNTIME.with_borrow_mut(|r| {
+    /// Calls this lane may have in flight: what the other batches leave.
+    fn room(&self) -> u32 {
+        RUNTIME.with_borrow(|r| {
             let others: u32 = r.in_flight.iter().filter(|&(&key, _)| key != (self.job, self.lane)).map(|(_, lane)| lane.calls).sum();
-            let held = calls.min(MAX_CALLS_IN_FLIGHT.saturating_sub(others));
-            r.in_flight.entry((self.job, self.lane)).or_default().calls = held;
-            held
+            MAX_CALLS_IN_FLIGHT.saturating_sub(others)
         })
+    }
+
+    /// Holds room for `calls` calls of the next step (at most [`Self::room`]).
+    fn hold(&self, calls: u32) {
+        RUNTIME.with_borrow_mut(|r| r.in_flight.entry((self.job, self.lane)).or_default().calls = calls);
     }
 
     /// The chunks the job's other lanes move.
@@ -293,18 +295,15 @@ async fn run_batch(batch: Batch) {
     let id = batch.job;
     let mut progressed = false;
     while let Some(job) = with_state(|s| s.job(id)) {
-        let moving = matches!(job::next_calls(&job, 1), Some(Calls::DumpChunks(_) | Calls::RestoreChunks(_)));
+        let moving = job::next_calls(&job, 1).is_some_and(|calls| calls.chunks().is_some());
         if !moving && batch.others_in_flight() {
             // A phase step is one lane's: the other makes it.
             break;
         }
-        let room = batch.hold(if moving { MAX_CALLS_IN_FLIGHT } else { PHASE_CALLS });
-        let size = if moving { cycles::batch_size(room) } else { room };
+        let room = batch.room();
+        let size = if moving { cycles::batch_size(room) } else { room.min(PHASE_CALLS) };
         let Some(calls) = job::next_calls_besides(&job, size, &batch.others_chunks()) else { break };
-        let chunks: BTreeSet<u32> = match &calls {
-            Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => indices.iter().copied().collect(),
-            _ => BTreeSet::new(),
-        };
+        let chunks: BTreeSet<u32> = calls.chunks().unwrap_or_default().iter().copied().collect();
         if size == 0 || (moving && chunks.is_empty()) {
             // The other batches hold every call the vault may have in flight, or move every
             // chunk left.

@@ -52,10 +52,7 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
 const CALL_BOUND: u128 = 260_000 + 1_000 * 2 * app_client::MAX_PAYLOAD_BYTES as u128;
 
 fn call_count(calls: &Calls) -> u64 {
-    match calls {
-        Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => indices.len() as u64,
-        Calls::DumpBegin | Calls::DumpEnd | Calls::RestoreBegin | Calls::RestoreCommit => 1,
-    }
+    calls.chunks().map_or(1, |chunks| chunks.len() as u64)
 }
 
 /// Replaces the bound counted at `sent_at` for each call the app answered, of those that took
