@@ -16,6 +16,11 @@
 //! 16 MiB only, `-- --sizes 16,256` for the sizes listed, `-- --baselines-only 256,1024` for
 //! the floor at those sizes and the hashes only, all three without writing the docs;
 //! `-- --in-flight K` for the floor's calls in flight, 16 unless told).
+//!
+//! A last section measures what the client library's `VaultMemory` costs the app's own work:
+//! instructions per insert, get and overwrite of the btree example app on `DefaultMemoryImpl`,
+//! on `VaultMemory`, and on `VaultMemory` while a dump is open (`-- --app-ops` for it alone,
+//! without writing the docs).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -26,6 +31,7 @@ use ic_harness::{Harness, IcBackend, SubnetId};
 use serde_bytes::ByteBuf;
 use sha2::Digest;
 use vault_api::service::JobPhase;
+use vault_tests::btree::{MAX_BATCH, OpsCost, VALUE_SIZE};
 use vault_tests::cost::Cost;
 use vault_tests::*;
 
@@ -313,6 +319,73 @@ fn svg(rows: &[Measured]) -> String {
     out
 }
 
+/// Entries the btree app holds before its operations are measured (about 100 MiB of values, the
+/// image an open dump freezes), and operations of each kind measured.
+const APP_OPS_ENTRIES: u64 = 100_000;
+/// The job the vault's dump of the btree app is opened for.
+const APP_OPS_JOB: u64 = 1;
+
+/// What the btree app's own operations cost on one memory.
+struct AppOps {
+    memory: &'static str,
+    /// The most this memory may cost per insert and per get, as a multiple of
+    /// `DefaultMemoryImpl`'s (none for `DefaultMemoryImpl` itself).
+    bar: Option<f64>,
+    cost: OpsCost,
+}
+
+/// The btree app's operations ([`APP_OPS_ENTRIES`] inserts of fresh keys into a map of as many
+/// entries, their gets, as many overwrites of entries present before each message) on `DefaultMemoryImpl` (the
+/// baseline canister), on `VaultMemory` with no dump open, and on `VaultMemory` of an app
+/// registered with the vault while a dump is open: opened by a `vault_dump_begin` call as the
+/// vault once the map is filled (no job of the vault's then moves its chunks), and left open
+/// while the operations run, so their writes to the frozen image pay for keeping it.
+fn measure_app_ops() -> Vec<AppOps> {
+    let env = Env::new();
+    let measured = |memory: &'static str, bar: Option<f64>, app: Principal, open_dump: bool| {
+        let client = env.btree(app);
+        client.fill(0, APP_OPS_ENTRIES);
+        if open_dump {
+            let manifest = env.open_dump_as_vault(app, APP_OPS_JOB).expect("the dump opens");
+            assert!(manifest.size >= APP_OPS_ENTRIES * VALUE_SIZE as u64, "the dump freezes the filled map: {manifest:?}");
+        }
+        let cost = client.measure_ops(APP_OPS_ENTRIES);
+        if open_dump {
+            assert!(env.dump_chunk_as_vault(app, APP_OPS_JOB, 0).is_ok(), "the dump stayed open while the operations ran");
+        }
+        AppOps { memory, bar, cost }
+    };
+    let registered = env.deploy_btree(Some(env.vault));
+    env.vault().register(registered, manual(), keep(1)).expect("register");
+    vec![
+        measured("`DefaultMemoryImpl`", None, env.deploy_btree_baseline(), false),
+        measured("`VaultMemory`, no dump open", Some(1.3), env.deploy_btree(None), false),
+        measured("`VaultMemory`, dump open", Some(2.0), registered, true),
+    ]
+}
+
+const APP_OPS_HEADER: &str = "| memory | operations of each kind | instructions per insert | per get | per overwrite | bar: insert and get at most |\n|---|---|---|---|---|---|";
+
+/// The rows of the app-ops table, each operation's instructions also as a multiple of
+/// `DefaultMemoryImpl`'s (the first row).
+fn app_ops_rows(rows: &[AppOps]) -> Vec<String> {
+    let per_op = |instructions: u64, cost: &OpsCost| instructions as f64 / cost.count.max(1) as f64;
+    let phases = |c: &OpsCost| [per_op(c.insert_instructions, c), per_op(c.get_instructions, c), per_op(c.overwrite_instructions, c)];
+    let base = phases(&rows[0].cost);
+    rows.iter()
+        .map(|r| {
+            let own = phases(&r.cost);
+            let ratios: Vec<f64> = own.iter().zip(base).map(|(own, base)| own / base.max(1.0)).collect();
+            let cells: Vec<String> = own.iter().zip(&ratios).map(|(own, ratio)| format!("{own:.0} ({ratio:.2}×)")).collect();
+            let bar = r.bar.map_or_else(String::new, |bar| {
+                let met = if ratios[..2].iter().all(|ratio| *ratio <= bar) { "met" } else { "missed" };
+                format!("{bar:.1}×: {met}")
+            });
+            format!("| {} | {} | {} | {} | {} | {bar} |", r.memory, r.cost.count, cells[0], cells[1], cells[2])
+        })
+        .collect()
+}
+
 /// The floor's calls in flight unless `--in-flight` says otherwise: as many as the vault's
 /// batches make at most.
 const DEFAULT_IN_FLIGHT: u32 = 16;
@@ -322,7 +395,7 @@ fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option
     let i = args.iter().position(|a| a == name)?;
     let value = args.get(i + 1).and_then(|v| parse(v));
     if value.is_none() {
-        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS]");
+        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops]");
         std::process::exit(2);
     }
     value
@@ -330,6 +403,14 @@ fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let print_app_ops = |rows: &[AppOps]| {
+        println!("\n{APP_OPS_HEADER}");
+        app_ops_rows(rows).iter().for_each(|row| println!("{row}"));
+    };
+    if args.iter().any(|a| a == "--app-ops") {
+        print_app_ops(&measure_app_ops());
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let in_flight = flag_value(&args, "--in-flight", |k| k.parse().ok().filter(|&k| k > 0)).unwrap_or(DEFAULT_IN_FLIGHT);
     let baselines_only: Option<Vec<u64>> =
@@ -369,6 +450,8 @@ fn main() {
     if quick || baselines_only.is_some() || sizes.is_some() {
         return;
     }
+    let app_ops = measure_app_ops();
+    print_app_ops(&app_ops);
     let root = ic_harness::build::workspace_root();
     let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB row needs about 10 GiB of memory; without the flag it is left out).\n\n");
     let _ = writeln!(md, "{HEADER}");
@@ -387,6 +470,11 @@ fn main() {
     let _ = writeln!(md, "{HASH_HEADER}");
     for h in &hashes {
         let _ = writeln!(md, "{}", hash_row(h));
+    }
+    let _ = writeln!(md, "\n## The app's own work on VaultMemory\n\nInstructions per operation of the btree example app (`examples/btree`: a `StableBTreeMap<u64, [u8; 1024]>` under a `MemoryManager`), counted in the canister with `ic0.performance_counter` around each phase of its `measure_ops`: {APP_OPS_ENTRIES} inserts of fresh keys after the largest into a map of {APP_OPS_ENTRIES} entries, then gets of them, then {APP_OPS_ENTRIES} overwrites at pseudo-random keys among the entries present before each message (the filled ones and the earlier messages' inserts), in messages of {} of each (the values are made before each phase). `DefaultMemoryImpl` is the same workload without the client library (`btree-baseline`). *dump open* is an app registered with the vault whose dump was opened as the vault opens it (`vault_dump_begin`, called as the vault) once the map was filled, and left open while the operations ran, so their writes to the frozen image pay for keeping it. Each figure is also given as a multiple of `DefaultMemoryImpl`'s; the bars, for inserts and gets, are at most 1.3× with no dump open and at most 2× while a dump is open. `cargo bench -p vault-tests --bench costs -- --app-ops` measures this section alone.\n", MAX_BATCH);
+    let _ = writeln!(md, "{APP_OPS_HEADER}");
+    for row in app_ops_rows(&app_ops) {
+        let _ = writeln!(md, "{row}");
     }
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");

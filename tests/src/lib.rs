@@ -1,6 +1,7 @@
 //! Test support: an embedded IC with a vault and example apps, a typed helper for each canister
 //! method, and the multi-step flows the tests share.
 
+pub mod btree;
 pub mod cost;
 pub mod interface;
 pub mod lies;
@@ -13,7 +14,7 @@ use candid::{Encode, Principal};
 use ic_harness::{CallError, Harness, IcBackend, RejectResponse, SubnetId};
 use serde_bytes::ByteBuf;
 use vault_api::client::{Reply, ServiceClient, Transport};
-use vault_api::protocol::Chunk;
+use vault_api::protocol::{BackupError, Chunk, ChunkRequest, DumpBegin, DumpManifest, methods};
 use vault_api::service::{
     AppInfo, ChunkRef, JobInfo, JobPhase, RegisterArgs, RestoreArgs, Retention, Schedule, SnapshotInfo, SnapshotRef, UnregisterArgs,
     UpdateScheduleArgs, VaultError,
@@ -281,9 +282,34 @@ impl Env {
 
     /// An example app controlled by `controller` alone, with this vault set (or none).
     pub fn deploy_controlled_by(&self, kind: AppKind, vault: Option<Principal>, controller: Principal) -> Principal {
+        self.deploy_module(kind.wasm(), Encode!(&vault).unwrap(), controller)
+    }
+
+    /// A canister on the apps' subnet controlled by `controller`, running `wasm` installed with
+    /// `init_arg`.
+    pub fn deploy_module(&self, wasm: Vec<u8>, init_arg: Vec<u8>, controller: Principal) -> Principal {
         let app = self.ic.create_canister_on_subnet(Some(controller), None, self.app_subnet);
-        self.ic.install_canister(app, kind.wasm(), Encode!(&vault).unwrap(), Some(controller));
+        self.ic.install_canister(app, wasm, init_arg, Some(controller));
         app
+    }
+
+    /// Opens a dump of `app` for `job` as the vault calls `vault_dump_begin` (without a nonce, as
+    /// release 0.1.0's vault does), with no job of the vault's own: the dump stays open until it
+    /// is ended or its session's TTL passes.
+    pub fn open_dump_as_vault(&self, app: Principal, job: u64) -> Result<DumpManifest, BackupError> {
+        let begin = DumpBegin { job, nonce: None, chunk_hashes: None };
+        let (opened,): (Result<DumpManifest, BackupError>,) =
+            self.ic.update_candid(app, self.vault, methods::DUMP_BEGIN, (begin,)).unwrap_or_else(|e| panic!("{}: {e}", methods::DUMP_BEGIN));
+        opened
+    }
+
+    /// Chunk `index` of `job`'s dump of `app` (opened by [`Env::open_dump_as_vault`]), asked for as
+    /// the vault.
+    pub fn dump_chunk_as_vault(&self, app: Principal, job: u64, index: u32) -> Result<Chunk, BackupError> {
+        let request = ChunkRequest { job, index, nonce: None };
+        let (chunk,): (Result<Chunk, BackupError>,) =
+            self.ic.query_candid(app, self.vault, methods::DUMP_CHUNK, (request,)).unwrap_or_else(|e| panic!("{}: {e}", methods::DUMP_CHUNK));
+        chunk
     }
 
     /// An example app with this vault set, registered with `schedule` and `retention`.
