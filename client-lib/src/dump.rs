@@ -9,7 +9,7 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKin
 use crate::layout::{OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::store::ReadBuffer;
-use crate::{memory, serde_state, session, store};
+use crate::{pages, serde_state, session, store};
 
 /// Opens `key`'s dump at `now` as `args` asks, or answers the one open for it again; its
 /// manifest says the app declares `state_layout`.
@@ -19,12 +19,15 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
         return Ok(manifest_of(&dump, state_layout));
     }
     let dump = session::open_dump(|| {
-        let (kind, size) = match serde_state::state_kind() {
-            StateKind::StableMemory => (StateKind::StableMemory, store::header().app_pages * WASM_PAGE_SIZE),
-            StateKind::Serde => (StateKind::Serde, serialize()?),
+        let (kind, size, frozen_generation) = match serde_state::state_kind() {
+            StateKind::StableMemory => {
+                let size = store::header().app_pages * WASM_PAGE_SIZE;
+                (StateKind::StableMemory, size, pages::freeze(size))
+            }
+            StateKind::Serde => (StateKind::Serde, serialize()?, 0),
         };
         let chunk_hashes = args.chunk_hashes != Some(false);
-        Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, cow_slots: 0, touched_at_nanos: now, chunk_hashes })
+        Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, frozen_generation, touched_at_nanos: now, chunk_hashes })
     })?;
     Ok(manifest_of(&dump, state_layout))
 }
@@ -86,7 +89,7 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
     let range = manifest::chunk_range(dump.size, dump.chunk_size, index);
     let len = (range.end - range.start) as usize;
     let data = match dump.kind {
-        StateKind::StableMemory => memory::read_frozen(range.start, len),
+        StateKind::StableMemory => pages::read_frozen(range.start, len),
         StateKind::Serde => {
             let mut buf = ReadBuffer::with_capacity(len);
             buf.read(&staging::staging(), range.start, len);
@@ -111,6 +114,7 @@ mod tests {
 
     use super::*;
     use crate::layout::Session;
+    use crate::memory;
 
     fn key(nonce: Option<u64>, job: u64) -> SessionKey {
         SessionKey { vault: Principal::from_slice(&[9; 10]), nonce, job }

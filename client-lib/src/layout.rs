@@ -4,16 +4,37 @@
 //!
 //! ```text
 //! raw stable memory (MemoryManager)
-//! ├── 0 APP        the app's own memory: what `vault_client::memory()` hands out
-//! ├── 1 STAGING    a serialized dump, or a restore being staged
-//! ├── 2 COW        old contents of APP pages written while a dump is open (4 KiB slots)
-//! ├── 3 HEADER     the `Header` below, in a StableCell
-//! ├── 4 COW_INDEX  StableBTreeMap<page: u64, slot: u64>
-//! ├── 5 STAGED     StableBTreeMap<chunk index: u32, digest: [u8; 32]> (in the restore's content hash)
-//! └── 6 UPGRADE    a serde app's state kept across its upgrades (length-prefixed MessagePack)
+//! ├── 0 SLOTS       4 KiB slots: the pages of the app's memory (what `vault_client::memory()`
+//! │                 hands out) and their page tables; layouts 1-3: the app's memory as it is
+//! ├── 1 STAGING     a serialized dump, or a serde restore being staged
+//! ├── 2 COW         retired in layout 4 (layouts 1-3: old contents of pages written during a dump)
+//! ├── 3 HEADER      the `Header` below, in a StableCell
+//! ├── 4 COW_INDEX   retired in layout 4 (layouts 1-3: StableBTreeMap<page: u64, slot: u64>)
+//! ├── 5 STAGED      StableBTreeMap<chunk index: u32, digest: [u8; 32]> (in the restore's content hash)
+//! ├── 6 UPGRADE     a serde app's state kept across its upgrades (length-prefixed MessagePack)
+//! ├── 7 DIR_A       a version's page directory: the live one, or a staged restore's
+//! ├── 8 DIR_B       the other of the two
+//! ├── 9 DIR_FROZEN  the page directory of the version an open stable-memory dump reads
+//! └── 10 FREE       slots ever taken (u64), then a bitmap of them: bit s of word s / 64 set if
+//!                   slot s is free
 //! ```
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
+//!
+//! The app's memory (`pages`): logical 4 KiB page p of a version is in the slot its table page
+//! p / 512 maps it to, entry p % 512; table page t is in the slot entry t of the version's
+//! directory maps it to. An entry is 8 bytes, little endian: 0 for none (zeros, or no table
+//! page), else the slot + 1 in its low 32 bits and the generation it was taken in above.
+//!
+//! ```text
+//! DIR_A/B/FROZEN: [entry of table page 0][entry of table page 1] ...
+//!                       │
+//! SLOTS:                └─► table page: [entry of page 0] ... [entry of page 511] ──► a page's slot
+//! ```
+//!
+//! `Header`, version 4, 350 bytes: version 3's below, then the live directory (345, 1 byte:
+//! 0 DIR_A, 1 DIR_B) and the generation the next slots are taken in (346, 4 bytes); the dump's
+//! "COW slots used" (125) is the frozen version's generation.
 //!
 //! `Header`, version 3, 345 bytes, little endian:
 //!
@@ -64,7 +85,7 @@
 //! The layout version covers all of the above. This build writes [`LAYOUT_VERSION`] and reads
 //! every version from [`OLDEST_LAYOUT`] on: the cell keeps the header as a [`StoredHeader`],
 //! its version read first; the bytes after it may differ per version, so each version read
-//! has its decoder here (`decode_v1`, `decode_v2`, `decode_v3`), and `migration` picks it by the version byte,
+//! has its decoder here (`decode_v1` to `decode_v4`), and `migration` picks it by the version byte,
 //! then runs one step per version up to the current one. An instance does this when it first
 //! reads the header; the entry points an app calls in `post_upgrade` (`on_restore`,
 //! `load_after_upgrade`, `use_serde_state`, `set_vault`, and `memory()` through its size) read
@@ -83,6 +104,9 @@
 //! - 3: a dump records whether it answers each chunk's SHA-256 (a vault that hashes every chunk
 //!   itself asks for none), a restore its content hash. The step from 2 changes nothing: what
 //!   layout 2 opened hashes as it always did, with SHA-256.
+//! - 4: the app's memory is paged. The step from 3 writes table pages mapping each page of the
+//!   app's memory to the slot it already is in (8 bytes per 4 KiB, no page moved), and closes a
+//!   dump or restore open under layout 3 as the step from 1 does.
 
 use std::borrow::Cow;
 
@@ -94,13 +118,16 @@ use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of};
 use vault_api::protocol::StateKind;
 use vault_api::{ContentHash, Sha256};
 
-pub const APP: MemoryId = MemoryId::new(0);
+pub const SLOTS: MemoryId = MemoryId::new(0);
 pub const STAGING: MemoryId = MemoryId::new(1);
-pub const COW: MemoryId = MemoryId::new(2);
 pub const HEADER: MemoryId = MemoryId::new(3);
 pub const COW_INDEX: MemoryId = MemoryId::new(4);
 pub const STAGED: MemoryId = MemoryId::new(5);
 pub const UPGRADE: MemoryId = MemoryId::new(6);
+pub const DIR_A: MemoryId = MemoryId::new(7);
+pub const DIR_B: MemoryId = MemoryId::new(8);
+pub const DIR_FROZEN: MemoryId = MemoryId::new(9);
+pub const FREE: MemoryId = MemoryId::new(10);
 
 /// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
 pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;
@@ -109,11 +136,11 @@ pub type Staged<M> = StableBTreeMap<u32, [u8; 32], M>;
 
 const MAGIC: &[u8; 4] = b"CVCL";
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 3;
+pub const LAYOUT_VERSION: u8 = 4;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 /// Bytes of the current layout's header, its magic and version included.
-const HEADER_BYTES: usize = 345;
+const HEADER_BYTES: usize = 350;
 /// Bytes of a key, and of each slot with its "present" byte, in layout 2 and in layout 3 (one
 /// content-hash byte more in the dump's and the restore's).
 const KEY_BYTES: usize = 47;
@@ -143,8 +170,8 @@ pub struct OpenDump {
     pub size: u64,
     pub chunk_size: u64,
     pub taken_at_nanos: u64,
-    /// Stable-memory dumps: slots of the COW memory in use.
-    pub cow_slots: u64,
+    /// Stable-memory dumps: the generation of the version it reads (see `pages`).
+    pub frozen_generation: u32,
     /// When a vault call last touched it (chunk reads are queries, which record nothing).
     pub touched_at_nanos: u64,
     /// Whether it answers each chunk with its SHA-256: its vault did not say it hashes them itself.
@@ -206,6 +233,27 @@ pub struct Header {
     pub committed: Option<Committed>,
     /// Bytes and instructions of the last serde dump, to estimate the next one's cost.
     pub serde_cost: (u64, u64),
+    /// Which directory is the live version's.
+    pub live_dir: LiveDir,
+    /// The generation slots are taken in now.
+    pub generation: u32,
+}
+
+/// The two directories the live version and a staged restore take turns in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LiveDir {
+    #[default]
+    A,
+    B,
+}
+
+impl LiveDir {
+    pub fn other(self) -> LiveDir {
+        match self {
+            LiveDir::A => LiveDir::B,
+            LiveDir::B => LiveDir::A,
+        }
+    }
 }
 
 fn kind_byte(kind: Option<StateKind>) -> u8 {
@@ -303,7 +351,7 @@ impl Header {
                     .u64(dump.size)
                     .u64(dump.chunk_size)
                     .u64(dump.taken_at_nanos)
-                    .u64(dump.cow_slots)
+                    .u64(dump.frozen_generation.into())
                     .u8(dump.chunk_hashes as u8);
             }
             _ => {
@@ -336,38 +384,47 @@ impl Header {
             }
         }
         w.u64(self.serde_cost.0).u64(self.serde_cost.1);
+        w.u8(matches!(self.live_dir, LiveDir::B) as u8).u32(self.generation);
         let fields = w.into_vec();
         debug_assert_eq!(MAGIC.len() + 1 + fields.len(), HEADER_BYTES);
         StoredHeader { layout: LAYOUT_VERSION, fields }
     }
 }
 
-/// Layout 3's decoder.
+/// Layout 4's decoder.
+pub fn decode_v4(fields: &[u8]) -> Header {
+    let mut r = Reader::new(fields);
+    let mut header = decode_keyed(&mut r, true);
+    header.live_dir = if r.u8() == 1 { LiveDir::B } else { LiveDir::A };
+    header.generation = r.u32();
+    header
+}
+
+/// Layout 3's decoder: its dump's frozen generation is not one (the step to layout 4 closes it).
 pub fn decode_v3(fields: &[u8]) -> Header {
-    decode_keyed(fields, true)
+    decode_keyed(&mut Reader::new(fields), true)
 }
 
 /// Layout 2's decoder: a dump answers each chunk's SHA-256, a restore is SHA-256.
 pub fn decode_v2(fields: &[u8]) -> Header {
-    decode_keyed(fields, false)
+    decode_keyed(&mut Reader::new(fields), false)
 }
 
-/// Layouts 2 and 3, whose sessions are keyed by their vault instance: layout 3 has the dump's and
-/// the restore's content-hash bytes (`content_hashes`), layout 2 has neither.
-fn decode_keyed(fields: &[u8], content_hashes: bool) -> Header {
-    let mut r = Reader::new(fields);
+/// Layouts 2 to 4, whose sessions are keyed by their vault instance: layouts 3 and 4 have the
+/// dump's and the restore's content-hash bytes (`content_hashes`), layout 2 has neither.
+fn decode_keyed(r: &mut Reader, content_hashes: bool) -> Header {
     let state_kind = kind_of(r.u8());
     let vault = r.opt_principal();
     let app_pages = r.u64();
     let dump = if r.u8() == 1 {
         let mut dump = OpenDump {
-            key: read_key(&mut r),
+            key: read_key(r),
             touched_at_nanos: r.u64(),
             kind: kind_of(r.u8()).expect("a kind"),
             size: r.u64(),
             chunk_size: r.u64(),
             taken_at_nanos: r.u64(),
-            cow_slots: r.u64(),
+            frozen_generation: r.u64() as u32,
             chunk_hashes: true,
         };
         if content_hashes {
@@ -387,7 +444,7 @@ fn decode_keyed(fields: &[u8], content_hashes: bool) -> Header {
     }
     let restore = if restore_present {
         let mut restore = OpenRestore {
-            key: read_key(&mut r),
+            key: read_key(r),
             touched_at_nanos: r.u64(),
             kind: kind_of(r.u8()).expect("a kind"),
             size: r.u64(),
@@ -407,14 +464,14 @@ fn decode_keyed(fields: &[u8], content_hashes: bool) -> Header {
         None
     };
     let committed = if r.u8() == 1 {
-        let (key, size, sha256) = (read_key(&mut r), r.u64(), r.sha256());
+        let (key, size, sha256) = (read_key(r), r.u64(), r.sha256());
         Some(Committed { key, kind: kind_of(r.u8()).expect("a kind"), size, sha256 })
     } else {
         r.array::<{ COMMITTED_SLOT_BYTES - 1 }>();
         None
     };
     let serde_cost = (r.u64(), r.u64());
-    Header { state_kind, vault, app_pages, session: session_of(dump, restore), committed, serde_cost }
+    Header { state_kind, vault, app_pages, session: session_of(dump, restore), committed, serde_cost, ..Header::default() }
 }
 
 /// Layout 1's decoder. Layout 1 keyed a session and the last commit by the job alone: they are
@@ -435,7 +492,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
         size: r.u64(),
         chunk_size: r.u64(),
         taken_at_nanos: r.u64(),
-        cow_slots: r.u64(),
+        frozen_generation: r.u64() as u32,
         touched_at_nanos: 0,
         chunk_hashes: true,
     };
@@ -456,7 +513,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
     let kind = kind_of(r.u8()).expect("a kind");
     let committed = present.then_some(Committed { key: key(job), kind, size, sha256 });
     let serde_cost = (r.u64(), r.u64());
-    Header { state_kind, vault, app_pages, session, committed, serde_cost }
+    Header { state_kind, vault, app_pages, session, committed, serde_cost, ..Header::default() }
 }
 
 #[cfg(test)]
@@ -478,7 +535,7 @@ mod tests {
                 size: 196608,
                 chunk_size: 100,
                 taken_at_nanos: 5,
-                cow_slots: 6,
+                frozen_generation: 6,
                 touched_at_nanos: 13,
                 chunk_hashes: false,
             }),
@@ -489,6 +546,8 @@ mod tests {
                 sha256: Sha256([7; 32]),
             }),
             serde_cost: (11, 12),
+            live_dir: LiveDir::B,
+            generation: 14,
         }
     }
 
@@ -501,7 +560,7 @@ mod tests {
     fn read(bytes: Vec<u8>) -> Header {
         let stored = StoredHeader::from_bytes(Cow::Owned(bytes));
         assert_eq!(stored.layout, LAYOUT_VERSION);
-        decode_v3(&stored.fields)
+        decode_v4(&stored.fields)
     }
 
     #[test]
@@ -559,7 +618,7 @@ mod tests {
         assert_eq!(DUMP_SLOT.len(), DUMP_SLOT_BYTES);
         assert_eq!(RESTORE_SLOT.len(), RESTORE_SLOT_BYTES);
         assert_eq!(COMMITTED_SLOT.len(), COMMITTED_SLOT_BYTES);
-        assert_eq!(COMMITTED_SLOT.end + 16, HEADER_BYTES);
+        assert_eq!(COMMITTED_SLOT.end + 16 + 5, HEADER_BYTES);
     }
 
     /// A restore of `content_hash` open in [`sample`].
@@ -582,9 +641,11 @@ mod tests {
 
     #[test]
     fn a_layout_2_dump_answers_sha256s_and_a_layout_2_restore_is_sha256() {
-        // Layout 2's bytes are layout 3's without bytes 133 and 239.
+        // Layout 2's bytes are layout 4's without bytes 133 and 239 and the paging's 5 at the end.
         for (header, as_layout_2) in [(dumping(false), dumping(true)), (restoring_in(ContentHash::Blake3), restoring_in(ContentHash::Sha256))] {
+            let as_layout_2 = Header { live_dir: LiveDir::A, generation: 0, ..as_layout_2 };
             let mut bytes = stored_bytes(&header);
+            bytes.truncate(HEADER_BYTES - 5);
             bytes.remove(239);
             bytes.remove(133);
             assert_eq!(decode_v2(&bytes[5..]), as_layout_2);
@@ -620,6 +681,6 @@ mod tests {
     fn header_golden_bytes() {
         let bytes = stored_bytes(&sample());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, include_str!("../golden/header_v3.hex").trim());
+        assert_eq!(hex, include_str!("../golden/header_v4.hex").trim());
     }
 }

@@ -90,12 +90,12 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../README.md")]
 pub struct ClientReadmeDoctests;
 
-mod cow;
 mod dump;
 mod guards;
 mod layout;
 mod memory;
 mod migration;
+mod pages;
 pub mod restore;
 mod serde_state;
 mod session;

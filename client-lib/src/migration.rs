@@ -9,7 +9,8 @@ use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableCell};
 use vault_api::layout::{LayoutError, steps_from};
 
-use crate::layout::{self, CowIndex, Decoder, Header, LAYOUT_VERSION, OLDEST_LAYOUT, Session, Staged, StoredHeader};
+use crate::layout::{self, CowIndex, Decoder, Header, LAYOUT_VERSION, LiveDir, OLDEST_LAYOUT, Session, Staged, StoredHeader};
+use crate::pages;
 
 /// Takes the library's memories (those `manager` divides) from one layout version to the next;
 /// the header is already in memory, read by its layout's decoder, and stored once every step ran.
@@ -21,15 +22,27 @@ type HeaderCell = StableCell<StoredHeader, VirtualMemory<DefaultMemoryImpl>>;
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`. 2 to 3 changes
 /// nothing but the header's layout: `decode_v2` reads a dump of layout 2 as answering each chunk's
 /// SHA-256 and a restore as SHA-256, which they are.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_layout_1_session, |_, _| {}];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_session, |_, _| {}, page_the_app_memory];
 
 /// `DECODERS[i]` reads the header of layout `OLDEST_LAYOUT + i`: one for each layout read.
-const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] = [layout::decode_v1, layout::decode_v2, layout::decode_v3];
+const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] =
+    [layout::decode_v1, layout::decode_v2, layout::decode_v3, layout::decode_v4];
 
-/// 1 to 2: a dump or restore open under layout 1 is keyed by its job alone, not by the vault
-/// instance that opened it; it is closed, releasing its copied-aside pages or staged chunks. The
-/// vault's next call for it finds no such job and opens it again.
-fn close_layout_1_session(header: &mut Header, manager: &MemoryManager<DefaultMemoryImpl>) {
+/// 3 to 4: the app's memory becomes the live version of a paged memory whose every page is in
+/// the slot it was in (the APP memory is the SLOTS memory), behind table pages written after it.
+/// What was open is closed first: a dump's copied-aside pages are not a frozen version, and a
+/// restore staged its image where a stable-memory restore no longer does.
+fn page_the_app_memory(header: &mut Header, manager: &MemoryManager<DefaultMemoryImpl>) {
+    close_session(header, manager);
+    pages::lay_out_in_place(manager.get(layout::SLOTS), manager.get(layout::FREE), manager.get(layout::DIR_A), header.app_pages);
+    header.live_dir = LiveDir::A;
+    header.generation = 0;
+}
+
+/// 1 to 2 (and in 3 to 4): a dump or restore open under layout 1 is keyed by its job alone, not
+/// by the vault instance that opened it; it is closed, releasing its copied-aside pages or staged
+/// chunks. The vault's next call for it finds no such job and opens it again.
+fn close_session(header: &mut Header, manager: &MemoryManager<DefaultMemoryImpl>) {
     match header.session {
         Session::Idle => return,
         Session::Dumping(_) => CowIndex::<_>::init(manager.get(layout::COW_INDEX)).clear_new(),
@@ -68,7 +81,12 @@ mod tests {
 
     /// `GOLDEN[i]`: a header of layout `OLDEST_LAYOUT + i` as a release that wrote it stored it.
     const GOLDEN: [&str; DECODERS.len()] =
-        [include_str!("../golden/header_v1.hex"), include_str!("../golden/header_v2.hex"), include_str!("../golden/header_v3.hex")];
+        [
+        include_str!("../golden/header_v1.hex"),
+        include_str!("../golden/header_v2.hex"),
+        include_str!("../golden/header_v3.hex"),
+        include_str!("../golden/header_v4.hex"),
+    ];
 
     fn unhex(hex: &str) -> Vec<u8> {
         let hex = hex.trim();
@@ -81,7 +99,7 @@ mod tests {
         let raw = DefaultMemoryImpl::default();
         let manager = MemoryManager::init(raw.clone());
         let cell = StableCell::new(manager.get(layout::HEADER), stored);
-        let app = manager.get(layout::APP);
+        let app = manager.get(layout::SLOTS);
         app.grow(1);
         app.write(0, b"the app's state");
         (raw, manager, cell)
@@ -145,12 +163,13 @@ mod tests {
                 size: 196608,
                 chunk_size: 100,
                 taken_at_nanos: 5,
-                cow_slots: 6,
+                frozen_generation: 6,
                 touched_at_nanos: 5,
                 chunk_hashes: true,
             }),
             committed: Some(Committed { key: key(2), kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
             serde_cost: (11, 12),
+            ..Header::default()
         }
     }
 
@@ -191,7 +210,7 @@ mod tests {
             assert_eq!(CowIndex::<_>::init(manager.get(layout::COW_INDEX)).len(), 0, "copied-aside pages released");
             assert_eq!(Staged::<_>::init(manager.get(layout::STAGED)).len(), 0, "staged chunks released");
             let mut app_state = [0; 15];
-            manager.get(layout::APP).read(0, &mut app_state);
+            manager.get(layout::SLOTS).read(0, &mut app_state);
             assert_eq!(&app_state, b"the app's state");
             assert_eq!(cell.get(), &header.encode(), "stored in the current layout");
         }

@@ -1,6 +1,7 @@
 //! Restores: staging an image chunk by chunk, and replacing the live state with it in one
 //! message once every chunk and the manifest hash check out. Until then the live state is
-//! untouched. Each call is the vault's (the endpoint checked that), for the session its `key`
+//! untouched. A stable-memory image is staged into free pages of the app's memory, and its commit
+//! switches the page directory (see `pages`): its cost grows with the page table, not the image. Each call is the vault's (the endpoint checked that), for the session its `key`
 //! names.
 
 use ic_stable_structures::Memory;
@@ -9,7 +10,7 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, R
 
 use crate::layout::{Committed, OpenRestore, SessionKey};
 use crate::staging::{self, Exceeded, StagingReader};
-use crate::{memory, serde_state, session, store};
+use crate::{memory, pages, serde_state, session, store};
 
 thread_local! {
     static RELOAD: std::cell::Cell<Option<fn()>> = const { std::cell::Cell::new(None) };
@@ -30,10 +31,6 @@ pub fn on_restore(reload: fn()) {
 /// The content hashes this library verifies a restore in (every chunk and the manifest, before a
 /// commit); it tells its vault in `BackupInfo` and `DumpManifest`.
 pub const CONTENT_HASHES: [ContentHash; 2] = [ContentHash::Sha256, ContentHash::Blake3];
-
-/// The largest stable-memory image a commit can put in place: its copy must stay under the
-/// 2 GiB of stable memory one message may write.
-pub const MAX_STABLE_RESTORE_BYTES: u64 = staging::MAX_STAGED_BYTES;
 
 /// Opens `key`'s staging for the image `args` describes at `now`, or keeps the one open for it.
 pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), BackupError> {
@@ -64,9 +61,6 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
                     message: format!("a stable-memory image is whole 64 KiB pages; {} bytes is not", args.size),
                 });
             }
-            if args.size > MAX_STABLE_RESTORE_BYTES {
-                return Err(BackupError::TooLarge { size: args.size, limit: MAX_STABLE_RESTORE_BYTES });
-            }
         }
         StateKind::Serde => {
             if args.size > staging::MAX_STAGED_BYTES {
@@ -85,10 +79,7 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
             }
         }
     }
-    if !staging::reserve(args.size) {
-        return Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * WASM_PAGE_SIZE });
-    }
-    session::open_restore(OpenRestore {
+    let restore = OpenRestore {
         key,
         kind: args.state_kind,
         size: args.size,
@@ -96,8 +87,12 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
         sha256: args.sha256,
         touched_at_nanos: now,
         content_hash: args.content_hash(),
-    });
-    Ok(())
+    };
+    session::open_restore(restore, || match args.state_kind {
+        StateKind::StableMemory => pages::open_staged(args.size).map_err(|room| BackupError::TooLarge { size: args.size, limit: room }),
+        StateKind::Serde if staging::reserve(args.size) => Ok(()),
+        StateKind::Serde => Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * WASM_PAGE_SIZE }),
+    })
 }
 
 /// Stages a chunk of `key`'s restore at `now`, checked against its digest in the restore's
@@ -111,7 +106,10 @@ pub fn chunk(key: SessionKey, args: RestoreChunk, now: u64) -> Result<(), Backup
             ChunkFault::SizeMismatch { expected, actual } => BackupError::ChunkSizeMismatch { index, expected, actual },
             ChunkFault::HashMismatch => BackupError::ChunkHashMismatch { index },
         })?;
-    staging::staging().write(checked.range.start, &args.data);
+    match restore.kind {
+        StateKind::StableMemory => pages::write_staged(checked.range.start, &args.data),
+        StateKind::Serde => staging::staging().write(checked.range.start, &args.data),
+    }
     store::with_staged(|staged| staged.insert(args.index, args.sha256.0));
     session::touch(now);
     Ok(())
@@ -161,8 +159,7 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>) -> Result<Res
     match restore.kind {
         StateKind::StableMemory => {
             let Some(reload) = RELOAD.get() else { return Err(BackupError::NoReloadHook) };
-            let staging = staging::staging();
-            memory::replace_contents(restore.size, |at, buf| staging.read(at, buf));
+            pages::commit_staged(restore.size);
             memory::read_only(reload);
         }
         StateKind::Serde => {

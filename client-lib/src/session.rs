@@ -1,14 +1,15 @@
 //! The one operation open at a time, a dump or a restore, bound to the vault instance that
 //! opened it: a call whose [`SessionKey`] differs (another vault, another instance of it, another
 //! job) finds nothing open. Opening one supersedes the other, and closing one releases what it
-//! holds (a dump's copied-aside pages, a restore's staged chunks); so does a change of vault, and
+//! holds (a dump's frozen pages, a restore's staged chunks); so does a change of vault, and
 //! so does the library, the next time it runs, for one no vault call touched for
 //! [`SESSION_TTL`].
 
 use vault_api::protocol::{BackupError, SESSION_TTL};
 
 use crate::layout::{Committed, OpenDump, OpenRestore, Session, SessionKey};
-use crate::{cow, store};
+use crate::{pages, store};
+use vault_api::protocol::StateKind;
 
 /// The open dump, if it is `key`'s.
 pub fn dump(key: &SessionKey) -> Option<OpenDump> {
@@ -41,13 +42,13 @@ pub fn open_dump(freeze: impl FnOnce() -> Result<OpenDump, BackupError>) -> Resu
     Ok(dump)
 }
 
-/// Opens `restore` with no chunk staged, superseding an open dump or an older staging.
-pub fn open_restore(restore: OpenRestore) {
-    if matches!(store::header().session, Session::Dumping(_)) {
-        cow::clear();
-    }
-    store::with_staged(|staged| staged.clear_new());
+/// Opens `restore` with no chunk staged once `make_room` made room for it, superseding an open
+/// dump or an older staging, which are released first; if `make_room` fails nothing stays open.
+pub fn open_restore(restore: OpenRestore, make_room: impl FnOnce() -> Result<(), BackupError>) -> Result<(), BackupError> {
+    release();
+    make_room()?;
     store::update_header(|h| h.session = Session::Restoring(restore));
+    Ok(())
 }
 
 /// Records that a vault call touched the open operation at `now`.
@@ -97,8 +98,17 @@ pub fn release_stale(now: u64) -> bool {
 pub fn release() {
     match store::header().session {
         Session::Idle => return,
-        Session::Dumping(_) => cow::clear(),
-        Session::Restoring(_) => store::with_staged(|staged| staged.clear_new()),
+        Session::Dumping(dump) => {
+            if dump.kind == StateKind::StableMemory {
+                pages::release_frozen();
+            }
+        }
+        Session::Restoring(restore) => {
+            store::with_staged(|staged| staged.clear_new());
+            if restore.kind == StateKind::StableMemory {
+                pages::release_staged();
+            }
+        }
     }
     store::update_header(|h| h.session = Session::Idle);
 }
@@ -128,7 +138,7 @@ mod tests {
             size: 65536,
             chunk_size: 1024,
             taken_at_nanos: 7,
-            cow_slots: 0,
+            frozen_generation: 0,
             touched_at_nanos: 7,
             chunk_hashes: false,
         }
@@ -150,13 +160,23 @@ mod tests {
         store::header().session
     }
 
-    /// Records `page` as copied aside by the open dump.
+    /// Writes `page` of the app's memory: the open dump keeps its frozen contents.
     fn copy_aside(page: u64) {
-        store::with_cow_index(|index| index.insert(page, page));
+        pages::write_live(page * pages::PAGE, b"written");
     }
 
-    fn pages_copied_aside() -> u64 {
-        store::with_cow_index(|index| index.len())
+    /// Whether the open dump holds pages the live memory no longer maps.
+    fn dump_holds_pages() -> bool {
+        pages::frozen_only_slots() > 0
+    }
+
+    /// The session of `job`'s dump, opened by [`open`].
+    fn dumping(job: u64) -> Session {
+        let frozen_generation = match session() {
+            Session::Dumping(open) => open.frozen_generation,
+            _ => 0,
+        };
+        Session::Dumping(OpenDump { frozen_generation, ..a_dump(job) })
     }
 
     fn stage(index: u32) {
@@ -167,22 +187,37 @@ mod tests {
         store::with_staged(|staged| staged.len())
     }
 
+    /// Opens `dump`, of the app's memory of one wasm page, all of it written.
     fn open(dump: OpenDump) {
-        open_dump(|| Ok(dump)).expect("freezing cannot fail here");
+        let memory = crate::memory::memory();
+        if ic_stable_structures::Memory::size(&memory) == 0 {
+            ic_stable_structures::Memory::grow(&memory, 1);
+            pages::write_live(0, &[1; 65536]);
+        }
+        open_dump(|| Ok(OpenDump { frozen_generation: pages::freeze(dump.size), ..dump })).expect("freezing cannot fail here");
+    }
+
+    fn open_staging(restore: OpenRestore) {
+        let size = restore.size;
+        let make_room = || {
+            pages::open_staged(size).expect("room for one wasm page");
+            Ok(())
+        };
+        open_restore(restore, make_room).expect("room was made");
     }
 
     #[test]
     fn a_dump_opens_and_only_its_job_ends_it() {
         open(a_dump(1));
-        assert_eq!(session(), Session::Dumping(a_dump(1)));
-        assert_eq!(dump(&key(1)), Some(a_dump(1)));
+        assert_eq!(session(), dumping(1));
+        assert_eq!(dump(&key(1)).map(Session::Dumping), Some(dumping(1)));
         assert_eq!((dump(&key(2)), restore(&key(1))), (None, None));
         copy_aside(3);
         end_dump(&key(2));
         abort_restore(&key(1));
-        assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(1)), 1));
+        assert_eq!((session(), dump_holds_pages()), (dumping(1), true));
         end_dump(&key(1));
-        assert_eq!((session(), pages_copied_aside()), (Session::Idle, 0));
+        assert_eq!((session(), dump_holds_pages()), (Session::Idle, false));
     }
 
     #[test]
@@ -196,7 +231,7 @@ mod tests {
             assert_eq!(dump(&stranger), None, "{stranger:?}");
             end_dump(&stranger);
         }
-        assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(1)), 1));
+        assert_eq!((session(), dump_holds_pages()), (dumping(1), true));
     }
 
     #[test]
@@ -221,12 +256,12 @@ mod tests {
         open(a_dump(1));
         copy_aside(3);
         open(a_dump(2));
-        assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(2)), 0));
+        assert_eq!((session(), dump_holds_pages()), (dumping(2), false));
     }
 
     #[test]
     fn a_dump_supersedes_a_staged_restore_before_it_freezes() {
-        open_restore(a_restore(1));
+        open_staging(a_restore(1));
         stage(0);
         let frozen = open_dump(|| {
             assert_eq!((session(), chunks_staged()), (Session::Idle, 0), "the restore is released first");
@@ -238,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_dump_that_fails_to_freeze_leaves_nothing_open() {
-        open_restore(a_restore(1));
+        open_staging(a_restore(1));
         stage(0);
         let failed = open_dump(|| Err(BackupError::Serialization { message: "no state".into() }));
         assert!(matches!(failed, Err(BackupError::Serialization { .. })));
@@ -249,17 +284,17 @@ mod tests {
     fn a_restore_supersedes_an_open_dump_and_an_older_staging() {
         open(a_dump(1));
         copy_aside(3);
-        open_restore(a_restore(2));
-        assert_eq!((session(), pages_copied_aside()), (Session::Restoring(a_restore(2)), 0));
+        open_staging(a_restore(2));
+        assert_eq!((session(), dump_holds_pages()), (Session::Restoring(a_restore(2)), false));
         assert_eq!(dump(&key(1)), None);
         stage(0);
-        open_restore(a_restore(3));
+        open_staging(a_restore(3));
         assert_eq!((session(), chunks_staged()), (Session::Restoring(a_restore(3)), 0));
     }
 
     #[test]
     fn only_its_job_aborts_a_restore() {
-        open_restore(a_restore(1));
+        open_staging(a_restore(1));
         stage(0);
         abort_restore(&key(2));
         abort_restore(&SessionKey { nonce: Some(78), ..key(1) });
@@ -271,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_completed_restore_closes_and_is_recorded() {
-        open_restore(a_restore(1));
+        open_staging(a_restore(1));
         stage(0);
         let committed = Committed { key: key(1), kind: StateKind::StableMemory, size: 65536, sha256: Sha256([1; 32]) };
         complete_restore(committed.clone());
@@ -284,17 +319,17 @@ mod tests {
         open(a_dump(1));
         copy_aside(3);
         assert!(!release_stale(7 + TTL), "exactly the TTL is not past it");
-        assert_eq!((session(), pages_copied_aside()), (Session::Dumping(a_dump(1)), 1));
+        assert_eq!((session(), dump_holds_pages()), (dumping(1), true));
         touch(100);
         assert!(!release_stale(7 + TTL + 1), "a touch restarts the TTL");
         assert!(release_stale(100 + TTL + 1));
-        assert_eq!((session(), pages_copied_aside()), (Session::Idle, 0));
+        assert_eq!((session(), dump_holds_pages()), (Session::Idle, false));
         assert!(!release_stale(u64::MAX), "nothing is open");
     }
 
     #[test]
     fn a_staged_restore_no_vault_call_touched_for_the_ttl_is_released() {
-        open_restore(a_restore(1));
+        open_staging(a_restore(1));
         stage(0);
         touch(50);
         assert_eq!(restore(&key(1)).map(|r| r.touched_at_nanos), Some(50));

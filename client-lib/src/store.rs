@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use ic_stable_structures::memory_manager::{MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, Memory, StableBTreeMap, StableCell};
 
-use crate::layout::{self, CowIndex, Header, Staged, StoredHeader};
+use crate::layout::{self, Header, Staged, StoredHeader};
 use crate::migration;
 
 pub type Mem = VirtualMemory<DefaultMemoryImpl>;
@@ -17,7 +17,6 @@ thread_local! {
         RefCell::new(StableCell::init(memory(layout::HEADER), Header::default().encode()));
     /// The header, read on first use (see [`open`]): every write goes through [`update_header`].
     static HEADER: RefCell<Header> = RefCell::new(read_header());
-    static COW_INDEX: RefCell<CowIndex<Mem>> = RefCell::new(StableBTreeMap::init(memory(layout::COW_INDEX)));
     static STAGED: RefCell<Staged<Mem>> = RefCell::new(StableBTreeMap::init(memory(layout::STAGED)));
 }
 
@@ -61,6 +60,11 @@ impl ReadBuffer {
         }
     }
 
+    /// Appends `len` zeros.
+    pub fn zeros(&mut self, len: usize) {
+        self.0.resize(self.0.len() + len, 0);
+    }
+
     pub fn into_vec(self) -> Vec<u8> {
         self.0
     }
@@ -70,6 +74,11 @@ pub fn header() -> Header {
     HEADER.with_borrow(Header::clone)
 }
 
+/// Reads the header without copying it.
+pub fn with_header<R>(f: impl FnOnce(&Header) -> R) -> R {
+    HEADER.with_borrow(f)
+}
+
 /// Changes the header in stable memory and in the cache.
 pub fn update_header<R>(f: impl FnOnce(&mut Header) -> R) -> R {
     let mut h = header();
@@ -77,10 +86,6 @@ pub fn update_header<R>(f: impl FnOnce(&mut Header) -> R) -> R {
     HEADER_CELL.with_borrow_mut(|c| c.set(h.encode()));
     HEADER.set(h);
     result
-}
-
-pub fn with_cow_index<R>(f: impl FnOnce(&mut CowIndex<Mem>) -> R) -> R {
-    COW_INDEX.with_borrow_mut(f)
 }
 
 pub fn with_staged<R>(f: impl FnOnce(&mut Staged<Mem>) -> R) -> R {
