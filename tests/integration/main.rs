@@ -3,6 +3,7 @@
 
 mod access;
 mod admin;
+mod btree;
 mod campaign;
 mod faults;
 mod flows;
