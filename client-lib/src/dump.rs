@@ -22,7 +22,7 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
         let (kind, size, frozen_generation) = match serde_state::state_kind() {
             StateKind::StableMemory => {
                 let size = store::header().app_pages * WASM_PAGE_SIZE;
-                (StateKind::StableMemory, size, pages::freeze(size))
+                (StateKind::StableMemory, size, pages::freeze())
             }
             StateKind::Serde => (StateKind::Serde, serialize()?, 0),
         };

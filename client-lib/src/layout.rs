@@ -118,7 +118,9 @@ use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of};
 use vault_api::protocol::StateKind;
 use vault_api::{ContentHash, Sha256};
 
-pub const SLOTS: MemoryId = MemoryId::new(0);
+/// The SLOTS memory's id, as the `MemoryManager` records its buckets' owner.
+pub const SLOTS_ID: u8 = 0;
+pub const SLOTS: MemoryId = MemoryId::new(SLOTS_ID);
 pub const STAGING: MemoryId = MemoryId::new(1);
 pub const HEADER: MemoryId = MemoryId::new(3);
 pub const COW_INDEX: MemoryId = MemoryId::new(4);

@@ -6,8 +6,7 @@
 use ic_stable_structures::Memory;
 use vault_api::protocol::WASM_PAGE_SIZE as WASM_PAGE;
 
-use crate::layout::Session;
-use crate::{pages, session, store};
+use crate::{pages, session};
 
 thread_local! {
     /// Set while the app's reload hook runs after a restore: the memory is then the snapshot's
@@ -41,37 +40,26 @@ pub fn memory() -> VaultMemory {
     VaultMemory
 }
 
-fn check_bounds(offset: u64, len: usize) {
-    let size = store::with_header(|h| h.app_pages) * WASM_PAGE;
-    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
-        ic_cdk::trap(format!("stable memory out of bounds: {offset} + {len} > {size}"));
-    }
-}
-
 impl Memory for VaultMemory {
     fn size(&self) -> u64 {
-        store::with_header(|h| h.app_pages)
+        pages::live_size() / WASM_PAGE
     }
 
     fn grow(&self, pages: u64) -> i64 {
         check_writable();
-        let old = store::with_header(|h| h.app_pages);
-        let Some(new) = old.checked_add(pages).filter(|&new| pages::fits(new)) else { return -1 };
-        if !pages::grow_live(old, new) {
-            return -1;
+        let old = self.size();
+        match old.checked_add(pages).filter(|&new| pages::fits(new)) {
+            Some(new) if pages::grow_live(new) => old as i64,
+            _ => -1,
         }
-        store::update_header(|h| h.app_pages = new);
-        old as i64
     }
 
     fn read(&self, offset: u64, dst: &mut [u8]) {
-        check_bounds(offset, dst.len());
         // SAFETY: `dst` is valid for its length.
         unsafe { pages::read_live(offset, dst.as_mut_ptr(), dst.len()) }
     }
 
     unsafe fn read_unsafe(&self, offset: u64, dst: *mut u8, count: usize) {
-        check_bounds(offset, count);
         // SAFETY: the caller vouches that `dst` is valid for `count` bytes.
         unsafe { pages::read_live(offset, dst, count) }
     }
@@ -84,11 +72,9 @@ impl Memory for VaultMemory {
 /// Writes `src` at `offset` of the app's memory, `now` telling the time if a dump is open.
 fn write_at(offset: u64, src: &[u8], now: impl FnOnce() -> u64) {
     check_writable();
-    check_bounds(offset, src.len());
-    if store::with_header(|h| matches!(h.session, Session::Dumping(_))) {
+    pages::write_live(offset, src, || {
         session::release_stale(now());
-    }
-    pages::write_live(offset, src);
+    });
 }
 
 #[cfg(test)]
@@ -96,7 +82,8 @@ mod tests {
     use vault_api::protocol::{SESSION_TTL, StateKind};
 
     use super::*;
-    use crate::layout::{OpenDump, SessionKey};
+    use crate::layout::{OpenDump, Session, SessionKey};
+    use crate::store;
 
     const TTL: u64 = SESSION_TTL.as_nanos() as u64;
     const PAGE: u64 = pages::PAGE;
@@ -112,7 +99,7 @@ mod tests {
                 size,
                 chunk_size: 1024,
                 taken_at_nanos: 0,
-                frozen_generation: pages::freeze(size),
+                frozen_generation: pages::freeze(),
                 touched_at_nanos: touched_at,
                 chunk_hashes: false,
             })

@@ -14,11 +14,15 @@
 //! An entry is shared with the frozen version when its generation is not newer than the frozen
 //! one: each freeze starts a generation, and every slot a write takes is stamped with it. A slot
 //! is free once no version maps it (the FREE bitmap); the drawing is in `layout`.
+//!
+//! A page is read and written in the raw stable memory, where the slot is: the SLOTS memory's
+//! buckets are read from the library's `MemoryManager` header (its layout 1, which
+//! ic-stable-structures documents), so an access costs one system call and a table lookup.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
-use ic_stable_structures::Memory;
 use ic_stable_structures::memory_manager::MemoryId;
+use ic_stable_structures::{DefaultMemoryImpl, Memory};
 use vault_api::protocol::{StateKind, WASM_PAGE_SIZE as WASM_PAGE};
 
 use crate::layout::{self, LiveDir, Session};
@@ -71,9 +75,7 @@ pub fn tables_for(bytes: u64) -> u64 {
     bytes.div_ceil(PAGE).div_ceil(ENTRIES)
 }
 
-fn read_entries(memory: &Mem, offset: u64, entries: &mut [Entry]) {
-    let mut bytes = vec![0u8; entries.len() * 8];
-    memory.read(offset, &mut bytes);
+fn parse_entries(bytes: &[u8], entries: &mut [Entry]) {
     for (entry, raw) in entries.iter_mut().zip(bytes.chunks_exact(8)) {
         *entry = Entry(u64::from_le_bytes(raw.try_into().expect("8 bytes")));
     }
@@ -83,17 +85,88 @@ fn entry_bytes(entries: &[Entry]) -> Vec<u8> {
     entries.iter().flat_map(|entry| entry.to_le_bytes()).collect()
 }
 
-/// Grows `memory` to hold `bytes`; whether it could.
+/// Grows `memory` to hold `bytes`, by at least `step` wasm pages; whether it could.
 fn reserve(memory: &Mem, bytes: u64, step: u64) -> bool {
     let needed = bytes.div_ceil(WASM_PAGE);
     let have = memory.size();
     have >= needed || memory.grow((needed - have).max(step)) >= 0 || memory.grow(needed - have) >= 0
 }
 
-/// The slots: the SLOTS memory, and which of them no version maps. The FREE memory holds the
-/// number of slots ever taken (8 bytes), then a bitmap of them, a set bit a free slot.
+/// The `MemoryManager` header fields this module reads (layout 1): the bucket size in wasm pages
+/// (u16 at 6), the owner of each bucket (a byte per bucket from 2080), the buckets from 64 KiB.
+const MANAGER_MAGIC: &[u8; 4] = b"MGR\x01";
+const BUCKET_SIZE_AT: u64 = 6;
+const BUCKET_OWNERS_AT: u64 = 2080;
+const BUCKETS: usize = 32_768;
+const BUCKETS_AT: u64 = WASM_PAGE;
+
+/// The SLOTS memory, addressed in the raw stable memory: a slot's bytes are in the bucket of
+/// the SLOTS memory it falls in.
+struct SlotMemory {
+    /// The SLOTS memory, through the manager: for its size and growth.
+    memory: Mem,
+    raw: DefaultMemoryImpl,
+    bucket_bytes: u64,
+    /// Where each bucket of the SLOTS memory starts, in its order.
+    buckets: Vec<u64>,
+    /// log2 of the bucket size in bytes.
+    bucket_shift: u32,
+}
+
+impl SlotMemory {
+    fn open(memory: Mem, raw: DefaultMemoryImpl) -> SlotMemory {
+        let mut slots = SlotMemory { memory, raw, bucket_bytes: 0, buckets: Vec::new(), bucket_shift: 0 };
+        slots.locate_buckets();
+        slots
+    }
+
+    /// Reads where the manager put the SLOTS memory's buckets.
+    fn locate_buckets(&mut self) {
+        let mut header = [0u8; 8];
+        self.raw.read(0, &mut header);
+        assert_eq!(&header[..4], MANAGER_MAGIC, "the library's memory manager is of layout 1");
+        self.bucket_bytes = u16::from_le_bytes([header[BUCKET_SIZE_AT as usize], header[BUCKET_SIZE_AT as usize + 1]]) as u64 * WASM_PAGE;
+        assert!(self.bucket_bytes.is_power_of_two(), "the memory manager's buckets are a power of two bytes");
+        self.bucket_shift = self.bucket_bytes.trailing_zeros();
+        let mut owners = vec![0u8; BUCKETS];
+        self.raw.read(BUCKET_OWNERS_AT, &mut owners);
+        let id = layout::SLOTS_ID;
+        self.buckets = owners.iter().enumerate().filter(|(_, owner)| **owner == id).map(|(bucket, _)| BUCKETS_AT + bucket as u64 * self.bucket_bytes).collect();
+    }
+
+    /// Where byte `within` of `slot` is in the raw stable memory.
+    fn address(&self, slot: u64, within: u64) -> u64 {
+        let at = slot * PAGE + within;
+        self.buckets[(at >> self.bucket_shift) as usize] + (at & (self.bucket_bytes - 1))
+    }
+
+    fn read(&self, slot: u64, dst: &mut [u8]) {
+        self.raw.read(self.address(slot, 0), dst);
+    }
+
+    fn write(&self, slot: u64, within: u64, src: &[u8]) {
+        self.raw.write(self.address(slot, within), src);
+    }
+
+    fn size(&self) -> u64 {
+        self.memory.size() * WASM_PAGE
+    }
+
+    /// Grows the SLOTS memory to hold `bytes`, by at least `step` wasm pages; whether it could.
+    fn reserve(&mut self, bytes: u64, step: u64) -> bool {
+        if bytes <= self.size() {
+            return true;
+        }
+        let grown = reserve(&self.memory, bytes, step);
+        self.locate_buckets();
+        grown
+    }
+}
+
+/// The slots: their memory, and which of them no version maps. The FREE memory holds the number
+/// of slots ever taken (8 bytes), then a bitmap of them, a set bit a free slot.
 struct Slots {
-    data: Mem,
+    data: SlotMemory,
     free_memory: Mem,
     end: u64,
     free: Vec<u64>,
@@ -102,7 +175,7 @@ struct Slots {
 }
 
 impl Slots {
-    fn open(data: Mem, free_memory: Mem) -> Slots {
+    fn open(data: SlotMemory, free_memory: Mem) -> Slots {
         let end = if free_memory.size() == 0 {
             0
         } else {
@@ -119,12 +192,19 @@ impl Slots {
         Slots { data, free_memory, end, free, cursor: 0 }
     }
 
-    /// Records `end` slots taken, none free (a memory laid out by the migration).
-    fn init(data: Mem, free_memory: Mem, end: u64) -> Slots {
-        let mut slots = Slots { data, free_memory, end, free: vec![0; end.div_ceil(64) as usize], cursor: 0 };
-        slots.store_end();
-        slots.store_words(0, slots.free.len());
-        slots
+    /// Records `end` slots taken, those from `free_from` free (a memory laid out by the
+    /// migration).
+    fn init(free_memory: Mem, free_from: u64, end: u64) {
+        let words = end.div_ceil(64);
+        if !reserve(&free_memory, 8 + words * 8, 1) {
+            ic_cdk::trap("the vault client could not grow its free-slot bitmap");
+        }
+        let mut free = vec![0u64; words as usize];
+        for slot in free_from..end {
+            free[(slot / 64) as usize] |= 1 << (slot % 64);
+        }
+        free_memory.write(0, &end.to_le_bytes());
+        free_memory.write(8, &free.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
     }
 
     fn store_end(&mut self) {
@@ -141,20 +221,21 @@ impl Slots {
         }
     }
 
-    /// A slot no version maps, taken.
-    fn take(&mut self) -> u64 {
+    /// A slot no version maps, taken, and whether it was never written (all zeros): the
+    /// slots past the last ever taken are, as the SLOTS memory grows zeroed.
+    fn take(&mut self) -> (u64, bool) {
         while self.cursor < self.free.len() {
             let word = self.free[self.cursor];
             if word != 0 {
                 let bit = word.trailing_zeros() as u64;
                 self.free[self.cursor] = word & !(1 << bit);
                 self.store_words(self.cursor, self.cursor + 1);
-                return self.cursor as u64 * 64 + bit;
+                return (self.cursor as u64 * 64 + bit, false);
             }
             self.cursor += 1;
         }
         let slot = self.end;
-        if !reserve(&self.data, (slot + 1) * PAGE, GROWTH_STEP) {
+        if !self.data.reserve((slot + 1) * PAGE, GROWTH_STEP) {
             ic_cdk::trap("the app's stable memory is full: the vault client could not take a page for a write");
         }
         self.end += 1;
@@ -163,7 +244,7 @@ impl Slots {
             self.cursor = self.free.len();
         }
         self.store_end();
-        slot
+        (slot, true)
     }
 
     /// Frees `slots`, which no version maps any more.
@@ -186,13 +267,13 @@ impl Slots {
 
     /// Whether `count` more slots can be taken, growing the SLOTS memory for them; if not, how
     /// many can.
-    fn reserve(&self, count: u64) -> Result<(), u64> {
+    fn reserve(&mut self, count: u64) -> Result<(), u64> {
         let free = self.free_count();
         let beyond = count.saturating_sub(free);
-        if self.end.checked_add(beyond).is_some_and(|end| end < u32::MAX as u64 && reserve(&self.data, end * PAGE, GROWTH_STEP)) {
-            return Ok(());
+        match self.end.checked_add(beyond) {
+            Some(end) if end < u32::MAX as u64 && self.data.reserve(end * PAGE, GROWTH_STEP) => Ok(()),
+            _ => Err(free + (self.data.size() / PAGE).saturating_sub(self.end)),
         }
-        Err(free + (self.data.size() * WASM_PAGE / PAGE).saturating_sub(self.end))
     }
 
     #[cfg(test)]
@@ -210,21 +291,15 @@ struct Version {
     cached: usize,
 }
 
-/// Where a run of bytes of a version is.
-enum Run {
-    /// In the SLOTS memory from this offset.
-    Slots(u64),
-    /// Nowhere: zeros.
-    Zeros,
-}
-
 impl Version {
     /// The version whose directory of `tables` entries is in `dir`.
     fn open(dir: MemoryId, tables: u64) -> Version {
         let dir_memory = store::memory(dir);
         let mut entries = vec![Entry::NONE; tables as usize];
         if tables > 0 {
-            read_entries(&dir_memory, 0, &mut entries);
+            let mut bytes = vec![0u8; tables as usize * 8];
+            dir_memory.read(0, &mut bytes);
+            parse_entries(&bytes, &mut entries);
         }
         Version::with_dir(dir_memory, entries)
     }
@@ -241,56 +316,62 @@ impl Version {
         Version { dir_memory, dir, tables, cached: 0 }
     }
 
+    /// Bytes this version maps.
+    fn len(&self) -> u64 {
+        self.dir.len() as u64 * ENTRIES * PAGE
+    }
+
     /// The table page `table` of this version (none if it maps nothing).
-    fn table(&mut self, data: &Mem, table: u64) -> Option<&mut [Entry; ENTRIES as usize]> {
-        let slot = self.dir.get(table as usize)?.slot()?;
+    fn table(&mut self, data: &SlotMemory, table: u64) -> Option<&mut [Entry; ENTRIES as usize]> {
         let index = table as usize;
+        let slot = self.dir.get(index)?.slot()?;
         if self.tables[index].is_none() {
             if self.cached == CACHED_TABLES {
                 self.tables.iter_mut().for_each(|cached| *cached = None);
                 self.cached = 0;
             }
+            let mut bytes = vec![0u8; PAGE as usize];
+            data.read(slot, &mut bytes);
             let mut entries = Box::new([Entry::NONE; ENTRIES as usize]);
-            read_entries(data, slot * PAGE, &mut entries[..]);
+            parse_entries(&bytes, &mut entries[..]);
             self.tables[index] = Some(entries);
             self.cached += 1;
         }
         self.tables[index].as_deref_mut()
     }
 
-    fn entry(&mut self, data: &Mem, page: u64) -> Entry {
+    fn entry(&mut self, data: &SlotMemory, page: u64) -> Entry {
         self.table(data, page / ENTRIES).map_or(Entry::NONE, |table| table[(page % ENTRIES) as usize])
     }
 
-    /// Calls `f` for each run of `[offset, offset + len)`, in order: its length and where it is.
-    fn runs(&mut self, data: &Mem, offset: u64, len: u64, mut f: impl FnMut(u64, Run)) {
+    /// Where byte `at` of this version is in the raw stable memory; none if it is a zero.
+    fn address(&mut self, data: &SlotMemory, at: u64) -> Option<u64> {
+        self.entry(data, at / PAGE).slot().map(|slot| data.address(slot, at % PAGE))
+    }
+
+    /// Calls `f` for each run of `[offset, offset + len)`, in order: its length and where it is in
+    /// the raw stable memory (none: zeros).
+    fn runs(&mut self, data: &SlotMemory, offset: u64, len: u64, mut f: impl FnMut(u64, Option<u64>)) {
         let end = offset + len;
         let mut at = offset;
         while at < end {
-            let page = at / PAGE;
-            let slot = self.entry(data, page).slot();
-            let mut run_end = ((page + 1) * PAGE).min(end);
-            // Extend over the following pages that continue it: the next slot, or zeros again.
+            let start = self.address(data, at);
+            let mut run_end = ((at / PAGE + 1) * PAGE).min(end);
+            // Extend over the following pages that continue it: the next bytes, or zeros again.
             while run_end < end {
-                let next = self.entry(data, run_end / PAGE).slot();
-                let continues = match (slot, next) {
-                    (Some(first), Some(next)) => next == first + (run_end / PAGE - page),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if !continues {
+                let next = self.address(data, run_end);
+                if next != start.map(|start| start + (run_end - at)) {
                     break;
                 }
                 run_end = (run_end + PAGE).min(end);
             }
-            let run = slot.map_or(Run::Zeros, |slot| Run::Slots(slot * PAGE + at % PAGE));
-            f(run_end - at, run);
+            f(run_end - at, start);
             at = run_end;
         }
     }
 
     /// Every slot this version maps, its table pages' included.
-    fn slots(&mut self, data: &Mem) -> Vec<u64> {
+    fn slots(&mut self, data: &SlotMemory) -> Vec<u64> {
         let mut slots = Vec::new();
         for table in 0..self.dir.len() as u64 {
             if let Some(slot) = self.dir[table as usize].slot() {
@@ -300,6 +381,16 @@ impl Version {
             }
         }
         slots
+    }
+
+    /// Reads `len` bytes from `offset` into a new buffer.
+    fn read_to_vec(&mut self, data: &SlotMemory, offset: u64, len: usize) -> Vec<u8> {
+        let mut buf = ReadBuffer::with_capacity(len);
+        self.runs(data, offset, len as u64, |n, at| match at {
+            Some(at) => buf.read(&data.raw, at, n as usize),
+            None => buf.zeros(n as usize),
+        });
+        buf.into_vec()
     }
 }
 
@@ -317,6 +408,8 @@ fn store_dir(dir_memory: &Mem, from: u64, entries: &[Entry]) {
 struct Paged {
     slots: Slots,
     live: Version,
+    /// Bytes of the live version the app sees.
+    live_size: u64,
     live_dir: LiveDir,
     /// The frozen version, with its generation.
     frozen: Option<(Version, u32)>,
@@ -350,58 +443,60 @@ fn write_version(version: &mut Version, slots: &mut Slots, generation: u32, shar
         let page = at / PAGE;
         let within = at % PAGE;
         let n = (PAGE - within).min(end - at);
-        let bytes = &src[(at - offset) as usize..(at - offset + n) as usize];
         let entry = version.entry(&slots.data, page);
         match entry.slot() {
             Some(slot) if !shared.holds(entry) => {
-                // Extend over the following pages in the next slots, also changed in place.
+                // Extend over the following pages in the next bytes, also changed in place.
+                let start = slots.data.address(slot, within);
                 let mut run_end = at + n;
                 while run_end < end {
                     let next = version.entry(&slots.data, run_end / PAGE);
-                    if shared.holds(next) || next.slot() != Some(slot + (run_end / PAGE - page)) {
+                    let continues = next.slot().map(|next| slots.data.address(next, 0)) == Some(start + (run_end - at));
+                    if shared.holds(next) || !continues {
                         break;
                     }
                     run_end = (run_end + PAGE).min(end);
                 }
-                slots.data.write(slot * PAGE + within, &src[(at - offset) as usize..(run_end - offset) as usize]);
+                slots.data.raw.write(start, &src[(at - offset) as usize..(run_end - offset) as usize]);
                 at = run_end;
-                continue;
             }
             old => {
-                let fresh = slots.take();
-                if n == PAGE {
-                    slots.data.write(fresh * PAGE, bytes);
+                let bytes = &src[(at - offset) as usize..(at - offset + n) as usize];
+                let (fresh, zeros) = slots.take();
+                if n == PAGE || (zeros && old.is_none()) {
+                    slots.data.write(fresh, within, bytes);
                 } else {
                     let mut page_bytes = [0u8; PAGE as usize];
                     if let Some(old) = old {
-                        slots.data.read(old * PAGE, &mut page_bytes);
+                        slots.data.read(old, &mut page_bytes);
                     }
                     page_bytes[within as usize..(within + n) as usize].copy_from_slice(bytes);
-                    slots.data.write(fresh * PAGE, &page_bytes);
+                    slots.data.write(fresh, 0, &page_bytes);
                 }
                 set_entry(version, slots, generation, shared, page, Entry::new(fresh, generation));
+                at += n;
             }
         }
-        at += n;
     }
 }
 
 /// Maps `page` of `version` to `entry`, in a fresh table page if its own is not mapped or
 /// `shared` holds it.
 fn set_entry(version: &mut Version, slots: &mut Slots, generation: u32, shared: Shared, page: u64, entry: Entry) {
+    cool_page(page);
     let table = page / ENTRIES;
     let index = (page % ENTRIES) as usize;
     let dir_entry = version.dir[table as usize];
     match dir_entry.slot() {
         Some(slot) if !shared.holds(dir_entry) => {
             version.table(&slots.data, table).expect("a mapped table page")[index] = entry;
-            slots.data.write(slot * PAGE + index as u64 * 8, &entry.to_le_bytes());
+            slots.data.write(slot, index as u64 * 8, &entry.to_le_bytes());
         }
         _ => {
             let mut entries = version.table(&slots.data, table).map_or([Entry::NONE; ENTRIES as usize], |entries| *entries);
             entries[index] = entry;
-            let fresh = slots.take();
-            slots.data.write(fresh * PAGE, &entry_bytes(&entries));
+            let (fresh, _) = slots.take();
+            slots.data.write(fresh, 0, &entry_bytes(&entries));
             let fresh_entry = Entry::new(fresh, generation);
             version.dir[table as usize] = fresh_entry;
             store_dir(&version.dir_memory, table, &[fresh_entry]);
@@ -415,9 +510,11 @@ fn set_entry(version: &mut Version, slots: &mut Slots, generation: u32, shared: 
 impl Paged {
     fn open() -> Paged {
         let header = store::header();
-        let slots = Slots::open(store::memory(layout::SLOTS), store::memory(layout::FREE));
+        let data = SlotMemory::open(store::memory(layout::SLOTS), store::raw());
+        let slots = Slots::open(data, store::memory(layout::FREE));
         let live_dir = header.live_dir;
-        let live = Version::open(dir_memory(live_dir), tables_for(header.app_pages * WASM_PAGE));
+        let live_size = header.app_pages * WASM_PAGE;
+        let live = Version::open(dir_memory(live_dir), tables_for(live_size));
         let (frozen, staged) = match &header.session {
             Session::Dumping(dump) if dump.kind == StateKind::StableMemory => {
                 (Some((Version::open(layout::DIR_FROZEN, tables_for(dump.size)), dump.frozen_generation)), None)
@@ -427,37 +524,130 @@ impl Paged {
             }
             _ => (None, None),
         };
-        Paged { slots, live, live_dir, frozen, staged, generation: header.generation }
+        Paged { slots, live, live_size, live_dir, frozen, staged, generation: header.generation }
     }
 
     fn shared(&self) -> Shared {
         Shared(self.frozen.as_ref().map(|(_, generation)| *generation))
     }
+
+    fn check_bounds(&self, offset: u64, len: usize) {
+        if offset.checked_add(len as u64).is_none_or(|end| end > self.live_size) {
+            ic_cdk::trap(format!("stable memory out of bounds: {offset} + {len} > {}", self.live_size));
+        }
+    }
 }
+
+/// Pages of the live version the app accessed lately (the last of each of [`HOT_PAGES`] sets),
+/// where each is in the raw stable memory, and whether a write may change it in place: most
+/// accesses of a stable structure fall in a page of one shortly before, and then cost one system
+/// call. A page is cooled when its mapping changes, all of them when a version is frozen or
+/// made live.
+#[derive(Clone, Copy)]
+struct Hot {
+    page: u64,
+    /// [`ZEROS`] for a page no slot backs.
+    address: u64,
+    writable: bool,
+}
+
+/// The hot page's address when it is all zeros (no slot backs it).
+const ZEROS: u64 = u64::MAX;
+
+const COLD: Hot = Hot { page: u64::MAX, address: ZEROS, writable: false };
 
 thread_local! {
     static PAGED: RefCell<Option<Paged>> = const { RefCell::new(None) };
+    static HOT: [Cell<Hot>; HOT_PAGES] = const { [const { Cell::new(COLD) }; HOT_PAGES] };
+}
+
+/// Hot pages, one per set of pages with the same remainder.
+const HOT_PAGES: usize = 16;
+
+fn hot(page: u64) -> Hot {
+    HOT.with(|hot| hot[page as usize % HOT_PAGES].get())
+}
+
+fn cool() {
+    HOT.with(|hot| hot.iter().for_each(|page| page.set(COLD)));
+}
+
+fn cool_page(page: u64) {
+    HOT.with(|hot| hot[page as usize % HOT_PAGES].set(COLD));
+}
+
+/// Makes `page` of the live version the hot one.
+fn heat(paged: &mut Paged, page: u64) -> Hot {
+    let shared = paged.shared();
+    let Paged { slots: Slots { data, .. }, live, .. } = paged;
+    let entry = live.entry(data, page);
+    let hot = match entry.slot() {
+        Some(slot) => Hot { page, address: data.address(slot, 0), writable: !shared.holds(entry) },
+        None => Hot { page, address: ZEROS, writable: false },
+    };
+    HOT.with(|cells| cells[page as usize % HOT_PAGES].set(hot));
+    hot
+}
+
+/// Reads `len` bytes at `within` of the page `hot` into `dst`.
+///
+/// # Safety
+/// As for [`read_live`].
+#[inline]
+unsafe fn read_hot(hot: Hot, within: u64, dst: *mut u8, len: usize) {
+    // SAFETY: the caller vouches for `dst`.
+    unsafe {
+        match hot.address {
+            ZEROS => std::ptr::write_bytes(dst, 0, len),
+            address => store::raw().read_unsafe(address + within, dst, len),
+        }
+    }
 }
 
 fn with_paged<R>(f: impl FnOnce(&mut Paged) -> R) -> R {
     PAGED.with_borrow_mut(|paged| f(paged.get_or_insert_with(Paged::open)))
 }
 
-/// Reads `len` bytes of the live version at `offset` into `dst`, which must have room for them.
+/// Reads `len` bytes of the live version at `offset` into `dst`; traps if they are not all in it.
 ///
 /// # Safety
 /// `dst` must be valid for `len` bytes of writes; all of them are written.
+#[inline]
 pub unsafe fn read_live(offset: u64, dst: *mut u8, len: usize) {
+    let hot = hot(offset / PAGE);
+    let within = offset % PAGE;
+    if offset / PAGE == hot.page && within + len as u64 <= PAGE {
+        // SAFETY: the caller vouches for `dst`; the hot page is in the live version.
+        unsafe { read_hot(hot, within, dst, len) };
+        return;
+    }
+    // SAFETY: as for this function.
+    unsafe { read_live_cold(offset, dst, len) }
+}
+
+/// [`read_live`] away from the hot page.
+///
+/// # Safety
+/// As for [`read_live`].
+#[inline(never)]
+unsafe fn read_live_cold(offset: u64, dst: *mut u8, len: usize) {
     with_paged(|paged| {
-        let data = paged.slots.data.clone();
+        paged.check_bounds(offset, len);
+        let within = offset % PAGE;
+        if within + len as u64 <= PAGE {
+            // SAFETY: the caller vouches for `dst`.
+            unsafe { read_hot(heat(paged, offset / PAGE), within, dst, len) };
+            return;
+        }
+        let Paged { slots: Slots { data, .. }, live, .. } = paged;
         let mut done = 0usize;
-        paged.live.runs(&data, offset, len as u64, |n, run| {
+        live.runs(data, offset, len as u64, |n, at| {
             // SAFETY: `done + n <= len`, within the destination the caller vouches for.
             unsafe {
-                let at = dst.add(done);
-                match run {
-                    Run::Slots(from) => data.read_unsafe(from, at, n as usize),
-                    Run::Zeros => std::ptr::write_bytes(at, 0, n as usize),
+                let to = dst.add(done);
+                match at {
+                    Some(at) => data.raw.read_unsafe(at, to, n as usize),
+                    None => std::ptr::write_bytes(to, 0, n as usize),
                 }
             }
             done += n as usize;
@@ -465,24 +655,58 @@ pub unsafe fn read_live(offset: u64, dst: *mut u8, len: usize) {
     })
 }
 
-/// Writes `src` at `offset` of the live version; pages the frozen version shares go to fresh
-/// slots.
-pub fn write_live(offset: u64, src: &[u8]) {
+/// Writes `src` at `offset` of the live version, first calling `dumping` if a dump holds a
+/// frozen version (it may release it); traps if the bytes are not all in the live version.
+/// Pages the frozen version shares go to fresh slots.
+#[inline]
+pub fn write_live(offset: u64, src: &[u8], dumping: impl FnOnce()) {
+    let hot = hot(offset / PAGE);
+    let within = offset % PAGE;
+    if offset / PAGE == hot.page && hot.writable && within + src.len() as u64 <= PAGE {
+        store::raw().write(hot.address + within, src);
+        return;
+    }
+    write_live_cold(offset, src, dumping)
+}
+
+/// [`write_live`] away from the hot page.
+#[inline(never)]
+fn write_live_cold(offset: u64, src: &[u8], dumping: impl FnOnce()) {
+    if with_paged(|paged| {
+        paged.check_bounds(offset, src.len());
+        paged.frozen.is_some()
+    }) {
+        dumping();
+    }
     with_paged(|paged| {
+        let within = offset % PAGE;
+        if within + src.len() as u64 <= PAGE {
+            let hot = heat(paged, offset / PAGE);
+            if hot.writable {
+                paged.slots.data.raw.write(hot.address + within, src);
+                return;
+            }
+        }
         let shared = paged.shared();
         write_version(&mut paged.live, &mut paged.slots, paged.generation, shared, offset, src);
+        heat(paged, offset / PAGE);
     })
 }
 
-/// Grows the live version to `pages` wasm pages from `old`: the new pages read as zeros, and the
-/// SLOTS memory grows to back them. Whether it could.
-pub fn grow_live(old: u64, pages: u64) -> bool {
+/// Bytes of the live version the app sees.
+pub fn live_size() -> u64 {
+    with_paged(|paged| paged.live_size)
+}
+
+/// Grows the live version to `pages` wasm pages: the new pages read as zeros, and the SLOTS
+/// memory grows to back them. Whether it could.
+pub fn grow_live(pages: u64) -> bool {
     with_paged(|paged| {
-        let added = (pages - old) * PAGES_PER_WASM_PAGE;
-        let (before, after) = (tables_for(old * WASM_PAGE), tables_for(pages * WASM_PAGE));
-        let slots = &paged.slots;
-        let room = (slots.data.size() * WASM_PAGE).saturating_add((added + after - before) * PAGE);
-        if !reserve(&slots.data, room, 1) {
+        let (old, new) = (paged.live_size, pages * WASM_PAGE);
+        let (before, after) = (tables_for(old), tables_for(new));
+        let added = (new - old) / PAGE + after - before;
+        let room = paged.slots.data.size().saturating_add(added * PAGE);
+        if !paged.slots.data.reserve(room, 1) {
             return false;
         }
         // A directory used by an older version may hold entries past this one's end.
@@ -490,16 +714,18 @@ pub fn grow_live(old: u64, pages: u64) -> bool {
         store_dir(&paged.live.dir_memory, before, &fresh);
         paged.live.dir.extend(&fresh);
         paged.live.tables.extend(fresh.iter().map(|_| None));
+        paged.live_size = new;
+        store::update_header(|h| h.app_pages = pages);
         true
     })
 }
 
-/// Freezes the first `size` bytes of the live version for a dump; returns the frozen generation.
-pub fn freeze(size: u64) -> u32 {
+/// Freezes the live version for a dump; returns the frozen generation.
+pub fn freeze() -> u32 {
     with_paged(|paged| {
         assert!(paged.frozen.is_none() && paged.staged.is_none(), "a version is frozen or staged already");
-        let tables = tables_for(size) as usize;
-        let frozen = Version::create(layout::DIR_FROZEN, paged.live.dir[..tables].to_vec());
+        cool();
+        let frozen = Version::create(layout::DIR_FROZEN, paged.live.dir.clone());
         let generation = paged.generation;
         paged.generation = generation.checked_add(1).expect("fewer than 2^32 freezes");
         paged.frozen = Some((frozen, generation));
@@ -511,14 +737,8 @@ pub fn freeze(size: u64) -> u32 {
 /// `len` bytes of the frozen version from `offset`.
 pub fn read_frozen(offset: u64, len: usize) -> Vec<u8> {
     with_paged(|paged| {
-        let data = paged.slots.data.clone();
         let (frozen, _) = paged.frozen.as_mut().expect("a frozen version");
-        let mut buf = ReadBuffer::with_capacity(len);
-        frozen.runs(&data, offset, len as u64, |n, run| match run {
-            Run::Slots(from) => buf.read(&data, from, n as usize),
-            Run::Zeros => buf.zeros(n as usize),
-        });
-        buf.into_vec()
+        frozen.read_to_vec(&paged.slots.data, offset, len)
     })
 }
 
@@ -535,25 +755,25 @@ pub fn release_frozen() {
 /// The slots `frozen` maps and the live version does not: those of its table pages the live
 /// version took fresh slots for, and of their entries those it did.
 fn frozen_only(frozen: &mut Version, paged: &mut Paged) -> Vec<u64> {
-    let data = paged.slots.data.clone();
-        let mut freed = Vec::new();
-        for table in 0..frozen.dir.len() as u64 {
-            let Some(frozen_slot) = frozen.dir[table as usize].slot() else { continue };
-            if paged.live.dir.get(table as usize).and_then(|entry| entry.slot()) == Some(frozen_slot) {
-                continue;
-            }
-            let old = *frozen.table(&data, table).expect("a mapped table page");
-            let live = paged.live.table(&data, table).map(|entries| *entries);
-            for (index, entry) in old.iter().enumerate() {
-                if let Some(slot) = entry.slot()
-                    && live.is_none_or(|live| live[index].slot() != Some(slot))
-                {
-                    freed.push(slot);
-                }
-            }
-            freed.push(frozen_slot);
+    let data = &paged.slots.data;
+    let mut freed = Vec::new();
+    for table in 0..frozen.dir.len() as u64 {
+        let Some(frozen_slot) = frozen.dir[table as usize].slot() else { continue };
+        if paged.live.dir.get(table as usize).and_then(|entry| entry.slot()) == Some(frozen_slot) {
+            continue;
         }
-        freed
+        let old = *frozen.table(data, table).expect("a mapped table page");
+        let live = paged.live.table(data, table).map(|entries| *entries);
+        for (index, entry) in old.iter().enumerate() {
+            if let Some(slot) = entry.slot()
+                && live.is_none_or(|live| live[index].slot() != Some(slot))
+            {
+                freed.push(slot);
+            }
+        }
+        freed.push(frozen_slot);
+    }
+    freed
 }
 
 /// Opens a staged version of `size` bytes, its pages all zeros, if the slots for it can be
@@ -592,8 +812,11 @@ pub fn commit_staged(size: u64) {
     with_paged(|paged| {
         let staged = paged.staged.take().expect("a staged version");
         assert!(paged.frozen.is_none(), "no version is frozen while one is staged");
+        debug_assert!(staged.len() >= size);
+        cool();
         let mut old = std::mem::replace(&mut paged.live, staged);
         paged.live_dir = paged.live_dir.other();
+        paged.live_size = size;
         let slots = old.slots(&paged.slots.data);
         paged.slots.release(slots);
         store::update_header(|h| {
@@ -605,6 +828,8 @@ pub fn commit_staged(size: u64) {
 
 /// Lays out a memory of layout 3 as pages: its APP memory (now SLOTS) of `pages` wasm pages
 /// becomes the live version's slots in order, behind table pages that map each page to itself.
+/// The slots after them up to the memory's size (a restore of layout 3 may have left bytes past
+/// the app's size) are free, and not all zeros: all the slots up to there count as taken once.
 pub fn lay_out_in_place(data: Mem, free_memory: Mem, dir: Mem, pages: u64) {
     let logical = pages * PAGES_PER_WASM_PAGE;
     let tables = tables_for(pages * WASM_PAGE);
@@ -621,13 +846,15 @@ pub fn lay_out_in_place(data: Mem, free_memory: Mem, dir: Mem, pages: u64) {
         dir_entries.push(Entry::new(slot, 0));
     }
     store_dir(&dir, 0, &dir_entries);
-    Slots::init(data, free_memory, logical + tables);
+    let used = logical + tables;
+    Slots::init(free_memory, used, used.max(data.size() * WASM_PAGE / PAGE));
 }
 
 /// Forgets what the heap holds of the versions, as a new instance of the app would (tests).
 #[cfg(test)]
 pub fn forget() {
     PAGED.set(None);
+    cool();
 }
 
 /// Slots mapped by some version.
@@ -670,13 +897,13 @@ mod tests {
     /// The slots some version maps, each once.
     fn mapped_slots() -> BTreeSet<u64> {
         with_paged(|paged| {
-            let data = paged.slots.data.clone();
-            let mut slots: BTreeSet<u64> = paged.live.slots(&data).into_iter().collect();
-            if let Some((frozen, _)) = paged.frozen.as_mut() {
-                slots.extend(frozen.slots(&data));
+            let Paged { slots: Slots { data, .. }, live, frozen, staged, .. } = paged;
+            let mut slots: BTreeSet<u64> = live.slots(data).into_iter().collect();
+            if let Some((frozen, _)) = frozen.as_mut() {
+                slots.extend(frozen.slots(data));
             }
-            if let Some(staged) = paged.staged.as_mut() {
-                slots.extend(staged.slots(&data));
+            if let Some(staged) = staged.as_mut() {
+                slots.extend(staged.slots(data));
             }
             slots
         })
@@ -747,20 +974,20 @@ mod tests {
                     match op {
                         Op::Grow(pages) => {
                             let old = store::header().app_pages;
-                            prop_assert!(grow_live(old, old + pages));
-                            store::update_header(|h| h.app_pages = old + pages);
+                            prop_assert!(grow_live(old + pages));
+                            prop_assert_eq!(store::header().app_pages, old + pages);
                             live.resize(((old + pages) * WASM_PAGE) as usize, 0);
                         }
                         Op::Write { at, len, byte } => {
                             if let Some((at, len)) = within(at, len, live.len() as u64) {
                                 let bytes = vec![byte; len as usize];
-                                write_live(at, &bytes);
+                                write_live(at, &bytes, || ());
                                 live[at as usize..(at + len) as usize].copy_from_slice(&bytes);
                             }
                         }
                         Op::Freeze if frozen.is_none() && staged.is_none() => {
                             let size = live.len() as u64;
-                            let frozen_generation = freeze(size);
+                            let frozen_generation = freeze();
                             record(Session::Dumping(OpenDump {
                                 key: key(), kind: StateKind::StableMemory, size, chunk_size: PAGE, taken_at_nanos: 0,
                                 frozen_generation, touched_at_nanos: 0, chunk_hashes: false,
@@ -810,14 +1037,7 @@ mod tests {
                     }
                     if let Some(image) = &staged {
                         let staged_bytes = with_paged(|paged| {
-                            let data = paged.slots.data.clone();
-                            let version = paged.staged.as_mut().expect("a staged version");
-                            let mut buf = ReadBuffer::with_capacity(image.len());
-                            version.runs(&data, 0, image.len() as u64, |n, run| match run {
-                                Run::Slots(from) => buf.read(&data, from, n as usize),
-                                Run::Zeros => buf.zeros(n as usize),
-                            });
-                            buf.into_vec()
+                            paged.staged.as_mut().expect("a staged version").read_to_vec(&paged.slots.data, 0, image.len())
                         });
                         prop_assert!(staged_bytes == *image, "the staged version reads as its model");
                     }

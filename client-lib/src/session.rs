@@ -87,7 +87,7 @@ pub fn complete_restore(committed: Committed) {
 /// whether it did. Cheap when nothing is open: the header is cached on the heap.
 pub fn release_stale(now: u64) -> bool {
     let ttl = SESSION_TTL.as_nanos() as u64;
-    let stale = store::header().session.touched_at_nanos().is_some_and(|touched| now.saturating_sub(touched) > ttl);
+    let stale = store::with_header(|h| h.session.touched_at_nanos()).is_some_and(|touched| now.saturating_sub(touched) > ttl);
     if stale {
         release();
     }
@@ -162,7 +162,7 @@ mod tests {
 
     /// Writes `page` of the app's memory: the open dump keeps its frozen contents.
     fn copy_aside(page: u64) {
-        pages::write_live(page * pages::PAGE, b"written");
+        pages::write_live(page * pages::PAGE, b"written", || ());
     }
 
     /// Whether the open dump holds pages the live memory no longer maps.
@@ -192,9 +192,9 @@ mod tests {
         let memory = crate::memory::memory();
         if ic_stable_structures::Memory::size(&memory) == 0 {
             ic_stable_structures::Memory::grow(&memory, 1);
-            pages::write_live(0, &[1; 65536]);
+            pages::write_live(0, &[1; 65536], || ());
         }
-        open_dump(|| Ok(OpenDump { frozen_generation: pages::freeze(dump.size), ..dump })).expect("freezing cannot fail here");
+        open_dump(|| Ok(OpenDump { frozen_generation: pages::freeze(), ..dump })).expect("freezing cannot fail here");
     }
 
     fn open_staging(restore: OpenRestore) {

@@ -12,12 +12,28 @@ use crate::migration;
 pub type Mem = VirtualMemory<DefaultMemoryImpl>;
 
 thread_local! {
-    static MANAGER: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(DefaultMemoryImpl::default());
+    /// Off the IC, the vector the manager divides.
+    #[cfg(not(target_arch = "wasm32"))]
+    static RAW: DefaultMemoryImpl = DefaultMemoryImpl::default();
+    static MANAGER: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(raw());
     static HEADER_CELL: RefCell<StableCell<StoredHeader, Mem>> =
         RefCell::new(StableCell::init(memory(layout::HEADER), Header::default().encode()));
     /// The header, read on first use (see [`open`]): every write goes through [`update_header`].
     static HEADER: RefCell<Header> = RefCell::new(read_header());
     static STAGED: RefCell<Staged<Mem>> = RefCell::new(StableBTreeMap::init(memory(layout::STAGED)));
+}
+
+/// The raw stable memory the library's `MemoryManager` divides.
+#[cfg(target_arch = "wasm32")]
+#[inline]
+pub fn raw() -> DefaultMemoryImpl {
+    DefaultMemoryImpl::default()
+}
+
+/// The raw stable memory the library's `MemoryManager` divides.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn raw() -> DefaultMemoryImpl {
+    RAW.with(DefaultMemoryImpl::clone)
 }
 
 pub fn memory(id: ic_stable_structures::memory_manager::MemoryId) -> Mem {
@@ -47,7 +63,7 @@ impl ReadBuffer {
     }
 
     /// Appends `len` bytes of `memory` from `offset`; traps if they do not fit in the room left.
-    pub fn read(&mut self, memory: &Mem, offset: u64, len: usize) {
+    pub fn read(&mut self, memory: &impl Memory, offset: u64, len: usize) {
         let room = self.0.spare_capacity_mut();
         if len > room.len() {
             ic_cdk::trap(format!("a read of {len} bytes into a buffer with room for {}", room.len()));
@@ -115,6 +131,64 @@ mod tests {
         })
         .join()
         .expect("the instance's thread")
+    }
+
+    /// The raw memory in `golden/memory_v3.pages.gz`: its size (u64), then each page holding a
+    /// byte other than zero as its index (u64) and its 4 KiB. The client library of layout 3
+    /// (release at commit 5470448) wrote it natively: `set_vault` with principal [9; 10], a
+    /// `MemoryManager` on `memory()` whose memory 0 holds a `StableBTreeMap<u64, Vec<u8>>` of
+    /// keys 0..300 (key k: 40 + k % 7 bytes of k % 251), a dump opened (job 3, nonce 5), then key
+    /// 1000 (40 sevens) inserted, its pages copied aside.
+    fn layout_3_image() -> Vec<u8> {
+        let mut packed = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&include_bytes!("../golden/memory_v3.pages.gz")[..]), &mut packed)
+            .expect("the image decompresses");
+        let size = u64::from_le_bytes(packed[..8].try_into().expect("8 bytes")) as usize;
+        let mut image = vec![0u8; size];
+        for page in packed[8..].chunks_exact(8 + 4096) {
+            let at = u64::from_le_bytes(page[..8].try_into().expect("8 bytes")) as usize * 4096;
+            image[at..at + 4096].copy_from_slice(&page[8..]);
+        }
+        image
+    }
+
+    fn map_value(key: u64) -> Vec<u8> {
+        vec![(key % 251) as u8; 40 + (key % 7) as usize]
+    }
+
+    #[test]
+    fn a_memory_of_layout_3_opens_paged_with_the_state_it_held() {
+        std::thread::spawn(|| {
+            RAW.with(|raw| *raw.borrow_mut() = layout_3_image());
+            let opened = header();
+            assert_eq!(HEADER_CELL.with_borrow(|cell| cell.get().layout), layout::LAYOUT_VERSION, "migrated and stored");
+            assert_eq!((opened.session, opened.vault), (layout::Session::Idle, Some(Principal::from_slice(&[9; 10]))), "the dump closed");
+            let manager = MemoryManager::init(crate::memory());
+            let map = || StableBTreeMap::<u64, Vec<u8>, _>::init(manager.get(ic_stable_structures::memory_manager::MemoryId::new(0)));
+            let mut live = map();
+            assert_eq!(live.len(), 301);
+            assert!((0..300).all(|key| live.get(&key) == Some(map_value(key))), "every entry as written");
+            assert_eq!(live.get(&1000), Some(vec![7; 40]), "with the one written while the dump was open");
+            // A dump of it now reads the app's memory as it is.
+            let key = layout::SessionKey { vault: Principal::from_slice(&[9; 10]), nonce: Some(6), job: 4 };
+            let args = vault_api::protocol::DumpBegin { job: 4, nonce: Some(6), chunk_hashes: Some(false) };
+            let manifest = crate::dump::begin(key, &args, 10, None).expect("a dump opens");
+            let chunk = crate::dump::chunk(key, 0).expect("chunk 0");
+            let mut bytes = vec![0; chunk.data.len()];
+            crate::memory().read(0, &mut bytes);
+            assert_eq!((chunk.data.into_vec(), manifest.size), (bytes, crate::memory().size() * 65536));
+            crate::dump::end(key).expect("the dump ends");
+            // And it keeps working as a paged memory: what is written reads back, also anew.
+            for key in 2000..2300 {
+                live.insert(key, map_value(key));
+            }
+            crate::pages::forget();
+            let reopened = map();
+            assert_eq!(reopened.len(), 601);
+            assert!((0..300).chain(2000..2300).all(|key| reopened.get(&key) == Some(map_value(key))));
+        })
+        .join()
+        .expect("the instance's thread");
     }
 
     #[test]
