@@ -12,7 +12,7 @@ use crate::faults::CallMatcher;
 use crate::management::InstallMode;
 use crate::subnets::{SubnetId, XNet};
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
-use crate::world::{AdvanceError, AdvanceReport, CanisterMetrics, Traffic, World};
+use crate::world::{AdvanceError, AdvanceReport, CanisterMetrics, ExecutionRecord, Traffic, World};
 
 /// The IC's time: nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -450,6 +450,17 @@ impl Harness {
 
     pub fn canister_metrics(&self, canister: Principal) -> CanisterMetrics {
         self.world.borrow().canister(&canister).map(|c| c.metrics.clone()).unwrap_or_default()
+    }
+
+    /// Starts logging every replicated execution of a message on any canister (requests,
+    /// callbacks, system tasks; not installs), or stops and drops the log.
+    pub fn log_executions(&self, on: bool) {
+        self.world.borrow_mut().execution_log = on.then(Vec::new);
+    }
+
+    /// The executions logged since logging started or since the last take, oldest first.
+    pub fn take_execution_log(&self) -> Vec<ExecutionRecord> {
+        self.world.borrow_mut().execution_log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Requests and responses that crossed between different canisters.

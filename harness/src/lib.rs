@@ -56,4 +56,4 @@ pub use harness::{Harness, HarnessBuilder, MessageId, Time, module_metadata};
 pub use persist::PersistError;
 pub use subnets::{SubnetId, XNet};
 pub use types::{ErrorCode, LogRecord, RejectCode, RejectResponse};
-pub use world::{AdvanceError, AdvanceReport, CanisterMetrics, CanisterState, MethodTraffic, Traffic, World};
+pub use world::{AdvanceError, AdvanceReport, CanisterMetrics, CanisterState, ExecutedEntry, ExecutionRecord, MethodTraffic, Traffic, World};

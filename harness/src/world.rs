@@ -210,6 +210,31 @@ pub struct MethodTraffic {
     pub bytes: u64,
 }
 
+/// One replicated execution of a message, as [`crate::Harness::take_execution_log`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionRecord {
+    pub canister: Principal,
+    pub entry: ExecutedEntry,
+    /// Instructions the execution ran (a cleanup after it is not counted).
+    pub instructions: u64,
+    /// 4 KiB pages of stable memory the execution wrote: what the per-message limit counts
+    /// (`Limits::stable_dirty_bytes_update`), a trapped execution's too, though rolled back.
+    pub stable_pages_dirtied: u64,
+    /// Whether its changes were kept: false after a trap, an injected one included.
+    pub succeeded: bool,
+}
+
+/// What an execution ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutedEntry {
+    /// A method called by a request (ingress or a canister's).
+    Method(String),
+    /// The reply or reject callback of the canister's call of this method.
+    Callback(String),
+    /// A system task, by its export (`canister_global_timer`, `canister_heartbeat`, ...).
+    System(String),
+}
+
 /// What an advance ran.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdvanceReport {
@@ -254,6 +279,8 @@ pub struct World {
     pub rounds: u64,
     /// Requests to the management canister, with the subnet that handles each.
     pub(crate) management_queue: VecDeque<(SubnetId, Request)>,
+    /// Every replicated execution of a message since the last take, while logging is on.
+    pub(crate) execution_log: Option<Vec<ExecutionRecord>>,
 }
 
 /// How a canister's execution starts and what its call context is.
@@ -295,6 +322,7 @@ impl World {
             max_inner_rounds: 64,
             rounds: 0,
             management_queue: VecDeque::new(),
+            execution_log: None,
         }
     }
 
@@ -894,6 +922,7 @@ impl World {
         let c = self.canisters.get_mut(&id).expect("exists");
         let instance = c.instance.as_mut().expect("checked before scheduling");
         let mut outcome = instance.run_uncommitted(entry, exec, budget);
+        let stable_pages_dirtied = instance.stable().dirty_pages() as u64;
         if outcome.result.is_ok() && (kind == ApiContext::ReplicatedQuery || injected.is_some()) {
             outcome.rollback = Some(instance.roll_back());
             if let Some(trap) = &injected {
@@ -927,6 +956,14 @@ impl World {
                 error = Some(err.with_failed_cleanup(&id, cleanup_err));
             }
             cleanup_outcome = Some(cleanup);
+        }
+        if let Some(log) = &mut self.execution_log {
+            let entry = match &work {
+                Work::Request { method, .. } => ExecutedEntry::Method(method.clone()),
+                Work::Callback { callback, .. } => ExecutedEntry::Callback(callback.call.method.clone()),
+                Work::System { export, .. } => ExecutedEntry::System(export.to_string()),
+            };
+            log.push(ExecutionRecord { canister: id, entry, instructions: outcome.instructions, stable_pages_dirtied, succeeded: error.is_none() });
         }
         let executed = Executed { canister: id, context_id, kind, outcome, cleanup: cleanup_outcome, error };
         let outputs = self.settle(executed);

@@ -2,7 +2,7 @@
 //! count's determinism.
 
 use crate::common::*;
-use ic_harness::{ErrorCode, Harness, Limits};
+use ic_harness::{ErrorCode, ExecutedEntry, Harness, Limits};
 use serde_bytes::ByteBuf;
 
 #[test]
@@ -111,4 +111,41 @@ fn a_canister_starts_no_message_in_a_round_once_it_executed_the_rounds_instructi
     assert_eq!(done(), 3);
     ic.tick();
     assert_eq!(done(), 6);
+}
+
+#[test]
+fn the_execution_log_gives_each_executions_instructions_and_the_stable_pages_it_dirtied() {
+    let ic = Harness::builder().with_limits(Limits { stable_dirty_bytes_update: 1 << 20, ..Limits::default() }).build();
+    let (a, b) = (probe(&ic), probe(&ic));
+    update::<_, ()>(&ic, a, "write_stable", (0u64, ByteBuf::from(vec![1u8; 10]))).unwrap();
+    assert!(ic.take_execution_log().is_empty(), "nothing is logged before logging starts");
+
+    ic.log_executions(true);
+    // Bytes 4000..12193: pages 0, 1 and 2.
+    update::<_, ()>(&ic, a, "write_stable", (4000u64, ByteBuf::from(vec![2u8; 8193]))).unwrap();
+    let (counted,) = update::<_, (u64,)>(&ic, a, "burn", (10_000u64,)).unwrap();
+    rejected(update::<_, ()>(&ic, a, "write_stable", (0u64, ByteBuf::from(vec![3u8; (1 << 20) + 1]))));
+    let arg = candid::encode_args((0u64, ByteBuf::from(vec![4u8; 5000]))).unwrap();
+    let (forwarded,): (CallOutcome,) = update(&ic, a, "call", (b, "write_stable", ByteBuf::from(arg), None::<u32>, 0u128)).unwrap();
+    assert!(matches!(forwarded, CallOutcome::Reply(_)), "{forwarded:?}");
+    let log = ic.take_execution_log();
+
+    let entries: Vec<_> = log.iter().map(|r| (r.canister, r.entry.clone(), r.stable_pages_dirtied, r.succeeded)).collect();
+    let method = |m: &str| ExecutedEntry::Method(m.into());
+    assert_eq!(
+        entries,
+        [
+            (a, method("write_stable"), 3, true),
+            (a, method("burn"), 0, true),
+            (a, method("write_stable"), 257, false),
+            (a, method("call"), 0, true),
+            (b, method("write_stable"), 2, true),
+            (a, ExecutedEntry::Callback("write_stable".into()), 0, true),
+        ]
+    );
+    assert!(log[1].instructions >= counted && log[1].instructions < counted + 10_000, "burn counted {counted}, the log {}", log[1].instructions);
+    assert!(ic.take_execution_log().is_empty(), "a take empties the log");
+    ic.log_executions(false);
+    update::<_, (u64,)>(&ic, a, "burn", (10u64,)).unwrap();
+    assert!(ic.take_execution_log().is_empty(), "nothing is logged once logging stops");
 }
