@@ -1,12 +1,15 @@
 //! Snapshots: freezing the state, serving it in chunks, releasing it. Each call is the vault's
 //! (the endpoint checked that), for the session its `key` names. A chunk carries its SHA-256
 //! only for a vault that asks for it (one before BLAKE3): the vault hashes every chunk itself.
+//! A stable-memory dump against a base its vault named (`DumpBegin::base`) that the app still
+//! holds is incremental: each chunk carries the pages that differ from the base's; at its end the
+//! vault may name it the next base (`DumpEnd::base`).
 
 use vault_api::manifest::{self, Sha256};
 use vault_api::protocol::DumpBegin;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKind, WASM_PAGE_SIZE};
 
-use crate::layout::{OpenDump, SessionKey};
+use crate::layout::{Base, OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::store::ReadBuffer;
 use crate::{pages, serde_state, session, store};
@@ -27,8 +30,20 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
             StateKind::Serde => (StateKind::Serde, serialize()?, 0),
         };
         let chunk_hashes = args.chunk_hashes != Some(false);
-        Ok(OpenDump { key, kind, size, chunk_size: CHUNK_SIZE, taken_at_nanos: now, frozen_generation, touched_at_nanos: now, chunk_hashes })
+        let incremental = kind == StateKind::StableMemory && args.base.is_some_and(|snapshot| session::base(&key, snapshot).is_some());
+        Ok(OpenDump {
+            key,
+            kind,
+            size,
+            chunk_size: CHUNK_SIZE,
+            taken_at_nanos: now,
+            frozen_generation,
+            touched_at_nanos: now,
+            chunk_hashes,
+            incremental,
+        })
     })?;
+    session::touch(now);
     Ok(manifest_of(&dump, state_layout))
 }
 
@@ -75,6 +90,7 @@ fn manifest_of(dump: &OpenDump, state_layout: Option<u32>) -> DumpManifest {
         taken_at_nanos: dump.taken_at_nanos,
         state_layout,
         content_hashes: Some(crate::restore::CONTENT_HASHES.to_vec()),
+        base: store::header().base.filter(|_| dump.incremental).map(|base| base.snapshot),
     }
 }
 
@@ -87,6 +103,10 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
         return Err(BackupError::ChunkOutOfRange { index, chunks });
     }
     let range = manifest::chunk_range(dump.size, dump.chunk_size, index);
+    if dump.incremental {
+        let (data, bitmap) = pages::changed_pages(range);
+        return Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256: Sha256::default(), changed_pages: Some(bitmap.into()) });
+    }
     let len = (range.end - range.start) as usize;
     let data = match dump.kind {
         StateKind::StableMemory => pages::read_frozen(range.start, len),
@@ -97,11 +117,19 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
         }
     };
     let sha256 = if dump.chunk_hashes { Sha256::of(&data) } else { Sha256::default() };
-    Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256 })
+    Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256, changed_pages: None })
 }
 
-pub fn end(key: SessionKey) -> Result<(), BackupError> {
-    session::end_dump(&key);
+/// Closes `key`'s dump at `now`; `base`: the vault stored it whole as that snapshot, so a
+/// stable-memory image is kept as the base of its next incremental dump.
+pub fn end(key: SessionKey, base: Option<u64>, now: u64) -> Result<(), BackupError> {
+    match (session::dump(&key), base) {
+        (Some(dump), Some(snapshot)) if dump.kind == StateKind::StableMemory => {
+            let base = Base { vault: key.vault, nonce: key.nonce, snapshot, size: dump.size, generation: dump.frozen_generation, touched_at_nanos: now };
+            session::end_dump_as_base(&key, base);
+        }
+        _ => session::end_dump(&key),
+    }
     Ok(())
 }
 
@@ -123,7 +151,7 @@ mod tests {
     /// The `DumpBegin` of `key`, from a vault that hashes every chunk itself (`chunk_hashes`
     /// `Some(false)`) or one before BLAKE3 (`None`).
     fn args(key: SessionKey, chunk_hashes: Option<bool>) -> DumpBegin {
-        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes }
+        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes, base: None }
     }
 
     #[test]
@@ -135,13 +163,13 @@ mod tests {
         let other_vault = SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened };
         for other in [reinstalled, other_vault, key(None, 1), key(Some(7), 2)] {
             assert_eq!(chunk(other, 0), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
-            assert_eq!(end(other), Ok(()));
+            assert_eq!(end(other, None, 0), Ok(()));
         }
         assert_eq!(chunk(opened, 0).map(|c| c.data.len() as u64), Ok(WASM_PAGE_SIZE));
         assert_eq!(manifest.state_layout, Some(3));
         assert_eq!(begin(opened, &args(opened, Some(false)), 200, Some(3)), Ok(manifest), "a repeated begin answers the same");
         assert!(matches!(store::header().session, Session::Dumping(OpenDump { touched_at_nanos: 200, taken_at_nanos: 100, .. })));
-        end(opened).unwrap();
+        end(opened, None, 0).unwrap();
         assert_eq!(chunk(opened, 0), Err(BackupError::UnknownJob { job: 1 }));
     }
 
@@ -157,7 +185,80 @@ mod tests {
             let expected = if chunk_hashes == Some(false) { Sha256::default() } else { Sha256::of(&answered.data) };
             assert_eq!(answered.sha256, expected, "{chunk_hashes:?}");
             assert_ne!(Sha256::of(&answered.data), Sha256::default());
-            end(opened).unwrap();
+            end(opened, None, 0).unwrap();
         }
+    }
+
+    fn incremental_args(key: SessionKey, base: Option<u64>) -> DumpBegin {
+        DumpBegin { base, ..args(key, Some(false)) }
+    }
+
+    /// Page `page` of the app's memory filled with `byte`.
+    fn fill_page(page: u64, byte: u8) {
+        crate::pages::write_live(page * 4096, &[byte; 4096], || ());
+    }
+
+    #[test]
+    fn a_dump_the_vault_named_its_base_makes_the_next_one_incremental() {
+        memory::memory().grow(1);
+        (0..16).for_each(|page| fill_page(page, 1));
+        let first = key(Some(7), 1);
+        let manifest = begin(first, &incremental_args(first, Some(9)), 100, None).expect("a dump opens");
+        assert_eq!(manifest.base, None, "no base is held: a full dump");
+        assert_eq!(chunk(first, 0).map(|c| c.changed_pages), Ok(None));
+        end(first, Some(41), 110).expect("kept as snapshot 41's image");
+        assert!(matches!(store::header().base, Some(Base { snapshot: 41, size: 65536, .. })));
+        fill_page(3, 2);
+        fill_page(5, 1);
+        let second = key(Some(7), 2);
+        let manifest = begin(second, &incremental_args(second, Some(41)), 200, None).expect("a dump opens");
+        assert_eq!(manifest.base, Some(41));
+        let answered = chunk(second, 0).expect("chunk 0");
+        let bitmap = answered.changed_pages.expect("an incremental chunk").into_vec();
+        assert_eq!((bitmap.as_slice(), answered.data.len()), (&[0b1000, 0][..], 4096), "page 3 only: page 5 has its bytes again");
+        assert!(answered.data.iter().all(|&b| b == 2));
+        end(second, None, 210).expect("closed without a new base");
+        assert!(matches!(store::header().base, Some(Base { snapshot: 41, .. })), "the base stays");
+        for (stranger, snapshot) in [(key(Some(8), 3), 41), (key(Some(7), 4), 40)] {
+            let manifest = begin(stranger, &incremental_args(stranger, Some(snapshot)), 300, None).expect("a dump opens");
+            assert_eq!(manifest.base, None, "another vault instance's base, or another snapshot: full");
+            end(stranger, None, 310).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_restore_a_change_of_vault_and_the_ttl_drop_the_base() {
+        memory::memory().grow(1);
+        let vault = Principal::from_slice(&[9; 10]);
+        crate::set_vault(vault);
+        let keep = |job: u64, now: u64| {
+            let opened = key(Some(7), job);
+            begin(opened, &incremental_args(opened, None), now, None).expect("a dump opens");
+            end(opened, Some(job), now).expect("kept");
+            assert!(store::header().base.is_some());
+        };
+        keep(1, 10);
+        crate::set_vault(Principal::from_slice(&[8; 10]));
+        assert_eq!(store::header().base, None, "a change of vault");
+        crate::set_vault(vault);
+        keep(2, 20);
+        let ttl = vault_api::protocol::SESSION_TTL.as_nanos() as u64;
+        assert!(!session::release_stale(20 + ttl));
+        assert!(store::header().base.is_some(), "within the TTL");
+        session::release_stale(21 + ttl);
+        assert_eq!(store::header().base, None, "past the TTL");
+        keep(3, 30);
+        crate::restore::on_restore(|| ());
+        let begin_restore = vault_api::protocol::RestoreBegin {
+            job: 4,
+            state_kind: StateKind::StableMemory,
+            size: 65536,
+            chunk_size: 65536,
+            sha256: Sha256::default(),
+            nonce: Some(7),
+            content_hash: None,
+        };
+        crate::restore::begin(key(Some(7), 4), begin_restore, 40).expect("a restore opens");
+        assert_eq!(store::header().base, None, "a restore");
     }
 }

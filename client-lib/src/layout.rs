@@ -15,8 +15,9 @@
 //! ├── 7 DIR_A       a version's page directory: the live one, or a staged restore's
 //! ├── 8 DIR_B       the other of the two
 //! ├── 9 DIR_FROZEN  the page directory of the version an open stable-memory dump reads
-//! └── 10 FREE       slots ever taken (u64), then a bitmap of them: bit s of word s / 64 set if
-//!                   slot s is free
+//! ├── 10 FREE       slots ever taken (u64), then a bitmap of them: bit s of word s / 64 set if
+//! │                 slot s is free
+//! └── 11 DIR_BASE   the page directory of the base of the next incremental dump
 //! ```
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
@@ -32,9 +33,11 @@
 //! SLOTS:                └─► table page: [entry of page 0] ... [entry of page 511] ──► a page's slot
 //! ```
 //!
-//! `Header`, version 4, 350 bytes: version 3's below, then the live directory (345, 1 byte:
-//! 0 DIR_A, 1 DIR_B) and the generation the next slots are taken in (346, 4 bytes); the dump's
-//! "COW slots used" (125) is the frozen version's generation.
+//! `Header`, version 4, 419 bytes: version 3's below, then the live directory (345, 1 byte:
+//! 0 DIR_A, 1 DIR_B), the generation the next slots are taken in (346, 4 bytes), whether the
+//! open dump is incremental (350, 1 byte) and the base (351, 68 bytes: present 1 byte, the vault
+//! 30, its nonce 9 as in a key, the snapshot 8, size 8, generation 4, touched at 8; zeros when
+//! there is none); the dump's "COW slots used" (125) is the frozen version's generation.
 //!
 //! `Header`, version 3, 345 bytes, little endian:
 //!
@@ -130,6 +133,7 @@ pub const DIR_A: MemoryId = MemoryId::new(7);
 pub const DIR_B: MemoryId = MemoryId::new(8);
 pub const DIR_FROZEN: MemoryId = MemoryId::new(9);
 pub const FREE: MemoryId = MemoryId::new(10);
+pub const DIR_BASE: MemoryId = MemoryId::new(11);
 
 /// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
 pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;
@@ -142,7 +146,9 @@ pub const LAYOUT_VERSION: u8 = 4;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 /// Bytes of the current layout's header, its magic and version included.
-const HEADER_BYTES: usize = 350;
+const HEADER_BYTES: usize = 419;
+/// Bytes of the base's slot, its "present" byte included.
+const BASE_SLOT_BYTES: usize = 1 + 30 + 9 + 8 + 8 + 4 + 8;
 /// Bytes of a key, and of each slot with its "present" byte, in layout 2 and in layout 3 (one
 /// content-hash byte more in the dump's and the restore's).
 const KEY_BYTES: usize = 47;
@@ -178,6 +184,8 @@ pub struct OpenDump {
     pub touched_at_nanos: u64,
     /// Whether it answers each chunk with its SHA-256: its vault did not say it hashes them itself.
     pub chunk_hashes: bool,
+    /// Whether it answers the pages that differ from the base (`Header::base`).
+    pub incremental: bool,
 }
 
 /// A restore being staged.
@@ -239,6 +247,21 @@ pub struct Header {
     pub live_dir: LiveDir,
     /// The generation slots are taken in now.
     pub generation: u32,
+    /// The base of the next incremental dump.
+    pub base: Option<Base>,
+}
+
+/// A stable-memory image a vault stored whole as one of its snapshots and named as the base of
+/// its next incremental dump (see `pages`): bound to that vault instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Base {
+    pub vault: Principal,
+    pub nonce: Option<u64>,
+    pub snapshot: u64,
+    pub size: u64,
+    pub generation: u32,
+    /// When a vault call last touched it (its dump's end, or a dump against it).
+    pub touched_at_nanos: u64,
 }
 
 /// The two directories the live version and a staged restore take turns in.
@@ -387,6 +410,16 @@ impl Header {
         }
         w.u64(self.serde_cost.0).u64(self.serde_cost.1);
         w.u8(matches!(self.live_dir, LiveDir::B) as u8).u32(self.generation);
+        w.u8(matches!(&self.session, Session::Dumping(dump) if dump.incremental) as u8);
+        match &self.base {
+            Some(base) => {
+                w.u8(1).principal(&base.vault).u8(base.nonce.is_some() as u8).u64(base.nonce.unwrap_or(0));
+                w.u64(base.snapshot).u64(base.size).u32(base.generation).u64(base.touched_at_nanos);
+            }
+            None => {
+                w.bytes(&[0; BASE_SLOT_BYTES]);
+            }
+        }
         let fields = w.into_vec();
         debug_assert_eq!(MAGIC.len() + 1 + fields.len(), HEADER_BYTES);
         StoredHeader { layout: LAYOUT_VERSION, fields }
@@ -399,6 +432,17 @@ pub fn decode_v4(fields: &[u8]) -> Header {
     let mut header = decode_keyed(&mut r, true);
     header.live_dir = if r.u8() == 1 { LiveDir::B } else { LiveDir::A };
     header.generation = r.u32();
+    let incremental = r.u8() == 1;
+    if let Session::Dumping(dump) = &mut header.session {
+        dump.incremental = incremental;
+    }
+    header.base = if r.u8() == 1 {
+        let vault = r.principal();
+        let (present, nonce) = (r.u8() == 1, r.u64());
+        Some(Base { vault, nonce: present.then_some(nonce), snapshot: r.u64(), size: r.u64(), generation: r.u32(), touched_at_nanos: r.u64() })
+    } else {
+        None
+    };
     header
 }
 
@@ -428,6 +472,7 @@ fn decode_keyed(r: &mut Reader, content_hashes: bool) -> Header {
             taken_at_nanos: r.u64(),
             frozen_generation: r.u64() as u32,
             chunk_hashes: true,
+            incremental: false,
         };
         if content_hashes {
             dump.chunk_hashes = r.u8() == 1;
@@ -497,6 +542,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
         frozen_generation: r.u64() as u32,
         touched_at_nanos: 0,
         chunk_hashes: true,
+        incremental: false,
     };
     dump.touched_at_nanos = dump.taken_at_nanos;
     let restore_present = r.u8() == 1;
@@ -540,6 +586,7 @@ mod tests {
                 frozen_generation: 6,
                 touched_at_nanos: 13,
                 chunk_hashes: false,
+                incremental: true,
             }),
             committed: Some(Committed {
                 key: SessionKey { vault: Principal::from_slice(&[8; 29]), nonce: None, job: 2 },
@@ -550,6 +597,14 @@ mod tests {
             serde_cost: (11, 12),
             live_dir: LiveDir::B,
             generation: 14,
+            base: Some(Base {
+                vault: Principal::from_slice(&[6; 29]),
+                nonce: Some(15),
+                snapshot: 16,
+                size: 1 << 20,
+                generation: 13,
+                touched_at_nanos: 17,
+            }),
         }
     }
 
@@ -610,6 +665,10 @@ mod tests {
         assert_eq!(read(stored_bytes(&nothing_committed)), nothing_committed);
     }
 
+    /// Bytes of layout 4's paging fields at the end: the live directory, the generation, the
+    /// dump's incremental byte and the base's slot.
+    const PAGING_BYTES: usize = 1 + 4 + 1 + BASE_SLOT_BYTES;
+
     /// Bytes 44..134 hold the dump's slot, 134..240 the restore's, 240..329 the last commit's.
     const DUMP_SLOT: std::ops::Range<usize> = 44..134;
     const RESTORE_SLOT: std::ops::Range<usize> = 134..240;
@@ -620,7 +679,7 @@ mod tests {
         assert_eq!(DUMP_SLOT.len(), DUMP_SLOT_BYTES);
         assert_eq!(RESTORE_SLOT.len(), RESTORE_SLOT_BYTES);
         assert_eq!(COMMITTED_SLOT.len(), COMMITTED_SLOT_BYTES);
-        assert_eq!(COMMITTED_SLOT.end + 16 + 5, HEADER_BYTES);
+        assert_eq!(COMMITTED_SLOT.end + 16 + PAGING_BYTES, HEADER_BYTES);
     }
 
     /// A restore of `content_hash` open in [`sample`].
@@ -643,11 +702,15 @@ mod tests {
 
     #[test]
     fn a_layout_2_dump_answers_sha256s_and_a_layout_2_restore_is_sha256() {
-        // Layout 2's bytes are layout 4's without bytes 133 and 239 and the paging's 5 at the end.
+        // Layout 2's bytes are layout 4's without bytes 133 and 239 and the paging's at the end.
         for (header, as_layout_2) in [(dumping(false), dumping(true)), (restoring_in(ContentHash::Blake3), restoring_in(ContentHash::Sha256))] {
-            let as_layout_2 = Header { live_dir: LiveDir::A, generation: 0, ..as_layout_2 };
+            let as_layout_2 = Header { live_dir: LiveDir::A, generation: 0, base: None, ..as_layout_2 };
+            let as_layout_2 = match as_layout_2.session {
+                Session::Dumping(dump) => Header { session: Session::Dumping(OpenDump { incremental: false, ..dump }), ..as_layout_2 },
+                _ => as_layout_2,
+            };
             let mut bytes = stored_bytes(&header);
-            bytes.truncate(HEADER_BYTES - 5);
+            bytes.truncate(HEADER_BYTES - PAGING_BYTES);
             bytes.remove(239);
             bytes.remove(133);
             assert_eq!(decode_v2(&bytes[5..]), as_layout_2);

@@ -117,6 +117,7 @@ use vault_api::protocol::{BackupError, BackupInfo};
 pub fn set_vault(vault: Principal) {
     if store::header().vault != Some(vault) {
         session::release();
+        session::drop_base();
     }
     store::update_header(|h| h.vault = Some(vault));
 }
@@ -151,7 +152,7 @@ pub mod endpoints {
     use super::*;
     use layout::SessionKey;
     use vault_api::protocol::{
-        Chunk, ChunkReply, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport,
+        Chunk, ChunkReply, ChunkRequest, DumpBegin, DumpEnd, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport,
     };
 
     /// The guard on every backup endpoint with arguments: they must decode as `Args` within the
@@ -235,9 +236,9 @@ pub mod endpoints {
         PhantomData
     }
 
-    pub fn dump_end(args: JobRef) -> Result<(), BackupError> {
-        let (key, _) = vault_call(args.job, args.nonce)?;
-        dump::end(key)
+    pub fn dump_end(args: DumpEnd) -> Result<(), BackupError> {
+        let (key, now) = vault_call(args.job, args.nonce)?;
+        dump::end(key, args.base, now)
     }
 
     pub fn restore_begin(args: RestoreBegin) -> Result<(), BackupError> {
@@ -293,8 +294,8 @@ macro_rules! vault_endpoints {
             ::vault_client::endpoints::dump_chunk(args)
         }
 
-        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::JobRef,)>")]
-        fn vault_dump_end(args: ::vault_client::vault_api::protocol::JobRef) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::DumpEnd,)>")]
+        fn vault_dump_end(args: ::vault_client::vault_api::protocol::DumpEnd) -> ::core::result::Result<(), ::vault_client::vault_api::protocol::BackupError> {
             ::vault_client::endpoints::dump_end(args)
         }
 

@@ -102,6 +102,7 @@ mod tests {
                 frozen_generation: pages::freeze(),
                 touched_at_nanos: touched_at,
                 chunk_hashes: false,
+                incremental: false,
             })
         })
         .expect("freezing cannot fail here");

@@ -166,6 +166,7 @@ mod tests {
                 frozen_generation: 6,
                 touched_at_nanos: 5,
                 chunk_hashes: true,
+                incremental: false,
             }),
             committed: Some(Committed { key: key(2), kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
             serde_cost: (11, 12),

@@ -7,13 +7,18 @@
 //!   dump freezes the directory (a copy of 8 bytes per 2 MiB), and from then on a write to a
 //!   page (or table page) the frozen version shares goes to a fresh slot, the old one left to
 //!   the dump; no byte the app does not write is copied;
+//! - **base**, a frozen version its dump's vault stored whole and named as the base of its next
+//!   incremental dump: kept when that dump ends, until the next one's end replaces it; an
+//!   incremental dump answers the pages of the frozen version that differ from it;
 //! - **staged**, a restore's image written into free slots over as many messages as it needs;
 //!   its commit makes it the live version by switching which directory is live, and frees the
 //!   slots of the old one.
 //!
-//! An entry is shared with the frozen version when its generation is not newer than the frozen
-//! one: each freeze starts a generation, and every slot a write takes is stamped with it. A slot
-//! is free once no version maps it (the FREE bitmap); the drawing is in `layout`.
+//! Versions form a chain, base, frozen, live, each frozen from the next, so a slot one maps is
+//! mapped by all those between it and any other that maps it. An entry is shared with a held
+//! (frozen or base) version when its generation is not newer than the newest held one: each
+//! freeze starts a generation, and every slot a write takes is stamped with it. A slot is free
+//! once no version maps it (the FREE bitmap); the drawing is in `layout`.
 //!
 //! A page is read and written in the raw stable memory, where the slot is: the SLOTS memory's
 //! buckets are read from the library's `MemoryManager` header (its layout 1, which
@@ -413,6 +418,8 @@ struct Paged {
     live_dir: LiveDir,
     /// The frozen version, with its generation.
     frozen: Option<(Version, u32)>,
+    /// The base of the next incremental dump, with its generation (older than the frozen one).
+    base: Option<(Version, u32)>,
     staged: Option<Version>,
     generation: u32,
 }
@@ -524,11 +531,13 @@ impl Paged {
             }
             _ => (None, None),
         };
-        Paged { slots, live, live_size, live_dir, frozen, staged, generation: header.generation }
+        let base = header.base.as_ref().map(|base| (Version::open(layout::DIR_BASE, tables_for(base.size)), base.generation));
+        Paged { slots, live, live_size, live_dir, frozen, base, staged, generation: header.generation }
     }
 
+    /// What writes to the live version may not change in place: the newest held version's slots.
     fn shared(&self) -> Shared {
-        Shared(self.frozen.as_ref().map(|(_, generation)| *generation))
+        Shared(self.frozen.as_ref().or(self.base.as_ref()).map(|(_, generation)| *generation))
     }
 
     fn check_bounds(&self, offset: u64, len: usize) {
@@ -746,34 +755,101 @@ pub fn read_frozen(offset: u64, len: usize) -> Vec<u8> {
 pub fn release_frozen() {
     with_paged(|paged| {
         if let Some((mut frozen, _)) = paged.frozen.take() {
-            let freed = frozen_only(&mut frozen, paged);
-            paged.slots.release(freed);
+            let Paged { slots, live, base, .. } = paged;
+            let mut neighbours = vec![live];
+            neighbours.extend(base.as_mut().map(|(base, _)| base));
+            let freed = only_in(&mut frozen, &mut neighbours, &slots.data);
+            slots.release(freed);
         }
     })
 }
 
-/// The slots `frozen` maps and the live version does not: those of its table pages the live
-/// version took fresh slots for, and of their entries those it did.
-fn frozen_only(frozen: &mut Version, paged: &mut Paged) -> Vec<u64> {
-    let data = &paged.slots.data;
+/// Drops the base, freeing the slots only it maps.
+pub fn release_base() {
+    with_paged(|paged| {
+        if let Some((mut base, _)) = paged.base.take() {
+            let Paged { slots, live, frozen, .. } = paged;
+            // The next version of the chain: any slot of the base another maps, it maps.
+            let next = match frozen.as_mut() {
+                Some((frozen, _)) => frozen,
+                None => live,
+            };
+            let freed = only_in(&mut base, &mut [next], &slots.data);
+            slots.release(freed);
+        }
+    })
+}
+
+/// Keeps the frozen version as the base, in place of the base held before (released); returns
+/// the base's generation.
+pub fn keep_frozen_as_base() -> u32 {
+    release_base();
+    with_paged(|paged| {
+        let (frozen, generation) = paged.frozen.take().expect("a frozen version");
+        paged.base = Some((Version::create(layout::DIR_BASE, frozen.dir), generation));
+        generation
+    })
+}
+
+/// The slots `version` maps and none of `neighbours` (its neighbours in the chain of versions)
+/// does: a slot maps the same page (or table page) in every version that maps it, so only its
+/// place in each neighbour is looked at, and a table page a neighbour shares is skipped whole.
+fn only_in(version: &mut Version, neighbours: &mut [&mut Version], data: &SlotMemory) -> Vec<u64> {
     let mut freed = Vec::new();
-    for table in 0..frozen.dir.len() as u64 {
-        let Some(frozen_slot) = frozen.dir[table as usize].slot() else { continue };
-        if paged.live.dir.get(table as usize).and_then(|entry| entry.slot()) == Some(frozen_slot) {
+    for table in 0..version.dir.len() as u64 {
+        let Some(table_slot) = version.dir[table as usize].slot() else { continue };
+        if neighbours.iter().any(|other| other.dir.get(table as usize).and_then(|entry| entry.slot()) == Some(table_slot)) {
             continue;
         }
-        let old = *frozen.table(data, table).expect("a mapped table page");
-        let live = paged.live.table(data, table).map(|entries| *entries);
-        for (index, entry) in old.iter().enumerate() {
+        let entries = *version.table(data, table).expect("a mapped table page");
+        let theirs: Vec<Option<[Entry; ENTRIES as usize]>> =
+            neighbours.iter_mut().map(|other| other.table(data, table).map(|entries| *entries)).collect();
+        for (index, entry) in entries.iter().enumerate() {
             if let Some(slot) = entry.slot()
-                && live.is_none_or(|live| live[index].slot() != Some(slot))
+                && theirs.iter().all(|other| other.is_none_or(|other| other[index].slot() != Some(slot)))
             {
                 freed.push(slot);
             }
         }
-        freed.push(frozen_slot);
+        freed.push(table_slot);
     }
     freed
+}
+
+/// Bytes `range` of the frozen version, which must be whole pages but for the last: the pages
+/// that differ from the base's (a page past the base's end differs unless it is zeros), in order,
+/// and a bitmap of them (bit `j % 8` of byte `j / 8` for the range's page `j`). A page whose slot
+/// is the base's is the same; one written again with the same bytes is too.
+pub fn changed_pages(range: std::ops::Range<u64>) -> (Vec<u8>, Vec<u8>) {
+    with_paged(|paged| {
+        let Paged { slots: Slots { data, .. }, frozen, base, .. } = paged;
+        let (frozen, _) = frozen.as_mut().expect("a frozen version");
+        let (base, _) = base.as_mut().expect("a base");
+        let pages = (range.end - range.start).div_ceil(PAGE);
+        let mut bitmap = vec![0u8; pages.div_ceil(8) as usize];
+        let mut changed = Vec::new();
+        let (mut mine, mut theirs) = (vec![0u8; PAGE as usize], vec![0u8; PAGE as usize]);
+        for j in 0..pages {
+            let at = range.start + j * PAGE;
+            let page = at / PAGE;
+            let len = (range.end - at).min(PAGE) as usize;
+            let (new, old) = (frozen.entry(data, page), base.entry(data, page));
+            if new.slot() == old.slot() {
+                continue;
+            }
+            for (entry, bytes) in [(new, &mut mine), (old, &mut theirs)] {
+                match entry.slot() {
+                    Some(slot) => data.read(slot, &mut bytes[..len]),
+                    None => bytes[..len].fill(0),
+                }
+            }
+            if mine[..len] != theirs[..len] {
+                bitmap[(j / 8) as usize] |= 1 << (j % 8);
+                changed.extend_from_slice(&mine[..len]);
+            }
+        }
+        (changed, bitmap)
+    })
 }
 
 /// Opens a staged version of `size` bytes, its pages all zeros, if the slots for it can be
@@ -781,7 +857,7 @@ fn frozen_only(frozen: &mut Version, paged: &mut Paged) -> Vec<u64> {
 /// bytes the slots that can be taken would hold.
 pub fn open_staged(size: u64) -> Result<(), u64> {
     with_paged(|paged| {
-        assert!(paged.frozen.is_none() && paged.staged.is_none(), "a version is frozen or staged already");
+        assert!(paged.frozen.is_none() && paged.base.is_none() && paged.staged.is_none(), "a version is held or staged already");
         let tables = tables_for(size);
         paged.slots.reserve(size.div_ceil(PAGE) + tables).map_err(|slots| slots.saturating_sub(tables) * PAGE)?;
         paged.staged = Some(Version::create(dir_memory(paged.live_dir.other()), vec![Entry::NONE; tables as usize]));
@@ -866,13 +942,12 @@ pub fn slots_in_use() -> u64 {
 /// Slots only the frozen version maps.
 #[cfg(test)]
 pub fn frozen_only_slots() -> usize {
-    with_paged(|paged| match paged.frozen.take() {
-        Some((mut frozen, generation)) => {
-            let count = frozen_only(&mut frozen, paged).len();
-            paged.frozen = Some((frozen, generation));
-            count
-        }
-        None => 0,
+    with_paged(|paged| {
+        let Paged { slots, live, frozen, base, .. } = paged;
+        let Some((frozen, _)) = frozen.as_mut() else { return 0 };
+        let mut neighbours = vec![live];
+        neighbours.extend(base.as_mut().map(|(base, _)| base));
+        only_in(frozen, &mut neighbours, &slots.data).len()
     })
 }
 
@@ -894,13 +969,33 @@ mod tests {
         assert_eq!(Entry::new(5, 1).to_le_bytes(), [6, 0, 0, 0, 1, 0, 0, 0], "golden bytes");
     }
 
+    #[test]
+    fn a_write_after_the_dump_kept_as_base_leaves_the_base_and_shows_as_changed() {
+        grow_live(1);
+        write_live(0, &[1; WASM_PAGE as usize], || ());
+        freeze();
+        let generation = keep_frozen_as_base();
+        store::update_header(|h| {
+            h.base = Some(layout::Base { vault: key().vault, nonce: key().nonce, snapshot: 1, size: WASM_PAGE, generation, touched_at_nanos: 0 })
+        });
+        write_live(PAGE + 5, b"new", || ());
+        write_live(3 * PAGE, &[1; 8], || ());
+        let base = with_paged(|paged| paged.base.as_mut().expect("a base").0.read_to_vec(&paged.slots.data, 0, WASM_PAGE as usize));
+        assert!(base == vec![1; WASM_PAGE as usize], "the base is as it was kept");
+        freeze();
+        let (data, bitmap) = changed_pages(0..WASM_PAGE);
+        assert_eq!(bitmap, vec![0b10, 0], "page 1 changed; page 3 was written with the bytes it had");
+        assert_eq!(&data[5..8], b"new");
+        assert_eq!(data.len(), PAGE as usize);
+    }
+
     /// The slots some version maps, each once.
     fn mapped_slots() -> BTreeSet<u64> {
         with_paged(|paged| {
-            let Paged { slots: Slots { data, .. }, live, frozen, staged, .. } = paged;
+            let Paged { slots: Slots { data, .. }, live, frozen, base, staged, .. } = paged;
             let mut slots: BTreeSet<u64> = live.slots(data).into_iter().collect();
-            if let Some((frozen, _)) = frozen.as_mut() {
-                slots.extend(frozen.slots(data));
+            for (held, _) in frozen.iter_mut().chain(base.iter_mut()) {
+                slots.extend(held.slots(data));
             }
             if let Some(staged) = staged.as_mut() {
                 slots.extend(staged.slots(data));
@@ -932,6 +1027,8 @@ mod tests {
         Write { at: u64, len: u64, byte: u8 },
         Freeze,
         ReleaseFrozen,
+        KeepAsBase,
+        ReleaseBase,
         Stage(u64),
         WriteStaged { at: u64, len: u64, byte: u8 },
         Commit,
@@ -946,6 +1043,8 @@ mod tests {
             3 => write.clone().prop_map(|(at, len, byte)| Op::Write { at, len, byte }),
             1 => Just(Op::Freeze),
             1 => Just(Op::ReleaseFrozen),
+            1 => Just(Op::KeepAsBase),
+            1 => Just(Op::ReleaseBase),
             1 => (0..40u64).prop_map(Op::Stage),
             3 => write.prop_map(|(at, len, byte)| Op::WriteStaged { at, len, byte }),
             1 => Just(Op::Commit),
@@ -969,6 +1068,7 @@ mod tests {
             std::thread::spawn(move || -> Result<(), TestCaseError> {
                 let mut live: Vec<u8> = Vec::new();
                 let mut frozen: Option<Vec<u8>> = None;
+                let mut base: Option<Vec<u8>> = None;
                 let mut staged: Option<Vec<u8>> = None;
                 for op in ops {
                     match op {
@@ -990,7 +1090,7 @@ mod tests {
                             let frozen_generation = freeze();
                             record(Session::Dumping(OpenDump {
                                 key: key(), kind: StateKind::StableMemory, size, chunk_size: PAGE, taken_at_nanos: 0,
-                                frozen_generation, touched_at_nanos: 0, chunk_hashes: false,
+                                frozen_generation, touched_at_nanos: 0, chunk_hashes: false, incremental: false,
                             }));
                             frozen = Some(live.clone());
                         }
@@ -999,7 +1099,26 @@ mod tests {
                             record(Session::Idle);
                             frozen = None;
                         }
+                        Op::KeepAsBase if frozen.is_some() => {
+                            let image = frozen.take().expect("frozen");
+                            let generation = keep_frozen_as_base();
+                            store::update_header(|h| {
+                                h.session = Session::Idle;
+                                h.base = Some(layout::Base {
+                                    vault: key().vault, nonce: key().nonce, snapshot: 1, size: image.len() as u64, generation, touched_at_nanos: 0,
+                                });
+                            });
+                            base = Some(image);
+                        }
+                        Op::ReleaseBase if base.is_some() => {
+                            release_base();
+                            store::update_header(|h| h.base = None);
+                            base = None;
+                        }
                         Op::Stage(pages) if frozen.is_none() && staged.is_none() => {
+                            release_base();
+                            store::update_header(|h| h.base = None);
+                            base = None;
                             let size = pages * WASM_PAGE;
                             prop_assert_eq!(open_staged(size), Ok(()));
                             record(Session::Restoring(OpenRestore {
@@ -1034,6 +1153,23 @@ mod tests {
                     prop_assert!(live_bytes() == live, "the live version reads as its model");
                     if let Some(image) = &frozen {
                         prop_assert!(read_frozen(0, image.len()) == *image, "the frozen version reads as its model");
+                        if let Some(old) = &base {
+                            // Whole pages: the range's last page is whole in an image of wasm pages.
+                            let (data, bitmap) = changed_pages(0..image.len() as u64);
+                            let (mut want_data, mut want_bitmap) = (Vec::new(), vec![0u8; (image.len() as u64 / PAGE).div_ceil(8) as usize]);
+                            for (j, page) in image.chunks(PAGE as usize).enumerate() {
+                                let was = old.get(j * PAGE as usize..(j + 1) * PAGE as usize).unwrap_or(&[0; PAGE as usize]);
+                                if page != was {
+                                    want_bitmap[j / 8] |= 1 << (j % 8);
+                                    want_data.extend_from_slice(page);
+                                }
+                            }
+                            prop_assert!(bitmap == want_bitmap && data == want_data, "the changed pages are those that differ from the base");
+                        }
+                    }
+                    if let Some(image) = &base {
+                        let base_bytes = with_paged(|paged| paged.base.as_mut().expect("a base").0.read_to_vec(&paged.slots.data, 0, image.len()));
+                        prop_assert!(base_bytes == *image, "the base reads as its model");
                     }
                     if let Some(image) = &staged {
                         let staged_bytes = with_paged(|paged| {

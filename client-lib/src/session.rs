@@ -3,11 +3,12 @@
 //! job) finds nothing open. Opening one supersedes the other, and closing one releases what it
 //! holds (a dump's frozen pages, a restore's staged chunks); so does a change of vault, and
 //! so does the library, the next time it runs, for one no vault call touched for
-//! [`SESSION_TTL`].
+//! [`SESSION_TTL`]. The base of incremental dumps (`Header::base`) is dropped likewise: by a
+//! restore (the live state is replaced), a change of vault, and past the TTL.
 
 use vault_api::protocol::{BackupError, SESSION_TTL};
 
-use crate::layout::{Committed, OpenDump, OpenRestore, Session, SessionKey};
+use crate::layout::{Base, Committed, OpenDump, OpenRestore, Session, SessionKey};
 use crate::{pages, store};
 use vault_api::protocol::StateKind;
 
@@ -46,16 +47,23 @@ pub fn open_dump(freeze: impl FnOnce() -> Result<OpenDump, BackupError>) -> Resu
 /// dump or an older staging, which are released first; if `make_room` fails nothing stays open.
 pub fn open_restore(restore: OpenRestore, make_room: impl FnOnce() -> Result<(), BackupError>) -> Result<(), BackupError> {
     release();
+    drop_base();
     make_room()?;
     store::update_header(|h| h.session = Session::Restoring(restore));
     Ok(())
 }
 
-/// Records that a vault call touched the open operation at `now`.
+/// Records that a vault call touched the open operation at `now` (and the base, which an
+/// incremental dump reads).
 pub fn touch(now: u64) {
     store::update_header(|h| match &mut h.session {
         Session::Idle => {}
-        Session::Dumping(dump) => dump.touched_at_nanos = now,
+        Session::Dumping(dump) => {
+            dump.touched_at_nanos = now;
+            if let Some(base) = h.base.as_mut().filter(|_| dump.incremental) {
+                base.touched_at_nanos = now;
+            }
+        }
         Session::Restoring(restore) => restore.touched_at_nanos = now,
     });
 }
@@ -64,6 +72,31 @@ pub fn touch(now: u64) {
 pub fn end_dump(key: &SessionKey) {
     if dump(key).is_some() {
         release();
+    }
+}
+
+/// Closes `key`'s stable-memory dump, if it is the one open, keeping its image as `base` in place
+/// of the base held before.
+pub fn end_dump_as_base(key: &SessionKey, base: Base) {
+    if dump(key).is_some_and(|dump| dump.kind == StateKind::StableMemory) {
+        pages::keep_frozen_as_base();
+        store::update_header(|h| {
+            h.session = Session::Idle;
+            h.base = Some(base);
+        });
+    }
+}
+
+/// The base, if `key`'s vault instance named it `snapshot`.
+pub fn base(key: &SessionKey, snapshot: u64) -> Option<Base> {
+    store::header().base.filter(|base| base.vault == key.vault && base.nonce == key.nonce && base.snapshot == snapshot)
+}
+
+/// Drops the base of incremental dumps, freeing the pages only it holds.
+pub fn drop_base() {
+    if store::with_header(|h| h.base.is_some()) {
+        pages::release_base();
+        store::update_header(|h| h.base = None);
     }
 }
 
@@ -87,9 +120,14 @@ pub fn complete_restore(committed: Committed) {
 /// whether it did. Cheap when nothing is open: the header is cached on the heap.
 pub fn release_stale(now: u64) -> bool {
     let ttl = SESSION_TTL.as_nanos() as u64;
-    let stale = store::with_header(|h| h.session.touched_at_nanos()).is_some_and(|touched| now.saturating_sub(touched) > ttl);
+    let past_ttl = |touched: u64| now.saturating_sub(touched) > ttl;
+    let (stale, stale_base) =
+        store::with_header(|h| (h.session.touched_at_nanos().is_some_and(past_ttl), h.base.as_ref().is_some_and(|base| past_ttl(base.touched_at_nanos))));
     if stale {
         release();
+    }
+    if stale_base && !matches!(store::header().session, Session::Dumping(OpenDump { incremental: true, .. })) {
+        drop_base();
     }
     stale
 }
@@ -141,6 +179,7 @@ mod tests {
             frozen_generation: 0,
             touched_at_nanos: 7,
             chunk_hashes: false,
+            incremental: false,
         }
     }
 

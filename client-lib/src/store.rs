@@ -171,13 +171,13 @@ mod tests {
             assert_eq!(live.get(&1000), Some(vec![7; 40]), "with the one written while the dump was open");
             // A dump of it now reads the app's memory as it is.
             let key = layout::SessionKey { vault: Principal::from_slice(&[9; 10]), nonce: Some(6), job: 4 };
-            let args = vault_api::protocol::DumpBegin { job: 4, nonce: Some(6), chunk_hashes: Some(false) };
+            let args = vault_api::protocol::DumpBegin { job: 4, nonce: Some(6), chunk_hashes: Some(false), base: None };
             let manifest = crate::dump::begin(key, &args, 10, None).expect("a dump opens");
             let chunk = crate::dump::chunk(key, 0).expect("chunk 0");
             let mut bytes = vec![0; chunk.data.len()];
             crate::memory().read(0, &mut bytes);
             assert_eq!((chunk.data.into_vec(), manifest.size), (bytes, crate::memory().size() * 65536));
-            crate::dump::end(key).expect("the dump ends");
+            crate::dump::end(key, None, 20).expect("the dump ends");
             // And it keeps working as a paged memory: what is written reads back, also anew.
             for key in 2000..2300 {
                 live.insert(key, map_value(key));

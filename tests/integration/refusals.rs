@@ -84,19 +84,6 @@ fn a_vault_short_of_cycles_refuses_jobs() {
     assert_eq!(env.observable(&[app]), before);
 }
 
-/// Calls a backup endpoint of `app` as its vault.
-fn as_vault<A: candid::utils::ArgumentEncoder, T: candid::CandidType + for<'a> serde::Deserialize<'a>>(
-    env: &Env,
-    app: Principal,
-    method: &str,
-    args: A,
-) -> Result<T, BackupError> {
-    env.ic
-        .update_candid::<A, (Result<T, BackupError>,)>(app, env.vault, method, args)
-        .unwrap_or_else(|e| panic!("{method}: {e}"))
-        .0
-}
-
 use ic_harness::IcBackend;
 
 #[test]
@@ -120,7 +107,7 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
 
     // Dumps.
     assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0, nonce: None },)), Err(BackupError::UnknownJob { job: 5 }));
-    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None, chunk_hashes: None },)).unwrap();
+    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None, chunk_hashes: None, base: None },)).unwrap();
     let chunks = vault_api::chunk_count(manifest.size, manifest.chunk_size);
     assert_eq!(
         as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: chunks, nonce: None },)),
@@ -293,7 +280,7 @@ fn a_dump_held_open(env: &Env, app: Principal) -> vault_api::service::JobInfo {
 
 /// Opens a dump of `app` for `job` as the vault, without a nonce (as release 0.1.0's vault does).
 fn open_dump(env: &Env, app: Principal, job: u64) {
-    let begin = DumpBegin { job, nonce: None, chunk_hashes: None };
+    let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None };
     as_vault::<_, vault_api::protocol::DumpManifest>(env, app, methods::DUMP_BEGIN, (begin,)).expect("a dump opens");
 }
 

@@ -168,7 +168,7 @@ pub async fn info(app: Principal) -> Protocol<BackupInfo> {
 
 /// Opens `job`'s dump, asking for no chunk hashes: the vault hashes every chunk itself.
 pub async fn dump_begin(app: Principal, job: u64) -> Protocol<DumpManifest> {
-    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false) },)).await
+    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base: None },)).await
 }
 
 pub async fn dump_chunk(app: Principal, job: u64, index: u32) -> Protocol<Chunk> {

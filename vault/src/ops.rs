@@ -374,7 +374,7 @@ pub fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
         return Err(VaultError::ChunkOutOfRange { snapshot_id: id, index: args.index, chunks: snapshot.chunks });
     }
     let (sha256, data) = with_state(|s| s.chunk(id, args.index)).expect("a complete snapshot has every chunk");
-    Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256 })
+    Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256, changed_pages: None })
 }
 
 /// A page of the chunk table of a completed snapshot, for export.

@@ -47,6 +47,9 @@ use crate::manifest::{ContentHash, Sha256};
 /// the candid framing of requests and replies.
 pub const CHUNK_SIZE: u64 = 2 * 1024 * 1024 - 4096;
 
+/// The unit an incremental dump tells changes in: a chunk of [`CHUNK_SIZE`] is 511 of them.
+pub const PAGE_SIZE: u64 = 4096;
+
 /// The largest image a snapshot holds: the stable memory a canister may have (400 GiB).
 pub const MAX_IMAGE_BYTES: u64 = 400 << 30;
 
@@ -126,6 +129,12 @@ pub struct DumpBegin {
     /// Whether the app answers each chunk with its SHA-256 (`Chunk::sha256`): false from a vault
     /// that hashes every chunk itself; none (a vault before BLAKE3) means it does.
     pub chunk_hashes: Option<bool>,
+    /// An incremental dump, if the app can: the snapshot this vault stored of an earlier dump of
+    /// the app and named at its end ([`DumpEnd::base`]). An app that still holds that image
+    /// answers each chunk with the pages that differ from it ([`Chunk::changed_pages`]), and says
+    /// so in [`DumpManifest::base`]; else the dump is full. None from a vault before incremental
+    /// dumps.
+    pub base: Option<u64>,
 }
 
 /// A frozen image, ready to be read in chunks.
@@ -141,6 +150,9 @@ pub struct DumpManifest {
     pub state_layout: Option<u32>,
     /// The content hashes the app's library verifies on restore (as in `BackupInfo`).
     pub content_hashes: Option<Vec<ContentHash>>,
+    /// The snapshot the dump is incremental against: `DumpBegin::base`, if the app holds that
+    /// image; none for a full dump (and from a library before incremental dumps).
+    pub base: Option<u64>,
 }
 
 impl DumpManifest {
@@ -165,6 +177,13 @@ pub struct Chunk {
     /// From an app: the chunk's SHA-256, or zeros when its dump was opened with `chunk_hashes`
     /// false. From the vault (`snapshot_chunk`): its digest in the snapshot's content hash.
     pub sha256: Sha256,
+    /// In an incremental dump: which of the chunk's [`PAGE_SIZE`] pages differ from the base's
+    /// (bit `j % 8` of byte `j / 8` for page `j`, a page past the base's end differing unless it
+    /// is zeros), and `data` holds those pages, in order, the chunk's last page as long as the
+    /// chunk's end leaves it. The chunk is the base's chunk at the same index (zeros past its
+    /// end, cut to this chunk's length) with those pages put in. None in a full dump, and from
+    /// the vault.
+    pub changed_pages: Option<ByteBuf>,
 }
 
 /// `Ok(chunk)` as candid encodes it for a reply of type `Result<Chunk, BackupError>` (that of
@@ -187,7 +206,9 @@ impl<'a> ChunkReply<'a> {
     /// value, split where the data goes. The split comes from the value with no data and with
     /// one byte, which differ only in the data's length and bytes.
     pub fn of(chunk: &'a Chunk) -> candid::Result<Self> {
-        let (before, after) = around_blob(|data| reply_value(Chunk { index: chunk.index, data: ByteBuf::from(data), sha256: chunk.sha256 }))?;
+        let (before, after) = around_blob(|data| {
+            reply_value(Chunk { index: chunk.index, data: ByteBuf::from(data), sha256: chunk.sha256, changed_pages: chunk.changed_pages.clone() })
+        })?;
         let mut head = reply_header()?;
         head.extend_from_slice(&before);
         leb128(&mut head, chunk.data.len() as u64);
@@ -256,7 +277,7 @@ fn reply_header() -> candid::Result<Vec<u8>> {
     if let Some(header) = REPLY_HEADER.with(|header| header.get().cloned()) {
         return Ok(header);
     }
-    let chunk = Chunk { index: 0, data: ByteBuf::new(), sha256: Sha256::default() };
+    let chunk = Chunk { index: 0, data: ByteBuf::new(), sha256: Sha256::default(), changed_pages: None };
     let encoded = candid::encode_one(Ok::<Chunk, BackupError>(chunk.clone()))?;
     let value = reply_value(chunk)?;
     let header = encoded.strip_suffix(&value[..]).ok_or_else(|| candid::Error::msg("a chunk's encoding does not end with its value"))?;
@@ -310,6 +331,17 @@ pub struct RestoreChunk {
 pub struct JobRef {
     pub job: u64,
     pub nonce: Option<u64>,
+}
+
+/// Closes job `job`'s dump. `base`: the vault stored the whole dump as this snapshot, so the app
+/// keeps its image as the base of this vault instance's next incremental dump (`DumpBegin::base`)
+/// in place of the one it kept before; none from a vault that does not, or before incremental
+/// dumps (a `JobRef`, which this record extends).
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DumpEnd {
+    pub job: u64,
+    pub nonce: Option<u64>,
+    pub base: Option<u64>,
 }
 
 /// Commits job `job`'s staged image: the job reference, with the state layout the app must still
@@ -431,8 +463,9 @@ mod tests {
         let patterned = |len: usize| (0..len).map(|i| (i * 7 + len) as u8).collect::<Vec<u8>>();
         for len in [0, 1, 127, 128, 129, 16383, 16384, 16385, (1 << 21) - 1, 1 << 21, CHUNK_SIZE as usize] {
             for index in [0, 1, 127, 128, 16384, u32::MAX] {
-                for sha256 in [Sha256::default(), Sha256([0xff; 32]), Sha256::of(&patterned(len))] {
-                    let chunk = Chunk { index, data: ByteBuf::from(patterned(len)), sha256 };
+                let pages = [None, Some(ByteBuf::new()), Some(ByteBuf::from(patterned(64)))];
+                for (sha256, changed_pages) in [Sha256::default(), Sha256([0xff; 32]), Sha256::of(&patterned(len))].into_iter().zip(pages) {
+                    let chunk = Chunk { index, data: ByteBuf::from(patterned(len)), sha256, changed_pages };
                     let reply = ChunkReply::of(&chunk).expect("a chunk encodes");
                     let expected = candid::encode_one(Ok::<Chunk, BackupError>(chunk.clone())).unwrap();
                     assert!(reply.pieces().concat() == expected, "{len} bytes, index {index}, {sha256}");

@@ -578,6 +578,7 @@ mod tests {
             taken_at_nanos: 5,
             state_layout: Some(2),
             content_hashes: None,
+            base: None,
         }
     }
 

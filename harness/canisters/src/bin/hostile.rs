@@ -202,6 +202,7 @@ fn vault_dump_begin(args: DumpBegin) {
             taken_at_nanos: ic_cdk::api::time(),
             state_layout: None,
             content_hashes: None,
+            base: None,
         };
         Answer::Value(Ok(match lie {
             Lie::HugeSize => DumpManifest { size: u64::MAX, ..honest },
@@ -233,7 +234,7 @@ fn vault_dump_chunk(args: ChunkRequest) {
             Lie::WrongLength => {
                 let mut data = chunk.data.into_vec();
                 data.push(0);
-                Answer::Value(Ok(Chunk { index: chunk.index, sha256: Sha256::of(&data), data: ByteBuf::from(data) }))
+                Answer::Value(Ok(Chunk { index: chunk.index, sha256: Sha256::of(&data), data: ByteBuf::from(data), changed_pages: None }))
             }
             Lie::DecodeBomb => Answer::Raw(decode_bomb(&chunk, BOMB_ELEMENTS)),
             Lie::NotCandid => Answer::Raw(b"not candid: the vault must not take this for a chunk".to_vec()),
@@ -250,7 +251,7 @@ fn dump_chunk(image: &[u8], index: u32) -> Result<Chunk, BackupError> {
     }
     let range = chunk_range(size, IMAGE_CHUNK_BYTES, index);
     let data = &image[range.start as usize..range.end as usize];
-    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::of(data) })
+    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::of(data), changed_pages: None })
 }
 
 #[update(manual_reply = true)]
