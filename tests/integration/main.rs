@@ -10,6 +10,7 @@ mod flows;
 mod fuzz;
 mod hostile;
 mod refusals;
+mod restores;
 mod schedule;
 mod sizes;
 mod upgrades;

@@ -1,10 +1,11 @@
 //! What an operation costs on the embedded IC: wall time, rounds, instructions on the app side
 //! and on the vault side, calls and bytes between canisters, and cycles, as the IC would charge
-//! them.
+//! them; and which logged execution committed a restore.
 
 use std::time::{Duration, Instant};
 
 use candid::Principal;
+use ic_harness::{ExecutedEntry, ExecutionRecord};
 use vault_api::protocol::methods;
 
 use crate::Env;
@@ -83,4 +84,10 @@ impl Env {
             vault_cycles: vault.cycles_consumed,
         }
     }
+}
+
+/// The execution of `app` among `log` that committed a restore: its first `vault_restore_commit`
+/// that did not trap (a commit the vault repeats only answers again).
+pub fn restore_commit(log: &[ExecutionRecord], app: Principal) -> Option<&ExecutionRecord> {
+    log.iter().find(|r| r.canister == app && r.succeeded && r.entry == ExecutedEntry::Method(methods::RESTORE_COMMIT.into()))
 }

@@ -142,6 +142,19 @@ impl VaultClient<'_> {
     }
 }
 
+/// Calls backup endpoint `method` of `app` as its vault; the app's answer (panics on a reject).
+pub fn as_vault<A: ArgumentEncoder, T: candid::CandidType + for<'a> serde::Deserialize<'a>>(
+    env: &Env,
+    app: Principal,
+    method: &str,
+    args: A,
+) -> Result<T, BackupError> {
+    env.ic
+        .update_candid::<A, (Result<T, BackupError>,)>(app, env.vault, method, args)
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+        .0
+}
+
 /// An example app's methods (the notes and ledger apps share `seq`, `digest` and `put_blob`).
 pub struct AppClient<'a> {
     pub ic: &'a Harness,
@@ -312,6 +325,13 @@ impl Env {
         chunk
     }
 
+    /// The bytes of `canister`'s stable memory (as `canister_status` gives them to its
+    /// controller, [`owner`]).
+    pub fn stable_memory_bytes(&self, canister: Principal) -> u64 {
+        let status = self.ic.canister_status(canister, Some(owner())).unwrap_or_else(|e| panic!("canister_status: {e}"));
+        u64::try_from(status.memory_metrics.stable_memory_size.0).expect("a stable memory size fits 64 bits")
+    }
+
     /// An example app with this vault set, registered with `schedule` and `retention`.
     pub fn registered(&self, kind: AppKind, schedule: Schedule, retention: Retention) -> Principal {
         let app = self.deploy(kind, Some(self.vault));
@@ -358,6 +378,33 @@ impl Env {
         panic!("job {id} did not finish in {max_rounds} rounds: {:?}", vault.job_status(id));
     }
 
+    /// Runs rounds, a second apart, until job `id` finishes, calling `serve(n)` (`n` from 0)
+    /// before each round while the job stages (is `Starting` or `Transferring`), as an app goes on
+    /// serving its users while the vault moves chunks into it; panics after `max_rounds`.
+    pub fn finish_job_serving(&self, id: u64, max_rounds: u32, mut serve: impl FnMut(u64)) -> Served {
+        let (started, rounds) = (std::time::Instant::now(), self.ic.rounds());
+        let (mut calls, mut while_transferring, mut staged) = (0, 0, None);
+        for _ in 0..max_rounds {
+            let job = self.vault().job_status(id).expect("job_status");
+            match job.phase {
+                JobPhase::Starting | JobPhase::Transferring => {
+                    serve(calls);
+                    calls += 1;
+                    while_transferring += u64::from(job.phase == JobPhase::Transferring);
+                }
+                _ => {
+                    staged.get_or_insert((started.elapsed(), self.ic.rounds() - rounds));
+                }
+            }
+            if let (JobPhase::Succeeded | JobPhase::Failed, Some((staging_wall, staging_rounds))) = (job.phase, staged) {
+                return Served { job, calls, while_transferring, staging_wall, staging_rounds };
+            }
+            self.ic.advance_time(Duration::from_secs(1));
+            self.ic.tick();
+        }
+        panic!("job {id} did not finish in {max_rounds} rounds: {:?}", self.vault().job_status(id));
+    }
+
     /// Takes a snapshot now and waits for it; returns the finished job.
     pub fn snapshot(&self, app: Principal) -> JobInfo {
         let job = self.vault().snapshot_now(app).expect("snapshot_now");
@@ -395,6 +442,20 @@ impl Env {
         }
         app.digest().1
     }
+}
+
+/// What [`Env::finish_job_serving`] saw of a job.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// The finished job.
+    pub job: JobInfo,
+    /// Calls of `serve`, and those of them made while the job moved chunks (`Transferring`).
+    pub calls: u64,
+    pub while_transferring: u64,
+    /// Wall time and rounds from the call until the job was first seen past its staging
+    /// (`Finishing`, or finished), the calls of `serve` included.
+    pub staging_wall: Duration,
+    pub staging_rounds: u64,
 }
 
 pub fn schedule(hours: u64) -> Schedule {
