@@ -154,6 +154,28 @@ mod tests {
         assert_eq!(live(0, 6), b"after!".to_vec());
     }
 
+    /// Whether `f` traps (off the IC, `ic_cdk::trap` panics).
+    fn traps(f: impl FnOnce()) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
+    }
+
+    #[test]
+    fn an_access_past_the_end_traps_also_after_an_empty_one_at_the_end() {
+        for size in [0, 1] {
+            std::thread::spawn(move || {
+                memory().grow(size);
+                let end = size * WASM_PAGE;
+                memory().read(end, &mut []);
+                assert!(traps(|| memory().read(end, &mut [0; 8])), "a read past {end} after an empty read there");
+                write_at(end, &[], || 0);
+                assert!(traps(|| memory().read(end + 1, &mut [0; 8])), "a read past {end} after an empty write there");
+                assert!(traps(|| write_at(end, &[1; 8], || 0)), "a write past {end}");
+            })
+            .join()
+            .expect("the instance's thread");
+        }
+    }
+
     #[test]
     fn grown_pages_read_as_zeros_and_take_no_slot_until_written() {
         memory().grow(2);

@@ -585,16 +585,19 @@ fn cool_page(page: u64) {
     HOT.with(|hot| hot[page as usize % HOT_PAGES].set(COLD));
 }
 
-/// Makes `page` of the live version the hot one.
+/// Makes `page` of the live version the hot one. A page past the end (an empty access at the
+/// end reaches it) is not kept: the hot paths check no bounds.
 fn heat(paged: &mut Paged, page: u64) -> Hot {
     let shared = paged.shared();
-    let Paged { slots: Slots { data, .. }, live, .. } = paged;
+    let Paged { slots: Slots { data, .. }, live, live_size, .. } = paged;
     let entry = live.entry(data, page);
     let hot = match entry.slot() {
         Some(slot) => Hot { page, address: data.address(slot, 0), writable: !shared.holds(entry) },
         None => Hot { page, address: ZEROS, writable: false },
     };
-    HOT.with(|cells| cells[page as usize % HOT_PAGES].set(hot));
+    if page < *live_size / PAGE {
+        HOT.with(|cells| cells[page as usize % HOT_PAGES].set(hot));
+    }
     hot
 }
 
