@@ -711,14 +711,12 @@ pub fn live_size() -> u64 {
 }
 
 /// Grows the live version to `pages` wasm pages: the new pages read as zeros, and the SLOTS
-/// memory grows to back them. Whether it could.
+/// memory grows to back them where its free slots do not. Whether it could.
 pub fn grow_live(pages: u64) -> bool {
     with_paged(|paged| {
         let (old, new) = (paged.live_size, pages * WASM_PAGE);
         let (before, after) = (tables_for(old), tables_for(new));
-        let added = (new - old) / PAGE + after - before;
-        let room = paged.slots.data.size().saturating_add(added * PAGE);
-        if !paged.slots.data.reserve(room, 1) {
+        if paged.slots.reserve((new - old) / PAGE + after - before).is_err() {
             return false;
         }
         // A directory used by an older version may hold entries past this one's end.
@@ -990,6 +988,23 @@ mod tests {
         assert_eq!(bitmap, vec![0b10, 0], "page 1 changed; page 3 was written with the bytes it had");
         assert_eq!(&data[5..8], b"new");
         assert_eq!(data.len(), PAGE as usize);
+    }
+
+    #[test]
+    fn a_grow_that_free_slots_back_leaves_the_slots_memory_as_it_is() {
+        let image = vec![1; 2 * WASM_PAGE as usize];
+        grow_live(2);
+        write_live(0, &image, || ());
+        assert_eq!(open_staged(2 * WASM_PAGE), Ok(()));
+        write_staged(0, &image);
+        commit_staged(2 * WASM_PAGE);
+        let slots_memory = || store::memory(layout::SLOTS).size();
+        let before = slots_memory();
+        assert!(slots_in_use() + 33 <= before * PAGES_PER_WASM_PAGE, "the old live version's 33 slots are free");
+        assert!(grow_live(4));
+        assert_eq!(slots_memory(), before, "32 pages and a table page more fit in the free slots");
+        write_live(2 * WASM_PAGE, &image, || ());
+        assert_eq!(live_size(), 4 * WASM_PAGE);
     }
 
     /// The slots some version maps, each once.
