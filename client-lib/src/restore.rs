@@ -51,6 +51,11 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
     if args.chunk_size == 0 || args.chunk_size > CHUNK_SIZE {
         return Err(BackupError::UnsupportedChunkSize { chunk_size: args.chunk_size, max: CHUNK_SIZE });
     }
+    if manifest::try_chunk_count(args.size, args.chunk_size).is_none() {
+        return Err(BackupError::InvalidImage {
+            message: format!("{} bytes in chunks of {} are 2^32 chunks or more", args.size, args.chunk_size),
+        });
+    }
     match args.state_kind {
         StateKind::StableMemory => {
             if RELOAD.get().is_none() {
@@ -257,6 +262,17 @@ mod tests {
         for other in others {
             assert_eq!(commit(other, None), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
         }
+    }
+
+    #[test]
+    fn an_image_of_2_to_the_32_chunks_is_refused_before_room_is_made_for_it() {
+        on_restore(|| ());
+        let opened = key(Some(7), 5);
+        // 4 GiB in chunks of a byte: each chunk and the commit would count its chunks, and trap.
+        let args = RestoreBegin { size: 1 << 32, chunk_size: 1, ..begin_args(opened) };
+        assert!(matches!(begin(opened, args, 10), Err(BackupError::InvalidImage { .. })));
+        assert_eq!(store::header().session, Session::Idle);
+        assert_eq!(store::memory(crate::layout::SLOTS).size(), 0, "no room was made");
     }
 
     #[test]
