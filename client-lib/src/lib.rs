@@ -72,7 +72,7 @@
 //! that does not match all three is answered `UnknownJob`, so a reinstalled vault counting its
 //! jobs from 1 again never reads what its previous install left open. A change of vault
 //! (`vault_set_vault`) releases what is open, and so does the library, the next time it runs (an
-//! endpoint, or the app's write to [`memory()`] while a dump is open), once no vault call touched
+//! endpoint, or the app's write to [`memory()`] while a dump or base holds pages), once no vault call touched
 //! it for `vault_api::protocol::SESSION_TTL` (a week): a vault that vanished holds no
 //! frozen pages or staged chunks for ever. The base of incremental dumps (the image of the last
 //! snapshot the vault stored whole, kept while it is used) goes likewise, and with a restore.

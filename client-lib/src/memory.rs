@@ -1,7 +1,7 @@
 //! [`VaultMemory`]: the app's stable memory, paged (see `pages`) so that an open dump reads the
-//! state as of the message that opened it while the app keeps writing. A write while a dump is
-//! open first releases a dump no vault call touched for `SESSION_TTL`, so a vanished vault's dump
-//! stops holding pages.
+//! state as of the message that opened it while the app keeps writing. A write while a dump or
+//! the base of incremental dumps holds pages first releases what no vault call touched for
+//! `SESSION_TTL`, so a vanished vault's dump or base stops holding pages.
 
 use ic_stable_structures::Memory;
 use vault_api::protocol::WASM_PAGE_SIZE as WASM_PAGE;
@@ -82,19 +82,22 @@ mod tests {
     use vault_api::protocol::{SESSION_TTL, StateKind};
 
     use super::*;
-    use crate::layout::{OpenDump, Session, SessionKey};
+    use crate::layout::{Base, OpenDump, Session, SessionKey};
     use crate::store;
 
     const TTL: u64 = SESSION_TTL.as_nanos() as u64;
     const PAGE: u64 = pages::PAGE;
 
+    fn key() -> SessionKey {
+        SessionKey { vault: candid::Principal::from_slice(&[9; 10]), nonce: Some(1), job: 1 }
+    }
+
     /// Opens a dump of the app's whole memory, touched at `touched_at`.
     fn open_dump(touched_at: u64) {
-        let key = SessionKey { vault: candid::Principal::from_slice(&[9; 10]), nonce: Some(1), job: 1 };
         let size = memory().size() * WASM_PAGE;
         session::open_dump(|| {
             Ok(OpenDump {
-                key,
+                key: key(),
                 kind: StateKind::StableMemory,
                 size,
                 chunk_size: 1024,
@@ -152,6 +155,23 @@ mod tests {
         assert_eq!(store::header().session, Session::Idle);
         assert_eq!(pages::slots_in_use(), in_use, "written in place");
         assert_eq!(live(0, 6), b"after!".to_vec());
+    }
+
+    #[test]
+    fn a_write_releases_a_base_no_vault_call_touched_for_the_ttl_and_takes_no_fresh_page() {
+        memory().grow(1);
+        write_at(0, &[1; 2 * PAGE as usize], || 0);
+        let in_use = pages::slots_in_use();
+        open_dump(10);
+        let Session::Dumping(dump) = store::header().session else { unreachable!("a dump is open") };
+        let base = Base { vault: key().vault, nonce: key().nonce, snapshot: 1, size: dump.size, generation: dump.frozen_generation, touched_at_nanos: 10 };
+        session::end_dump_as_base(&key(), base);
+        write_at(0, b"within", || 10 + TTL);
+        assert!(store::header().base.is_some(), "within the TTL");
+        write_at(PAGE, b"after!", || 10 + TTL + 1);
+        assert_eq!(store::header().base, None, "a vanished vault's base is released");
+        assert_eq!(pages::slots_in_use(), in_use, "the base's pages freed, the second page written in place");
+        assert_eq!((live(0, 6), live(PAGE, 6)), (b"within".to_vec(), b"after!".to_vec()));
     }
 
     /// Whether `f` traps (off the IC, `ic_cdk::trap` panics).

@@ -667,28 +667,28 @@ unsafe fn read_live_cold(offset: u64, dst: *mut u8, len: usize) {
     })
 }
 
-/// Writes `src` at `offset` of the live version, first calling `dumping` if a dump holds a
-/// frozen version (it may release it); traps if the bytes are not all in the live version.
-/// Pages the frozen version shares go to fresh slots.
+/// Writes `src` at `offset` of the live version, first calling `held` if a frozen version or the
+/// base is held (it may release them); traps if the bytes are not all in the live version.
+/// Pages a held version shares go to fresh slots.
 #[inline]
-pub fn write_live(offset: u64, src: &[u8], dumping: impl FnOnce()) {
+pub fn write_live(offset: u64, src: &[u8], held: impl FnOnce()) {
     let hot = hot(offset / PAGE);
     let within = offset % PAGE;
     if offset / PAGE == hot.page && hot.writable && within + src.len() as u64 <= PAGE {
         store::raw().write(hot.address + within, src);
         return;
     }
-    write_live_cold(offset, src, dumping)
+    write_live_cold(offset, src, held)
 }
 
 /// [`write_live`] away from the hot page.
 #[inline(never)]
-fn write_live_cold(offset: u64, src: &[u8], dumping: impl FnOnce()) {
+fn write_live_cold(offset: u64, src: &[u8], held: impl FnOnce()) {
     if with_paged(|paged| {
         paged.check_bounds(offset, src.len());
-        paged.frozen.is_some()
+        paged.shared().0.is_some()
     }) {
-        dumping();
+        held();
     }
     with_paged(|paged| {
         let within = offset % PAGE;
