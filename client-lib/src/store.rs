@@ -192,6 +192,37 @@ mod tests {
     }
 
     #[test]
+    fn bytes_a_layout_3_restore_left_past_the_app_memory_read_as_zeros_once_it_grows_over_them() {
+        std::thread::spawn(|| {
+            // The image of layout 3, with 2 wasm pages of old bytes past the app's memory.
+            let raw = DefaultMemoryImpl::default();
+            *raw.borrow_mut() = layout_3_image();
+            let app = MemoryManager::init(raw.clone()).get(layout::SLOTS);
+            let pages = app.size();
+            app.grow(2);
+            app.write(pages * 65536, &[0xaa; 2 * 65536]);
+            RAW.with(|mine| *mine.borrow_mut() = raw.borrow().clone());
+            let memory = crate::memory();
+            let mut state = vec![0; (pages * 65536) as usize];
+            memory.read(0, &mut state);
+            assert_eq!((memory.size(), memory.grow(2)), (pages, pages as i64));
+            let mut grown = vec![0xee; 2 * 65536];
+            memory.read(pages * 65536, &mut grown);
+            assert!(grown.iter().all(|&b| b == 0), "grown pages read as zeros");
+            for page in pages * 16..(pages + 2) * 16 {
+                memory.write(page * 4096 + 7, &[1]);
+            }
+            memory.read(pages * 65536, &mut grown);
+            assert!(grown.chunks(4096).all(|page| page.iter().enumerate().all(|(at, &b)| b == (at == 7) as u8)), "a partial write leaves zeros");
+            let mut after = vec![0; state.len()];
+            memory.read(0, &mut after);
+            assert!(after == state, "the app's state as it was");
+        })
+        .join()
+        .expect("the instance's thread");
+    }
+
+    #[test]
     fn the_post_upgrade_entry_points_trap_on_a_layout_this_build_cannot_read() {
         let entries: [(&str, fn()); 6] = [
             ("open", open),
