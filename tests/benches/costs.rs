@@ -12,34 +12,38 @@
 //! content hash costs per byte in a canister (`hashes`: SHA-256, BLAKE3).
 //!
 //! Run: `cargo bench -p vault-tests --bench costs` (1 MiB to 1 GiB; add `-- --with-4gib` for a
-//! 4 GiB stable-memory snapshot, which needs about 10 GiB of memory; `-- --quick` for 1 and
+//! 4 GiB stable-memory snapshot and restore, and a 4 GiB large restore; `-- --quick` for 1 and
 //! 16 MiB only, `-- --sizes 16,256` for the sizes listed, `-- --baselines-only 256,1024` for
 //! the floor at those sizes and the hashes only, all three without writing the docs;
 //! `-- --in-flight K` for the floor's calls in flight, 16 unless told).
 //!
-//! A last section measures what the client library's `VaultMemory` costs the app's own work:
+//! A section measures what the client library's `VaultMemory` costs the app's own work:
 //! instructions per insert, get and overwrite of the btree example app on `DefaultMemoryImpl`,
 //! on `VaultMemory`, and on `VaultMemory` while a dump is open (`-- --app-ops` for it alone,
 //! without writing the docs).
+//!
+//! The last, *large restores*: a btree app's stable-memory snapshot of 256 MiB and 1 GiB (and
+//! 4 GiB with `--with-4gib`) restored into a fresh clone that serves updates while the image
+//! stages; per row the restore's commit message's instructions and stable pages dirtied (also
+//! per GiB), the staging's wall time and rounds, the updates served and the peak memory
+//! (`-- --large-restores` for it alone, without writing the docs).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use candid::Principal;
 use harness_test_canisters::hashes::{Algorithm, Hashed};
-use ic_harness::{Harness, IcBackend, SubnetId};
+use ic_harness::{ExecutionRecord, Harness, IcBackend, SubnetId};
 use serde_bytes::ByteBuf;
 use sha2::Digest;
 use vault_api::service::JobPhase;
 use vault_tests::btree::{MAX_BATCH, OpsCost, VALUE_SIZE};
-use vault_tests::cost::Cost;
+use vault_tests::cost::{Cost, restore_commit};
 use vault_tests::*;
 
 const MIB: u64 = 1 << 20;
 /// The inter-canister payload limit (cross-subnet), which a chunk call should nearly fill.
 const PAYLOAD_LIMIT: u64 = 2 * MIB;
-/// The largest image a stable-memory restore commits in one message (2 GiB − 64 MiB).
-const RESTORE_LIMIT: u64 = 2048 * MIB - 64 * MIB;
 
 struct Measured {
     /// The kind of state ([`kind_name`]), or [`FLOOR`].
@@ -47,9 +51,7 @@ struct Measured {
     mib: u64,
     op: &'static str,
     state_bytes: u64,
-    cost: Option<Cost>,
-    /// Why there is no cost.
-    refused: Option<String>,
+    cost: Cost,
     peak_rss: u64,
     copy: Duration,
 }
@@ -117,22 +119,13 @@ fn measure(kind: AppKind, mib: u64) -> Vec<Measured> {
     reset_peak_rss();
     let (job, cost) = env.measure(&[app], || env.snapshot(app));
     assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
-    let snapshot = Measured { state: kind_name(kind), mib, op: "snapshot", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy };
+    let snapshot = Measured { state: kind_name(kind), mib, op: "snapshot", state_bytes: job.bytes_total, cost, peak_rss: peak_rss(), copy };
 
     let clone = env.registered(kind, manual(), keep(1));
     reset_peak_rss();
-    let restore = if kind == AppKind::Ledger && job.bytes_total > RESTORE_LIMIT {
-        let refused = env.vault().restore(app, job.snapshot_id.unwrap(), Some(clone)).map(|j| env.finish_job(j.id, 100_000));
-        let why = match refused {
-            Ok(j) => j.error.map_or_else(|| format!("{:?}", j.phase), |e| e.to_string()),
-            Err(e) => e.to_string(),
-        };
-        Measured { state: kind_name(kind), mib, op: "restore", state_bytes: job.bytes_total, cost: None, refused: Some(why), peak_rss: peak_rss(), copy }
-    } else {
-        let (restored, cost) = env.measure(&[clone], || env.restore(app, job.snapshot_id.unwrap(), Some(clone)));
-        assert_eq!(restored.phase, JobPhase::Succeeded, "{restored:?}");
-        Measured { state: kind_name(kind), mib, op: "restore", state_bytes: job.bytes_total, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy }
-    };
+    let (restored, cost) = env.measure(&[clone], || env.restore(app, job.snapshot_id.unwrap(), Some(clone)));
+    assert_eq!(restored.phase, JobPhase::Succeeded, "{restored:?}");
+    let restore = Measured { state: kind_name(kind), mib, op: "restore", state_bytes: job.bytes_total, cost, peak_rss: peak_rss(), copy };
     vec![snapshot, restore]
 }
 
@@ -162,7 +155,7 @@ fn measure_floor(mib: u64, in_flight: u32) -> Vec<Measured> {
             calls
         });
         assert_eq!(calls, Ok(bytes.div_ceil(FLOOR_CHUNK)), "floor {op} of {mib} MiB");
-        Measured { state: FLOOR, mib, op, state_bytes: bytes, cost: Some(cost), refused: None, peak_rss: peak_rss(), copy }
+        Measured { state: FLOOR, mib, op, state_bytes: bytes, cost, peak_rss: peak_rss(), copy }
     };
     let rows = vec![run("snapshot", app, "pull", app), run("restore", clone, "push", clone)];
     assert!(ic.get_stable_memory(vault)[..bytes as usize] == ic.get_stable_memory(clone)[..bytes as usize], "the floor restored other bytes");
@@ -235,9 +228,7 @@ fn per_mib(instructions: u64, bytes: u64) -> f64 {
 }
 
 fn row(m: &Measured) -> String {
-    let Some(c) = &m.cost else {
-        return format!("| {} | {} MiB | {:.1} MiB | {} | refused: {} | | | | | | | | | |", m.state, m.mib, m.state_bytes as f64 / MIB as f64, m.op, m.refused.as_deref().unwrap_or(""));
-    };
+    let c = &m.cost;
     let gib = m.state_bytes as f64 / (1024.0 * MIB as f64);
     format!(
         "| {} | {} MiB | {:.1} MiB | {} | {:.2} s | {} ({:.0}/GiB) | {:.2} M | {:.2} M | {} ({}) | {:.2} MiB ({:.0}%) | {:.2} MiB | {:.3} T | {:.0} MiB | {:.0}× |",
@@ -272,8 +263,8 @@ fn svg(rows: &[Measured]) -> String {
         s.dedup();
         s
     };
-    let value = |m: &Measured| m.cost.as_ref().map(|c| per_mib(c.app_instructions + c.vault_instructions, m.state_bytes) / 1e6);
-    let max = rows.iter().filter_map(value).fold(1.0f64, f64::max) * 1.15;
+    let value = |m: &Measured| per_mib(m.cost.app_instructions + m.cost.vault_instructions, m.state_bytes) / 1e6;
+    let max = rows.iter().map(value).fold(1.0f64, f64::max) * 1.15;
     let x = |mib: u64| {
         let i = sizes.iter().position(|&s| s == mib).unwrap_or(0) as f64;
         left + i * (w - left - right) / (sizes.len().max(2) - 1) as f64
@@ -304,7 +295,7 @@ fn svg(rows: &[Measured]) -> String {
         let points: Vec<String> = rows
             .iter()
             .filter(|m| m.state == *state && m.op == *op)
-            .filter_map(|m| value(m).map(|v| format!("{:.1},{:.1}", x(m.mib), y(v))))
+            .map(|m| format!("{:.1},{:.1}", x(m.mib), y(value(m))))
             .collect();
         let _ = writeln!(out, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", points.join(" "));
         for p in &points {
@@ -386,6 +377,106 @@ fn app_ops_rows(rows: &[AppOps]) -> Vec<String> {
         .collect()
 }
 
+/// The clone's own entries before a large restore (at keys after the source's), and the entries
+/// each of its updates overwrites while the restore stages.
+const CLONE_ENTRIES: u64 = 1_000;
+const CLONE_OVERWRITES: u64 = 10;
+/// What one update may do: instructions, and stable memory dirtied.
+const UPDATE_INSTRUCTIONS: f64 = 40e9;
+const UPDATE_DIRTY_PAGES: f64 = (2u64 << 30) as f64 / 4096.0;
+/// The most the client library's `MemoryManager` holds, the size the per-GiB figures are
+/// extrapolated to.
+const MANAGER_GIB: f64 = 256.0;
+
+/// A stable-memory restore of the btree app into a fresh clone that serves updates while the
+/// image stages.
+struct LargeRestore {
+    mib: u64,
+    image_bytes: u64,
+    /// The clone's `vault_restore_commit` execution.
+    commit: ExecutionRecord,
+    staging: Duration,
+    staging_rounds: u64,
+    /// Updates the clone served while the restore staged.
+    updates: u64,
+    peak_rss: u64,
+}
+
+/// Fills a btree app until its stable memory holds `mib` MiB, snapshots it and restores the
+/// snapshot into a fresh clone of [`CLONE_ENTRIES`] entries that overwrites some of them
+/// between the rounds of the restore's staging; checks that the clone then holds the snapshot's
+/// map.
+fn measure_large_restore(mib: u64) -> LargeRestore {
+    let env = Env::new();
+    let registered = || {
+        let app = env.deploy_btree(Some(env.vault));
+        env.vault().register(app, manual(), keep(1)).expect("register");
+        app
+    };
+    let app = registered();
+    let client = env.btree(app);
+    let mut entries = 0;
+    while env.stable_memory_bytes(app) < mib * MIB {
+        entries = client.fill(entries, MAX_BATCH);
+    }
+    let digest = client.digest();
+    let job = env.snapshot(app);
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+
+    let clone = registered();
+    let served_clone = env.btree(clone);
+    served_clone.fill(entries, CLONE_ENTRIES);
+    reset_peak_rss();
+    env.ic.log_executions(true);
+    let restore = env.vault().restore(app, job.snapshot_id.unwrap(), Some(clone)).expect("restore");
+    let served = env.finish_job_serving(restore.id, 100_000, |n| served_clone.update_random(n, CLONE_OVERWRITES));
+    let log = env.ic.take_execution_log();
+    env.ic.log_executions(false);
+    let peak_rss = peak_rss();
+    assert_eq!(served.job.phase, JobPhase::Succeeded, "{:?}", served.job);
+    assert!(served.while_transferring > 0, "the clone served updates while the chunks moved: {served:?}");
+    assert!(served_clone.digest() == digest, "the clone holds the snapshot's map after the commit");
+    let commit = restore_commit(&log, clone).expect("the clone committed").clone();
+    LargeRestore { mib, image_bytes: job.bytes_total, commit, staging: served.staging_wall, staging_rounds: served.staging_rounds, updates: served.calls, peak_rss }
+}
+
+const LARGE_RESTORE_HEADER: &str = "| stable memory filled to | image | commit: instructions (per GiB) | commit: stable pages dirtied (per GiB) | per GiB × 256: of an update's 40 B instructions, of its 2 GiB dirtied | staging: wall time, rounds | updates the clone served while staging | peak memory |\n|---|---|---|---|---|---|---|---|";
+
+fn large_restore_row(r: &LargeRestore) -> String {
+    let gib = r.image_bytes as f64 / (1024.0 * MIB as f64);
+    let (instructions, pages) = (r.commit.instructions as f64 / gib, r.commit.stable_pages_dirtied as f64 / gib);
+    format!(
+        "| {} MiB | {:.1} MiB | {:.2} M ({:.2} M/GiB) | {} ({:.1}/GiB) | {:.3}%, {:.3}% | {:.2} s, {} | {} | {:.0} MiB |",
+        r.mib,
+        r.image_bytes as f64 / MIB as f64,
+        r.commit.instructions as f64 / 1e6,
+        instructions / 1e6,
+        r.commit.stable_pages_dirtied,
+        pages,
+        100.0 * instructions * MANAGER_GIB / UPDATE_INSTRUCTIONS,
+        100.0 * pages * MANAGER_GIB / UPDATE_DIRTY_PAGES,
+        r.staging.as_secs_f64(),
+        r.staging_rounds,
+        r.updates,
+        r.peak_rss as f64 / MIB as f64,
+    )
+}
+
+/// The large restores at 256 MiB and 1 GiB, and at 4 GiB with `with_4gib`, each row printed as
+/// it is measured.
+fn measure_large_restores(with_4gib: bool) -> Vec<LargeRestore> {
+    println!("\n{LARGE_RESTORE_HEADER}");
+    let sizes: &[u64] = if with_4gib { &[256, 1024, 4096] } else { &[256, 1024] };
+    sizes
+        .iter()
+        .map(|&mib| {
+            let measured = measure_large_restore(mib);
+            println!("{}", large_restore_row(&measured));
+            measured
+        })
+        .collect()
+}
+
 /// The floor's calls in flight unless `--in-flight` says otherwise: as many as the vault's
 /// batches make at most.
 const DEFAULT_IN_FLIGHT: u32 = 16;
@@ -395,7 +486,7 @@ fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option
     let i = args.iter().position(|a| a == name)?;
     let value = args.get(i + 1).and_then(|v| parse(v));
     if value.is_none() {
-        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops]");
+        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops] [--large-restores]");
         std::process::exit(2);
     }
     value
@@ -409,6 +500,11 @@ fn main() {
     };
     if args.iter().any(|a| a == "--app-ops") {
         print_app_ops(&measure_app_ops());
+        return;
+    }
+    let with_4gib = args.iter().any(|a| a == "--with-4gib");
+    if args.iter().any(|a| a == "--large-restores") {
+        measure_large_restores(with_4gib);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -437,7 +533,7 @@ fn main() {
                 record(measure(AppKind::Notes, mib));
                 record(measure_floor(mib, in_flight));
             }
-            if args.iter().any(|a| a == "--with-4gib") {
+            if with_4gib {
                 record(measure(AppKind::Ledger, 4096));
             }
         }
@@ -452,8 +548,9 @@ fn main() {
     }
     let app_ops = measure_app_ops();
     print_app_ops(&app_ops);
+    let large_restores = measure_large_restores(with_4gib);
     let root = ic_harness::build::workspace_root();
-    let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB row needs about 10 GiB of memory; without the flag it is left out).\n\n");
+    let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB rows hold the app, the vault's copy and the clone in memory; without the flag they are left out).\n\n");
     let _ = writeln!(md, "{HEADER}");
     for m in &rows {
         let _ = writeln!(md, "{}", row(m));
@@ -465,7 +562,7 @@ fn main() {
     md.push_str("- *rounds* are the embedded IC's rounds the operation took, with the vault (and the floor's driving side) on one subnet and the apps on another: a message between subnets is inducted 2 rounds after it was sent, and each stream between two subnets inducts at most 4 MiB a round (`harness/src/subnets.rs` gives the sources). Moving 1 GiB one way therefore takes at least 256 rounds: the byte-budget floor. A round is a second of the harness's clock.\n");
     md.push_str("- *wall time / plain copy* compares with `copy_from_slice` of the same number of bytes in this process.\n");
     md.push_str("- *peak memory* is the benchmark process's resident peak during the operation: the embedded IC holds the app, the vault and the clone in memory.\n");
-    md.push_str("- A stable-memory restore commits the image in one message, which may dirty at most 2 GiB of stable memory: larger images are refused before any transfer.\n");
+    md.push_str("- A stable-memory restore stages its chunks into free pages of the app's memory and commits by switching the live page directory, so no image is refused for its size below what the library's `MemoryManager` holds (256 GiB); *Large restores* below measures the commit.\n");
     let _ = writeln!(md, "\n## Content hashes\n\nInstructions per byte of hashing {} MiB on a canister's heap (`harness/canisters/src/bin/hashes.rs`, counted with `ic0.performance_counter`; the digests are checked against native ones in the harness tests). The workspace builds its wasm with `simd128` (`.cargo/config.toml`), and with it the `hashes` canister turns on blake3's `wasm32_simd` backend; `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=\"-C target-feature=-simd128\" cargo bench -p vault-tests --bench costs -- --baselines-only 16` measures a build without (portable BLAKE3; the canisters are built again, and again without the variable).\n", HASH_BYTES / MIB);
     let _ = writeln!(md, "{HASH_HEADER}");
     for h in &hashes {
@@ -475,6 +572,11 @@ fn main() {
     let _ = writeln!(md, "{APP_OPS_HEADER}");
     for row in app_ops_rows(&app_ops) {
         let _ = writeln!(md, "{row}");
+    }
+    let _ = writeln!(md, "\n## Large restores\n\nA stable-memory snapshot of the btree example app, filled until its stable memory holds the size in the first column, restored into a fresh clone of {CLONE_ENTRIES} entries of its own that serves updates while the restore stages: between the rounds of the staging it overwrites {CLONE_OVERWRITES} of its entries (`update_random`); once the job succeeded the clone's map has the snapshot's digest, the updates made while it staged replaced. The commit is the clone's `vault_restore_commit` message (`Harness::take_execution_log`): it checks the manifest hash over the staged chunks' digests, switches the live page directory and frees the old version's pages, so it neither copies nor rewrites the image; what grows with the image is the work per chunk, its staged digest checked into the manifest hash. One update may execute 40 B instructions and dirty 2 GiB of stable memory; the per-GiB figures, times 256 (the most the library's `MemoryManager` holds), are given as shares of those limits: a linear extrapolation, an upper bound where part of the cost does not grow with the image. *Staging* is from the restore request until the job was first seen committing, the clone's updates included; *peak memory* is the process's resident peak during the restore. `cargo bench -p vault-tests --bench costs -- --large-restores` measures this section alone (256 MiB and 1 GiB; 4 GiB with `--with-4gib`), without writing the docs.\n");
+    let _ = writeln!(md, "{LARGE_RESTORE_HEADER}");
+    for r in &large_restores {
+        let _ = writeln!(md, "{}", large_restore_row(r));
     }
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
