@@ -1043,6 +1043,7 @@ mod tests {
     enum Op {
         Grow(u64),
         Write { at: u64, len: u64, byte: u8 },
+        Read { at: u64, len: u64 },
         Freeze,
         ReleaseFrozen,
         KeepAsBase,
@@ -1056,16 +1057,21 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         let write = (0..1u64 << 21, 1..3 * PAGE, any::<u8>());
+        // Short accesses, most within a page, to the first 16 pages (one of each hot set): the
+        // hot pages' paths.
+        let short = (0..16 * PAGE, 1..64u64, any::<u8>());
         prop_oneof![
             1 => (0..12u64).prop_map(Op::Grow),
             3 => write.clone().prop_map(|(at, len, byte)| Op::Write { at, len, byte }),
+            2 => short.clone().prop_map(|(at, len, byte)| Op::Write { at, len, byte }),
+            2 => short.prop_map(|(at, len, _)| Op::Read { at, len }),
             1 => Just(Op::Freeze),
             1 => Just(Op::ReleaseFrozen),
             1 => Just(Op::KeepAsBase),
             1 => Just(Op::ReleaseBase),
             1 => (0..40u64).prop_map(Op::Stage),
             3 => write.prop_map(|(at, len, byte)| Op::WriteStaged { at, len, byte }),
-            1 => Just(Op::Commit),
+            2 => Just(Op::Commit),
             1 => Just(Op::ReleaseStaged),
             1 => Just(Op::Restart),
         ]
@@ -1101,6 +1107,14 @@ mod tests {
                                 let bytes = vec![byte; len as usize];
                                 write_live(at, &bytes, || ());
                                 live[at as usize..(at + len) as usize].copy_from_slice(&bytes);
+                            }
+                        }
+                        Op::Read { at, len } => {
+                            if let Some((at, len)) = within(at, len, live.len() as u64) {
+                                let mut bytes = vec![0xee; len as usize];
+                                // SAFETY: `bytes` has room for `len` bytes.
+                                unsafe { read_live(at, bytes.as_mut_ptr(), len as usize) };
+                                prop_assert!(bytes == live[at as usize..(at + len) as usize], "a short read of the live version reads as its model");
                             }
                         }
                         Op::Freeze if frozen.is_none() && staged.is_none() => {
