@@ -1007,6 +1007,26 @@ mod tests {
         assert_eq!(live_size(), 4 * WASM_PAGE);
     }
 
+    /// `len` bytes of the live version at `offset`, read as the app reads them.
+    fn read(offset: u64, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0xee; len];
+        // SAFETY: `bytes` has room for `len` bytes.
+        unsafe { read_live(offset, bytes.as_mut_ptr(), len) };
+        bytes
+    }
+
+    #[test]
+    fn a_write_across_pages_that_maps_a_hot_page_anew_reads_as_written() {
+        grow_live(1);
+        assert_eq!(read(PAGE, 2), [0, 0], "page 1 is hot, no slot backing it");
+        write_live(PAGE - 2, b"abcd", || ());
+        assert_eq!(read(PAGE, 2), b"cd");
+        freeze();
+        assert_eq!(read(PAGE, 2), b"cd", "page 1 is hot, its slot the frozen version's");
+        write_live(PAGE - 2, b"wxyz", || ());
+        assert_eq!((read(PAGE, 2), read_frozen(PAGE, 2)), (b"yz".to_vec(), b"cd".to_vec()));
+    }
+
     /// The slots some version maps, each once.
     fn mapped_slots() -> BTreeSet<u64> {
         with_paged(|paged| {
@@ -1023,11 +1043,7 @@ mod tests {
     }
 
     fn live_bytes() -> Vec<u8> {
-        let len = store::header().app_pages * WASM_PAGE;
-        let mut bytes = vec![0xee; len as usize];
-        // SAFETY: `bytes` has room for `len` bytes.
-        unsafe { read_live(0, bytes.as_mut_ptr(), len as usize) };
-        bytes
+        read(0, (store::header().app_pages * WASM_PAGE) as usize)
     }
 
     fn key() -> SessionKey {
@@ -1111,10 +1127,7 @@ mod tests {
                         }
                         Op::Read { at, len } => {
                             if let Some((at, len)) = within(at, len, live.len() as u64) {
-                                let mut bytes = vec![0xee; len as usize];
-                                // SAFETY: `bytes` has room for `len` bytes.
-                                unsafe { read_live(at, bytes.as_mut_ptr(), len as usize) };
-                                prop_assert!(bytes == live[at as usize..(at + len) as usize], "a short read of the live version reads as its model");
+                                prop_assert!(read(at, len as usize) == live[at as usize..(at + len) as usize], "a short read of the live version reads as its model");
                             }
                         }
                         Op::Freeze if frozen.is_none() && staged.is_none() => {
