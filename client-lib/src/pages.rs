@@ -331,18 +331,25 @@ impl Version {
         let index = table as usize;
         let slot = self.dir.get(index)?.slot()?;
         if self.tables[index].is_none() {
-            if self.cached == CACHED_TABLES {
-                self.tables.iter_mut().for_each(|cached| *cached = None);
-                self.cached = 0;
-            }
             let mut bytes = vec![0u8; PAGE as usize];
             data.read(slot, &mut bytes);
             let mut entries = Box::new([Entry::NONE; ENTRIES as usize]);
             parse_entries(&bytes, &mut entries[..]);
-            self.tables[index] = Some(entries);
-            self.cached += 1;
+            self.cache(index, entries);
         }
         self.tables[index].as_deref_mut()
+    }
+
+    /// Keeps `entries` as table page `index` on the heap, the cache started again if it is full.
+    fn cache(&mut self, index: usize, entries: Box<[Entry; ENTRIES as usize]>) {
+        if self.tables[index].is_none() {
+            if self.cached == CACHED_TABLES {
+                self.tables.iter_mut().for_each(|cached| *cached = None);
+                self.cached = 0;
+            }
+            self.cached += 1;
+        }
+        self.tables[index] = Some(entries);
     }
 
     fn entry(&mut self, data: &SlotMemory, page: u64) -> Entry {
@@ -507,9 +514,7 @@ fn set_entry(version: &mut Version, slots: &mut Slots, generation: u32, shared: 
             let fresh_entry = Entry::new(fresh, generation);
             version.dir[table as usize] = fresh_entry;
             store_dir(&version.dir_memory, table, &[fresh_entry]);
-            if version.tables[table as usize].replace(Box::new(entries)).is_none() {
-                version.cached += 1;
-            }
+            version.cache(table as usize, Box::new(entries));
         }
     }
 }
@@ -1005,6 +1010,21 @@ mod tests {
         assert_eq!(slots_memory(), before, "32 pages and a table page more fit in the free slots");
         write_live(2 * WASM_PAGE, &image, || ());
         assert_eq!(live_size(), 4 * WASM_PAGE);
+    }
+
+    #[test]
+    fn a_version_keeps_no_more_table_pages_on_the_heap_than_its_cache_holds() {
+        with_paged(|paged| {
+            // A version of more tables than the cache holds, each table's first page written.
+            let tables = CACHED_TABLES as u64 + 2;
+            let mut version = Version::create(layout::DIR_B, vec![Entry::NONE; tables as usize]);
+            for table in 0..tables {
+                write_version(&mut version, &mut paged.slots, 0, Shared(None), table * ENTRIES * PAGE, &[1]);
+                assert!(version.cached <= CACHED_TABLES, "{} table pages cached after {} written", version.cached, table + 1);
+            }
+            assert_eq!(version.tables.iter().filter(|cached| cached.is_some()).count(), version.cached);
+            assert_eq!(version.read_to_vec(&paged.slots.data, (tables - 1) * ENTRIES * PAGE, 2), [1, 0]);
+        })
     }
 
     /// `len` bytes of the live version at `offset`, read as the app reads them.
