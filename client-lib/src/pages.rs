@@ -175,6 +175,8 @@ struct Slots {
     free_memory: Mem,
     end: u64,
     free: Vec<u64>,
+    /// The set bits of `free`.
+    free_count: u64,
     /// No word before it has a free slot.
     cursor: usize,
 }
@@ -193,8 +195,9 @@ impl Slots {
         if words > 0 {
             free_memory.read(8, &mut bytes);
         }
-        let free = bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))).collect();
-        Slots { data, free_memory, end, free, cursor: 0 }
+        let free: Vec<u64> = bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))).collect();
+        let free_count = free.iter().map(|w| w.count_ones() as u64).sum();
+        Slots { data, free_memory, end, free, free_count, cursor: 0 }
     }
 
     /// Records `end` slots taken, those from `free_from` free (a memory laid out by the
@@ -234,6 +237,7 @@ impl Slots {
             if word != 0 {
                 let bit = word.trailing_zeros() as u64;
                 self.free[self.cursor] = word & !(1 << bit);
+                self.free_count -= 1;
                 self.store_words(self.cursor, self.cursor + 1);
                 return (self.cursor as u64 * 64 + bit, false);
             }
@@ -257,7 +261,9 @@ impl Slots {
         let mut changed: Option<(usize, usize)> = None;
         for slot in slots {
             let word = (slot / 64) as usize;
+            debug_assert!(self.free[word] & (1 << (slot % 64)) == 0, "slot {slot} is freed twice");
             self.free[word] |= 1 << (slot % 64);
+            self.free_count += 1;
             changed = Some(changed.map_or((word, word + 1), |(from, to)| (from.min(word), to.max(word + 1))));
         }
         if let Some((from, to)) = changed {
@@ -266,14 +272,10 @@ impl Slots {
         }
     }
 
-    fn free_count(&self) -> u64 {
-        self.free.iter().map(|w| w.count_ones() as u64).sum()
-    }
-
     /// Whether `count` more slots can be taken, growing the SLOTS memory for them; if not, how
     /// many can.
     fn reserve(&mut self, count: u64) -> Result<(), u64> {
-        let free = self.free_count();
+        let free = self.free_count;
         let beyond = count.saturating_sub(free);
         match self.end.checked_add(beyond) {
             Some(end) if end < u32::MAX as u64 && self.data.reserve(end * PAGE, GROWTH_STEP) => Ok(()),
@@ -283,7 +285,7 @@ impl Slots {
 
     #[cfg(test)]
     fn in_use(&self) -> u64 {
-        self.end - self.free_count()
+        self.end - self.free_count
     }
 }
 
