@@ -90,7 +90,7 @@ impl VaultClient<'_> {
     }
 
     pub fn register(&self, app: Principal, schedule: Schedule, retention: Retention) -> VaultResult<AppInfo> {
-        Self::expect(self.service().register(RegisterArgs { app, schedule, retention }))
+        Self::expect(self.service().register(RegisterArgs { app, schedule, retention, max_incrementals: None }))
     }
 
     pub fn unregister(&self, app: Principal, delete_snapshots: bool) -> VaultResult<()> {
@@ -98,7 +98,7 @@ impl VaultClient<'_> {
     }
 
     pub fn update_schedule(&self, app: Principal, schedule: Option<Schedule>, retention: Option<Retention>) -> VaultResult<AppInfo> {
-        Self::expect(self.service().update_schedule(UpdateScheduleArgs { app, schedule, retention }))
+        Self::expect(self.service().update_schedule(UpdateScheduleArgs { app, schedule, retention, max_incrementals: None }))
     }
 
     pub fn app_info(&self, app: Principal) -> VaultResult<AppInfo> {

@@ -19,7 +19,7 @@
 use candid::utils::ArgumentDecoder;
 use candid::Principal;
 use vault_api::service::{
-    ChunkRef, ImportArgs, ImportChunk, Limits, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotRef, SuspendArgs,
+    ChunkRef, ImportArgs, ImportChunk, Limits, ManifestPage, RegisterArgs, Registration, RestoreArgs, SetAllowedArgs, SnapshotOptions, SnapshotRef, SuspendArgs,
     UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
 };
 
@@ -217,8 +217,8 @@ pub fn admit_ingress(caller: Principal, method: &str, arg: &[u8]) -> Result<(), 
         methods::REGISTER => decodes::<(RegisterArgs,)>(arg),
         methods::UNREGISTER => decodes::<(UnregisterArgs,)>(arg),
         methods::UPDATE_SCHEDULE => decodes::<(UpdateScheduleArgs,)>(arg),
+        methods::SNAPSHOT_NOW => decodes::<(Principal, Option<SnapshotOptions>)>(arg),
         methods::APP_INFO
-        | methods::SNAPSHOT_NOW
         | methods::LIST_SNAPSHOTS
         | methods::LIST_JOBS
         | methods::RESUME_APP

@@ -8,7 +8,7 @@ use candid::{CandidType, Principal};
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
 use vault_api::protocol::{
-    BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport,
+    BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpEnd, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreCommit, RestoreReport,
     bounded_text, methods,
 };
 
@@ -166,17 +166,20 @@ pub async fn info(app: Principal) -> Protocol<BackupInfo> {
     call(app, methods::INFO, ()).await
 }
 
-/// Opens `job`'s dump, asking for no chunk hashes: the vault hashes every chunk itself.
-pub async fn dump_begin(app: Principal, job: u64) -> Protocol<DumpManifest> {
-    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base: None },)).await
+/// Opens `job`'s dump, asking for no chunk hashes (the vault hashes every chunk itself), and
+/// for a dump incremental against snapshot `base` if given.
+pub async fn dump_begin(app: Principal, job: u64, base: Option<u64>) -> Protocol<DumpManifest> {
+    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base },)).await
 }
 
 pub async fn dump_chunk(app: Principal, job: u64, index: u32) -> Protocol<Chunk> {
     call(app, methods::DUMP_CHUNK, (ChunkRequest { job, index, nonce: nonce() },)).await
 }
 
-pub async fn dump_end(app: Principal, job: u64) -> Protocol<()> {
-    call(app, methods::DUMP_END, (JobRef { job, nonce: nonce() },)).await
+/// Closes `job`'s dump; `base`: the vault stored it whole as that snapshot, which the app may keep
+/// as its base. (A `JobRef` with a field more: a library before incremental dumps reads it.)
+pub async fn dump_end(app: Principal, job: u64, base: Option<u64>) -> Protocol<()> {
+    call(app, methods::DUMP_END, (DumpEnd { job, nonce: nonce(), base },)).await
 }
 
 pub async fn restore_begin(app: Principal, args: RestoreBegin) -> Protocol<()> {

@@ -111,6 +111,8 @@ pub enum ChunkStoreError {
     },
     /// The chunk has `u32::MAX` references already.
     TooManyRefs,
+    /// No chunk is stored under the hash.
+    NotStored,
 }
 
 impl fmt::Display for ChunkStoreError {
@@ -122,6 +124,7 @@ impl fmt::Display for ChunkStoreError {
                 write!(f, "the chunk is stored with {stored} bytes, not {given}: the hash is not of these bytes")
             }
             ChunkStoreError::TooManyRefs => write!(f, "the chunk has as many references as it may have"),
+            ChunkStoreError::NotStored => write!(f, "no chunk is stored under the hash"),
         }
     }
 }
@@ -170,6 +173,15 @@ impl<M: Memory> ChunkStore<M> {
         self.write_new(&mut header, hash, bytes, 1)?;
         self.header.set(header);
         Ok(PutOutcome::Written)
+    }
+
+    /// One more reference to chunk `hash`, which is stored (its bytes are not read); its references.
+    pub fn add_ref(&mut self, hash: &[u8; 32]) -> Result<u32, ChunkStoreError> {
+        if let Some(refs) = self.legacy_refs_of(hash) {
+            return self.add_legacy_ref(*hash, refs);
+        }
+        let location = self.locations.get(hash).ok_or(ChunkStoreError::NotStored)?;
+        self.add_ref_at(*hash, location)
     }
 
     /// One reference fewer to chunk `hash`; at none it is removed and its pages freed.
@@ -507,6 +519,7 @@ mod tests {
         );
         assert!(!store.contains(&hash(1)));
         assert_eq!(store.release(&hash(1)), Released::NotStored);
+        assert_eq!(store.add_ref(&hash(1)), Err(ChunkStoreError::NotStored));
     }
 
     #[test]
@@ -521,6 +534,9 @@ mod tests {
         assert_eq!(memories.data().written.get(), 10_000, "written once");
         assert_eq!(store.put(hash(1), &chunk[1..]), Err(ChunkStoreError::LengthMismatch { stored: 10_000, given: 9_999 }));
         assert_eq!((store.totals().chunks, store.totals().stored_bytes, store.refs(&hash(1))), (1, 10_000, Some(3)));
+        assert_eq!(store.add_ref(&hash(1)), Ok(4), "a reference taken without the bytes");
+        assert_eq!(memories.data().written.get(), 10_000);
+        assert_eq!(store.release(&hash(1)), Released::Kept { refs: 3 });
         assert_eq!(store.release(&hash(1)), Released::Kept { refs: 2 });
         assert_eq!(store.release(&hash(1)), Released::Kept { refs: 1 });
         assert_eq!(store.get(&hash(1)), Some(chunk));
@@ -683,6 +699,8 @@ mod tests {
         }
         assert_eq!(store.put(hash(3), &bytes(3, 3000)), Ok(PutOutcome::Shared { refs: 4 }));
         assert_eq!(store.put(hash(4), &bytes(4, 4000)), Ok(PutOutcome::Shared { refs: 5 }));
+        assert_eq!(store.add_ref(&hash(4)), Ok(6));
+        store.release(&hash(4));
         assert_eq!(store.release(&hash(1)), Released::Freed);
         for _ in 0..3 {
             store.release(&hash(3));

@@ -11,7 +11,7 @@ use vault_api::Sha256;
 use vault_api::protocol::Chunk;
 use vault_api::service::{
     AdminInfo, AppInfo, ChunkRef, Limits, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
-    RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
+    RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotOptions, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
 mod access;
@@ -143,12 +143,12 @@ fn list_apps() -> Result<Vec<AppInfo>, VaultError> {
     Ok(ops::apps_controlled_by(caller))
 }
 
-/// Starts a snapshot of `app`; follow it with `job_status`.
-#[ic_cdk::update(guard = "access::bounded_args::<(Principal,)>")]
-async fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
+/// Starts a snapshot of `app` (a full one if `options` say so); follow it with `job_status`.
+#[ic_cdk::update(guard = "access::bounded_args::<(Principal, Option<SnapshotOptions>)>")]
+async fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<JobInfo, VaultError> {
     engine::revive();
     access::controller(app).await?;
-    ops::snapshot_now(app)
+    ops::snapshot_now(app, options)
 }
 
 /// The completed snapshots of `app` (registered, or unregistered with its snapshots kept), oldest

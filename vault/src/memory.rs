@@ -29,10 +29,15 @@
 //! 20  CHUNK_LOCATIONS StableBTreeMap<[u8; 32], ChunkLocation>  chunk digest -> offset in CHUNK_BYTES, length, references
 //! 21  CHUNK_FREE_BY_SIZE StableBTreeMap<FreeExtent, ()>       (pages, offset) of each free extent of CHUNK_BYTES
 //! 22  CHUNK_FREE_BY_OFFSET StableBTreeMap<u64, u32>           offset -> pages of each free extent
+//! 23  INCREMENTAL StableBTreeMap<Principal, IncrementalRecord> app -> incrementals allowed between full snapshots,
+//!                                                              the snapshot whose image it keeps as its base
 //! ```
 //!
-//! Memories 9 to 12, 15 and 16 are additions without a layout change: a build that does not know
-//! them never opens them. SNAPSHOT_LAYOUTS holds an entry only for a snapshot whose app declared
+//! Memories 9 to 12, 15, 16 and 23 are additions without a layout change: a build that does not
+//! know them never opens them. INCREMENTAL holds a record only for an app registered with its
+//! own `max_incrementals` or holding a base, and loses it when the app is unregistered; a base it
+//! names is forgotten when that snapshot's deletion is scheduled (a record a build without it
+//! left behind may name a snapshot gone since: only a complete snapshot is taken as a base). SNAPSHOT_LAYOUTS holds an entry only for a snapshot whose app declared
 //! a state layout, and loses it when the snapshot's record goes. Memories 13 and 14 are layout 2:
 //! `migration` builds them from layout 1's snapshots, manifests and registrations. INDEX and the
 //! completed snapshots counted in APP_USAGE are layout 3, built from the apps and snapshots.
@@ -91,6 +96,7 @@ pub const CHUNK_BYTES: MemoryId = MemoryId::new(19);
 pub const CHUNK_LOCATIONS: MemoryId = MemoryId::new(20);
 pub const CHUNK_FREE_BY_SIZE: MemoryId = MemoryId::new(21);
 pub const CHUNK_FREE_BY_OFFSET: MemoryId = MemoryId::new(22);
+pub const INCREMENTAL: MemoryId = MemoryId::new(23);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

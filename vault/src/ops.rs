@@ -6,7 +6,7 @@ use vault_api::manifest::{ChunkFault, try_chunk_count};
 use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{CHUNK_SIZE, MAX_CHUNKS, MAX_IMAGE_BYTES};
 use vault_api::service::{
-    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotRef, Trigger,
+    AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotOptions, SnapshotRef, Trigger,
     UpdateScheduleArgs, VaultError,
 };
 use vault_api::protocol::{BackupError, BackupInfo, Chunk};
@@ -38,7 +38,7 @@ fn next_due(schedule: &Schedule, now: u64) -> u64 {
 }
 
 pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
-    let usage = with_state(|s| s.app_usage(app));
+    let (usage, incremental) = with_state(|s| (s.app_usage(app), s.incremental(app)));
     let snapshots = usage.completed;
     AppInfo {
         app,
@@ -53,6 +53,7 @@ pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
         snapshots,
         stored_bytes: Some(usage.held.stored),
         cycles_today: Some(usage.cycles_today(ic_cdk::api::time())),
+        max_incrementals: Some(incremental.max_incrementals),
     }
 }
 
@@ -131,6 +132,9 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
         }
         may_add_app(s, caller, administrator, app)?;
         s.put_app(app, record.clone());
+        if let Some(max_incrementals) = args.max_incrementals {
+            s.set_max_incrementals(app, max_incrementals);
+        }
         s.unretire(app);
         Ok(())
     })?;
@@ -231,6 +235,9 @@ pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> 
             record.retention = retention;
         }
         s.put_app(app, record.clone());
+        if let Some(max_incrementals) = args.max_incrementals {
+            s.set_max_incrementals(app, max_incrementals);
+        }
         if args.retention.is_some() {
             retention::apply(s, app);
         }
@@ -243,10 +250,15 @@ pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> 
 
 // These run after the access check's `canister_info` call: they read the state as it is then.
 
-pub fn snapshot_now(app: Principal) -> Result<JobInfo, VaultError> {
+/// Starts a snapshot of `app`; a full one if `options` say so (the app's base is forgotten, so the
+/// dump asks for none).
+pub fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<JobInfo, VaultError> {
     idle(app, &with_state(|s| s.registered(app))?)?;
     with_state(|s| s.not_suspended(app))?;
     cycles::check(cycles::batch_reserve())?;
+    if options.is_some_and(|o| o.full) {
+        with_state(|s| s.forget_base(app));
+    }
     let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual });
     Ok(job_info(&job))
 }
@@ -276,6 +288,8 @@ pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     cycles::day_quota(target, today, engine::transfer_estimate(snapshot.chunks), limit)?;
     cycles::check(cycles::batch_reserve() + engine::transfer_estimate(snapshot.chunks))?;
     let mut job = engine::start_job(target, JobKind::Restore { source, snapshot_id: args.snapshot_id });
+    // The target drops its base as the restore begins: its next snapshot is full.
+    with_state(|s| s.forget_base(target));
     // The access check has just seen the target's module: say so if it is not the snapshot's.
     let notes: Vec<String> = module_change(target_record.module_hash, snapshot.module_hash).into_iter().chain(layout_note).collect();
     // The target may change its layout (an upgrade) while the restore runs: the commit checks again.

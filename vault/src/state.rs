@@ -17,8 +17,8 @@ use vault_api::service::VaultError;
 use crate::chunk_store::{ChunkStore, ChunkStoreMemories};
 use crate::memory::{self, Memory};
 use crate::storable::{
-    AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IndexKey, JobRecord, ManifestKey, PrincipalKey,
-    RegistrantUsageRecord, RetiredRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
+    AppBase, AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IncrementalRecord, IndexKey, JobRecord, ManifestKey,
+    PrincipalKey, RegistrantUsageRecord, RetiredRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
 };
 
 thread_local! {
@@ -86,6 +86,7 @@ pub struct State {
     usage: StableBTreeMap<UsageKey, UsageRecord, Memory>,
     snapshot_layouts: StableBTreeMap<SnapshotKey, u32, Memory>,
     index: StableBTreeMap<IndexKey, (), Memory>,
+    incremental: StableBTreeMap<PrincipalKey, IncrementalRecord, Memory>,
 }
 
 /// Finished jobs kept in an app's log.
@@ -122,6 +123,7 @@ impl State {
             usage: StableBTreeMap::init(m(memory::APP_USAGE)),
             snapshot_layouts: StableBTreeMap::init(m(memory::SNAPSHOT_LAYOUTS)),
             index: StableBTreeMap::init(m(memory::INDEX)),
+            incremental: StableBTreeMap::init(m(memory::INCREMENTAL)),
         }
     }
 
@@ -177,6 +179,7 @@ impl State {
 
     /// Unregisters `app`. What its snapshots still hold stays charged to its registrant.
     pub fn remove_app(&mut self, app: Principal) {
+        self.incremental.remove(&PrincipalKey(app));
         if let Some(record) = self.apps.remove(&PrincipalKey(app)) {
             self.reindex(app_entries(app, &record), Vec::new());
             let mut registrant = self.registrant_usage(record.registered_by);
@@ -211,6 +214,46 @@ impl State {
             record.controllers = controllers;
             record.module_hash = module_hash;
             self.put_app(app, record);
+        }
+    }
+
+    // Incremental snapshots.
+
+    /// How `app`'s snapshots may be incremental, and the base it holds.
+    pub fn incremental(&self, app: Principal) -> IncrementalRecord {
+        self.incremental.get(&PrincipalKey(app)).unwrap_or_default()
+    }
+
+    /// Sets the incremental snapshots registered `app` takes at most between two full ones.
+    pub fn set_max_incrementals(&mut self, app: Principal, max_incrementals: u32) {
+        let record = IncrementalRecord { max_incrementals, ..self.incremental(app) };
+        self.put_incremental(app, record);
+    }
+
+    /// Registered `app` confirmed it keeps the image of snapshot `base.snapshot`: its next dump
+    /// may be incremental against it.
+    pub fn keep_base(&mut self, app: Principal, base: AppBase) {
+        if self.apps.contains_key(&PrincipalKey(app)) {
+            let record = IncrementalRecord { base: Some(base), ..self.incremental(app) };
+            self.put_incremental(app, record);
+        }
+    }
+
+    /// Forgets the base of `app`: the app may not hold it (it restores, or has another vault
+    /// set), or it goes. Its next snapshot is full.
+    pub fn forget_base(&mut self, app: Principal) {
+        let record = self.incremental(app);
+        if record.base.is_some() {
+            self.put_incremental(app, IncrementalRecord { base: None, ..record });
+        }
+    }
+
+    /// Saves `app`'s incremental record; the default is kept as no record.
+    fn put_incremental(&mut self, app: Principal, record: IncrementalRecord) {
+        if record == IncrementalRecord::default() {
+            self.incremental.remove(&PrincipalKey(app));
+        } else {
+            self.incremental.insert(PrincipalKey(app), record);
         }
     }
 
@@ -431,15 +474,20 @@ impl State {
     }
 
     /// Stores chunk `index` of `app`'s snapshot `snapshot`, once per content: repeating it (a
-    /// retried call) changes nothing.
+    /// retried call) changes nothing. A chunk stored before at the index has the same length.
     pub fn store_chunk(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk) {
+        self.store_chunk_over(app, snapshot, index, chunk, chunk.data.len() as u64);
+    }
+
+    /// [`Self::store_chunk`] where the chunk the index names until now, if any, has `replaced_len`
+    /// bytes: a chunk rebuilt over its base's, which its snapshot references in its place.
+    pub fn store_chunk_over(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk, replaced_len: u64) {
         let (data, hash) = (chunk.data, chunk.hash);
         let len = data.len() as u64;
         let key = ManifestKey { snapshot, index };
         match self.manifests.get(&key) {
             Some(existing) if existing == hash.0 => return,
-            // The chunk at the same index of the same snapshot has the same length.
-            Some(existing) => self.release_chunk(app, existing, len),
+            Some(existing) => self.release_chunk(app, existing, replaced_len),
             None => {}
         }
         self.manifests.insert(key, hash.0);
@@ -447,6 +495,25 @@ impl State {
         // stable memory free, and references are counted per manifest entry (at most 2^32).
         self.chunks.put(hash.0, data).expect("the stable-memory reserve has room for the chunk");
         self.hold_chunk(app, hash.0, len);
+    }
+
+    /// Makes entries `indices` of `app`'s snapshot `to` name the chunks those of its complete
+    /// snapshot `from` name, each one reference more (no bytes are read): a snapshot built on
+    /// `from` starts as it. An index `to` has an entry at already keeps it. Whether `from` is
+    /// complete and has every one of them (if not, `to` is to be dropped).
+    pub fn copy_entries(&mut self, app: Principal, from: u64, to: u64, indices: std::ops::Range<u32>) -> bool {
+        let Some(record) = self.snapshot(app, from).filter(|r| r.status == SnapshotStatus::Complete) else { return false };
+        for index in indices {
+            let Some(hash) = self.manifests.get(&ManifestKey { snapshot: from, index }) else { return false };
+            let key = ManifestKey { snapshot: to, index };
+            if self.manifests.contains_key(&key) {
+                continue;
+            }
+            self.chunks.add_ref(&hash).expect("a manifest entry's chunk is stored, with fewer than 2^32 references");
+            self.manifests.insert(key, hash);
+            self.hold_chunk(app, hash, chunk_len(&record, index));
+        }
+        true
     }
 
     /// One more manifest entry of `app`'s names chunk `hash` of `len` bytes: its bytes count in
@@ -524,7 +591,8 @@ impl State {
         (totals.chunks + totals.legacy_chunks, totals.stored_bytes)
     }
 
-    /// Marks a snapshot for deletion; its chunks are released by [`Self::delete_step`].
+    /// Marks a snapshot for deletion; its chunks are released by [`Self::delete_step`]. An app
+    /// whose base it is forgets it.
     pub fn schedule_deletion(&mut self, app: Principal, id: u64) {
         let key = SnapshotKey { app, id };
         let Some(mut record) = self.snapshots.get(&key) else { return };
@@ -535,6 +603,9 @@ impl State {
         let chunks = record.chunks;
         self.write_snapshot(key, Some(record));
         self.deletions.insert(id, Deletion { app, next_index: 0, chunks });
+        if self.incremental(app).base.is_some_and(|base| base.snapshot == id) {
+            self.forget_base(app);
+        }
     }
 
     /// Releases at most `budget` chunk references of pending deletions; removes a snapshot's
@@ -1118,6 +1189,54 @@ mod tests {
         s.schedule_deletion(app(), 1);
         s.delete_step(10);
         assert_eq!(s.app_usage(app()), AppUsageRecord::default());
+    }
+
+    #[test]
+    fn a_snapshot_built_on_another_references_its_chunks_until_its_own_replace_them() {
+        let mut s = state();
+        register(&mut s, app(), app());
+        for (index, bytes) in [b"aaaa", b"bbbb", b"cc\0\0"].iter().enumerate() {
+            s.store_chunk(app(), 1, index as u32, &HashedChunk::new(ContentHash::Blake3, &bytes[..]));
+        }
+        complete(&mut s, 1, 3);
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Building, 2, 3));
+        let held = s.app_usage(app()).held.stored;
+        assert!(s.copy_entries(app(), 1, 2, 0..2) && s.copy_entries(app(), 1, 2, 1..3), "the second step keeps the entry it finds");
+        assert_eq!((s.app_usage(app()).held.stored, s.chunk_totals().0), (held, 3), "no byte more is held or stored");
+        assert_eq!(s.chunk(2, 2), s.chunk(1, 2));
+        // Chunk 1 rebuilt, chunk 2 rebuilt shorter than the base's.
+        s.store_chunk_over(app(), 2, 1, &HashedChunk::new(ContentHash::Blake3, b"bbBB"), 4);
+        s.store_chunk_over(app(), 2, 2, &HashedChunk::new(ContentHash::Blake3, b"c"), 4);
+        assert_eq!(s.app_usage(app()).held.stored, held + 5);
+        s.schedule_deletion(app(), 1);
+        s.delete_step(100);
+        assert_eq!(s.chunk(2, 0).map(|c| c.1), Some(b"aaaa".to_vec()), "the base's chunk stays with the snapshot built on it");
+        assert_eq!(s.app_usage(app()).held.stored, 4 + 4 + 1);
+        s.schedule_deletion(app(), 2);
+        s.delete_step(100);
+        assert_eq!((s.chunk_totals(), s.app_usage(app()).held.stored), ((0, 0), 0));
+        assert!(!s.copy_entries(app(), 1, 3, 0..1), "a base gone is copied from no more");
+    }
+
+    #[test]
+    fn an_apps_base_goes_with_its_snapshot_and_its_registration() {
+        let mut s = state();
+        register(&mut s, app(), app());
+        assert_eq!(s.incremental(app()), IncrementalRecord::default());
+        s.set_max_incrementals(app(), 3);
+        s.keep_base(app(), AppBase { snapshot: 1, incrementals: 2 });
+        assert_eq!(s.incremental(app()), IncrementalRecord { max_incrementals: 3, base: Some(AppBase { snapshot: 1, incrementals: 2 }) });
+        complete(&mut s, 1, 1);
+        complete(&mut s, 2, 1);
+        s.schedule_deletion(app(), 2);
+        assert!(s.incremental(app()).base.is_some(), "another snapshot went");
+        s.schedule_deletion(app(), 1);
+        assert_eq!(s.incremental(app()), IncrementalRecord { max_incrementals: 3, base: None });
+        s.keep_base(app(), AppBase { snapshot: 3, incrementals: 0 });
+        s.remove_app(app());
+        assert_eq!(s.incremental(app()), IncrementalRecord::default(), "unregistered, it has no record");
+        s.keep_base(app(), AppBase { snapshot: 4, incrementals: 0 });
+        assert_eq!(s.incremental(app()), IncrementalRecord::default(), "nor gets one");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use vault_api::client::{ClientError, Reply, ServiceClient};
 use vault_api::protocol::Chunk;
 use vault_api::service::{
     AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, Limits, ManifestPage, RegisterArgs, RegistrantInfo,
-    Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
+    Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotOptions, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
 use crate::error::OpsError;
@@ -74,6 +74,11 @@ impl<'t> Vault<'t> {
 
     pub fn snapshot_now(&mut self, app: Principal) -> Result<JobInfo, OpsError> {
         answer(self.service.snapshot_now(app))
+    }
+
+    /// A full snapshot of `app` now, even where the next would be incremental.
+    pub fn snapshot_now_full(&mut self, app: Principal) -> Result<JobInfo, OpsError> {
+        answer(self.service.snapshot_now_with(app, SnapshotOptions { full: true }))
     }
 
     pub fn list_snapshots(&mut self, app: Principal) -> Result<Vec<SnapshotInfo>, OpsError> {
@@ -274,7 +279,12 @@ mod tests {
         assert!(matches!(vault.list_snapshots(app), Err(OpsError::Vault(VaultError::UnknownApp { .. }))));
         assert!(matches!(vault.list_snapshots(app), Err(OpsError::Decode { method: "list_snapshots", .. })));
         assert!(matches!(vault.list_snapshots(app), Err(OpsError::Decode { .. })));
-        let e = vault.register(RegisterArgs { app, schedule: Schedule { interval_seconds: 0 }, retention: Retention { keep_last: 1, keep_daily: 0, keep_weekly: 0 } });
+        let e = vault.register(RegisterArgs {
+            app,
+            schedule: Schedule { interval_seconds: 0 },
+            retention: Retention { keep_last: 1, keep_daily: 0, keep_weekly: 0 },
+            max_incrementals: None,
+        });
         assert!(matches!(e, Err(OpsError::Call { method: "register", error: CallError::Rejected { code: 5, .. } })));
         let modes: Vec<_> = recorder.requests.iter().map(|r| r.0).collect();
         assert_eq!(modes, ["query", "query", "query", "query", "update"]);

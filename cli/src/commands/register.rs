@@ -33,6 +33,10 @@ pub struct Policy {
     /// Also keep the newest snapshot of each of the last N weeks.
     #[arg(long, default_value_t = 0)]
     pub keep_weekly: u32,
+    /// Take at most N incremental snapshots between two full ones (0: every one is full; the
+    /// vault's default if not given).
+    #[arg(long)]
+    pub max_incrementals: Option<u32>,
 }
 
 impl Policy {
@@ -46,6 +50,12 @@ impl Policy {
 }
 
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
-    let info = context.vault()?.register(RegisterArgs { app: args.app, schedule: args.policy.schedule(), retention: args.policy.retention() })?;
+    let policy = &args.policy;
+    let info = context.vault()?.register(RegisterArgs {
+        app: args.app,
+        schedule: policy.schedule(),
+        retention: policy.retention(),
+        max_incrementals: policy.max_incrementals,
+    })?;
     Ok(Output::of(&AppReport::from(info)))
 }

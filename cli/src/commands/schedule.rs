@@ -8,7 +8,7 @@ use crate::options::{parse_interval, parse_principal};
 use crate::report::AppReport;
 use crate::output::{CliError, Output};
 
-/// Change an app's schedule or retention; what is not given stays as it is.
+/// Change an app's schedule, retention or incremental snapshots; what is not given stays as it is.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[arg(value_parser = parse_principal)]
@@ -22,6 +22,9 @@ pub struct Args {
     pub keep_daily: Option<u32>,
     #[arg(long)]
     pub keep_weekly: Option<u32>,
+    /// Take at most N incremental snapshots between two full ones (0: every one is full).
+    #[arg(long)]
+    pub max_incrementals: Option<u32>,
 }
 
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
@@ -37,6 +40,6 @@ pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
         None
     };
     let schedule = args.every.map(|interval_seconds| Schedule { interval_seconds });
-    let info = vault.update_schedule(UpdateScheduleArgs { app: args.app, schedule, retention })?;
+    let info = vault.update_schedule(UpdateScheduleArgs { app: args.app, schedule, retention, max_incrementals: args.max_incrementals })?;
     Ok(Output::of(&AppReport::from(info)))
 }

@@ -15,11 +15,14 @@ pub struct Args {
     /// Print the started job and return; follow it with `vault status --job <id>`.
     #[arg(long)]
     pub no_wait: bool,
+    /// A full snapshot, even where the next would be incremental.
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
     let (mut vault, progress) = context.vault_with_progress()?;
-    let job = vault.snapshot_now(args.app)?;
+    let job = if args.full { vault.snapshot_now_full(args.app)? } else { vault.snapshot_now(args.app)? };
     if args.no_wait {
         return Ok(Output::of(&JobReport::from(job)));
     }

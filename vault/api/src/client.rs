@@ -12,7 +12,7 @@ use crate::manifest::Sha256;
 use crate::protocol::Chunk;
 use crate::service::{
     AdminInfo, AppInfo, ChunkRef, Limits, ImportArgs, ImportChunk, ImportInfo, JobInfo, ManifestPage, RegisterArgs, RegistrantInfo, Registration,
-    RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
+    RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotOptions, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError, methods,
 };
 
 /// Carries a call's candid argument to a canister and its reply back.
@@ -123,6 +123,11 @@ impl<T: Transport> ServiceClient<T> {
     /// Starts a snapshot of `app`; follow it with [`ServiceClient::job_status`].
     pub fn snapshot_now(&mut self, app: Principal) -> Reply<JobInfo, T::Error> {
         self.call(Mode::Update, methods::SNAPSHOT_NOW, (app,))
+    }
+
+    /// [`ServiceClient::snapshot_now`] as `options` say (a full snapshot, say).
+    pub fn snapshot_now_with(&mut self, app: Principal, options: SnapshotOptions) -> Reply<JobInfo, T::Error> {
+        self.call(Mode::Update, methods::SNAPSHOT_NOW, (app, Some(options)))
     }
 
     /// The completed snapshots of `app`, oldest first.
@@ -284,6 +289,7 @@ mod tests {
             snapshots: 0,
             stored_bytes: None,
             cycles_today: None,
+            max_incrementals: None,
         };
         let apps = client(full_reply(info.clone())).list_apps().unwrap().unwrap();
         assert!(apps.len() > 30_000 && apps.iter().all(|a| *a == info), "{}", apps.len());

@@ -172,11 +172,19 @@ pub struct Retention {
     pub keep_weekly: u32,
 }
 
+/// Incremental snapshots an app takes at most between two full ones when none is given
+/// ([`RegisterArgs::max_incrementals`]): a daily full snapshot on an hourly schedule.
+pub const DEFAULT_MAX_INCREMENTALS: u32 = 24;
+
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RegisterArgs {
     pub app: Principal,
     pub schedule: Schedule,
     pub retention: Retention,
+    /// Incremental snapshots taken at most between two full ones (0: every snapshot is full); none
+    /// is [`DEFAULT_MAX_INCREMENTALS`]. A snapshot of a stable-memory app is incremental when the
+    /// app still holds the image of its last one: the app sends only the pages that changed since.
+    pub max_incrementals: Option<u32>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +200,15 @@ pub struct UpdateScheduleArgs {
     pub app: Principal,
     pub schedule: Option<Schedule>,
     pub retention: Option<Retention>,
+    /// As in [`RegisterArgs::max_incrementals`]; none leaves it as it is.
+    pub max_incrementals: Option<u32>,
+}
+
+/// How `snapshot_now` takes its snapshot.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// A full snapshot, not an incremental one, whatever the app's `max_incrementals`.
+    pub full: bool,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -212,6 +229,9 @@ pub struct AppInfo {
     pub stored_bytes: Option<u64>,
     /// Cycles the vault spent on its jobs and imports this UTC day (none likewise).
     pub cycles_today: Option<u128>,
+    /// Incremental snapshots taken at most between two full ones (none from a vault before
+    /// incremental snapshots).
+    pub max_incrementals: Option<u32>,
 }
 
 /// What started a snapshot.
@@ -383,6 +403,14 @@ pub enum JobError {
     InvalidManifest { reason: String },
     #[error("cancelled by {by}")]
     Cancelled { by: Principal },
+    /// The app answered a chunk in a form its dump does not take (pages of an incremental dump
+    /// that do not add up, a full chunk in an incremental dump or the other way round): nothing
+    /// of the snapshot is kept.
+    #[error("the app answered chunk {index} in a form the dump does not take: {reason}")]
+    InvalidChunk { index: u32, reason: String },
+    /// The snapshot an incremental dump builds on went before the new one referenced its chunks.
+    #[error("snapshot {base}, which the incremental snapshot builds on, was deleted before the new one referenced its chunks")]
+    BaseDeleted { base: u64 },
     /// The dump would take the app past its quota, or the vault into its stable-memory reserve.
     #[error("refused before any chunk moved: {error}")]
     Refused { error: VaultError },

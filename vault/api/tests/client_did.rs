@@ -13,7 +13,7 @@ use vault_api::{ContentHash, Sha256};
 use vault_api::client::{Reply, ServiceClient, Transport};
 use vault_api::protocol::StateKind;
 use vault_api::service::{
-    ChunkRef, ImportArgs, Limits, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, Retention, Schedule, SetAllowedArgs, SnapshotRef,
+    ChunkRef, ImportArgs, Limits, ImportChunk, ManifestPage, RegisterArgs, Registration, RestoreArgs, Retention, Schedule, SetAllowedArgs, SnapshotOptions, SnapshotRef,
     SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
 };
 
@@ -67,9 +67,9 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     let snapshot = SnapshotRef { app, snapshot_id };
     let (schedule, retention) = (Schedule { interval_seconds: 3600 }, Retention { keep_last: 2, keep_daily: 1, keep_weekly: 1 });
     let mut vault = ServiceClient::new(Declared::load(), Principal::from_slice(&[1; 10]));
-    refused(vault.register(RegisterArgs { app, schedule, retention }));
+    refused(vault.register(RegisterArgs { app, schedule, retention, max_incrementals: Some(0) }));
     refused(vault.unregister(UnregisterArgs { app, delete_snapshots: true }));
-    refused(vault.update_schedule(UpdateScheduleArgs { app, schedule: Some(schedule), retention: None }));
+    refused(vault.update_schedule(UpdateScheduleArgs { app, schedule: Some(schedule), retention: None, max_incrementals: Some(3) }));
     refused(vault.app_info(app));
     refused(vault.list_apps());
     refused(vault.snapshot_now(app));
@@ -104,4 +104,6 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     let modes: BTreeMap<String, bool> =
         declared.methods.iter().map(|(name, func)| (name.clone(), func.modes.iter().any(|m| matches!(m, FuncMode::Query)))).collect();
     assert_eq!(calls, modes, "every method of vault.did, each as the query or update it is declared");
+    // `snapshot_now` with its options, and without them (as older tools call it).
+    refused(vault.snapshot_now_with(app, SnapshotOptions { full: true }));
 }

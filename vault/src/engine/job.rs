@@ -5,16 +5,16 @@
 
 use std::collections::BTreeSet;
 
-use vault_api::Sha256;
 use vault_api::manifest::try_chunk_count;
-use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, MAX_CHUNKS, MAX_IMAGE_BYTES, RestoreReport};
+use vault_api::protocol::{BackupError, CHUNK_SIZE, DumpManifest, MAX_CHUNKS, MAX_IMAGE_BYTES, RestoreReport, StateKind};
+use vault_api::{ContentHash, Sha256};
 use candid::Principal;
 use vault_api::service::{JobError, Limits, Retention, Trigger, VaultError};
 
-use super::cycles;
+use super::{cycles, incremental};
 use crate::app_client::{self, CallFailure};
 use crate::retention;
-use crate::storable::{Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRecord, SnapshotStatus, Task, Transfer};
+use crate::storable::{AppBase, Base, Building, ChunkSet, JobRecord, Outcome, Phase, SnapshotRecord, SnapshotStatus, Task, Transfer};
 
 /// The smallest chunks of an image of more than one chunk: the vault stores each chunk in
 /// 4 KiB pages of its own and charges its length, so smaller ones would hold pages uncharged.
@@ -55,6 +55,8 @@ pub struct Ctx {
     pub stable_room: u64,
     pub app: Holdings,
     pub limits: Limits,
+    /// The base a dump of the job's app opening now asks to build on (`incremental::base_to_ask`).
+    pub base: Option<Base>,
 }
 
 /// What a job's app holds and spent, as its quotas count them.
@@ -81,6 +83,8 @@ pub fn transfer_estimate(chunks: u32) -> u128 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Calls {
     DumpBegin,
+    /// No call: the new snapshot references the next base entries (`incremental::next_copy`).
+    CopyBase,
     DumpChunks(Vec<u32>),
     DumpEnd,
     /// The snapshot read must still be complete; the performer checks it.
@@ -94,8 +98,13 @@ impl Calls {
     pub fn chunks(&self) -> Option<&[u32]> {
         match self {
             Calls::DumpChunks(indices) | Calls::RestoreChunks(indices) => Some(indices),
-            Calls::DumpBegin | Calls::DumpEnd | Calls::RestoreBegin | Calls::RestoreCommit => None,
+            Calls::DumpBegin | Calls::CopyBase | Calls::DumpEnd | Calls::RestoreBegin | Calls::RestoreCommit => None,
         }
+    }
+
+    /// Whether the step calls the app (one that does not runs within the message that takes it).
+    pub fn calls_app(&self) -> bool {
+        *self != Calls::CopyBase
     }
 }
 
@@ -112,6 +121,9 @@ pub fn next_calls_besides(job: &JobRecord, batch: u32, in_flight: &BTreeSet<u32>
     }
     Some(match &job.task {
         Task::Snapshot { phase: Phase::Starting, .. } => Calls::DumpBegin,
+        Task::Snapshot { phase: Phase::Transferring(b), base: Some(base), .. } if !incremental::next_copy(base, b.transfer.chunks).is_empty() => {
+            Calls::CopyBase
+        }
         Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer, batch, in_flight)),
         Task::Snapshot { phase: Phase::Finishing(_), .. } => Calls::DumpEnd,
         Task::Restore { phase: Phase::Starting, .. } => Calls::RestoreBegin,
@@ -128,7 +140,8 @@ fn pending(transfer: &Transfer, batch: u32, in_flight: &BTreeSet<u32>) -> Vec<u3
 /// Opens an attempt of the job's next step, before its calls go out: the attempt counts as
 /// failed unless its answers are read ([`answered`]). A callback that traps while reading them
 /// rolls back everything it did but not this count, so an app whose answers make the vault trap
-/// runs the job out of retries instead of holding it forever.
+/// runs the job out of retries instead of holding it forever. A dump's first attempt fixes the
+/// base it asks for ([`Ctx::base`]): a later one asks the same, as the first may have opened it.
 pub fn begin_attempt(mut job: JobRecord, ctx: &Ctx) -> Result<JobRecord, Box<Next>> {
     if job.retries > MAX_RETRIES {
         let (attempts, last) = (job.retries, "the vault trapped while reading the app's answers".to_string());
@@ -139,6 +152,11 @@ pub fn begin_attempt(mut job: JobRecord, ctx: &Ctx) -> Result<JobRecord, Box<Nex
         return Err(Box::new(fail(job, error, ctx)));
     }
     job.retries += 1;
+    if let Task::Snapshot { phase: Phase::Starting, base, .. } = &mut job.task
+        && base.is_none()
+    {
+        *base = ctx.base;
+    }
     let committing = matches!(job.task, Task::Restore { phase: Phase::Finishing(_), .. });
     if let Task::Restore { commit_unknown, commit_sent, .. } = &mut job.task
         && committing
@@ -176,6 +194,8 @@ pub enum ChunkAnswer {
     /// Moved (and, for a snapshot, checked and stored).
     Moved(u32),
     Failed(CallFailure),
+    /// The app answered the chunk in a form its dump does not take (see `JobError::InvalidChunk`).
+    Invalid { index: u32, reason: String },
     /// The app answered with an error; the performer reads no answer after it.
     Refused(BackupError),
 }
@@ -186,9 +206,13 @@ pub enum Event {
     /// A step's call got no answer.
     CallFailed(CallFailure),
     DumpBegun(Result<DumpManifest, BackupError>),
+    /// The new snapshot references the base entries of `incremental::next_copy` (false: the base
+    /// is no longer complete, and the new snapshot references what it could).
+    BaseCopied(bool),
     Chunks(Vec<ChunkAnswer>),
-    /// The dump is closed; the manifest hash of the stored chunks, `None` if one is missing.
-    DumpEnded(Option<Sha256>),
+    /// The dump is closed; the manifest hash of the stored chunks, `None` if one is missing, and
+    /// whether the app answered its end naming the new snapshot its base.
+    DumpEnded { manifest_hash: Option<Sha256>, kept_as_base: bool },
     /// The app opened its staging area for the restored snapshot (described by `snapshot`).
     RestoreBegun(Result<(), BackupError>, SnapshotRecord),
     /// The app's answer to the commit, and the SHA-256 the snapshot has.
@@ -215,6 +239,8 @@ pub enum Effect {
     ReleaseApp,
     /// Delete the completed snapshots the app's retention lets go.
     ApplyRetention,
+    /// The app keeps the image of this snapshot as its base.
+    KeepBase(AppBase),
 }
 
 /// A transition's result: the job to save, the effects, whether it progressed.
@@ -246,15 +272,17 @@ pub fn apply(mut job: JobRecord, event: Event, ctx: &Ctx) -> Next {
         (Event::SnapshotGone, _) => fail(job, JobError::SnapshotDeleted, ctx),
         (Event::DumpBegun(Err(error)) | Event::RestoreBegun(Err(error), _), _) => refuse(job, error, ctx),
         (Event::DumpBegun(Ok(manifest)), &Task::Snapshot { trigger, .. }) => dump_begun(job, trigger, manifest, ctx),
+        (Event::BaseCopied(copied), _) => base_copied(job, copied, ctx),
         (Event::Chunks(answers), _) => chunks_settled(job, answers, ctx),
-        (Event::DumpEnded(hash), Task::Snapshot { phase: Phase::Finishing(building), .. }) => {
+        (Event::DumpEnded { manifest_hash, kept_as_base }, Task::Snapshot { phase: Phase::Finishing(building), base, .. }) => {
             let snapshot = building.snapshot;
-            dump_ended(job, snapshot, hash, ctx)
+            let kept = kept_as_base.then(|| AppBase { snapshot, incrementals: base.map_or(0, |b| b.incrementals + 1) });
+            dump_ended(job, snapshot, manifest_hash, kept, ctx)
         }
         (Event::RestoreBegun(Ok(()), snapshot), _) => restore_begun(job, &snapshot),
         (Event::Committed(answer, expected), _) => committed(job, answer, expected, ctx),
         // `answers_next_calls` lets no other pair through.
-        (Event::DumpBegun(_) | Event::DumpEnded(_), _) => Next::stalled(job),
+        (Event::DumpBegun(_) | Event::DumpEnded { .. }, _) => Next::stalled(job),
     }
 }
 
@@ -265,8 +293,9 @@ fn answers_next_calls(job: &JobRecord, event: &Event) -> bool {
     match event {
         Event::CallFailed(_) | Event::Abort(_) | Event::SnapshotGone => true,
         Event::DumpBegun(_) => calls == Calls::DumpBegin,
+        Event::BaseCopied(_) => calls == Calls::CopyBase,
         Event::Chunks(_) => matches!(calls, Calls::DumpChunks(_) | Calls::RestoreChunks(_)),
-        Event::DumpEnded(_) => calls == Calls::DumpEnd,
+        Event::DumpEnded { .. } => calls == Calls::DumpEnd,
         Event::RestoreBegun(..) => calls == Calls::RestoreBegin,
         Event::Committed(..) => calls == Calls::RestoreCommit,
     }
@@ -345,11 +374,13 @@ fn start_over(mut job: JobRecord, why: BackupError, ctx: &Ctx) -> Next {
     note(&mut job, format!("the app lost the job's state ({why}); starting over"));
     let mut effects = Vec::new();
     match &mut job.task {
-        Task::Snapshot { phase, .. } => {
+        Task::Snapshot { phase, base, .. } => {
             if let Some(building) = phase.moving() {
                 effects.push(Effect::DropSnapshot(building.snapshot));
             }
             *phase = Phase::Starting;
+            // The next dump asks for the base as it is then.
+            *base = None;
         }
         Task::Restore { phase, .. } => *phase = Phase::Starting,
     }
@@ -365,6 +396,14 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         let reason = format!("the app opened a dump for job {}, not job {}", manifest.job, job.id);
         return fail(job, JobError::InvalidManifest { reason }, ctx);
     }
+    let asked = match &job.task {
+        Task::Snapshot { base, .. } => *base,
+        Task::Restore { .. } => None,
+    };
+    let base = match dump_base(&manifest, asked) {
+        Ok(base) => base,
+        Err(reason) => return fail(job, JobError::InvalidManifest { reason }, ctx),
+    };
     if manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
         return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
     }
@@ -411,10 +450,30 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         taken_at: manifest.taken_at_nanos,
         done: ChunkSet::default(),
     };
-    job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }) };
+    job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }), base };
     job.retries = 0;
-    note(&mut job, format!("dump opened at {} ns: {} bytes in {chunks} chunks", ctx.now, manifest.size));
+    let against = base.map_or(String::new(), |base| format!(", incremental against snapshot {}", base.snapshot));
+    note(&mut job, format!("dump opened at {} ns: {} bytes in {chunks} chunks{against}", ctx.now, manifest.size));
     Next::progressed(job, vec![Effect::CreateSnapshot { id: snapshot, record, state_layout: manifest.state_layout }])
+}
+
+/// The base the dump `manifest` describes is incremental against, of the one `asked` for: none
+/// for a full dump. A dump on another base than asked for, and one whose chunks could not be those
+/// of its base (not a stable-memory image in BLAKE3 in chunks of `CHUNK_SIZE`), are refused.
+fn dump_base(manifest: &DumpManifest, asked: Option<Base>) -> Result<Option<Base>, String> {
+    let Some(named) = manifest.base else { return Ok(None) };
+    let asked = match asked {
+        Some(asked) if asked.snapshot == named => asked,
+        Some(asked) => return Err(format!("the dump builds on snapshot {named}, not on snapshot {} as asked", asked.snapshot)),
+        None => return Err(format!("the dump builds on snapshot {named}, but a full one was asked for")),
+    };
+    let (kind, hash, chunk_size) = (manifest.state_kind, manifest.content_hash(), manifest.chunk_size);
+    if kind != StateKind::StableMemory || hash != ContentHash::Blake3 || chunk_size != CHUNK_SIZE {
+        return Err(format!(
+            "an incremental dump is a stable-memory image in BLAKE3 in chunks of {CHUNK_SIZE}, not a {kind:?} one in {hash:?} in chunks of {chunk_size}"
+        ));
+    }
+    Ok(Some(asked))
 }
 
 /// Whether the new snapshot `manifest` describes, in `chunks` chunks, fits the app's quotas,
@@ -456,6 +515,19 @@ fn restore_begun(mut job: JobRecord, snapshot: &SnapshotRecord) -> Next {
     Next::progressed(job, Vec::new())
 }
 
+/// A step referencing base entries ended: the new snapshot references them, or the base went
+/// (deleted while they were referenced): an incremental dump cannot be built without it.
+fn base_copied(mut job: JobRecord, copied: bool, ctx: &Ctx) -> Next {
+    let Task::Snapshot { phase: Phase::Transferring(building), base: Some(base), .. } = &mut job.task else { return Next::stalled(job) };
+    if !copied {
+        let base = base.snapshot;
+        return fail(job, JobError::BaseDeleted { base }, ctx);
+    }
+    base.copied = incremental::next_copy(base, building.transfer.chunks).end;
+    job.retries = 0;
+    Next::progressed(job, Vec::new())
+}
+
 /// A batch of chunk calls settled: chunks moved are marked; a lost dump or staging area starts
 /// the job over, any other refusal fails it; a batch in which nothing moved is a failed
 /// attempt, and a failure beside progress is noted (its chunks are asked for again).
@@ -474,6 +546,7 @@ fn chunks_settled(mut job: JobRecord, answers: Vec<ChunkAnswer>, ctx: &Ctx) -> N
             // The chunk was damaged on its way to the app: send it again.
             ChunkAnswer::Refused(BackupError::ChunkHashMismatch { index }) => failure = Some(CallFailure::Corrupted { index }),
             ChunkAnswer::Refused(error @ BackupError::UnknownJob { .. }) => return start_over(job, error, ctx),
+            ChunkAnswer::Invalid { index, reason } => return fail(job, JobError::InvalidChunk { index, reason }, ctx),
             ChunkAnswer::Refused(error) => return refuse(job, error, ctx),
         }
     }
@@ -516,13 +589,16 @@ fn succeed(mut job: JobRecord, effects: Vec<Effect>, ctx: &Ctx) -> Next {
     Next::progressed(job, effects)
 }
 
-fn dump_ended(job: JobRecord, snapshot: u64, manifest_hash: Option<Sha256>, ctx: &Ctx) -> Next {
+/// The dump is closed: the snapshot completes with the manifest hash of its chunks (a chunk
+/// missing starts the job over), and the app keeps its image as its base if it said so (`kept`).
+fn dump_ended(job: JobRecord, snapshot: u64, manifest_hash: Option<Sha256>, kept: Option<AppBase>, ctx: &Ctx) -> Next {
     let Some(sha256) = manifest_hash else {
         return start_over(job, BackupError::MissingChunks { missing: 1, first: 0 }, ctx);
     };
     let transfer_cycles = app_client::transfer_cycles(job.calls, job.bytes_moved);
     let complete = Effect::CompleteSnapshot { id: snapshot, sha256, duration: ctx.now - job.started_at, transfer_cycles };
-    succeed(job, vec![complete, Effect::FreeApp, Effect::ApplyRetention], ctx)
+    let effects = [complete].into_iter().chain(kept.map(Effect::KeepBase)).chain([Effect::FreeApp, Effect::ApplyRetention]).collect();
+    succeed(job, effects, ctx)
 }
 
 fn committed(mut job: JobRecord, answer: Result<RestoreReport, BackupError>, expected: Sha256, ctx: &Ctx) -> Next {
@@ -541,7 +617,6 @@ fn committed(mut job: JobRecord, answer: Result<RestoreReport, BackupError>, exp
 #[cfg(test)]
 mod tests {
     use candid::Principal;
-    use vault_api::protocol::StateKind;
     use vault_api::service::{JobKind, JobPhase};
 
     use super::*;
@@ -550,7 +625,7 @@ mod tests {
 
     fn ctx() -> Ctx {
         let limits = Limits { app_bytes: u64::MAX, app_cycles_per_day: u64::MAX, registrant_bytes: u64::MAX, ..Limits::default() };
-        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7, stable_room: u64::MAX, app: Holdings::default(), limits }
+        Ctx { now: NOW, cycles: u128::MAX, batch_reserve: 10, next_snapshot: 7, stable_room: u64::MAX, app: Holdings::default(), limits, base: None }
     }
 
     fn app() -> Principal {
@@ -643,7 +718,7 @@ mod tests {
         let mut job = next.job;
         job.calls = 2;
         job.bytes_moved = 1_000;
-        let next = step(job, Event::DumpEnded(Some(Sha256([4; 32]))));
+        let next = step(job, Event::DumpEnded { manifest_hash: Some(Sha256([4; 32])), kept_as_base: false });
         let complete = Effect::CompleteSnapshot { id: 7, sha256: Sha256([4; 32]), duration: NOW - 10, transfer_cycles: 2 * 260_000 + 1_000_000 };
         assert_eq!(next.effects, vec![complete, Effect::FreeApp, Effect::ApplyRetention]);
         assert_eq!((next.job.phase(), next.job.finished_at, next_calls(&next.job, MIN_BATCH)), (JobPhase::Succeeded, Some(NOW), None));
@@ -868,7 +943,7 @@ mod tests {
     #[test]
     fn a_dump_missing_a_chunk_at_the_end_starts_over() {
         let job = step(transferring_snapshot(1), moved(&[0])).job;
-        let next = step(job, Event::DumpEnded(None));
+        let next = step(job, Event::DumpEnded { manifest_hash: None, kept_as_base: false });
         assert_eq!((next.job.phase(), next.job.restarts), (JobPhase::Starting, 1));
         assert_eq!(next.effects, vec![Effect::DropSnapshot(7)]);
     }
@@ -927,7 +1002,7 @@ mod tests {
         assert_eq!((next.job.task, next.effects, next.progressed), (job.task.clone(), vec![], false));
         let next = step(snapshot_job(), Event::RestoreBegun(Ok(()), stored(1)));
         assert_eq!((next.job.phase(), next.progressed), (JobPhase::Starting, false));
-        let next = step(restore_job(), Event::DumpEnded(Some(Sha256([0; 32]))));
+        let next = step(restore_job(), Event::DumpEnded { manifest_hash: Some(Sha256([0; 32])), kept_as_base: false });
         assert!(!next.progressed);
         let done = step(snapshot_job(), Event::DumpBegun(Err(BackupError::NoVaultSet))).job;
         let next = step(done.clone(), Event::CallFailed(transient()));
@@ -1058,5 +1133,125 @@ mod tests {
             job = step(job, Event::CallFailed(transient())).job;
         }
         assert_eq!(job.notes.len(), NOTES_KEPT);
+    }
+
+    /// Base 5, of `chunks` full chunks, with 2 incremental snapshots up to it.
+    fn base(chunks: u32) -> Base {
+        Base { snapshot: 5, size: chunks as u64 * CHUNK_SIZE, incrementals: 2, copied: 0 }
+    }
+
+    /// A dump of a stable-memory app whose library verifies BLAKE3, of `chunks` full chunks,
+    /// incremental against `base` (none: a full one).
+    fn stable_manifest(chunks: u32, base: Option<u64>) -> DumpManifest {
+        let content_hashes = Some(vec![ContentHash::Sha256, ContentHash::Blake3]);
+        DumpManifest { state_kind: StateKind::StableMemory, size: chunks as u64 * CHUNK_SIZE, chunk_size: CHUNK_SIZE, content_hashes, base, ..manifest(0) }
+    }
+
+    /// A snapshot job whose dump asked for base `base(base_chunks)`.
+    fn asking(base_chunks: u32) -> JobRecord {
+        answered(begin_attempt(snapshot_job(), &Ctx { base: Some(base(base_chunks)), ..ctx() }).unwrap())
+    }
+
+    fn base_of(job: &JobRecord) -> Option<Base> {
+        match &job.task {
+            Task::Snapshot { base, .. } => *base,
+            Task::Restore { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_dump_asks_for_the_base_its_first_attempt_fixed_and_a_restart_asks_again() {
+        let job = asking(3);
+        assert_eq!(base_of(&job), Some(base(3)));
+        let other = Ctx { base: Some(Base { snapshot: 6, ..base(3) }), ..ctx() };
+        let retried = answered(begin_attempt(step(job, Event::CallFailed(transient())).job, &other).unwrap());
+        assert_eq!(base_of(&retried), Some(base(3)), "the first attempt may have opened the dump: the same base again");
+        let unasked = answered(begin_attempt(snapshot_job(), &ctx()).unwrap());
+        assert_eq!(base_of(&unasked), None);
+        let opened = step(step(retried, Event::DumpBegun(Ok(stable_manifest(2, Some(5))))).job, Event::BaseCopied(true)).job;
+        let lost = step(opened, Event::Chunks(vec![ChunkAnswer::Refused(BackupError::UnknownJob { job: 3 })])).job;
+        assert_eq!((lost.phase(), base_of(&lost)), (JobPhase::Starting, None), "a restart asks for the base as it is then");
+    }
+
+    #[test]
+    fn an_incremental_dump_references_its_base_in_bounded_steps_then_moves_its_chunks() {
+        let chunks = 2 * incremental::COPY_BUDGET + 5;
+        let next = step(asking(chunks - 2), Event::DumpBegun(Ok(stable_manifest(chunks, Some(5)))));
+        assert!(matches!(&next.effects[..], [Effect::CreateSnapshot { id: 7, .. }]));
+        assert!(next.job.notes.last().unwrap().ends_with("incremental against snapshot 5"));
+        let mut job = next.job;
+        let mut steps = 0;
+        while next_calls(&job, MIN_BATCH) == Some(Calls::CopyBase) {
+            let next = step(job, Event::BaseCopied(true));
+            assert!(next.progressed && next.effects.is_empty());
+            job = next.job;
+            steps += 1;
+        }
+        assert_eq!(steps, 3, "{} entries shared, {} a step", chunks - 2, incremental::COPY_BUDGET);
+        assert_eq!(base_of(&job).map(|b| b.copied), Some(chunks - 2));
+        assert_eq!(next_calls(&job, MIN_BATCH), Some(Calls::DumpChunks(vec![0, 1, 2, 3])));
+        assert!(!Calls::CopyBase.calls_app() && Calls::DumpEnd.calls_app());
+        let next = step(job.clone(), Event::BaseCopied(true));
+        assert_eq!(next.job, job, "an event its step does not make changes nothing");
+    }
+
+    #[test]
+    fn a_base_gone_before_it_is_referenced_fails_the_job_and_drops_the_snapshot() {
+        let job = step(asking(4), Event::DumpBegun(Ok(stable_manifest(4, Some(5))))).job;
+        let next = step(job, Event::BaseCopied(false));
+        assert_eq!(failed_with(&next), &JobError::BaseDeleted { base: 5 });
+        assert_eq!(next.effects, vec![Effect::DropSnapshot(7), Effect::FreeApp, Effect::ReleaseApp]);
+    }
+
+    #[test]
+    fn a_full_answer_to_an_incremental_request_is_a_full_dump() {
+        let job = step(asking(4), Event::DumpBegun(Ok(stable_manifest(4, None)))).job;
+        assert_eq!((base_of(&job), next_calls(&job, MIN_BATCH)), (None, Some(Calls::DumpChunks(vec![0, 1, 2, 3]))));
+    }
+
+    #[test]
+    fn a_dump_on_a_base_not_asked_for_or_that_cannot_be_one_is_refused_before_anything_is_created() {
+        let sha256_only = DumpManifest { content_hashes: None, ..stable_manifest(2, Some(5)) };
+        let small_chunks = DumpManifest { chunk_size: 64 * KIB, size: 2 * 64 * KIB, ..stable_manifest(2, Some(5)) };
+        let serde = DumpManifest { state_kind: StateKind::Serde, ..stable_manifest(2, Some(5)) };
+        for (job, manifest) in [
+            (asking(2), stable_manifest(2, Some(6))),
+            (snapshot_job(), stable_manifest(2, Some(5))),
+            (asking(2), sha256_only),
+            (asking(2), small_chunks),
+            (asking(2), serde),
+        ] {
+            let next = step(job, Event::DumpBegun(Ok(manifest.clone())));
+            assert!(matches!(failed_with(&next), JobError::InvalidManifest { .. }), "{manifest:?}: {:?}", next.job.outcome);
+            assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp]);
+        }
+    }
+
+    #[test]
+    fn a_chunk_in_a_form_its_dump_does_not_take_fails_the_job() {
+        let job = step(asking(2), Event::DumpBegun(Ok(stable_manifest(2, Some(5))))).job;
+        let job = step(job, Event::BaseCopied(true)).job;
+        let invalid = ChunkAnswer::Invalid { index: 1, reason: "a bitmap of 3 bytes".into() };
+        let next = step(job, Event::Chunks(vec![ChunkAnswer::Moved(0), invalid]));
+        assert_eq!(failed_with(&next), &JobError::InvalidChunk { index: 1, reason: "a bitmap of 3 bytes".into() });
+        assert_eq!(next.effects, vec![Effect::DropSnapshot(7), Effect::FreeApp, Effect::ReleaseApp]);
+    }
+
+    #[test]
+    fn a_dump_the_app_keeps_is_its_base_counting_the_incrementals_up_to_it() {
+        let finishing = |job: JobRecord, manifest| {
+            let job = step(job, Event::DumpBegun(Ok(manifest))).job;
+            let job = step(job, Event::BaseCopied(true)).job;
+            step(job, moved(&[0])).job
+        };
+        let incremental = finishing(asking(1), stable_manifest(1, Some(5)));
+        let full = finishing(asking(1), stable_manifest(1, None));
+        for (job, incrementals) in [(incremental, 3), (full, 0)] {
+            let next = step(job.clone(), Event::DumpEnded { manifest_hash: Some(Sha256([4; 32])), kept_as_base: true });
+            assert_eq!(next.job.phase(), JobPhase::Succeeded);
+            assert!(matches!(&next.effects[..], [Effect::CompleteSnapshot { id: 7, .. }, Effect::KeepBase(AppBase { snapshot: 7, incrementals: i }), Effect::FreeApp, Effect::ApplyRetention] if *i == incrementals), "{:?}", next.effects);
+            let next = step(job, Event::DumpEnded { manifest_hash: Some(Sha256([4; 32])), kept_as_base: false });
+            assert!(!next.effects.iter().any(|e| matches!(e, Effect::KeepBase(_))), "an end the app did not answer Ok keeps no base");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //!     snapshot, restore   the calls of each kind's phases
 //!       calls   make calls, read answers into the job, count calls and bytes
 //!     job       the pure transition function (unit-tested): (job, event) -> (job, effects)
+//!       incremental  a dump's base, and its chunks' changed pages, checked and put in (pure)
 //! cycles      what a batch reserves; checks before a job starts
 //! ```
 //!
@@ -19,12 +20,22 @@
 //! back-off. Every protocol call carries the job id and is idempotent, so a batch can be repeated
 //! after a timeout; a job gives up after [`job::MAX_RETRIES`] failed attempts in a row.
 //!
+//! A stable-memory app's snapshot is incremental when the app holds the image of one it took
+//! before (its base: a `vault_dump_end` naming it was answered) and fewer than its
+//! `max_incrementals` lead up to it: the dump asks for that base, and an app that still holds it
+//! answers each chunk with the pages that changed. The new snapshot then first references the
+//! base's chunks, [`incremental::COPY_BUDGET`] entries a step (a step without calls, one message
+//! each), so that the base may go at any time after; each chunk with no page changed keeps the
+//! base's, any other is rebuilt over it and hashed by the vault. A base deleted before its chunks
+//! are referenced fails the job; every answer that does not add up fails it with a typed error.
+//!
 //! A vault upgrade with calls outstanding is refused (`pre_upgrade` traps): stop the vault, which
 //! lets the calls in flight return and starts no new batch, then upgrade, then start it. The
 //! jobs then resume from their records, with a note saying so.
 
 mod calls;
 pub mod cycles;
+mod incremental;
 mod job;
 mod restore;
 mod scheduler;

@@ -288,7 +288,8 @@ impl Drop for Batch {
 }
 
 /// Runs the job's steps one after the other, each started as the last one's answers are read
-/// (no timer between them), while they progress and the vault runs; then re-arms the timer,
+/// (no timer between them), while they progress and the vault runs, up to a step that calls
+/// nothing (it ran in this message; the timer takes the next); then re-arms the timer,
 /// backing off after a failed attempt. A step of chunk calls makes as many as the vault's
 /// cycles and the calls other jobs have in flight allow ([`cycles::batch_size`]).
 async fn run_batch(batch: Batch) {
@@ -315,9 +316,12 @@ async fn run_batch(batch: Batch) {
         if moving && job.retries == 0 && let Some(lane) = batch.another_lane() {
             ic_cdk::futures::spawn(run_batch(lane));
         }
+        let calls_app = calls.calls_app();
         progressed = steps::step(job, calls).await;
         batch.moves(BTreeSet::new());
-        if !progressed || ic_cdk::api::canister_status() != CanisterStatusCode::Running {
+        // A step without calls ran within this message: the next runs in the timer's next one,
+        // so that steps without calls are bounded a message each.
+        if !progressed || !calls_app || ic_cdk::api::canister_status() != CanisterStatusCode::Running {
             break;
         }
     }

@@ -4,10 +4,11 @@
 //! out (a batch whose answers nobody reads, cancelled or started over, stays counted so), what
 //! they cost once they are answered.
 
+use candid::Principal;
 use vault_api::service::JobKind;
 
 use super::job::{self, Calls, Ctx, Effect, Event, Holdings, Next};
-use super::{cycles, restore, snapshot};
+use super::{cycles, incremental, restore, snapshot};
 use crate::state::with_state;
 use crate::storable::{JobRecord, Phase, Task};
 use crate::{app_client, retention};
@@ -26,9 +27,10 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
         s.spend_cycles(job.app, sent_at, CALL_BOUND * call_count(&calls) as u128);
     });
     let answered = match (&job.task, calls) {
-        (Task::Snapshot { .. }, Calls::DumpBegin) => snapshot::begin(&job).await,
-        (Task::Snapshot { phase: Phase::Transferring(building), .. }, Calls::DumpChunks(indices)) => {
-            snapshot::chunks(&job, building, indices).await
+        (Task::Snapshot { base, .. }, Calls::DumpBegin) => snapshot::begin(&job, base.map(|b| b.snapshot)).await,
+        (Task::Snapshot { phase: Phase::Transferring(building), base: Some(base), .. }, Calls::CopyBase) => snapshot::copy_base(&job, building, base),
+        (Task::Snapshot { phase: Phase::Transferring(building), base, .. }, Calls::DumpChunks(indices)) => {
+            snapshot::chunks(&job, building, *base, indices).await
         }
         (Task::Snapshot { phase: Phase::Finishing(building), .. }, Calls::DumpEnd) => snapshot::end(&job, building).await,
         (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreBegin) => restore::begin(&job, source, snapshot_id).await,
@@ -52,6 +54,9 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
 const CALL_BOUND: u128 = 260_000 + 1_000 * 2 * app_client::MAX_PAYLOAD_BYTES as u128;
 
 fn call_count(calls: &Calls) -> u64 {
+    if !calls.calls_app() {
+        return 0;
+    }
     calls.chunks().map_or(1, |chunks| chunks.len() as u64)
 }
 
@@ -74,11 +79,12 @@ pub fn settle(job: JobRecord, event: Event) -> bool {
 }
 
 /// What the transitions of `job` need to know of the vault (its app's snapshots only where a
-/// dump may open: they are read, one record each, for the snapshot quota).
+/// dump may open: they are read, one record each, for the snapshot quota; and there the base the
+/// dump may ask for).
 fn ctx(job: &JobRecord) -> Ctx {
     let (now, app) = (ic_cdk::api::time(), job.app);
     let opening = matches!(job.task, Task::Snapshot { phase: Phase::Starting, .. });
-    let (next_snapshot, holdings, limits) = with_state(|s| {
+    let (next_snapshot, holdings, limits, base) = with_state(|s| {
         let usage = s.app_usage(app);
         let holdings = Holdings {
             bytes: usage.held.total(),
@@ -87,7 +93,8 @@ fn ctx(job: &JobRecord) -> Ctx {
             cycles_today: usage.cycles_today(now),
             registrant: usage.registrant.map(|registrant| (registrant, s.registrant_usage(registrant).held.total())),
         };
-        (s.peek_snapshot_id(), holdings, s.config().limits)
+        let base = if opening { base_to_ask(s, app) } else { None };
+        (s.peek_snapshot_id(), holdings, s.config().limits, base)
     });
     Ctx {
         now,
@@ -97,7 +104,15 @@ fn ctx(job: &JobRecord) -> Ctx {
         stable_room: cycles::stable_room(),
         app: holdings,
         limits,
+        base,
     }
+}
+
+/// The base a dump of `app` asks to build on now (`incremental::base_to_ask`).
+fn base_to_ask(s: &crate::state::State, app: Principal) -> Option<crate::storable::Base> {
+    let (record, kind) = (s.incremental(app), s.app(app)?.state_kind);
+    let snapshot = record.base.and_then(|base| s.snapshot(app, base.snapshot));
+    incremental::base_to_ask(kind, &record, snapshot.as_ref())
 }
 
 fn perform(Next { job, effects, progressed }: Next) -> bool {
@@ -118,6 +133,7 @@ fn perform(Next { job, effects, progressed }: Next) -> bool {
                 &Effect::DropSnapshot(snapshot) => s.schedule_deletion(app, snapshot),
                 Effect::FreeApp => s.free_app(app, id),
                 Effect::ApplyRetention => retention::apply(s, app),
+                &Effect::KeepBase(base) => s.keep_base(app, base),
                 Effect::ReleaseApp => {}
             }
         }
@@ -125,7 +141,7 @@ fn perform(Next { job, effects, progressed }: Next) -> bool {
     if effects.contains(&Effect::ReleaseApp) {
         ic_cdk::futures::spawn(async move {
             let _ = match kind {
-                JobKind::Snapshot { .. } => app_client::dump_end(app, id).await,
+                JobKind::Snapshot { .. } => app_client::dump_end(app, id, None).await,
                 JobKind::Restore { .. } => app_client::restore_abort(app, id).await,
             };
         });

@@ -4,6 +4,9 @@
 //! app's staging, move the snapshot's chunks, commit). What a phase needs exists only in that
 //! phase: a transfer's sizes and the chunks moved appear once the dump or staging is open, a
 //! snapshot job's snapshot once the dump is. A finished job keeps the phase it ended in.
+//! A snapshot job's base (the snapshot its dump is asked to be, or is, incremental against) is
+//! written after the rest, only when it has one: a record without one has the bytes it had
+//! before incremental snapshots, and a build before them reads one with it (as a full dump).
 
 use candid::Principal;
 use vault_api::Sha256;
@@ -102,10 +105,26 @@ pub struct Building {
     pub transfer: Transfer,
 }
 
+/// The snapshot a snapshot job's dump builds on: while the job starts, the one its dump is asked
+/// to be incremental against (the same at every attempt, so a repeated `vault_dump_begin` asks
+/// what the first did); once the dump is open, the one it is incremental against (a full dump has
+/// none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Base {
+    pub snapshot: u64,
+    /// Its image's bytes, in chunks of `CHUNK_SIZE`.
+    pub size: u64,
+    /// Incremental snapshots in a row up to it (0: it is a full one).
+    pub incrementals: u32,
+    /// Its manifest entries the new snapshot references so far, from the first: the dump's
+    /// chunks are asked for once it references all it shares with the base.
+    pub copied: u32,
+}
+
 /// What a job does, with its kind's own state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Task {
-    Snapshot { trigger: Trigger, phase: Phase<Building> },
+    Snapshot { trigger: Trigger, phase: Phase<Building>, base: Option<Base> },
     /// Restores `snapshot_id` of `source` into the job's app. `commit_unknown`: an attempt to
     /// commit ended without telling whether the app committed (its answer was lost, did not
     /// decode, or was never read: the vault trapped reading it), so the app may have.
@@ -154,7 +173,7 @@ impl JobRecord {
     /// A new job, in its first phase.
     pub fn new(id: u64, app: Principal, kind: JobKind, now: u64) -> Self {
         let task = match kind {
-            JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting },
+            JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting, base: None },
             JobKind::Restore { source, snapshot_id } => {
                 Task::Restore { source, snapshot_id, phase: Phase::Starting, commit_unknown: false, commit_sent: false, check_layout: false }
             }
@@ -214,10 +233,11 @@ impl JobRecord {
 
     /// The byte after the kind is a snapshot's trigger, and a restore's flags: bit 0
     /// `commit_unknown`, bit 1 `commit_sent`, bit 2 `check_layout` (it was always 0 before
-    /// restores had flags, so older records read as without them).
+    /// restores had flags, so older records read as without them). After the notes, a snapshot
+    /// job's base if it has one: snapshot u64 | size u64 | incrementals u32 | copied u32.
     pub(super) fn encode(&self) -> Vec<u8> {
         let (kind, trigger, source, phase_code) = match &self.task {
-            Task::Snapshot { trigger, phase } => (0, trigger_byte(*trigger), None, phase.code()),
+            Task::Snapshot { trigger, phase, .. } => (0, trigger_byte(*trigger), None, phase.code()),
             Task::Restore { source, phase, commit_unknown, commit_sent, check_layout, .. } => {
                 (1, *commit_unknown as u8 | (*commit_sent as u8) << 1 | (*check_layout as u8) << 2, Some(*source), phase.code())
             }
@@ -246,6 +266,9 @@ impl JobRecord {
         w.blob(transfer.map_or(&[][..], |t| &t.done.0))
             .blob(&candid::encode_one(self.error()).expect("a job error encodes"))
             .blob(&candid::encode_one(&self.notes).expect("notes encode"));
+        if let Task::Snapshot { base: Some(base), .. } = &self.task {
+            w.u64(base.snapshot).u64(base.size).u32(base.incrementals).u32(base.copied);
+        }
         w.into_vec()
     }
 
@@ -267,6 +290,12 @@ impl JobRecord {
         let done = ChunkSet(r.blob().to_vec());
         let error: Option<JobError> = candid::decode_one(r.blob()).expect("a stored job error decodes");
         let notes = candid::decode_one(r.blob()).expect("stored notes decode");
+        let rest = r.rest();
+        assert!(rest.is_empty() || rest.len() == BASE_BYTES, "a job record ends in {} bytes after its notes", rest.len());
+        let base = (!rest.is_empty()).then(|| {
+            let mut r = Reader::new(rest);
+            Base { snapshot: r.u64(), size: r.u64(), incrementals: r.u32(), copied: r.u32() }
+        });
         let transfer = Transfer { state_kind, size, chunk_size, chunks, taken_at, done };
         // A transfer's chunk size is never 0 (dumps and imports with one are refused): 0 says
         // none is open. A finished job ended in the phase its transfer shows.
@@ -282,10 +311,12 @@ impl JobRecord {
         };
         let task = match kind {
             0 => match snapshot_id {
-                Some(snapshot) => {
-                    Task::Snapshot { trigger: trigger_of(trigger_or_flag), phase: phase(transfer).map(|transfer| Building { snapshot, transfer }) }
-                }
-                None => Task::Snapshot { trigger: trigger_of(trigger_or_flag), phase: Phase::Starting },
+                Some(snapshot) => Task::Snapshot {
+                    trigger: trigger_of(trigger_or_flag),
+                    phase: phase(transfer).map(|transfer| Building { snapshot, transfer }),
+                    base,
+                },
+                None => Task::Snapshot { trigger: trigger_of(trigger_or_flag), phase: Phase::Starting, base },
             },
             1 => Task::Restore {
                 source: source.expect("a restore has a source"),
@@ -306,6 +337,9 @@ impl JobRecord {
         JobRecord { id, app, task, outcome, retries, restarts, started_at, updated_at, finished_at, bytes_moved, calls, module_hash, notes }
     }
 }
+
+/// Bytes of a snapshot job's base at the end of its record.
+const BASE_BYTES: usize = 24;
 
 /// Bit `bit` of a restore's flags byte; a bit this build does not know is a broken invariant.
 fn restore_flag(flags: u8, bit: u8) -> bool {
@@ -385,19 +419,22 @@ mod tests {
         let building = |t| Building { snapshot: 11, transfer: t };
         let snapshot = |phase, outcome| {
             let mut job = JobRecord::new(1, p(5, 10), JobKind::Snapshot { trigger: Trigger::Scheduled }, 5);
-            job.task = Task::Snapshot { trigger: Trigger::Scheduled, phase };
+            job.task = Task::Snapshot { trigger: Trigger::Scheduled, phase, base: None };
             job.outcome = outcome;
             job
         };
         let failed = || Outcome::Failed(JobError::SnapshotDeleted);
         for outcome in [Outcome::Running, failed()] {
             round_trip(&snapshot(Phase::Starting, outcome.clone()));
+            round_trip(&with_base(snapshot(Phase::Starting, outcome.clone())));
             round_trip(&snapshot(Phase::Transferring(building(transfer(3, &[1]))), outcome.clone()));
+            round_trip(&with_base(snapshot(Phase::Transferring(building(transfer(3, &[1]))), outcome.clone())));
             round_trip(&restore(Phase::Starting, outcome.clone()));
             round_trip(&restore(Phase::Transferring(transfer(3, &[])), outcome.clone()));
         }
         for outcome in [Outcome::Running, Outcome::Succeeded, failed()] {
             round_trip(&snapshot(Phase::Finishing(building(transfer(2, &[0, 1]))), outcome.clone()));
+            round_trip(&with_base(snapshot(Phase::Finishing(building(transfer(2, &[0, 1]))), outcome.clone())));
             round_trip(&restore(Phase::Finishing(transfer(0, &[])), outcome.clone()));
             let mut unknown = restore(Phase::Finishing(transfer(1, &[0])), outcome.clone());
             unknown.task = Task::Restore {
@@ -410,6 +447,24 @@ mod tests {
             };
             round_trip(&unknown);
         }
+    }
+
+    /// `job`, a snapshot job, with a base.
+    fn with_base(mut job: JobRecord) -> JobRecord {
+        if let Task::Snapshot { base, .. } = &mut job.task {
+            *base = Some(Base { snapshot: 0x0102, size: 0x0304, incrementals: 5, copied: 6 });
+        }
+        job
+    }
+
+    #[test]
+    fn a_snapshot_jobs_base_follows_the_record_it_had_before_incremental_snapshots() {
+        let job = JobRecord::new(1, p(5, 10), JobKind::Snapshot { trigger: Trigger::Manual }, 5);
+        let without = round_trip(&job);
+        let with = round_trip(&with_base(job));
+        assert_eq!(&with[..without.len()], &without[..], "the record without its base is the record it was");
+        let golden = format!("{}/golden/job_record_base.hex", env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(vault_api::hex(&with[without.len()..]), std::fs::read_to_string(golden).unwrap().trim());
     }
 
     #[test]

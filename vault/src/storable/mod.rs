@@ -17,6 +17,7 @@ use fields::{V1, check_version, kind_byte, kind_of, opt_sha, opt_u64, read_opt_s
 mod admin;
 mod chunk;
 mod fields;
+mod incremental;
 mod index;
 mod job;
 mod retired;
@@ -24,8 +25,9 @@ mod usage;
 
 pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
 pub use chunk::{ChunkLocation, ChunkStoreHeader, FreeExtent};
+pub use incremental::{AppBase, IncrementalRecord};
 pub use index::IndexKey;
-pub use job::{Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
+pub use job::{Base, Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
 pub use retired::RetiredRecord;
 pub use usage::{AppChunkKey, AppUsageRecord, Held, RegistrantUsageRecord, UsageKey, UsageRecord};
 
