@@ -27,6 +27,12 @@
 //! stages; per row the restore's commit message's instructions and stable pages dirtied (also
 //! per GiB), the staging's wall time and rounds, the updates served and the peak memory
 //! (`-- --large-restores` for it alone, without writing the docs).
+//!
+//! *Incremental snapshots*: a btree app of 1 GiB of stable memory snapshot first, then after
+//! 0.1%, 1% and 10% of its entries updated and 1% appended, each snapshot incremental against
+//! the one before once the vault takes it so; per row whether it was, its chunk bytes and
+//! cycles (also as shares of the first's), rounds and instructions (`-- --incremental` for it
+//! alone, with `--quick` at 64 MiB, without writing the docs).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -36,7 +42,7 @@ use harness_test_canisters::hashes::{Algorithm, Hashed};
 use ic_harness::{ExecutionRecord, Harness, IcBackend, SubnetId};
 use serde_bytes::ByteBuf;
 use sha2::Digest;
-use vault_api::service::JobPhase;
+use vault_api::service::{JobInfo, JobPhase};
 use vault_tests::btree::{MAX_BATCH, OpsCost, VALUE_SIZE};
 use vault_tests::cost::{Cost, restore_commit};
 use vault_tests::*;
@@ -477,6 +483,142 @@ fn measure_large_restores(with_4gib: bool) -> Vec<LargeRestore> {
         .collect()
 }
 
+/// The btree app's stable memory in the incremental-snapshot section, and with `--quick`.
+const INCREMENTAL_MIB: u64 = 1024;
+const INCREMENTAL_QUICK_MIB: u64 = 64;
+/// Snapshots the incremental section's app keeps: the base and the newest, the older ones
+/// pruned as each snapshot completes.
+const INCREMENTAL_KEEP: u32 = 2;
+
+/// A change the btree app makes before one of the incremental section's snapshots, as a share
+/// of its entries in per mille.
+#[derive(Clone, Copy)]
+enum Change {
+    /// Overwrites at pseudo-random keys (`update_random`).
+    Update { per_mille: u64 },
+    /// Inserts after the largest key (`append`).
+    Append { per_mille: u64 },
+}
+
+impl Change {
+    fn per_mille(self) -> u64 {
+        match self {
+            Change::Update { per_mille } | Change::Append { per_mille } => per_mille,
+        }
+    }
+
+    fn describe(self) -> String {
+        let percent = self.per_mille() as f64 / 10.0;
+        match self {
+            Change::Update { .. } => format!("{percent}% of the entries updated"),
+            Change::Append { .. } => format!("{percent}% new entries appended"),
+        }
+    }
+}
+
+/// The most a snapshot may move and cost, in percent of the first (full) snapshot's chunk bytes
+/// and cycles.
+#[derive(Clone, Copy)]
+struct Bar {
+    bytes_percent: f64,
+    cycles_percent: Option<f64>,
+}
+
+/// The changes made in turn, each followed by a snapshot, with the bar that snapshot must meet.
+const INCREMENTAL_CHANGES: [(Change, Option<Bar>); 4] = [
+    (Change::Update { per_mille: 1 }, None),
+    (Change::Update { per_mille: 10 }, Some(Bar { bytes_percent: 8.0, cycles_percent: Some(10.0) })),
+    (Change::Update { per_mille: 100 }, None),
+    (Change::Append { per_mille: 10 }, Some(Bar { bytes_percent: 3.0, cycles_percent: None })),
+];
+
+/// The incremental section: the app's stable memory and entries when first snapshot, and the
+/// snapshots in turn.
+struct Incremental {
+    mib: u64,
+    entries: u64,
+    rows: Vec<IncrementalSnapshot>,
+}
+
+/// One snapshot of the incremental section.
+struct IncrementalSnapshot {
+    /// What changed since the snapshot before; none for the first.
+    change: Option<Change>,
+    bar: Option<Bar>,
+    /// Whether the vault took it incremental against the snapshot before.
+    incremental: bool,
+    cost: Cost,
+}
+
+/// Whether the vault took `job`'s snapshot incremental: the job's note on opening the dump names
+/// the snapshot it is incremental against.
+fn taken_incremental(job: &JobInfo) -> bool {
+    job.notes.iter().any(|note| note.contains("incremental against snapshot"))
+}
+
+/// Fills a btree app until its stable memory holds `mib` MiB and snapshots it; then for each of
+/// [`INCREMENTAL_CHANGES`] makes the change and snapshots it again; each snapshot measured and
+/// its row printed as it is.
+fn measure_incremental(mib: u64) -> Incremental {
+    let env = Env::new();
+    let app = env.deploy_btree(Some(env.vault));
+    env.vault().register(app, manual(), keep(INCREMENTAL_KEEP)).expect("register");
+    let client = env.btree(app);
+    let mut filled = 0;
+    while env.stable_memory_bytes(app) < mib * MIB {
+        filled = client.fill(filled, MAX_BATCH);
+    }
+    let mut entries = filled;
+    let snapshot = |change: Option<Change>, bar: Option<Bar>| {
+        let (job, cost) = env.measure(&[app], || env.snapshot(app));
+        assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+        IncrementalSnapshot { change, bar, incremental: taken_incremental(&job), cost }
+    };
+    println!("\nA btree app of {mib} MiB of stable memory ({filled} entries of {VALUE_SIZE} bytes), snapshot after snapshot:\n\n{INCREMENTAL_HEADER}");
+    let full = snapshot(None, None);
+    println!("{}", incremental_row(&full, &full.cost));
+    let mut rows = vec![full];
+    for (seed, (change, bar)) in INCREMENTAL_CHANGES.into_iter().enumerate() {
+        let count = (entries * change.per_mille() / 1000).max(1);
+        match change {
+            Change::Update { .. } => client.update_random(seed as u64, count),
+            Change::Append { .. } => entries = client.append(count),
+        }
+        let measured = snapshot(Some(change), bar);
+        println!("{}", incremental_row(&measured, &rows[0].cost));
+        rows.push(measured);
+    }
+    Incremental { mib, entries: filled, rows }
+}
+
+const INCREMENTAL_HEADER: &str = "| change before the snapshot | snapshot | chunk bytes (of the first's) | cycles, app + vault (of the first's) | rounds | app instructions | vault instructions | wall time | bar: of the first's bytes, cycles |\n|---|---|---|---|---|---|---|---|---|";
+
+/// A row of the incremental section, its bytes and cycles also as shares of `first`'s.
+fn incremental_row(s: &IncrementalSnapshot, first: &Cost) -> String {
+    let c = &s.cost;
+    let bytes_percent = 100.0 * c.chunk_bytes as f64 / first.chunk_bytes.max(1) as f64;
+    let cycles = c.app_cycles + c.vault_cycles;
+    let cycles_percent = 100.0 * cycles as f64 / (first.app_cycles + first.vault_cycles).max(1) as f64;
+    let bar = s.bar.map_or_else(String::new, |bar| {
+        let met = bytes_percent <= bar.bytes_percent && bar.cycles_percent.is_none_or(|most| cycles_percent <= most);
+        let cycles_bar = bar.cycles_percent.map_or_else(|| "-".to_string(), |most| format!("{most:.0}%"));
+        format!("{:.0}%, {cycles_bar}: {}", bar.bytes_percent, if met { "met" } else { "missed" })
+    });
+    format!(
+        "| {} | {} | {:.2} MiB ({:.2}%) | {:.4} T ({:.2}%) | {} | {:.2} B | {:.2} B | {:.2} s | {bar} |",
+        s.change.map_or_else(|| "none: the first snapshot".to_string(), Change::describe),
+        if s.incremental { "incremental" } else { "full" },
+        c.chunk_bytes as f64 / MIB as f64,
+        bytes_percent,
+        cycles as f64 / 1e12,
+        cycles_percent,
+        c.rounds,
+        c.app_instructions as f64 / 1e9,
+        c.vault_instructions as f64 / 1e9,
+        c.wall.as_secs_f64(),
+    )
+}
+
 /// The floor's calls in flight unless `--in-flight` says otherwise: as many as the vault's
 /// batches make at most.
 const DEFAULT_IN_FLIGHT: u32 = 16;
@@ -486,7 +628,7 @@ fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option
     let i = args.iter().position(|a| a == name)?;
     let value = args.get(i + 1).and_then(|v| parse(v));
     if value.is_none() {
-        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops] [--large-restores]");
+        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops] [--large-restores] [--incremental]");
         std::process::exit(2);
     }
     value
@@ -508,6 +650,10 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--incremental") {
+        measure_incremental(if quick { INCREMENTAL_QUICK_MIB } else { INCREMENTAL_MIB });
+        return;
+    }
     let in_flight = flag_value(&args, "--in-flight", |k| k.parse().ok().filter(|&k| k > 0)).unwrap_or(DEFAULT_IN_FLIGHT);
     let baselines_only: Option<Vec<u64>> =
         flag_value(&args, "--baselines-only", |list| list.split(',').map(|mib| mib.trim().parse().ok()).collect());
@@ -549,6 +695,7 @@ fn main() {
     let app_ops = measure_app_ops();
     print_app_ops(&app_ops);
     let large_restores = measure_large_restores(with_4gib);
+    let incremental = measure_incremental(INCREMENTAL_MIB);
     let root = ic_harness::build::workspace_root();
     let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB rows hold the app, the vault's copy and the clone in memory; without the flag they are left out).\n\n");
     let _ = writeln!(md, "{HEADER}");
@@ -577,6 +724,11 @@ fn main() {
     let _ = writeln!(md, "{LARGE_RESTORE_HEADER}");
     for r in &large_restores {
         let _ = writeln!(md, "{}", large_restore_row(r));
+    }
+    let _ = writeln!(md, "\n## Incremental snapshots\n\nA btree example app filled until its stable memory holds {} MiB ({} entries of {VALUE_SIZE} bytes), registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each change made to the map as the snapshot before left it. An app whose memory still holds the image of its last snapshot the vault stored answers the vault's dump with only the 4 KiB pages that differ from it, and the vault builds the new snapshot over the last one's chunks; *snapshot* says whether the vault took it incremental (its job's note on opening the dump names the snapshot it builds on). *Chunk bytes* are the `vault_dump_chunk` calls' requests and replies; *cycles* what the app and the vault consumed from the snapshot request until the job succeeded; both are also given as shares of the first snapshot's, against the bars: after 1% of the entries updated at most 8% of its bytes and 10% of its cycles, after 1% appended at most 3% of its bytes. `cargo bench -p vault-tests --bench costs -- --incremental` measures this section alone (`--quick` with {INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", incremental.mib, incremental.entries);
+    let _ = writeln!(md, "{INCREMENTAL_HEADER}");
+    for s in &incremental.rows {
+        let _ = writeln!(md, "{}", incremental_row(s, &incremental.rows[0].cost));
     }
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
