@@ -9,6 +9,7 @@ mod faults;
 mod flows;
 mod fuzz;
 mod hostile;
+mod incremental;
 mod refusals;
 mod restores;
 mod schedule;

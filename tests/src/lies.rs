@@ -2,8 +2,10 @@
 //! calls each spoils, the error a job it spoils ends in, and the attempts it costs a job of
 //! each kind when the app tells it every time. `hostile.rs` tells each in turn; the fault
 //! campaign tells them at random, among other faults, so there a lie may cost any number of
-//! attempts: `ends_in` does not look at them.
+//! attempts: `ends_in` does not look at them. The lies of its incremental mode
+//! ([`INCREMENTAL_LIES`], `set_incremental_lie`) are told by `incremental.rs`.
 
+use ic_harness::IcBackend;
 use vault_api::protocol::{BackupError, CHUNK_SIZE, MAX_APP_TEXT, methods};
 use vault_api::service::JobError;
 
@@ -108,5 +110,58 @@ pub fn attempts_told(error: &JobError) -> Option<u32> {
         | JobError::CommitFailed { attempts, .. }
         | JobError::CommitUnconfirmed { attempts, .. } => Some(*attempts),
         _ => None,
+    }
+}
+
+/// A way the hostile app lies in its incremental mode (`set_incremental_lie`: it dumps a
+/// two-chunk BLAKE3 image in chunks of `CHUNK_SIZE` and keeps the image a dump's end names as
+/// its base), and the error a snapshot it spoils ends in at its first answer.
+pub struct IncrementalLie {
+    pub name: &'static str,
+    /// Whether it spoils a full dump (the vault asks for no base), not an incremental one.
+    pub full_dump: bool,
+    pub ends_in: fn(&JobError) -> bool,
+}
+
+const fn incremental_lie(name: &'static str, full_dump: bool, ends_in: fn(&JobError) -> bool) -> IncrementalLie {
+    IncrementalLie { name, full_dump, ends_in }
+}
+
+pub static INCREMENTAL_LIES: [IncrementalLie; 7] = [
+    incremental_lie("unasked-base", true, |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("a full one was asked for"))),
+    incremental_lie("other-base", false, |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("as asked"))),
+    incremental_lie("short-bitmap", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("bitmap"))),
+    incremental_lie("bits-past-pages", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("past"))),
+    incremental_lie("short-pages", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("bytes of pages"))),
+    incremental_lie("full-chunks", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("no changed pages"))),
+    incremental_lie("pages-in-full-dump", true, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("full dump"))),
+];
+
+impl crate::HostileClient<'_> {
+    /// Puts the app in its incremental mode, lying as `name` says (`honest` for the truth), or
+    /// takes it out (`off`); panics on a name it does not know.
+    pub fn set_incremental_lie(&self, name: &str) {
+        let (set,): (Result<(), String>,) = self
+            .ic
+            .update_candid(self.app, crate::owner(), "set_incremental_lie", (name,))
+            .unwrap_or_else(|e| panic!("hostile.set_incremental_lie: {e}"));
+        set.unwrap_or_else(|e| panic!("hostile.set_incremental_lie: {e}"));
+    }
+
+    /// Writes `byte` over page `page` of the incremental mode's image.
+    pub fn write_incremental_page(&self, page: u64, byte: u8) {
+        let () = self
+            .ic
+            .update_candid(self.app, crate::owner(), "write_incremental_page", (page, byte))
+            .unwrap_or_else(|e| panic!("hostile.write_incremental_page: {e}"));
+    }
+
+    /// The BLAKE3 manifest hash of the incremental mode's image as the app holds it now.
+    pub fn incremental_image_hash(&self) -> vault_api::Sha256 {
+        let (hash,) = self
+            .ic
+            .query_candid(self.app, crate::owner(), "incremental_image_hash", ())
+            .unwrap_or_else(|e| panic!("hostile.incremental_image_hash: {e}"));
+        hash
     }
 }

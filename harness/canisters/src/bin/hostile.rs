@@ -3,6 +3,12 @@
 //! that are not candid or cost a billion steps to decode, endless restarts, megabytes of text,
 //! rejects, traps, and restores that never commit as they should. Told to be honest, it dumps
 //! and restores a one-page stable-memory image in three chunks.
+//!
+//! Its incremental mode (`set_incremental_lie`) dumps another image as a library with
+//! incremental dumps does (BLAKE3, chunks of `CHUNK_SIZE`, the image a `vault_dump_end` names
+//! kept as the base of the next dump) and lies in the fields of incremental dumps: a base not
+//! asked for, bitmaps and pages that do not add up, full chunks in an incremental dump and
+//! changed pages in a full one.
 
 use std::cell::{Cell, RefCell};
 
@@ -12,8 +18,8 @@ use serde_bytes::ByteBuf;
 use vault_api::manifest::{ChunkFault, check_chunk, chunk_range, image_hash, try_chunk_count};
 use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{
-    BackupError, BackupInfo, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpManifest, JobRef, RestoreBegin, RestoreChunk, RestoreReport,
-    StateKind, WASM_PAGE_SIZE, leb128,
+    BackupError, BackupInfo, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpEnd, DumpManifest, JobRef, PAGE_SIZE, RestoreBegin, RestoreChunk,
+    RestoreReport, StateKind, WASM_PAGE_SIZE, leb128,
 };
 
 /// Bytes of the honest image: three wasm pages.
@@ -94,6 +100,56 @@ impl Lie {
     }
 }
 
+/// Bytes of the image of the incremental mode: two chunks of `CHUNK_SIZE`, the first of 511
+/// pages and the last of 17 (neither a multiple of 8, so their bitmaps have bits past them).
+const INCREMENTAL_IMAGE_BYTES: u64 = 33 * WASM_PAGE_SIZE;
+
+/// How the incremental mode lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IncrementalLie {
+    Honest,
+    /// A full dump's manifest names a base the vault did not ask for.
+    UnaskedBase,
+    /// An incremental dump's manifest names the snapshot after the one asked for.
+    OtherBase,
+    /// Bitmaps one byte short.
+    ShortBitmap,
+    /// Bitmaps marking the page after the chunk's last.
+    BitsPastPages,
+    /// Changed pages one byte short (or a page marked and not sent, when none changed).
+    ShortPages,
+    /// An incremental dump's chunks answered whole, without bitmaps.
+    FullChunks,
+    /// A full dump's chunks answered with bitmaps.
+    PagesInFullDump,
+}
+
+impl IncrementalLie {
+    const NAMED: [(&'static str, IncrementalLie); 8] = [
+        ("honest", IncrementalLie::Honest),
+        ("unasked-base", IncrementalLie::UnaskedBase),
+        ("other-base", IncrementalLie::OtherBase),
+        ("short-bitmap", IncrementalLie::ShortBitmap),
+        ("bits-past-pages", IncrementalLie::BitsPastPages),
+        ("short-pages", IncrementalLie::ShortPages),
+        ("full-chunks", IncrementalLie::FullChunks),
+        ("pages-in-full-dump", IncrementalLie::PagesInFullDump),
+    ];
+
+    fn named(name: &str) -> Option<IncrementalLie> {
+        IncrementalLie::NAMED.iter().find(|(n, _)| *n == name).map(|&(_, lie)| lie)
+    }
+}
+
+/// A dump open: its job, the image frozen for it, its chunks' size, and, in an incremental dump,
+/// the base image its chunks' pages are told against.
+struct Dump {
+    job: u64,
+    image: Vec<u8>,
+    chunk_size: u64,
+    base: Option<Vec<u8>>,
+}
+
 /// A restore being staged.
 struct Staging {
     job: u64,
@@ -107,8 +163,12 @@ struct Staging {
 thread_local! {
     static LIE: Cell<Lie> = const { Cell::new(Lie::Honest) };
     static IMAGE: RefCell<Vec<u8>> = RefCell::new(initial_image());
-    /// The open dump: its job and the image frozen for it.
-    static DUMP: RefCell<Option<(u64, Vec<u8>)>> = const { RefCell::new(None) };
+    static DUMP: RefCell<Option<Dump>> = const { RefCell::new(None) };
+    /// The incremental mode, with its lie; none outside it.
+    static INCREMENTAL: Cell<Option<IncrementalLie>> = const { Cell::new(None) };
+    static INCREMENTAL_IMAGE: RefCell<Vec<u8>> = RefCell::new(incremental_image());
+    /// The snapshot whose image the incremental mode keeps as its base, and that image.
+    static BASE: RefCell<Option<(u64, Vec<u8>)>> = const { RefCell::new(None) };
     static STAGING: RefCell<Option<Staging>> = const { RefCell::new(None) };
     /// The last commit's report, repeated to a repeated commit of its job.
     static COMMITTED: RefCell<Option<RestoreReport>> = const { RefCell::new(None) };
@@ -117,6 +177,42 @@ thread_local! {
 
 fn initial_image() -> Vec<u8> {
     (0..IMAGE_BYTES).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+}
+
+fn incremental_image() -> Vec<u8> {
+    (0..INCREMENTAL_IMAGE_BYTES).map(|i| (i % 241) as u8 ^ (i / 4096) as u8).collect()
+}
+
+/// Sets the incremental mode's lie by name (`honest` for none), or leaves the mode (`off`);
+/// refuses a name it does not know.
+#[update]
+fn set_incremental_lie(name: String) -> Result<(), String> {
+    if name == "off" {
+        INCREMENTAL.set(None);
+        return Ok(());
+    }
+    let lie = IncrementalLie::named(&name).ok_or_else(|| {
+        let known: Vec<&str> = IncrementalLie::NAMED.iter().map(|(n, _)| *n).collect();
+        format!("no incremental lie is named {name:?}; they are {}, and off", known.join(", "))
+    })?;
+    INCREMENTAL.set(Some(lie));
+    Ok(())
+}
+
+/// The manifest hash of the incremental mode's image as the app holds it now, in BLAKE3.
+#[query]
+fn incremental_image_hash() -> Sha256 {
+    INCREMENTAL_IMAGE.with_borrow(|image| image_hash(ContentHash::Blake3, image, CHUNK_SIZE))
+}
+
+/// Writes `byte` over page `page` of the incremental mode's image.
+#[update]
+fn write_incremental_page(page: u64, byte: u8) {
+    INCREMENTAL_IMAGE.with_borrow_mut(|image| {
+        let start = (page * PAGE_SIZE) as usize;
+        let end = (start + PAGE_SIZE as usize).min(image.len());
+        image[start.min(end)..end].fill(byte);
+    });
 }
 
 /// Sets how the app lies, by name; refuses a name it does not know.
@@ -190,10 +286,13 @@ fn vault_backup_info() {
 
 #[update(manual_reply = true)]
 fn vault_dump_begin(args: DumpBegin) {
+    if let Some(lie) = INCREMENTAL.get() {
+        return serve(|_| Answer::Value(Ok(incremental_dump_begin(args, lie))));
+    }
     serve(|lie| {
         let image = IMAGE.with_borrow(Clone::clone);
         let size = image.len() as u64;
-        DUMP.set(Some((args.job, image)));
+        DUMP.set(Some(Dump { job: args.job, image, chunk_size: IMAGE_CHUNK_BYTES, base: None }));
         let honest = DumpManifest {
             job: args.job,
             state_kind: StateKind::StableMemory,
@@ -214,6 +313,30 @@ fn vault_dump_begin(args: DumpBegin) {
     });
 }
 
+/// Opens a dump of the incremental mode's image: incremental if the vault asked for the base
+/// the mode keeps, with the manifest `lie` makes of it.
+fn incremental_dump_begin(args: DumpBegin, lie: IncrementalLie) -> DumpManifest {
+    let image = INCREMENTAL_IMAGE.with_borrow(Clone::clone);
+    let size = image.len() as u64;
+    let base = BASE.with_borrow(|base| base.as_ref().filter(|(snapshot, _)| args.base == Some(*snapshot)).cloned());
+    let named = match lie {
+        IncrementalLie::UnaskedBase if args.base.is_none() => Some(1),
+        IncrementalLie::OtherBase => args.base.map(|asked| asked + 1),
+        _ => base.as_ref().map(|(snapshot, _)| *snapshot),
+    };
+    DUMP.set(Some(Dump { job: args.job, image, chunk_size: CHUNK_SIZE, base: base.map(|(_, image)| image) }));
+    DumpManifest {
+        job: args.job,
+        state_kind: StateKind::StableMemory,
+        size,
+        chunk_size: CHUNK_SIZE,
+        taken_at_nanos: ic_cdk::api::time(),
+        state_layout: None,
+        content_hashes: Some(vec![ContentHash::Sha256, ContentHash::Blake3]),
+        base: named,
+    }
+}
+
 #[query(manual_reply = true)]
 fn vault_dump_chunk(args: ChunkRequest) {
     serve(|lie| {
@@ -221,7 +344,10 @@ fn vault_dump_chunk(args: ChunkRequest) {
             return Answer::Value(Err(BackupError::UnknownJob { job: args.job }));
         }
         let chunk = DUMP.with_borrow(|dump| match dump {
-            Some((job, image)) if *job == args.job => dump_chunk(image, args.index),
+            Some(dump) if dump.job == args.job => match INCREMENTAL.get() {
+                Some(lie) => incremental_chunk(dump, args.index, lie),
+                None => dump_chunk(&dump.image, dump.chunk_size, args.index),
+            },
             _ => Err(BackupError::UnknownJob { job: args.job }),
         });
         let chunk = match chunk {
@@ -243,25 +369,63 @@ fn vault_dump_chunk(args: ChunkRequest) {
     });
 }
 
-fn dump_chunk(image: &[u8], index: u32) -> Result<Chunk, BackupError> {
+fn dump_chunk(image: &[u8], chunk_size: u64, index: u32) -> Result<Chunk, BackupError> {
     let size = image.len() as u64;
-    let chunks = try_chunk_count(size, IMAGE_CHUNK_BYTES).expect("the image has a countable size");
+    let chunks = try_chunk_count(size, chunk_size).expect("the image has a countable size");
     if index >= chunks {
         return Err(BackupError::ChunkOutOfRange { index, chunks });
     }
-    let range = chunk_range(size, IMAGE_CHUNK_BYTES, index);
+    let range = chunk_range(size, chunk_size, index);
     let data = &image[range.start as usize..range.end as usize];
     Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::of(data), changed_pages: None })
 }
 
+/// Chunk `index` of a dump of the incremental mode, as `lie` tells it: in an incremental dump,
+/// the pages that differ from the base's (zeros past its end) and a bitmap of them.
+fn incremental_chunk(dump: &Dump, index: u32, lie: IncrementalLie) -> Result<Chunk, BackupError> {
+    let full = dump_chunk(&dump.image, dump.chunk_size, index)?;
+    let Some(base) = &dump.base else {
+        let pages = (full.data.len() as u64).div_ceil(PAGE_SIZE).div_ceil(8) as usize;
+        let bitmap = (lie == IncrementalLie::PagesInFullDump).then(|| ByteBuf::from(vec![0; pages]));
+        return Ok(Chunk { sha256: Sha256::default(), changed_pages: bitmap, ..full });
+    };
+    if lie == IncrementalLie::FullChunks {
+        return Ok(Chunk { sha256: Sha256::default(), ..full });
+    }
+    let start = chunk_range(dump.image.len() as u64, dump.chunk_size, index).start as usize;
+    let pages = (full.data.len() as u64).div_ceil(PAGE_SIZE) as usize;
+    let mut bitmap = vec![0u8; pages.div_ceil(8)];
+    let mut data = Vec::new();
+    for (page, mine) in full.data.chunks(PAGE_SIZE as usize).enumerate() {
+        let at = start + page * PAGE_SIZE as usize;
+        let theirs: Vec<u8> = (at..at + mine.len()).map(|i| base.get(i).copied().unwrap_or(0)).collect();
+        if mine != theirs {
+            bitmap[page / 8] |= 1 << (page % 8);
+            data.extend_from_slice(mine);
+        }
+    }
+    match lie {
+        IncrementalLie::ShortBitmap => {
+            bitmap.pop();
+        }
+        IncrementalLie::BitsPastPages => bitmap[pages / 8] |= 1 << (pages % 8),
+        IncrementalLie::ShortPages if data.is_empty() => bitmap[0] |= 1,
+        IncrementalLie::ShortPages => {
+            data.pop();
+        }
+        _ => {}
+    }
+    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::default(), changed_pages: Some(ByteBuf::from(bitmap)) })
+}
+
 #[update(manual_reply = true)]
-fn vault_dump_end(args: JobRef) {
+fn vault_dump_end(args: DumpEnd) {
     serve(|_| {
-        DUMP.with_borrow_mut(|dump| {
-            if dump.as_ref().is_some_and(|(job, _)| *job == args.job) {
-                *dump = None;
-            }
-        });
+        let ended = DUMP.with_borrow_mut(|dump| if dump.as_ref().is_some_and(|d| d.job == args.job) { dump.take() } else { None });
+        // The incremental mode keeps the image the vault stored as its next base.
+        if let (Some(dump), Some(snapshot), Some(_)) = (ended, args.base, INCREMENTAL.get()) {
+            BASE.set(Some((snapshot, dump.image)));
+        }
         Answer::Value(Ok(()))
     });
 }
@@ -432,7 +596,7 @@ mod tests {
     use super::*;
 
     fn chunk() -> Chunk {
-        dump_chunk(&initial_image(), 2).unwrap()
+        dump_chunk(&initial_image(), IMAGE_CHUNK_BYTES, 2).unwrap()
     }
 
     #[test]
@@ -464,5 +628,25 @@ mod tests {
             assert_eq!(Lie::named(name), Some(lie));
         }
         assert_eq!(Lie::named("lying"), None);
+        for (name, lie) in IncrementalLie::NAMED {
+            assert_eq!(IncrementalLie::named(name), Some(lie));
+        }
+        assert_eq!(IncrementalLie::named("off"), None, "off leaves the mode");
+    }
+
+    #[test]
+    fn the_incremental_image_is_two_chunks_whose_pages_leave_bits_in_their_bitmaps() {
+        assert_eq!(try_chunk_count(INCREMENTAL_IMAGE_BYTES, CHUNK_SIZE), Some(2));
+        let pages = |index| chunk_range(INCREMENTAL_IMAGE_BYTES, CHUNK_SIZE, index).end.div_ceil(PAGE_SIZE) - index as u64 * 511;
+        assert_eq!((pages(0), pages(1)), (511, 17));
+        let image = incremental_image();
+        let mut changed = image.clone();
+        changed[520 * PAGE_SIZE as usize] ^= 1;
+        let dump = Dump { job: 1, image: changed, chunk_size: CHUNK_SIZE, base: Some(image) };
+        let honest = incremental_chunk(&dump, 1, IncrementalLie::Honest).unwrap();
+        let bitmap = honest.changed_pages.unwrap().into_vec();
+        assert_eq!((bitmap, honest.data.len() as u64), (vec![0, 0b10, 0], PAGE_SIZE), "page 9 of chunk 1 changed");
+        let unchanged = incremental_chunk(&dump, 0, IncrementalLie::Honest).unwrap();
+        assert_eq!((unchanged.changed_pages.unwrap().len(), unchanged.data.len()), (64, 0));
     }
 }
