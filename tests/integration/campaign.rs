@@ -226,6 +226,8 @@ struct Tally {
     steps: u64,
     checks: u64,
     snapshots: u64,
+    /// Of those, the ones the vault took incremental against an earlier one.
+    incremental: u64,
     restores: u64,
     failed_jobs: u64,
     vault_upgrades: u64,
@@ -475,7 +477,8 @@ impl Campaign {
                 81..83 => self.verify_stored()?,
                 83..92 => self.hostile_step()?,
                 92..95 => self.cancel()?,
-                95..98 => self.suspend()?,
+                95..97 => self.suspend()?,
+                97 => self.change_vault_and_back()?,
                 _ => self.toggle_limits()?,
             }
         }
@@ -765,6 +768,35 @@ impl Campaign {
         let seq = self.env.app(id).seq();
         let expected = self.apps[i].state.0;
         self.check(seq == expected, || format!("the upgrade of {id} changed its seq to {seq}, expected {expected}"))
+    }
+
+    /// The app's controller sets another vault and then its vault again: the app releases what
+    /// was open and drops the base of its incremental dumps, so the vault's next calls find no job
+    /// (it starts over) and its next snapshot of the app is full.
+    fn change_vault_and_back(&mut self) -> Checked {
+        let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
+        let id = self.apps[i].id;
+        self.say(format!("change the vault of {id} and back"));
+        let set = |vault: Principal| -> Result<bool, String> {
+            match self.env.ic.update_call(id, owner(), methods::SET_VAULT, candid::encode_one(vault).unwrap()) {
+                Ok(bytes) => {
+                    let answer: Result<(), BackupError> = candid::decode_one(&bytes).map_err(|e| format!("set_vault of {id}: {e}"))?;
+                    answer.map(|()| true).map_err(|e| format!("set_vault of {id}: {e:?}"))
+                }
+                // An injected trap in the app fails the call; the app stays as it was.
+                Err(e) if injected(&e) => Ok(false),
+                Err(e) => Err(format!("set_vault of {id}: {e}")),
+            }
+        };
+        if !set(Principal::from_slice(&[0xfe; 10]))? {
+            return Ok(());
+        }
+        for _ in 0..5 {
+            if set(self.env.vault)? {
+                return Ok(());
+            }
+        }
+        Err(format!("{id} could not be given its vault back"))
     }
 
     /// Faults at the honest apps and the vault (the hostile app's lies are its own faults).
@@ -1122,11 +1154,13 @@ impl Campaign {
                 let snapshot = job.snapshot_id.ok_or("a snapshot job without its snapshot")?;
                 let info = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.into_iter().find(|s| s.id == snapshot);
                 let info = info.ok_or_else(|| format!("snapshot {snapshot} of job {} completed but is not listed", job.id))?;
-                self.say(format!("snapshot {snapshot} of {id} completed"));
+                let incremental = job.notes.iter().any(|note| note.contains("incremental against snapshot"));
+                self.say(format!("snapshot {snapshot} of {id} completed{}", if incremental { ", incremental" } else { "" }));
                 self.snapshots.insert(snapshot, ModelSnapshot { app: id, window, state: None, info });
                 self.apps[i].history.complete(snapshot);
                 self.apps[i].job = None;
                 self.tally.snapshots += 1;
+                self.tally.incremental += incremental as u64;
             }
             (ModelJob::Snapshot { .. }, phase) => {
                 if let Some(snapshot) = job.snapshot_id {
@@ -1477,13 +1511,14 @@ fn campaign(seeds: u64, steps: u64) {
     let tallies: Vec<Tally> = seeds.iter().map(|&seed| run(seed, steps)).collect();
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     println!(
-        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots, {} restores, {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
+        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental), {} restores, {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
         seeds.len(),
         sum(|t| t.steps),
         sum(|t| t.faults_fired),
         sum(|t| t.vault_traps),
         sum(|t| t.checks),
         sum(|t| t.snapshots),
+        sum(|t| t.incremental),
         sum(|t| t.restores),
         sum(|t| t.failed_jobs),
         sum(|t| t.quota_refusals),
