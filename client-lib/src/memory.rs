@@ -174,6 +174,30 @@ mod tests {
         assert_eq!((live(0, 6), live(PAGE, 6)), (b"within".to_vec(), b"after!".to_vec()));
     }
 
+    #[test]
+    fn a_write_releases_a_restore_no_vault_call_touched_for_the_ttl_and_frees_its_pages() {
+        crate::restore::on_restore(|| ());
+        memory().grow(1);
+        let in_use = pages::slots_in_use();
+        let begin = vault_api::protocol::RestoreBegin {
+            job: 2,
+            state_kind: StateKind::StableMemory,
+            size: WASM_PAGE,
+            chunk_size: WASM_PAGE,
+            sha256: vault_api::Sha256::default(),
+            nonce: key().nonce,
+            content_hash: None,
+        };
+        crate::restore::begin(key(), begin, 10).expect("a restore opens");
+        pages::write_staged(0, &[7; WASM_PAGE as usize]);
+        assert!(pages::slots_in_use() > in_use, "the staged image holds pages");
+        write_at(0, b"within", || 10 + TTL);
+        assert!(matches!(store::header().session, Session::Restoring(_)), "within the TTL");
+        write_at(2 * PAGE, b"after!", || 10 + TTL + 1);
+        assert_eq!(store::header().session, Session::Idle, "a vanished vault's restore is released");
+        assert_eq!(pages::slots_in_use(), in_use + 3, "the staged pages freed; two live pages and their table page taken");
+    }
+
     /// Whether `f` traps (off the IC, `ic_cdk::trap` panics).
     fn traps(f: impl FnOnce()) -> bool {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()

@@ -674,8 +674,9 @@ unsafe fn read_live_cold(offset: u64, dst: *mut u8, len: usize) {
     })
 }
 
-/// Writes `src` at `offset` of the live version, first calling `held` if a frozen version or the
-/// base is held (it may release them); traps if the bytes are not all in the live version.
+/// Writes `src` at `offset` of the live version, first calling `held` if a frozen version, the
+/// base or a staged version holds pages (it may release them) and the write takes the cold path;
+/// traps if the bytes are not all in the live version.
 /// Pages a held version shares go to fresh slots.
 #[inline]
 pub fn write_live(offset: u64, src: &[u8], held: impl FnOnce()) {
@@ -693,7 +694,7 @@ pub fn write_live(offset: u64, src: &[u8], held: impl FnOnce()) {
 fn write_live_cold(offset: u64, src: &[u8], held: impl FnOnce()) {
     if with_paged(|paged| {
         paged.check_bounds(offset, src.len());
-        paged.shared().0.is_some()
+        paged.shared().0.is_some() || paged.staged.is_some()
     }) {
         held();
     }

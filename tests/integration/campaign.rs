@@ -24,16 +24,12 @@ use vault_api::service::{
 use vault_tests::lies::{DUMP_CALLS, HONEST, LIES, RESTORE_CALLS, lie_named};
 use vault_tests::*;
 
-/// splitmix64: small, seedable, and the same on every platform.
-struct Rng(u64);
+/// The campaign's draws: splitmix64, small, seedable, and the same on every platform.
+struct Rng(::btree::SplitMix);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.word()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -294,7 +290,7 @@ impl Campaign {
         let usual_limits = env.vault().service().admin_info().expect("admin_info").expect("the owner administers the vault").limits;
         let mut campaign = Campaign {
             env,
-            rng: Rng(seed),
+            rng: Rng(::btree::SplitMix(seed)),
             apps: Vec::new(),
             hostile,
             snapshots: BTreeMap::new(),

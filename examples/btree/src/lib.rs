@@ -67,11 +67,11 @@ pub struct DigestPage {
     pub next: Option<u64>,
 }
 
-/// SplitMix64: a deterministic stream of words from a seed.
-struct SplitMix(u64);
+/// SplitMix64: a deterministic stream of words from a seed, the same on every platform.
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub fn word(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -86,7 +86,7 @@ pub fn value(key: u64, version: u64) -> Value {
     let mut words = SplitMix(key ^ version.wrapping_mul(0xd1b5_4a32_d192_ed03));
     let mut value = [0u8; VALUE_SIZE];
     for word in value.as_chunks_mut::<8>().0 {
-        *word = words.next().to_le_bytes();
+        *word = words.word().to_le_bytes();
     }
     value
 }
@@ -120,9 +120,9 @@ fn random_overwrites<M: Memory>(map: &Map<M>, span: RangeInclusive<u64>, seed: u
     let (first, last) = (*span.start(), *span.end());
     (0..count)
         .map(|_| {
-            let draw = first + draws.next() % (last - first).saturating_add(1);
+            let draw = first + draws.word() % (last - first).saturating_add(1);
             let key = map.keys_range(draw..=last).next().unwrap_or(last);
-            (key, value(key, draws.next()))
+            (key, value(key, draws.word()))
         })
         .collect()
 }
