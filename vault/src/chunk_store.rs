@@ -223,8 +223,14 @@ impl<M: Memory> ChunkStore<M> {
     pub fn chunk_len(&self, hash: &[u8; 32]) -> Option<u32> {
         match self.legacy_refs_of(hash) {
             Some(_) => self.legacy_data.get(hash).map(|bytes| bytes.len() as u32),
-            None => self.locations.get(hash).map(|location| location.len),
+            None => self.paged_len(hash),
         }
+    }
+
+    /// Chunk `hash`'s length if it is stored in this store's pages (from its record, no bytes
+    /// read); `None` for a legacy chunk and one not stored.
+    pub fn paged_len(&self, hash: &[u8; 32]) -> Option<u32> {
+        self.locations.get(hash).map(|location| location.len)
     }
 
     #[cfg(test)]

@@ -527,9 +527,13 @@ impl State {
         self.app_chunks.insert(key, refs + 1);
     }
 
-    /// A manifest entry of `app`'s naming chunk `hash` of `len` bytes is gone: the app holds the
-    /// bytes no more after its last, the vault frees them after the last of any app.
+    /// A manifest entry of `app`'s naming chunk `hash` is gone: the app holds the bytes no more
+    /// after its last, the vault frees them after the last of any app. The bytes are the chunk's
+    /// own length where the store knows it without reading it, else `len` (a legacy chunk's, as
+    /// its snapshot's record gives it): an entry of a snapshot being built on a base may name the
+    /// base's chunk at its index, of another length than its own record gives there.
     fn release_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
+        let len = self.chunks.paged_len(&hash).map_or(len, u64::from);
         self.chunks.release(&hash);
         let key = AppChunkKey { app, hash };
         match self.app_chunks.get(&key) {
@@ -1216,6 +1220,29 @@ mod tests {
         s.delete_step(100);
         assert_eq!((s.chunk_totals(), s.app_usage(app()).held.stored), ((0, 0), 0));
         assert!(!s.copy_entries(app(), 1, 3, 0..1), "a base gone is copied from no more");
+    }
+
+    #[test]
+    fn a_snapshot_dropped_before_it_rebuilds_a_base_chunk_of_another_length_releases_what_that_chunk_holds() {
+        // Base 1: 6 bytes, its last chunk 2 long; snapshot 2 grows to 8 and fails before it
+        // rebuilds chunk 1, with the base gone first. And the other way: a shorter image.
+        for (base, new, base_chunks, new_size) in [(&[&b"aaaa"[..], b"bb"], 2, 2, 8), (&[&b"aaaa"[..], b"bbbb"], 2, 2, 6)] {
+            let mut s = state();
+            register(&mut s, app(), app());
+            for (index, bytes) in base.iter().enumerate() {
+                s.store_chunk(app(), 1, index as u32, &HashedChunk::new(ContentHash::Blake3, bytes));
+            }
+            let base_size = base.iter().map(|b| b.len() as u64).sum();
+            s.put_snapshot(app(), 1, SnapshotRecord { size: base_size, ..record(SnapshotStatus::Complete, 1, base_chunks) });
+            s.put_snapshot(app(), 2, SnapshotRecord { size: new_size, ..record(SnapshotStatus::Building, 2, new) });
+            assert!(s.copy_entries(app(), 1, 2, 0..2));
+            s.schedule_deletion(app(), 1);
+            s.delete_step(100);
+            assert_eq!(s.app_usage(app()).held.stored, base_size, "snapshot 2 names the base's chunks");
+            s.schedule_deletion(app(), 2);
+            s.delete_step(100);
+            assert_eq!((s.chunk_totals(), s.app_usage(app()).held.stored), ((0, 0), 0), "a base of {base_size} bytes, an image of {new_size}");
+        }
     }
 
     #[test]
