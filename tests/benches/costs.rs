@@ -486,9 +486,9 @@ fn measure_large_restores(with_4gib: bool) -> Vec<LargeRestore> {
 /// The btree app's stable memory in the incremental-snapshot section, and with `--quick`.
 const INCREMENTAL_MIB: u64 = 1024;
 const INCREMENTAL_QUICK_MIB: u64 = 64;
-/// Snapshots the incremental section's app keeps: the base and the newest, the older ones
-/// pruned as each snapshot completes.
-const INCREMENTAL_KEEP: u32 = 2;
+/// Snapshots the incremental section's app keeps: all of them, so that what each adds to the
+/// vault's storage shows.
+const INCREMENTAL_KEEP: u32 = 6;
 
 /// A change the btree app makes before one of the incremental section's snapshots, as a share
 /// of its entries in per mille.
@@ -548,6 +548,9 @@ struct IncrementalSnapshot {
     /// Whether the vault took it incremental against the snapshot before.
     incremental: bool,
     cost: Cost,
+    /// Bytes the app's snapshots hold in the vault after it, each chunk once (retention keeps
+    /// every snapshot of the section, so the growth is what this one added).
+    stored_bytes: u64,
 }
 
 /// Whether the vault took `job`'s snapshot incremental: the job's note on opening the dump names
@@ -572,11 +575,13 @@ fn measure_incremental(mib: u64) -> Incremental {
     let snapshot = |change: Option<Change>, bar: Option<Bar>| {
         let (job, cost) = env.measure(&[app], || env.snapshot(app));
         assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
-        IncrementalSnapshot { change, bar, incremental: taken_incremental(&job), cost }
+        let info = env.vault().app_info(app).expect("app info");
+        let stored_bytes = info.stored_bytes.expect("this vault counts the bytes an app's snapshots hold");
+        IncrementalSnapshot { change, bar, incremental: taken_incremental(&job), cost, stored_bytes }
     };
     println!("\nA btree app of {mib} MiB of stable memory ({filled} entries of {VALUE_SIZE} bytes), snapshot after snapshot:\n\n{INCREMENTAL_HEADER}");
     let full = snapshot(None, None);
-    println!("{}", incremental_row(&full, &full.cost));
+    println!("{}", incremental_row(&full, &full, 0));
     let mut rows = vec![full];
     for (seed, (change, bar)) in INCREMENTAL_CHANGES.into_iter().enumerate() {
         let count = (entries * change.per_mille() / 1000).max(1);
@@ -585,17 +590,20 @@ fn measure_incremental(mib: u64) -> Incremental {
             Change::Append { .. } => entries = client.append(count),
         }
         let measured = snapshot(Some(change), bar);
-        println!("{}", incremental_row(&measured, &rows[0].cost));
+        println!("{}", incremental_row(&measured, &rows[0], rows.last().map_or(0, |before| before.stored_bytes)));
         rows.push(measured);
     }
     Incremental { mib, entries: filled, rows }
 }
 
-const INCREMENTAL_HEADER: &str = "| change before the snapshot | snapshot | chunk bytes (of the first's) | cycles, app + vault (of the first's) | rounds | app instructions | vault instructions | wall time | bar: of the first's bytes, cycles |\n|---|---|---|---|---|---|---|---|---|";
+const INCREMENTAL_HEADER: &str = "| change before the snapshot | snapshot | chunk bytes (of the first's) | cycles, app + vault (of the first's) | stored in the vault: growth (of the first's) | rounds | app instructions | vault instructions | wall time | bar: of the first's bytes, cycles |\n|---|---|---|---|---|---|---|---|---|---|";
 
-/// A row of the incremental section, its bytes and cycles also as shares of `first`'s.
-fn incremental_row(s: &IncrementalSnapshot, first: &Cost) -> String {
-    let c = &s.cost;
+/// A row of the incremental section, its bytes, cycles and storage growth (over `stored_before`,
+/// what the app's snapshots held before it) also as shares of `first`'s.
+fn incremental_row(s: &IncrementalSnapshot, first_snapshot: &IncrementalSnapshot, stored_before: u64) -> String {
+    let (c, first) = (&s.cost, &first_snapshot.cost);
+    let growth = s.stored_bytes.saturating_sub(stored_before);
+    let growth_percent = 100.0 * growth as f64 / first_snapshot.stored_bytes.max(1) as f64;
     let bytes_percent = 100.0 * c.chunk_bytes as f64 / first.chunk_bytes.max(1) as f64;
     let cycles = c.app_cycles + c.vault_cycles;
     let cycles_percent = 100.0 * cycles as f64 / (first.app_cycles + first.vault_cycles).max(1) as f64;
@@ -605,13 +613,15 @@ fn incremental_row(s: &IncrementalSnapshot, first: &Cost) -> String {
         format!("{:.0}%, {cycles_bar}: {}", bar.bytes_percent, if met { "met" } else { "missed" })
     });
     format!(
-        "| {} | {} | {:.2} MiB ({:.2}%) | {:.4} T ({:.2}%) | {} | {:.2} B | {:.2} B | {:.2} s | {bar} |",
+        "| {} | {} | {:.2} MiB ({:.2}%) | {:.4} T ({:.2}%) | {:.2} MiB ({:.2}%) | {} | {:.2} B | {:.2} B | {:.2} s | {bar} |",
         s.change.map_or_else(|| "none: the first snapshot".to_string(), Change::describe),
         if s.incremental { "incremental" } else { "full" },
         c.chunk_bytes as f64 / MIB as f64,
         bytes_percent,
         cycles as f64 / 1e12,
         cycles_percent,
+        growth as f64 / MIB as f64,
+        growth_percent,
         c.rounds,
         c.app_instructions as f64 / 1e9,
         c.vault_instructions as f64 / 1e9,
@@ -725,10 +735,12 @@ fn main() {
     for r in &large_restores {
         let _ = writeln!(md, "{}", large_restore_row(r));
     }
-    let _ = writeln!(md, "\n## Incremental snapshots\n\nA btree example app filled until its stable memory holds {} MiB ({} entries of {VALUE_SIZE} bytes), registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each change made to the map as the snapshot before left it. An app whose memory still holds the image of its last snapshot the vault stored answers the vault's dump with only the 4 KiB pages that differ from it, and the vault builds the new snapshot over the last one's chunks; *snapshot* says whether the vault took it incremental (its job's note on opening the dump names the snapshot it builds on). *Chunk bytes* are the `vault_dump_chunk` calls' requests and replies; *cycles* what the app and the vault consumed from the snapshot request until the job succeeded; both are also given as shares of the first snapshot's, against the bars: after 1% of the entries updated at most 8% of its bytes and 10% of its cycles, after 1% appended at most 3% of its bytes. `cargo bench -p vault-tests --bench costs -- --incremental` measures this section alone (`--quick` with {INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", incremental.mib, incremental.entries);
+    let _ = writeln!(md, "\n## Incremental snapshots\n\nA btree example app filled until its stable memory holds {} MiB ({} entries of {VALUE_SIZE} bytes), registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each change made to the map as the snapshot before left it. An app whose memory still holds the image of its last snapshot the vault stored answers the vault's dump with only the 4 KiB pages that differ from it, and the vault builds the new snapshot over the last one's chunks; *snapshot* says whether the vault took it incremental (its job's note on opening the dump names the snapshot it builds on). *Chunk bytes* are the `vault_dump_chunk` calls' requests and replies; *cycles* what the app and the vault consumed from the snapshot request until the job succeeded; *stored in the vault* how much the bytes the app's snapshots hold (each chunk once) grew with the snapshot: the vault stores a chunk with a changed page whole; all three are also given as shares of the first snapshot's, against the bars: after 1% of the entries updated at most 8% of its bytes and 10% of its cycles, after 1% appended at most 3% of its bytes. `cargo bench -p vault-tests --bench costs -- --incremental` measures this section alone (`--quick` with {INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", incremental.mib, incremental.entries);
     let _ = writeln!(md, "{INCREMENTAL_HEADER}");
+    let mut stored_before = 0;
     for s in &incremental.rows {
-        let _ = writeln!(md, "{}", incremental_row(s, &incremental.rows[0].cost));
+        let _ = writeln!(md, "{}", incremental_row(s, &incremental.rows[0], stored_before));
+        stored_before = s.stored_bytes;
     }
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
