@@ -9,7 +9,7 @@
 //!   that version of the table while the app's writes go to fresh pages; a later snapshot for
 //!   the same vault sends only the pages that changed since the last one it stored; a restore is
 //!   staged into free pages and put in place by switching the table. Measured on the embedded
-//!   IC, a `StableBTreeMap` of 1 KiB values on it costs 1.27x the instructions it costs on
+//!   IC, a `StableBTreeMap` of 1 KiB values on it costs 1.28x the instructions it costs on
 //!   `DefaultMemoryImpl` per insert and 1.23x per get (`docs/benchmarks.md`).
 //! - **Heap state with serde**: register the state with [`use_serde_state`] in `init` and
 //!   `post_upgrade`. A snapshot is its MessagePack (rmp-serde) serialization, made in one
