@@ -168,6 +168,20 @@ impl SlotMemory {
     }
 }
 
+/// Stores the count of slots ever taken, `end`, in the FREE memory, grown to hold it and a bitmap
+/// of `words` words.
+fn store_end(free_memory: &Mem, end: u64, words: usize) {
+    if !reserve(free_memory, 8 + words as u64 * 8, 1) {
+        ic_cdk::trap("the vault client could not grow its free-slot bitmap");
+    }
+    free_memory.write(0, &end.to_le_bytes());
+}
+
+/// Bitmap words as the FREE memory stores them, little endian.
+fn word_bytes(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|word| word.to_le_bytes()).collect()
+}
+
 /// The slots: their memory, and which of them no version maps. The FREE memory holds the number
 /// of slots ever taken (8 bytes), then a bitmap of them, a set bit a free slot.
 struct Slots {
@@ -203,29 +217,21 @@ impl Slots {
     /// Records `end` slots taken, those from `free_from` free (a memory laid out by the
     /// migration).
     fn init(free_memory: Mem, free_from: u64, end: u64) {
-        let words = end.div_ceil(64);
-        if !reserve(&free_memory, 8 + words * 8, 1) {
-            ic_cdk::trap("the vault client could not grow its free-slot bitmap");
-        }
-        let mut free = vec![0u64; words as usize];
+        let mut free = vec![0u64; end.div_ceil(64) as usize];
         for slot in free_from..end {
             free[(slot / 64) as usize] |= 1 << (slot % 64);
         }
-        free_memory.write(0, &end.to_le_bytes());
-        free_memory.write(8, &free.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
+        store_end(&free_memory, end, free.len());
+        free_memory.write(8, &word_bytes(&free));
     }
 
     fn store_end(&mut self) {
-        if !reserve(&self.free_memory, 8 + self.free.len() as u64 * 8, 1) {
-            ic_cdk::trap("the vault client could not grow its free-slot bitmap");
-        }
-        self.free_memory.write(0, &self.end.to_le_bytes());
+        store_end(&self.free_memory, self.end, self.free.len());
     }
 
     fn store_words(&self, from: usize, to: usize) {
         if from < to {
-            let bytes: Vec<u8> = self.free[from..to].iter().flat_map(|w| w.to_le_bytes()).collect();
-            self.free_memory.write(8 + from as u64 * 8, &bytes);
+            self.free_memory.write(8 + from as u64 * 8, &word_bytes(&self.free[from..to]));
         }
     }
 
