@@ -1,6 +1,8 @@
 //! Content-addressed chunks with their bytes apart from their index: a chunk's bytes are written
 //! once, into 4 KiB pages of a data memory of their own, and a `StableBTreeMap` keeps one small
 //! record per chunk (a map whose values are the bytes rewrites every value of a node it saves).
+//! A chunk close to one stored already (an incremental snapshot's, rebuilt over its base's) may
+//! be stored as a delta over it: only the pages that differ (`pages::delta`).
 //!
 //! ```text
 //! memory                structure                                  key -> value
@@ -9,6 +11,8 @@
 //! CHUNK_LOCATIONS       StableBTreeMap<[u8; 32], ChunkLocation>    chunk digest -> offset, length, references
 //! CHUNK_FREE_BY_SIZE    StableBTreeMap<FreeExtent, ()>             (pages, offset) of each free extent
 //! CHUNK_FREE_BY_OFFSET  StableBTreeMap<u64, u32>                   offset -> pages of each free extent
+//! CHUNK_DELTAS          StableBTreeMap<[u8; 32], DeltaRecord>      chunk stored as a delta -> the chunk it is
+//!                                                                  over, its length, its chain's bytes and depth
 //! legacy CHUNK_DATA     StableBTreeMap<[u8; 32], Vec<u8>>          the chunks stored before this store, served
 //! legacy CHUNK_REFS     StableBTreeMap<[u8; 32], u32>              and released where they are
 //!
@@ -23,8 +27,17 @@
 //! instead). A new chunk takes the smallest free extent that fits, lowest offset first, and
 //! gives back the rest; with none it takes pages at the bump end, growing the data memory.
 //!
+//! A delta is stored in pages as a chunk is (its location's length is the delta's) and holds one
+//! reference to the chunk it is over, released when the delta goes. A chunk is stored as a
+//! delta only if that takes fewer bytes than the chunk, the deltas down to the first chunk stored
+//! whole (its chain) take at most the chunk's length together and are at most
+//! [`MAX_DELTA_DEPTH`]: reading a chunk back reads at most twice its length, in at most
+//! `MAX_DELTA_DEPTH + 1` parts. The bytes stored (totals, [`ChunkStore::stored_len`]) are those
+//! the pages hold: a delta's, not its chunk's length.
+//!
 //! Bounds: a call is O(log n) in the chunks and free extents and reads or writes one chunk's
-//! bytes at most, once; a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
+//! bytes at most, once (a delta's chain: its parts, each once; a release frees at most the
+//! chain); a chunk has at most `u32::MAX` bytes (the vault's at most `CHUNK_SIZE`)
 //! and references; extents count pages in a u32, so the data memory stays under 16 TiB (stable
 //! memory is at most 500 GiB).
 //!
@@ -40,10 +53,14 @@ use std::fmt;
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 use vault_api::protocol::WASM_PAGE_SIZE;
 
-use crate::storable::{ChunkLocation, ChunkStoreHeader, FreeExtent};
+use crate::pages;
+use crate::storable::{ChunkLocation, ChunkStoreHeader, DeltaRecord, FreeExtent};
 
 /// Allocation unit of the data memory, in bytes.
 pub const PAGE: u64 = 4096;
+
+/// Deltas at most between a chunk stored as one and the first chunk stored whole under it.
+pub const MAX_DELTA_DEPTH: u8 = 64;
 
 /// The memories a [`ChunkStore`] lives in, each its own (see the module doc).
 pub struct ChunkStoreMemories<M> {
@@ -56,6 +73,7 @@ pub struct ChunkStoreMemories<M> {
     pub legacy_data: M,
     /// `CHUNK_REFS` of the layouts before this store: hash -> references.
     pub legacy_refs: M,
+    pub deltas: M,
 }
 
 /// What [`ChunkStore::put`] did.
@@ -92,6 +110,8 @@ pub struct ChunkTotals {
     pub free_bytes: u64,
     /// Chunks still in the legacy maps.
     pub legacy_chunks: u64,
+    /// Chunks stored as deltas (among `chunks`).
+    pub delta_chunks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +159,7 @@ pub struct ChunkStore<M: Memory> {
     free_by_offset: StableBTreeMap<u64, u32, M>,
     legacy_data: StableBTreeMap<[u8; 32], Vec<u8>, M>,
     legacy_refs: StableBTreeMap<[u8; 32], u32, M>,
+    deltas: StableBTreeMap<[u8; 32], DeltaRecord, M>,
 }
 
 impl<M: Memory> ChunkStore<M> {
@@ -152,6 +173,7 @@ impl<M: Memory> ChunkStore<M> {
             free_by_offset: StableBTreeMap::init(memories.free_by_offset),
             legacy_data: StableBTreeMap::init(memories.legacy_data),
             legacy_refs: StableBTreeMap::init(memories.legacy_refs),
+            deltas: StableBTreeMap::init(memories.deltas),
         };
         assert!(store.header().bump_end <= store.data.size() * WASM_PAGE_SIZE, "the chunk store's used region ends past its data memory");
         store
@@ -164,8 +186,9 @@ impl<M: Memory> ChunkStore<M> {
             return self.add_legacy_ref(hash, refs).map(|refs| PutOutcome::Shared { refs });
         }
         if let Some(location) = self.locations.get(&hash) {
-            if location.len as usize != bytes.len() {
-                return Err(ChunkStoreError::LengthMismatch { stored: location.len, given: bytes.len() });
+            let len = self.delta_of(&hash).map_or(location.len, |delta| delta.len);
+            if len as usize != bytes.len() {
+                return Err(ChunkStoreError::LengthMismatch { stored: len, given: bytes.len() });
             }
             return self.add_ref_at(hash, location).map(|refs| PutOutcome::Shared { refs });
         }
@@ -173,6 +196,49 @@ impl<M: Memory> ChunkStore<M> {
         self.write_new(&mut header, hash, bytes, 1)?;
         self.header.set(header);
         Ok(PutOutcome::Written)
+    }
+
+    /// [`Self::put`], where `base` is a stored chunk and `base_bytes` its bytes: a new chunk is
+    /// stored as a delta over `base` if the module doc's bounds allow, else whole.
+    pub fn put_over(&mut self, hash: [u8; 32], bytes: &[u8], base: &[u8; 32], base_bytes: &[u8]) -> Result<PutOutcome, ChunkStoreError> {
+        let stored = self.legacy_refs_of(&hash).is_some() || self.locations.contains_key(&hash);
+        let Some((delta, record)) = (!stored).then(|| self.delta_over(base, base_bytes, bytes)).flatten() else {
+            return self.put(hash, bytes);
+        };
+        let mut header = self.header();
+        self.write_new(&mut header, hash, &delta, 1)?;
+        self.header.set(header);
+        self.deltas.insert(hash, record);
+        self.add_ref(base).expect("a delta's base has fewer than u32::MAX references (checked)");
+        Ok(PutOutcome::Written)
+    }
+
+    /// `bytes` as a delta over stored chunk `base` (of bytes `base_bytes`) and its record, if the
+    /// bounds of the module doc allow one.
+    fn delta_over(&self, base: &[u8; 32], base_bytes: &[u8], bytes: &[u8]) -> Option<(Vec<u8>, DeltaRecord)> {
+        let len = u32::try_from(bytes.len()).ok()?;
+        self.locations.get(base).filter(|location| location.refs < u32::MAX)?;
+        let (depth, chain_bytes) = match self.delta_of(base) {
+            Some(under) => (under.depth.checked_add(1)?, under.chain_bytes),
+            None => (1, 0),
+        };
+        let delta = pages::delta(base_bytes, bytes);
+        let chain_bytes = chain_bytes.checked_add(u32::try_from(delta.len()).ok()?)?;
+        let within = depth <= MAX_DELTA_DEPTH && delta.len() < bytes.len() && chain_bytes <= len;
+        within.then_some((delta, DeltaRecord { base: *base, len, chain_bytes, depth }))
+    }
+
+    /// The record of chunk `hash` if it is stored as a delta.
+    fn delta_of(&self, hash: &[u8; 32]) -> Option<DeltaRecord> {
+        if self.deltas.is_empty() {
+            return None;
+        }
+        self.deltas.get(hash)
+    }
+
+    /// The chunk that chunk `hash`, stored as a delta, is over.
+    pub fn delta_base(&self, hash: &[u8; 32]) -> Option<[u8; 32]> {
+        self.delta_of(hash).map(|delta| delta.base)
     }
 
     /// One more reference to chunk `hash`, which is stored (its bytes are not read); its references.
@@ -184,7 +250,8 @@ impl<M: Memory> ChunkStore<M> {
         self.add_ref_at(*hash, location)
     }
 
-    /// One reference fewer to chunk `hash`; at none it is removed and its pages freed.
+    /// One reference fewer to chunk `hash`; at none it is removed and its pages freed (a delta
+    /// then releases the chunk it is over).
     pub fn release(&mut self, hash: &[u8; 32]) -> Released {
         if let Some(refs) = self.legacy_refs_of(hash) {
             return match refs {
@@ -210,6 +277,10 @@ impl<M: Memory> ChunkStore<M> {
         header.chunks -= 1;
         header.stored_bytes -= location.len as u64;
         self.header.set(header);
+        if let Some(delta) = self.delta_of(hash) {
+            self.deltas.remove(hash);
+            self.release(&delta.base);
+        }
         Released::Freed
     }
 
@@ -221,15 +292,16 @@ impl<M: Memory> ChunkStore<M> {
     #[cfg(test)]
     /// Chunk `hash`'s length (a legacy chunk's is read with its bytes).
     pub fn chunk_len(&self, hash: &[u8; 32]) -> Option<u32> {
-        match self.legacy_refs_of(hash) {
-            Some(_) => self.legacy_data.get(hash).map(|bytes| bytes.len() as u32),
-            None => self.paged_len(hash),
+        match (self.legacy_refs_of(hash), self.delta_of(hash)) {
+            (Some(_), _) => self.legacy_data.get(hash).map(|bytes| bytes.len() as u32),
+            (None, Some(delta)) => Some(delta.len),
+            (None, None) => self.stored_len(hash),
         }
     }
 
-    /// Chunk `hash`'s length if it is stored in this store's pages (from its record, no bytes
-    /// read); `None` for a legacy chunk and one not stored.
-    pub fn paged_len(&self, hash: &[u8; 32]) -> Option<u32> {
+    /// The bytes chunk `hash` takes in this store's pages (a delta's own, not its chunk's
+    /// length), from its record; `None` for a legacy chunk and one not stored.
+    pub fn stored_len(&self, hash: &[u8; 32]) -> Option<u32> {
         self.locations.get(hash).map(|location| location.len)
     }
 
@@ -239,32 +311,44 @@ impl<M: Memory> ChunkStore<M> {
         self.legacy_refs_of(hash).or_else(|| self.locations.get(hash).map(|location| location.refs))
     }
 
-    /// Chunk `hash`'s bytes, in one read.
+    /// Chunk `hash`'s bytes: one read, or for a delta one read of each part of its chain, the
+    /// chunk stored whole first.
     pub fn get(&self, hash: &[u8; 32]) -> Option<Vec<u8>> {
         if self.legacy_refs_of(hash).is_some() {
             return self.legacy_data.get(hash);
         }
         let location = self.locations.get(hash)?;
+        let Some(delta) = self.delta_of(hash) else { return Some(self.stored(location)) };
+        let mut chain = vec![(location, delta)];
+        let whole = loop {
+            let base = chain.last().expect("the chain starts with the chunk").1.base;
+            let location = self.locations.get(&base).expect("a delta's base is stored");
+            match self.delta_of(&base) {
+                Some(under) => chain.push((location, under)),
+                None => break location,
+            }
+        };
+        let mut bytes = self.stored(whole);
+        for (location, delta) in chain.into_iter().rev() {
+            pages::put_delta_in(&mut bytes, delta.len as u64, &self.stored(location));
+        }
+        Some(bytes)
+    }
+
+    /// The bytes stored at `location`.
+    fn stored(&self, location: ChunkLocation) -> Vec<u8> {
         let mut bytes = vec![0; location.len as usize];
         self.data.read(location.offset, &mut bytes);
-        Some(bytes)
+        bytes
     }
 
     #[cfg(test)]
     /// Reads chunk `hash`'s bytes from `offset` into `buf`, as many as both have; how many.
     pub fn read(&self, hash: &[u8; 32], offset: u32, buf: &mut [u8]) -> Option<usize> {
-        if self.legacy_refs_of(hash).is_some() {
-            let bytes = self.legacy_data.get(hash)?;
-            let from = bytes.get(offset as usize..).unwrap_or_default();
-            let n = from.len().min(buf.len());
-            buf[..n].copy_from_slice(&from[..n]);
-            return Some(n);
-        }
-        let location = self.locations.get(hash)?;
-        let n = (location.len.saturating_sub(offset) as usize).min(buf.len());
-        if n > 0 {
-            self.data.read(location.offset + offset as u64, &mut buf[..n]);
-        }
+        let bytes = self.get(hash)?;
+        let from = bytes.get(offset as usize..).unwrap_or_default();
+        let n = from.len().min(buf.len());
+        buf[..n].copy_from_slice(&from[..n]);
         Some(n)
     }
 
@@ -276,6 +360,7 @@ impl<M: Memory> ChunkStore<M> {
             allocated_bytes: header.bump_end,
             free_bytes: header.free_bytes,
             legacy_chunks: self.legacy_refs.len(),
+            delta_chunks: self.deltas.len(),
         }
     }
 
@@ -422,7 +507,7 @@ mod tests {
 
     /// The memories of one store, kept to open it again (as after an upgrade).
     #[derive(Clone, Default)]
-    struct Memories([TestMemory; 7]);
+    struct Memories([TestMemory; 8]);
 
     impl Memories {
         fn with_data_limit(max_pages: u64) -> Self {
@@ -434,8 +519,8 @@ mod tests {
             &self.0[1]
         }
         fn open(&self) -> ChunkStore<TestMemory> {
-            let [header, data, locations, free_by_size, free_by_offset, legacy_data, legacy_refs] = self.0.clone();
-            ChunkStore::init(ChunkStoreMemories { header, data, locations, free_by_size, free_by_offset, legacy_data, legacy_refs })
+            let [header, data, locations, free_by_size, free_by_offset, legacy_data, legacy_refs, deltas] = self.0.clone();
+            ChunkStore::init(ChunkStoreMemories { header, data, locations, free_by_size, free_by_offset, legacy_data, legacy_refs, deltas })
         }
         fn legacy(&self) -> (LegacyData, LegacyRefs) {
             (StableBTreeMap::init(self.0[5].clone()), StableBTreeMap::init(self.0[6].clone()))
@@ -476,6 +561,14 @@ mod tests {
         assert_eq!(header.free_bytes, free.iter().map(|e| e.pages as u64 * PAGE).sum::<u64>());
         assert_eq!(header.chunks, store.locations.len());
         assert_eq!(header.stored_bytes, store.locations.values().map(|l| l.len as u64).sum::<u64>());
+        for entry in store.deltas.iter() {
+            let (hash, delta) = (entry.key(), entry.value());
+            let own = store.locations.get(hash).expect("a delta is stored").len;
+            let (depth, chain) = store.delta_of(&delta.base).map_or((1, 0), |under| (under.depth + 1, under.chain_bytes));
+            assert!(store.locations.contains_key(&delta.base), "a delta's base is stored in pages");
+            assert_eq!((delta.depth, delta.chain_bytes), (depth, chain + own), "a delta's chain is its base's and its own");
+            assert!(delta.depth <= MAX_DELTA_DEPTH && delta.chain_bytes <= delta.len && own < delta.len);
+        }
     }
 
     #[test]
@@ -501,7 +594,7 @@ mod tests {
         let sum: u64 = sizes.iter().map(|&len| len as u64).sum();
         assert_eq!(
             store.totals(),
-            ChunkTotals { chunks: 7, stored_bytes: sum, allocated_bytes: pages as u64 * PAGE, free_bytes: 0, legacy_chunks: 0 }
+            ChunkTotals { chunks: 7, stored_bytes: sum, allocated_bytes: pages as u64 * PAGE, free_bytes: 0, legacy_chunks: 0, delta_chunks: 0 }
         );
         check_invariants(&store);
     }
@@ -626,41 +719,100 @@ mod tests {
         check_invariants(&store);
     }
 
+    /// A chunk of `len` bytes most of whose pages it shares with the others of its `n % 3`: page
+    /// `j` is its own when `(j + n) % 3 == 0`, else that of every chunk.
+    fn similar(n: u8, len: usize) -> Vec<u8> {
+        let mut chunk = bytes(0, len);
+        for (j, page) in chunk.chunks_mut(PAGE as usize).enumerate() {
+            if (j + n as usize) % 3 == 0 {
+                page.copy_from_slice(&bytes(n.wrapping_add(1), page.len()));
+            }
+        }
+        chunk
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Put(u8),
+        PutOver(u8, u8),
         Release(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![(0..12u8).prop_map(Op::Put), (0..12u8).prop_map(Op::Release)]
+        prop_oneof![(0..12u8).prop_map(Op::Put), (0..12u8, 0..12u8).prop_map(|(n, m)| Op::PutOver(n, m)), (0..12u8).prop_map(Op::Release)]
+    }
+
+    /// What the store should hold: the references each chunk was given by puts, and which chunks
+    /// are deltas over which.
+    #[derive(Default)]
+    struct Model {
+        puts: HashMap<u8, u32>,
+        over: HashMap<u8, u8>,
+    }
+
+    impl Model {
+        /// Chunk `n`'s references: its puts' and one for each delta over it.
+        fn refs(&self, n: u8) -> u32 {
+            self.puts.get(&n).copied().unwrap_or(0) + self.over.values().filter(|&&m| m == n).count() as u32
+        }
+        fn stored(&self) -> Vec<u8> {
+            (0..12).filter(|&n| self.refs(n) > 0).collect()
+        }
+        /// Releases a reference of chunk `n`'s; at none its delta's base loses one too.
+        fn release(&mut self, n: u8, from_put: bool) -> Released {
+            if from_put {
+                *self.puts.get_mut(&n).expect("put") -= 1;
+            }
+            match self.refs(n) {
+                0 => {
+                    if let Some(m) = self.over.remove(&n) {
+                        self.release(m, false);
+                    }
+                    Released::Freed
+                }
+                refs => Released::Kept { refs },
+            }
+        }
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn puts_and_releases_match_a_model(lens in proptest::collection::vec(0..6 * 4096usize, 12), ops in proptest::collection::vec(op(), 1..80)) {
+        fn puts_deltas_and_releases_match_a_model(lens in proptest::collection::vec(0..6 * 4096usize, 12), ops in proptest::collection::vec(op(), 1..80)) {
             let memories = Memories::default();
             let mut store = memories.open();
-            let mut model: HashMap<u8, u32> = HashMap::new();
+            let mut model = Model::default();
+            let chunk = |n: u8| similar(n, lens[n as usize]);
             for op in ops {
                 match op {
-                    Op::Put(n) => {
+                    Op::Put(n) | Op::PutOver(n, _) => {
                         let written = memories.data().written.get();
-                        let outcome = store.put(hash(n), &bytes(n, lens[n as usize])).unwrap();
-                        let refs = model.entry(n).or_default();
-                        *refs += 1;
-                        let expected = if *refs == 1 { PutOutcome::Written } else { PutOutcome::Shared { refs: *refs } };
+                        let base = match op {
+                            Op::PutOver(_, m) if model.refs(m) > 0 => Some(m),
+                            _ => None,
+                        };
+                        let outcome = match base {
+                            Some(m) => store.put_over(hash(n), &chunk(n), &hash(m), &chunk(m)).unwrap(),
+                            None => store.put(hash(n), &chunk(n)).unwrap(),
+                        };
+                        let new = model.refs(n) == 0;
+                        *model.puts.entry(n).or_default() += 1;
+                        let expected = if new { PutOutcome::Written } else { PutOutcome::Shared { refs: model.refs(n) } };
                         prop_assert_eq!(outcome, expected);
-                        let bytes_written = if *refs == 1 { lens[n as usize] as u64 } else { 0 };
+                        if new && let Some(delta_base) = store.delta_base(&hash(n)) {
+                            prop_assert_eq!(Some(delta_base), base.map(hash), "a delta is over the base it was given");
+                            model.over.insert(n, base.unwrap());
+                            prop_assert!(store.stored_len(&hash(n)).unwrap() < lens[n as usize] as u32);
+                        }
+                        let bytes_written = if new { store.stored_len(&hash(n)).unwrap() as u64 } else { 0 };
                         prop_assert_eq!(memories.data().written.get() - written, bytes_written);
                     }
                     Op::Release(n) => {
-                        let expected = match model.get(&n).copied() {
-                            None => Released::NotStored,
-                            Some(1) => { model.remove(&n); Released::Freed }
-                            Some(refs) => { model.insert(n, refs - 1); Released::Kept { refs: refs - 1 } }
+                        let expected = match model.puts.get(&n).copied().unwrap_or(0) {
+                            0 if model.refs(n) > 0 => continue,
+                            0 => Released::NotStored,
+                            _ => model.release(n, true),
                         };
                         prop_assert_eq!(store.release(&hash(n)), expected);
                     }
@@ -669,15 +821,140 @@ mod tests {
             }
             let store = memories.open();
             for n in 0..12u8 {
-                let want = model.get(&n).map(|_| bytes(n, lens[n as usize]));
+                let want = (model.refs(n) > 0).then(|| chunk(n));
                 prop_assert_eq!(store.get(&hash(n)), want);
-                prop_assert_eq!(store.refs(&hash(n)), model.get(&n).copied());
+                prop_assert_eq!(store.refs(&hash(n)), Some(model.refs(n)).filter(|&r| r > 0));
+                prop_assert_eq!(store.delta_base(&hash(n)), model.over.get(&n).map(|&m| hash(m)));
             }
             let totals = store.totals();
-            prop_assert_eq!((totals.chunks, totals.stored_bytes), (model.len() as u64, model.keys().map(|&n| lens[n as usize] as u64).sum::<u64>()));
-            let pages: u64 = model.keys().map(|&n| pages_for(lens[n as usize] as u32) as u64).sum();
+            let stored = model.stored();
+            prop_assert_eq!((totals.chunks, totals.delta_chunks), (stored.len() as u64, model.over.len() as u64));
+            let pages: u64 = stored.iter().map(|n| pages_for(store.stored_len(&hash(*n)).unwrap()) as u64).sum();
             prop_assert_eq!(totals.allocated_bytes, pages * PAGE + totals.free_bytes);
         }
+    }
+
+    /// Chunk `n` of a chain of 2 MiB chunks, each one page changed from the one before.
+    fn chain_chunk(n: usize, pages: usize) -> Vec<u8> {
+        let mut chunk = bytes(0, pages * PAGE as usize);
+        for j in 1..=n {
+            chunk[(j % pages) * PAGE as usize] = j as u8;
+            chunk[(j % pages) * PAGE as usize + 1] = (j >> 8) as u8;
+        }
+        chunk
+    }
+
+    fn long(n: usize) -> [u8; 32] {
+        let mut hash = [0xcc; 32];
+        hash[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        hash
+    }
+
+    #[test]
+    fn a_chunk_close_to_its_base_is_stored_as_the_pages_that_differ_and_read_back_whole() {
+        let memories = Memories::default();
+        let mut store = memories.open();
+        let base = bytes(1, 10 * PAGE as usize + 100);
+        let mut close = base.clone();
+        close[3 * PAGE as usize + 1] ^= 1;
+        close.extend_from_slice(&[7; 5000]);
+        store.put(hash(1), &base).unwrap();
+        let written = memories.data().written.get();
+        assert_eq!(store.put_over(hash(2), &close, &hash(1), &base), Ok(PutOutcome::Written));
+        let delta = bitmap_bytes(close.len()) + PAGE as usize + (close.len() - 10 * PAGE as usize);
+        assert_eq!(store.stored_len(&hash(2)), Some(delta as u32), "page 3, and the last two (grown) pages");
+        assert_eq!(memories.data().written.get() - written, delta as u64);
+        assert_eq!((store.refs(&hash(1)), store.refs(&hash(2)), store.delta_base(&hash(2))), (Some(2), Some(1), Some(hash(1))));
+        assert_eq!((store.chunk_len(&hash(2)), store.totals().delta_chunks), (Some(close.len() as u32), 1));
+        assert_eq!(store.put_over(hash(2), &close, &hash(1), &base), Ok(PutOutcome::Shared { refs: 2 }), "stored already");
+        store.release(&hash(2));
+        check_invariants(&store);
+        assert_eq!(store.release(&hash(1)), Released::Kept { refs: 1 }, "the delta holds its base");
+        let store = memories.open();
+        assert!(store.get(&hash(2)).unwrap() == close, "read over a base no put holds");
+        let mut store = memories.open();
+        assert_eq!(store.release(&hash(2)), Released::Freed);
+        assert_eq!((store.contains(&hash(1)), store.totals()), (false, ChunkTotals::default()), "the base went with it");
+    }
+
+    fn bitmap_bytes(len: usize) -> usize {
+        pages::bitmap_len(len as u64)
+    }
+
+    #[test]
+    fn a_chunk_is_stored_whole_when_a_delta_would_not_be_smaller_or_its_base_is_no_delta_base() {
+        let memories = with_legacy(Memories::default(), 1, |_| 8 * PAGE as usize);
+        let mut store = memories.open();
+        let base = bytes(2, 8 * PAGE as usize);
+        store.put(hash(2), &base).unwrap();
+        let mut other = bytes(3, 8 * PAGE as usize);
+        other[..PAGE as usize].copy_from_slice(&base[..PAGE as usize]);
+        let legacy = bytes(1, 8 * PAGE as usize);
+        let mut near_legacy = legacy.clone();
+        near_legacy[0] ^= 1;
+        store.put_over(hash(3), &other, &hash(2), &base).unwrap();
+        assert_eq!(store.delta_base(&hash(3)), Some(hash(2)), "7 pages of 8 differ: smaller still");
+        let mut all = bytes(4, 8 * PAGE as usize);
+        all[0] = base[0].wrapping_add(1);
+        store.put_over(hash(4), &all, &hash(2), &base).unwrap();
+        store.put_over(hash(5), &near_legacy, &hash(1), &legacy).unwrap();
+        store.put_over(hash(6), &near_legacy[..100], &hash(9), &legacy).unwrap();
+        store.locations.insert(hash(2), ChunkLocation { refs: u32::MAX, ..store.locations.get(&hash(2)).unwrap() });
+        let mut near = base.clone();
+        near[0] ^= 1;
+        store.put_over(hash(7), &near, &hash(2), &base).unwrap();
+        for (n, why) in [(4, "every page differs"), (5, "a legacy base"), (6, "a base not stored"), (7, "a base with all the references it may have")] {
+            assert_eq!((store.delta_base(&hash(n)), store.stored_len(&hash(n)).is_some()), (None, true), "{why}");
+        }
+        assert!(store.get(&hash(5)).unwrap() == near_legacy && store.get(&hash(7)).unwrap() == near);
+    }
+
+    #[test]
+    fn chains_of_deltas_end_at_their_depth_or_at_a_chunk_of_their_bytes_and_read_back() {
+        // 2 MiB chunks, one page changed each: the depth ends the chain.
+        let memories = Memories::default();
+        let mut store = memories.open();
+        store.put(long(0), &chain_chunk(0, 512)).unwrap();
+        for n in 1..=MAX_DELTA_DEPTH as usize + 1 {
+            store.put_over(long(n), &chain_chunk(n, 512), &long(n - 1), &chain_chunk(n - 1, 512)).unwrap();
+        }
+        let depth = |store: &ChunkStore<TestMemory>, n| store.delta_of(&long(n)).map(|d| d.depth);
+        assert_eq!((depth(&store, 1), depth(&store, 64), depth(&store, 65)), (Some(1), Some(64), None));
+        assert_eq!(store.stored_len(&long(64)), Some(64 + 4096));
+        assert!(store.get(&long(64)).unwrap() == chain_chunk(64, 512), "read through 64 deltas");
+        check_invariants(&store);
+        for n in 0..64 {
+            assert_eq!(store.release(&long(n)), Released::Kept { refs: 1 }, "held by the delta over it");
+        }
+        assert_eq!(store.release(&long(64)), Released::Freed);
+        assert_eq!(store.totals().chunks, 1, "the chain went from its end; the chunk stored whole after it stays");
+        assert_eq!(store.release(&long(65)), Released::Freed);
+        assert_eq!(store.totals(), ChunkTotals::default());
+        // 64 KiB chunks: the chain's bytes end it.
+        let mut store = Memories::default().open();
+        store.put(long(0), &chain_chunk(0, 16)).unwrap();
+        for n in 1..=16 {
+            store.put_over(long(n), &chain_chunk(n, 16), &long(n - 1), &chain_chunk(n - 1, 16)).unwrap();
+        }
+        let chain = |n| store.delta_of(&long(n)).map(|d| d.chain_bytes);
+        assert_eq!((chain(1), chain(15), chain(16)), (Some(2 + 4096), Some(15 * (2 + 4096)), None), "16 pages of deltas: more than the chunk");
+        assert!(store.get(&long(15)).unwrap() == chain_chunk(15, 16));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn a_delta_that_finds_no_room_changes_nothing() {
+        let memories = Memories::with_data_limit(1);
+        let mut store = memories.open();
+        let base = bytes(1, 60_000);
+        store.put(hash(1), &base).unwrap();
+        let mut near = base.clone();
+        near[0] ^= 1;
+        near[8 * PAGE as usize] ^= 1;
+        let before = store.totals();
+        assert!(matches!(store.put_over(hash(2), &near, &hash(1), &base), Err(ChunkStoreError::OutOfMemory { .. })));
+        assert_eq!((store.totals(), store.refs(&hash(1)), store.contains(&hash(2))), (before, Some(1), false));
+        check_invariants(&store);
     }
 
     /// `memories` with chunks 1 to `count` in the legacy maps, chunk n of `len(n)` bytes with n references.

@@ -22,6 +22,7 @@ mod engine;
 pub mod memory;
 mod migration;
 mod ops;
+mod pages;
 pub mod retention;
 pub mod state;
 pub mod storable;

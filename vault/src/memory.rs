@@ -31,6 +31,8 @@
 //! 22  CHUNK_FREE_BY_OFFSET StableBTreeMap<u64, u32>           offset -> pages of each free extent
 //! 23  INCREMENTAL StableBTreeMap<Principal, IncrementalRecord> app -> incrementals allowed between full snapshots,
 //!                                                              the snapshot whose image it keeps as its base
+//! 24  CHUNK_DELTAS StableBTreeMap<[u8; 32], DeltaRecord>      chunk stored as a delta -> the chunk it is over,
+//!                                                              its length, its chain's bytes and depth
 //! ```
 //!
 //! Memories 9 to 12, 15, 16 and 23 are additions without a layout change: a build that does not
@@ -49,6 +51,9 @@
 //! digests (MANIFESTS, APP_CHUNKS, the chunk store's keys) are in it, SHA-256 and BLAKE3 ones side
 //! by side in the same keys (`state::HashedChunk` says why that is safe). Layout 5 is that bit:
 //! a build of layout 4 would misread it, so it refuses layout 5 (nothing runs in the upgrade).
+//! Layout 6 adds CHUNK_DELTAS, which starts empty: a chunk of an incremental snapshot may be
+//! stored as a delta over its base's (`chunk_store`), which a build of layout 5 would serve as
+//! the chunk's bytes, so it refuses layout 6 (nothing runs in the upgrade).
 //! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
 //! the newer module): a rollback to it is refused; a build that writes layout 2 or 3 refuses a
 //! newer one the same way.
@@ -69,7 +74,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 5;
+pub const LAYOUT_VERSION: u8 = 6;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 
@@ -97,6 +102,7 @@ pub const CHUNK_LOCATIONS: MemoryId = MemoryId::new(20);
 pub const CHUNK_FREE_BY_SIZE: MemoryId = MemoryId::new(21);
 pub const CHUNK_FREE_BY_OFFSET: MemoryId = MemoryId::new(22);
 pub const INCREMENTAL: MemoryId = MemoryId::new(23);
+pub const CHUNK_DELTAS: MemoryId = MemoryId::new(24);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

@@ -22,6 +22,9 @@
 //! - 5: a snapshot record says its content hash (bit 7 of its state kind byte, `storable`):
 //!   those of layout 4 have it clear and read as SHA-256, which they are, so nothing runs in the
 //!   upgrade; a build of layout 4 refuses layout 5 rather than misread a BLAKE3 record.
+//! - 6: adds CHUNK_DELTAS (24), which starts empty: chunks stored before are whole, so nothing
+//!   runs in the upgrade; a build of layout 5 refuses layout 6 rather than serve a delta as a
+//!   chunk's bytes.
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
@@ -33,7 +36,7 @@ use crate::state::State;
 pub type Step = fn(&mut State);
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}, |_| {}];
 
 /// Migrates the stored layout to [`LAYOUT_VERSION`]; refuses one this build cannot read.
 pub fn migrate(state: &mut State) -> Result<(), LayoutError> {

@@ -111,6 +111,7 @@ impl State {
                 free_by_offset: m(memory::CHUNK_FREE_BY_OFFSET),
                 legacy_data: m(memory::CHUNK_DATA),
                 legacy_refs: m(memory::CHUNK_REFS),
+                deltas: m(memory::CHUNK_DELTAS),
             }),
             jobs: StableBTreeMap::init(m(memory::JOBS)),
             app_jobs: StableBTreeMap::init(m(memory::APP_JOBS)),
@@ -476,25 +477,36 @@ impl State {
     /// Stores chunk `index` of `app`'s snapshot `snapshot`, once per content: repeating it (a
     /// retried call) changes nothing. A chunk stored before at the index has the same length.
     pub fn store_chunk(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk) {
-        self.store_chunk_over(app, snapshot, index, chunk, chunk.data.len() as u64);
+        self.store_chunk_over(app, snapshot, index, chunk, None);
     }
 
-    /// [`Self::store_chunk`] where the chunk the index names until now, if any, has `replaced_len`
-    /// bytes: a chunk rebuilt over its base's, which its snapshot references in its place.
-    pub fn store_chunk_over(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk, replaced_len: u64) {
+    /// [`Self::store_chunk`] of a chunk rebuilt over `base`, the chunk the index names until now
+    /// (its digest and bytes: the base snapshot's chunk there, which the snapshot references in
+    /// its place): stored as a delta over it where the chunk store allows (`chunk_store`).
+    pub fn store_rebuilt_chunk(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk, base: (Sha256, &[u8])) {
+        self.store_chunk_over(app, snapshot, index, chunk, Some(base));
+    }
+
+    fn store_chunk_over(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk, base: Option<(Sha256, &[u8])>) {
         let (data, hash) = (chunk.data, chunk.hash);
-        let len = data.len() as u64;
         let key = ManifestKey { snapshot, index };
-        match self.manifests.get(&key) {
+        let replaced = match self.manifests.get(&key) {
             Some(existing) if existing == hash.0 => return,
-            Some(existing) => self.release_chunk(app, existing, replaced_len),
-            None => {}
-        }
-        self.manifests.insert(key, hash.0);
+            replaced => replaced,
+        };
         // Before a dump's first chunk or an import's, the reserves were checked to keep 4 GiB of
-        // stable memory free, and references are counted per manifest entry (at most 2^32).
-        self.chunks.put(hash.0, data).expect("the stable-memory reserve has room for the chunk");
-        self.hold_chunk(app, hash.0, len);
+        // stable memory free, and references are counted per manifest entry (at most 2^32). The
+        // new chunk is stored before the one it replaces is released: it may be a delta over it.
+        let stored = match base {
+            Some((base, base_bytes)) if replaced == Some(base.0) => self.chunks.put_over(hash.0, data, &base.0, base_bytes),
+            _ => self.chunks.put(hash.0, data),
+        };
+        stored.expect("the stable-memory reserve has room for the chunk");
+        self.manifests.insert(key, hash.0);
+        self.hold_chunk(app, hash.0, data.len() as u64);
+        if let Some(replaced) = replaced {
+            self.release_chunk(app, replaced, base.map_or(data.len(), |(_, bytes)| bytes.len()) as u64);
+        }
     }
 
     /// Makes entries `indices` of `app`'s snapshot `to` name the chunks those of its complete
@@ -516,36 +528,51 @@ impl State {
         true
     }
 
-    /// One more manifest entry of `app`'s names chunk `hash` of `len` bytes: its bytes count in
-    /// what the app holds at the first.
+    /// One more manifest entry of `app`'s names chunk `hash`, stored, of `len` bytes: at the first,
+    /// the bytes it takes in the store count in what the app holds, and a delta holds its base
+    /// for the app as well (`APP_CHUNKS` counts an app's manifest entries and held deltas naming
+    /// a chunk, as the store's references count everyone's).
     fn hold_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
-        let key = AppChunkKey { app, hash };
-        let refs = self.app_chunks.get(&key).unwrap_or(0);
-        if refs == 0 {
-            self.adjust_held(app, |held| held.stored = held.stored.saturating_add(len));
+        let mut next = Some((hash, len));
+        while let Some((hash, len)) = next {
+            let key = AppChunkKey { app, hash };
+            let refs = self.app_chunks.get(&key).unwrap_or(0);
+            self.app_chunks.insert(key, refs + 1);
+            if refs > 0 {
+                return;
+            }
+            let stored = self.chunks.stored_len(&hash).map_or(len, u64::from);
+            self.adjust_held(app, |held| held.stored = held.stored.saturating_add(stored));
+            next = self.chunks.delta_base(&hash).map(|base| (base, 0));
         }
-        self.app_chunks.insert(key, refs + 1);
     }
 
     /// A manifest entry of `app`'s naming chunk `hash` is gone: the app holds the bytes no more
-    /// after its last, the vault frees them after the last of any app. The bytes are the chunk's
-    /// own length where the store knows it without reading it, else `len` (a legacy chunk's, as
-    /// its snapshot's record gives it): an entry of a snapshot being built on a base may name the
-    /// base's chunk at its index, of another length than its own record gives there.
+    /// after its last (nor, for a delta, its base through it), the vault frees them after the last
+    /// of any app. The bytes are those the chunk takes in the store where it knows them without
+    /// reading it, else `len` (a legacy chunk's, as its snapshot's record gives it): an entry of
+    /// a snapshot being built on a base may name the base's chunk at its index, of another length
+    /// than its own record gives there.
     fn release_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
-        let len = self.chunks.paged_len(&hash).map_or(len, u64::from);
-        self.chunks.release(&hash);
-        let key = AppChunkKey { app, hash };
-        match self.app_chunks.get(&key) {
-            Some(refs) if refs > 1 => {
-                self.app_chunks.insert(key, refs - 1);
+        // What the app holds through the chunk is counted off while the store still has it.
+        let mut next = Some((hash, len));
+        while let Some((hash, len)) = next {
+            let key = AppChunkKey { app, hash };
+            match self.app_chunks.get(&key) {
+                Some(refs) if refs > 1 => {
+                    self.app_chunks.insert(key, refs - 1);
+                    break;
+                }
+                Some(_) => {
+                    self.app_chunks.remove(&key);
+                    let stored = self.chunks.stored_len(&hash).map_or(len, u64::from);
+                    self.adjust_held(app, |held| held.stored = held.stored.saturating_sub(stored));
+                }
+                None => break,
             }
-            Some(_) => {
-                self.app_chunks.remove(&key);
-                self.adjust_held(app, |held| held.stored = held.stored.saturating_sub(len));
-            }
-            None => {}
+            next = self.chunks.delta_base(&hash).map(|base| (base, 0));
         }
+        self.chunks.release(&hash);
     }
 
     /// Chunks of `snapshot` below `chunks` that are not stored yet (a range scan).
@@ -1209,9 +1236,11 @@ mod tests {
         assert_eq!((s.app_usage(app()).held.stored, s.chunk_totals().0), (held, 3), "no byte more is held or stored");
         assert_eq!(s.chunk(2, 2), s.chunk(1, 2));
         // Chunk 1 rebuilt, chunk 2 rebuilt shorter than the base's.
-        s.store_chunk_over(app(), 2, 1, &HashedChunk::new(ContentHash::Blake3, b"bbBB"), 4);
-        s.store_chunk_over(app(), 2, 2, &HashedChunk::new(ContentHash::Blake3, b"c"), 4);
-        assert_eq!(s.app_usage(app()).held.stored, held + 5);
+        for (index, rebuilt) in [(1, &b"bbBB"[..]), (2, b"c")] {
+            let (base_hash, base_chunk) = s.chunk(2, index).unwrap();
+            s.store_rebuilt_chunk(app(), 2, index, &HashedChunk::new(ContentHash::Blake3, rebuilt), (base_hash, &base_chunk));
+        }
+        assert_eq!((s.app_usage(app()).held.stored, s.chunk_totals().0), (held + 5, 5), "chunks of less than a page are stored whole");
         s.schedule_deletion(app(), 1);
         s.delete_step(100);
         assert_eq!(s.chunk(2, 0).map(|c| c.1), Some(b"aaaa".to_vec()), "the base's chunk stays with the snapshot built on it");
@@ -1220,6 +1249,46 @@ mod tests {
         s.delete_step(100);
         assert_eq!((s.chunk_totals(), s.app_usage(app()).held.stored), ((0, 0), 0));
         assert!(!s.copy_entries(app(), 1, 3, 0..1), "a base gone is copied from no more");
+    }
+
+    #[test]
+    fn a_chunk_rebuilt_as_a_delta_holds_its_base_for_every_app_naming_it_until_the_last_goes() {
+        const PAGE: usize = vault_api::protocol::PAGE_SIZE as usize;
+        let mut s = state();
+        let other = Principal::from_slice(&[9; 10]);
+        register(&mut s, app(), app());
+        register(&mut s, other, other);
+        let base: Vec<Vec<u8>> = (0..2u8).map(|n| vec![n + 1; 4 * PAGE]).collect();
+        for (index, bytes) in base.iter().enumerate() {
+            s.store_chunk(app(), 1, index as u32, &HashedChunk::new(ContentHash::Blake3, bytes));
+        }
+        complete(&mut s, 1, 2);
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Building, 2, 2));
+        assert!(s.copy_entries(app(), 1, 2, 0..2));
+        let mut rebuilt = base[1].clone();
+        rebuilt[2 * PAGE] = 0xff;
+        let (base_hash, base_chunk) = s.chunk(2, 1).unwrap();
+        s.store_rebuilt_chunk(app(), 2, 1, &HashedChunk::new(ContentHash::Blake3, &rebuilt), (base_hash, &base_chunk));
+        let delta = 1 + PAGE as u64;
+        assert_eq!(s.chunks.totals().delta_chunks, 1);
+        assert_eq!((s.app_usage(app()).held.stored, s.chunk_totals()), (8 * PAGE as u64 + delta, (3, 8 * PAGE as u64 + delta)));
+        // Another app's snapshot of the same bytes shares the delta, and holds its base through it.
+        s.put_snapshot(other, 3, record(SnapshotStatus::Building, 3, 1));
+        s.store_chunk(other, 3, 0, &HashedChunk::new(ContentHash::Blake3, &rebuilt));
+        assert_eq!((s.app_usage(other).held.stored, s.chunk_totals().0), (4 * PAGE as u64 + delta, 3));
+        s.schedule_deletion(app(), 1);
+        s.delete_step(100);
+        assert_eq!(s.app_usage(app()).held.stored, 8 * PAGE as u64 + delta, "the base's chunks stay through snapshot 2");
+        assert!(s.chunk(2, 1).unwrap().1 == rebuilt);
+        s.schedule_deletion(app(), 2);
+        s.delete_step(100);
+        assert_eq!((s.app_usage(app()).held.stored, s.app_usage(other).held.stored), (0, 4 * PAGE as u64 + delta));
+        assert_eq!(s.chunk_totals(), (2, 4 * PAGE as u64 + delta), "the delta and its base stay for the other app");
+        assert!(s.chunk(3, 0).unwrap().1 == rebuilt);
+        s.schedule_deletion(other, 3);
+        s.delete_step(100);
+        assert_eq!((s.app_usage(other).held.stored, s.chunk_totals()), (0, (0, 0)));
+        assert_eq!(s.app_chunks.len(), 0);
     }
 
     #[test]

@@ -2,17 +2,16 @@
 //! snapshot references before its chunks are asked for, and a chunk of an incremental dump (its
 //! changed pages, checked) made into the chunk it stands for over the base's.
 //!
-//! A chunk of an incremental dump carries a bitmap of its [`PAGE_SIZE`] pages, bit `j % 8` of
-//! byte `j / 8` for page `j`, and the pages set in it, in order (the last one as long as the
-//! chunk's end leaves it). The chunk is the base's chunk at its index (zeros past the base's
-//! end, cut or extended to the chunk's length) with those pages put in.
+//! A chunk of an incremental dump carries its changed pages as `pages` has them, over the base's
+//! chunk at its index (empty past the base's end).
 
 use std::ops::Range;
 
 use vault_api::ContentHash;
 use vault_api::manifest::{chunk_range, try_chunk_count};
-use vault_api::protocol::{CHUNK_SIZE, PAGE_SIZE, StateKind};
+use vault_api::protocol::{CHUNK_SIZE, StateKind};
 
+use crate::pages;
 use crate::storable::{Base, IncrementalRecord, SnapshotRecord, SnapshotStatus};
 
 /// Base entries a new snapshot references in one step (each a few map operations).
@@ -61,9 +60,9 @@ pub fn base_chunk_len(base: &Base, index: u32) -> u64 {
 /// `data` bytes of them as the protocol has it: a bit for each page and none past them, and the
 /// bytes of the pages set. Whether any page is set, or why the answer is not one.
 pub fn check_pages(len: u64, bitmap: &[u8], data: &[u8]) -> Result<bool, String> {
-    let pages = len.div_ceil(PAGE_SIZE);
-    let bytes = pages.div_ceil(8);
-    if bitmap.len() as u64 != bytes {
+    let pages = pages::page_count(len);
+    let bytes = pages::bitmap_len(len);
+    if bitmap.len() != bytes {
         return Err(format!("a bitmap of {} bytes for {pages} pages, not {bytes}", bitmap.len()));
     }
     if let Some(&last) = bitmap.last()
@@ -72,47 +71,17 @@ pub fn check_pages(len: u64, bitmap: &[u8], data: &[u8]) -> Result<bool, String>
     {
         return Err(format!("pages past the chunk's {pages} are marked"));
     }
-    let changed: u64 = set_pages(bitmap).map(|page| page_range(len, page)).map(|range| range.end - range.start).sum();
+    let changed: u64 = pages::marked(bitmap).map(|page| pages::page_range(len, page)).map(|range| range.end - range.start).sum();
     if data.len() as u64 != changed {
         return Err(format!("{} bytes of pages for the {changed} the bitmap marks", data.len()));
     }
     Ok(changed > 0)
 }
 
-/// The chunk of `len` bytes an answer checked by [`check_pages`] stands for: `base` (the base's
-/// chunk at its index, empty past the base's end) zero-extended or cut to `len`, with the pages
-/// `bitmap` marks put in from `data`.
-pub fn rebuild(base: &[u8], len: u64, bitmap: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut chunk = vec![0; len as usize];
-    let kept = base.len().min(chunk.len());
-    chunk[..kept].copy_from_slice(&base[..kept]);
-    let mut from = 0;
-    for page in set_pages(bitmap) {
-        let range = page_range(len, page);
-        let (start, end) = (range.start as usize, range.end as usize);
-        chunk[start..end].copy_from_slice(&data[from..from + end - start]);
-        from += end - start;
-    }
-    chunk
-}
-
-/// The pages a bitmap marks, in order.
-fn set_pages(bitmap: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    bitmap
-        .iter()
-        .enumerate()
-        .flat_map(|(byte, &bits)| (0..8).filter(move |bit| bits & (1 << bit) != 0).map(move |bit| byte as u64 * 8 + bit))
-}
-
-/// Bytes of page `page` of a chunk of `len` bytes (the last as long as the chunk leaves it).
-fn page_range(len: u64, page: u64) -> Range<u64> {
-    let start = page * PAGE_SIZE;
-    start..(start + PAGE_SIZE).min(len)
-}
-
 #[cfg(test)]
 mod tests {
     use vault_api::Sha256;
+    use vault_api::protocol::PAGE_SIZE;
     use vault_api::service::Trigger;
 
     use super::*;
@@ -186,19 +155,8 @@ mod tests {
     /// What an app answers for `new` over `base`: the bitmap of the pages that differ (zeros past
     /// the base's end) and their bytes.
     fn answer(base: &[u8], new: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let len = new.len() as u64;
-        let pages = len.div_ceil(PAGE);
-        let mut bitmap = vec![0; pages.div_ceil(8) as usize];
-        let mut data = Vec::new();
-        for page in 0..pages {
-            let range = page_range(len, page);
-            let theirs: Vec<u8> = range.clone().map(|i| base.get(i as usize).copied().unwrap_or(0)).collect();
-            let mine = &new[range.start as usize..range.end as usize];
-            if mine != theirs {
-                bitmap[page as usize / 8] |= 1 << (page % 8);
-                data.extend_from_slice(mine);
-            }
-        }
+        let mut bitmap = pages::delta(base, new);
+        let data = bitmap.split_off(pages::bitmap_len(new.len() as u64));
         (bitmap, data)
     }
 
@@ -222,7 +180,7 @@ mod tests {
             let (bitmap, data) = answer(&base, &new);
             let any = check_pages(new.len() as u64, &bitmap, &data).expect("an honest answer");
             assert_eq!(any, !data.is_empty());
-            assert!(rebuild(&base, new.len() as u64, &bitmap, &data) == new, "{} bytes over {}", new.len(), base.len());
+            assert!(pages::apply(&base, new.len() as u64, &bitmap, &data) == new, "{} bytes over {}", new.len(), base.len());
         }
         let (bitmap, data) = answer(&base, &base);
         assert_eq!((bitmap.len(), data.len()), (64, 0), "511 pages: 64 bytes, none set");

@@ -11,6 +11,7 @@ use super::calls;
 use super::incremental;
 use super::job::{self, ChunkAnswer, Event};
 use crate::app_client::{self, CallFailure};
+use crate::pages;
 use crate::state::{HashedChunk, with_state};
 use crate::storable::{Base, Building, JobRecord, Transfer};
 
@@ -76,7 +77,8 @@ fn full_chunk(job: &JobRecord, snapshot: u64, transfer: &Transfer, content_hash:
 /// Chunk `index` of a dump incremental against `base`, its changed pages checked: with none and
 /// the base's chunk as long, the new snapshot keeps referencing the base's (no bytes are read);
 /// any other is the base's chunk (the new snapshot's reference to it, zeros past the base's end)
-/// with the pages put in, hashed and stored in its place.
+/// with the pages put in, hashed and stored in its place (a delta over the base's where the chunk
+/// store allows).
 fn incremental_chunk(
     job: &JobRecord,
     snapshot: u64,
@@ -102,10 +104,12 @@ fn incremental_chunk(
     if !changed && shared && incremental::base_chunk_len(base, index) == len {
         return ChunkAnswer::Moved(index);
     }
-    with_state(|s| {
-        let base_chunk = if shared { s.chunk(snapshot, index).expect("the new snapshot references its base's chunks").1 } else { Vec::new() };
-        let rebuilt = incremental::rebuild(&base_chunk, len, bitmap, &chunk.data);
-        s.store_chunk_over(job.app, snapshot, index, &HashedChunk::new(content_hash, &rebuilt), base_chunk.len() as u64);
+    with_state(|s| match shared.then(|| s.chunk(snapshot, index).expect("the new snapshot references its base's chunks")) {
+        Some((base_hash, base_chunk)) => {
+            let rebuilt = pages::apply(&base_chunk, len, bitmap, &chunk.data);
+            s.store_rebuilt_chunk(job.app, snapshot, index, &HashedChunk::new(content_hash, &rebuilt), (base_hash, &base_chunk));
+        }
+        None => s.store_chunk(job.app, snapshot, index, &HashedChunk::new(content_hash, &pages::apply(&[], len, bitmap, &chunk.data))),
     });
     ChunkAnswer::Moved(index)
 }

@@ -1,5 +1,5 @@
-//! The chunk store's records (`chunk_store`): where a chunk's bytes are, the free extents of its
-//! data memory, and its header.
+//! The chunk store's records (`chunk_store`): where a chunk's bytes are, what a chunk stored as
+//! a delta is over, the free extents of its data memory, and its header.
 
 use ic_stable_structures::storable::Bound;
 use vault_api::codec::{Reader, Writer};
@@ -28,6 +28,32 @@ impl ChunkLocation {
     }
 }
 storable!(ChunkLocation, Bound::Bounded { max_size: 17, is_fixed_size: true });
+
+/// `CHUNK_DELTAS` values, 42 bytes: version | base digest [u8; 32] | length u32 | chain bytes
+/// u32 | depth u8. A chunk stored as a delta over another (`chunk_store`): the chunk it is over,
+/// its own length, what the deltas down to the first chunk stored whole take (this one's
+/// included), and how many they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaRecord {
+    pub base: [u8; 32],
+    pub len: u32,
+    pub chain_bytes: u32,
+    pub depth: u8,
+}
+
+impl DeltaRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(42);
+        w.u8(V1).bytes(&self.base).u32(self.len).u32(self.chain_bytes).u8(self.depth);
+        w.into_vec()
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        let mut r = Reader::new(bytes);
+        check_version(&mut r, "chunk delta");
+        DeltaRecord { base: r.array(), len: r.u32(), chain_bytes: r.u32(), depth: r.u8() }
+    }
+}
+storable!(DeltaRecord, Bound::Bounded { max_size: 42, is_fixed_size: true });
 
 /// `CHUNK_FREE_BY_SIZE` keys, 12 bytes: pages u32 BE | offset u64 BE, so the first key at or
 /// after `(n, 0)` is the smallest free extent of at least `n` pages (lowest offset among equals).
@@ -85,6 +111,8 @@ mod tests {
     #[test]
     fn golden_layouts() {
         check("chunk_location", ChunkLocation { offset: 0x0102_0304_0506_0000, len: 0x0001_f000, refs: 3 });
+        let delta = DeltaRecord { base: [0xab; 32], len: 0x0020_0000, chain_bytes: 0x0001_1040, depth: 3 };
+        check("chunk_delta", delta);
         check("free_extent", FreeExtent { pages: 0x0102, offset: 0x0003_0000 });
         let header = ChunkStoreHeader { bump_end: 0x0004_0000, chunks: 2, stored_bytes: 0x0002_1000, free_bytes: 0x1000 };
         check("chunk_store_header", header);

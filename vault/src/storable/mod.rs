@@ -24,7 +24,7 @@ mod retired;
 mod usage;
 
 pub use admin::{Config, MAX_ADMINISTRATORS, SuspensionRecord};
-pub use chunk::{ChunkLocation, ChunkStoreHeader, FreeExtent};
+pub use chunk::{ChunkLocation, ChunkStoreHeader, DeltaRecord, FreeExtent};
 pub use incremental::{AppBase, IncrementalRecord};
 pub use index::IndexKey;
 pub use job::{Base, Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
