@@ -72,16 +72,25 @@ fn a_snapshot_after_the_first_moves_only_the_changed_pages_and_each_restores_as_
     let (first, full) = measured_snapshot(&env, app);
     assert_eq!(built_on(&first), None, "the first snapshot is full: {first:?}");
     assert!(first.chunks_total > 1, "{first:?}");
+    let held = |env: &Env| env.vault().app_info(app).unwrap().stored_bytes.expect("this vault counts them");
+    let held_by_first = held(&env);
     client.update_random(1, 20);
     let second_digest = client.digest();
     assert_ne!(second_digest, first_digest);
     let (second, incremental) = measured_snapshot(&env, app);
     assert_eq!(built_on(&second), Some(snapshot_id(&first)), "{second:?}");
     println!(
-        "chunk bytes: full {} in {} calls, incremental {} in {} calls",
-        full.chunk_bytes, full.chunk_calls, incremental.chunk_bytes, incremental.chunk_calls
+        "chunk bytes: full {} in {} calls, incremental {} in {} calls; held {} then {}",
+        full.chunk_bytes,
+        full.chunk_calls,
+        incremental.chunk_bytes,
+        incremental.chunk_calls,
+        held_by_first,
+        held(&env)
     );
     assert!(incremental.chunk_bytes * 10 < full.chunk_bytes, "{} of {} bytes moved", incremental.chunk_bytes, full.chunk_bytes);
+    let grown = held(&env) - held_by_first;
+    assert!(grown > 0 && grown <= incremental.chunk_bytes, "the vault stores the changed pages, {grown} bytes, not their chunks whole");
     let listed = env.vault().list_snapshots(app).unwrap();
     assert_eq!(listed.iter().map(|s| (s.size, s.chunk_size)).collect::<Vec<_>>(), vec![(listed[0].size, CHUNK_SIZE); 2]);
 
