@@ -12,7 +12,7 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKin
 use crate::layout::{Base, OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::store::ReadBuffer;
-use crate::{pages, serde_state, session, store};
+use crate::{pages, serde_state, session, store, upgrade_restore};
 
 /// Opens `key`'s dump at `now` as `args` asks, or answers the one open for it again; its
 /// manifest says the app declares `state_layout`.
@@ -54,6 +54,7 @@ fn serialize() -> Result<u64, BackupError> {
             message: "the app registered no serde state: call vault_client::use_serde_state in init and post_upgrade".into(),
         });
     }
+    upgrade_restore::supersede("a dump");
     let (last_bytes, last_instructions) = store::header().serde_cost;
     let start = ic_cdk::api::performance_counter(0);
     let mut writer = StagingWriter::default();
@@ -257,6 +258,7 @@ mod tests {
             sha256: Sha256::default(),
             nonce: Some(7),
             content_hash: None,
+            via_upgrade: None,
         };
         crate::restore::begin(key(Some(7), 4), begin_restore, 40).expect("a restore opens");
         assert_eq!(store::header().base, None, "a restore");

@@ -17,7 +17,10 @@
 //! ├── 9 DIR_FROZEN  the page directory of the version an open stable-memory dump reads
 //! ├── 10 FREE       slots ever taken (u64), then a bitmap of them: bit s of word s / 64 set if
 //! │                 slot s is free
-//! └── 11 DIR_BASE   the page directory of the base of the next incremental dump
+//! ├── 11 DIR_BASE   the page directory of the base of the next incremental dump
+//! └── 12 UPGRADE_RESTORE  a serde restore committed to load at the next upgrade, and how it went
+//!                   (`upgrade_restore`; an addition without a layout change: a build without
+//!                   it never opens it, and its upgrade keeps the state the app saved)
 //! ```
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
@@ -134,6 +137,7 @@ pub const DIR_B: MemoryId = MemoryId::new(8);
 pub const DIR_FROZEN: MemoryId = MemoryId::new(9);
 pub const FREE: MemoryId = MemoryId::new(10);
 pub const DIR_BASE: MemoryId = MemoryId::new(11);
+pub const UPGRADE_RESTORE: MemoryId = MemoryId::new(12);
 
 /// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
 pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;

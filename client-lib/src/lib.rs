@@ -107,6 +107,7 @@ mod serde_state;
 mod session;
 pub mod staging;
 mod store;
+mod upgrade_restore;
 
 use std::cell::Cell;
 
@@ -204,6 +205,7 @@ pub mod endpoints {
             client_version: env!("CARGO_PKG_VERSION").to_string(),
             state_layout: state_layout(),
             content_hashes: Some(restore::CONTENT_HASHES.to_vec()),
+            upgrade_restore: upgrade_restore::get().map(|record| record.report()),
         })
     }
 
@@ -259,7 +261,7 @@ pub mod endpoints {
 
     pub fn restore_commit(args: RestoreCommit) -> Result<RestoreReport, BackupError> {
         let (key, _) = vault_call(args.job, args.nonce)?;
-        restore::commit(key, args.state_layout.map(|snapshot| (snapshot, state_layout())))
+        restore::commit(key, args.state_layout.map(|snapshot| (snapshot, state_layout())), args.via_upgrade == Some(true))
     }
 
     pub fn restore_abort(args: JobRef) -> Result<(), BackupError> {

@@ -187,6 +187,7 @@ mod tests {
             sha256: vault_api::Sha256::default(),
             nonce: key().nonce,
             content_hash: None,
+            via_upgrade: None,
         };
         crate::restore::begin(key(), begin, 10).expect("a restore opens");
         pages::write_staged(0, &[7; WASM_PAGE as usize]);

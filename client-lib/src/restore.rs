@@ -10,7 +10,7 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, RestoreBegin, RestoreChunk, R
 
 use crate::layout::{Committed, OpenRestore, SessionKey};
 use crate::staging::{self, Exceeded, StagingReader};
-use crate::{memory, pages, serde_state, session, store};
+use crate::{memory, pages, serde_state, session, store, upgrade_restore};
 
 thread_local! {
     static RELOAD: std::cell::Cell<Option<fn()>> = const { std::cell::Cell::new(None) };
@@ -56,7 +56,13 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
             message: format!("{} bytes in chunks of {} are 2^32 chunks or more", args.size, args.chunk_size),
         });
     }
+    let via_upgrade = args.via_upgrade == Some(true);
     match args.state_kind {
+        StateKind::StableMemory if via_upgrade => {
+            return Err(BackupError::InvalidImage {
+                message: "a stable-memory image commits in one message at any size: only a serde image is restored through an upgrade".into(),
+            });
+        }
         StateKind::StableMemory => {
             if RELOAD.get().is_none() {
                 return Err(BackupError::NoReloadHook);
@@ -68,18 +74,19 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
             }
         }
         StateKind::Serde => {
-            if args.size > staging::MAX_STAGED_BYTES {
-                return Err(BackupError::TooLarge { size: args.size, limit: staging::MAX_STAGED_BYTES });
+            // Loaded in one update, or by an upgrade (`upgrade_restore`).
+            let (limit, budget) = match via_upgrade {
+                false => (staging::MAX_STAGED_BYTES, staging::INSTRUCTION_BUDGET),
+                true => (upgrade_restore::MAX_IMAGE, upgrade_restore::LOAD_BUDGET),
+            };
+            if args.size > limit {
+                return Err(BackupError::TooLarge { size: args.size, limit });
             }
             let (bytes, instructions) = store::header().serde_cost;
             if bytes > 0 {
                 let estimated = (args.size as f64 * instructions as f64 / bytes as f64) as u64;
-                if estimated > staging::INSTRUCTION_BUDGET {
-                    return Err(BackupError::TooLargeForOneMessage {
-                        size: args.size,
-                        estimated_instructions: estimated,
-                        limit: staging::INSTRUCTION_BUDGET,
-                    });
+                if estimated > budget {
+                    return Err(BackupError::TooLargeForOneMessage { size: args.size, estimated_instructions: estimated, limit: budget });
                 }
             }
         }
@@ -95,7 +102,10 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
     };
     session::open_restore(restore, || match args.state_kind {
         StateKind::StableMemory => pages::open_staged(args.size).map_err(|room| BackupError::TooLarge { size: args.size, limit: room }),
-        StateKind::Serde if staging::reserve(args.size) => Ok(()),
+        StateKind::Serde if staging::reserve(args.size) => {
+            upgrade_restore::supersede("a restore");
+            Ok(())
+        }
         StateKind::Serde => Err(BackupError::TooLarge { size: args.size, limit: staging::staging().size() * WASM_PAGE_SIZE }),
     })
 }
@@ -120,16 +130,17 @@ pub fn chunk(key: SessionKey, args: RestoreChunk, now: u64) -> Result<(), Backup
     Ok(())
 }
 
-/// Commits `key`'s restore, or answers again the commit it made.
-/// Commits `key`'s staged image. `layout`: the snapshot's state layout with the one the app
-/// declares now; they must agree where both are known.
-pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>) -> Result<RestoreReport, BackupError> {
+/// Commits `key`'s staged image, or answers again the commit it made. `layout`: the snapshot's
+/// state layout with the one the app declares now; they must agree where both are known.
+/// `via_upgrade`: a serde image is checked and left staged for the next upgrade to load
+/// (`upgrade_restore`).
+pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>, via_upgrade: bool) -> Result<RestoreReport, BackupError> {
     let job = key.job;
     let restore = match session::restore(&key) {
         Some(restore) => restore,
         None => {
             return match session::committed(&key) {
-                Some(c) => Ok(RestoreReport { job, state_kind: c.kind, size: c.size, sha256: c.sha256 }),
+                Some(c) => Ok(report(job, c.kind, c.size, c.sha256)),
                 None => Err(BackupError::UnknownJob { job }),
             };
         }
@@ -167,6 +178,7 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>) -> Result<Res
             pages::commit_staged(restore.size);
             memory::read_only(reload);
         }
+        StateKind::Serde if via_upgrade => upgrade_restore::commit(job, restore.size, restore.sha256, restore.content_hash),
         StateKind::Serde => {
             if !serde_state::registered() {
                 return Err(BackupError::Deserialization { message: "the app registered no serde state".into() });
@@ -185,7 +197,14 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>) -> Result<Res
         }
     }
     session::complete_restore(Committed { key, kind: restore.kind, size: restore.size, sha256: restore.sha256 });
-    Ok(RestoreReport { job, state_kind: restore.kind, size: restore.size, sha256: restore.sha256 })
+    Ok(report(job, restore.kind, restore.size, restore.sha256))
+}
+
+/// The report of job `job`'s commit, which put an image of `size` bytes hashing to `sha256` in
+/// place, or staged it for the next upgrade (`upgrade_restore` records it for the job).
+fn report(job: u64, state_kind: StateKind, size: u64, sha256: Sha256) -> RestoreReport {
+    let loads_at_upgrade = upgrade_restore::get().is_some_and(|record| record.job == job && record.sha256 == sha256);
+    RestoreReport { job, state_kind, size, sha256, loads_at_upgrade: loads_at_upgrade.then_some(true) }
 }
 
 pub fn abort(key: SessionKey) -> Result<(), BackupError> {
@@ -230,7 +249,7 @@ mod tests {
             hasher.push(&chunk_in(hash, key, index).sha256);
         }
         let sha256 = hasher.finish().expect("every chunk pushed");
-        RestoreBegin { job: key.job, state_kind: StateKind::StableMemory, size: SIZE, chunk_size: CHUNK, sha256, nonce: key.nonce, content_hash }
+        RestoreBegin { job: key.job, state_kind: StateKind::StableMemory, size: SIZE, chunk_size: CHUNK, sha256, nonce: key.nonce, content_hash, via_upgrade: None }
     }
 
     fn begin_args(key: SessionKey) -> RestoreBegin {
@@ -245,22 +264,22 @@ mod tests {
         let others = [key(Some(8), 1), SessionKey { vault: Principal::from_slice(&[8; 10]), ..opened }, key(None, 1), key(Some(7), 2)];
         for other in others {
             assert_eq!(chunk(other, chunk_args(opened, 0), 20), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
-            assert_eq!(commit(other, None), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(commit(other, None, false), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
             assert_eq!(abort(other), Ok(()));
         }
         chunk(opened, chunk_args(opened, 0), 20).unwrap();
         chunk(opened, chunk_args(opened, 1), 30).unwrap();
         assert!(matches!(store::header().session, Session::Restoring(OpenRestore { touched_at_nanos: 30, .. })));
-        let mismatch = commit(opened, Some((1, Some(2))));
+        let mismatch = commit(opened, Some((1, Some(2))), false);
         assert_eq!(mismatch, Err(BackupError::StateLayoutMismatch { snapshot: 1, app: 2 }), "the app declares another layout now");
         assert!(matches!(store::header().session, Session::Restoring(_)), "still staged");
-        let report = commit(opened, Some((1, Some(1)))).expect("every chunk is staged, the layout is the snapshot's");
+        let report = commit(opened, Some((1, Some(1))), false).expect("every chunk is staged, the layout is the snapshot's");
         let mut restored = vec![0; SIZE as usize];
         memory::memory().read(0, &mut restored);
         assert_eq!(restored, image());
-        assert_eq!(commit(opened, Some((1, Some(2)))), Ok(report), "a repeated commit answers the same");
+        assert_eq!(commit(opened, Some((1, Some(2))), false), Ok(report), "a repeated commit answers the same");
         for other in others {
-            assert_eq!(commit(other, None), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
+            assert_eq!(commit(other, None, false), Err(BackupError::UnknownJob { job: other.job }), "{other:?}");
         }
     }
 
@@ -285,7 +304,7 @@ mod tests {
         chunk(opened, chunk_in(blake3, opened, 0), 20).unwrap();
         chunk(opened, chunk_in(blake3, opened, 1), 30).unwrap();
         let sha256 = begin_in(Some(blake3), opened).sha256;
-        assert_eq!(commit(opened, None).map(|report| report.sha256), Ok(sha256));
+        assert_eq!(commit(opened, None, false).map(|report| report.sha256), Ok(sha256));
         let mut restored = vec![0; SIZE as usize];
         memory::memory().read(0, &mut restored);
         assert_eq!(restored, image());
@@ -298,6 +317,6 @@ mod tests {
         begin(opened, begin_args(opened), 10).unwrap();
         chunk(opened, chunk_args(opened, 0), 20).unwrap();
         begin(opened, RestoreBegin { content_hash: Some(ContentHash::Blake3), ..begin_args(opened) }, 30).unwrap();
-        assert_eq!(commit(opened, None), Err(BackupError::MissingChunks { missing: 2, first: 0 }), "the SHA-256 chunk was dropped");
+        assert_eq!(commit(opened, None, false), Err(BackupError::MissingChunks { missing: 2, first: 0 }), "the SHA-256 chunk was dropped");
     }
 }

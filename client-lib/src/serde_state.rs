@@ -13,6 +13,7 @@ use vault_api::protocol::{StateKind, WASM_PAGE_SIZE};
 
 use crate::layout;
 use crate::store;
+use crate::upgrade_restore;
 
 type DumpFn = Box<dyn Fn(&mut dyn Write) -> Result<(), rmp_serde::encode::Error>>;
 type LoadFn = Box<dyn Fn(&mut dyn Read) -> Result<(), rmp_serde::decode::Error>>;
@@ -74,10 +75,17 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
 }
 
 /// Loads the state `save_for_upgrade` kept into `state` and registers it: call it in
-/// `post_upgrade`. It opens the library's memory first, so a layout this build cannot read
-/// traps the upgrade before the kept state is read.
+/// `post_upgrade`. A restore its vault staged for this upgrade (`vault restore --via-upgrade`)
+/// is loaded instead, if it decodes within what the upgrade leaves it; if not, the kept state
+/// is, and the app's backup info says why (`upgrade_restore`). It opens the library's memory
+/// first, so a layout this build cannot read traps the upgrade before the kept state is read.
 pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
     store::open();
+    if let Some(restored) = upgrade_restore::load::<T>() {
+        state.with_borrow_mut(|s| *s = restored);
+        use_serde_state(state);
+        return;
+    }
     let memory = store::memory(layout::UPGRADE);
     if memory.size() > 0 {
         let mut len = [0u8; 8];

@@ -36,8 +36,8 @@ pub enum Exceeded {
     Bytes,
 }
 
-fn over_budget() -> bool {
-    ic_cdk::api::performance_counter(0) > INSTRUCTION_BUDGET
+fn over(budget: u64) -> bool {
+    ic_cdk::api::performance_counter(0) > budget
 }
 
 /// Writes the staging memory from offset 0.
@@ -54,7 +54,7 @@ impl io::Write for StagingWriter {
             self.exceeded = Some(Exceeded::Bytes);
             return Err(io::Error::other("staging limit"));
         }
-        if over_budget() {
+        if over(INSTRUCTION_BUDGET) {
             self.exceeded = Some(Exceeded::Instructions);
             return Err(io::Error::other("instruction budget"));
         }
@@ -71,22 +71,28 @@ impl io::Write for StagingWriter {
     }
 }
 
-/// Reads `len` staged bytes from offset 0.
+/// Reads `len` staged bytes from offset 0, within an instruction budget.
 pub struct StagingReader {
     pub read: u64,
     pub len: u64,
     pub exceeded: Option<Exceeded>,
+    budget: u64,
 }
 
 impl StagingReader {
+    /// Within an update's [`INSTRUCTION_BUDGET`].
     pub fn new(len: u64) -> Self {
-        StagingReader { read: 0, len, exceeded: None }
+        Self::within(len, INSTRUCTION_BUDGET)
+    }
+
+    pub fn within(len: u64, budget: u64) -> Self {
+        StagingReader { read: 0, len, exceeded: None, budget }
     }
 }
 
 impl io::Read for StagingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if over_budget() {
+        if over(self.budget) {
             self.exceeded = Some(Exceeded::Instructions);
             return Err(io::Error::other("instruction budget"));
         }

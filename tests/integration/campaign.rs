@@ -568,7 +568,7 @@ impl Campaign {
             source
         };
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
-        let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: into_clone.then_some(target_id), allow_layout_change: None };
+        let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: into_clone.then_some(target_id), allow_layout_change: None, via_upgrade: None };
         let result = self.request(owner(), |v| v.restore(args))?;
         self.say(format!("restore {snapshot} of {source_id} into {target_id}: {:?}", result.as_ref().map(|j| j.id)));
         // The job running when the vault answered (it may end later in the same round).
@@ -874,12 +874,12 @@ impl Campaign {
                 other => Err(format!("{other:?}")),
             },
             1 => not_a_controller(self.request(stranger(), |v| v.snapshot_now(id))),
-            2 => not_a_controller(self.request(stranger(), |v| v.restore(RestoreArgs { app: id, snapshot_id: some_snapshot, target: None, allow_layout_change: None }))),
+            2 => not_a_controller(self.request(stranger(), |v| v.restore(RestoreArgs { app: id, snapshot_id: some_snapshot, target: None, allow_layout_change: None, via_upgrade: None }))),
             3 => not_a_controller(self.request(stranger(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: some_snapshot }))),
             4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1, nonce: None, chunk_hashes: None, base: None }).unwrap()),
             5 => {
                 let kind = if self.apps[i].kind == AppKind::Notes { StateKind::Serde } else { StateKind::StableMemory };
-                let begin = RestoreBegin { job: 1, state_kind: kind, size: 1, chunk_size: 1, sha256: Sha256::of(b""), nonce: None, content_hash: None };
+                let begin = RestoreBegin { job: 1, state_kind: kind, size: 1, chunk_size: 1, sha256: Sha256::of(b""), nonce: None, content_hash: None, via_upgrade: None };
                 self.stranger_to_app(id, methods::RESTORE_BEGIN, candid::encode_one(begin).unwrap())
             }
             6 => not_an_administrator(self.request(stranger(), |v| v.suspend_app(SuspendArgs { app: id, reason: "a stranger's".into() }))),
@@ -943,7 +943,7 @@ impl Campaign {
             _ => {
                 let Some(&snapshot) = self.rng.pick(&self.hostile.history.live()) else { return Ok(()) };
                 let id = self.hostile.id;
-                let result = self.request(owner(), |v| v.restore(RestoreArgs { app: id, snapshot_id: snapshot, target: None, allow_layout_change: None }))?;
+                let result = self.request(owner(), |v| v.restore(RestoreArgs { app: id, snapshot_id: snapshot, target: None, allow_layout_change: None, via_upgrade: None }))?;
                 self.say(format!("restore {snapshot} into the hostile {id}: {:?}", result.as_ref().map(|j| j.id)));
                 self.hostile_started(Some(snapshot), result)
             }
@@ -1437,7 +1437,7 @@ impl Campaign {
         let target = (0..self.apps.len()).find(|&i| self.apps[i].clone && self.apps[i].kind == kind).expect("a clone of each kind");
         let before = self.known_state(target)?;
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
-        let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: Some(target_id), allow_layout_change: None };
+        let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: Some(target_id), allow_layout_change: None, via_upgrade: None };
         let job = self.request(owner(), |v| v.restore(args))?.map_err(|e| format!("restore: {e}"))?;
         self.apps[target].jobs_seen.insert(job.id);
         self.apps[target].job = Some(ModelJob::Restore { id: job.id, source: source_id, snapshot, before });
@@ -1450,7 +1450,7 @@ impl Campaign {
     /// The honest hostile app takes the restore of its snapshot.
     fn restore_hostile(&mut self, snapshot: u64) -> Checked {
         let id = self.hostile.id;
-        let args = RestoreArgs { app: id, snapshot_id: snapshot, target: None, allow_layout_change: None };
+        let args = RestoreArgs { app: id, snapshot_id: snapshot, target: None, allow_layout_change: None, via_upgrade: None };
         let job = self.request(owner(), |v| v.restore(args))?.map_err(|e| format!("restore: {e}"))?;
         self.hostile_started(Some(snapshot), Ok(job.clone()))?;
         self.settle()?;

@@ -248,7 +248,7 @@ fn a_restore_whose_target_changes_its_layout_before_the_commit_commits_nothing()
     AppKind::Notes.apply(&env.app(app), 1);
     let commit = ic_harness::CallMatcher::to(app).method(vault_api::protocol::methods::RESTORE_COMMIT);
     env.ic.reject_calls(commit, ic_harness::RejectCode::SysTransient, "busy", None);
-    let args = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change: None };
+    let args = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change: None, via_upgrade: None };
     let job = env.vault().service().restore(args).expect("the vault answers").expect("the same layout");
     while env.vault().job_status(job.id).unwrap().phase != JobPhase::Finishing {
         env.run_for(1);
@@ -279,7 +279,7 @@ fn a_restore_across_declared_state_layouts_needs_the_change_allowed() {
     upgrade_notes_declaring(&env, app, Some(2));
 
     let restore = |allow_layout_change| {
-        let args = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change };
+        let args = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change, via_upgrade: None };
         env.vault().service().restore(args).expect("the vault answers")
     };
     let before = env.observable(&[app]);

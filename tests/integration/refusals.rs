@@ -96,7 +96,7 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
     let image = vec![7u8; 65536 * 2];
     let chunk_size = 65536u64;
     let sha = vault_api::manifest::image_hash(ContentHash::Sha256, &image, chunk_size);
-    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256, nonce: None, content_hash: None };
+    let begin = |job: u64, state_kind, size, chunk_size, sha256| RestoreBegin { job, state_kind, size, chunk_size, sha256, nonce: None, content_hash: None, via_upgrade: None };
     let chunk = |job: u64, index: u32, data: Vec<u8>| RestoreChunk { job, index, sha256: Sha256::of(&data), data: ByteBuf::from(data), nonce: None };
 
     // A vault that cannot be one, set by the app's controller.

@@ -142,6 +142,7 @@ fn a_begin_for_a_3_gib_stable_memory_image_is_accepted_and_its_abort_leaves_the_
         sha256: Sha256::of(b"a 3 GiB image"),
         nonce: None,
         content_hash: None,
+        via_upgrade: None,
     };
     let before = env.stable_memory_bytes(ledger);
     as_vault::<_, ()>(&env, ledger, methods::RESTORE_BEGIN, (begin(1),)).expect("a 3 GiB image is not refused");

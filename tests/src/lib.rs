@@ -122,7 +122,7 @@ impl VaultClient<'_> {
     }
 
     pub fn restore(&self, app: Principal, snapshot_id: u64, target: Option<Principal>) -> VaultResult<JobInfo> {
-        Self::expect(self.service().restore(RestoreArgs { app, snapshot_id, target, allow_layout_change: None }))
+        Self::expect(self.service().restore(RestoreArgs { app, snapshot_id, target, allow_layout_change: None, via_upgrade: None }))
     }
 
     pub fn job_status(&self, job: u64) -> VaultResult<JobInfo> {

@@ -191,8 +191,8 @@ pub async fn restore_chunk(app: Principal, args: RestoreChunk) -> Protocol<()> {
 }
 
 /// Commits `job`'s restore; the app refuses unless it still declares `state_layout` (if given).
-pub async fn restore_commit(app: Principal, job: u64, state_layout: Option<u32>) -> Protocol<RestoreReport> {
-    call(app, methods::RESTORE_COMMIT, (RestoreCommit { job, nonce: nonce(), state_layout },)).await
+pub async fn restore_commit(app: Principal, job: u64, state_layout: Option<u32>, via_upgrade: bool) -> Protocol<RestoreReport> {
+    call(app, methods::RESTORE_COMMIT, (RestoreCommit { job, nonce: nonce(), state_layout, via_upgrade: via_upgrade.then_some(true) },)).await
 }
 
 pub async fn restore_abort(app: Principal, job: u64) -> Protocol<()> {

@@ -4,7 +4,7 @@
 use candid::Principal;
 use vault_api::manifest::{ChunkFault, try_chunk_count};
 use vault_api::{ContentHash, Sha256};
-use vault_api::protocol::{CHUNK_SIZE, MAX_CHUNKS, MAX_IMAGE_BYTES};
+use vault_api::protocol::{CHUNK_SIZE, MAX_CHUNKS, MAX_IMAGE_BYTES, StateKind};
 use vault_api::service::{
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotOptions, SnapshotRef, Trigger,
     UpdateScheduleArgs, VaultError,
@@ -271,6 +271,11 @@ pub fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<
 pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
     let content_hash = restorable(&args)?.0.content_hash;
+    if args.via_upgrade == Some(true) && restorable(&args)?.0.state_kind != StateKind::Serde {
+        return Err(VaultError::InvalidArgument {
+            reason: "only a serde snapshot is restored through an upgrade: a stable-memory one commits at any size in one message".into(),
+        });
+    }
     let snapshot_layout = with_state(|s| s.snapshot_layout(source, args.snapshot_id));
     let target_info = match (snapshot_layout, content_hash) {
         (None, ContentHash::Sha256) => None,
@@ -294,8 +299,9 @@ pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let notes: Vec<String> = module_change(target_record.module_hash, snapshot.module_hash).into_iter().chain(layout_note).collect();
     // The target may change its layout (an upgrade) while the restore runs: the commit checks again.
     let check_layout = snapshot_layout.is_some() && args.allow_layout_change != Some(true);
-    if let Task::Restore { check_layout: checked, .. } = &mut job.task {
+    if let Task::Restore { check_layout: checked, via_upgrade, .. } = &mut job.task {
         *checked = check_layout;
+        *via_upgrade = args.via_upgrade == Some(true);
     }
     job.notes.extend(notes);
     with_state(|s| s.put_job(job.clone()));

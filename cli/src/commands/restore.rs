@@ -32,7 +32,7 @@ pub struct Args {
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
     let (mut vault, progress) = context.vault_with_progress()?;
     let allow_layout_change = args.allow_layout_change.then_some(true);
-    let job = vault.restore(RestoreArgs { app: args.app, snapshot_id: args.snapshot, target: args.into, allow_layout_change })?;
+    let job = vault.restore(RestoreArgs { app: args.app, snapshot_id: args.snapshot, target: args.into, allow_layout_change, via_upgrade: None })?;
     let job = if args.no_wait { job } else { vault.wait_for_job(job.id, progress)? };
     Ok(Output::of(&JobReport::from(job)))
 }

@@ -112,6 +112,29 @@ pub struct BackupInfo {
     /// The content hashes its library verifies on restore; none from a library that verifies
     /// SHA-256 only (release 0.1.0's and the builds before BLAKE3).
     pub content_hashes: Option<Vec<ContentHash>>,
+    /// The last restore committed to load at the app's next upgrade (`RestoreCommit::via_upgrade`)
+    /// and where it stands; none if there is none, or from a library before such restores.
+    pub upgrade_restore: Option<UpgradeRestore>,
+}
+
+/// A serde restore committed to load at the app's next upgrade: its job and manifest hash, and
+/// whether that upgrade loaded it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeRestore {
+    pub job: u64,
+    pub sha256: Sha256,
+    pub state: UpgradeLoad,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UpgradeLoad {
+    /// Staged and checked: the next upgrade's `post_upgrade` loads it.
+    Pending,
+    /// An upgrade loaded it, at this time (nanoseconds).
+    Loaded { at: u64 },
+    /// An upgrade could not load it and kept the state the app had: why. Also a dump or restore
+    /// opened since, which took its place in staging.
+    Failed { reason: String },
 }
 
 impl BackupInfo {
@@ -308,6 +331,9 @@ pub struct RestoreBegin {
     pub nonce: Option<u64>,
     /// The snapshot's content hash; none (a vault before BLAKE3) is SHA-256.
     pub content_hash: Option<ContentHash>,
+    /// A serde image to be loaded by the app's next upgrade (`RestoreCommit::via_upgrade`), so
+    /// checked against what an upgrade may execute rather than one update; none is false.
+    pub via_upgrade: Option<bool>,
 }
 
 impl RestoreBegin {
@@ -351,6 +377,10 @@ pub struct RestoreCommit {
     pub job: u64,
     pub nonce: Option<u64>,
     pub state_layout: Option<u32>,
+    /// For a serde image staged with `RestoreBegin::via_upgrade`: check it and leave it staged
+    /// for the app's next upgrade to load (`vault_client::load_after_upgrade`) in place of the
+    /// state its `pre_upgrade` saved, rather than load it in this message; none is false.
+    pub via_upgrade: Option<bool>,
 }
 
 /// What a committed restore put in place.
@@ -361,6 +391,9 @@ pub struct RestoreReport {
     pub size: u64,
     /// The manifest hash of the image committed, in the restore's content hash.
     pub sha256: Sha256,
+    /// The image is staged for the app's next upgrade to load (`RestoreCommit::via_upgrade`);
+    /// none is false (the state is in place).
+    pub loads_at_upgrade: Option<bool>,
 }
 
 /// Why an app refused a protocol call. The app's state is unchanged by a refused call.

@@ -291,6 +291,11 @@ pub struct RestoreArgs {
     /// Restore even if the target declares another state layout than the snapshot's (when set
     /// and true; absent, as from older tools, it is false).
     pub allow_layout_change: Option<bool>,
+    /// A serde snapshot too large to deserialize in one update: stage it in the target and have
+    /// the target's next upgrade load it (its `post_upgrade` calls
+    /// `vault_client::load_after_upgrade`), which its controller runs once the job succeeded; the
+    /// target's backup info says whether that upgrade loaded it. Absent is false.
+    pub via_upgrade: Option<bool>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

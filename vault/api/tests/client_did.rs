@@ -75,7 +75,7 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     refused(vault.snapshot_now(app));
     refused(vault.list_snapshots(app));
     refused(vault.delete_snapshot(snapshot));
-    refused(vault.restore(RestoreArgs { app, snapshot_id, target: Some(app), allow_layout_change: Some(true) }));
+    refused(vault.restore(RestoreArgs { app, snapshot_id, target: Some(app), allow_layout_change: Some(true), via_upgrade: None }));
     refused(vault.job_status(9));
     refused(vault.list_jobs(app));
     refused(vault.snapshot_chunk(ChunkRef { app, snapshot_id, index: 0 }));

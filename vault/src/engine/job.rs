@@ -610,7 +610,13 @@ fn committed(mut job: JobRecord, answer: Result<RestoreReport, BackupError>, exp
     if report.sha256 != expected {
         return refuse(job, BackupError::SnapshotHashMismatch { expected, actual: report.sha256 }, ctx);
     }
-    note(&mut job, format!("committed at {} ns: the app's state is the snapshot's", ctx.now));
+    match report.loads_at_upgrade {
+        Some(true) => note(
+            &mut job,
+            format!("committed at {} ns: staged and checked in the app, whose next upgrade loads it (load_after_upgrade)", ctx.now),
+        ),
+        _ => note(&mut job, format!("committed at {} ns: the app's state is the snapshot's", ctx.now)),
+    }
     succeed(job, vec![Effect::FreeApp], ctx)
 }
 
@@ -957,7 +963,7 @@ mod tests {
         let next = step(next.job, moved(&[0, 1, 2, 3]));
         let next = step(next.job, moved(&[4]));
         assert_eq!(next_calls(&next.job, MIN_BATCH), Some(Calls::RestoreCommit));
-        let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 500, sha256: Sha256([9; 32]) };
+        let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 500, sha256: Sha256([9; 32]), loads_at_upgrade: None };
         let next = step(next.job, Event::Committed(Ok(report), Sha256([9; 32])));
         assert_eq!((next.job.phase(), next.effects), (JobPhase::Succeeded, vec![Effect::FreeApp]));
         assert!(next.job.notes.last().unwrap().starts_with("committed"));
@@ -965,7 +971,7 @@ mod tests {
 
     #[test]
     fn a_commit_reporting_another_hash_fails() {
-        let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 0, sha256: Sha256([1; 32]) };
+        let report = RestoreReport { job: 4, state_kind: StateKind::Serde, size: 0, sha256: Sha256([1; 32]), loads_at_upgrade: None };
         let next = step(transferring_restore(0), Event::Committed(Ok(report), Sha256([9; 32])));
         let error = BackupError::SnapshotHashMismatch { expected: Sha256([9; 32]), actual: Sha256([1; 32]) };
         assert_eq!(failed_with(&next), &JobError::AppRefused { error });

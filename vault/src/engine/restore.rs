@@ -14,6 +14,11 @@ fn snapshot(source: candid::Principal, snapshot_id: u64) -> Option<SnapshotRecor
     with_state(|s| s.snapshot(source, snapshot_id)).filter(|r| r.status == SnapshotStatus::Complete)
 }
 
+/// Whether the job stages a serde image for the target's next upgrade to load.
+fn via_upgrade(job: &JobRecord) -> bool {
+    matches!(job.task, Task::Restore { via_upgrade: true, .. })
+}
+
 /// `Some((job, event))` without a call: the snapshot is gone.
 fn gone(job: &JobRecord) -> Option<(JobRecord, Event)> {
     Some((job::answered(job.clone()), Event::SnapshotGone))
@@ -29,6 +34,7 @@ pub async fn begin(job: &JobRecord, source: candid::Principal, snapshot_id: u64)
         sha256: record.sha256,
         nonce: app_client::nonce(),
         content_hash: Some(record.content_hash),
+        via_upgrade: via_upgrade(job).then_some(true),
     };
     calls::make_one(job, app_client::restore_begin(job.app, args), |answer| Event::RestoreBegun(answer, record)).await
 }
@@ -53,6 +59,6 @@ pub async fn commit(job: &JobRecord, source: candid::Principal, snapshot_id: u64
     let Some(record) = snapshot(source, snapshot_id) else { return gone(job) };
     let checked = matches!(job.task, Task::Restore { check_layout: true, .. });
     let state_layout = if checked { with_state(|s| s.snapshot_layout(source, snapshot_id)) } else { None };
-    let commit = app_client::restore_commit(job.app, job.id, state_layout);
+    let commit = app_client::restore_commit(job.app, job.id, state_layout, via_upgrade(job));
     calls::make_one(job, commit, |answer| Event::Committed(answer, record.sha256)).await
 }

@@ -130,7 +130,16 @@ pub enum Task {
     /// decode, or was never read: the vault trapped reading it), so the app may have.
     /// `commit_sent`: a commit call went out whose answer is not read yet. `check_layout`: the
     /// commit asks the app to refuse unless it still declares the snapshot's state layout.
-    Restore { source: Principal, snapshot_id: u64, phase: Phase<Transfer>, commit_unknown: bool, commit_sent: bool, check_layout: bool },
+    /// `via_upgrade`: the app stages a serde image for its next upgrade to load.
+    Restore {
+        source: Principal,
+        snapshot_id: u64,
+        phase: Phase<Transfer>,
+        commit_unknown: bool,
+        commit_sent: bool,
+        check_layout: bool,
+        via_upgrade: bool,
+    },
 }
 
 impl Task {
@@ -175,7 +184,8 @@ impl JobRecord {
         let task = match kind {
             JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting, base: None },
             JobKind::Restore { source, snapshot_id } => {
-                Task::Restore { source, snapshot_id, phase: Phase::Starting, commit_unknown: false, commit_sent: false, check_layout: false }
+                let phase = Phase::Starting;
+                Task::Restore { source, snapshot_id, phase, commit_unknown: false, commit_sent: false, check_layout: false, via_upgrade: false }
             }
         };
         JobRecord {
@@ -232,14 +242,15 @@ impl JobRecord {
     }
 
     /// The byte after the kind is a snapshot's trigger, and a restore's flags: bit 0
-    /// `commit_unknown`, bit 1 `commit_sent`, bit 2 `check_layout` (it was always 0 before
-    /// restores had flags, so older records read as without them). After the notes, a snapshot
+    /// `commit_unknown`, bit 1 `commit_sent`, bit 2 `check_layout`, bit 3 `via_upgrade` (it was
+    /// always 0 before restores had flags, so older records read as without them). After the notes, a snapshot
     /// job's base if it has one: snapshot u64 | size u64 | incrementals u32 | copied u32.
     pub(super) fn encode(&self) -> Vec<u8> {
         let (kind, trigger, source, phase_code) = match &self.task {
             Task::Snapshot { trigger, phase, .. } => (0, trigger_byte(*trigger), None, phase.code()),
-            Task::Restore { source, phase, commit_unknown, commit_sent, check_layout, .. } => {
-                (1, *commit_unknown as u8 | (*commit_sent as u8) << 1 | (*check_layout as u8) << 2, Some(*source), phase.code())
+            Task::Restore { source, phase, commit_unknown, commit_sent, check_layout, via_upgrade, .. } => {
+                let flags = *commit_unknown as u8 | (*commit_sent as u8) << 1 | (*check_layout as u8) << 2 | (*via_upgrade as u8) << 3;
+                (1, flags, Some(*source), phase.code())
             }
         };
         let phase_code = match self.outcome {
@@ -325,6 +336,7 @@ impl JobRecord {
                 commit_unknown: restore_flag(trigger_or_flag, 0),
                 commit_sent: restore_flag(trigger_or_flag, 1),
                 check_layout: restore_flag(trigger_or_flag, 2),
+                via_upgrade: restore_flag(trigger_or_flag, 3),
             },
             other => panic!("unknown job kind {other}"),
         };
@@ -343,7 +355,7 @@ const BASE_BYTES: usize = 24;
 
 /// Bit `bit` of a restore's flags byte; a bit this build does not know is a broken invariant.
 fn restore_flag(flags: u8, bit: u8) -> bool {
-    assert!(flags < 8, "unknown restore flags {flags:#04x}");
+    assert!(flags < 16, "unknown restore flags {flags:#04x}");
     flags & (1 << bit) != 0
 }
 
@@ -382,7 +394,8 @@ mod tests {
 
     fn restore(phase: Phase<Transfer>, outcome: Outcome) -> JobRecord {
         let mut job = JobRecord::new(3, p(5, 10), JobKind::Restore { source: p(6, 10), snapshot_id: 4 }, 5);
-        job.task = Task::Restore { source: p(6, 10), snapshot_id: 4, phase, commit_unknown: false, commit_sent: false, check_layout: false };
+        job.task =
+            Task::Restore { source: p(6, 10), snapshot_id: 4, phase, commit_unknown: false, commit_sent: false, check_layout: false, via_upgrade: false };
         job.outcome = outcome;
         job.retries = 2;
         job.restarts = 1;
@@ -444,6 +457,7 @@ mod tests {
                 commit_unknown: true,
                 commit_sent: true,
                 check_layout: true,
+                via_upgrade: true,
             };
             round_trip(&unknown);
         }

@@ -280,6 +280,7 @@ fn vault_backup_info() {
             state_layout: None,
             // It hashes and verifies SHA-256 only, as a library before BLAKE3.
             content_hashes: None,
+            upgrade_restore: None,
         }))
     });
 }
@@ -504,7 +505,7 @@ fn vault_restore_commit(args: JobRef) {
 fn wrong_commit(job: u64) -> Result<RestoreReport, BackupError> {
     STAGING.with_borrow(|staging| {
         let staging = staging.as_ref().filter(|s| s.job == job).ok_or(BackupError::UnknownJob { job })?;
-        Ok(RestoreReport { job, state_kind: StateKind::StableMemory, size: staging.size, sha256: Sha256([0x11; 32]) })
+        Ok(RestoreReport { job, state_kind: StateKind::StableMemory, size: staging.size, sha256: Sha256([0x11; 32]), loads_at_upgrade: None })
     })
 }
 
@@ -524,7 +525,7 @@ fn restore_commit(job: u64) -> Result<RestoreReport, BackupError> {
     if actual != staging.sha256 {
         return Err(BackupError::SnapshotHashMismatch { expected: staging.sha256, actual });
     }
-    let report = RestoreReport { job, state_kind: StateKind::StableMemory, size: staging.size, sha256: actual };
+    let report = RestoreReport { job, state_kind: StateKind::StableMemory, size: staging.size, sha256: actual, loads_at_upgrade: None };
     IMAGE.set(staging.data);
     COMMITTED.set(Some(report.clone()));
     COMMITS.set(COMMITS.get() + 1);
