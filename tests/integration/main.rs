@@ -15,3 +15,4 @@ mod restores;
 mod schedule;
 mod sizes;
 mod upgrades;
+mod via_upgrade;

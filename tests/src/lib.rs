@@ -14,7 +14,7 @@ use candid::{Encode, Principal};
 use ic_harness::{CallError, Harness, IcBackend, RejectResponse, SubnetId};
 use serde_bytes::ByteBuf;
 use vault_api::client::{Reply, ServiceClient, Transport};
-use vault_api::protocol::{BackupError, Chunk, ChunkRequest, DumpBegin, DumpManifest, methods};
+use vault_api::protocol::{BackupError, BackupInfo, Chunk, ChunkRequest, DumpBegin, DumpManifest, methods};
 use vault_api::service::{
     AppInfo, ChunkRef, JobInfo, JobPhase, RegisterArgs, RestoreArgs, Retention, Schedule, SnapshotInfo, SnapshotRef, UnregisterArgs,
     UpdateScheduleArgs, VaultError,
@@ -122,7 +122,11 @@ impl VaultClient<'_> {
     }
 
     pub fn restore(&self, app: Principal, snapshot_id: u64, target: Option<Principal>) -> VaultResult<JobInfo> {
-        Self::expect(self.service().restore(RestoreArgs { app, snapshot_id, target, allow_layout_change: None, via_upgrade: None }))
+        self.restore_with(RestoreArgs { app, snapshot_id, target, allow_layout_change: None, via_upgrade: None })
+    }
+
+    pub fn restore_with(&self, args: RestoreArgs) -> VaultResult<JobInfo> {
+        Self::expect(self.service().restore(args))
     }
 
     pub fn job_status(&self, job: u64) -> VaultResult<JobInfo> {
@@ -183,6 +187,11 @@ impl AppClient<'_> {
 
     pub fn seq(&self) -> u64 {
         self.query::<_, (u64,)>("seq", ()).0
+    }
+
+    /// The app's backup info, as its controller asks for it.
+    pub fn backup_info(&self) -> BackupInfo {
+        self.query::<_, (Result<BackupInfo, BackupError>,)>(methods::INFO, ()).0.expect("a controller may ask")
     }
 
     pub fn put_blob(&self, key: u64, size: u64, seed: u8) -> u64 {

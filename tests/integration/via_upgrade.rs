@@ -1,0 +1,96 @@
+//! Serde restores through an upgrade: the vault stages the snapshot in the app and the app
+//! checks it, and the app's next upgrade loads it in place of the state its `pre_upgrade`
+//! saved, so a serde state restores whatever one update could deserialize; the app says where
+//! such a restore stands. A dump opened before the upgrade takes its place in staging, so the
+//! upgrade keeps the app's state and says why; a stable-memory snapshot is refused.
+
+use candid::{Encode, Principal};
+use vault_api::protocol::UpgradeLoad;
+use vault_api::service::{JobPhase, RestoreArgs, VaultError};
+use vault_tests::*;
+
+/// Upgrades `app` with the notes module as its controller does.
+fn upgrade_notes(env: &Env, app: Principal) {
+    env.ic.upgrade_canister(app, notes_wasm(), Encode!().unwrap(), Some(owner())).expect("upgrade");
+}
+
+/// A registered notes app, its snapshot's id and the digest it was taken of, then changed.
+fn snapshotted_then_changed(env: &Env) -> (Principal, u64, (u64, Vec<u8>)) {
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    for n in 0..40 {
+        AppKind::Notes.apply(&env.app(app), n);
+    }
+    let taken = env.app(app).digest();
+    let snapshot = env.snapshot(app);
+    assert_eq!(snapshot.phase, JobPhase::Succeeded, "{snapshot:?}");
+    for n in 40..60 {
+        AppKind::Notes.apply(&env.app(app), n);
+    }
+    assert_ne!(env.app(app).digest(), taken);
+    (app, snapshot.snapshot_id.expect("a snapshot job names its snapshot"), taken)
+}
+
+fn via_upgrade(app: Principal, snapshot_id: u64) -> RestoreArgs {
+    RestoreArgs { app, snapshot_id, target: None, allow_layout_change: None, via_upgrade: Some(true) }
+}
+
+#[test]
+fn a_serde_snapshot_staged_for_an_upgrade_is_loaded_by_it_and_not_before() {
+    let env = Env::new();
+    let (app, snapshot_id, taken) = snapshotted_then_changed(&env);
+    let job = env.vault().restore_with(via_upgrade(app, snapshot_id)).expect("restore");
+    let job = env.finish_job(job.id, 2_000);
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    assert!(job.notes.iter().any(|n| n.contains("whose next upgrade loads it")), "{:?}", job.notes);
+    let now = env.app(app).digest();
+    assert_ne!(now.1, taken.1, "the app's state is as it was until the upgrade");
+    let info = env.app(app).backup_info().upgrade_restore.expect("a restore waits for the upgrade");
+    assert_eq!((info.job, info.state), (job.id, UpgradeLoad::Pending));
+    // The app serves as usual meanwhile: an update after the commit is replaced with the rest.
+    AppKind::Notes.apply(&env.app(app), 60);
+    upgrade_notes(&env, app);
+    assert_eq!(env.app(app).digest(), taken, "the upgrade loaded the snapshot");
+    let info = env.app(app).backup_info().upgrade_restore.expect("the restore is reported");
+    assert!(matches!(info.state, UpgradeLoad::Loaded { .. }), "{info:?}");
+    // The next upgrade keeps the state as its pre_upgrade saved it, the restore's included.
+    AppKind::Notes.apply(&env.app(app), 61);
+    let after = env.app(app).digest();
+    upgrade_notes(&env, app);
+    assert_eq!(env.app(app).digest(), after);
+    // And the vault snapshots and restores the app as before.
+    let snapshot = env.snapshot(app);
+    assert_eq!(snapshot.phase, JobPhase::Succeeded, "{snapshot:?}");
+}
+
+#[test]
+fn a_dump_before_the_upgrade_takes_the_staged_image_s_place_and_the_upgrade_keeps_the_state() {
+    let env = Env::new();
+    let (app, snapshot_id, taken) = snapshotted_then_changed(&env);
+    let job = env.vault().restore_with(via_upgrade(app, snapshot_id)).expect("restore");
+    assert_eq!(env.finish_job(job.id, 2_000).phase, JobPhase::Succeeded);
+    let snapshot = env.snapshot(app);
+    assert_eq!(snapshot.phase, JobPhase::Succeeded, "{snapshot:?}");
+    let current = env.app(app).digest();
+    upgrade_notes(&env, app);
+    assert_eq!(env.app(app).digest(), current, "the upgrade kept the app's state");
+    assert_ne!(current.1, taken.1);
+    let info = env.app(app).backup_info().upgrade_restore.expect("the restore is reported");
+    match info.state {
+        UpgradeLoad::Failed { reason } => assert!(reason.contains("a dump took its place"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stable_memory_snapshot_is_not_restored_through_an_upgrade() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Ledger, manual(), keep(5));
+    AppKind::Ledger.apply(&env.app(app), 1);
+    let snapshot_id = env.snapshot(app).snapshot_id.expect("a snapshot");
+    let before = env.observable(&[app]);
+    match env.vault().restore_with(via_upgrade(app, snapshot_id)) {
+        Err(VaultError::InvalidArgument { reason }) => assert!(reason.contains("only a serde snapshot"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env.observable(&[app]), before, "a refused request changes nothing");
+}
