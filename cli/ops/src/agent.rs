@@ -7,6 +7,7 @@ use std::time::Duration;
 use candid::Principal;
 use ic_agent::export::reqwest::Url;
 use ic_agent::{Agent, AgentError};
+use ic_management_canister_types::{CanisterInstallMode, InstallCodeArgs};
 
 use crate::identity::LoadedIdentity;
 use crate::transport::{CallError, Transport};
@@ -88,6 +89,15 @@ impl Transport for AgentTransport {
     fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
         let call = self.agent.query(&canister, method).with_arg(arg).call();
         self.runtime.block_on(call).map_err(agent_error)
+    }
+
+    /// In one `install_code` message, so a module of at most the 2 MiB an ingress message holds
+    /// (less the rest of the argument).
+    fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError> {
+        let args = InstallCodeArgs { mode: CanisterInstallMode::Upgrade(None), canister_id: canister, wasm_module: module, arg, sender_canister_version: None };
+        let arg = candid::encode_one(&args).map_err(|e| CallError::Transport(format!("encoding install_code's argument: {e}")))?;
+        let call = self.agent.update(&Principal::management_canister(), "install_code").with_effective_canister_id(canister).with_arg(arg).call_and_wait();
+        self.runtime.block_on(call).map(|_| ()).map_err(agent_error)
     }
 
     fn wait(&mut self, duration: Duration) {

@@ -237,6 +237,10 @@ impl Transport for EmbeddedTransport {
         self.ic.query_call(canister, self.caller, method, arg).map_err(rejected)
     }
 
+    fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError> {
+        self.install_code(canister, InstallMode::Upgrade, module, arg).map_err(rejected)
+    }
+
     fn wait(&mut self, duration: Duration) {
         self.changed = true;
         self.ic.advance_time(duration);

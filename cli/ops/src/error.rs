@@ -1,6 +1,7 @@
 //! Why an operation failed: one enum for everything below the CLI's commands.
 
 use candid::Principal;
+use vault_api::protocol::BackupError;
 use vault_api::service::{JobInfo, Registration, VaultError};
 
 use crate::file::FileError;
@@ -20,6 +21,12 @@ pub enum OpsError {
     JobFailed(Box<JobInfo>),
     #[error("the vault served {what} for snapshot {snapshot_id} of {app} that does not match its manifest")]
     Inconsistent { app: Principal, snapshot_id: u64, what: String },
+    #[error("{app} refused: {error}")]
+    App { app: Principal, error: BackupError },
+    #[error("upgrading {target} failed, so it keeps its module and state; job {job}'s snapshot stays staged for its next upgrade: {error}")]
+    UpgradeFailed { target: Principal, job: u64, error: CallError },
+    #[error("the upgrade of {target} did not load job {job}'s snapshot, and {target} keeps the state it had: {reason}")]
+    NotLoaded { target: Principal, job: u64, reason: String },
 }
 
 /// The vault's refusal in the command line's words: the refusals of its administration also

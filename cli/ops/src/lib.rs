@@ -11,6 +11,7 @@ pub mod identity;
 pub mod import;
 pub mod progress;
 pub mod transport;
+pub mod upgrade_restore;
 pub mod vault;
 
 pub use error::OpsError;

@@ -22,6 +22,10 @@ pub trait Transport {
 
     fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError>;
 
+    /// Upgrades `canister` to `module`, its `post_upgrade` given `arg`, as a controller of it
+    /// (the management canister's `install_code`). A rejected upgrade leaves it as it was.
+    fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError>;
+
     /// Lets `duration` pass while waiting for the vault's jobs: the embedded IC moves its time
     /// and runs rounds; a real network is waited for.
     fn wait(&mut self, duration: Duration);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use candid::Principal;
 use vault_api::Sha256;
 use vault_api::client::{ClientError, Reply, ServiceClient};
-use vault_api::protocol::Chunk;
+use vault_api::protocol::{BackupError, BackupInfo, Chunk, methods};
 use vault_api::service::{
     AdminInfo, AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, JobPhase, Limits, ManifestPage, RegisterArgs, RegistrantInfo,
     Registration, RestoreArgs, SetAllowedArgs, SnapshotInfo, SnapshotOptions, SnapshotRef, SuspendArgs, UnregisterArgs, UpdateScheduleArgs, VaultError,
@@ -99,6 +99,21 @@ impl<'t> Vault<'t> {
 
     pub fn restore(&mut self, args: RestoreArgs) -> Result<JobInfo, OpsError> {
         answer(self.service.restore(args))
+    }
+
+    /// Upgrades `canister` (a restore's target) through this vault's transport, as its controller.
+    pub fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError> {
+        self.service.transport_mut().upgrade(canister, module, arg)
+    }
+
+    /// `app`'s own backup info (`vault_backup_info`), which its controllers may read.
+    pub fn backup_info(&mut self, app: Principal) -> Result<BackupInfo, OpsError> {
+        let method = methods::INFO;
+        let reply = self.service.transport_mut().query(app, method, candid::encode_args(()).expect("no argument encodes"));
+        let bytes = reply.map_err(|error| OpsError::Call { method, error })?;
+        let (answer,): (Result<BackupInfo, BackupError>,) =
+            candid::decode_args(&bytes).map_err(|e| OpsError::Decode { method, message: e.to_string() })?;
+        answer.map_err(|error| OpsError::App { app, error })
     }
 
     pub fn job_status(&mut self, job: u64) -> Result<JobInfo, OpsError> {
@@ -237,6 +252,11 @@ mod tests {
         fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
             self.requests.push(("query", canister, method.to_string(), arg));
             self.replies.remove(0)
+        }
+
+        fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError> {
+            self.requests.push(("upgrade", canister, String::from_utf8_lossy(&module).into_owned(), arg));
+            self.replies.remove(0).map(|_| ())
         }
 
         fn wait(&mut self, _: Duration) {}

@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use crate::support::{message, Ic};
+use vault_cli::commands::embedded::modules;
+
+use crate::support::{message, trapping_post_upgrade, Ic};
 
 #[test]
 fn register_schedule_list_status_and_unregister() {
@@ -74,6 +76,34 @@ fn snapshot_restore_and_delete() {
     assert_eq!(ic.snapshot_ids(&app), vec![second]);
     assert!(message(&ic.err(&["restore", &app, &id.to_string()])).contains(&format!("has no snapshot {id}")));
     assert!(message(&ic.err(&["delete", &app, &id.to_string()])).contains(&format!("has no snapshot {id}")));
+}
+
+#[test]
+fn a_serde_snapshot_restores_through_the_apps_upgrade_and_a_failed_upgrade_keeps_the_app() {
+    let ic = Ic::new();
+    let app = ic.registered("notes");
+    ic.call(&app, "add_note", r#"("kept", "as the snapshot has it")"#);
+    let taken = ic.digest(&app);
+    let id = ic.snapshot(&app).to_string();
+    ic.call(&app, "add_note", r#"("later", "replaced by the restore")"#);
+    let notes = ic.file("notes.wasm", modules::NOTES);
+    let trapping = ic.file("trapping.wasm", &trapping_post_upgrade());
+
+    let refused = message(&ic.err(&["restore", &app, &id, "--via-upgrade", "--wasm", &trapping]));
+    assert!(refused.contains("keeps its module and state") && refused.contains("stays staged"), "{refused}");
+    assert_ne!(ic.digest(&app), taken, "the failed upgrade left the app as it was");
+
+    let restored = ic.ok(&["restore", &app, &id, "--via-upgrade", "--wasm", &notes]);
+    assert_eq!(restored["job"]["phase"], "succeeded");
+    assert!(restored["loaded_at"].is_string(), "{restored}");
+    assert_eq!(ic.digest(&app), taken);
+
+    let ledger = ic.registered("ledger");
+    let id = ic.snapshot(&ledger).to_string();
+    let refused = message(&ic.err(&["restore", &ledger, &id, "--via-upgrade", "--wasm", &notes]));
+    assert!(refused.contains("only a serde snapshot"), "{refused}");
+    let usage = message(&ic.err(&["restore", &app, &id, "--via-upgrade"]));
+    assert!(usage.contains("--wasm"), "{usage}");
 }
 
 #[test]

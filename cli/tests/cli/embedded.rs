@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use vault_cli::commands::embedded::modules;
 
-use crate::support::{Ic, identity_file, message, principal};
+use crate::support::{Ic, identity_file, message, principal, trapping_post_upgrade};
 
 const NOTES_DID: &str = include_str!("../../../examples/notes/notes.did");
 
@@ -53,21 +53,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
-}
-
-/// A module whose `canister_post_upgrade` is `unreachable`: every upgrade to it traps.
-fn trapping_post_upgrade() -> Vec<u8> {
-    let name = b"canister_post_upgrade";
-    let mut exports = vec![0x01, name.len() as u8];
-    exports.extend_from_slice(name);
-    exports.extend_from_slice(&[0x00, 0x00]); // function 0
-    let mut module = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]; // magic, version
-    module.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // types: [] -> []
-    module.extend_from_slice(&[0x03, 0x02, 0x01, 0x00]); // functions: one of type 0
-    module.extend_from_slice(&[0x07, exports.len() as u8]);
-    module.extend(exports);
-    module.extend_from_slice(&[0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b]); // code: unreachable
-    module
 }
 
 /// The harness's settings test canister: it reads its environment variables, prints and traps.

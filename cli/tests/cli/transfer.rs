@@ -239,6 +239,10 @@ impl vault_ops::Transport for FailingAfter<'_> {
         self.inner.query(canister, method, arg)
     }
 
+    fn upgrade(&mut self, canister: candid::Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), vault_ops::CallError> {
+        self.inner.upgrade(canister, module, arg)
+    }
+
     fn wait(&mut self, duration: Duration) {
         self.inner.wait(duration)
     }
