@@ -2,9 +2,11 @@
 //! checks it, and the app's next upgrade loads it in place of the state its `pre_upgrade`
 //! saved, so a serde state restores whatever one update could deserialize; the app says where
 //! such a restore stands. A dump opened before the upgrade takes its place in staging, so the
-//! upgrade keeps the app's state and says why; a stable-memory snapshot is refused.
+//! upgrade keeps the app's state and says why; a stable-memory snapshot is refused. With updates
+//! limited so that a state serializes in one but does not deserialize in one, its restore in one
+//! update fails, changing nothing, and its restore through an upgrade succeeds.
 
-use candid::{Encode, Principal};
+use candid::{Encode, Principal, Reserved};
 use vault_api::protocol::UpgradeLoad;
 use vault_api::service::{JobPhase, RestoreArgs, VaultError};
 use vault_tests::*;
@@ -93,4 +95,37 @@ fn a_stable_memory_snapshot_is_not_restored_through_an_upgrade() {
         other => panic!("{other:?}"),
     }
     assert_eq!(env.observable(&[app]), before, "a refused request changes nothing");
+}
+
+#[test]
+fn a_state_too_large_to_deserialize_in_one_update_restores_through_an_upgrade() {
+    // Updates of at most 36 M instructions: this state serializes in one (some 28 M) but its
+    // commit would deserialize it in some 44 M, while an upgrade still has its 300 B.
+    let limits = vault_tests::ic_harness::Limits { update_instructions: 36_000_000, ..Default::default() };
+    let env = Env::with_harness(vault_tests::ic_harness::Harness::builder().with_subnets(2).with_limits(limits).build());
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    for n in 0..3000u64 {
+        env.app(app).update::<_, (u64, u64)>("add_note", (format!("note {n}"), "x".repeat(200)));
+    }
+    // Its digest would serialize and hash it in one update: queries tell the states apart.
+    let notes = |env: &Env| {
+        let client = env.app(app);
+        let later: (Option<Reserved>,) = client.query("get_note", (3000u64,));
+        (client.seq(), client.query::<_, (u64,)>("count", ()).0, later.0.is_some())
+    };
+    let taken = notes(&env);
+    let snapshot = env.snapshot(app);
+    assert_eq!(snapshot.phase, JobPhase::Succeeded, "{snapshot:?}");
+    let snapshot_id = snapshot.snapshot_id.expect("a snapshot");
+    env.app(app).update::<_, (u64, u64)>("add_note", ("later".to_string(), "replaced".to_string()));
+    let changed = notes(&env);
+    assert_eq!((changed.1, changed.2), (3001, true));
+    let in_one_update = env.restore(app, snapshot_id, None);
+    assert_eq!(in_one_update.phase, JobPhase::Failed, "{in_one_update:?}");
+    assert_eq!(notes(&env), changed, "the failed commit changed nothing");
+    let job = env.vault().restore_with(via_upgrade(app, snapshot_id)).expect("restore");
+    assert_eq!(env.finish_job(job.id, 2_000).phase, JobPhase::Succeeded);
+    upgrade_notes(&env, app);
+    assert_eq!(notes(&env), taken);
+    assert!(matches!(env.app(app).backup_info().upgrade_restore.map(|r| r.state), Some(UpgradeLoad::Loaded { .. })));
 }
