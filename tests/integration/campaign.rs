@@ -17,7 +17,7 @@ use ic_harness::{CallMatcher, RejectCode};
 use ic_management_canister_types::CanisterIdRecord;
 use serde_bytes::ByteBuf;
 use vault_api::Sha256;
-use vault_api::protocol::{BackupError, DumpBegin, RestoreBegin, StateKind, methods};
+use vault_api::protocol::{BackupError, DumpBegin, RestoreBegin, StateKind, UpgradeLoad, methods};
 use vault_api::service::{
     JobError, JobInfo, JobKind, JobPhase, Limits, RestoreArgs, SnapshotInfo, SnapshotRef, SuspendArgs, Trigger, VaultError,
 };
@@ -52,8 +52,9 @@ type Digest = (u64, Vec<u8>);
 enum ModelJob {
     /// The states the app passed through while the snapshot could have been taken.
     Snapshot { id: u64, window: Vec<Digest> },
-    /// `before` is the target's state when the restore started: kept until the commit.
-    Restore { id: u64, source: Principal, snapshot: u64, before: Digest },
+    /// `before` is the target's state when the restore started: kept until the commit (and, for
+    /// one `via_upgrade`, until the upgrade that loads it).
+    Restore { id: u64, source: Principal, snapshot: u64, before: Digest, via_upgrade: bool },
 }
 
 impl ModelJob {
@@ -104,6 +105,8 @@ struct ModelApp {
     /// Jobs of this app the model has seen.
     jobs_seen: BTreeSet<u64>,
     history: History,
+    /// A restore job and its snapshot, committed to load at the app's next upgrade.
+    upgrade_restore: Option<(u64, u64)>,
 }
 
 /// Whether a job could get past each of `calls` with the lies told while it ran: each call
@@ -225,6 +228,9 @@ struct Tally {
     /// Of those, the ones the vault took incremental against an earlier one.
     incremental: u64,
     restores: u64,
+    /// Of those, the ones through an upgrade, and of those the ones it loaded.
+    via_upgrade: u64,
+    loaded_at_upgrade: u64,
     failed_jobs: u64,
     vault_upgrades: u64,
     app_upgrades: u64,
@@ -336,6 +342,7 @@ impl Campaign {
             job: None,
             jobs_seen: BTreeSet::new(),
             history: History::new(keep_last as usize),
+            upgrade_restore: None,
         });
     }
 
@@ -568,7 +575,15 @@ impl Campaign {
             source
         };
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
-        let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: into_clone.then_some(target_id), allow_layout_change: None, via_upgrade: None };
+        // A serde app's restore goes through its upgrade now and then; not while another waits.
+        let via_upgrade = self.apps[target].kind == AppKind::Notes && self.apps[target].upgrade_restore.is_none() && self.rng.chance(30);
+        let args = RestoreArgs {
+            app: source_id,
+            snapshot_id: snapshot,
+            target: into_clone.then_some(target_id),
+            allow_layout_change: None,
+            via_upgrade: via_upgrade.then_some(true),
+        };
         let result = self.request(owner(), |v| v.restore(args))?;
         self.say(format!("restore {snapshot} of {source_id} into {target_id}: {:?}", result.as_ref().map(|j| j.id)));
         // The job running when the vault answered (it may end later in the same round).
@@ -581,7 +596,7 @@ impl Campaign {
                 let before = self.known_state(target)?;
                 self.may_linger.insert(snapshot);
                 self.apps[target].jobs_seen.insert(job.id);
-                self.apps[target].job = Some(ModelJob::Restore { id: job.id, source: source_id, snapshot, before });
+                self.apps[target].job = Some(ModelJob::Restore { id: job.id, source: source_id, snapshot, before, via_upgrade });
                 Ok(())
             }
             (Some(running), Err(VaultError::JobRunning { job, .. })) => {
@@ -750,20 +765,70 @@ impl Campaign {
 
     fn upgrade_app(&mut self) -> Checked {
         let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
+        self.upgrade(i)
+    }
+
+    /// Upgrades app `i` with its module: its state stays, unless a restore committed to load at
+    /// this upgrade, which the app says it loaded (the state is then the snapshot's) or could
+    /// not (another dump or restore took its place in staging: the state stays).
+    fn upgrade(&mut self, i: usize) -> Checked {
         let (id, kind) = (self.apps[i].id, self.apps[i].kind);
         self.say(format!("upgrade app {id}"));
-        match self.env.ic.upgrade_canister(id, kind.wasm(), candid::encode_args(()).unwrap(), Some(owner())) {
-            Ok(()) => self.tally.app_upgrades += 1,
+        let upgraded = match self.env.ic.upgrade_canister(id, kind.wasm(), candid::encode_args(()).unwrap(), Some(owner())) {
+            Ok(()) => {
+                self.tally.app_upgrades += 1;
+                true
+            }
             // An injected trap in a hook fails the upgrade; the app stays as it was.
-            Err(e) if e.reject_message.contains("injected fault") => {}
+            Err(e) if e.reject_message.contains("injected fault") => false,
             Err(e) => return Err(format!("upgrade of {id}: {e}")),
-        }
+        };
         if self.restoring_in_place(i) {
             return Ok(()); // the commit may have run in the upgrade's rounds: the observation checks
         }
-        let seq = self.env.app(id).seq();
-        let expected = self.apps[i].state.0;
+        if upgraded && self.apps[i].upgrade_restore.is_some() {
+            let settled = self.settle_upgrade_restore(i)?;
+            return self.check(settled, || format!("{id}'s restore is still waiting after an upgrade"));
+        }
+        self.unchanged_by_upgrade(i)
+    }
+
+    fn unchanged_by_upgrade(&self, i: usize) -> Checked {
+        let (id, seq, expected) = (self.apps[i].id, self.env.app(self.apps[i].id).seq(), self.apps[i].state.0);
         self.check(seq == expected, || format!("the upgrade of {id} changed its seq to {seq}, expected {expected}"))
+    }
+
+    /// Takes in where app `i`'s restore through an upgrade stands, as the app says: whether it is
+    /// settled (loaded, or superseded in staging), each outcome checked against the app's state.
+    fn settle_upgrade_restore(&mut self, i: usize) -> Result<bool, String> {
+        let Some((job, snapshot)) = self.apps[i].upgrade_restore else { return Ok(true) };
+        let id = self.apps[i].id;
+        let info = self.env.app(id).backup_info().upgrade_restore;
+        let state = match info {
+            Some(restore) if restore.job == job => restore.state,
+            // A later restore's commit took the record: its begin took the image's place first.
+            _ => UpgradeLoad::Failed { reason: "a restore took its place".into() },
+        };
+        match state {
+            UpgradeLoad::Pending => return Ok(false),
+            UpgradeLoad::Loaded { .. } => {
+                let now = self.digest(id)?;
+                self.say(format!("the upgrade of {id} loaded snapshot {snapshot}"));
+                self.settle_snapshot_state(snapshot, &now)?;
+                if let Some(ModelJob::Snapshot { window, .. }) = &mut self.apps[i].job {
+                    window.push(now.clone());
+                }
+                self.apps[i].state = now;
+                self.tally.loaded_at_upgrade += 1;
+            }
+            UpgradeLoad::Failed { reason } => {
+                self.say(format!("the upgrade of {id} did not load snapshot {snapshot}: {reason}"));
+                self.check(reason.contains("took its place"), || format!("{id}'s restore of {snapshot} failed at its upgrade: {reason}"))?;
+                self.unchanged_by_upgrade(i)?;
+            }
+        }
+        self.apps[i].upgrade_restore = None;
+        Ok(true)
     }
 
     /// The app's controller sets another vault and then its vault again: the app releases what
@@ -1170,6 +1235,20 @@ impl Campaign {
                     self.count_failure(&job);
                 }
             }
+            (ModelJob::Restore { snapshot, before, via_upgrade: true, .. }, JobPhase::Succeeded)
+                if job.notes.iter().any(|note| note.contains("whose next upgrade loads it")) =>
+            {
+                self.say(format!("restore of {snapshot} into {id} staged for its upgrade"));
+                self.apps[i].job = None;
+                self.apps[i].upgrade_restore = Some((job.id, snapshot));
+                self.tally.restores += 1;
+                self.tally.via_upgrade += 1;
+                if !self.settle_upgrade_restore(i)? {
+                    let now = self.digest(id)?;
+                    self.check(now == before, || format!("the commit of a restore staged for the upgrade changed {id}: {now:?}, was {before:?}"))?;
+                    self.upgrade(i)?;
+                }
+            }
             (ModelJob::Restore { snapshot, .. }, JobPhase::Succeeded) => {
                 let now = self.digest(id)?;
                 self.say(format!("restore of {snapshot} into {id} committed"));
@@ -1440,7 +1519,7 @@ impl Campaign {
         let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: Some(target_id), allow_layout_change: None, via_upgrade: None };
         let job = self.request(owner(), |v| v.restore(args))?.map_err(|e| format!("restore: {e}"))?;
         self.apps[target].jobs_seen.insert(job.id);
-        self.apps[target].job = Some(ModelJob::Restore { id: job.id, source: source_id, snapshot, before });
+        self.apps[target].job = Some(ModelJob::Restore { id: job.id, source: source_id, snapshot, before, via_upgrade: false });
         self.settle()?;
         let done = self.env.vault().job_status(job.id).map_err(|e| e.to_string())?;
         self.check(done.phase == JobPhase::Succeeded, || format!("the final restore of {snapshot} failed: {done:?}"))?;
@@ -1507,7 +1586,7 @@ fn campaign(seeds: u64, steps: u64) {
     let tallies: Vec<Tally> = seeds.iter().map(|&seed| run(seed, steps)).collect();
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     println!(
-        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental), {} restores, {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
+        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental), {} restores ({} through an upgrade, {} loaded by it), {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
         seeds.len(),
         sum(|t| t.steps),
         sum(|t| t.faults_fired),
@@ -1516,6 +1595,8 @@ fn campaign(seeds: u64, steps: u64) {
         sum(|t| t.snapshots),
         sum(|t| t.incremental),
         sum(|t| t.restores),
+        sum(|t| t.via_upgrade),
+        sum(|t| t.loaded_at_upgrade),
         sum(|t| t.failed_jobs),
         sum(|t| t.quota_refusals),
         sum(|t| t.hostile_jobs),
