@@ -3,7 +3,9 @@
 //! only for a vault that asks for it (one before BLAKE3): the vault hashes every chunk itself.
 //! A stable-memory dump against a base its vault named (`DumpBegin::base`) that the app still
 //! holds is incremental: each chunk carries the pages that differ from the base's; at its end the
-//! vault may name it the next base (`DumpEnd::base`).
+//! vault may name it the next base (`DumpEnd::base`). A serde dump may read the state the app's
+//! last upgrade saved (`DumpBegin::from_upgrade_save`), taken when it was saved, instead of
+//! serializing the state in this message.
 
 use vault_api::manifest::{self, Sha256};
 use vault_api::protocol::DumpBegin;
@@ -21,13 +23,25 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
         session::touch(now);
         return Ok(manifest_of(&dump, state_layout));
     }
+    let from_upgrade_save = args.from_upgrade_save == Some(true);
     let dump = session::open_dump(|| {
-        let (kind, size, frozen_generation) = match serde_state::state_kind() {
+        let (kind, size, frozen_generation, taken_at_nanos) = match serde_state::state_kind() {
+            StateKind::StableMemory if from_upgrade_save => {
+                return Err(BackupError::NoUpgradeSave { reason: "the app backs up its stable memory, which an upgrade keeps as it is".into() });
+            }
             StateKind::StableMemory => {
                 let size = store::header().app_pages * WASM_PAGE_SIZE;
-                (StateKind::StableMemory, size, pages::freeze())
+                (StateKind::StableMemory, size, pages::freeze(), now)
             }
-            StateKind::Serde => (StateKind::Serde, serialize()?, 0),
+            StateKind::Serde if from_upgrade_save => {
+                let save = serde_state::upgrade_save().ok_or_else(|| BackupError::NoUpgradeSave {
+                    reason: "since its last upgrade loaded it, the app's pre_upgrade saved nothing this library reads (it calls \
+                             save_for_upgrade, and its post_upgrade load_after_upgrade), or a restore replaced it"
+                        .into(),
+                })?;
+                (StateKind::Serde, save.len, save.generation, save.saved_at)
+            }
+            StateKind::Serde => (StateKind::Serde, serialize()?, 0, now),
         };
         let chunk_hashes = args.chunk_hashes != Some(false);
         let incremental = kind == StateKind::StableMemory && args.base.is_some_and(|snapshot| session::base(&key, snapshot).is_some());
@@ -36,11 +50,12 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
             kind,
             size,
             chunk_size: CHUNK_SIZE,
-            taken_at_nanos: now,
+            taken_at_nanos,
             frozen_generation,
             touched_at_nanos: now,
             chunk_hashes,
             incremental,
+            from_upgrade_save,
         })
     })?;
     session::touch(now);
@@ -111,6 +126,12 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
     let len = (range.end - range.start) as usize;
     let data = match dump.kind {
         StateKind::StableMemory => pages::read_frozen(range.start, len),
+        StateKind::Serde if dump.from_upgrade_save => {
+            if serde_state::upgrade_save().is_none_or(|save| save.generation != dump.frozen_generation) {
+                return Err(BackupError::NoUpgradeSave { reason: "a later upgrade saved the state anew while it was dumped".into() });
+            }
+            serde_state::read_upgrade_save(range.start, len)
+        }
         StateKind::Serde => {
             let mut buf = ReadBuffer::with_capacity(len);
             buf.read(&staging::staging(), range.start, len);
@@ -152,7 +173,7 @@ mod tests {
     /// The `DumpBegin` of `key`, from a vault that hashes every chunk itself (`chunk_hashes`
     /// `Some(false)`) or one before BLAKE3 (`None`).
     fn args(key: SessionKey, chunk_hashes: Option<bool>) -> DumpBegin {
-        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes, base: None }
+        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes, base: None, from_upgrade_save: None }
     }
 
     #[test]

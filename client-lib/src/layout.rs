@@ -18,9 +18,11 @@
 //! ├── 10 FREE       slots ever taken (u64), then a bitmap of them: bit s of word s / 64 set if
 //! │                 slot s is free
 //! ├── 11 DIR_BASE   the page directory of the base of the next incremental dump
-//! └── 12 UPGRADE_RESTORE  a serde restore committed to load at the next upgrade, and how it went
-//!                   (`upgrade_restore`; an addition without a layout change: a build without
-//!                   it never opens it, and its upgrade keeps the state the app saved)
+//! ├── 12 UPGRADE_RESTORE  a serde restore committed to load at the next upgrade, and how it went
+//! │                 (`upgrade_restore`; an addition without a layout change: a build without
+//! │                 it never opens it, and its upgrade keeps the state the app saved)
+//! └── 13 UPGRADE_SAVED  whether UPGRADE holds the state the app had at its last upgrade, and
+//!                   when it saved it (`serde_state`)
 //! ```
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
@@ -35,6 +37,10 @@
 //!                       │
 //! SLOTS:                └─► table page: [entry of page 0] ... [entry of page 511] ──► a page's slot
 //! ```
+//!
+//! `Header`, version 5, 420 bytes: version 4's, then whether the open dump reads the state the
+//! app's last upgrade saved (419, 1 byte: 1 if so, its "frozen generation" then that save's
+//! generation, see `serde_state`).
 //!
 //! `Header`, version 4, 419 bytes: version 3's below, then the live directory (345, 1 byte:
 //! 0 DIR_A, 1 DIR_B), the generation the next slots are taken in (346, 4 bytes), whether the
@@ -91,7 +97,7 @@
 //! The layout version covers all of the above. This build writes [`LAYOUT_VERSION`] and reads
 //! every version from [`OLDEST_LAYOUT`] on: the cell keeps the header as a [`StoredHeader`],
 //! its version read first; the bytes after it may differ per version, so each version read
-//! has its decoder here (`decode_v1` to `decode_v4`), and `migration` picks it by the version byte,
+//! has its decoder here (`decode_v1` to `decode_v5`), and `migration` picks it by the version byte,
 //! then runs one step per version up to the current one. An instance does this when it first
 //! reads the header; the entry points an app calls in `post_upgrade` (`on_restore`,
 //! `load_after_upgrade`, `use_serde_state`, `set_vault`, and `memory()` through its size) read
@@ -138,6 +144,7 @@ pub const DIR_FROZEN: MemoryId = MemoryId::new(9);
 pub const FREE: MemoryId = MemoryId::new(10);
 pub const DIR_BASE: MemoryId = MemoryId::new(11);
 pub const UPGRADE_RESTORE: MemoryId = MemoryId::new(12);
+pub const UPGRADE_SAVED: MemoryId = MemoryId::new(13);
 
 /// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
 pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;
@@ -146,11 +153,11 @@ pub type Staged<M> = StableBTreeMap<u32, [u8; 32], M>;
 
 const MAGIC: &[u8; 4] = b"CVCL";
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 4;
+pub const LAYOUT_VERSION: u8 = 5;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 /// Bytes of the current layout's header, its magic and version included.
-const HEADER_BYTES: usize = 419;
+const HEADER_BYTES: usize = 420;
 /// Bytes of the base's slot, its "present" byte included.
 const BASE_SLOT_BYTES: usize = 1 + 30 + 9 + 8 + 8 + 4 + 8;
 /// Bytes of a key, and of each slot with its "present" byte, in layout 2 and in layout 3 (one
@@ -182,7 +189,8 @@ pub struct OpenDump {
     pub size: u64,
     pub chunk_size: u64,
     pub taken_at_nanos: u64,
-    /// Stable-memory dumps: the generation of the version it reads (see `pages`).
+    /// Stable-memory dumps: the generation of the version it reads (see `pages`); a dump of the
+    /// state the last upgrade saved: that save's generation.
     pub frozen_generation: u32,
     /// When a vault call last touched it (chunk reads are queries, which record nothing).
     pub touched_at_nanos: u64,
@@ -190,6 +198,9 @@ pub struct OpenDump {
     pub chunk_hashes: bool,
     /// Whether it answers the pages that differ from the base (`Header::base`).
     pub incremental: bool,
+    /// Whether it reads the serde state the app's last upgrade saved (`save_for_upgrade`) rather
+    /// than a serialization of the state as it is.
+    pub from_upgrade_save: bool,
 }
 
 /// A restore being staged.
@@ -424,16 +435,32 @@ impl Header {
                 w.bytes(&[0; BASE_SLOT_BYTES]);
             }
         }
+        w.u8(matches!(&self.session, Session::Dumping(dump) if dump.from_upgrade_save) as u8);
         let fields = w.into_vec();
         debug_assert_eq!(MAGIC.len() + 1 + fields.len(), HEADER_BYTES);
         StoredHeader { layout: LAYOUT_VERSION, fields }
     }
 }
 
-/// Layout 4's decoder.
-pub fn decode_v4(fields: &[u8]) -> Header {
+/// Layout 5's decoder.
+pub fn decode_v5(fields: &[u8]) -> Header {
     let mut r = Reader::new(fields);
-    let mut header = decode_keyed(&mut r, true);
+    let mut header = decode_paged(&mut r);
+    let from_upgrade_save = r.u8() == 1;
+    if let Session::Dumping(dump) = &mut header.session {
+        dump.from_upgrade_save = from_upgrade_save;
+    }
+    header
+}
+
+/// Layout 4's decoder: a dump it has open reads the state as it is.
+pub fn decode_v4(fields: &[u8]) -> Header {
+    decode_paged(&mut Reader::new(fields))
+}
+
+/// Layouts 4 and 5, whose app memory is paged.
+fn decode_paged(r: &mut Reader) -> Header {
+    let mut header = decode_keyed(r, true);
     header.live_dir = if r.u8() == 1 { LiveDir::B } else { LiveDir::A };
     header.generation = r.u32();
     let incremental = r.u8() == 1;
@@ -445,6 +472,7 @@ pub fn decode_v4(fields: &[u8]) -> Header {
         let (present, nonce) = (r.u8() == 1, r.u64());
         Some(Base { vault, nonce: present.then_some(nonce), snapshot: r.u64(), size: r.u64(), generation: r.u32(), touched_at_nanos: r.u64() })
     } else {
+        r.array::<{ BASE_SLOT_BYTES - 1 }>();
         None
     };
     header
@@ -477,6 +505,7 @@ fn decode_keyed(r: &mut Reader, content_hashes: bool) -> Header {
             frozen_generation: r.u64() as u32,
             chunk_hashes: true,
             incremental: false,
+            from_upgrade_save: false,
         };
         if content_hashes {
             dump.chunk_hashes = r.u8() == 1;
@@ -547,6 +576,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
         touched_at_nanos: 0,
         chunk_hashes: true,
         incremental: false,
+        from_upgrade_save: false,
     };
     dump.touched_at_nanos = dump.taken_at_nanos;
     let restore_present = r.u8() == 1;
@@ -591,6 +621,7 @@ mod tests {
                 touched_at_nanos: 13,
                 chunk_hashes: false,
                 incremental: true,
+                from_upgrade_save: true,
             }),
             committed: Some(Committed {
                 key: SessionKey { vault: Principal::from_slice(&[8; 29]), nonce: None, job: 2 },
@@ -621,7 +652,7 @@ mod tests {
     fn read(bytes: Vec<u8>) -> Header {
         let stored = StoredHeader::from_bytes(Cow::Owned(bytes));
         assert_eq!(stored.layout, LAYOUT_VERSION);
-        decode_v4(&stored.fields)
+        decode_v5(&stored.fields)
     }
 
     #[test]
@@ -667,11 +698,13 @@ mod tests {
         }
         let nothing_committed = Header { committed: None, ..sample() };
         assert_eq!(read(stored_bytes(&nothing_committed)), nothing_committed);
+        let no_base = Header { base: None, ..sample() };
+        assert_eq!(read(stored_bytes(&no_base)), no_base, "the fields after the base's slot are read where they are");
     }
 
     /// Bytes of layout 4's paging fields at the end: the live directory, the generation, the
-    /// dump's incremental byte and the base's slot.
-    const PAGING_BYTES: usize = 1 + 4 + 1 + BASE_SLOT_BYTES;
+    /// dump's incremental byte and the base's slot; then layout 5's dump-source byte.
+    const PAGING_BYTES: usize = 1 + 4 + 1 + BASE_SLOT_BYTES + 1;
 
     /// Bytes 44..134 hold the dump's slot, 134..240 the restore's, 240..329 the last commit's.
     const DUMP_SLOT: std::ops::Range<usize> = 44..134;
@@ -706,11 +739,13 @@ mod tests {
 
     #[test]
     fn a_layout_2_dump_answers_sha256s_and_a_layout_2_restore_is_sha256() {
-        // Layout 2's bytes are layout 4's without bytes 133 and 239 and the paging's at the end.
+        // Layout 2's bytes are layout 5's without bytes 133 and 239 and the paging's at the end.
         for (header, as_layout_2) in [(dumping(false), dumping(true)), (restoring_in(ContentHash::Blake3), restoring_in(ContentHash::Sha256))] {
             let as_layout_2 = Header { live_dir: LiveDir::A, generation: 0, base: None, ..as_layout_2 };
             let as_layout_2 = match as_layout_2.session {
-                Session::Dumping(dump) => Header { session: Session::Dumping(OpenDump { incremental: false, ..dump }), ..as_layout_2 },
+                Session::Dumping(dump) => {
+                    Header { session: Session::Dumping(OpenDump { incremental: false, from_upgrade_save: false, ..dump }), ..as_layout_2 }
+                }
                 _ => as_layout_2,
             };
             let mut bytes = stored_bytes(&header);
@@ -750,6 +785,6 @@ mod tests {
     fn header_golden_bytes() {
         let bytes = stored_bytes(&sample());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, include_str!("../golden/header_v4.hex").trim());
+        assert_eq!(hex, include_str!("../golden/header_v5.hex").trim());
     }
 }

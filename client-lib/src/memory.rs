@@ -106,6 +106,7 @@ mod tests {
                 touched_at_nanos: touched_at,
                 chunk_hashes: false,
                 incremental: false,
+                from_upgrade_save: false,
             })
         })
         .expect("freezing cannot fail here");

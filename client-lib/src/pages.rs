@@ -1164,7 +1164,7 @@ mod tests {
                             let frozen_generation = freeze();
                             record(Session::Dumping(OpenDump {
                                 key: key(), kind: StateKind::StableMemory, size, chunk_size: PAGE, taken_at_nanos: 0,
-                                frozen_generation, touched_at_nanos: 0, chunk_hashes: false, incremental: false,
+                                frozen_generation, touched_at_nanos: 0, chunk_hashes: false, incremental: false, from_upgrade_save: false,
                             }));
                             frozen = Some(live.clone());
                         }

@@ -1,6 +1,16 @@
 //! Heap state with serde: the app registers its state once per instance (in `init` and
 //! `post_upgrade`), and the library serializes it with rmp-serde (MessagePack) into staging for
 //! a dump, and deserializes a staged image into it on a restore's commit.
+//!
+//! Across an upgrade, `pre_upgrade` saves the state into UPGRADE (its length u64, then the
+//! bytes) and `post_upgrade` loads it from there; the bytes stay, so a dump may read them
+//! instead of serializing the state (`DumpBegin::from_upgrade_save`), within what an upgrade may
+//! execute rather than one update. UPGRADE_SAVED (memory 13) says whether they are the state
+//! the app had at its last upgrade: little endian, version 1 | present u8 | generation u32 |
+//! saved at u64 (nanoseconds) | length u64. `save_for_upgrade` marks it absent before it writes,
+//! and `load_after_upgrade` present, one generation on, once it loaded those bytes (so a save by
+//! any release's library is described by the library that loads it); a dump of them reads them
+//! only while their generation is the one it opened on.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -11,8 +21,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vault_api::protocol::{StateKind, WASM_PAGE_SIZE};
 
+use vault_api::codec::{Reader, Writer};
+
 use crate::layout;
-use crate::store;
+use crate::store::{self, ReadBuffer};
 use crate::upgrade_restore;
 
 type DumpFn = Box<dyn Fn(&mut dyn Write) -> Result<(), rmp_serde::encode::Error>>;
@@ -61,9 +73,58 @@ pub fn load(r: &mut dyn Read) -> Result<(), rmp_serde::decode::Error> {
     HOOKS.with_borrow(|h| (h.as_ref().expect("checked by the caller").load)(r))
 }
 
+/// The state saved by the app's last upgrade, as UPGRADE_SAVED describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpgradeSave {
+    pub generation: u32,
+    pub saved_at: u64,
+    pub len: u64,
+}
+
+const SAVE_RECORD_BYTES: usize = 1 + 1 + 4 + 8 + 8;
+
+/// The state the last upgrade saved, if UPGRADE holds it as the app had it.
+pub fn upgrade_save() -> Option<UpgradeSave> {
+    let (present, save) = saved_record();
+    present.then_some(save)
+}
+
+/// UPGRADE_SAVED's record: whether it is present, and the save (generation 0 before any).
+fn saved_record() -> (bool, UpgradeSave) {
+    let memory = store::memory(layout::UPGRADE_SAVED);
+    if memory.size() == 0 {
+        return (false, UpgradeSave { generation: 0, saved_at: 0, len: 0 });
+    }
+    let mut bytes = [0; SAVE_RECORD_BYTES];
+    memory.read(0, &mut bytes);
+    let mut r = Reader::new(&bytes);
+    assert_eq!(r.u8(), 1, "an upgrade save record of another version");
+    let present = r.u8() == 1;
+    (present, UpgradeSave { generation: r.u32(), saved_at: r.u64(), len: r.u64() })
+}
+
+fn set_saved_record(present: bool, save: UpgradeSave) {
+    let memory = store::memory(layout::UPGRADE_SAVED);
+    if memory.size() == 0 && memory.grow(1) < 0 {
+        ic_cdk::trap("stable memory cannot hold the library's records");
+    }
+    let mut w = Writer::with_capacity(SAVE_RECORD_BYTES);
+    w.u8(1).u8(present as u8).u32(save.generation).u64(save.saved_at).u64(save.len);
+    memory.write(0, &w.into_vec());
+}
+
+/// Reads `len` bytes of the saved state from `offset`.
+pub fn read_upgrade_save(offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = ReadBuffer::with_capacity(len);
+    buf.read(&store::memory(layout::UPGRADE), 8 + offset, len);
+    buf.into_vec()
+}
+
 /// Keeps `state` across an upgrade: call it in `pre_upgrade` (the upgrade's 300B instructions
 /// apply there).
 pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
+    let (_, save) = saved_record();
+    set_saved_record(false, save);
     let bytes = state.with_borrow(rmp_serde::to_vec_named).unwrap_or_else(|e| ic_cdk::trap(format!("serializing the state for the upgrade: {e}")));
     let memory = store::memory(layout::UPGRADE);
     let needed = (bytes.len() as u64 + 8).div_ceil(WASM_PAGE_SIZE);
@@ -81,7 +142,10 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
 /// first, so a layout this build cannot read traps the upgrade before the kept state is read.
 pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
     store::open();
+    let (_, previous) = saved_record();
     if let Some(restored) = upgrade_restore::load::<T>() {
+        // The saved bytes are not the state the app goes on with.
+        set_saved_record(false, previous);
         state.with_borrow_mut(|s| *s = restored);
         use_serde_state(state);
         return;
@@ -95,6 +159,8 @@ pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'st
         if !bytes.is_empty() {
             let value: T = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| ic_cdk::trap(format!("loading the state after the upgrade: {e}")));
             state.with_borrow_mut(|s| *s = value);
+            let generation = previous.generation.wrapping_add(1);
+            set_saved_record(true, UpgradeSave { generation, saved_at: ic_cdk::api::time(), len: bytes.len() as u64 });
         }
     }
     use_serde_state(state);

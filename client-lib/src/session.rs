@@ -180,6 +180,7 @@ mod tests {
             touched_at_nanos: 7,
             chunk_hashes: false,
             incremental: false,
+            from_upgrade_save: false,
         }
     }
 

@@ -159,7 +159,7 @@ fn a_restore_into_the_app_and_max_incrementals_make_the_next_snapshot_full() {
     assert_eq!(built_on(&next), Some(snapshot_id(&after)), "incremental again after the full one");
     assert_eq!(restored_digest(&env, app, snapshot_id(&next)), client.digest());
     // Asked for, a snapshot is full; with max_incrementals 0, every one is.
-    let full = env.vault().service().snapshot_now_with(app, SnapshotOptions { full: true }).unwrap().expect("snapshot_now");
+    let full = env.vault().service().snapshot_now_with(app, SnapshotOptions { full: true, from_upgrade_save: None }).unwrap().expect("snapshot_now");
     let full = env.finish_job(full.id, 2_000);
     assert_eq!((full.phase, built_on(&full)), (JobPhase::Succeeded, None), "{full:?}");
     env.vault().service().update_schedule(max(0)).unwrap().expect("update_schedule");
@@ -195,7 +195,7 @@ fn every_lie_of_an_incremental_dump_ends_its_snapshot_in_a_typed_error_and_store
         let (snapshots, stored) = (env.vault().list_snapshots(hostile).unwrap(), env.vault().app_info(hostile).unwrap().stored_bytes);
         client.set_incremental_lie(name);
         let started = if lie.full_dump {
-            env.vault().service().snapshot_now_with(hostile, SnapshotOptions { full: true }).unwrap()
+            env.vault().service().snapshot_now_with(hostile, SnapshotOptions { full: true, from_upgrade_save: None }).unwrap()
         } else {
             env.vault().snapshot_now(hostile)
         };

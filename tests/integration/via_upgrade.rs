@@ -1,14 +1,15 @@
-//! Serde restores through an upgrade: the vault stages the snapshot in the app and the app
-//! checks it, and the app's next upgrade loads it in place of the state its `pre_upgrade`
-//! saved, so a serde state restores whatever one update could deserialize; the app says where
-//! such a restore stands. A dump opened before the upgrade takes its place in staging, so the
+//! Serde states beyond one update. Restores through an upgrade: the vault stages the snapshot in
+//! the app and the app checks it, and the app's next upgrade loads it in place of the state its
+//! `pre_upgrade` saved, so a serde state restores whatever one update could deserialize; the app
+//! says where such a restore stands. Snapshots of the state an upgrade saved, as of then, which
+//! a later upgrade's save ends. A dump opened before the upgrade takes its place in staging, so the
 //! upgrade keeps the app's state and says why; a stable-memory snapshot is refused. With updates
-//! limited so that a state serializes in one but does not deserialize in one, its restore in one
-//! update fails, changing nothing, and its restore through an upgrade succeeds.
+//! limited so that a state neither serializes nor deserializes in one, its snapshot and restore
+//! in one update fail, changing nothing, and through upgrades both succeed.
 
 use candid::{Encode, Principal, Reserved};
-use vault_api::protocol::UpgradeLoad;
-use vault_api::service::{JobPhase, RestoreArgs, VaultError};
+use vault_api::protocol::{BackupError, DumpBegin, DumpManifest, UpgradeLoad, methods};
+use vault_api::service::{JobInfo, JobPhase, RestoreArgs, SnapshotOptions, VaultError};
 use vault_tests::*;
 
 /// Upgrades `app` with the notes module as its controller does.
@@ -97,11 +98,67 @@ fn a_stable_memory_snapshot_is_not_restored_through_an_upgrade() {
     assert_eq!(env.observable(&[app]), before, "a refused request changes nothing");
 }
 
+/// Starts a snapshot of the state `app`'s last upgrade saved and waits for it.
+fn snapshot_of_upgrade_save(env: &Env, app: Principal) -> JobInfo {
+    let options = SnapshotOptions { full: false, from_upgrade_save: Some(true) };
+    let job = env.vault().service().snapshot_now_with(app, options).expect("snapshot_now").expect("started");
+    env.finish_job(job.id, 2_000)
+}
+
 #[test]
-fn a_state_too_large_to_deserialize_in_one_update_restores_through_an_upgrade() {
-    // Updates of at most 36 M instructions: this state serializes in one (some 28 M) but its
-    // commit would deserialize it in some 44 M, while an upgrade still has its 300 B.
-    let limits = vault_tests::ic_harness::Limits { update_instructions: 36_000_000, ..Default::default() };
+fn a_snapshot_of_the_state_the_last_upgrade_saved_restores_as_it_was_then() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    for n in 0..30 {
+        AppKind::Notes.apply(&env.app(app), n);
+    }
+    // Before any upgrade under this library there is nothing saved to dump.
+    let nothing = snapshot_of_upgrade_save(&env, app);
+    assert_eq!(nothing.phase, JobPhase::Failed, "{nothing:?}");
+    assert!(format!("{:?}", nothing.error).contains("NoUpgradeSave"), "{:?}", nothing.error);
+    upgrade_notes(&env, app);
+    let saved = env.app(app).digest();
+    for n in 30..50 {
+        AppKind::Notes.apply(&env.app(app), n);
+    }
+    let job = snapshot_of_upgrade_save(&env, app);
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    assert!(job.notes.iter().any(|n| n.contains("last upgrade saved")), "{:?}", job.notes);
+    let snapshot_id = job.snapshot_id.expect("a snapshot");
+    assert_ne!(env.app(app).digest(), saved);
+    assert_eq!(env.restore(app, snapshot_id, None).phase, JobPhase::Succeeded);
+    assert_eq!(env.app(app).digest(), saved, "the state as the upgrade saved it");
+    // A restore replaces the state: what the upgrade saved is no longer the app's, until the next.
+    let gone = snapshot_of_upgrade_save(&env, app);
+    assert_eq!(gone.phase, JobPhase::Succeeded, "a restore in one update leaves the save as it is: {gone:?}");
+}
+
+#[test]
+fn a_dump_of_the_saved_state_ends_when_a_later_upgrade_saves_anew() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    AppKind::Notes.apply(&env.app(app), 0);
+    upgrade_notes(&env, app);
+    let begin = DumpBegin { job: 7, nonce: None, chunk_hashes: Some(false), base: None, from_upgrade_save: Some(true) };
+    let opened: Result<DumpManifest, BackupError> = as_vault(&env, app, methods::DUMP_BEGIN, (begin,));
+    opened.expect("the saved state opens");
+    assert!(env.dump_chunk_as_vault(app, 7, 0).is_ok());
+    AppKind::Notes.apply(&env.app(app), 1);
+    upgrade_notes(&env, app);
+    match env.dump_chunk_as_vault(app, 7, 0) {
+        Err(BackupError::NoUpgradeSave { reason }) => assert!(reason.contains("anew"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let stable = env.registered(AppKind::Ledger, manual(), keep(5));
+    let refused: Result<DumpManifest, BackupError> = as_vault(&env, stable, methods::DUMP_BEGIN, (begin,));
+    assert!(matches!(refused, Err(BackupError::NoUpgradeSave { .. })), "{refused:?}");
+}
+
+#[test]
+fn a_state_too_large_to_serialize_or_deserialize_in_one_update_is_snapshotted_and_restored_through_upgrades() {
+    // Updates of at most 26 M instructions: this state serializes in some 28 M and deserializes
+    // in some 44 M, while an upgrade still has its 300 B.
+    let limits = vault_tests::ic_harness::Limits { update_instructions: 26_000_000, ..Default::default() };
     let env = Env::with_harness(vault_tests::ic_harness::Harness::builder().with_subnets(2).with_limits(limits).build());
     let app = env.registered(AppKind::Notes, manual(), keep(5));
     for n in 0..3000u64 {
@@ -114,7 +171,10 @@ fn a_state_too_large_to_deserialize_in_one_update_restores_through_an_upgrade() 
         (client.seq(), client.query::<_, (u64,)>("count", ()).0, later.0.is_some())
     };
     let taken = notes(&env);
-    let snapshot = env.snapshot(app);
+    let in_one_update = env.snapshot(app);
+    assert_eq!(in_one_update.phase, JobPhase::Failed, "{in_one_update:?}");
+    upgrade_notes(&env, app);
+    let snapshot = snapshot_of_upgrade_save(&env, app);
     assert_eq!(snapshot.phase, JobPhase::Succeeded, "{snapshot:?}");
     let snapshot_id = snapshot.snapshot_id.expect("a snapshot");
     env.app(app).update::<_, (u64, u64)>("add_note", ("later".to_string(), "replaced".to_string()));

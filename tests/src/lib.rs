@@ -319,7 +319,7 @@ impl Env {
     /// release 0.1.0's vault does), with no job of the vault's own: the dump stays open until it
     /// is ended or its session's TTL passes.
     pub fn open_dump_as_vault(&self, app: Principal, job: u64) -> Result<DumpManifest, BackupError> {
-        let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None };
+        let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None };
         let (opened,): (Result<DumpManifest, BackupError>,) =
             self.ic.update_candid(app, self.vault, methods::DUMP_BEGIN, (begin,)).unwrap_or_else(|e| panic!("{}: {e}", methods::DUMP_BEGIN));
         opened

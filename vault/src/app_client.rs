@@ -168,8 +168,9 @@ pub async fn info(app: Principal) -> Protocol<BackupInfo> {
 
 /// Opens `job`'s dump, asking for no chunk hashes (the vault hashes every chunk itself), and
 /// for a dump incremental against snapshot `base` if given.
-pub async fn dump_begin(app: Principal, job: u64, base: Option<u64>) -> Protocol<DumpManifest> {
-    call(app, methods::DUMP_BEGIN, (DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base },)).await
+pub async fn dump_begin(app: Principal, job: u64, base: Option<u64>, from_upgrade_save: bool) -> Protocol<DumpManifest> {
+    let args = DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base, from_upgrade_save: from_upgrade_save.then_some(true) };
+    call(app, methods::DUMP_BEGIN, (args,)).await
 }
 
 pub async fn dump_chunk(app: Principal, job: u64, index: u32) -> Protocol<Chunk> {

@@ -251,7 +251,7 @@ pub fn update_schedule(args: UpdateScheduleArgs) -> Result<AppInfo, VaultError> 
 // These run after the access check's `canister_info` call: they read the state as it is then.
 
 /// Starts a snapshot of `app`; a full one if `options` say so (the app's base is forgotten, so the
-/// dump asks for none).
+/// dump asks for none), or one of the state its last upgrade saved.
 pub fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<JobInfo, VaultError> {
     idle(app, &with_state(|s| s.registered(app))?)?;
     with_state(|s| s.not_suspended(app))?;
@@ -259,7 +259,14 @@ pub fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<
     if options.is_some_and(|o| o.full) {
         with_state(|s| s.forget_base(app));
     }
-    let job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual });
+    let mut job = engine::start_job(app, JobKind::Snapshot { trigger: Trigger::Manual });
+    if options.is_some_and(|o| o.from_upgrade_save == Some(true)) {
+        if let Task::Snapshot { from_upgrade_save, .. } = &mut job.task {
+            *from_upgrade_save = true;
+        }
+        job.notes.push("of the state the app's last upgrade saved".into());
+        with_state(|s| s.put_job(job.clone()));
+    }
     Ok(job_info(&job))
 }
 

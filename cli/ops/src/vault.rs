@@ -76,9 +76,10 @@ impl<'t> Vault<'t> {
         answer(self.service.snapshot_now(app))
     }
 
-    /// A full snapshot of `app` now, even where the next would be incremental.
-    pub fn snapshot_now_full(&mut self, app: Principal) -> Result<JobInfo, OpsError> {
-        answer(self.service.snapshot_now_with(app, SnapshotOptions { full: true }))
+    /// A snapshot of `app` now as `options` say: full, even where the next would be
+    /// incremental; of the state its last upgrade saved.
+    pub fn snapshot_now_with(&mut self, app: Principal, options: SnapshotOptions) -> Result<JobInfo, OpsError> {
+        answer(self.service.snapshot_now_with(app, options))
     }
 
     pub fn list_snapshots(&mut self, app: Principal) -> Result<Vec<SnapshotInfo>, OpsError> {

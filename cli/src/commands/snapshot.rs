@@ -1,6 +1,7 @@
 //! `vault snapshot APP`: take a snapshot now.
 
 use candid::Principal;
+use vault_api::service::SnapshotOptions;
 
 use crate::context::Context;
 use crate::options::parse_principal;
@@ -18,11 +19,20 @@ pub struct Args {
     /// A full snapshot, even where the next would be incremental.
     #[arg(long)]
     pub full: bool,
+    /// A serde app: a snapshot of the state its last upgrade saved (`pre_upgrade`), taken when it
+    /// saved it, for a state larger than one update can serialize.
+    #[arg(long)]
+    pub from_upgrade_save: bool,
 }
 
 pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
     let (mut vault, progress) = context.vault_with_progress()?;
-    let job = if args.full { vault.snapshot_now_full(args.app)? } else { vault.snapshot_now(args.app)? };
+    let job = match (args.full, args.from_upgrade_save) {
+        (false, false) => vault.snapshot_now(args.app)?,
+        (full, from_upgrade_save) => {
+            vault.snapshot_now_with(args.app, SnapshotOptions { full, from_upgrade_save: from_upgrade_save.then_some(true) })?
+        }
+    };
     if args.no_wait {
         return Ok(Output::of(&JobReport::from(job)));
     }

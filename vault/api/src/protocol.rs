@@ -158,6 +158,10 @@ pub struct DumpBegin {
     /// so in [`DumpManifest::base`]; else the dump is full. None from a vault before incremental
     /// dumps.
     pub base: Option<u64>,
+    /// A serde app: dump the state its last upgrade saved (`pre_upgrade`), as of then, rather
+    /// than serialize the state as it is in this message, so a state larger than one update can
+    /// serialize is snapshotted; none is false.
+    pub from_upgrade_save: Option<bool>,
 }
 
 /// A frozen image, ready to be read in chunks.
@@ -403,6 +407,8 @@ pub enum BackupError {
     NotTheVault { caller: Principal },
     #[error("no vault is set for this app")]
     NoVaultSet,
+    #[error("no state saved by an upgrade to dump: {reason}")]
+    NoUpgradeSave { reason: String },
     #[error("only a controller of the app may set its vault; {caller} is not one")]
     NotAController { caller: Principal },
     #[error("no dump or restore is open for job {job}")]

@@ -209,6 +209,9 @@ pub struct UpdateScheduleArgs {
 pub struct SnapshotOptions {
     /// A full snapshot, not an incremental one, whatever the app's `max_incrementals`.
     pub full: bool,
+    /// A serde app: a snapshot of the state its last upgrade saved in `pre_upgrade`, taken when
+    /// it saved it, for a state larger than one update can serialize; absent is false.
+    pub from_upgrade_save: Option<bool>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -105,5 +105,5 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
         declared.methods.iter().map(|(name, func)| (name.clone(), func.modes.iter().any(|m| matches!(m, FuncMode::Query)))).collect();
     assert_eq!(calls, modes, "every method of vault.did, each as the query or update it is declared");
     // `snapshot_now` with its options, and without them (as older tools call it).
-    refused(vault.snapshot_now_with(app, SnapshotOptions { full: true }));
+    refused(vault.snapshot_now_with(app, SnapshotOptions { full: true, from_upgrade_save: None }));
 }

@@ -450,7 +450,8 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         taken_at: manifest.taken_at_nanos,
         done: ChunkSet::default(),
     };
-    job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }), base };
+    let from_upgrade_save = matches!(job.task, Task::Snapshot { from_upgrade_save: true, .. });
+    job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }), base, from_upgrade_save };
     job.retries = 0;
     let against = base.map_or(String::new(), |base| format!(", incremental against snapshot {}", base.snapshot));
     note(&mut job, format!("dump opened at {} ns: {} bytes in {chunks} chunks{against}", ctx.now, manifest.size));

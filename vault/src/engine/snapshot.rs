@@ -13,14 +13,15 @@ use super::job::{self, ChunkAnswer, Event};
 use crate::app_client::{self, CallFailure};
 use crate::pages;
 use crate::state::{HashedChunk, with_state};
-use crate::storable::{Base, Building, JobRecord, Transfer};
+use crate::storable::{Base, Building, JobRecord, Task, Transfer};
 
 /// Opens the dump, incremental against snapshot `base` if given; notes the app's controllers
 /// and module hash as they are now. An app that says the vault is not its vault (any more) holds
 /// no base of the vault's: it is forgotten.
 pub async fn begin(job: &JobRecord, base: Option<u64>) -> Option<(JobRecord, Event)> {
     let info = app_client::canister_info(job.app).await.ok();
-    let (mut job, event) = calls::make_one(job, app_client::dump_begin(job.app, job.id, base), Event::DumpBegun).await?;
+    let from_upgrade_save = matches!(job.task, Task::Snapshot { from_upgrade_save: true, .. });
+    let (mut job, event) = calls::make_one(job, app_client::dump_begin(job.app, job.id, base, from_upgrade_save), Event::DumpBegun).await?;
     if let Event::DumpBegun(Err(BackupError::NotTheVault { .. } | BackupError::NoVaultSet)) = event {
         with_state(|s| s.forget_base(job.app));
     }

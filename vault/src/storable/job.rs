@@ -124,7 +124,8 @@ pub struct Base {
 /// What a job does, with its kind's own state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Task {
-    Snapshot { trigger: Trigger, phase: Phase<Building>, base: Option<Base> },
+    /// `from_upgrade_save`: the dump reads the serde state the app's last upgrade saved.
+    Snapshot { trigger: Trigger, phase: Phase<Building>, base: Option<Base>, from_upgrade_save: bool },
     /// Restores `snapshot_id` of `source` into the job's app. `commit_unknown`: an attempt to
     /// commit ended without telling whether the app committed (its answer was lost, did not
     /// decode, or was never read: the vault trapped reading it), so the app may have.
@@ -182,7 +183,7 @@ impl JobRecord {
     /// A new job, in its first phase.
     pub fn new(id: u64, app: Principal, kind: JobKind, now: u64) -> Self {
         let task = match kind {
-            JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting, base: None },
+            JobKind::Snapshot { trigger } => Task::Snapshot { trigger, phase: Phase::Starting, base: None, from_upgrade_save: false },
             JobKind::Restore { source, snapshot_id } => {
                 let phase = Phase::Starting;
                 Task::Restore { source, snapshot_id, phase, commit_unknown: false, commit_sent: false, check_layout: false, via_upgrade: false }
@@ -241,13 +242,13 @@ impl JobRecord {
         self.outcome != Outcome::Running
     }
 
-    /// The byte after the kind is a snapshot's trigger, and a restore's flags: bit 0
+    /// The byte after the kind is a snapshot's trigger (bit 6 `from_upgrade_save`), and a restore's flags: bit 0
     /// `commit_unknown`, bit 1 `commit_sent`, bit 2 `check_layout`, bit 3 `via_upgrade` (it was
     /// always 0 before restores had flags, so older records read as without them). After the notes, a snapshot
     /// job's base if it has one: snapshot u64 | size u64 | incrementals u32 | copied u32.
     pub(super) fn encode(&self) -> Vec<u8> {
         let (kind, trigger, source, phase_code) = match &self.task {
-            Task::Snapshot { trigger, phase, .. } => (0, trigger_byte(*trigger), None, phase.code()),
+            Task::Snapshot { trigger, phase, from_upgrade_save, .. } => (0, trigger_byte(*trigger) | (*from_upgrade_save as u8) << 6, None, phase.code()),
             Task::Restore { source, phase, commit_unknown, commit_sent, check_layout, via_upgrade, .. } => {
                 let flags = *commit_unknown as u8 | (*commit_sent as u8) << 1 | (*check_layout as u8) << 2 | (*via_upgrade as u8) << 3;
                 (1, flags, Some(*source), phase.code())
@@ -320,14 +321,13 @@ impl JobRecord {
             3 | 4 => Phase::Transferring(transfer),
             other => panic!("unknown job phase {other}"),
         };
+        let snapshot_trigger = || (trigger_of(trigger_or_flag & !SNAPSHOT_FROM_UPGRADE_SAVE), trigger_or_flag & SNAPSHOT_FROM_UPGRADE_SAVE != 0);
         let task = match kind {
-            0 => match snapshot_id {
-                Some(snapshot) => Task::Snapshot {
-                    trigger: trigger_of(trigger_or_flag),
-                    phase: phase(transfer).map(|transfer| Building { snapshot, transfer }),
-                    base,
-                },
-                None => Task::Snapshot { trigger: trigger_of(trigger_or_flag), phase: Phase::Starting, base },
+            0 => match (snapshot_id, snapshot_trigger()) {
+                (Some(snapshot), (trigger, from_upgrade_save)) => {
+                    Task::Snapshot { trigger, phase: phase(transfer).map(|transfer| Building { snapshot, transfer }), base, from_upgrade_save }
+                }
+                (None, (trigger, from_upgrade_save)) => Task::Snapshot { trigger, phase: Phase::Starting, base, from_upgrade_save },
             },
             1 => Task::Restore {
                 source: source.expect("a restore has a source"),
@@ -354,6 +354,9 @@ impl JobRecord {
 const BASE_BYTES: usize = 24;
 
 /// Bit `bit` of a restore's flags byte; a bit this build does not know is a broken invariant.
+/// The bit of a snapshot's trigger byte that says it dumps the state the last upgrade saved.
+const SNAPSHOT_FROM_UPGRADE_SAVE: u8 = 1 << 6;
+
 fn restore_flag(flags: u8, bit: u8) -> bool {
     assert!(flags < 16, "unknown restore flags {flags:#04x}");
     flags & (1 << bit) != 0
@@ -432,7 +435,7 @@ mod tests {
         let building = |t| Building { snapshot: 11, transfer: t };
         let snapshot = |phase, outcome| {
             let mut job = JobRecord::new(1, p(5, 10), JobKind::Snapshot { trigger: Trigger::Scheduled }, 5);
-            job.task = Task::Snapshot { trigger: Trigger::Scheduled, phase, base: None };
+            job.task = Task::Snapshot { trigger: Trigger::Manual, phase, base: None, from_upgrade_save: true };
             job.outcome = outcome;
             job
         };
