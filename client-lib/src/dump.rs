@@ -35,8 +35,8 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
             }
             StateKind::Serde if from_upgrade_save => {
                 let save = serde_state::upgrade_save().ok_or_else(|| BackupError::NoUpgradeSave {
-                    reason: "since its last upgrade loaded it, the app's pre_upgrade saved nothing this library reads (it calls \
-                             save_for_upgrade, and its post_upgrade load_after_upgrade), or a restore replaced it"
+                    reason: "the app's last upgrade left no saved state to dump: its pre_upgrade calls save_for_upgrade and its \
+                             post_upgrade load_after_upgrade, which then loads that state (not a restore in its place)"
                         .into(),
                 })?;
                 (StateKind::Serde, save.len, save.generation, save.saved_at)
@@ -107,6 +107,7 @@ fn manifest_of(dump: &OpenDump, state_layout: Option<u32>) -> DumpManifest {
         state_layout,
         content_hashes: Some(crate::restore::CONTENT_HASHES.to_vec()),
         base: store::header().base.filter(|_| dump.incremental).map(|base| base.snapshot),
+        from_upgrade_save: dump.from_upgrade_save.then_some(true),
     }
 }
 

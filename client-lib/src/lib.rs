@@ -206,6 +206,7 @@ pub mod endpoints {
             state_layout: state_layout(),
             content_hashes: Some(restore::CONTENT_HASHES.to_vec()),
             upgrade_restore: upgrade_restore::get().map(|record| record.report()),
+            upgrade_paths: Some(true),
         })
     }
 
@@ -215,6 +216,7 @@ pub mod endpoints {
             return Err(BackupError::InvalidVault { vault });
         }
         session::release_stale(ic_cdk::api::time());
+        upgrade_restore::discard(None, "a controller set the app's vault");
         super::set_vault(vault);
         Ok(())
     }

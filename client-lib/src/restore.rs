@@ -178,7 +178,7 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>, via_upgrade: 
             pages::commit_staged(restore.size);
             memory::read_only(reload);
         }
-        StateKind::Serde if via_upgrade => upgrade_restore::commit(job, restore.size, restore.sha256, restore.content_hash),
+        StateKind::Serde if via_upgrade => upgrade_restore::commit(job, restore.size, restore.sha256, restore.content_hash, ic_cdk::api::time()),
         StateKind::Serde => {
             if !serde_state::registered() {
                 return Err(BackupError::Deserialization { message: "the app registered no serde state".into() });
@@ -208,6 +208,7 @@ fn report(job: u64, state_kind: StateKind, size: u64, sha256: Sha256) -> Restore
 }
 
 pub fn abort(key: SessionKey) -> Result<(), BackupError> {
+    upgrade_restore::discard(Some(key.job), "its vault aborted the restore");
     session::abort_restore(&key);
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! instead of serializing the state (`DumpBegin::from_upgrade_save`), within what an upgrade may
 //! execute rather than one update. UPGRADE_SAVED (memory 13) says whether they are the state
 //! the app had at its last upgrade: little endian, version 1 | present u8 | generation u32 |
-//! saved at u64 (nanoseconds) | length u64. `save_for_upgrade` marks it absent before it writes,
+//! saved at u64 (nanoseconds) | length u64 | instructions u64 (what `pre_upgrade` had taken once
+//! it saved them). `save_for_upgrade` marks it absent before it writes,
 //! and `load_after_upgrade` present, one generation on, once it loaded those bytes (so a save by
 //! any release's library is described by the library that loads it); a dump of them reads them
 //! only while their generation is the one it opened on.
@@ -79,9 +80,11 @@ pub struct UpgradeSave {
     pub generation: u32,
     pub saved_at: u64,
     pub len: u64,
+    /// The instructions `pre_upgrade` had taken once it saved them.
+    pub instructions: u64,
 }
 
-const SAVE_RECORD_BYTES: usize = 1 + 1 + 4 + 8 + 8;
+const SAVE_RECORD_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8;
 
 /// The state the last upgrade saved, if UPGRADE holds it as the app had it.
 pub fn upgrade_save() -> Option<UpgradeSave> {
@@ -93,14 +96,14 @@ pub fn upgrade_save() -> Option<UpgradeSave> {
 fn saved_record() -> (bool, UpgradeSave) {
     let memory = store::memory(layout::UPGRADE_SAVED);
     if memory.size() == 0 {
-        return (false, UpgradeSave { generation: 0, saved_at: 0, len: 0 });
+        return (false, UpgradeSave { generation: 0, saved_at: 0, len: 0, instructions: 0 });
     }
     let mut bytes = [0; SAVE_RECORD_BYTES];
     memory.read(0, &mut bytes);
     let mut r = Reader::new(&bytes);
     assert_eq!(r.u8(), 1, "an upgrade save record of another version");
     let present = r.u8() == 1;
-    (present, UpgradeSave { generation: r.u32(), saved_at: r.u64(), len: r.u64() })
+    (present, UpgradeSave { generation: r.u32(), saved_at: r.u64(), len: r.u64(), instructions: r.u64() })
 }
 
 fn set_saved_record(present: bool, save: UpgradeSave) {
@@ -109,7 +112,7 @@ fn set_saved_record(present: bool, save: UpgradeSave) {
         ic_cdk::trap("stable memory cannot hold the library's records");
     }
     let mut w = Writer::with_capacity(SAVE_RECORD_BYTES);
-    w.u8(1).u8(present as u8).u32(save.generation).u64(save.saved_at).u64(save.len);
+    w.u8(1).u8(present as u8).u32(save.generation).u64(save.saved_at).u64(save.len).u64(save.instructions);
     memory.write(0, &w.into_vec());
 }
 
@@ -133,6 +136,7 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
     }
     memory.write(0, &(bytes.len() as u64).to_le_bytes());
     memory.write(8, &bytes);
+    set_saved_record(false, UpgradeSave { instructions: ic_cdk::api::performance_counter(0), ..save });
 }
 
 /// Loads the state `save_for_upgrade` kept into `state` and registers it: call it in
@@ -143,7 +147,7 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
 pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
     store::open();
     let (_, previous) = saved_record();
-    if let Some(restored) = upgrade_restore::load::<T>() {
+    if let Some(restored) = upgrade_restore::load::<T>(ic_cdk::api::time(), previous.instructions) {
         // The saved bytes are not the state the app goes on with.
         set_saved_record(false, previous);
         state.with_borrow_mut(|s| *s = restored);
@@ -160,7 +164,8 @@ pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'st
             let value: T = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| ic_cdk::trap(format!("loading the state after the upgrade: {e}")));
             state.with_borrow_mut(|s| *s = value);
             let generation = previous.generation.wrapping_add(1);
-            set_saved_record(true, UpgradeSave { generation, saved_at: ic_cdk::api::time(), len: bytes.len() as u64 });
+            let save = UpgradeSave { generation, saved_at: ic_cdk::api::time(), len: bytes.len() as u64, ..previous };
+            set_saved_record(true, save);
         }
     }
     use_serde_state(state);

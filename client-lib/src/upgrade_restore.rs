@@ -1,31 +1,47 @@
 //! Serde restores loaded by an upgrade, for a state too large to deserialize in one update: a
 //! commit with `via_upgrade` checks the staged image as any commit does, then records it here
 //! instead of loading it; the next upgrade's `load_after_upgrade` loads it in place of the state
-//! `pre_upgrade` saved, within [`LOAD_BUDGET`], and records how that went. A serde dump or
-//! restore opened meanwhile takes the image's place in staging, and records it failed.
+//! `pre_upgrade` saved, within what the upgrade leaves it ([`load_budget`]), and records how that
+//! went. A serde dump or restore opened meanwhile takes the image's place in staging, and records
+//! it failed; so do the vault's abort of the job, any `vault_set_vault` by a controller (a way
+//! out that needs no vault), and an upgrade more than [`SESSION_TTL`] after the commit.
 //!
 //! UPGRADE_RESTORE (memory 12), little endian: record length u32, then the record: version 1 |
 //! state u8 (1 pending, 2 loaded, 3 failed) | job u64 | size u64 | manifest hash [u8; 32] |
 //! content hash u8 (`vault_api::codec`) | loaded at u64 (0 unless loaded) | reason length u32 |
-//! reason (UTF-8, at most [`MAX_REASON`] bytes). An empty memory holds none.
+//! reason (UTF-8, at most [`MAX_REASON`] bytes) | committed at u64. An empty memory holds none.
 
 use ic_stable_structures::Memory;
 use serde::de::DeserializeOwned;
 use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of};
-use vault_api::protocol::{UpgradeLoad, UpgradeRestore, WASM_PAGE_SIZE};
+use vault_api::protocol::{SESSION_TTL, UpgradeLoad, UpgradeRestore, WASM_PAGE_SIZE};
 use vault_api::{ContentHash, Sha256};
 
 use crate::layout;
 use crate::staging::{Exceeded, StagingReader};
 use crate::store;
 
-/// Instructions the load of a staged image may take in `post_upgrade`: of the 300 B an upgrade
-/// may execute (its `pre_upgrade` and `post_upgrade` together), the rest is left to the save and
-/// load of the state the app had, which the app keeps if this load fails.
+/// Instructions an upgrade may execute, its `pre_upgrade` and `post_upgrade` together.
+const UPGRADE_INSTRUCTIONS: u64 = 300_000_000_000;
+
+/// Instructions the load of a staged image may take in `post_upgrade` at most; a restore whose
+/// image the last dump's rate predicts to take more is refused when it begins.
 pub const LOAD_BUDGET: u64 = 150_000_000_000;
 
-/// Bytes a staged image may have: more than the 4 GiB of a canister's heap cannot decode into it.
-pub const MAX_IMAGE: u64 = 4 << 30;
+/// Instructions kept aside from the upgrade's for the rest of `post_upgrade`.
+const MARGIN: u64 = 20_000_000_000;
+
+/// Bytes a staged image may have: its decoding must fit in the heap (4 GiB at most) with room
+/// to spare.
+pub const MAX_IMAGE: u64 = 2 << 30;
+
+/// The instructions the load of a staged image may take in a `post_upgrade` whose `pre_upgrade`
+/// saved the state in `saved` instructions: [`LOAD_BUDGET`] at most, and no more than leaves room
+/// in the upgrade's for that save and, should the load fail, for loading what it saved (taken
+/// as twice its serialization: decoding costs more than encoding).
+pub fn load_budget(saved: u64) -> u64 {
+    UPGRADE_INSTRUCTIONS.saturating_sub(saved.saturating_mul(3)).saturating_sub(MARGIN).min(LOAD_BUDGET)
+}
 
 /// Bytes of a failure's reason kept.
 pub const MAX_REASON: usize = 1024;
@@ -40,6 +56,7 @@ pub struct Record {
     pub sha256: Sha256,
     pub content_hash: ContentHash,
     pub state: UpgradeLoad,
+    pub committed_at: u64,
 }
 
 impl Record {
@@ -51,7 +68,7 @@ impl Record {
         };
         let mut w = Writer::with_capacity(64 + reason.len());
         w.u8(VERSION).u8(state).u64(self.job).u64(self.size).sha256(&self.sha256).u8(content_hash_byte(self.content_hash));
-        w.u64(at).blob(reason.as_bytes());
+        w.u64(at).blob(reason.as_bytes()).u64(self.committed_at);
         w.into_vec()
     }
 
@@ -63,13 +80,14 @@ impl Record {
         let content_hash = content_hash_of(r.u8()).expect("a known content hash");
         let at = r.u64();
         let reason = String::from_utf8_lossy(r.blob()).into_owned();
+        let committed_at = r.u64();
         let state = match state {
             1 => UpgradeLoad::Pending,
             2 => UpgradeLoad::Loaded { at },
             3 => UpgradeLoad::Failed { reason },
             other => panic!("an upgrade restore record in state {other}"),
         };
-        Record { job, size, sha256, content_hash, state }
+        Record { job, size, sha256, content_hash, state, committed_at }
     }
 
     pub fn report(&self) -> UpgradeRestore {
@@ -113,30 +131,50 @@ fn set(record: &Record) {
     memory.write(4, &bytes);
 }
 
-/// Records the image staged for `job` as the one the next upgrade loads.
-pub fn commit(job: u64, size: u64, sha256: Sha256, content_hash: ContentHash) {
-    set(&Record { job, size, sha256, content_hash, state: UpgradeLoad::Pending });
+/// Records the image staged for `job` at `now` as the one the next upgrade loads.
+pub fn commit(job: u64, size: u64, sha256: Sha256, content_hash: ContentHash, now: u64) {
+    set(&Record { job, size, sha256, content_hash, state: UpgradeLoad::Pending, committed_at: now });
 }
 
 /// Staging is about to be written for something else: a pending image is lost, and recorded so.
 pub fn supersede(by: &str) {
-    if let Some(record) = get().filter(|r| r.state == UpgradeLoad::Pending) {
-        set(&Record { state: UpgradeLoad::Failed { reason: format!("{by} took its place in staging before an upgrade") }, ..record });
+    fail_pending(|_| true, &format!("{by} took its place in staging before an upgrade"));
+}
+
+/// The pending image is not to be loaded, for `reason`, if it is `job`'s (any job's: `None`).
+pub fn discard(job: Option<u64>, reason: &str) {
+    fail_pending(|record| job.is_none_or(|job| record.job == job), reason);
+}
+
+/// Records the pending image, if `which` it is, failed for `reason`.
+fn fail_pending(which: impl FnOnce(&Record) -> bool, reason: &str) {
+    if let Some(record) = get().filter(|r| r.state == UpgradeLoad::Pending).filter(which) {
+        set(&Record { state: UpgradeLoad::Failed { reason: reason.into() }, ..record });
     }
 }
 
-/// In `post_upgrade`: the pending image decoded into a `T`, if there is one and it decodes
-/// within [`LOAD_BUDGET`]; either way the record says how it went.
-pub fn load<T: DeserializeOwned>() -> Option<T> {
+/// In `post_upgrade`, at `now`, after a `pre_upgrade` that saved the state in `saved`
+/// instructions: the pending image decoded into a `T`, if there is one, committed within
+/// [`SESSION_TTL`], and it decodes within [`load_budget`]; either way the record says how it went.
+pub fn load<T: DeserializeOwned>(now: u64, saved: u64) -> Option<T> {
     let record = get().filter(|r| r.state == UpgradeLoad::Pending)?;
-    let mut reader = StagingReader::within(record.size, LOAD_BUDGET);
-    let (state, value) = match rmp_serde::decode::from_read::<_, T>(&mut reader) {
-        Ok(value) => (UpgradeLoad::Loaded { at: ic_cdk::api::time() }, Some(value)),
-        Err(_) if reader.exceeded == Some(Exceeded::Instructions) => {
-            let reason = format!("decoding {} bytes took more than the {LOAD_BUDGET} instructions an upgrade leaves it", record.size);
-            (UpgradeLoad::Failed { reason }, None)
+    let budget = load_budget(saved);
+    let ttl = SESSION_TTL.as_nanos() as u64;
+    let (state, value) = if now.saturating_sub(record.committed_at) > ttl {
+        (UpgradeLoad::Failed { reason: format!("no upgrade loaded it within {} s of its commit", SESSION_TTL.as_secs()) }, None)
+    } else {
+        let mut reader = StagingReader::within(record.size, budget);
+        match rmp_serde::decode::from_read::<_, T>(&mut reader) {
+            Ok(value) => (UpgradeLoad::Loaded { at: now }, Some(value)),
+            Err(_) if reader.exceeded == Some(Exceeded::Instructions) => {
+                let reason = format!(
+                    "decoding {} bytes took more than the {budget} instructions the upgrade left it (its pre_upgrade took {saved})",
+                    record.size
+                );
+                (UpgradeLoad::Failed { reason }, None)
+            }
+            Err(e) => (UpgradeLoad::Failed { reason: format!("the staged image does not decode as this module's state: {e}") }, None),
         }
-        Err(e) => (UpgradeLoad::Failed { reason: format!("the staged image does not decode as this module's state: {e}") }, None),
     };
     set(&Record { state, ..record });
     value
@@ -147,13 +185,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_load_leaves_room_for_the_save_and_the_fallback() {
+        assert_eq!(load_budget(0), LOAD_BUDGET);
+        assert_eq!(load_budget(50_000_000_000), 300_000_000_000 - 150_000_000_000 - MARGIN);
+        assert_eq!(load_budget(100_000_000_000), 0, "nothing is left to try");
+    }
+
+    #[test]
     fn records_keep_their_bytes_and_read_back() {
-        let record = |state| Record { job: 7, size: 0x0102, sha256: Sha256([0xab; 32]), content_hash: ContentHash::Blake3, state };
+        let record = |state| Record { job: 7, size: 0x0102, sha256: Sha256([0xab; 32]), content_hash: ContentHash::Blake3, state, committed_at: 9 };
         let pending = record(UpgradeLoad::Pending);
         let hex: String = pending.encode().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
-            "010107000000000000000201000000000000abababababababababababababababababababababababababababababababab01000000000000000000000000",
+            "010107000000000000000201000000000000abababababababababababababababababababababababababababababababab010000000000000000000000000900000000000000",
             "the layout of a pending record"
         );
         for state in [UpgradeLoad::Pending, UpgradeLoad::Loaded { at: 99 }, UpgradeLoad::Failed { reason: "é".repeat(600) }] {

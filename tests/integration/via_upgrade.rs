@@ -189,3 +189,34 @@ fn a_state_too_large_to_serialize_or_deserialize_in_one_update_is_snapshotted_an
     assert_eq!(notes(&env), taken);
     assert!(matches!(env.app(app).backup_info().upgrade_restore.map(|r| r.state), Some(UpgradeLoad::Loaded { .. })));
 }
+
+#[test]
+fn a_staged_restore_is_dropped_by_a_controller_setting_the_vault_and_by_an_upgrade_past_its_ttl() {
+    let env = Env::new();
+    let (app, snapshot_id, taken) = snapshotted_then_changed(&env);
+    let staged = |env: &Env| {
+        let job = env.vault().restore_with(via_upgrade(app, snapshot_id)).expect("restore");
+        assert_eq!(env.finish_job(job.id, 2_000).phase, JobPhase::Succeeded);
+        assert_eq!(env.app(app).backup_info().upgrade_restore.map(|r| r.state), Some(UpgradeLoad::Pending));
+    };
+    let failed_for = |env: &Env| match env.app(app).backup_info().upgrade_restore.map(|r| r.state) {
+        Some(UpgradeLoad::Failed { reason }) => reason,
+        other => panic!("{other:?}"),
+    };
+    // A controller needs no vault to let the app upgrade without the restore.
+    staged(&env);
+    let (set,): (Result<(), BackupError>,) = env.app(app).update(methods::SET_VAULT, (env.vault,));
+    set.expect("a controller sets the vault");
+    let current = env.app(app).digest();
+    upgrade_notes(&env, app);
+    assert_eq!(env.app(app).digest(), current);
+    assert!(failed_for(&env).contains("a controller set"), "{}", failed_for(&env));
+    // An upgrade long after the commit does not load it either.
+    staged(&env);
+    env.ic.advance_time(vault_api::protocol::SESSION_TTL + std::time::Duration::from_secs(60));
+    let current = env.app(app).digest();
+    upgrade_notes(&env, app);
+    assert_eq!(env.app(app).digest(), current);
+    assert_ne!(current, taken);
+    assert!(failed_for(&env).contains("no upgrade loaded it within"), "{}", failed_for(&env));
+}

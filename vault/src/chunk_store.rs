@@ -29,10 +29,10 @@
 //!
 //! A delta is stored in pages as a chunk is (its location's length is the delta's) and holds one
 //! reference to the chunk it is over, released when the delta goes. A chunk is stored as a
-//! delta only if that takes fewer bytes than the chunk, the deltas down to the first chunk stored
-//! whole (its chain) take at most the chunk's length together and are at most
-//! [`MAX_DELTA_DEPTH`]: reading a chunk back reads at most twice its length, in at most
-//! `MAX_DELTA_DEPTH + 1` parts. The bytes stored (totals, [`ChunkStore::stored_len`]) are those
+//! delta only if that takes fewer bytes than the chunk, and its chain (the first chunk stored
+//! whole under it and the deltas up to it) takes at most twice the chunk's length and has at
+//! most [`MAX_DELTA_DEPTH`] deltas: reading a chunk back reads at most twice its length, in at
+//! most `MAX_DELTA_DEPTH + 1` parts. The bytes stored (totals, [`ChunkStore::stored_len`]) are those
 //! the pages hold: a delta's, not its chunk's length.
 //!
 //! Bounds: a call is O(log n) in the chunks and free extents and reads or writes one chunk's
@@ -220,11 +220,11 @@ impl<M: Memory> ChunkStore<M> {
         self.locations.get(base).filter(|location| location.refs < u32::MAX)?;
         let (depth, chain_bytes) = match self.delta_of(base) {
             Some(under) => (under.depth.checked_add(1)?, under.chain_bytes),
-            None => (1, 0),
+            None => (1, self.stored_len(base)?),
         };
         let delta = pages::delta(base_bytes, bytes);
         let chain_bytes = chain_bytes.checked_add(u32::try_from(delta.len()).ok()?)?;
-        let within = depth <= MAX_DELTA_DEPTH && delta.len() < bytes.len() && chain_bytes <= len;
+        let within = depth <= MAX_DELTA_DEPTH && delta.len() < bytes.len() && u64::from(chain_bytes) <= 2 * u64::from(len);
         within.then_some((delta, DeltaRecord { base: *base, len, chain_bytes, depth }))
     }
 
@@ -564,10 +564,10 @@ mod tests {
         for entry in store.deltas.iter() {
             let (hash, delta) = (entry.key(), entry.value());
             let own = store.locations.get(hash).expect("a delta is stored").len;
-            let (depth, chain) = store.delta_of(&delta.base).map_or((1, 0), |under| (under.depth + 1, under.chain_bytes));
-            assert!(store.locations.contains_key(&delta.base), "a delta's base is stored in pages");
+            let base = store.locations.get(&delta.base).expect("a delta's base is stored in pages");
+            let (depth, chain) = store.delta_of(&delta.base).map_or((1, base.len), |under| (under.depth + 1, under.chain_bytes));
             assert_eq!((delta.depth, delta.chain_bytes), (depth, chain + own), "a delta's chain is its base's and its own");
-            assert!(delta.depth <= MAX_DELTA_DEPTH && delta.chain_bytes <= delta.len && own < delta.len);
+            assert!(delta.depth <= MAX_DELTA_DEPTH && delta.chain_bytes as u64 <= 2 * delta.len as u64 && own < delta.len);
         }
     }
 
@@ -899,11 +899,20 @@ mod tests {
         store.put_over(hash(4), &all, &hash(2), &base).unwrap();
         store.put_over(hash(5), &near_legacy, &hash(1), &legacy).unwrap();
         store.put_over(hash(6), &near_legacy[..100], &hash(9), &legacy).unwrap();
+        let mut shrunk = base[..3 * PAGE as usize].to_vec();
+        shrunk[0] ^= 1;
+        store.put_over(hash(8), &shrunk, &hash(2), &base).unwrap();
         store.locations.insert(hash(2), ChunkLocation { refs: u32::MAX, ..store.locations.get(&hash(2)).unwrap() });
         let mut near = base.clone();
         near[0] ^= 1;
         store.put_over(hash(7), &near, &hash(2), &base).unwrap();
-        for (n, why) in [(4, "every page differs"), (5, "a legacy base"), (6, "a base not stored"), (7, "a base with all the references it may have")] {
+        for (n, why) in [
+            (4, "every page differs"),
+            (5, "a legacy base"),
+            (6, "a base not stored"),
+            (7, "a base with all the references it may have"),
+            (8, "a chunk of 3 pages would be read over a base of 8"),
+        ] {
             assert_eq!((store.delta_base(&hash(n)), store.stored_len(&hash(n)).is_some()), (None, true), "{why}");
         }
         assert!(store.get(&hash(5)).unwrap() == near_legacy && store.get(&hash(7)).unwrap() == near);
@@ -937,7 +946,8 @@ mod tests {
             store.put_over(long(n), &chain_chunk(n, 16), &long(n - 1), &chain_chunk(n - 1, 16)).unwrap();
         }
         let chain = |n| store.delta_of(&long(n)).map(|d| d.chain_bytes);
-        assert_eq!((chain(1), chain(15), chain(16)), (Some(2 + 4096), Some(15 * (2 + 4096)), None), "16 pages of deltas: more than the chunk");
+        let whole = 16 * 4096;
+        assert_eq!((chain(1), chain(15), chain(16)), (Some(whole + 2 + 4096), Some(whole + 15 * (2 + 4096)), None), "16 pages of deltas: the chain would read more than twice the chunk");
         assert!(store.get(&long(15)).unwrap() == chain_chunk(15, 16));
         check_invariants(&store);
     }

@@ -278,16 +278,22 @@ pub fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<
 pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
     let content_hash = restorable(&args)?.0.content_hash;
-    if args.via_upgrade == Some(true) && restorable(&args)?.0.state_kind != StateKind::Serde {
+    let via_upgrade = args.via_upgrade == Some(true);
+    if via_upgrade && restorable(&args)?.0.state_kind != StateKind::Serde {
         return Err(VaultError::InvalidArgument {
             reason: "only a serde snapshot is restored through an upgrade: a stable-memory one commits at any size in one message".into(),
         });
     }
     let snapshot_layout = with_state(|s| s.snapshot_layout(source, args.snapshot_id));
-    let target_info = match (snapshot_layout, content_hash) {
-        (None, ContentHash::Sha256) => None,
+    let target_info = match (snapshot_layout, content_hash, via_upgrade) {
+        (None, ContentHash::Sha256, false) => None,
         _ => Some(backup_info(target).await?),
     };
+    if via_upgrade && target_info.as_ref().is_some_and(|info| info.upgrade_paths != Some(true)) {
+        return Err(VaultError::InvalidArgument {
+            reason: format!("{target}'s client library does not restore through an upgrade: upgrade its library first"),
+        });
+    }
     if let Some(info) = &target_info
         && !info.verifies(content_hash)
     {

@@ -23,6 +23,9 @@ pub struct LoadedAtUpgrade {
 /// `post_upgrade`, once the job succeeded.
 pub fn restore(vault: &mut Vault, args: RestoreArgs, module: Vec<u8>, arg: Vec<u8>, progress: &mut dyn Progress) -> Result<LoadedAtUpgrade, OpsError> {
     let target = args.target.unwrap_or(args.app);
+    // Only the target's controllers (and its vault) read its backup info: one that cannot would
+    // not upgrade it either, and is told so before anything is staged.
+    vault.backup_info(target)?;
     let job = vault.restore(RestoreArgs { via_upgrade: Some(true), ..args })?;
     let job = vault.wait_for_job(job.id, progress)?;
     vault.upgrade(target, module, arg).map_err(|error| OpsError::UpgradeFailed { target, job: job.id, error })?;

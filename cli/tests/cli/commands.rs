@@ -79,7 +79,7 @@ fn snapshot_restore_and_delete() {
 }
 
 #[test]
-fn a_serde_snapshot_restores_through_the_apps_upgrade_and_a_failed_upgrade_keeps_the_app() {
+fn a_serde_state_restores_through_the_apps_upgrade_and_snapshots_from_its_save_and_a_failed_upgrade_keeps_the_app() {
     let ic = Ic::new();
     let app = ic.registered("notes");
     ic.call(&app, "add_note", r#"("kept", "as the snapshot has it")"#);
@@ -97,6 +97,15 @@ fn a_serde_snapshot_restores_through_the_apps_upgrade_and_a_failed_upgrade_keeps
     assert_eq!(restored["job"]["phase"], "succeeded");
     assert!(restored["loaded_at"].is_string(), "{restored}");
     assert_eq!(ic.digest(&app), taken);
+
+    // The state an upgrade saved, snapshotted as of then.
+    ic.ok(&["embedded", "upgrade", &app, "--wasm", &notes]);
+    ic.call(&app, "add_note", r#"("after", "the upgrade")"#);
+    let saved = ic.ok(&["snapshot", &app, "--from-upgrade-save"]);
+    assert_eq!(saved["state_kind"], "serde");
+    let saved = saved["id"].as_u64().unwrap().to_string();
+    ic.ok(&["restore", &app, &saved]);
+    assert_eq!(ic.digest(&app), taken, "as the upgrade saved it");
 
     let ledger = ic.registered("ledger");
     let id = ic.snapshot(&ledger).to_string();

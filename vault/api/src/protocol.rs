@@ -115,6 +115,10 @@ pub struct BackupInfo {
     /// The last restore committed to load at the app's next upgrade (`RestoreCommit::via_upgrade`)
     /// and where it stands; none if there is none, or from a library before such restores.
     pub upgrade_restore: Option<UpgradeRestore>,
+    /// Whether its library restores serde state through an upgrade (`RestoreBegin::via_upgrade`)
+    /// and dumps the state an upgrade saved (`DumpBegin::from_upgrade_save`); none from a library
+    /// before.
+    pub upgrade_paths: Option<bool>,
 }
 
 /// A serde restore committed to load at the app's next upgrade: its job and manifest hash, and
@@ -180,6 +184,9 @@ pub struct DumpManifest {
     /// The snapshot the dump is incremental against: `DumpBegin::base`, if the app holds that
     /// image; none for a full dump (and from a library before incremental dumps).
     pub base: Option<u64>,
+    /// The dump reads the state the app's last upgrade saved (`DumpBegin::from_upgrade_save`),
+    /// taken then; none for one of the state as it is (and from a library before such dumps).
+    pub from_upgrade_save: Option<bool>,
 }
 
 impl DumpManifest {
@@ -395,7 +402,8 @@ pub struct RestoreReport {
     pub size: u64,
     /// The manifest hash of the image committed, in the restore's content hash.
     pub sha256: Sha256,
-    /// The image is staged for the app's next upgrade to load (`RestoreCommit::via_upgrade`);
+    /// The commit staged the image for the app's next upgrade to load rather than put it in
+    /// place (`RestoreCommit::via_upgrade`; `BackupInfo::upgrade_restore` says whether one has);
     /// none is false (the state is in place).
     pub loads_at_upgrade: Option<bool>,
 }

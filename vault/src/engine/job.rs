@@ -404,6 +404,11 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         Ok(base) => base,
         Err(reason) => return fail(job, JobError::InvalidManifest { reason }, ctx),
     };
+    let from_upgrade_save = matches!(job.task, Task::Snapshot { from_upgrade_save: true, .. });
+    if from_upgrade_save && manifest.from_upgrade_save != Some(true) {
+        let reason = "the app's library dumps its state as it is, not the state its last upgrade saved: upgrade its library".to_string();
+        return fail(job, JobError::InvalidManifest { reason }, ctx);
+    }
     if manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
         return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
     }
@@ -450,7 +455,6 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         taken_at: manifest.taken_at_nanos,
         done: ChunkSet::default(),
     };
-    let from_upgrade_save = matches!(job.task, Task::Snapshot { from_upgrade_save: true, .. });
     job.task = Task::Snapshot { trigger, phase: transfer_phase(chunks, Building { snapshot, transfer }), base, from_upgrade_save };
     job.retries = 0;
     let against = base.map_or(String::new(), |base| format!(", incremental against snapshot {}", base.snapshot));
@@ -661,6 +665,7 @@ mod tests {
             state_layout: Some(2),
             content_hashes: None,
             base: None,
+            from_upgrade_save: None,
         }
     }
 

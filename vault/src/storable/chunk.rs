@@ -31,8 +31,8 @@ storable!(ChunkLocation, Bound::Bounded { max_size: 17, is_fixed_size: true });
 
 /// `CHUNK_DELTAS` values, 42 bytes: version | base digest [u8; 32] | length u32 | chain bytes
 /// u32 | depth u8. A chunk stored as a delta over another (`chunk_store`): the chunk it is over,
-/// its own length, what the deltas down to the first chunk stored whole take (this one's
-/// included), and how many they are.
+/// its own length, what reading it back reads (the first chunk stored whole under it and the
+/// deltas up to this one), and how many deltas that is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeltaRecord {
     pub base: [u8; 32],

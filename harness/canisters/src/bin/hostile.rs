@@ -281,6 +281,7 @@ fn vault_backup_info() {
             // It hashes and verifies SHA-256 only, as a library before BLAKE3.
             content_hashes: None,
             upgrade_restore: None,
+            upgrade_paths: None,
         }))
     });
 }
@@ -303,6 +304,7 @@ fn vault_dump_begin(args: DumpBegin) {
             state_layout: None,
             content_hashes: None,
             base: None,
+            from_upgrade_save: None,
         };
         Answer::Value(Ok(match lie {
             Lie::HugeSize => DumpManifest { size: u64::MAX, ..honest },
@@ -335,6 +337,7 @@ fn incremental_dump_begin(args: DumpBegin, lie: IncrementalLie) -> DumpManifest 
         state_layout: None,
         content_hashes: Some(vec![ContentHash::Sha256, ContentHash::Blake3]),
         base: named,
+        from_upgrade_save: None,
     }
 }
 
