@@ -98,6 +98,8 @@ fn serialize() -> Result<u64, BackupError> {
 }
 
 fn manifest_of(dump: &OpenDump, state_layout: Option<u32>) -> DumpManifest {
+    // The state an upgrade saved is in the layout of the module that saved it.
+    let state_layout = if dump.from_upgrade_save { serde_state::upgrade_save().and_then(|save| save.state_layout) } else { state_layout };
     DumpManifest {
         job: dump.key.job,
         state_kind: dump.kind,

@@ -75,16 +75,19 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
         }
         StateKind::Serde => {
             // Loaded in one update, or by an upgrade (`upgrade_restore`).
-            let (limit, budget) = match via_upgrade {
-                false => (staging::MAX_STAGED_BYTES, staging::INSTRUCTION_BUDGET),
-                true => (upgrade_restore::MAX_IMAGE, upgrade_restore::LOAD_BUDGET),
+            // The last dump's rate estimates the image's decoding; by an upgrade, taken at twice
+            // (decoding costs more than encoding), beside the save of the state as it is and its
+            // load should the image not decode (the last dump's cost, and twice it).
+            let (bytes, instructions) = store::header().serde_cost;
+            let (limit, budget, decoding) = match via_upgrade {
+                false => (staging::MAX_STAGED_BYTES, staging::INSTRUCTION_BUDGET, 1.0),
+                true => (upgrade_restore::MAX_IMAGE, upgrade_restore::load_budget(instructions, instructions.saturating_mul(2)), 2.0),
             };
             if args.size > limit {
                 return Err(BackupError::TooLarge { size: args.size, limit });
             }
-            let (bytes, instructions) = store::header().serde_cost;
             if bytes > 0 {
-                let estimated = (args.size as f64 * instructions as f64 / bytes as f64) as u64;
+                let estimated = (decoding * args.size as f64 * instructions as f64 / bytes as f64) as u64;
                 if estimated > budget {
                     return Err(BackupError::TooLargeForOneMessage { size: args.size, estimated_instructions: estimated, limit: budget });
                 }
@@ -178,7 +181,7 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>, via_upgrade: 
             pages::commit_staged(restore.size);
             memory::read_only(reload);
         }
-        StateKind::Serde if via_upgrade => upgrade_restore::commit(job, restore.size, restore.sha256, restore.content_hash, ic_cdk::api::time()),
+        StateKind::Serde if via_upgrade => upgrade_restore::commit(key, restore.size, restore.sha256, restore.content_hash, ic_cdk::api::time()),
         StateKind::Serde => {
             if !serde_state::registered() {
                 return Err(BackupError::Deserialization { message: "the app registered no serde state".into() });
@@ -203,12 +206,12 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>, via_upgrade: 
 /// The report of job `job`'s commit, which put an image of `size` bytes hashing to `sha256` in
 /// place, or staged it for the next upgrade (`upgrade_restore` records it for the job).
 fn report(job: u64, state_kind: StateKind, size: u64, sha256: Sha256) -> RestoreReport {
-    let loads_at_upgrade = upgrade_restore::get().is_some_and(|record| record.job == job && record.sha256 == sha256);
+    let loads_at_upgrade = upgrade_restore::get().is_some_and(|record| record.key.job == job && record.sha256 == sha256);
     RestoreReport { job, state_kind, size, sha256, loads_at_upgrade: loads_at_upgrade.then_some(true) }
 }
 
 pub fn abort(key: SessionKey) -> Result<(), BackupError> {
-    upgrade_restore::discard(Some(key.job), "its vault aborted the restore");
+    upgrade_restore::discard(Some(&key), "its vault aborted the restore");
     session::abort_restore(&key);
     Ok(())
 }

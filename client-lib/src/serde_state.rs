@@ -8,7 +8,9 @@
 //! execute rather than one update. UPGRADE_SAVED (memory 13) says whether they are the state
 //! the app had at its last upgrade: little endian, version 1 | present u8 | generation u32 |
 //! saved at u64 (nanoseconds) | length u64 | instructions u64 (what `pre_upgrade` had taken once
-//! it saved them). `save_for_upgrade` marks it absent before it writes,
+//! it saved them) | state layout (present u8, u32: what the saving module declared) | load
+//! instructions u64 (what `post_upgrade` took to decode them). `save_for_upgrade` marks it absent
+//! before it writes,
 //! and `load_after_upgrade` present, one generation on, once it loaded those bytes (so a save by
 //! any release's library is described by the library that loads it); a dump of them reads them
 //! only while their generation is the one it opened on.
@@ -82,9 +84,13 @@ pub struct UpgradeSave {
     pub len: u64,
     /// The instructions `pre_upgrade` had taken once it saved them.
     pub instructions: u64,
+    /// The state layout the module that saved them declared (`set_state_layout`).
+    pub state_layout: Option<u32>,
+    /// The instructions `post_upgrade` took to decode them (0 until one did).
+    pub load_instructions: u64,
 }
 
-const SAVE_RECORD_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8;
+const SAVE_RECORD_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8 + 5 + 8;
 
 /// The state the last upgrade saved, if UPGRADE holds it as the app had it.
 pub fn upgrade_save() -> Option<UpgradeSave> {
@@ -96,14 +102,17 @@ pub fn upgrade_save() -> Option<UpgradeSave> {
 fn saved_record() -> (bool, UpgradeSave) {
     let memory = store::memory(layout::UPGRADE_SAVED);
     if memory.size() == 0 {
-        return (false, UpgradeSave { generation: 0, saved_at: 0, len: 0, instructions: 0 });
+        return (false, UpgradeSave { generation: 0, saved_at: 0, len: 0, instructions: 0, state_layout: None, load_instructions: 0 });
     }
     let mut bytes = [0; SAVE_RECORD_BYTES];
     memory.read(0, &mut bytes);
     let mut r = Reader::new(&bytes);
     assert_eq!(r.u8(), 1, "an upgrade save record of another version");
     let present = r.u8() == 1;
-    (present, UpgradeSave { generation: r.u32(), saved_at: r.u64(), len: r.u64(), instructions: r.u64() })
+    let (generation, saved_at, len, instructions) = (r.u32(), r.u64(), r.u64(), r.u64());
+    let state_layout = (r.u8() == 1, r.u32());
+    let state_layout = state_layout.0.then_some(state_layout.1);
+    (present, UpgradeSave { generation, saved_at, len, instructions, state_layout, load_instructions: r.u64() })
 }
 
 fn set_saved_record(present: bool, save: UpgradeSave) {
@@ -113,7 +122,29 @@ fn set_saved_record(present: bool, save: UpgradeSave) {
     }
     let mut w = Writer::with_capacity(SAVE_RECORD_BYTES);
     w.u8(1).u8(present as u8).u32(save.generation).u64(save.saved_at).u64(save.len).u64(save.instructions);
+    w.u8(save.state_layout.is_some() as u8).u32(save.state_layout.unwrap_or(0)).u64(save.load_instructions);
     memory.write(0, &w.into_vec());
+}
+
+/// What decoding the state `save` describes (just saved, by a `pre_upgrade` that took
+/// `save.instructions`) takes: the last decode's rate, a quarter more, for its length; twice its
+/// encoding before any decode was measured.
+fn fallback_estimate(save: &UpgradeSave) -> u64 {
+    match (save.load_instructions, save.len) {
+        (0, _) | (_, 0) => save.instructions.saturating_mul(2),
+        (load, len) => (load as u128 * 5 / 4 * upgrade_save_len() as u128 / len as u128).min(u64::MAX as u128) as u64,
+    }
+}
+
+/// The length of the bytes UPGRADE holds (0 if none).
+fn upgrade_save_len() -> u64 {
+    let memory = store::memory(layout::UPGRADE);
+    if memory.size() == 0 {
+        return 0;
+    }
+    let mut len = [0u8; 8];
+    memory.read(0, &mut len);
+    u64::from_le_bytes(len)
 }
 
 /// Reads `len` bytes of the saved state from `offset`.
@@ -136,7 +167,8 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
     }
     memory.write(0, &(bytes.len() as u64).to_le_bytes());
     memory.write(8, &bytes);
-    set_saved_record(false, UpgradeSave { instructions: ic_cdk::api::performance_counter(0), ..save });
+    let (instructions, state_layout) = (ic_cdk::api::performance_counter(0), crate::state_layout());
+    set_saved_record(false, UpgradeSave { instructions, state_layout, ..save });
 }
 
 /// Loads the state `save_for_upgrade` kept into `state` and registers it: call it in
@@ -147,7 +179,7 @@ pub fn save_for_upgrade<T: Serialize>(state: &'static LocalKey<RefCell<T>>) {
 pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'static LocalKey<RefCell<T>>) {
     store::open();
     let (_, previous) = saved_record();
-    if let Some(restored) = upgrade_restore::load::<T>(ic_cdk::api::time(), previous.instructions) {
+    if let Some(restored) = upgrade_restore::load::<T>(ic_cdk::api::time(), previous.instructions, fallback_estimate(&previous)) {
         // The saved bytes are not the state the app goes on with.
         set_saved_record(false, previous);
         state.with_borrow_mut(|s| *s = restored);
@@ -161,10 +193,12 @@ pub fn load_after_upgrade<T: Serialize + DeserializeOwned + 'static>(state: &'st
         let mut bytes = vec![0u8; u64::from_le_bytes(len) as usize];
         memory.read(8, &mut bytes);
         if !bytes.is_empty() {
+            let start = ic_cdk::api::performance_counter(0);
             let value: T = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| ic_cdk::trap(format!("loading the state after the upgrade: {e}")));
             state.with_borrow_mut(|s| *s = value);
+            let load_instructions = ic_cdk::api::performance_counter(0).saturating_sub(start);
             let generation = previous.generation.wrapping_add(1);
-            let save = UpgradeSave { generation, saved_at: ic_cdk::api::time(), len: bytes.len() as u64, ..previous };
+            let save = UpgradeSave { generation, saved_at: ic_cdk::api::time(), len: bytes.len() as u64, load_instructions, ..previous };
             set_saved_record(true, save);
         }
     }

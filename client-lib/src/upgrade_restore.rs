@@ -9,7 +9,9 @@
 //! UPGRADE_RESTORE (memory 12), little endian: record length u32, then the record: version 1 |
 //! state u8 (1 pending, 2 loaded, 3 failed) | job u64 | size u64 | manifest hash [u8; 32] |
 //! content hash u8 (`vault_api::codec`) | loaded at u64 (0 unless loaded) | reason length u32 |
-//! reason (UTF-8, at most [`MAX_REASON`] bytes) | committed at u64. An empty memory holds none.
+//! reason (UTF-8, at most [`MAX_REASON`] bytes) | committed at u64 | the vault that committed it
+//! (a principal, 30 bytes as `vault_api::codec` writes one) | its nonce (present u8, u64). An
+//! empty memory holds none.
 
 use ic_stable_structures::Memory;
 use serde::de::DeserializeOwned;
@@ -17,7 +19,7 @@ use vault_api::codec::{Reader, Writer, content_hash_byte, content_hash_of};
 use vault_api::protocol::{SESSION_TTL, UpgradeLoad, UpgradeRestore, WASM_PAGE_SIZE};
 use vault_api::{ContentHash, Sha256};
 
-use crate::layout;
+use crate::layout::{self, SessionKey};
 use crate::staging::{Exceeded, StagingReader};
 use crate::store;
 
@@ -36,11 +38,11 @@ const MARGIN: u64 = 20_000_000_000;
 pub const MAX_IMAGE: u64 = 2 << 30;
 
 /// The instructions the load of a staged image may take in a `post_upgrade` whose `pre_upgrade`
-/// saved the state in `saved` instructions: [`LOAD_BUDGET`] at most, and no more than leaves room
-/// in the upgrade's for that save and, should the load fail, for loading what it saved (taken
-/// as twice its serialization: decoding costs more than encoding).
-pub fn load_budget(saved: u64) -> u64 {
-    UPGRADE_INSTRUCTIONS.saturating_sub(saved.saturating_mul(3)).saturating_sub(MARGIN).min(LOAD_BUDGET)
+/// saved the state in `saved` instructions, and which would take `fallback` to load what it saved
+/// should the image not decode: [`LOAD_BUDGET`] at most, and no more than leaves room in the
+/// upgrade's for both.
+pub fn load_budget(saved: u64, fallback: u64) -> u64 {
+    UPGRADE_INSTRUCTIONS.saturating_sub(saved).saturating_sub(fallback).saturating_sub(MARGIN).min(LOAD_BUDGET)
 }
 
 /// Bytes of a failure's reason kept.
@@ -51,7 +53,8 @@ const VERSION: u8 = 1;
 /// A restore committed to load at the next upgrade, and where it stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    pub job: u64,
+    /// The session that committed it: its vault, that vault's nonce, and the job.
+    pub key: SessionKey,
     pub size: u64,
     pub sha256: Sha256,
     pub content_hash: ContentHash,
@@ -67,8 +70,9 @@ impl Record {
             UpgradeLoad::Failed { reason } => (3, 0, truncated(reason)),
         };
         let mut w = Writer::with_capacity(64 + reason.len());
-        w.u8(VERSION).u8(state).u64(self.job).u64(self.size).sha256(&self.sha256).u8(content_hash_byte(self.content_hash));
+        w.u8(VERSION).u8(state).u64(self.key.job).u64(self.size).sha256(&self.sha256).u8(content_hash_byte(self.content_hash));
         w.u64(at).blob(reason.as_bytes()).u64(self.committed_at);
+        w.principal(&self.key.vault).u8(self.key.nonce.is_some() as u8).u64(self.key.nonce.unwrap_or(0));
         w.into_vec()
     }
 
@@ -81,17 +85,20 @@ impl Record {
         let at = r.u64();
         let reason = String::from_utf8_lossy(r.blob()).into_owned();
         let committed_at = r.u64();
+        let vault = r.principal();
+        let nonce = (r.u8() == 1, r.u64());
+        let key = SessionKey { vault, nonce: nonce.0.then_some(nonce.1), job };
         let state = match state {
             1 => UpgradeLoad::Pending,
             2 => UpgradeLoad::Loaded { at },
             3 => UpgradeLoad::Failed { reason },
             other => panic!("an upgrade restore record in state {other}"),
         };
-        Record { job, size, sha256, content_hash, state, committed_at }
+        Record { key, size, sha256, content_hash, state, committed_at }
     }
 
     pub fn report(&self) -> UpgradeRestore {
-        UpgradeRestore { job: self.job, sha256: self.sha256, state: self.state.clone() }
+        UpgradeRestore { job: self.key.job, sha256: self.sha256, state: self.state.clone() }
     }
 }
 
@@ -131,9 +138,9 @@ fn set(record: &Record) {
     memory.write(4, &bytes);
 }
 
-/// Records the image staged for `job` at `now` as the one the next upgrade loads.
-pub fn commit(job: u64, size: u64, sha256: Sha256, content_hash: ContentHash, now: u64) {
-    set(&Record { job, size, sha256, content_hash, state: UpgradeLoad::Pending, committed_at: now });
+/// Records the image `key`'s restore staged at `now` as the one the next upgrade loads.
+pub fn commit(key: SessionKey, size: u64, sha256: Sha256, content_hash: ContentHash, now: u64) {
+    set(&Record { key, size, sha256, content_hash, state: UpgradeLoad::Pending, committed_at: now });
 }
 
 /// Staging is about to be written for something else: a pending image is lost, and recorded so.
@@ -141,9 +148,10 @@ pub fn supersede(by: &str) {
     fail_pending(|_| true, &format!("{by} took its place in staging before an upgrade"));
 }
 
-/// The pending image is not to be loaded, for `reason`, if it is `job`'s (any job's: `None`).
-pub fn discard(job: Option<u64>, reason: &str) {
-    fail_pending(|record| job.is_none_or(|job| record.job == job), reason);
+/// The pending image is not to be loaded, for `reason`, if `key`'s restore staged it (whoever's:
+/// `None`).
+pub fn discard(key: Option<&SessionKey>, reason: &str) {
+    fail_pending(|record| key.is_none_or(|key| record.key == *key), reason);
 }
 
 /// Records the pending image, if `which` it is, failed for `reason`.
@@ -154,11 +162,12 @@ fn fail_pending(which: impl FnOnce(&Record) -> bool, reason: &str) {
 }
 
 /// In `post_upgrade`, at `now`, after a `pre_upgrade` that saved the state in `saved`
-/// instructions: the pending image decoded into a `T`, if there is one, committed within
-/// [`SESSION_TTL`], and it decodes within [`load_budget`]; either way the record says how it went.
-pub fn load<T: DeserializeOwned>(now: u64, saved: u64) -> Option<T> {
+/// instructions, which would take `fallback` to load: the pending image decoded into a `T`, if
+/// there is one, committed within [`SESSION_TTL`], and it decodes within [`load_budget`]; either
+/// way the record says how it went.
+pub fn load<T: DeserializeOwned>(now: u64, saved: u64, fallback: u64) -> Option<T> {
     let record = get().filter(|r| r.state == UpgradeLoad::Pending)?;
-    let budget = load_budget(saved);
+    let budget = load_budget(saved, fallback);
     let ttl = SESSION_TTL.as_nanos() as u64;
     let (state, value) = if now.saturating_sub(record.committed_at) > ttl {
         (UpgradeLoad::Failed { reason: format!("no upgrade loaded it within {} s of its commit", SESSION_TTL.as_secs()) }, None)
@@ -186,19 +195,21 @@ mod tests {
 
     #[test]
     fn the_load_leaves_room_for_the_save_and_the_fallback() {
-        assert_eq!(load_budget(0), LOAD_BUDGET);
-        assert_eq!(load_budget(50_000_000_000), 300_000_000_000 - 150_000_000_000 - MARGIN);
-        assert_eq!(load_budget(100_000_000_000), 0, "nothing is left to try");
+        assert_eq!(load_budget(0, 0), LOAD_BUDGET);
+        assert_eq!(load_budget(50_000_000_000, 100_000_000_000), 300_000_000_000 - 150_000_000_000 - MARGIN);
+        assert_eq!(load_budget(100_000_000_000, 200_000_000_000), 0, "nothing is left to try");
+        assert_eq!(load_budget(u64::MAX, u64::MAX), 0);
     }
 
     #[test]
     fn records_keep_their_bytes_and_read_back() {
-        let record = |state| Record { job: 7, size: 0x0102, sha256: Sha256([0xab; 32]), content_hash: ContentHash::Blake3, state, committed_at: 9 };
+        let key = SessionKey { vault: candid::Principal::from_slice(&[3; 10]), nonce: Some(5), job: 7 };
+        let record = |state| Record { key, size: 0x0102, sha256: Sha256([0xab; 32]), content_hash: ContentHash::Blake3, state, committed_at: 9 };
         let pending = record(UpgradeLoad::Pending);
         let hex: String = pending.encode().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
-            "010107000000000000000201000000000000abababababababababababababababababababababababababababababababab010000000000000000000000000900000000000000",
+            "010107000000000000000201000000000000abababababababababababababababababababababababababababababababab0100000000000000000000000009000000000000000a0303030303030303030300000000000000000000000000000000000000010500000000000000",
             "the layout of a pending record"
         );
         for state in [UpgradeLoad::Pending, UpgradeLoad::Loaded { at: 99 }, UpgradeLoad::Failed { reason: "é".repeat(600) }] {

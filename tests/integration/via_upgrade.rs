@@ -128,9 +128,18 @@ fn a_snapshot_of_the_state_the_last_upgrade_saved_restores_as_it_was_then() {
     assert_ne!(env.app(app).digest(), saved);
     assert_eq!(env.restore(app, snapshot_id, None).phase, JobPhase::Succeeded);
     assert_eq!(env.app(app).digest(), saved, "the state as the upgrade saved it");
-    // A restore replaces the state: what the upgrade saved is no longer the app's, until the next.
-    let gone = snapshot_of_upgrade_save(&env, app);
-    assert_eq!(gone.phase, JobPhase::Succeeded, "a restore in one update leaves the save as it is: {gone:?}");
+    // A restore in one update leaves the save as it is: it is the state the app had then.
+    let again = snapshot_of_upgrade_save(&env, app);
+    assert_eq!(again.phase, JobPhase::Succeeded, "{again:?}");
+    // The saved state is in the layout of the module that saved it, not of the one that loaded it.
+    let declaring = |layout: u32| {
+        env.ic.upgrade_canister(app, notes_wasm(), Encode!(&Some(layout)).unwrap(), Some(owner())).expect("upgrade");
+    };
+    declaring(1);
+    declaring(2);
+    let job = snapshot_of_upgrade_save(&env, app);
+    let snapshot = env.vault().list_snapshots(app).unwrap().into_iter().find(|s| Some(s.id) == job.snapshot_id).expect("listed");
+    assert_eq!(snapshot.state_layout, Some(1), "{snapshot:?}");
 }
 
 #[test]

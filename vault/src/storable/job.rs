@@ -353,10 +353,10 @@ impl JobRecord {
 /// Bytes of a snapshot job's base at the end of its record.
 const BASE_BYTES: usize = 24;
 
-/// Bit `bit` of a restore's flags byte; a bit this build does not know is a broken invariant.
 /// The bit of a snapshot's trigger byte that says it dumps the state the last upgrade saved.
 const SNAPSHOT_FROM_UPGRADE_SAVE: u8 = 1 << 6;
 
+/// Bit `bit` of a restore's flags byte; a bit this build does not know is a broken invariant.
 fn restore_flag(flags: u8, bit: u8) -> bool {
     assert!(flags < 16, "unknown restore flags {flags:#04x}");
     flags & (1 << bit) != 0
