@@ -724,7 +724,7 @@ mod tests {
     fn similar(n: u8, len: usize) -> Vec<u8> {
         let mut chunk = bytes(0, len);
         for (j, page) in chunk.chunks_mut(PAGE as usize).enumerate() {
-            if (j + n as usize) % 3 == 0 {
+            if (j + n as usize).is_multiple_of(3) {
                 page.copy_from_slice(&bytes(n.wrapping_add(1), page.len()));
             }
         }
