@@ -19,6 +19,7 @@ use serde_bytes::ByteBuf;
 use vault_api::Sha256;
 use vault_api::protocol::{BackupError, DumpBegin, RestoreBegin, StateKind, UpgradeLoad, methods};
 use vault_api::service::{
+    SnapshotOptions,
     JobError, JobInfo, JobKind, JobPhase, Limits, RestoreArgs, SnapshotInfo, SnapshotRef, SuspendArgs, Trigger, VaultError,
 };
 use vault_tests::lies::{DUMP_CALLS, HONEST, LIES, RESTORE_CALLS, lie_named};
@@ -50,8 +51,10 @@ type Digest = (u64, Vec<u8>);
 
 #[derive(Clone, Debug)]
 enum ModelJob {
-    /// The states the app passed through while the snapshot could have been taken.
-    Snapshot { id: u64, window: Vec<Digest> },
+    /// The states the app passed through while the snapshot could have been taken; `fixed`: a
+    /// snapshot of the state an upgrade saved, whose window is that state (the states the saves
+    /// it may read held), whatever the app does meanwhile.
+    Snapshot { id: u64, window: Vec<Digest>, fixed: bool },
     /// `before` is the target's state when the restore started: kept until the commit (and, for
     /// one `via_upgrade`, until the upgrade that loads it).
     Restore { id: u64, source: Principal, snapshot: u64, before: Digest, via_upgrade: bool },
@@ -69,14 +72,16 @@ impl ModelJob {
 /// go (the vault deletes them unless a running restore reads them).
 struct History {
     keep: usize,
+    /// Oldest first by the time each was taken, as retention orders them (then by id).
     completed: Vec<u64>,
+    taken_at: BTreeMap<u64, u64>,
     deleted: BTreeSet<u64>,
     retired: BTreeSet<u64>,
 }
 
 impl History {
     fn new(keep: usize) -> History {
-        History { keep, completed: Vec::new(), deleted: BTreeSet::new(), retired: BTreeSet::new() }
+        History { keep, completed: Vec::new(), taken_at: BTreeMap::new(), deleted: BTreeSet::new(), retired: BTreeSet::new() }
     }
 
     /// The snapshots the vault must keep.
@@ -84,9 +89,11 @@ impl History {
         self.completed.iter().copied().filter(|s| !self.deleted.contains(s) && !self.retired.contains(s)).collect()
     }
 
-    /// A snapshot completed: retention keeps the newest `keep`.
-    fn complete(&mut self, snapshot: u64) {
-        self.completed.push(snapshot);
+    /// A snapshot taken at `taken_at` completed: retention keeps the newest `keep`.
+    fn complete(&mut self, snapshot: u64, taken_at: u64) {
+        self.taken_at.insert(snapshot, taken_at);
+        let at = self.completed.partition_point(|s| (self.taken_at[s], *s) < (taken_at, snapshot));
+        self.completed.insert(at, snapshot);
         let live = self.live();
         self.retired.extend(live.iter().take(live.len().saturating_sub(self.keep)));
     }
@@ -107,6 +114,18 @@ struct ModelApp {
     history: History,
     /// A restore job and its snapshot, committed to load at the app's next upgrade.
     upgrade_restore: Option<(u64, u64)>,
+    /// The state the app's last upgrade saved, as far as the model knows it.
+    upgrade_saved: Saved,
+}
+
+/// What the app's last upgrade saved, for a snapshot of it.
+#[derive(Clone, Debug, PartialEq)]
+enum Saved {
+    /// Nothing a dump may read: no upgrade yet, or the last loaded a restore instead.
+    Nothing,
+    Known(Digest),
+    /// An upgrade the model cannot place (while a restore may have committed).
+    Unknown,
 }
 
 /// Whether a job could get past each of `calls` with the lies told while it ran: each call
@@ -225,8 +244,10 @@ struct Tally {
     steps: u64,
     checks: u64,
     snapshots: u64,
-    /// Of those, the ones the vault took incremental against an earlier one.
+    /// Of those, the ones the vault took incremental against an earlier one, and those of the
+    /// state an upgrade saved.
     incremental: u64,
+    of_upgrade_saves: u64,
     restores: u64,
     /// Of those, the ones through an upgrade, and of those the ones it loaded.
     via_upgrade: u64,
@@ -343,6 +364,7 @@ impl Campaign {
             jobs_seen: BTreeSet::new(),
             history: History::new(keep_last as usize),
             upgrade_restore: None,
+            upgrade_saved: Saved::Nothing,
         });
     }
 
@@ -511,7 +533,7 @@ impl Campaign {
                 let in_window = matches!(self.apps[i].job, Some(ModelJob::Snapshot { .. }));
                 self.apps[i].state = if kind == AppKind::Notes || in_window { self.digest(id)? } else { (seq, Vec::new()) };
                 let state = self.apps[i].state.clone();
-                if let Some(ModelJob::Snapshot { window, .. }) = &mut self.apps[i].job {
+                if let Some(ModelJob::Snapshot { window, fixed: false, .. }) = &mut self.apps[i].job {
                     window.push(state);
                 }
             }
@@ -536,15 +558,25 @@ impl Campaign {
     fn snapshot_now(&mut self) -> Checked {
         let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
         let id = self.apps[i].id;
-        let result = self.request(owner(), |v| v.snapshot_now(id))?;
+        // A serde app's snapshot is now and then of the state its last upgrade saved.
+        let saved = self.apps[i].upgrade_saved.clone();
+        let fixed = self.apps[i].kind == AppKind::Notes && saved != Saved::Unknown && self.rng.chance(20);
+        let options = SnapshotOptions { full: false, from_upgrade_save: fixed.then_some(true) };
+        let result = self.request(owner(), |v| v.snapshot_now_with(id, options))?;
         self.say(format!("snapshot_now {id}: {:?}", result.as_ref().map(|j| j.id)));
         match (&self.apps[i].job, result) {
             (_, Ok(job)) => {
                 self.check(!self.is_suspended(id), || format!("snapshot_now of suspended {id} started job {}", job.id))?;
                 self.ended_meanwhile(Who::Honest(i))?;
                 let state = self.known_state(i)?;
+                let window = match (fixed, saved) {
+                    (false, _) => vec![state],
+                    (true, Saved::Known(saved)) => vec![saved],
+                    // There is nothing to dump: the job must fail saying so.
+                    (true, _) => Vec::new(),
+                };
                 self.apps[i].jobs_seen.insert(job.id);
-                self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window: vec![state] });
+                self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window, fixed });
                 Ok(())
             }
             (Some(running), Err(VaultError::JobRunning { job, .. })) => {
@@ -774,6 +806,7 @@ impl Campaign {
     fn upgrade(&mut self, i: usize) -> Checked {
         let (id, kind) = (self.apps[i].id, self.apps[i].kind);
         self.say(format!("upgrade app {id}"));
+        let before = self.apps[i].state.clone();
         let upgraded = match self.env.ic.upgrade_canister(id, kind.wasm(), candid::encode_args(()).unwrap(), Some(owner())) {
             Ok(()) => {
                 self.tally.app_upgrades += 1;
@@ -784,13 +817,29 @@ impl Campaign {
             Err(e) => return Err(format!("upgrade of {id}: {e}")),
         };
         if self.restoring_in_place(i) {
+            if upgraded {
+                self.apps[i].upgrade_saved = Saved::Unknown;
+            }
             return Ok(()); // the commit may have run in the upgrade's rounds: the observation checks
         }
         if upgraded && self.apps[i].upgrade_restore.is_some() {
             let settled = self.settle_upgrade_restore(i)?;
-            return self.check(settled, || format!("{id}'s restore is still waiting after an upgrade"));
+            self.check(settled, || format!("{id}'s restore is still waiting after an upgrade"))?;
+        } else {
+            self.unchanged_by_upgrade(i)?;
         }
-        self.unchanged_by_upgrade(i)
+        if upgraded {
+            // It saved the state it had (a dump of the save may read this one or the one before),
+            // unless it loaded a restore in its place.
+            let loaded = self.apps[i].state != before;
+            self.apps[i].upgrade_saved = if loaded { Saved::Nothing } else { Saved::Known(before.clone()) };
+            if let Some(ModelJob::Snapshot { window, fixed: true, .. }) = &mut self.apps[i].job
+                && !loaded
+            {
+                window.push(before);
+            }
+        }
+        Ok(())
     }
 
     fn unchanged_by_upgrade(&self, i: usize) -> Checked {
@@ -815,7 +864,7 @@ impl Campaign {
                 let now = self.digest(id)?;
                 self.say(format!("the upgrade of {id} loaded snapshot {snapshot}"));
                 self.settle_snapshot_state(snapshot, &now)?;
-                if let Some(ModelJob::Snapshot { window, .. }) = &mut self.apps[i].job {
+                if let Some(ModelJob::Snapshot { window, fixed: false, .. }) = &mut self.apps[i].job {
                     window.push(now.clone());
                 }
                 self.apps[i].state = now;
@@ -1198,7 +1247,7 @@ impl Campaign {
                 window.insert(0, before.clone());
             }
             self.say(format!("timer started job {} of {id}", job.id));
-            self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window });
+            self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window, fixed: false });
             self.observe_job(i)?;
         }
         Ok(())
@@ -1210,18 +1259,20 @@ impl Campaign {
         let job = self.env.vault().job_status(model.id()).map_err(|e| format!("job {}: {e}", model.id()))?;
         let listed: Vec<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
         match (model, job.phase) {
-            (ModelJob::Snapshot { window, .. }, JobPhase::Succeeded) => {
+            (ModelJob::Snapshot { window, fixed, .. }, JobPhase::Succeeded) => {
                 self.check_not_refused(&job)?;
                 let snapshot = job.snapshot_id.ok_or("a snapshot job without its snapshot")?;
                 let info = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.into_iter().find(|s| s.id == snapshot);
                 let info = info.ok_or_else(|| format!("snapshot {snapshot} of job {} completed but is not listed", job.id))?;
                 let incremental = job.notes.iter().any(|note| note.contains("incremental against snapshot"));
                 self.say(format!("snapshot {snapshot} of {id} completed{}", if incremental { ", incremental" } else { "" }));
+                let taken_at = info.taken_at_nanos;
                 self.snapshots.insert(snapshot, ModelSnapshot { app: id, window, state: None, info });
-                self.apps[i].history.complete(snapshot);
+                self.apps[i].history.complete(snapshot, taken_at);
                 self.apps[i].job = None;
                 self.tally.snapshots += 1;
                 self.tally.incremental += incremental as u64;
+                self.tally.of_upgrade_saves += fixed as u64;
             }
             (ModelJob::Snapshot { .. }, phase) => {
                 if let Some(snapshot) = job.snapshot_id {
@@ -1299,6 +1350,13 @@ impl Campaign {
         match &job.error {
             Some(JobError::Cancelled { by }) => self
                 .check(self.cancelled.contains(&id) && *by == owner(), || format!("job {id} was cancelled by {by}, not by the campaign")),
+            // A snapshot of an upgrade's save when there was none, or a later upgrade saved anew.
+            // Or its save is older than what retention keeps.
+            Some(JobError::AppRefused { error: BackupError::NoUpgradeSave { .. } })
+            | Some(JobError::Refused { error: VaultError::InvalidArgument { .. } }) => {
+                let of_save = job.notes.iter().any(|note| note.contains("last upgrade saved"));
+                self.check(of_save, || format!("job {id} failed for want of an upgrade's save it did not ask for: {:?}", job.error))
+            }
             Some(JobError::Refused { error }) => {
                 let quota = matches!(error, VaultError::QuotaExceeded { app, limit: 1, .. } if *app == job.app);
                 let snapshot = matches!(job.kind, JobKind::Snapshot { .. });
@@ -1413,8 +1471,9 @@ impl Campaign {
                     let holds_the_image = info.sha256 == self.hostile.image && info.chunks == HOSTILE_CHUNKS;
                     self.check(holds_the_image, || format!("snapshot {snapshot} of the hostile {id} is not its image: {info:?}"))?;
                     self.say(format!("snapshot {snapshot} of the hostile {id} completed"));
+                    let taken_at = info.taken_at_nanos;
                     self.snapshots.insert(snapshot, ModelSnapshot { app: id, window: Vec::new(), state: None, info });
-                    self.hostile.history.complete(snapshot);
+                    self.hostile.history.complete(snapshot, taken_at);
                     self.tally.snapshots += 1;
                 }
             }
@@ -1507,7 +1566,7 @@ impl Campaign {
         let job = self.request(owner(), |v| v.snapshot_now(id))?.map_err(|e| format!("snapshot_now {id}: {e}"))?;
         let state = self.known_state(i)?;
         self.apps[i].jobs_seen.insert(job.id);
-        self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window: vec![state] });
+        self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window: vec![state], fixed: false });
         Ok(())
     }
 
@@ -1586,7 +1645,7 @@ fn campaign(seeds: u64, steps: u64) {
     let tallies: Vec<Tally> = seeds.iter().map(|&seed| run(seed, steps)).collect();
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     println!(
-        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental), {} restores ({} through an upgrade, {} loaded by it), {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
+        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental, {} of an upgrade's save), {} restores ({} through an upgrade, {} loaded by it), {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
         seeds.len(),
         sum(|t| t.steps),
         sum(|t| t.faults_fired),
@@ -1594,6 +1653,7 @@ fn campaign(seeds: u64, steps: u64) {
         sum(|t| t.checks),
         sum(|t| t.snapshots),
         sum(|t| t.incremental),
+        sum(|t| t.of_upgrade_saves),
         sum(|t| t.restores),
         sum(|t| t.via_upgrade),
         sum(|t| t.loaded_at_upgrade),

@@ -56,6 +56,13 @@ pub fn to_delete(snapshots: &[(u64, u64)], policy: &Retention) -> Vec<u64> {
     newest_first.iter().map(|s| s.0).filter(|id| !keep.contains(id)).collect()
 }
 
+/// Whether `policy` keeps `new` (id, taken at) beside `snapshots`.
+pub fn keeps(snapshots: &[(u64, u64)], new: (u64, u64), policy: &Retention) -> bool {
+    let mut all = snapshots.to_vec();
+    all.push(new);
+    !to_delete(&all, policy).contains(&new.0)
+}
+
 /// How many of `snapshots` (id, taken at) and `new` beside them `policy` keeps.
 pub fn kept_with(snapshots: &[(u64, u64)], new: (u64, u64), policy: &Retention) -> usize {
     let mut all = snapshots.to_vec();

@@ -409,6 +409,17 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
         let reason = "the app's library dumps its state as it is, not the state its last upgrade saved: upgrade its library".to_string();
         return fail(job, JobError::InvalidManifest { reason }, ctx);
     }
+    // Taken when the upgrade saved it, it may be older than every snapshot retention keeps.
+    if let Some(policy) = &ctx.app.retention
+        && from_upgrade_save
+        && !retention::keeps(&ctx.app.snapshots, (ctx.next_snapshot, manifest.taken_at_nanos), policy)
+    {
+        let reason = format!(
+            "the state the app's last upgrade saved, at {} ns, is older than the snapshots its retention keeps: it would not be kept",
+            manifest.taken_at_nanos
+        );
+        return fail(job, JobError::Refused { error: VaultError::InvalidArgument { reason } }, ctx);
+    }
     if manifest.chunk_size == 0 || manifest.chunk_size > CHUNK_SIZE {
         return refuse(job, BackupError::UnsupportedChunkSize { chunk_size: manifest.chunk_size, max: CHUNK_SIZE }, ctx);
     }
@@ -1157,6 +1168,24 @@ mod tests {
     fn stable_manifest(chunks: u32, base: Option<u64>) -> DumpManifest {
         let content_hashes = Some(vec![ContentHash::Sha256, ContentHash::Blake3]);
         DumpManifest { state_kind: StateKind::StableMemory, size: chunks as u64 * CHUNK_SIZE, chunk_size: CHUNK_SIZE, content_hashes, base, ..manifest(0) }
+    }
+
+    #[test]
+    fn a_snapshot_of_an_upgrades_save_older_than_what_retention_keeps_is_refused_before_it_moves_a_byte() {
+        let mut job = snapshot_job();
+        if let Task::Snapshot { from_upgrade_save, .. } = &mut job.task {
+            *from_upgrade_save = true;
+        }
+        let saved = DumpManifest { from_upgrade_save: Some(true), taken_at_nanos: 5, ..manifest(10) };
+        let app = |taken_at| Holdings { snapshots: vec![(1, taken_at)], retention: Some(Retention { keep_last: 1, keep_daily: 0, keep_weekly: 0 }), ..Holdings::default() };
+        let next = apply(job.clone(), Event::DumpBegun(Ok(saved.clone())), &Ctx { app: app(9), ..ctx() });
+        assert!(matches!(next.job.error(), Some(JobError::Refused { error: VaultError::InvalidArgument { .. } })), "{:?}", next.job);
+        assert!(next.effects.iter().all(|e| !matches!(e, Effect::CreateSnapshot { .. })), "no snapshot is made");
+        let next = apply(job.clone(), Event::DumpBegun(Ok(saved)), &Ctx { app: app(1), ..ctx() });
+        assert!(next.effects.iter().any(|e| matches!(e, Effect::CreateSnapshot { .. })), "newer than what is kept: {:?}", next.job);
+        let live = DumpManifest { taken_at_nanos: 5, ..manifest(10) };
+        let next = apply(job, Event::DumpBegun(Ok(live)), &ctx());
+        assert!(matches!(next.job.error(), Some(JobError::InvalidManifest { .. })), "a dump of the state as it is: {:?}", next.job);
     }
 
     /// A snapshot job whose dump asked for base `base(base_chunks)`.
