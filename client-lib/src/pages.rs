@@ -858,7 +858,7 @@ pub fn changed_pages(range: std::ops::Range<u64>) -> (Vec<u8>, Vec<u8>) {
                     None => bytes[..len].fill(0),
                 }
             }
-            if mine[..len] != theirs[..len] {
+            if !vault_api::codec::same_bytes(&mine[..len], &theirs[..len]) {
                 bitmap[(j / 8) as usize] |= 1 << (j % 8);
                 changed.extend_from_slice(&mine[..len]);
             }

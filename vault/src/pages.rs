@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 
+use vault_api::codec::same_bytes;
 use vault_api::protocol::PAGE_SIZE;
 
 /// Pages of a chunk of `len` bytes.
@@ -66,7 +67,7 @@ pub fn delta(base: &[u8], chunk: &[u8]) -> Vec<u8> {
         let (start, end) = (range.start as usize, range.end as usize);
         let mine = &chunk[start..end];
         let theirs = base.get(start..end.min(base.len())).unwrap_or_default();
-        let same = mine[..theirs.len()] == *theirs && mine[theirs.len()..].iter().all(|&b| b == 0);
+        let same = same_bytes(&mine[..theirs.len()], theirs) && same_bytes(&mine[theirs.len()..], &ZEROS[..mine.len() - theirs.len()]);
         if !same {
             delta[page as usize / 8] |= 1 << (page % 8);
             delta.extend_from_slice(mine);
@@ -74,6 +75,9 @@ pub fn delta(base: &[u8], chunk: &[u8]) -> Vec<u8> {
     }
     delta
 }
+
+/// A page of zeros, what a chunk is past its base's end.
+const ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
 /// [`put_in`] of a [`delta`] (a bitmap for `len` bytes, then the pages) over `chunk`.
 pub fn put_delta_in(chunk: &mut Vec<u8>, len: u64, delta: &[u8]) {

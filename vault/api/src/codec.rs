@@ -173,6 +173,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn same_bytes_compares_every_byte_whatever_the_lengths() {
+        let a: Vec<u8> = (0..29u8).collect();
+        for len in [0, 1, 7, 8, 9, 16, 29] {
+            assert!(same_bytes(&a[..len], &a[..len]));
+            for at in 0..len {
+                let mut b = a[..len].to_vec();
+                b[at] ^= 0x80;
+                assert!(!same_bytes(&a[..len], &b), "a byte at {at} of {len}");
+            }
+        }
+        assert!(!same_bytes(&a[..8], &a[..9]) && !same_bytes(&a[..9], &a[..8]), "of other lengths");
+    }
+
+    #[test]
     fn fields_round_trip() {
         let p = Principal::from_slice(&[1, 2, 3]);
         let mut w = Writer::default();
@@ -187,4 +201,12 @@ mod tests {
         assert_eq!(r.sha256(), Sha256([5; 32]));
         assert!(r.rest().is_empty());
     }
+}
+
+/// Whether `a` and `b` hold the same bytes, compared eight at a time: a wasm build's `memcmp`
+/// (what `==` on byte slices calls) compares one at a time, some ten instructions a byte.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+    let (x, y) = (a.chunks_exact(8), b.chunks_exact(8));
+    a.len() == b.len() && x.remainder() == y.remainder() && x.zip(y).all(|(x, y)| word(x) == word(y))
 }
