@@ -168,6 +168,14 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether `a` and `b` hold the same bytes, compared eight at a time: a wasm build's `memcmp`
+/// (what `==` on byte slices calls) compares one at a time, some ten instructions a byte.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+    let (x, y) = (a.chunks_exact(8), b.chunks_exact(8));
+    a.len() == b.len() && x.remainder() == y.remainder() && x.zip(y).all(|(x, y)| word(x) == word(y))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,12 +209,4 @@ mod tests {
         assert_eq!(r.sha256(), Sha256([5; 32]));
         assert!(r.rest().is_empty());
     }
-}
-
-/// Whether `a` and `b` hold the same bytes, compared eight at a time: a wasm build's `memcmp`
-/// (what `==` on byte slices calls) compares one at a time, some ten instructions a byte.
-pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-    let (x, y) = (a.chunks_exact(8), b.chunks_exact(8));
-    a.len() == b.len() && x.remainder() == y.remainder() && x.zip(y).all(|(x, y)| word(x) == word(y))
 }
