@@ -277,9 +277,9 @@ pub fn snapshot_now(app: Principal, options: Option<SnapshotOptions>) -> Result<
 /// is after the call.
 pub async fn restore(args: RestoreArgs) -> Result<JobInfo, VaultError> {
     let (source, target) = (args.app, args.target.unwrap_or(args.app));
-    let content_hash = restorable(&args)?.0.content_hash;
-    let via_upgrade = args.via_upgrade == Some(true);
-    if via_upgrade && restorable(&args)?.0.state_kind != StateKind::Serde {
+    let asked = restorable(&args)?.0;
+    let (content_hash, via_upgrade) = (asked.content_hash, args.via_upgrade == Some(true));
+    if via_upgrade && asked.state_kind != StateKind::Serde {
         return Err(VaultError::InvalidArgument {
             reason: "only a serde snapshot is restored through an upgrade: a stable-memory one commits at any size in one message".into(),
         });
