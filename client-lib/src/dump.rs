@@ -3,8 +3,11 @@
 //! only for a vault that asks for it (one before BLAKE3): the vault hashes every chunk itself.
 //! A stable-memory dump against a base its vault named (`DumpBegin::base`) that the app still
 //! holds is incremental: each chunk carries the pages that differ from the base's; at its end the
-//! vault may name it the next base (`DumpEnd::base`). A serde dump may read the state the app's
-//! last upgrade saved (`DumpBegin::from_upgrade_save`), taken when it was saved, instead of
+//! vault may name it the next base (`DumpEnd::base`). A serde dump with a content index
+//! (`DumpBegin::content_index`) records its chunks' pieces as they are read, and may likewise
+//! become the base, against which each chunk carries the ranges found in the base's image and
+//! the bytes of the rest (`content_index`). A serde dump may read the state the app's last
+//! upgrade saved (`DumpBegin::from_upgrade_save`), taken when it was saved, instead of
 //! serializing the state in this message.
 
 use vault_api::manifest::{self, Sha256};
@@ -14,7 +17,7 @@ use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, DumpManifest, StateKin
 use crate::layout::{Base, OpenDump, SessionKey};
 use crate::staging::{self, Exceeded, StagingWriter};
 use crate::store::ReadBuffer;
-use crate::{pages, serde_state, session, store, upgrade_restore};
+use crate::{content_index, pages, serde_state, session, store, upgrade_restore};
 
 /// Opens `key`'s dump at `now` as `args` asks, or answers the one open for it again; its
 /// manifest says the app declares `state_layout`.
@@ -44,7 +47,11 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
             StateKind::Serde => (StateKind::Serde, serialize()?, 0, now),
         };
         let chunk_hashes = args.chunk_hashes != Some(false);
-        let incremental = kind == StateKind::StableMemory && args.base.is_some_and(|snapshot| session::base(&key, snapshot).is_some());
+        let indexed = kind == StateKind::Serde && !from_upgrade_save && args.content_index == Some(true);
+        let incremental = args.base.is_some_and(|snapshot| builds_on(&key, kind, indexed, snapshot));
+        if indexed {
+            content_index::clear_recorded();
+        }
         Ok(OpenDump {
             key,
             kind,
@@ -56,10 +63,22 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
             chunk_hashes,
             incremental,
             from_upgrade_save,
+            content_index: indexed,
         })
     })?;
     session::touch(now);
     Ok(manifest_of(&dump, state_layout))
+}
+
+/// Whether a dump of `kind` opened for `key` builds on the base `snapshot` (`indexed`: a serde
+/// dump with a content index): if the app holds it, of that kind, for that vault instance, and a
+/// serde base by its content index.
+fn builds_on(key: &SessionKey, kind: StateKind, indexed: bool, snapshot: u64) -> bool {
+    match session::base(key, snapshot) {
+        Some(base) if base.kind != kind => false,
+        Some(_) => kind == StateKind::StableMemory || (indexed && content_index::indexes(snapshot)),
+        None => false,
+    }
 }
 
 /// Serializes the registered state into staging; returns its size.
@@ -110,11 +129,12 @@ fn manifest_of(dump: &OpenDump, state_layout: Option<u32>) -> DumpManifest {
         content_hashes: Some(crate::restore::CONTENT_HASHES.to_vec()),
         base: store::header().base.filter(|_| dump.incremental).map(|base| base.snapshot),
         from_upgrade_save: dump.from_upgrade_save.then_some(true),
+        content_index: dump.content_index.then_some(true),
     }
 }
 
 /// Chunk `index` of `key`'s dump, with its SHA-256 if the dump's vault asked for it, else zeros.
-/// (A query: it records nothing.)
+/// A dump with a content index records the chunk's pieces; no other records anything.
 pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
     let dump = session::dump(&key).ok_or(BackupError::UnknownJob { job: key.job })?;
     let chunks = manifest::chunk_count(dump.size, dump.chunk_size);
@@ -122,9 +142,10 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
         return Err(BackupError::ChunkOutOfRange { index, chunks });
     }
     let range = manifest::chunk_range(dump.size, dump.chunk_size, index);
-    if dump.incremental {
+    if dump.incremental && dump.kind == StateKind::StableMemory {
         let (data, bitmap) = pages::changed_pages(range);
-        return Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256: Sha256::default(), changed_pages: Some(bitmap.into()) });
+        let data = serde_bytes::ByteBuf::from(data);
+        return Ok(Chunk { index, data, sha256: Sha256::default(), changed_pages: Some(bitmap.into()), base_ranges: None });
     }
     let len = (range.end - range.start) as usize;
     let data = match dump.kind {
@@ -141,19 +162,26 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
             buf.into_vec()
         }
     };
-    let sha256 = if dump.chunk_hashes { Sha256::of(&data) } else { Sha256::default() };
-    Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256, changed_pages: None })
+    let (data, base_ranges) = if dump.content_index { content_index::answer(index, range.start, data, dump.incremental) } else { (data, None) };
+    let sha256 = if dump.chunk_hashes && base_ranges.is_none() { Sha256::of(&data) } else { Sha256::default() };
+    Ok(Chunk { index, data: serde_bytes::ByteBuf::from(data), sha256, changed_pages: None, base_ranges })
 }
 
 /// Closes `key`'s dump at `now`; `base`: the vault stored it whole as that snapshot, so a
-/// stable-memory image is kept as the base of its next incremental dump.
+/// stable-memory image, or a serde one whose content was indexed chunk by chunk, is kept as the
+/// base of its next incremental dump.
 pub fn end(key: SessionKey, base: Option<u64>, now: u64) -> Result<(), BackupError> {
-    match (session::dump(&key), base) {
-        (Some(dump), Some(snapshot)) if dump.kind == StateKind::StableMemory => {
-            let base = Base { vault: key.vault, nonce: key.nonce, snapshot, size: dump.size, generation: dump.frozen_generation, touched_at_nanos: now };
-            session::end_dump_as_base(&key, base);
+    let Some(dump) = session::dump(&key) else { return Ok(()) };
+    let keeps = |snapshot| match dump.kind {
+        StateKind::StableMemory => true,
+        StateKind::Serde => dump.content_index && content_index::keep_as_base(snapshot, manifest::chunk_count(dump.size, dump.chunk_size)),
+    };
+    match base.filter(|&snapshot| keeps(snapshot)) {
+        Some(snapshot) => {
+            let (vault, nonce, size, generation) = (key.vault, key.nonce, dump.size, dump.frozen_generation);
+            session::end_dump_as_base(&key, Base { kind: dump.kind, vault, nonce, snapshot, size, generation, touched_at_nanos: now });
         }
-        _ => session::end_dump(&key),
+        None => session::end_dump(&key),
     }
     Ok(())
 }
@@ -176,7 +204,7 @@ mod tests {
     /// The `DumpBegin` of `key`, from a vault that hashes every chunk itself (`chunk_hashes`
     /// `Some(false)`) or one before BLAKE3 (`None`).
     fn args(key: SessionKey, chunk_hashes: Option<bool>) -> DumpBegin {
-        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes, base: None, from_upgrade_save: None }
+        DumpBegin { job: key.job, nonce: key.nonce, chunk_hashes, base: None, from_upgrade_save: None, content_index: None }
     }
 
     #[test]
@@ -286,5 +314,88 @@ mod tests {
         };
         crate::restore::begin(key(Some(7), 4), begin_restore, 40).expect("a restore opens");
         assert_eq!(store::header().base, None, "a restore");
+    }
+
+    /// The image `answer` stands for over `base`: its ranges of the base, its bytes between.
+    fn rebuilt(base: &[u8], answer: &Chunk) -> Vec<u8> {
+        let ranges = answer.base_ranges.as_ref().expect("an incremental serde chunk");
+        let (mut out, mut data) = (Vec::new(), answer.data.iter().copied());
+        for range in ranges {
+            out.extend(data.by_ref().take(range.at as usize - out.len()));
+            out.extend_from_slice(&base[range.from as usize..(range.from + range.len as u64) as usize]);
+        }
+        out.extend(data);
+        out
+    }
+
+    /// Opens `key`'s serde dump of `image`, staged as `begin` stages a serialization, with a
+    /// content index and incremental if told; returns its chunks as answered.
+    fn dump_staged(key: SessionKey, image: &[u8], incremental: bool) -> Vec<Chunk> {
+        assert!(staging::reserve(image.len() as u64));
+        staging::staging().write(0, image);
+        let dump = OpenDump {
+            key,
+            kind: StateKind::Serde,
+            size: image.len() as u64,
+            chunk_size: CHUNK_SIZE,
+            taken_at_nanos: 1,
+            frozen_generation: 0,
+            touched_at_nanos: 1,
+            chunk_hashes: false,
+            incremental,
+            from_upgrade_save: false,
+            content_index: true,
+        };
+        session::open_dump(|| Ok(dump)).expect("opened");
+        content_index::clear_recorded();
+        (0..manifest::chunk_count(image.len() as u64, CHUNK_SIZE)).map(|i| chunk(key, i).expect("a chunk")).collect()
+    }
+
+    #[test]
+    fn a_serde_dump_with_a_content_index_is_the_base_of_the_next_which_answers_what_the_base_lacks() {
+        let letters = |i: u64| {
+            let mut x = i;
+            (0..400)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (b'a' + (x >> 59) as u8 % 26) as char
+                })
+                .collect::<String>()
+        };
+        let notes: Vec<String> = (0..6000).map(letters).collect();
+        let base = rmp_serde::to_vec_named(&notes).unwrap();
+        let first = key(Some(7), 1);
+        assert!(!builds_on(&first, StateKind::Serde, true, 41));
+        let answers = dump_staged(first, &base, false);
+        assert!(answers.len() >= 2);
+        assert!(answers.iter().all(|a| a.base_ranges.is_none() && a.changed_pages.is_none()));
+        assert!(answers.iter().flat_map(|a| a.data.iter().copied()).eq(base.iter().copied()));
+        end(first, Some(41), 110).expect("kept as snapshot 41's image");
+        assert!(matches!(store::header().base, Some(Base { kind: StateKind::Serde, snapshot: 41, generation: 0, .. })));
+        let second = key(Some(7), 2);
+        assert!(builds_on(&second, StateKind::Serde, true, 41));
+        assert!(!builds_on(&second, StateKind::Serde, false, 41), "a dump without a content index");
+        assert!(!builds_on(&second, StateKind::StableMemory, false, 41), "a stable-memory dump");
+        assert!(!builds_on(&second, StateKind::Serde, true, 40), "another snapshot");
+        assert!(!builds_on(&key(Some(8), 2), StateKind::Serde, true, 41), "another vault instance");
+
+        let mut changed = notes.clone();
+        changed[10] = "changed".into();
+        changed.insert(4000, "a new note".into());
+        let image = rmp_serde::to_vec_named(&changed).unwrap();
+        let answers = dump_staged(second, &image, true);
+        let rebuilt: Vec<u8> = answers.iter().flat_map(|a| rebuilt(&base, a)).collect();
+        assert!(rebuilt == image, "the chunks rebuild the new serialization");
+        let moved: usize = answers.iter().map(|a| a.data.len()).sum();
+        // The pieces around the two changes, and the first and last of each chunk, whose cuts
+        // restart at its start and whose bytes moved.
+        assert!(moved < 16 * 1024, "{moved} bytes moved for two notes changed");
+        end(second, None, 210).expect("closed without a new base");
+        assert!(matches!(store::header().base, Some(Base { snapshot: 41, .. })), "the base stays");
+        let third = key(Some(7), 3);
+        dump_staged(third, &image, true);
+        end(third, Some(42), 310).expect("kept as snapshot 42's image");
+        assert!(matches!(store::header().base, Some(Base { kind: StateKind::Serde, snapshot: 42, .. })));
+        assert!(builds_on(&key(Some(7), 4), StateKind::Serde, true, 42));
     }
 }

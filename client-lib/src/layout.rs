@@ -21,8 +21,12 @@
 //! ├── 12 UPGRADE_RESTORE  a serde restore committed to load at the next upgrade, and how it went
 //! │                 (`upgrade_restore`; an addition without a layout change: a build without
 //! │                 it never opens it, and its upgrade keeps the state the app saved)
-//! └── 13 UPGRADE_SAVED  whether UPGRADE holds the state the app had at its last upgrade, and
-//!                   when it saved it (`serde_state`)
+//! ├── 13 UPGRADE_SAVED  whether UPGRADE holds the state the app had at its last upgrade, and
+//! │                 when it saved it (`serde_state`)
+//! ├── 14 CONTENT_PIECES  StableBTreeMap<chunk index: u32, pieces: blob>: the pieces an open serde
+//! │                 dump with a content index cut each chunk read so far into (`content_index`)
+//! └── 15 CONTENT_BASE  the content index of the base of the next incremental serde dump
+//!                   (`content_index`)
 //! ```
 //!
 //! Ids are append-only: a retired id stays listed here and is never reused.
@@ -37,6 +41,11 @@
 //!                       │
 //! SLOTS:                └─► table page: [entry of page 0] ... [entry of page 511] ──► a page's slot
 //! ```
+//!
+//! `Header`, version 6, 422 bytes: version 5's, then whether the open dump indexes its content
+//! (420, 1 byte: 1 if so, see `content_index`) and the base's kind (421, 1 byte: a state kind
+//! byte, 0 when there is no base): a stable-memory image kept by the paged memory, or a serde
+//! serialization whose content index CONTENT_BASE holds.
 //!
 //! `Header`, version 5, 420 bytes: version 4's, then whether the open dump reads the state the
 //! app's last upgrade saved (419, 1 byte: 1 if so, its "frozen generation" then that save's
@@ -97,7 +106,7 @@
 //! The layout version covers all of the above. This build writes [`LAYOUT_VERSION`] and reads
 //! every version from [`OLDEST_LAYOUT`] on: the cell keeps the header as a [`StoredHeader`],
 //! its version read first; the bytes after it may differ per version, so each version read
-//! has its decoder here (`decode_v1` to `decode_v5`), and `migration` picks it by the version byte,
+//! has its decoder here (`decode_v1` to `decode_v6`), and `migration` picks it by the version byte,
 //! then runs one step per version up to the current one. An instance does this when it first
 //! reads the header; the entry points an app calls in `post_upgrade` (`on_restore`,
 //! `load_after_upgrade`, `use_serde_state`, `set_vault`, and `memory()` through its size) read
@@ -145,6 +154,8 @@ pub const FREE: MemoryId = MemoryId::new(10);
 pub const DIR_BASE: MemoryId = MemoryId::new(11);
 pub const UPGRADE_RESTORE: MemoryId = MemoryId::new(12);
 pub const UPGRADE_SAVED: MemoryId = MemoryId::new(13);
+pub const CONTENT_PIECES: MemoryId = MemoryId::new(14);
+pub const CONTENT_BASE: MemoryId = MemoryId::new(15);
 
 /// The COW_INDEX map: page of the app's memory -> slot of the COW memory holding its old contents.
 pub type CowIndex<M> = StableBTreeMap<u64, u64, M>;
@@ -153,11 +164,11 @@ pub type Staged<M> = StableBTreeMap<u32, [u8; 32], M>;
 
 const MAGIC: &[u8; 4] = b"CVCL";
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 5;
+pub const LAYOUT_VERSION: u8 = 6;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 /// Bytes of the current layout's header, its magic and version included.
-const HEADER_BYTES: usize = 420;
+const HEADER_BYTES: usize = 422;
 /// Bytes of the base's slot, its "present" byte included.
 const BASE_SLOT_BYTES: usize = 1 + 30 + 9 + 8 + 8 + 4 + 8;
 /// Bytes of a key, and of each slot with its "present" byte, in layout 2 and in layout 3 (one
@@ -192,7 +203,7 @@ pub struct OpenDump {
     /// Stable-memory dumps: the generation of the version it reads (see `pages`); a dump of the
     /// state the last upgrade saved: that save's generation.
     pub frozen_generation: u32,
-    /// When a vault call last touched it (chunk reads are queries, which record nothing).
+    /// When a vault call other than a chunk read last touched it.
     pub touched_at_nanos: u64,
     /// Whether it answers each chunk with its SHA-256: its vault did not say it hashes them itself.
     pub chunk_hashes: bool,
@@ -201,6 +212,9 @@ pub struct OpenDump {
     /// Whether it reads the serde state the app's last upgrade saved (`save_for_upgrade`) rather
     /// than a serialization of the state as it is.
     pub from_upgrade_save: bool,
+    /// Whether it indexes its content as its chunks are read (`DumpBegin::content_index`), so
+    /// that it may become the base of the next.
+    pub content_index: bool,
 }
 
 /// A restore being staged.
@@ -266,10 +280,12 @@ pub struct Header {
     pub base: Option<Base>,
 }
 
-/// A stable-memory image a vault stored whole as one of its snapshots and named as the base of
-/// its next incremental dump (see `pages`): bound to that vault instance.
+/// An image a vault stored whole as one of its snapshots and named as the base of its next
+/// incremental dump: bound to that vault instance. A stable-memory image is kept by the paged
+/// memory (see `pages`); of a serde serialization, its content index is (`content_index`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Base {
+    pub kind: StateKind,
     pub vault: Principal,
     pub nonce: Option<u64>,
     pub snapshot: u64,
@@ -436,16 +452,38 @@ impl Header {
             }
         }
         w.u8(matches!(&self.session, Session::Dumping(dump) if dump.from_upgrade_save) as u8);
+        w.u8(matches!(&self.session, Session::Dumping(dump) if dump.content_index) as u8);
+        w.u8(kind_byte(self.base.as_ref().map(|base| base.kind)));
         let fields = w.into_vec();
         debug_assert_eq!(MAGIC.len() + 1 + fields.len(), HEADER_BYTES);
         StoredHeader { layout: LAYOUT_VERSION, fields }
     }
 }
 
-/// Layout 5's decoder.
-pub fn decode_v5(fields: &[u8]) -> Header {
+/// Layout 6's decoder.
+pub fn decode_v6(fields: &[u8]) -> Header {
     let mut r = Reader::new(fields);
-    let mut header = decode_paged(&mut r);
+    let mut header = decode_with_source(&mut r);
+    let content_index = r.u8() == 1;
+    if let Session::Dumping(dump) = &mut header.session {
+        dump.content_index = content_index;
+    }
+    let base_kind = kind_of(r.u8());
+    if let Some(base) = &mut header.base {
+        base.kind = base_kind.expect("a base has a kind");
+    }
+    header
+}
+
+/// Layout 5's decoder: a dump it has open indexes no content, and its base is a stable-memory
+/// image, the only kind it kept.
+pub fn decode_v5(fields: &[u8]) -> Header {
+    decode_with_source(&mut Reader::new(fields))
+}
+
+/// Layouts 5 and 6, whose dumps say what they read.
+fn decode_with_source(r: &mut Reader) -> Header {
+    let mut header = decode_paged(r);
     let from_upgrade_save = r.u8() == 1;
     if let Session::Dumping(dump) = &mut header.session {
         dump.from_upgrade_save = from_upgrade_save;
@@ -470,7 +508,8 @@ fn decode_paged(r: &mut Reader) -> Header {
     header.base = if r.u8() == 1 {
         let vault = r.principal();
         let (present, nonce) = (r.u8() == 1, r.u64());
-        Some(Base { vault, nonce: present.then_some(nonce), snapshot: r.u64(), size: r.u64(), generation: r.u32(), touched_at_nanos: r.u64() })
+        let (snapshot, size, generation, touched_at_nanos) = (r.u64(), r.u64(), r.u32(), r.u64());
+        Some(Base { kind: StateKind::StableMemory, vault, nonce: present.then_some(nonce), snapshot, size, generation, touched_at_nanos })
     } else {
         r.array::<{ BASE_SLOT_BYTES - 1 }>();
         None
@@ -506,6 +545,7 @@ fn decode_keyed(r: &mut Reader, content_hashes: bool) -> Header {
             chunk_hashes: true,
             incremental: false,
             from_upgrade_save: false,
+            content_index: false,
         };
         if content_hashes {
             dump.chunk_hashes = r.u8() == 1;
@@ -577,6 +617,7 @@ pub fn decode_v1(fields: &[u8]) -> Header {
         chunk_hashes: true,
         incremental: false,
         from_upgrade_save: false,
+        content_index: false,
     };
     dump.touched_at_nanos = dump.taken_at_nanos;
     let restore_present = r.u8() == 1;
@@ -622,6 +663,7 @@ mod tests {
                 chunk_hashes: false,
                 incremental: true,
                 from_upgrade_save: true,
+                content_index: true,
             }),
             committed: Some(Committed {
                 key: SessionKey { vault: Principal::from_slice(&[8; 29]), nonce: None, job: 2 },
@@ -633,6 +675,7 @@ mod tests {
             live_dir: LiveDir::B,
             generation: 14,
             base: Some(Base {
+                kind: StateKind::Serde,
                 vault: Principal::from_slice(&[6; 29]),
                 nonce: Some(15),
                 snapshot: 16,
@@ -652,7 +695,7 @@ mod tests {
     fn read(bytes: Vec<u8>) -> Header {
         let stored = StoredHeader::from_bytes(Cow::Owned(bytes));
         assert_eq!(stored.layout, LAYOUT_VERSION);
-        decode_v5(&stored.fields)
+        decode_v6(&stored.fields)
     }
 
     #[test]
@@ -703,8 +746,9 @@ mod tests {
     }
 
     /// Bytes of layout 4's paging fields at the end: the live directory, the generation, the
-    /// dump's incremental byte and the base's slot; then layout 5's dump-source byte.
-    const PAGING_BYTES: usize = 1 + 4 + 1 + BASE_SLOT_BYTES + 1;
+    /// dump's incremental byte and the base's slot; then layout 5's dump-source byte and layout
+    /// 6's content-index and base-kind bytes.
+    const PAGING_BYTES: usize = 1 + 4 + 1 + BASE_SLOT_BYTES + 1 + 2;
 
     /// Bytes 44..134 hold the dump's slot, 134..240 the restore's, 240..329 the last commit's.
     const DUMP_SLOT: std::ops::Range<usize> = 44..134;
@@ -744,7 +788,7 @@ mod tests {
             let as_layout_2 = Header { live_dir: LiveDir::A, generation: 0, base: None, ..as_layout_2 };
             let as_layout_2 = match as_layout_2.session {
                 Session::Dumping(dump) => {
-                    Header { session: Session::Dumping(OpenDump { incremental: false, from_upgrade_save: false, ..dump }), ..as_layout_2 }
+                    Header { session: Session::Dumping(OpenDump { incremental: false, from_upgrade_save: false, content_index: false, ..dump }), ..as_layout_2 }
                 }
                 _ => as_layout_2,
             };
@@ -785,6 +829,6 @@ mod tests {
     fn header_golden_bytes() {
         let bytes = stored_bytes(&sample());
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, include_str!("../golden/header_v5.hex").trim());
+        assert_eq!(hex, include_str!("../golden/header_v6.hex").trim());
     }
 }

@@ -96,6 +96,8 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../README.md")]
 pub struct ClientReadmeDoctests;
 
+mod cdc;
+mod content_index;
 mod dump;
 mod guards;
 mod layout;
@@ -223,7 +225,6 @@ pub mod endpoints {
 
     pub fn dump_begin(args: DumpBegin) -> Result<DumpManifest, BackupError> {
         let (key, now) = vault_call(args.job, args.nonce)?;
-        // An update: the heap keeps what the dump's chunk queries would each compute again.
         ChunkReply::prepare();
         dump::begin(key, &args, now, state_layout())
     }
@@ -295,7 +296,7 @@ macro_rules! vault_endpoints {
             ::vault_client::endpoints::dump_begin(args)
         }
 
-        #[::ic_cdk::query(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::ChunkRequest,)>", manual_reply = true)]
+        #[::ic_cdk::update(guard = "::vault_client::endpoints::bounded_args::<(::vault_client::vault_api::protocol::ChunkRequest,)>", manual_reply = true)]
         fn vault_dump_chunk(
             args: ::vault_client::vault_api::protocol::ChunkRequest,
         ) -> ::core::marker::PhantomData<

@@ -107,6 +107,7 @@ mod tests {
                 chunk_hashes: false,
                 incremental: false,
                 from_upgrade_save: false,
+                content_index: false,
             })
         })
         .expect("freezing cannot fail here");
@@ -165,7 +166,7 @@ mod tests {
         let in_use = pages::slots_in_use();
         open_dump(10);
         let Session::Dumping(dump) = store::header().session else { unreachable!("a dump is open") };
-        let base = Base { vault: key().vault, nonce: key().nonce, snapshot: 1, size: dump.size, generation: dump.frozen_generation, touched_at_nanos: 10 };
+        let base = Base { kind: StateKind::StableMemory, vault: key().vault, nonce: key().nonce, snapshot: 1, size: dump.size, generation: dump.frozen_generation, touched_at_nanos: 10 };
         session::end_dump_as_base(&key(), base);
         write_at(0, b"within", || 10 + TTL);
         assert!(store::header().base.is_some(), "within the TTL");

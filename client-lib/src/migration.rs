@@ -22,12 +22,13 @@ type HeaderCell = StableCell<StoredHeader, VirtualMemory<DefaultMemoryImpl>>;
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`. 2 to 3 changes
 /// nothing but the header's layout: `decode_v2` reads a dump of layout 2 as answering each chunk's
 /// SHA-256 and a restore as SHA-256, which they are; nor does 4 to 5: `decode_v4` reads a dump of
-/// layout 4 as reading the state as it is, which it does.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_session, |_, _| {}, page_the_app_memory, |_, _| {}];
+/// layout 4 as reading the state as it is, which it does; nor 5 to 6: `decode_v5` reads a dump
+/// of layout 5 as indexing no content and its base as a stable-memory image, which they are.
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [close_session, |_, _| {}, page_the_app_memory, |_, _| {}, |_, _| {}];
 
 /// `DECODERS[i]` reads the header of layout `OLDEST_LAYOUT + i`: one for each layout read.
 const DECODERS: [Decoder; (LAYOUT_VERSION - OLDEST_LAYOUT + 1) as usize] =
-    [layout::decode_v1, layout::decode_v2, layout::decode_v3, layout::decode_v4, layout::decode_v5];
+    [layout::decode_v1, layout::decode_v2, layout::decode_v3, layout::decode_v4, layout::decode_v5, layout::decode_v6];
 
 /// 3 to 4: the app's memory becomes the live version of a paged memory whose every page is in
 /// the slot it was in (the APP memory is the SLOTS memory), behind table pages written after it.
@@ -88,6 +89,7 @@ mod tests {
         include_str!("../golden/header_v3.hex"),
         include_str!("../golden/header_v4.hex"),
         include_str!("../golden/header_v5.hex"),
+        include_str!("../golden/header_v6.hex"),
     ];
 
     fn unhex(hex: &str) -> Vec<u8> {
@@ -170,6 +172,7 @@ mod tests {
                 chunk_hashes: true,
                 incremental: false,
                 from_upgrade_save: false,
+                content_index: false,
             }),
             committed: Some(Committed { key: key(2), kind: StateKind::Serde, size: 10, sha256: Sha256([7; 32]) }),
             serde_cost: (11, 12),

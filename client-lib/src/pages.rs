@@ -544,7 +544,9 @@ impl Paged {
             }
             _ => (None, None),
         };
-        let base = header.base.as_ref().map(|base| (Version::open(layout::DIR_BASE, tables_for(base.size)), base.generation));
+        // A serde base is a content index, not a version of the app's memory.
+        let base = header.base.as_ref().filter(|base| base.kind == StateKind::StableMemory);
+        let base = base.map(|base| (Version::open(layout::DIR_BASE, tables_for(base.size)), base.generation));
         Paged { slots, live, live_size, live_dir, frozen, base, staged, generation: header.generation }
     }
 
@@ -991,7 +993,7 @@ mod tests {
         freeze();
         let generation = keep_frozen_as_base();
         store::update_header(|h| {
-            h.base = Some(layout::Base { vault: key().vault, nonce: key().nonce, snapshot: 1, size: WASM_PAGE, generation, touched_at_nanos: 0 })
+            h.base = Some(layout::Base { kind: StateKind::StableMemory, vault: key().vault, nonce: key().nonce, snapshot: 1, size: WASM_PAGE, generation, touched_at_nanos: 0 })
         });
         write_live(PAGE + 5, b"new", || ());
         write_live(3 * PAGE, &[1; 8], || ());
@@ -1164,7 +1166,7 @@ mod tests {
                             let frozen_generation = freeze();
                             record(Session::Dumping(OpenDump {
                                 key: key(), kind: StateKind::StableMemory, size, chunk_size: PAGE, taken_at_nanos: 0,
-                                frozen_generation, touched_at_nanos: 0, chunk_hashes: false, incremental: false, from_upgrade_save: false,
+                                frozen_generation, touched_at_nanos: 0, chunk_hashes: false, incremental: false, from_upgrade_save: false, content_index: false,
                             }));
                             frozen = Some(live.clone());
                         }
@@ -1179,7 +1181,7 @@ mod tests {
                             store::update_header(|h| {
                                 h.session = Session::Idle;
                                 h.base = Some(layout::Base {
-                                    vault: key().vault, nonce: key().nonce, snapshot: 1, size: image.len() as u64, generation, touched_at_nanos: 0,
+                                    kind: StateKind::StableMemory, vault: key().vault, nonce: key().nonce, snapshot: 1, size: image.len() as u64, generation, touched_at_nanos: 0,
                                 });
                             });
                             base = Some(image);

@@ -75,16 +75,21 @@ pub fn end_dump(key: &SessionKey) {
     }
 }
 
-/// Closes `key`'s stable-memory dump, if it is the one open, keeping its image as `base` in place
-/// of the base held before.
+/// Closes `key`'s dump, if it is the one open, keeping its image as `base` in place of the base
+/// held before: a stable-memory image as the paged memory's base version, a serde one by its
+/// content index (already kept).
 pub fn end_dump_as_base(key: &SessionKey, base: Base) {
-    if dump(key).is_some_and(|dump| dump.kind == StateKind::StableMemory) {
-        pages::keep_frozen_as_base();
-        store::update_header(|h| {
-            h.session = Session::Idle;
-            h.base = Some(base);
-        });
+    let Some(dump) = dump(key) else { return };
+    match dump.kind {
+        StateKind::StableMemory => {
+            pages::keep_frozen_as_base();
+        }
+        StateKind::Serde => drop_base(),
     }
+    store::update_header(|h| {
+        h.session = Session::Idle;
+        h.base = Some(base);
+    });
 }
 
 /// The base, if `key`'s vault instance named it `snapshot`.
@@ -94,8 +99,10 @@ pub fn base(key: &SessionKey, snapshot: u64) -> Option<Base> {
 
 /// Drops the base of incremental dumps, freeing the pages only it holds.
 pub fn drop_base() {
-    if store::with_header(|h| h.base.is_some()) {
-        pages::release_base();
+    if let Some(base) = store::header().base {
+        if base.kind == StateKind::StableMemory {
+            pages::release_base();
+        }
         store::update_header(|h| h.base = None);
     }
 }
@@ -181,6 +188,7 @@ mod tests {
             chunk_hashes: false,
             incremental: false,
             from_upgrade_save: false,
+            content_index: false,
         }
     }
 

@@ -171,7 +171,7 @@ mod tests {
             assert_eq!(live.get(&1000), Some(vec![7; 40]), "with the one written while the dump was open");
             // A dump of it now reads the app's memory as it is.
             let key = layout::SessionKey { vault: Principal::from_slice(&[9; 10]), nonce: Some(6), job: 4 };
-            let args = vault_api::protocol::DumpBegin { job: 4, nonce: Some(6), chunk_hashes: Some(false), base: None, from_upgrade_save: None };
+            let args = vault_api::protocol::DumpBegin { job: 4, nonce: Some(6), chunk_hashes: Some(false), base: None, from_upgrade_save: None, content_index: None };
             let manifest = crate::dump::begin(key, &args, 10, None).expect("a dump opens");
             let chunk = crate::dump::chunk(key, 0).expect("chunk 0");
             let mut bytes = vec![0; chunk.data.len()];

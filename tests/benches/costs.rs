@@ -33,6 +33,11 @@
 //! the one before once the vault takes it so; per row whether it was, its chunk bytes and
 //! cycles (also as shares of the first's), rounds and instructions (`-- --incremental` for it
 //! alone, with `--quick` at 64 MiB, without writing the docs).
+//!
+//! *Incremental serde snapshots*: a notes app of 1 GiB of MessagePack (notes of 1,000 letters)
+//! snapshot first, then after 0.1%, 1% and 10% of its notes rewritten, each a little longer or
+//! shorter, with the same columns (`-- --serde-incremental` for it alone, with `--quick` at
+//! 64 MiB, without writing the docs).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -498,12 +503,14 @@ enum Change {
     Update { per_mille: u64 },
     /// Inserts after the largest key (`append`).
     Append { per_mille: u64 },
+    /// Rewrites notes at pseudo-random ids, each up to 32 bytes longer or shorter (`edit_random`).
+    Rewrite { per_mille: u64 },
 }
 
 impl Change {
     fn per_mille(self) -> u64 {
         match self {
-            Change::Update { per_mille } | Change::Append { per_mille } => per_mille,
+            Change::Update { per_mille } | Change::Append { per_mille } | Change::Rewrite { per_mille } => per_mille,
         }
     }
 
@@ -512,6 +519,7 @@ impl Change {
         match self {
             Change::Update { .. } => format!("{percent}% of the entries updated"),
             Change::Append { .. } => format!("{percent}% new entries appended"),
+            Change::Rewrite { .. } => format!("{percent}% of the notes rewritten"),
         }
     }
 }
@@ -588,12 +596,73 @@ fn measure_incremental(mib: u64) -> Incremental {
         match change {
             Change::Update { .. } => client.update_random(seed as u64, count),
             Change::Append { .. } => entries = client.append(count),
+            Change::Rewrite { .. } => unreachable!("the btree app has no notes"),
         }
         let measured = snapshot(Some(change), bar);
         println!("{}", incremental_row(&measured, &rows[0], rows.last().map_or(0, |before| before.stored_bytes)));
         rows.push(measured);
     }
     Incremental { mib, entries: filled, rows }
+}
+
+/// The notes app's MessagePack in the serde incremental section, and with `--quick`.
+const SERDE_INCREMENTAL_MIB: u64 = 1024;
+const SERDE_INCREMENTAL_QUICK_MIB: u64 = 64;
+/// Letters of a note's body in the serde incremental section.
+const NOTE_BODY: u64 = 1_000;
+/// Notes a fill adds per update.
+const NOTES_PER_UPDATE: u64 = 50_000;
+
+/// The serde section's changes in turn, each followed by a snapshot, with the bar that snapshot
+/// must meet.
+const SERDE_CHANGES: [(Change, Option<Bar>); 3] = [
+    (Change::Rewrite { per_mille: 1 }, None),
+    (Change::Rewrite { per_mille: 10 }, Some(Bar { bytes_percent: 5.0, cycles_percent: None })),
+    (Change::Rewrite { per_mille: 100 }, None),
+];
+
+/// Fills a notes app with notes of [`NOTE_BODY`] letters until its MessagePack is `mib` MiB and
+/// snapshots it; then for each of [`SERDE_CHANGES`] rewrites that share of its notes and
+/// snapshots it again; each snapshot measured and its row printed as it is.
+fn measure_serde_incremental(mib: u64) -> Incremental {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(INCREMENTAL_KEEP));
+    let client = env.app(app);
+    // A note's MessagePack: its id, its title and its body, with their field names.
+    let notes = mib * MIB / (NOTE_BODY + 30);
+    let mut held = 0;
+    while held < notes {
+        held = client.update::<_, (u64,)>("add_notes", (NOTES_PER_UPDATE.min(notes - held), NOTE_BODY, 1u64)).0;
+    }
+    let snapshot = |change: Option<Change>, bar: Option<Bar>| {
+        let (job, cost) = env.measure(&[app], || env.snapshot(app));
+        assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+        let info = env.vault().app_info(app).expect("app info");
+        let stored_bytes = info.stored_bytes.expect("this vault counts the bytes an app's snapshots hold");
+        IncrementalSnapshot { change, bar, incremental: taken_incremental(&job), cost, stored_bytes }
+    };
+    println!("\nA notes app of {notes} notes of {NOTE_BODY} letters (about {mib} MiB of MessagePack), snapshot after snapshot:\n\n{INCREMENTAL_HEADER}");
+    let full = snapshot(None, None);
+    println!("{}", incremental_row(&full, &full, 0));
+    let mut rows = vec![full];
+    for (seed, (change, bar)) in SERDE_CHANGES.into_iter().enumerate() {
+        let count = (notes * change.per_mille() / 1000).max(1);
+        assert_eq!(client.update::<_, (u64,)>("edit_random", (count, seed as u64 + 1)).0, count);
+        let measured = snapshot(Some(change), bar);
+        println!("{}", incremental_row(&measured, &rows[0], rows.last().map_or(0, |before| before.stored_bytes)));
+        rows.push(measured);
+    }
+    Incremental { mib, entries: notes, rows }
+}
+
+/// The table of an incremental section, each row's storage growth over the row before.
+fn incremental_table(md: &mut String, section: &Incremental) {
+    let _ = writeln!(md, "{INCREMENTAL_HEADER}");
+    let mut stored_before = 0;
+    for s in &section.rows {
+        let _ = writeln!(md, "{}", incremental_row(s, &section.rows[0], stored_before));
+        stored_before = s.stored_bytes;
+    }
 }
 
 const INCREMENTAL_HEADER: &str = "| change before the snapshot | snapshot | chunk bytes (of the first's) | cycles, app + vault (of the first's) | stored in the vault: growth (of the first's) | rounds | app instructions | vault instructions | wall time | bar: of the first's bytes, cycles |\n|---|---|---|---|---|---|---|---|---|---|";
@@ -638,7 +707,7 @@ fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option
     let i = args.iter().position(|a| a == name)?;
     let value = args.get(i + 1).and_then(|v| parse(v));
     if value.is_none() {
-        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops] [--large-restores] [--incremental]");
+        eprintln!("usage: costs [--quick | --sizes MIB[,MIB...]] [--with-4gib] [--baselines-only MIB[,MIB...]] [--in-flight CALLS] [--app-ops] [--large-restores] [--incremental] [--serde-incremental]");
         std::process::exit(2);
     }
     value
@@ -662,6 +731,10 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--incremental") {
         measure_incremental(if quick { INCREMENTAL_QUICK_MIB } else { INCREMENTAL_MIB });
+        return;
+    }
+    if args.iter().any(|a| a == "--serde-incremental") {
+        measure_serde_incremental(if quick { SERDE_INCREMENTAL_QUICK_MIB } else { SERDE_INCREMENTAL_MIB });
         return;
     }
     let in_flight = flag_value(&args, "--in-flight", |k| k.parse().ok().filter(|&k| k > 0)).unwrap_or(DEFAULT_IN_FLIGHT);
@@ -706,6 +779,7 @@ fn main() {
     print_app_ops(&app_ops);
     let large_restores = measure_large_restores(with_4gib);
     let incremental = measure_incremental(INCREMENTAL_MIB);
+    let serde_incremental = measure_serde_incremental(SERDE_INCREMENTAL_MIB);
     let root = ic_harness::build::workspace_root();
     let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB rows hold the app, the vault's copy and the clone in memory; without the flag they are left out).\n\n");
     let _ = writeln!(md, "{HEADER}");
@@ -736,12 +810,9 @@ fn main() {
         let _ = writeln!(md, "{}", large_restore_row(r));
     }
     let _ = writeln!(md, "\n## Incremental snapshots\n\nA btree example app filled until its stable memory holds {} MiB ({} entries of {VALUE_SIZE} bytes), registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each change made to the map as the snapshot before left it. An app whose memory still holds the image of its last snapshot the vault stored answers the vault's dump with only the 4 KiB pages that differ from it, and the vault builds the new snapshot over the last one's chunks; *snapshot* says whether the vault took it incremental (its job's note on opening the dump names the snapshot it builds on). *Chunk bytes* are the `vault_dump_chunk` calls' requests and replies; *cycles* what the app and the vault consumed from the snapshot request until the job succeeded; *stored in the vault* how much the bytes the app's snapshots hold (each chunk once) grew with the snapshot: the vault stores a changed chunk as a delta over the base's, the pages that differ; all three are also given as shares of the first snapshot's, against the bars: after 1% of the entries updated at most 8% of its bytes and 10% of its cycles, after 1% appended at most 3% of its bytes. `cargo bench -p vault-tests --bench costs -- --incremental` measures this section alone (`--quick` with {INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", incremental.mib, incremental.entries);
-    let _ = writeln!(md, "{INCREMENTAL_HEADER}");
-    let mut stored_before = 0;
-    for s in &incremental.rows {
-        let _ = writeln!(md, "{}", incremental_row(s, &incremental.rows[0], stored_before));
-        stored_before = s.stored_bytes;
-    }
+    incremental_table(&mut md, &incremental);
+    let _ = writeln!(md, "\n## Incremental serde snapshots\n\nA notes example app (`examples/notes`: a serde state, MessagePack) holding {} notes of {NOTE_BODY} pseudo-random letters, about {} MiB of MessagePack, registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each rewriting that share of the notes at pseudo-random ids with new letters, each note up to 32 bytes longer or shorter (so what follows it in the serialization moves). The vault asks a serde dump for a content index: the app cuts each chunk of its serialization where its bytes say (a gear hash, pieces of about 1.1 KiB) and records each piece's BLAKE3; once the vault stored the dump and named it the base, a dump against it answers each chunk as the ranges of it found in the base's image and the bytes of the rest, and the vault rebuilds the chunk from its copy of the base. The columns are those of the section above; the bar: after 1% of the notes rewritten, at most 5% of the first snapshot's bytes. *Stored in the vault* grows by the chunks rebuilt whole: a chunk whose bytes moved is no delta of the base's chunk at its index. `cargo bench -p vault-tests --bench costs -- --serde-incremental` measures this section alone (`--quick` with {SERDE_INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", serde_incremental.entries, serde_incremental.mib);
+    incremental_table(&mut md, &serde_incremental);
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
     println!("wrote docs/benchmarks.md and docs/benchmarks.svg");

@@ -417,7 +417,7 @@ impl Fixture {
         Some(
             match method {
                 methods::INFO => encode_args(()),
-                methods::DUMP_BEGIN => encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None }),
+                methods::DUMP_BEGIN => encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None }),
                 methods::DUMP_CHUNK => encode_one(ChunkRequest { job: PROTOCOL_JOB, index: 0, nonce: None }),
                 methods::DUMP_END | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => encode_one(job),
                 methods::RESTORE_BEGIN => encode_one(self.restore_of_snapshot().0),
@@ -432,7 +432,7 @@ impl Fixture {
     fn prepare_app_call(&self, method: &str) {
         match method {
             methods::DUMP_CHUNK | methods::DUMP_END => {
-                let opened: Result<DumpManifest, BackupError> = self.as_vault(methods::DUMP_BEGIN, (DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None },));
+                let opened: Result<DumpManifest, BackupError> = self.as_vault(methods::DUMP_BEGIN, (DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None },));
                 opened.expect("the dump opens");
             }
             methods::RESTORE_CHUNK | methods::RESTORE_ABORT | methods::RESTORE_COMMIT => {
@@ -637,7 +637,7 @@ fn every_method_answers_each_role_as_the_matrix_says() {
         assert_eq!(listed(role), Ok(apps), "{}", role.heading());
     }
     // A refusal names the caller it refused.
-    let reply = f.forwarded(f.app, methods::DUMP_BEGIN, encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None }).unwrap()).expect("the app answers");
+    let reply = f.forwarded(f.app, methods::DUMP_BEGIN, encode_one(DumpBegin { job: PROTOCOL_JOB, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None }).unwrap()).expect("the app answers");
     let (refused,): (Result<DumpManifest, BackupError>,) = candid::decode_args(&reply).unwrap();
     assert_eq!(refused.map(drop), Err(BackupError::NotTheVault { caller: f.strangers_app }));
 }

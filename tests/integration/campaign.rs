@@ -990,7 +990,7 @@ impl Campaign {
             1 => not_a_controller(self.request(stranger(), |v| v.snapshot_now(id))),
             2 => not_a_controller(self.request(stranger(), |v| v.restore(RestoreArgs { app: id, snapshot_id: some_snapshot, target: None, allow_layout_change: None, via_upgrade: None }))),
             3 => not_a_controller(self.request(stranger(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: some_snapshot }))),
-            4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None }).unwrap()),
+            4 => self.stranger_to_app(id, methods::DUMP_BEGIN, candid::encode_one(DumpBegin { job: 1, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None }).unwrap()),
             5 => {
                 let kind = if self.apps[i].kind == AppKind::Notes { StateKind::Serde } else { StateKind::StableMemory };
                 let begin = RestoreBegin { job: 1, state_kind: kind, size: 1, chunk_size: 1, sha256: Sha256::of(b""), nonce: None, content_hash: None, via_upgrade: None };

@@ -2,7 +2,9 @@
 //! the pages that changed and restore and export as the state they were taken of, also once the
 //! snapshot they were built on is deleted; a restore into the app makes its next snapshot full,
 //! and so does `max_incrementals` after that many; and every lie of an incremental dump ends its
-//! snapshot in a typed error, storing nothing.
+//! snapshot in a typed error, storing nothing. A serde app's snapshots after the first move only
+//! the pieces of its serialization its base lacks, wherever the rest moved to, and each restores
+//! and exports as taken, its base deleted or not (while a dump is rebuilt from it, it is not).
 
 use candid::Principal;
 use vault_api::protocol::{CHUNK_SIZE, PAGE_SIZE};
@@ -57,6 +59,26 @@ fn exports(env: &Env, app: Principal, snapshot_id: u64) {
         .collect();
     assert_eq!(image.len() as u64, info.size);
     assert_eq!(vault_api::manifest::image_hash(info.content_hash(), &image, info.chunk_size), info.sha256, "snapshot {snapshot_id}");
+}
+
+/// A notes app with this vault set, registered, holding `notes` notes of 1,000 letters.
+fn filled_notes(env: &Env, notes: u64) -> Principal {
+    let app = env.registered(AppKind::Notes, manual(), keep(10));
+    assert_eq!(env.app(app).update::<_, (u64,)>("add_notes", (notes, 1_000u64, 1u64)).0, notes);
+    app
+}
+
+/// Rewrites `count` notes of a notes app at pseudo-random ids, each a little longer or shorter.
+fn edit_notes(env: &Env, app: Principal, count: u64, seed: u64) {
+    assert_eq!(env.app(app).update::<_, (u64,)>("edit_random", (count, seed)).0, count);
+}
+
+/// Restores snapshot `snapshot_id` of `app` into a fresh notes clone; the clone's digest.
+fn restored_notes(env: &Env, app: Principal, snapshot_id: u64) -> (u64, Vec<u8>) {
+    let clone = env.registered(AppKind::Notes, manual(), keep(1));
+    let restored = env.restore(app, snapshot_id, Some(clone));
+    assert_eq!(restored.phase, JobPhase::Succeeded, "{restored:?}");
+    env.app(clone).digest()
 }
 
 fn snapshot_id(job: &JobInfo) -> u64 {
@@ -212,4 +234,75 @@ fn every_lie_of_an_incremental_dump_ends_its_snapshot_in_a_typed_error_and_store
     client.set_incremental_lie("off");
     let plain = env.snapshot(hostile);
     assert_eq!(plain.phase, JobPhase::Succeeded, "out of its incremental mode: {plain:?}");
+}
+
+#[test]
+fn a_serde_snapshot_after_the_first_moves_what_its_base_lacks_and_each_restores_as_taken() {
+    let env = Env::new();
+    let app = filled_notes(&env, 8_000);
+    let first_digest = env.app(app).digest();
+    let (first, full) = measured_snapshot(&env, app);
+    assert_eq!(built_on(&first), None, "the first snapshot is full: {first:?}");
+    assert!(first.chunks_total >= 4, "{first:?}");
+    edit_notes(&env, app, 80, 7);
+    let second_digest = env.app(app).digest();
+    let (second, incremental) = measured_snapshot(&env, app);
+    assert_eq!(built_on(&second), Some(snapshot_id(&first)), "{second:?}");
+    println!("chunk bytes: full {}, after 1% of the notes rewritten {}", full.chunk_bytes, incremental.chunk_bytes);
+    assert!(incremental.chunk_bytes * 100 < full.chunk_bytes * 5, "{} of {} bytes moved", incremental.chunk_bytes, full.chunk_bytes);
+    exports(&env, app, snapshot_id(&second));
+    assert_eq!(restored_notes(&env, app, snapshot_id(&second)), second_digest);
+    assert_eq!(restored_notes(&env, app, snapshot_id(&first)), first_digest, "the base is as it was");
+
+    // Unchanged, the next one is the same snapshot; then the chain outlives its bases.
+    let third = env.snapshot(app);
+    assert_eq!(built_on(&third), Some(snapshot_id(&second)));
+    let listed = env.vault().list_snapshots(app).unwrap();
+    assert_eq!(listed[2].sha256, listed[1].sha256);
+    edit_notes(&env, app, 40, 8);
+    assert_eq!(env.app(app).update::<_, (u64,)>("add_notes", (100u64, 1_000u64, 2u64)).0, 8_100, "the serialization grows");
+    let fourth_digest = env.app(app).digest();
+    let fourth = env.snapshot(app);
+    assert_eq!((fourth.phase, built_on(&fourth)), (JobPhase::Succeeded, Some(snapshot_id(&third))), "{fourth:?}");
+    for base in [&first, &second, &third] {
+        env.vault().delete_snapshot(app, snapshot_id(base)).expect("delete a base");
+    }
+    env.run_for(5);
+    assert_eq!(env.vault().list_snapshots(app).unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), vec![snapshot_id(&fourth)]);
+    exports(&env, app, snapshot_id(&fourth));
+    assert_eq!(restored_notes(&env, app, snapshot_id(&fourth)), fourth_digest);
+    // The base went: the next snapshot is full.
+    edit_notes(&env, app, 10, 9);
+    let fifth = env.snapshot(app);
+    assert_eq!((fifth.phase, built_on(&fifth)), (JobPhase::Succeeded, Some(snapshot_id(&fourth))), "{fifth:?}");
+}
+
+#[test]
+fn a_serde_base_is_kept_while_a_dump_is_rebuilt_from_it_and_a_restore_makes_the_next_full() {
+    let env = Env::new();
+    let app = filled_notes(&env, 8_000);
+    let first = env.snapshot(app);
+    edit_notes(&env, app, 80, 3);
+    let job = env.vault().snapshot_now(app).expect("snapshot_now");
+    env.until_phase(job.id, JobPhase::Transferring, 60);
+    // Stopped, the app answers no chunk: the job waits, transferring.
+    env.ic.stop_canister(app, Some(owner())).expect("stop");
+    env.run_for(3);
+    let waiting = env.vault().job_status(job.id).expect("job_status");
+    assert_eq!((waiting.phase, waiting.chunks_done), (JobPhase::Transferring, 0), "{waiting:?}");
+    let refused = env.vault().delete_snapshot(app, snapshot_id(&first));
+    assert!(matches!(refused, Err(vault_api::service::VaultError::JobRunning { job: running, .. }) if running == job.id), "{refused:?}");
+    env.ic.start_canister(app, Some(owner())).expect("start");
+    let second = env.finish_job(job.id, 2_000);
+    assert_eq!((second.phase, built_on(&second)), (JobPhase::Succeeded, Some(snapshot_id(&first))), "{second:?}");
+    env.vault().delete_snapshot(app, snapshot_id(&first)).expect("deleted once the dump is done");
+    // Restored into the app, which drops its base: the next snapshot is full.
+    let restored = env.restore(app, snapshot_id(&second), None);
+    assert_eq!(restored.phase, JobPhase::Succeeded, "{restored:?}");
+    let after = env.snapshot(app);
+    assert_eq!((after.phase, built_on(&after)), (JobPhase::Succeeded, None), "{after:?}");
+    edit_notes(&env, app, 5, 4);
+    let next = env.snapshot(app);
+    assert_eq!(built_on(&next), Some(snapshot_id(&after)), "incremental again after the full one");
+    assert_eq!(restored_notes(&env, app, snapshot_id(&next)), env.app(app).digest());
 }

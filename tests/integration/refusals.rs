@@ -107,7 +107,7 @@ fn an_app_refuses_bad_protocol_calls_with_typed_errors() {
 
     // Dumps.
     assert_eq!(as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: 0, nonce: None },)), Err(BackupError::UnknownJob { job: 5 }));
-    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None },)).unwrap();
+    let manifest: vault_api::protocol::DumpManifest = as_vault(&env, ledger, methods::DUMP_BEGIN, (DumpBegin { job: 5, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None },)).unwrap();
     let chunks = vault_api::chunk_count(manifest.size, manifest.chunk_size);
     assert_eq!(
         as_vault::<_, vault_api::protocol::Chunk>(&env, ledger, methods::DUMP_CHUNK, (ChunkRequest { job: 5, index: chunks, nonce: None },)),
@@ -280,7 +280,7 @@ fn a_dump_held_open(env: &Env, app: Principal) -> vault_api::service::JobInfo {
 
 /// Opens a dump of `app` for `job` as the vault, without a nonce (as release 0.1.0's vault does).
 fn open_dump(env: &Env, app: Principal, job: u64) {
-    let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None };
+    let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None };
     as_vault::<_, vault_api::protocol::DumpManifest>(env, app, methods::DUMP_BEGIN, (begin,)).expect("a dump opens");
 }
 

@@ -163,13 +163,13 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
         let rolled_back = try_upgrade(&env, app.id, previous_app(app.kind));
         match app.kind {
             AppKind::Notes => {
-                let refused = rolled_back.expect_err("0.1.0's client library refuses layout 5");
-                assert!(refused.reject_message.contains("layout 5 is not supported"), "{refused:?}");
+                let refused = rolled_back.expect_err("0.1.0's client library refuses layout 6");
+                assert!(refused.reject_message.contains("layout 6 is not supported"), "{refused:?}");
             }
             AppKind::Ledger => {
                 rolled_back.expect("0.1.0's post_upgrade does not read the library's memory");
                 let trapped = env.app(app.id).try_update::<_, (u64, serde_bytes::ByteBuf)>("digest", ()).expect_err("the library traps");
-                assert!(trapped.to_string().contains("layout 5 is not supported"), "{trapped}");
+                assert!(trapped.to_string().contains("layout 6 is not supported"), "{trapped}");
                 upgrade(&env, app.id, app.kind.wasm());
             }
         }

@@ -148,7 +148,7 @@ fn a_dump_of_the_saved_state_ends_when_a_later_upgrade_saves_anew() {
     let app = env.registered(AppKind::Notes, manual(), keep(5));
     AppKind::Notes.apply(&env.app(app), 0);
     upgrade_notes(&env, app);
-    let begin = DumpBegin { job: 7, nonce: None, chunk_hashes: Some(false), base: None, from_upgrade_save: Some(true) };
+    let begin = DumpBegin { job: 7, nonce: None, chunk_hashes: Some(false), base: None, from_upgrade_save: Some(true), content_index: None };
     let opened: Result<DumpManifest, BackupError> = as_vault(&env, app, methods::DUMP_BEGIN, (begin,));
     opened.expect("the saved state opens");
     assert!(env.dump_chunk_as_vault(app, 7, 0).is_ok());

@@ -319,7 +319,7 @@ impl Env {
     /// release 0.1.0's vault does), with no job of the vault's own: the dump stays open until it
     /// is ended or its session's TTL passes.
     pub fn open_dump_as_vault(&self, app: Principal, job: u64) -> Result<DumpManifest, BackupError> {
-        let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None };
+        let begin = DumpBegin { job, nonce: None, chunk_hashes: None, base: None, from_upgrade_save: None, content_index: None };
         let (opened,): (Result<DumpManifest, BackupError>,) =
             self.ic.update_candid(app, self.vault, methods::DUMP_BEGIN, (begin,)).unwrap_or_else(|e| panic!("{}: {e}", methods::DUMP_BEGIN));
         opened
@@ -330,7 +330,7 @@ impl Env {
     pub fn dump_chunk_as_vault(&self, app: Principal, job: u64, index: u32) -> Result<Chunk, BackupError> {
         let request = ChunkRequest { job, index, nonce: None };
         let (chunk,): (Result<Chunk, BackupError>,) =
-            self.ic.query_candid(app, self.vault, methods::DUMP_CHUNK, (request,)).unwrap_or_else(|e| panic!("{}: {e}", methods::DUMP_CHUNK));
+            self.ic.update_candid(app, self.vault, methods::DUMP_CHUNK, (request,)).unwrap_or_else(|e| panic!("{}: {e}", methods::DUMP_CHUNK));
         chunk
     }
 

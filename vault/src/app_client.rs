@@ -166,10 +166,12 @@ pub async fn info(app: Principal) -> Protocol<BackupInfo> {
     call(app, methods::INFO, ()).await
 }
 
-/// Opens `job`'s dump, asking for no chunk hashes (the vault hashes every chunk itself), and
-/// for a dump incremental against snapshot `base` if given.
-pub async fn dump_begin(app: Principal, job: u64, base: Option<u64>, from_upgrade_save: bool) -> Protocol<DumpManifest> {
-    let args = DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base, from_upgrade_save: from_upgrade_save.then_some(true) };
+/// Opens `job`'s dump, asking for no chunk hashes (the vault hashes every chunk itself), for a
+/// dump incremental against snapshot `base` if given, and for a serde dump's content index if
+/// `content_index`.
+pub async fn dump_begin(app: Principal, job: u64, base: Option<u64>, from_upgrade_save: bool, content_index: bool) -> Protocol<DumpManifest> {
+    let from_upgrade_save = from_upgrade_save.then_some(true);
+    let args = DumpBegin { job, nonce: nonce(), chunk_hashes: Some(false), base, from_upgrade_save, content_index: content_index.then_some(true) };
     call(app, methods::DUMP_BEGIN, (args,)).await
 }
 

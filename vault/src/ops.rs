@@ -372,7 +372,7 @@ pub fn delete_snapshot(args: SnapshotRef) -> Result<(), VaultError> {
         if s.snapshot(app, id).is_none_or(|r| r.status != SnapshotStatus::Complete) {
             return Err(VaultError::UnknownSnapshot { app, snapshot_id: id });
         }
-        if let Some(job) = s.active_jobs().into_iter().find(|j| j.kind() == JobKind::Restore { source: app, snapshot_id: id }) {
+        if let Some(job) = s.active_jobs().into_iter().find(|j| crate::retention::reads(j) == Some((app, id))) {
             return Err(VaultError::JobRunning { app: job.app, job: job.id });
         }
         s.schedule_deletion(app, id);
@@ -407,7 +407,7 @@ pub fn snapshot_chunk(args: ChunkRef) -> Result<Chunk, VaultError> {
         return Err(VaultError::ChunkOutOfRange { snapshot_id: id, index: args.index, chunks: snapshot.chunks });
     }
     let (sha256, data) = with_state(|s| s.chunk(id, args.index)).expect("a complete snapshot has every chunk");
-    Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256, changed_pages: None })
+    Ok(Chunk { index: args.index, data: serde_bytes::ByteBuf::from(data), sha256, changed_pages: None, base_ranges: None })
 }
 
 /// A page of the chunk table of a completed snapshot, for export.

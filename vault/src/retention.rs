@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 
 use candid::Principal;
+use vault_api::protocol::StateKind;
 use vault_api::service::{JobKind, Retention, VaultError};
 
 use crate::state::State;
-use crate::storable::SnapshotStatus;
+use crate::storable::{JobRecord, Phase, SnapshotStatus, Task};
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
@@ -88,15 +89,22 @@ pub fn apply(s: &mut State, app: Principal) {
     }
 }
 
-/// (source app, snapshot) pairs that running restores read.
+/// (source app, snapshot) pairs that running jobs read.
 pub fn snapshots_in_use(s: &State) -> BTreeSet<(Principal, u64)> {
-    s.active_jobs()
-        .into_iter()
-        .filter_map(|j| match j.kind() {
-            JobKind::Restore { source, snapshot_id } => Some((source, snapshot_id)),
-            JobKind::Snapshot { .. } => None,
-        })
-        .collect()
+    s.active_jobs().iter().filter_map(reads).collect()
+}
+
+/// The (app, snapshot) pair a running job reads: a restore's source, and the base of a serde dump
+/// incremental against it, whose chunks are rebuilt from it (a stable-memory dump's new snapshot
+/// references its base's chunks instead).
+pub fn reads(job: &JobRecord) -> Option<(Principal, u64)> {
+    match (&job.task, job.kind()) {
+        (_, JobKind::Restore { source, snapshot_id }) => Some((source, snapshot_id)),
+        (Task::Snapshot { phase: Phase::Transferring(building), base: Some(base), .. }, _) if building.transfer.state_kind == StateKind::Serde => {
+            Some((job.app, base.snapshot))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

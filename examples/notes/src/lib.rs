@@ -92,6 +92,60 @@ fn put_blob(key: u64, size: u64, seed: u8) -> u64 {
     applied(|s| s.blobs.insert(key, ByteBuf::from(data))).1
 }
 
+/// Adds `count` notes, each body `body_len` letters derived from its id and `seed`, to give the
+/// state many records; returns the notes held.
+#[ic_cdk::update]
+fn add_notes(count: u64, body_len: u64, seed: u64) -> u64 {
+    applied(|s| {
+        for _ in 0..count {
+            let id = s.next_id;
+            s.next_id += 1;
+            s.notes.insert(id, Note { title: format!("note {id}"), body: letters(id ^ seed << 40, body_len) });
+        }
+        s.notes.len() as u64
+    })
+    .0
+}
+
+/// Rewrites the bodies of `count` notes at pseudo-random ids from `seed` with new letters, each
+/// up to 32 longer or shorter; returns how many it rewrote (an id drawn twice counts twice).
+#[ic_cdk::update]
+fn edit_random(count: u64, seed: u64) -> u64 {
+    applied(|s| {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut edited = 0;
+        for _ in 0..count {
+            x = xorshift(x);
+            let Some(id) = s.notes.range(x % s.next_id.max(1)..).next().map(|(id, _)| *id) else {
+                continue;
+            };
+            let note = s.notes.get_mut(&id).expect("a note just found");
+            let len = (note.body.len() as u64 + x % 65).saturating_sub(32);
+            note.body = letters(x, len);
+            edited += 1;
+        }
+        edited
+    })
+    .0
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^ (x << 17)
+}
+
+/// `len` pseudo-random letters from `key`.
+fn letters(key: u64, len: u64) -> String {
+    let mut x = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x = xorshift(x);
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect()
+}
+
 #[ic_cdk::query]
 fn get_note(id: u64) -> Option<Note> {
     STATE.with_borrow(|s| s.notes.get(&id).cloned())

@@ -333,7 +333,7 @@ mod tests {
         let hashes = client(full_reply(Sha256([7; 32]))).snapshot_manifest(ManifestPage { app, snapshot_id: 0, start: 0, count: 0 });
         assert!(hashes.unwrap().unwrap().len() > 90_000);
 
-        let chunk = Chunk { index: 0, data: ByteBuf::from(vec![5; MAX_REPLY - 100]), sha256: Sha256([0; 32]), changed_pages: None };
+        let chunk = Chunk { index: 0, data: ByteBuf::from(vec![5; MAX_REPLY - 100]), sha256: Sha256([0; 32]), changed_pages: None, base_ranges: None };
         let encoded = candid::encode_one(Ok::<_, VaultError>(chunk.clone())).unwrap();
         assert_eq!(client(encoded).snapshot_chunk(ChunkRef { app, snapshot_id: 0, index: 0 }), Ok(Ok(chunk)));
     }

@@ -166,6 +166,12 @@ pub struct DumpBegin {
     /// than serialize the state as it is in this message, so a state larger than one update can
     /// serialize is snapshotted; none is false.
     pub from_upgrade_save: Option<bool>,
+    /// A serde dump of the state as it is: index the content of each chunk as it is read (cut
+    /// where the bytes say, each piece hashed), so that the dump may become the base of the next
+    /// (`DumpEnd::base`), against which each chunk is answered as the ranges it shares with the
+    /// base's image and the bytes it does not (`Chunk::base_ranges`). None is false; ignored by a
+    /// stable-memory dump, whose pages are indexed by the paged memory anyway.
+    pub content_index: Option<bool>,
 }
 
 /// A frozen image, ready to be read in chunks.
@@ -187,6 +193,9 @@ pub struct DumpManifest {
     /// The dump reads the state the app's last upgrade saved (`DumpBegin::from_upgrade_save`),
     /// taken then; none for one of the state as it is (and from a library before such dumps).
     pub from_upgrade_save: Option<bool>,
+    /// The app indexes the content of this serde dump as its chunks are read
+    /// (`DumpBegin::content_index`); none if not (and from a library before such dumps).
+    pub content_index: Option<bool>,
 }
 
 impl DumpManifest {
@@ -218,6 +227,19 @@ pub struct Chunk {
     /// end, cut to this chunk's length) with those pages put in. None in a full dump, and from
     /// the vault.
     pub changed_pages: Option<ByteBuf>,
+    /// In a serde dump incremental against a base: the ranges of the chunk that are bytes of the
+    /// base's image, in order and apart; `data` holds the chunk's other bytes, in order. None in
+    /// any other dump, and from the vault.
+    pub base_ranges: Option<Vec<BaseRange>>,
+}
+
+/// Bytes of a chunk that are bytes of its dump's base: `len` bytes from `at` in the chunk are
+/// those from `from` in the base's image.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseRange {
+    pub at: u32,
+    pub from: u64,
+    pub len: u32,
 }
 
 /// `Ok(chunk)` as candid encodes it for a reply of type `Result<Chunk, BackupError>` (that of
@@ -235,14 +257,19 @@ thread_local! {
     static REPLY_HEADER: OnceCell<Vec<u8>> = const { OnceCell::new() };
 }
 
+impl Chunk {
+    /// The chunk's fields but its bytes.
+    fn without_data(&self) -> Chunk {
+        Chunk { index: self.index, data: ByteBuf::new(), sha256: self.sha256, changed_pages: self.changed_pages.clone(), base_ranges: self.base_ranges.clone() }
+    }
+}
+
 impl<'a> ChunkReply<'a> {
     /// The reply `Ok(chunk)`: the header candid gives its type, then candid's encoding of the
     /// value, split where the data goes. The split comes from the value with no data and with
     /// one byte, which differ only in the data's length and bytes.
     pub fn of(chunk: &'a Chunk) -> candid::Result<Self> {
-        let (before, after) = around_blob(|data| {
-            reply_value(Chunk { index: chunk.index, data: ByteBuf::from(data), sha256: chunk.sha256, changed_pages: chunk.changed_pages.clone() })
-        })?;
+        let (before, after) = around_blob(|data| reply_value(Chunk { data: ByteBuf::from(data), ..chunk.without_data() }))?;
         let mut head = reply_header()?;
         head.extend_from_slice(&before);
         leb128(&mut head, chunk.data.len() as u64);
@@ -251,9 +278,8 @@ impl<'a> ChunkReply<'a> {
 
     /// Computes the header of chunk replies unless this instance did: candid's type table of
     /// their type, the costly part of an encoding (about 350 K instructions in a canister). The
-    /// heap keeps it past an update but not past a query, so an app prepares it in the update
-    /// that opens a dump, and each chunk query copies it. (A failure is [`ChunkReply::of`]'s to
-    /// report.)
+    /// heap keeps it past an update, so an app prepares it in the update that opens a dump, and
+    /// each chunk call copies it. (A failure is [`ChunkReply::of`]'s to report.)
     pub fn prepare() {
         let _ = reply_header();
     }
@@ -311,7 +337,7 @@ fn reply_header() -> candid::Result<Vec<u8>> {
     if let Some(header) = REPLY_HEADER.with(|header| header.get().cloned()) {
         return Ok(header);
     }
-    let chunk = Chunk { index: 0, data: ByteBuf::new(), sha256: Sha256::default(), changed_pages: None };
+    let chunk = Chunk { index: 0, data: ByteBuf::new(), sha256: Sha256::default(), changed_pages: None, base_ranges: None };
     let encoded = candid::encode_one(Ok::<Chunk, BackupError>(chunk.clone()))?;
     let value = reply_value(chunk)?;
     let header = encoded.strip_suffix(&value[..]).ok_or_else(|| candid::Error::msg("a chunk's encoding does not end with its value"))?;
@@ -511,8 +537,10 @@ mod tests {
         for len in [0, 1, 127, 128, 129, 16383, 16384, 16385, (1 << 21) - 1, 1 << 21, CHUNK_SIZE as usize] {
             for index in [0, 1, 127, 128, 16384, u32::MAX] {
                 let pages = [None, Some(ByteBuf::new()), Some(ByteBuf::from(patterned(64)))];
-                for (sha256, changed_pages) in [Sha256::default(), Sha256([0xff; 32]), Sha256::of(&patterned(len))].into_iter().zip(pages) {
-                    let chunk = Chunk { index, data: ByteBuf::from(patterned(len)), sha256, changed_pages };
+                let ranges = [Some(vec![BaseRange { at: 1, from: 1 << 40, len: 7 }, BaseRange { at: 9, from: 3, len: u32::MAX }]), Some(vec![]), None];
+                let shapes = pages.into_iter().zip(ranges);
+                for (sha256, (changed_pages, base_ranges)) in [Sha256::default(), Sha256([0xff; 32]), Sha256::of(&patterned(len))].into_iter().zip(shapes) {
+                    let chunk = Chunk { index, data: ByteBuf::from(patterned(len)), sha256, changed_pages, base_ranges };
                     let reply = ChunkReply::of(&chunk).expect("a chunk encodes");
                     let expected = candid::encode_one(Ok::<Chunk, BackupError>(chunk.clone())).unwrap();
                     assert!(reply.pieces().concat() == expected, "{len} bytes, index {index}, {sha256}");

@@ -1,15 +1,17 @@
 //! Incremental snapshots, pure: which base a dump asks to build on, the base entries a new
 //! snapshot references before its chunks are asked for, and a chunk of an incremental dump (its
-//! changed pages, checked) made into the chunk it stands for over the base's.
+//! changed pages, or its ranges of the base's image, checked) made into the chunk it stands for.
 //!
-//! A chunk of an incremental dump carries its changed pages as `pages` has them, over the base's
-//! chunk at its index (empty past the base's end).
+//! A chunk of an incremental stable-memory dump carries its changed pages as `pages` has them,
+//! over the base's chunk at its index (empty past the base's end). A chunk of an incremental
+//! serde dump carries the ranges of it that are bytes of the base's image, wherever they are in
+//! it (a serialization moves when a record before grows or shrinks), and its other bytes.
 
 use std::ops::Range;
 
 use vault_api::ContentHash;
 use vault_api::manifest::{chunk_range, try_chunk_count};
-use vault_api::protocol::{CHUNK_SIZE, StateKind};
+use vault_api::protocol::{BaseRange, CHUNK_SIZE, StateKind};
 
 use crate::pages;
 use crate::storable::{Base, IncrementalRecord, SnapshotRecord, SnapshotStatus};
@@ -17,20 +19,21 @@ use crate::storable::{Base, IncrementalRecord, SnapshotRecord, SnapshotStatus};
 /// Base entries a new snapshot references in one step (each a few map operations).
 pub const COPY_BUDGET: u32 = 1024;
 
-/// Whether a snapshot may be a later one's base: a stable-memory image in BLAKE3, in chunks of
-/// `CHUNK_SIZE` (so its chunks are those of the dumps after it, at the same indices, hashed as
-/// theirs are).
+/// Whether a snapshot may be a later one's base: an image in BLAKE3, in chunks of `CHUNK_SIZE`
+/// (so a stable-memory image's chunks are those of the dumps after it, at the same indices, hashed
+/// as theirs are).
 pub fn may_be_base(snapshot: &SnapshotRecord) -> bool {
-    snapshot.state_kind == StateKind::StableMemory && snapshot.content_hash == ContentHash::Blake3 && snapshot.chunk_size == CHUNK_SIZE
+    snapshot.content_hash == ContentHash::Blake3 && snapshot.chunk_size == CHUNK_SIZE
 }
 
 /// The base the next dump of an app of kind `kind` asks to build on: the snapshot the app
-/// confirmed it holds (`record.base`, whose record is `snapshot`), if that is complete and may
-/// be a base, and fewer than `record.max_incrementals` incremental snapshots lead up to it.
+/// confirmed it holds (`record.base`, whose record is `snapshot`), if that is complete, of the
+/// app's kind and may be a base, and fewer than `record.max_incrementals` incremental snapshots
+/// lead up to it.
 pub fn base_to_ask(kind: StateKind, record: &IncrementalRecord, snapshot: Option<&SnapshotRecord>) -> Option<Base> {
     let base = record.base?;
-    let snapshot = snapshot.filter(|s| s.status == SnapshotStatus::Complete && may_be_base(s))?;
-    let ask = kind == StateKind::StableMemory && base.incrementals < record.max_incrementals;
+    let snapshot = snapshot.filter(|s| s.status == SnapshotStatus::Complete && s.state_kind == kind && may_be_base(s))?;
+    let ask = base.incrementals < record.max_incrementals;
     ask.then_some(Base { snapshot: base.snapshot, size: snapshot.size, incrementals: base.incrementals, copied: 0 })
 }
 
@@ -78,6 +81,54 @@ pub fn check_pages(len: u64, bitmap: &[u8], data: &[u8]) -> Result<bool, String>
     Ok(changed > 0)
 }
 
+/// Whether an app answered a chunk of `len` bytes of a serde dump against a base of `base_size`
+/// bytes with `ranges` of the base's image and `data` bytes besides as the protocol has it: each
+/// range in the chunk and in the base, none empty, in order and apart, and the bytes between them
+/// as many as `data`. Why not, if not.
+pub fn check_ranges(len: u64, base_size: u64, ranges: &[BaseRange], data: &[u8]) -> Result<(), String> {
+    let mut covered = 0u64;
+    let mut end = 0u64;
+    for (i, range) in ranges.iter().enumerate() {
+        let (at, range_len) = (u64::from(range.at), u64::from(range.len));
+        if range_len == 0 {
+            return Err(format!("range {i} is empty"));
+        }
+        if at < end {
+            return Err(format!("range {i} starts at {at}, before the end of the one before ({end})"));
+        }
+        end = at + range_len;
+        if end > len {
+            return Err(format!("range {i} ends at {end}, past the chunk's {len} bytes"));
+        }
+        if range.from.checked_add(range_len).is_none_or(|base_end| base_end > base_size) {
+            return Err(format!("range {i} reads the base from {} for {range_len} bytes, past its {base_size}", range.from));
+        }
+        covered += range_len;
+    }
+    if covered + data.len() as u64 != len {
+        return Err(format!("{covered} bytes of ranges and {} of data for a chunk of {len}", data.len()));
+    }
+    Ok(())
+}
+
+/// The chunk of `len` bytes `ranges` (checked) and `data` stand for, `read_base` appending the
+/// base's bytes from an offset, as many as asked; `None` if it could not.
+pub fn rebuild_from_ranges(len: u64, ranges: &[BaseRange], data: &[u8], mut read_base: impl FnMut(u64, u32, &mut Vec<u8>) -> Option<()>) -> Option<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(len as usize);
+    let mut data_at = 0;
+    for range in ranges {
+        let gap = range.at as usize - chunk.len();
+        chunk.extend_from_slice(&data[data_at..data_at + gap]);
+        data_at += gap;
+        read_base(range.from, range.len, &mut chunk)?;
+        if chunk.len() != range.at as usize + range.len as usize {
+            return None;
+        }
+    }
+    chunk.extend_from_slice(&data[data_at..]);
+    Some(chunk)
+}
+
 #[cfg(test)]
 mod tests {
     use vault_api::Sha256;
@@ -121,7 +172,9 @@ mod tests {
         assert_eq!(base_to_ask(StateKind::StableMemory, &holding(0, 0), Some(&complete)), None, "0: every snapshot is full");
         assert_eq!(base_to_ask(StateKind::StableMemory, &IncrementalRecord::default(), Some(&complete)), None, "no base held");
         assert_eq!(base_to_ask(StateKind::StableMemory, &holding(0, 24), None), None, "the base is gone");
-        assert_eq!(base_to_ask(StateKind::Serde, &holding(0, 24), Some(&complete)), None);
+        assert_eq!(base_to_ask(StateKind::Serde, &holding(0, 24), Some(&complete)), None, "a base of another kind");
+        let serde = SnapshotRecord { state_kind: StateKind::Serde, ..complete.clone() };
+        assert_eq!(base_to_ask(StateKind::Serde, &holding(0, 24), Some(&serde)).map(|b| b.snapshot), Some(9));
         for (status, hash, chunk_size) in [
             (SnapshotStatus::Deleting, ContentHash::Blake3, CHUNK_SIZE),
             (SnapshotStatus::Building, ContentHash::Blake3, CHUNK_SIZE),
@@ -210,5 +263,51 @@ mod tests {
         assert!(check_pages(PAGE + 10, &[0b100], &[1; 10]).is_err(), "a third page of two");
         assert!(check_pages(0, &[], &[]) == Ok(false), "an empty chunk has no page");
         assert!(check_pages(0, &[0], &[]).is_err());
+    }
+
+    fn range(at: u32, from: u64, len: u32) -> BaseRange {
+        BaseRange { at, from, len }
+    }
+
+    #[test]
+    fn a_serde_chunk_is_its_ranges_of_the_base_and_its_bytes_between_them() {
+        let base = bytes(10_000, 1);
+        let ranges = [range(3, 9_000, 100), range(103, 0, 50), range(200, 500, 1)];
+        let data = bytes(3 + 47 + 9, 9);
+        let len = 3 + 100 + 50 + 47 + 1 + 9;
+        assert_eq!(check_ranges(len, base.len() as u64, &ranges, &data), Ok(()));
+        let read = |from: u64, len: u32, out: &mut Vec<u8>| {
+            out.extend_from_slice(base.get(from as usize..from as usize + len as usize)?);
+            Some(())
+        };
+        let chunk = rebuild_from_ranges(len, &ranges, &data, read).expect("rebuilt");
+        let expected = [&data[..3], &base[9_000..9_100], &base[..50], &data[3..50], &base[500..501], &data[50..]].concat();
+        assert!(chunk == expected);
+        assert!(rebuild_from_ranges(len, &ranges, &data, |_, _, _| None).is_none(), "a base that cannot be read");
+        let short = |_, _, out: &mut Vec<u8>| {
+            out.push(0);
+            Some(())
+        };
+        assert!(rebuild_from_ranges(len, &ranges, &data, short).is_none(), "a read short of its range");
+        assert_eq!(rebuild_from_ranges(5, &[], &data[..5], read), Some(data[..5].to_vec()), "no range: the bytes");
+    }
+
+    #[test]
+    fn serde_ranges_that_do_not_add_up_are_refused() {
+        let ok = [range(0, 0, 10), range(10, 50, 10)];
+        assert_eq!(check_ranges(25, 100, &ok, &[0; 5]), Ok(()));
+        let refused = |ranges: &[BaseRange], data: usize, why: &str| {
+            let reason = check_ranges(25, 100, ranges, &vec![0; data]).expect_err(why);
+            assert!(reason.contains(why), "{reason}");
+        };
+        refused(&ok, 4, "and 4 of data");
+        refused(&ok, 6, "and 6 of data");
+        refused(&[range(0, 0, 10), range(9, 50, 10)], 6, "before the end");
+        refused(&[range(10, 0, 10), range(0, 50, 10)], 5, "before the end");
+        refused(&[range(0, 0, 0)], 25, "empty");
+        refused(&[range(20, 0, 10)], 15, "past the chunk");
+        refused(&[range(0, 95, 10)], 15, "past its 100");
+        refused(&[range(0, u64::MAX, 10)], 15, "past its 100");
+        refused(&[range(u32::MAX, 0, u32::MAX)], 0, "past the chunk");
     }
 }

@@ -121,7 +121,9 @@ pub fn next_calls_besides(job: &JobRecord, batch: u32, in_flight: &BTreeSet<u32>
     }
     Some(match &job.task {
         Task::Snapshot { phase: Phase::Starting, .. } => Calls::DumpBegin,
-        Task::Snapshot { phase: Phase::Transferring(b), base: Some(base), .. } if !incremental::next_copy(base, b.transfer.chunks).is_empty() => {
+        Task::Snapshot { phase: Phase::Transferring(b), base: Some(base), .. }
+            if b.transfer.state_kind == StateKind::StableMemory && !incremental::next_copy(base, b.transfer.chunks).is_empty() =>
+        {
             Calls::CopyBase
         }
         Task::Snapshot { phase: Phase::Transferring(b), .. } => Calls::DumpChunks(pending(&b.transfer, batch, in_flight)),
@@ -198,6 +200,8 @@ pub enum ChunkAnswer {
     Invalid { index: u32, reason: String },
     /// The app answered with an error; the performer reads no answer after it.
     Refused(BackupError),
+    /// The base an incremental chunk is rebuilt over is gone (deleted while the job ran).
+    BaseDeleted,
 }
 
 /// What happened to a job, as its step's calls answered (or the vault decided).
@@ -475,7 +479,9 @@ fn dump_begun(mut job: JobRecord, trigger: Trigger, manifest: DumpManifest, ctx:
 
 /// The base the dump `manifest` describes is incremental against, of the one `asked` for: none
 /// for a full dump. A dump on another base than asked for, and one whose chunks could not be those
-/// of its base (not a stable-memory image in BLAKE3 in chunks of `CHUNK_SIZE`), are refused.
+/// of its base (not an image in BLAKE3 in chunks of `CHUNK_SIZE`), are refused. (The base asked
+/// for is of the app's kind; a dump of another kind over it builds from the app's own snapshot
+/// still.)
 fn dump_base(manifest: &DumpManifest, asked: Option<Base>) -> Result<Option<Base>, String> {
     let Some(named) = manifest.base else { return Ok(None) };
     let asked = match asked {
@@ -484,10 +490,8 @@ fn dump_base(manifest: &DumpManifest, asked: Option<Base>) -> Result<Option<Base
         None => return Err(format!("the dump builds on snapshot {named}, but a full one was asked for")),
     };
     let (kind, hash, chunk_size) = (manifest.state_kind, manifest.content_hash(), manifest.chunk_size);
-    if kind != StateKind::StableMemory || hash != ContentHash::Blake3 || chunk_size != CHUNK_SIZE {
-        return Err(format!(
-            "an incremental dump is a stable-memory image in BLAKE3 in chunks of {CHUNK_SIZE}, not a {kind:?} one in {hash:?} in chunks of {chunk_size}"
-        ));
+    if hash != ContentHash::Blake3 || chunk_size != CHUNK_SIZE {
+        return Err(format!("an incremental dump is an image in BLAKE3 in chunks of {CHUNK_SIZE}, not a {kind:?} one in {hash:?} in chunks of {chunk_size}"));
     }
     Ok(Some(asked))
 }
@@ -563,6 +567,11 @@ fn chunks_settled(mut job: JobRecord, answers: Vec<ChunkAnswer>, ctx: &Ctx) -> N
             ChunkAnswer::Refused(BackupError::ChunkHashMismatch { index }) => failure = Some(CallFailure::Corrupted { index }),
             ChunkAnswer::Refused(error @ BackupError::UnknownJob { .. }) => return start_over(job, error, ctx),
             ChunkAnswer::Invalid { index, reason } => return fail(job, JobError::InvalidChunk { index, reason }, ctx),
+            ChunkAnswer::BaseDeleted => {
+                let Task::Snapshot { base: Some(base), .. } = &job.task else { unreachable!("a chunk is rebuilt over the base of its job") };
+                let base = base.snapshot;
+                return fail(job, JobError::BaseDeleted { base }, ctx);
+            }
             ChunkAnswer::Refused(error) => return refuse(job, error, ctx),
         }
     }
@@ -677,6 +686,7 @@ mod tests {
             content_hashes: None,
             base: None,
             from_upgrade_save: None,
+            content_index: None,
         }
     }
 
@@ -1254,18 +1264,27 @@ mod tests {
     fn a_dump_on_a_base_not_asked_for_or_that_cannot_be_one_is_refused_before_anything_is_created() {
         let sha256_only = DumpManifest { content_hashes: None, ..stable_manifest(2, Some(5)) };
         let small_chunks = DumpManifest { chunk_size: 64 * KIB, size: 2 * 64 * KIB, ..stable_manifest(2, Some(5)) };
-        let serde = DumpManifest { state_kind: StateKind::Serde, ..stable_manifest(2, Some(5)) };
         for (job, manifest) in [
             (asking(2), stable_manifest(2, Some(6))),
             (snapshot_job(), stable_manifest(2, Some(5))),
             (asking(2), sha256_only),
             (asking(2), small_chunks),
-            (asking(2), serde),
         ] {
             let next = step(job, Event::DumpBegun(Ok(manifest.clone())));
             assert!(matches!(failed_with(&next), JobError::InvalidManifest { .. }), "{manifest:?}: {:?}", next.job.outcome);
             assert_eq!(next.effects, vec![Effect::FreeApp, Effect::ReleaseApp]);
         }
+    }
+
+    #[test]
+    fn a_serde_dump_on_its_base_asks_for_its_chunks_at_once_and_fails_if_the_base_goes() {
+        let serde = DumpManifest { state_kind: StateKind::Serde, ..stable_manifest(3, Some(5)) };
+        let next = step(asking(2), Event::DumpBegun(Ok(serde)));
+        assert!(matches!(&next.job.task, Task::Snapshot { base: Some(Base { snapshot: 5, .. }), .. }));
+        assert_eq!(next_calls(&next.job, 4), Some(Calls::DumpChunks(vec![0, 1, 2])), "no base entries are referenced first");
+        let next = step(next.job, Event::Chunks(vec![ChunkAnswer::Moved(0), ChunkAnswer::BaseDeleted]));
+        assert_eq!(failed_with(&next), &JobError::BaseDeleted { base: 5 });
+        assert_eq!(next.effects, vec![Effect::DropSnapshot(7), Effect::FreeApp, Effect::ReleaseApp]);
     }
 
     #[test]

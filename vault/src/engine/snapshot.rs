@@ -1,10 +1,12 @@
 //! A snapshot job's steps: open the app's dump, move its chunks into the vault's store (each
 //! hashed by the vault in the snapshot's content hash), close it. A dump incremental against a
-//! base first has the new snapshot reference the base's chunks, in bounded steps; then each chunk
-//! the app answers with no page changed keeps the base's, and any other is rebuilt over it.
+//! stable-memory base first has the new snapshot reference the base's chunks, in bounded steps;
+//! then each chunk the app answers with no page changed keeps the base's, and any other is rebuilt
+//! over it. A serde dump incremental against a base has each chunk rebuilt from the ranges of the
+//! base's image it names and the bytes it carries, the base read where it is kept.
 
 use vault_api::manifest::chunk_range;
-use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk};
+use vault_api::protocol::{BackupError, CHUNK_SIZE, Chunk, StateKind};
 use vault_api::{ContentHash, Sha256};
 
 use super::calls;
@@ -12,16 +14,19 @@ use super::incremental;
 use super::job::{self, ChunkAnswer, Event};
 use crate::app_client::{self, CallFailure};
 use crate::pages;
-use crate::state::{HashedChunk, with_state};
-use crate::storable::{Base, Building, JobRecord, Task, Transfer};
+use crate::state::{HashedChunk, State, with_state};
+use crate::storable::{Base, Building, JobRecord, SnapshotStatus, Task, Transfer};
 
-/// Opens the dump, incremental against snapshot `base` if given; notes the app's controllers
-/// and module hash as they are now. An app that says the vault is not its vault (any more) holds
-/// no base of the vault's: it is forgotten.
+/// Opens the dump, incremental against snapshot `base` if given, with a content index if the app
+/// takes incremental snapshots (a serde dump's may become the next one's base); notes the app's
+/// controllers and module hash as they are now. An app that says the vault is not its vault (any
+/// more) holds no base of the vault's: it is forgotten.
 pub async fn begin(job: &JobRecord, base: Option<u64>) -> Option<(JobRecord, Event)> {
     let info = app_client::canister_info(job.app).await.ok();
     let from_upgrade_save = matches!(job.task, Task::Snapshot { from_upgrade_save: true, .. });
-    let (mut job, event) = calls::make_one(job, app_client::dump_begin(job.app, job.id, base, from_upgrade_save), Event::DumpBegun).await?;
+    let content_index = with_state(|s| s.incremental(job.app).max_incrementals > 0);
+    let dump_begin = app_client::dump_begin(job.app, job.id, base, from_upgrade_save, content_index);
+    let (mut job, event) = calls::make_one(job, dump_begin, Event::DumpBegun).await?;
     if let Event::DumpBegun(Err(BackupError::NotTheVault { .. } | BackupError::NoVaultSet)) = event {
         with_state(|s| s.forget_base(job.app));
     }
@@ -50,6 +55,7 @@ pub async fn chunks(job: &JobRecord, building: &Building, base: Option<Base>, in
     let moved = job.task.transfer().map(|t| t.done.clone()).unwrap_or_default();
     let event = calls::chunks_event(indices, answers, |index, chunk| match base {
         None => full_chunk(&job, snapshot, transfer, content_hash, index, chunk),
+        Some(base) if transfer.state_kind == StateKind::Serde => serde_chunk(&job, snapshot, transfer, &base, content_hash, index, chunk),
         // A chunk moved already references what it is: rebuilding it again would build over itself.
         Some(_) if moved.contains(index) => ChunkAnswer::Moved(index),
         Some(base) => incremental_chunk(&job, snapshot, transfer, &base, content_hash, index, chunk),
@@ -59,8 +65,8 @@ pub async fn chunks(job: &JobRecord, building: &Building, base: Option<Base>, in
 
 /// Chunk `index` of a full dump, checked and stored.
 fn full_chunk(job: &JobRecord, snapshot: u64, transfer: &Transfer, content_hash: ContentHash, index: u32, chunk: Chunk) -> ChunkAnswer {
-    if chunk.changed_pages.is_some() {
-        return ChunkAnswer::Invalid { index, reason: "a chunk of a full dump carries changed pages".into() };
+    if chunk.changed_pages.is_some() || chunk.base_ranges.as_ref().is_some_and(|ranges| !ranges.is_empty()) {
+        return ChunkAnswer::Invalid { index, reason: "a chunk of a full dump carries changed pages or ranges of a base".into() };
     }
     // The vault's own digest addresses the chunk. An app's is checked only when it claims one
     // (its library hashes on dump: release 0.1.0's, a build before BLAKE3) in the hash the
@@ -89,8 +95,8 @@ fn incremental_chunk(
     index: u32,
     chunk: Chunk,
 ) -> ChunkAnswer {
-    let Some(bitmap) = &chunk.changed_pages else {
-        return ChunkAnswer::Invalid { index, reason: "a chunk of an incremental dump carries no changed pages".into() };
+    let (Some(bitmap), None) = (&chunk.changed_pages, &chunk.base_ranges) else {
+        return ChunkAnswer::Invalid { index, reason: "a chunk of an incremental stable-memory dump carries no changed pages, or ranges".into() };
     };
     if chunk.index != index {
         return ChunkAnswer::Failed(CallFailure::Corrupted { index });
@@ -113,6 +119,82 @@ fn incremental_chunk(
         None => s.store_chunk(job.app, snapshot, index, &HashedChunk::new(content_hash, &pages::apply(&[], len, bitmap, &chunk.data))),
     });
     ChunkAnswer::Moved(index)
+}
+
+/// Chunk `index` of a serde dump incremental against `base`, its ranges checked: rebuilt from them
+/// and its bytes, the base's bytes read from the base snapshot, and stored (a delta over the base's
+/// chunk at its index where the chunk store allows: a serialization whose records before kept
+/// their lengths). The base is read while it is complete: one deleted meanwhile fails the job.
+fn serde_chunk(job: &JobRecord, snapshot: u64, transfer: &Transfer, base: &Base, content_hash: ContentHash, index: u32, chunk: Chunk) -> ChunkAnswer {
+    let (None, Some(ranges)) = (&chunk.changed_pages, &chunk.base_ranges) else {
+        return ChunkAnswer::Invalid { index, reason: "a chunk of an incremental serde dump carries no ranges of its base, or changed pages".into() };
+    };
+    if chunk.index != index {
+        return ChunkAnswer::Failed(CallFailure::Corrupted { index });
+    }
+    let range = chunk_range(transfer.size, CHUNK_SIZE, index);
+    let len = range.end - range.start;
+    if let Err(reason) = incremental::check_ranges(len, base.size, ranges, &chunk.data) {
+        return ChunkAnswer::Invalid { index, reason };
+    }
+    with_state(|s| {
+        let complete = s.snapshot(job.app, base.snapshot).is_some_and(|r| r.status == SnapshotStatus::Complete && r.size == base.size);
+        if !complete {
+            return ChunkAnswer::BaseDeleted;
+        }
+        let mut reader = BaseReader { snapshot: base.snapshot, cached: Vec::new() };
+        let rebuilt = incremental::rebuild_from_ranges(len, ranges, &chunk.data, |from, len, out| reader.read(s, from, len, out))
+            .expect("a complete snapshot has every chunk of its size");
+        let hashed = HashedChunk::new(content_hash, &rebuilt);
+        match reader.into_chunk(s, index) {
+            Some((base_hash, base_chunk)) => s.store_rebuilt_chunk(job.app, snapshot, index, &hashed, (base_hash, &base_chunk)),
+            None => s.store_chunk(job.app, snapshot, index, &hashed),
+        }
+        ChunkAnswer::Moved(index)
+    })
+}
+
+/// Reads a base snapshot's image by offset, keeping the last two chunks it read.
+struct BaseReader {
+    snapshot: u64,
+    cached: Vec<(u32, Sha256, Vec<u8>)>,
+}
+
+impl BaseReader {
+    /// The cached chunk `index`, read if it is not.
+    fn load(&mut self, s: &State, index: u32) -> Option<&(u32, Sha256, Vec<u8>)> {
+        if let Some(at) = self.cached.iter().position(|(i, ..)| *i == index) {
+            return self.cached.get(at);
+        }
+        let (hash, bytes) = s.chunk(self.snapshot, index)?;
+        if self.cached.len() == 2 {
+            self.cached.remove(0);
+        }
+        self.cached.push((index, hash, bytes));
+        self.cached.last()
+    }
+
+    /// Appends the `len` bytes from `from` in the image.
+    fn read(&mut self, s: &State, mut from: u64, len: u32, out: &mut Vec<u8>) -> Option<()> {
+        let end = from + u64::from(len);
+        while from < end {
+            let index = u32::try_from(from / CHUNK_SIZE).ok()?;
+            let start = (from % CHUNK_SIZE) as usize;
+            let take = ((end - from) as usize).min(CHUNK_SIZE as usize - start);
+            let (_, _, bytes) = self.load(s, index)?;
+            out.extend_from_slice(bytes.get(start..start + take)?);
+            from += take as u64;
+        }
+        Some(())
+    }
+
+    /// Chunk `index`, its digest and bytes, the reader done with.
+    fn into_chunk(mut self, s: &State, index: u32) -> Option<(Sha256, Vec<u8>)> {
+        self.load(s, index)?;
+        let at = self.cached.iter().position(|(i, ..)| *i == index)?;
+        let (_, hash, bytes) = self.cached.swap_remove(at);
+        Some((hash, bytes))
+    }
 }
 
 /// Closes the dump, naming the snapshot the app's next base if it is complete and may be one

@@ -305,6 +305,7 @@ fn vault_dump_begin(args: DumpBegin) {
             content_hashes: None,
             base: None,
             from_upgrade_save: None,
+            content_index: None,
         };
         Answer::Value(Ok(match lie {
             Lie::HugeSize => DumpManifest { size: u64::MAX, ..honest },
@@ -338,6 +339,7 @@ fn incremental_dump_begin(args: DumpBegin, lie: IncrementalLie) -> DumpManifest 
         content_hashes: Some(vec![ContentHash::Sha256, ContentHash::Blake3]),
         base: named,
         from_upgrade_save: None,
+        content_index: None,
     }
 }
 
@@ -364,7 +366,7 @@ fn vault_dump_chunk(args: ChunkRequest) {
             Lie::WrongLength => {
                 let mut data = chunk.data.into_vec();
                 data.push(0);
-                Answer::Value(Ok(Chunk { index: chunk.index, sha256: Sha256::of(&data), data: ByteBuf::from(data), changed_pages: None }))
+                Answer::Value(Ok(Chunk { index: chunk.index, sha256: Sha256::of(&data), data: ByteBuf::from(data), changed_pages: None, base_ranges: None }))
             }
             Lie::DecodeBomb => Answer::Raw(decode_bomb(&chunk, BOMB_ELEMENTS)),
             Lie::NotCandid => Answer::Raw(b"not candid: the vault must not take this for a chunk".to_vec()),
@@ -381,7 +383,7 @@ fn dump_chunk(image: &[u8], chunk_size: u64, index: u32) -> Result<Chunk, Backup
     }
     let range = chunk_range(size, chunk_size, index);
     let data = &image[range.start as usize..range.end as usize];
-    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::of(data), changed_pages: None })
+    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::of(data), changed_pages: None, base_ranges: None })
 }
 
 /// Chunk `index` of a dump of the incremental mode, as `lie` tells it: in an incremental dump,
@@ -419,7 +421,7 @@ fn incremental_chunk(dump: &Dump, index: u32, lie: IncrementalLie) -> Result<Chu
         }
         _ => {}
     }
-    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::default(), changed_pages: Some(ByteBuf::from(bitmap)) })
+    Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::default(), changed_pages: Some(ByteBuf::from(bitmap)), base_ranges: None })
 }
 
 #[update(manual_reply = true)]

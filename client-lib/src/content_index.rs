@@ -1,0 +1,229 @@
+//! The content index of a serde dump, so that the next dump moves only what is new.
+//!
+//! A dump with a content index (`DumpBegin::content_index`) cuts each chunk it is asked for into
+//! pieces where its bytes say (`cdc`), each restarting at the chunk's start, and records each
+//! piece's BLAKE3 digest, offset in the image and length in CONTENT_PIECES, under the chunk's
+//! index (a chunk asked for again records the same). When its vault names the dump a base
+//! (`DumpEnd::base`) and every chunk was read, the pieces become CONTENT_BASE, sorted by digest:
+//! version u8 (1) | snapshot u64 | pieces u64, then each piece: digest [u8; 32] | offset u64 |
+//! length u32, little endian. A dump against that base answers each chunk as the ranges of its
+//! pieces found in the base's image (`Chunk::base_ranges`) and the bytes of the others.
+//!
+//! A digest is a piece's address only in this app's own index, for its own snapshot: a piece
+//! the index finds is one the base has, byte for byte, unless BLAKE3 collides.
+
+use ic_stable_structures::{Memory, StableBTreeMap};
+use vault_api::ContentHash;
+use vault_api::codec::{Reader, Writer};
+use vault_api::protocol::{BaseRange, WASM_PAGE_SIZE};
+
+use crate::cdc;
+use crate::layout;
+use crate::store::{self, Mem};
+
+const VERSION: u8 = 1;
+const INDEX_HEADER_BYTES: u64 = 1 + 8 + 8;
+const PIECE_BYTES: usize = 32 + 8 + 4;
+
+/// A piece of a dump's image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Piece {
+    digest: [u8; 32],
+    offset: u64,
+    len: u32,
+}
+
+impl Piece {
+    fn write(&self, w: &mut Writer) {
+        w.bytes(&self.digest).u64(self.offset).u32(self.len);
+    }
+
+    fn read(r: &mut Reader) -> Piece {
+        Piece { digest: r.array(), offset: r.u64(), len: r.u32() }
+    }
+}
+
+fn recorded() -> StableBTreeMap<u32, Vec<u8>, Mem> {
+    StableBTreeMap::init(store::memory(layout::CONTENT_PIECES))
+}
+
+/// Forgets the pieces recorded for the dump before.
+pub fn clear_recorded() {
+    recorded().clear_new();
+}
+
+/// The answer to chunk `index` of a dump with a content index, its bytes `bytes` from `start` in
+/// the image; against the base CONTENT_BASE indexes if `against_base`: the bytes not found in the
+/// base and the ranges that are (none if not against the base: the bytes are the chunk's).
+/// Records the chunk's pieces.
+pub fn answer(index: u32, start: u64, bytes: Vec<u8>, against_base: bool) -> (Vec<u8>, Option<Vec<BaseRange>>) {
+    let base = against_base.then(BaseIndex::open).flatten();
+    let mut pieces = Writer::with_capacity(bytes.len() / cdc::MIN_PIECE * PIECE_BYTES);
+    let (mut data, mut ranges) = (Vec::new(), Vec::<BaseRange>::new());
+    for range in cdc::pieces(&bytes) {
+        let piece = &bytes[range.clone()];
+        let digest = ContentHash::Blake3.digest(piece).0;
+        Piece { digest, offset: start + range.start as u64, len: piece.len() as u32 }.write(&mut pieces);
+        let (at, len) = (range.start as u32, piece.len() as u32);
+        match base.as_ref().and_then(|base| base.find(&digest)) {
+            Some(from) => match ranges.last_mut() {
+                Some(last) if last.at + last.len == at && last.from + last.len as u64 == from => last.len += len,
+                _ => ranges.push(BaseRange { at, from, len }),
+            },
+            None if against_base => data.extend_from_slice(piece),
+            None => {}
+        }
+    }
+    recorded().insert(index, pieces.into_vec());
+    if against_base { (data, Some(ranges)) } else { (bytes, None) }
+}
+
+/// Whether CONTENT_BASE indexes the image of `snapshot`.
+pub fn indexes(snapshot: u64) -> bool {
+    BaseIndex::open().is_some_and(|base| base.snapshot == snapshot)
+}
+
+/// Makes the pieces recorded for chunks `0..chunks` the index of the base, `snapshot`; false,
+/// changing nothing, unless each of them was recorded.
+pub fn keep_as_base(snapshot: u64, chunks: u32) -> bool {
+    let recorded = recorded();
+    if recorded.len() != chunks as u64 || recorded.last_key_value().is_some_and(|(last, _)| last + 1 != chunks) {
+        return false;
+    }
+    let mut pieces: Vec<Piece> = Vec::new();
+    for entry in recorded.iter() {
+        let blob = entry.value();
+        let mut r = Reader::new(&blob);
+        pieces.extend((0..blob.len() / PIECE_BYTES).map(|_| Piece::read(&mut r)));
+    }
+    pieces.sort_unstable_by_key(|piece| piece.digest);
+    pieces.dedup_by_key(|piece| piece.digest);
+    let mut w = Writer::with_capacity(INDEX_HEADER_BYTES as usize + pieces.len() * PIECE_BYTES);
+    w.u8(VERSION).u64(snapshot).u64(pieces.len() as u64);
+    pieces.iter().for_each(|piece| piece.write(&mut w));
+    let bytes = w.into_vec();
+    let memory = store::memory(layout::CONTENT_BASE);
+    let needed = (bytes.len() as u64).div_ceil(WASM_PAGE_SIZE);
+    if memory.size() < needed && memory.grow(needed - memory.size()) < 0 {
+        return false;
+    }
+    memory.write(0, &bytes);
+    clear_recorded();
+    true
+}
+
+/// CONTENT_BASE, if it holds an index.
+struct BaseIndex {
+    memory: Mem,
+    snapshot: u64,
+    pieces: u64,
+}
+
+impl BaseIndex {
+    fn open() -> Option<BaseIndex> {
+        let memory = store::memory(layout::CONTENT_BASE);
+        if memory.size() == 0 {
+            return None;
+        }
+        let mut header = [0; INDEX_HEADER_BYTES as usize];
+        memory.read(0, &mut header);
+        let mut r = Reader::new(&header);
+        (r.u8() == VERSION).then(|| BaseIndex { snapshot: r.u64(), pieces: r.u64(), memory })
+    }
+
+    fn piece(&self, at: u64) -> Piece {
+        let mut bytes = [0; PIECE_BYTES];
+        self.memory.read(INDEX_HEADER_BYTES + at * PIECE_BYTES as u64, &mut bytes);
+        Piece::read(&mut Reader::new(&bytes))
+    }
+
+    /// Where the base's image has the piece of digest `digest`.
+    fn find(&self, digest: &[u8; 32]) -> Option<u64> {
+        let (mut low, mut high) = (0, self.pieces);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let piece = self.piece(mid);
+            match piece.digest.cmp(digest) {
+                std::cmp::Ordering::Equal => return Some(piece.offset),
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` bytes from a fixed pseudo-random sequence starting at `seed`.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// A chunk rebuilt from its answer over `base`.
+    fn rebuild(base: &[u8], data: &[u8], ranges: &[BaseRange]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut data = data.iter().copied();
+        for range in ranges {
+            out.extend(data.by_ref().take(range.at as usize - out.len()));
+            out.extend_from_slice(&base[range.from as usize..range.from as usize + range.len as usize]);
+        }
+        out.extend(data);
+        out
+    }
+
+    /// Dumps `image` in chunks of `chunk_size`, against the base index if `against_base`; the
+    /// answers.
+    fn dump(image: &[u8], chunk_size: usize, against_base: bool) -> Vec<(Vec<u8>, Option<Vec<BaseRange>>)> {
+        clear_recorded();
+        image.chunks(chunk_size).enumerate().map(|(i, chunk)| answer(i as u32, (i * chunk_size) as u64, chunk.to_vec(), against_base)).collect()
+    }
+
+    #[test]
+    fn a_dump_against_its_base_moves_what_is_new_and_rebuilds_byte_for_byte() {
+        let chunk_size = 256 * 1024;
+        let base = noise(1 << 20, 1);
+        let full = dump(&base, chunk_size, true);
+        let whole = |(data, ranges): &(Vec<u8>, Option<Vec<BaseRange>>), chunk: &[u8]| ranges.as_deref() == Some(&[]) && data == chunk;
+        assert!(full.iter().zip(base.chunks(chunk_size)).all(|(answer, chunk)| whole(answer, chunk)), "no base held: all the bytes");
+        assert!(!indexes(41));
+        assert!(!keep_as_base(41, 5), "a chunk too many");
+        assert!(keep_as_base(41, 4));
+        assert!(indexes(41) && !indexes(40));
+        let mut image = base.clone();
+        image.splice(300_000..300_010, noise(100, 2));
+        image[900_000] ^= 1;
+        let answers = dump(&image, chunk_size, true);
+        let mut moved = 0;
+        for ((data, ranges), chunk) in answers.iter().zip(image.chunks(chunk_size)) {
+            let ranges = ranges.as_ref().expect("against the base");
+            assert!(rebuild(&base, data, ranges) == chunk);
+            moved += data.len();
+        }
+        // The pieces around two changes, and the first of each chunk after the first change.
+        assert!(moved < 40 * 1024, "{moved} bytes moved for 101 changed");
+        let chunks = image.len().div_ceil(chunk_size) as u32;
+        assert!(keep_as_base(42, chunks) && indexes(42), "the new image becomes the base");
+    }
+
+    #[test]
+    fn a_base_needs_every_chunk_recorded() {
+        let image = noise(40_000, 3);
+        clear_recorded();
+        answer(0, 0, image[..20_000].to_vec(), false);
+        assert!(!keep_as_base(7, 2), "chunk 1 was never read");
+        answer(1, 20_000, image[20_000..].to_vec(), false);
+        answer(1, 20_000, image[20_000..].to_vec(), false);
+        assert!(keep_as_base(7, 2), "a chunk read twice records its pieces once");
+        assert!(!keep_as_base(8, 2), "kept: nothing is recorded for another");
+        assert!(indexes(7));
+    }
+}
