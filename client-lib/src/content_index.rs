@@ -4,10 +4,14 @@
 //! pieces where its bytes say (`cdc`), each restarting at the chunk's start, and records each
 //! piece's BLAKE3 digest, offset in the image and length in CONTENT_PIECES, under the chunk's
 //! index (a chunk asked for again records the same). When its vault names the dump a base
-//! (`DumpEnd::base`) and every chunk was read, the pieces become CONTENT_BASE, sorted by digest:
-//! version u8 (1) | snapshot u64 | pieces u64, then each piece: digest [u8; 32] | offset u64 |
-//! length u32, little endian. A dump against that base answers each chunk as the ranges of its
-//! pieces found in the base's image (`Chunk::base_ranges`) and the bytes of the others.
+//! (`DumpEnd::base`) and every chunk was read, the pieces become CONTENT_BASE, a hash table of
+//! them by digest, written chunk by chunk: version u8 (2) | snapshot u64 | slots u64 (a power of
+//! two, at least twice the pieces) | pieces u64, then each slot: digest [u8; 32] | offset u64 |
+//! length u32, little endian, an empty slot all zeros (no piece is empty). A piece's slot is its
+//! digest's first 8 bytes (little endian) modulo the slots, or the next free one after it. A dump
+//! against that base answers each chunk as the ranges of its pieces found in the base's image,
+//! in at most `MAX_BASE_CHUNKS` of the base's chunks (`Chunk::base_ranges`), and the bytes of the
+//! others. Version 0 (or no memory) is no index.
 //!
 //! A digest is a piece's address only in this app's own index, for its own snapshot: a piece
 //! the index finds is one the base has, byte for byte, unless BLAKE3 collides.
@@ -15,14 +19,14 @@
 use ic_stable_structures::{Memory, StableBTreeMap};
 use vault_api::ContentHash;
 use vault_api::codec::{Reader, Writer};
-use vault_api::protocol::{BaseRange, WASM_PAGE_SIZE};
+use vault_api::protocol::{BaseRange, CHUNK_SIZE, MAX_BASE_CHUNKS, WASM_PAGE_SIZE};
 
 use crate::cdc;
 use crate::layout;
 use crate::store::{self, Mem};
 
-const VERSION: u8 = 1;
-const INDEX_HEADER_BYTES: u64 = 1 + 8 + 8;
+const VERSION: u8 = 2;
+const INDEX_HEADER_BYTES: u64 = 1 + 8 + 8 + 8;
 const PIECE_BYTES: usize = 32 + 8 + 4;
 
 /// A piece of a dump's image.
@@ -41,6 +45,11 @@ impl Piece {
     fn read(r: &mut Reader) -> Piece {
         Piece { digest: r.array(), offset: r.u64(), len: r.u32() }
     }
+
+    /// The chunks of the base image of [`CHUNK_SIZE`] the piece is in.
+    fn base_chunks(&self) -> std::ops::RangeInclusive<u64> {
+        self.offset / CHUNK_SIZE..=(self.offset + u64::from(self.len) - 1) / CHUNK_SIZE
+    }
 }
 
 fn recorded() -> StableBTreeMap<u32, Vec<u8>, Mem> {
@@ -54,18 +63,28 @@ pub fn clear_recorded() {
 
 /// The answer to chunk `index` of a dump with a content index, its bytes `bytes` from `start` in
 /// the image; against the base CONTENT_BASE indexes if `against_base`: the bytes not found in the
-/// base and the ranges that are (none if not against the base: the bytes are the chunk's).
-/// Records the chunk's pieces.
+/// base and the ranges that are (none if not against the base: the bytes are the chunk's). A
+/// piece found in a chunk of the base past the first `MAX_BASE_CHUNKS` the answer reads goes as
+/// bytes. Records the chunk's pieces.
 pub fn answer(index: u32, start: u64, bytes: Vec<u8>, against_base: bool) -> (Vec<u8>, Option<Vec<BaseRange>>) {
     let base = against_base.then(BaseIndex::open).flatten();
     let mut pieces = Writer::with_capacity(bytes.len() / cdc::MIN_PIECE * PIECE_BYTES);
     let (mut data, mut ranges) = (Vec::new(), Vec::<BaseRange>::new());
+    let mut base_chunks: Vec<u64> = Vec::with_capacity(MAX_BASE_CHUNKS);
     for range in cdc::pieces(&bytes) {
         let piece = &bytes[range.clone()];
         let digest = ContentHash::Blake3.digest(piece).0;
         Piece { digest, offset: start + range.start as u64, len: piece.len() as u32 }.write(&mut pieces);
         let (at, len) = (range.start as u32, piece.len() as u32);
-        match base.as_ref().and_then(|base| base.find(&digest)) {
+        let found = base.as_ref().and_then(|base| base.find(&digest)).filter(|found| {
+            let new: Vec<u64> = found.base_chunks().filter(|chunk| !base_chunks.contains(chunk)).collect();
+            let fits = base_chunks.len() + new.len() <= MAX_BASE_CHUNKS;
+            if fits {
+                base_chunks.extend(new);
+            }
+            fits
+        });
+        match found.map(|found| found.offset) {
             Some(from) => match ranges.last_mut() {
                 Some(last) if last.at + last.len == at && last.from + last.len as u64 == from => last.len += len,
                 _ => ranges.push(BaseRange { at, from, len }),
@@ -83,40 +102,58 @@ pub fn indexes(snapshot: u64) -> bool {
     BaseIndex::open().is_some_and(|base| base.snapshot == snapshot)
 }
 
-/// Makes the pieces recorded for chunks `0..chunks` the index of the base, `snapshot`; false,
-/// changing nothing, unless each of them was recorded.
+/// Makes the pieces recorded for chunks `0..chunks` the index of the base, `snapshot`, read and
+/// written a chunk's pieces at a time; false, changing nothing, unless each of them was recorded
+/// and the memory grows to hold the table.
 pub fn keep_as_base(snapshot: u64, chunks: u32) -> bool {
     let recorded = recorded();
     if recorded.len() != chunks as u64 || recorded.last_key_value().is_some_and(|(last, _)| last + 1 != chunks) {
         return false;
     }
-    let mut pieces: Vec<Piece> = Vec::new();
-    for entry in recorded.iter() {
-        let blob = entry.value();
-        let mut r = Reader::new(&blob);
-        pieces.extend((0..blob.len() / PIECE_BYTES).map(|_| Piece::read(&mut r)));
-    }
-    pieces.sort_unstable_by_key(|piece| piece.digest);
-    pieces.dedup_by_key(|piece| piece.digest);
-    let mut w = Writer::with_capacity(INDEX_HEADER_BYTES as usize + pieces.len() * PIECE_BYTES);
-    w.u8(VERSION).u64(snapshot).u64(pieces.len() as u64);
-    pieces.iter().for_each(|piece| piece.write(&mut w));
-    let bytes = w.into_vec();
+    let pieces: u64 = recorded.iter().map(|entry| (entry.value().len() / PIECE_BYTES) as u64).sum();
+    let slots = (pieces * 2).next_power_of_two().max(2);
     let memory = store::memory(layout::CONTENT_BASE);
-    let needed = (bytes.len() as u64).div_ceil(WASM_PAGE_SIZE);
+    let bytes = INDEX_HEADER_BYTES + slots * PIECE_BYTES as u64;
+    let needed = bytes.div_ceil(WASM_PAGE_SIZE);
     if memory.size() < needed && memory.grow(needed - memory.size()) < 0 {
         return false;
     }
-    memory.write(0, &bytes);
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let len = (bytes - at).min(zeros.len() as u64);
+        memory.write(at, &zeros[..len as usize]);
+        at += len;
+    }
+    let index = BaseIndex { memory, snapshot, slots };
+    let mut kept = 0;
+    for entry in recorded.iter() {
+        let blob = entry.value();
+        let mut r = Reader::new(&blob);
+        for _ in 0..blob.len() / PIECE_BYTES {
+            kept += index.insert(&Piece::read(&mut r)) as u64;
+        }
+    }
+    let mut header = Writer::with_capacity(INDEX_HEADER_BYTES as usize);
+    header.u8(VERSION).u64(snapshot).u64(slots).u64(kept);
+    index.memory.write(0, &header.into_vec());
     clear_recorded();
     true
+}
+
+/// Forgets the index: no dump builds on it.
+pub fn forget_base() {
+    let memory = store::memory(layout::CONTENT_BASE);
+    if memory.size() > 0 {
+        memory.write(0, &[0]);
+    }
 }
 
 /// CONTENT_BASE, if it holds an index.
 struct BaseIndex {
     memory: Mem,
     snapshot: u64,
-    pieces: u64,
+    slots: u64,
 }
 
 impl BaseIndex {
@@ -128,28 +165,41 @@ impl BaseIndex {
         let mut header = [0; INDEX_HEADER_BYTES as usize];
         memory.read(0, &mut header);
         let mut r = Reader::new(&header);
-        (r.u8() == VERSION).then(|| BaseIndex { snapshot: r.u64(), pieces: r.u64(), memory })
+        (r.u8() == VERSION).then(|| BaseIndex { snapshot: r.u64(), slots: r.u64(), memory })
     }
 
-    fn piece(&self, at: u64) -> Piece {
+    fn slot(&self, at: u64) -> Piece {
         let mut bytes = [0; PIECE_BYTES];
         self.memory.read(INDEX_HEADER_BYTES + at * PIECE_BYTES as u64, &mut bytes);
         Piece::read(&mut Reader::new(&bytes))
     }
 
-    /// Where the base's image has the piece of digest `digest`.
-    fn find(&self, digest: &[u8; 32]) -> Option<u64> {
-        let (mut low, mut high) = (0, self.pieces);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let piece = self.piece(mid);
-            match piece.digest.cmp(digest) {
-                std::cmp::Ordering::Equal => return Some(piece.offset),
-                std::cmp::Ordering::Less => low = mid + 1,
-                std::cmp::Ordering::Greater => high = mid,
+    /// The slots a piece of digest `digest` may be in, in order.
+    fn probe(&self, digest: &[u8; 32]) -> impl Iterator<Item = u64> + '_ {
+        let first = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        (0..self.slots).map(move |i| first.wrapping_add(i) & (self.slots - 1))
+    }
+
+    /// Puts `piece` in its slot; false if a piece of its digest is there already.
+    fn insert(&self, piece: &Piece) -> bool {
+        for at in self.probe(&piece.digest) {
+            let slot = self.slot(at);
+            if slot.len == 0 {
+                let mut w = Writer::with_capacity(PIECE_BYTES);
+                piece.write(&mut w);
+                self.memory.write(INDEX_HEADER_BYTES + at * PIECE_BYTES as u64, &w.into_vec());
+                return true;
+            }
+            if slot.digest == piece.digest {
+                return false;
             }
         }
-        None
+        unreachable!("the table has twice the slots of its pieces")
+    }
+
+    /// The piece of the base's image of digest `digest`.
+    fn find(&self, digest: &[u8; 32]) -> Option<Piece> {
+        self.probe(digest).map(|at| self.slot(at)).take_while(|slot| slot.len != 0).find(|slot| slot.digest == *digest)
     }
 }
 
@@ -212,6 +262,25 @@ mod tests {
         assert!(moved < 40 * 1024, "{moved} bytes moved for 101 changed");
         let chunks = image.len().div_ceil(chunk_size) as u32;
         assert!(keep_as_base(42, chunks) && indexes(42), "the new image becomes the base");
+    }
+
+    #[test]
+    fn an_answer_reads_at_most_four_chunks_of_the_base() {
+        // A base of six chunks, and an image of pieces of each of them in turn: its first chunk
+        // names ranges in four of them and carries the rest as bytes.
+        let chunk = CHUNK_SIZE as usize;
+        let base = noise(6 * chunk, 5);
+        dump(&base, chunk, false);
+        assert!(keep_as_base(1, 6));
+        let image: Vec<u8> = (0..6).flat_map(|c| base[c * chunk + 100_000..c * chunk + 150_000].to_vec()).collect();
+        let (data, ranges) = answer(0, 0, image.clone(), true);
+        let ranges = ranges.expect("against the base");
+        let read: std::collections::BTreeSet<u64> = ranges.iter().flat_map(|r| r.from / CHUNK_SIZE..=(r.from + r.len as u64 - 1) / CHUNK_SIZE).collect();
+        assert_eq!(read.len(), MAX_BASE_CHUNKS, "{read:?}");
+        assert!(data.len() >= 2 * 50_000 - 2 * cdc::MAX_PIECE, "the pieces of the last two go as bytes: {}", data.len());
+        assert!(rebuild(&base, &data, &ranges) == image);
+        forget_base();
+        assert!(!indexes(1), "forgotten");
     }
 
     #[test]

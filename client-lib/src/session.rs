@@ -84,7 +84,9 @@ pub fn end_dump_as_base(key: &SessionKey, base: Base) {
         StateKind::StableMemory => {
             pages::keep_frozen_as_base();
         }
-        StateKind::Serde => drop_base(),
+        // The new index is kept already, in place of any before; a stable-memory base's pages go.
+        StateKind::Serde if store::header().base.is_some_and(|base| base.kind == StateKind::StableMemory) => pages::release_base(),
+        StateKind::Serde => {}
     }
     store::update_header(|h| {
         h.session = Session::Idle;
@@ -100,8 +102,9 @@ pub fn base(key: &SessionKey, snapshot: u64) -> Option<Base> {
 /// Drops the base of incremental dumps, freeing the pages only it holds.
 pub fn drop_base() {
     if let Some(base) = store::header().base {
-        if base.kind == StateKind::StableMemory {
-            pages::release_base();
+        match base.kind {
+            StateKind::StableMemory => pages::release_base(),
+            StateKind::Serde => crate::content_index::forget_base(),
         }
         store::update_header(|h| h.base = None);
     }

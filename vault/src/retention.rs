@@ -94,12 +94,13 @@ pub fn snapshots_in_use(s: &State) -> BTreeSet<(Principal, u64)> {
     s.active_jobs().iter().filter_map(reads).collect()
 }
 
-/// The (app, snapshot) pair a running job reads: a restore's source, and the base of a serde dump
-/// incremental against it, whose chunks are rebuilt from it (a stable-memory dump's new snapshot
-/// references its base's chunks instead).
+/// The (app, snapshot) pair a running job reads: a restore's source, the base a dump opening
+/// asks for, and the base of a serde dump incremental against it, whose chunks are rebuilt from
+/// it (a stable-memory dump's new snapshot references its base's chunks instead).
 pub fn reads(job: &JobRecord) -> Option<(Principal, u64)> {
     match (&job.task, job.kind()) {
         (_, JobKind::Restore { source, snapshot_id }) => Some((source, snapshot_id)),
+        (Task::Snapshot { phase: Phase::Starting, base: Some(base), .. }, _) => Some((job.app, base.snapshot)),
         (Task::Snapshot { phase: Phase::Transferring(building), base: Some(base), .. }, _) if building.transfer.state_kind == StateKind::Serde => {
             Some((job.app, base.snapshot))
         }

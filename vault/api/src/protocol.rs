@@ -47,6 +47,10 @@ use crate::manifest::{ContentHash, Sha256};
 /// the candid framing of requests and replies.
 pub const CHUNK_SIZE: u64 = 2 * 1024 * 1024 - 4096;
 
+/// The most chunks of its base (of [`CHUNK_SIZE`]) the ranges of one chunk of an incremental serde
+/// dump may be in (`Chunk::base_ranges`): what the vault reads to rebuild the chunk.
+pub const MAX_BASE_CHUNKS: usize = 4;
+
 /// The unit an incremental dump tells changes in: a chunk of [`CHUNK_SIZE`] is 511 of them.
 pub const PAGE_SIZE: u64 = 4096;
 

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use vault_api::ContentHash;
 use vault_api::manifest::{chunk_range, try_chunk_count};
-use vault_api::protocol::{BaseRange, CHUNK_SIZE, StateKind};
+use vault_api::protocol::{BaseRange, CHUNK_SIZE, MAX_BASE_CHUNKS, StateKind};
 
 use crate::pages;
 use crate::storable::{Base, IncrementalRecord, SnapshotRecord, SnapshotStatus};
@@ -83,11 +83,13 @@ pub fn check_pages(len: u64, bitmap: &[u8], data: &[u8]) -> Result<bool, String>
 
 /// Whether an app answered a chunk of `len` bytes of a serde dump against a base of `base_size`
 /// bytes with `ranges` of the base's image and `data` bytes besides as the protocol has it: each
-/// range in the chunk and in the base, none empty, in order and apart, and the bytes between them
-/// as many as `data`. Why not, if not.
+/// range in the chunk and in the base, none empty, in order and apart, all in at most
+/// [`MAX_BASE_CHUNKS`] of the base's chunks, and the bytes between them as many as `data`. Why
+/// not, if not.
 pub fn check_ranges(len: u64, base_size: u64, ranges: &[BaseRange], data: &[u8]) -> Result<(), String> {
     let mut covered = 0u64;
     let mut end = 0u64;
+    let mut base_chunks: Vec<u64> = Vec::with_capacity(MAX_BASE_CHUNKS + 1);
     for (i, range) in ranges.iter().enumerate() {
         let (at, range_len) = (u64::from(range.at), u64::from(range.len));
         if range_len == 0 {
@@ -102,6 +104,14 @@ pub fn check_ranges(len: u64, base_size: u64, ranges: &[BaseRange], data: &[u8])
         }
         if range.from.checked_add(range_len).is_none_or(|base_end| base_end > base_size) {
             return Err(format!("range {i} reads the base from {} for {range_len} bytes, past its {base_size}", range.from));
+        }
+        for base_chunk in range.from / CHUNK_SIZE..=(range.from + range_len - 1) / CHUNK_SIZE {
+            if !base_chunks.contains(&base_chunk) {
+                base_chunks.push(base_chunk);
+            }
+            if base_chunks.len() > MAX_BASE_CHUNKS {
+                return Err(format!("range {i} reads a chunk of the base more than the {MAX_BASE_CHUNKS} a chunk may"));
+            }
         }
         covered += range_len;
     }
@@ -309,5 +319,12 @@ mod tests {
         refused(&[range(0, 95, 10)], 15, "past its 100");
         refused(&[range(0, u64::MAX, 10)], 15, "past its 100");
         refused(&[range(u32::MAX, 0, u32::MAX)], 0, "past the chunk");
+        // Ranges in at most four of the base's chunks.
+        let c = CHUNK_SIZE;
+        let four = [range(0, 0, 1), range(1, c - 1, 2), range(3, 2 * c + 5, 1), range(4, 3 * c, 1), range(5, 10, 1)];
+        assert_eq!(check_ranges(10, 4 * c, &four, &[0; 4]), Ok(()));
+        let five = [range(0, 0, 1), range(1, c - 1, 2), range(3, 2 * c + 5, 1), range(4, 3 * c + 10, (c - 9) as u32)];
+        let reason = check_ranges(c + 10, 5 * c, &five, &[0; 15]).expect_err("five chunks");
+        assert!(reason.contains("more than the 4"), "{reason}");
     }
 }

@@ -122,9 +122,10 @@ fn incremental_chunk(
 }
 
 /// Chunk `index` of a serde dump incremental against `base`, its ranges checked: rebuilt from them
-/// and its bytes, the base's bytes read from the base snapshot, and stored (a delta over the base's
-/// chunk at its index where the chunk store allows: a serialization whose records before kept
-/// their lengths). The base is read while it is complete: one deleted meanwhile fails the job.
+/// and its bytes, the base's bytes read from the base snapshot (each of its chunks the ranges are
+/// in once, at most `MAX_BASE_CHUNKS`), and stored whole: a serialization's bytes move with every
+/// record before them that grows or shrinks, so the chunk is no page delta of the base's at its
+/// index. The base is read while it is complete: one deleted meanwhile fails the job.
 fn serde_chunk(job: &JobRecord, snapshot: u64, transfer: &Transfer, base: &Base, content_hash: ContentHash, index: u32, chunk: Chunk) -> ChunkAnswer {
     let (None, Some(ranges)) = (&chunk.changed_pages, &chunk.base_ranges) else {
         return ChunkAnswer::Invalid { index, reason: "a chunk of an incremental serde dump carries no ranges of its base, or changed pages".into() };
@@ -142,38 +143,22 @@ fn serde_chunk(job: &JobRecord, snapshot: u64, transfer: &Transfer, base: &Base,
         if !complete {
             return ChunkAnswer::BaseDeleted;
         }
-        let mut reader = BaseReader { snapshot: base.snapshot, cached: Vec::new() };
+        let mut reader = BaseReader { snapshot: base.snapshot, read: Vec::new() };
         let rebuilt = incremental::rebuild_from_ranges(len, ranges, &chunk.data, |from, len, out| reader.read(s, from, len, out))
             .expect("a complete snapshot has every chunk of its size");
-        let hashed = HashedChunk::new(content_hash, &rebuilt);
-        match reader.into_chunk(s, index) {
-            Some((base_hash, base_chunk)) => s.store_rebuilt_chunk(job.app, snapshot, index, &hashed, (base_hash, &base_chunk)),
-            None => s.store_chunk(job.app, snapshot, index, &hashed),
-        }
+        s.store_chunk(job.app, snapshot, index, &HashedChunk::new(content_hash, &rebuilt));
         ChunkAnswer::Moved(index)
     })
 }
 
-/// Reads a base snapshot's image by offset, keeping the last two chunks it read.
+/// Reads a base snapshot's image by offset, each of its chunks once (the ranges of one answer are
+/// in at most `MAX_BASE_CHUNKS` of them, checked).
 struct BaseReader {
     snapshot: u64,
-    cached: Vec<(u32, Sha256, Vec<u8>)>,
+    read: Vec<(u32, Vec<u8>)>,
 }
 
 impl BaseReader {
-    /// The cached chunk `index`, read if it is not.
-    fn load(&mut self, s: &State, index: u32) -> Option<&(u32, Sha256, Vec<u8>)> {
-        if let Some(at) = self.cached.iter().position(|(i, ..)| *i == index) {
-            return self.cached.get(at);
-        }
-        let (hash, bytes) = s.chunk(self.snapshot, index)?;
-        if self.cached.len() == 2 {
-            self.cached.remove(0);
-        }
-        self.cached.push((index, hash, bytes));
-        self.cached.last()
-    }
-
     /// Appends the `len` bytes from `from` in the image.
     fn read(&mut self, s: &State, mut from: u64, len: u32, out: &mut Vec<u8>) -> Option<()> {
         let end = from + u64::from(len);
@@ -181,24 +166,21 @@ impl BaseReader {
             let index = u32::try_from(from / CHUNK_SIZE).ok()?;
             let start = (from % CHUNK_SIZE) as usize;
             let take = ((end - from) as usize).min(CHUNK_SIZE as usize - start);
-            let (_, _, bytes) = self.load(s, index)?;
+            if !self.read.iter().any(|(i, _)| *i == index) {
+                self.read.push((index, s.chunk(self.snapshot, index)?.1));
+            }
+            let (_, bytes) = self.read.iter().find(|(i, _)| *i == index)?;
             out.extend_from_slice(bytes.get(start..start + take)?);
             from += take as u64;
         }
         Some(())
     }
-
-    /// Chunk `index`, its digest and bytes, the reader done with.
-    fn into_chunk(mut self, s: &State, index: u32) -> Option<(Sha256, Vec<u8>)> {
-        self.load(s, index)?;
-        let at = self.cached.iter().position(|(i, ..)| *i == index)?;
-        let (_, hash, bytes) = self.cached.swap_remove(at);
-        Some((hash, bytes))
-    }
 }
 
 /// Closes the dump, naming the snapshot the app's next base if it is complete and may be one
-/// (`incremental::may_be_base`); the snapshot's hash comes from the chunks stored.
+/// (`incremental::may_be_base`), at the first attempt only: an app that failed to keep it (its
+/// index too large for one message, say) still closes the dump when asked again without, and
+/// the snapshot completes, the next one full. The snapshot's hash comes from the chunks stored.
 pub async fn end(job: &JobRecord, building: &Building) -> Option<(JobRecord, Event)> {
     let (snapshot, size, chunk_size) = (building.snapshot, building.transfer.size, building.transfer.chunk_size);
     let (manifest_hash, may_be_base) = with_state(|s| {
@@ -206,7 +188,8 @@ pub async fn end(job: &JobRecord, building: &Building) -> Option<(JobRecord, Eve
         Some((s.manifest_hash(snapshot, record.content_hash, size, chunk_size), incremental::may_be_base(&record)))
     })
     .unwrap_or((None, false));
-    let base = (manifest_hash.is_some() && may_be_base).then_some(snapshot);
+    // `begin_attempt` counted this attempt: more than one is a repeat.
+    let base = (manifest_hash.is_some() && may_be_base && job.retries <= 1).then_some(snapshot);
     calls::make_one(job, app_client::dump_end(job.app, job.id, base), |answer| Event::DumpEnded {
         manifest_hash,
         kept_as_base: base.is_some() && answer.is_ok(),
