@@ -115,7 +115,8 @@ pub fn attempts_told(error: &JobError) -> Option<u32> {
 
 /// A way the hostile app lies in its incremental mode (`set_incremental_lie`: it dumps a
 /// two-chunk BLAKE3 image in chunks of `CHUNK_SIZE` and keeps the image a dump's end names as
-/// its base), and the error a snapshot it spoils ends in at its first answer.
+/// its base; the `serde-` lies say it is a serde state and answer ranges of the base), and the
+/// error a snapshot it spoils ends in at its first answer.
 pub struct IncrementalLie {
     pub name: &'static str,
     /// Whether it spoils a full dump (the vault asks for no base), not an incremental one.
@@ -127,7 +128,7 @@ const fn incremental_lie(name: &'static str, full_dump: bool, ends_in: fn(&JobEr
     IncrementalLie { name, full_dump, ends_in }
 }
 
-pub static INCREMENTAL_LIES: [IncrementalLie; 7] = [
+pub static INCREMENTAL_LIES: [IncrementalLie; 10] = [
     incremental_lie("unasked-base", true, |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("a full one was asked for"))),
     incremental_lie("other-base", false, |e| matches!(e, JobError::InvalidManifest { reason } if reason.contains("as asked"))),
     incremental_lie("short-bitmap", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("bitmap"))),
@@ -135,6 +136,9 @@ pub static INCREMENTAL_LIES: [IncrementalLie; 7] = [
     incremental_lie("short-pages", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("bytes of pages"))),
     incremental_lie("full-chunks", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("no changed pages"))),
     incremental_lie("pages-in-full-dump", true, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("full dump"))),
+    incremental_lie("serde-ranges-past-base", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("past its"))),
+    incremental_lie("serde-ranges-overlapping", false, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("before the end"))),
+    incremental_lie("serde-ranges-in-full-dump", true, |e| matches!(e, JobError::InvalidChunk { reason, .. } if reason.contains("full dump"))),
 ];
 
 impl crate::HostileClient<'_> {

@@ -18,7 +18,7 @@ use serde_bytes::ByteBuf;
 use vault_api::manifest::{ChunkFault, check_chunk, chunk_range, image_hash, try_chunk_count};
 use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{
-    BackupError, BackupInfo, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpEnd, DumpManifest, JobRef, PAGE_SIZE, RestoreBegin, RestoreChunk,
+    BackupError, BackupInfo, BaseRange, CHUNK_SIZE, Chunk, ChunkRequest, DumpBegin, DumpEnd, DumpManifest, JobRef, PAGE_SIZE, RestoreBegin, RestoreChunk,
     RestoreReport, StateKind, WASM_PAGE_SIZE, leb128,
 };
 
@@ -122,10 +122,16 @@ enum IncrementalLie {
     FullChunks,
     /// A full dump's chunks answered with bitmaps.
     PagesInFullDump,
+    /// A serde dump against the base: a range past the base's end.
+    SerdeRangesPastBase,
+    /// A serde dump against the base: two ranges that overlap.
+    SerdeRangesOverlapping,
+    /// A full serde dump's chunks answered with a range of a base.
+    SerdeRangesInFullDump,
 }
 
 impl IncrementalLie {
-    const NAMED: [(&'static str, IncrementalLie); 8] = [
+    const NAMED: [(&'static str, IncrementalLie); 11] = [
         ("honest", IncrementalLie::Honest),
         ("unasked-base", IncrementalLie::UnaskedBase),
         ("other-base", IncrementalLie::OtherBase),
@@ -134,7 +140,15 @@ impl IncrementalLie {
         ("short-pages", IncrementalLie::ShortPages),
         ("full-chunks", IncrementalLie::FullChunks),
         ("pages-in-full-dump", IncrementalLie::PagesInFullDump),
+        ("serde-ranges-past-base", IncrementalLie::SerdeRangesPastBase),
+        ("serde-ranges-overlapping", IncrementalLie::SerdeRangesOverlapping),
+        ("serde-ranges-in-full-dump", IncrementalLie::SerdeRangesInFullDump),
     ];
+
+    /// Whether the lie's dump says it is of a serde state.
+    fn serde(self) -> bool {
+        matches!(self, IncrementalLie::SerdeRangesPastBase | IncrementalLie::SerdeRangesOverlapping | IncrementalLie::SerdeRangesInFullDump)
+    }
 
     fn named(name: &str) -> Option<IncrementalLie> {
         IncrementalLie::NAMED.iter().find(|(n, _)| *n == name).map(|&(_, lie)| lie)
@@ -331,7 +345,7 @@ fn incremental_dump_begin(args: DumpBegin, lie: IncrementalLie) -> DumpManifest 
     DUMP.set(Some(Dump { job: args.job, image, chunk_size: CHUNK_SIZE, base: base.map(|(_, image)| image) }));
     DumpManifest {
         job: args.job,
-        state_kind: StateKind::StableMemory,
+        state_kind: if lie.serde() { StateKind::Serde } else { StateKind::StableMemory },
         size,
         chunk_size: CHUNK_SIZE,
         taken_at_nanos: ic_cdk::api::time(),
@@ -390,6 +404,9 @@ fn dump_chunk(image: &[u8], chunk_size: u64, index: u32) -> Result<Chunk, Backup
 /// the pages that differ from the base's (zeros past its end) and a bitmap of them.
 fn incremental_chunk(dump: &Dump, index: u32, lie: IncrementalLie) -> Result<Chunk, BackupError> {
     let full = dump_chunk(&dump.image, dump.chunk_size, index)?;
+    if lie.serde() {
+        return Ok(serde_chunk(full, dump.base.as_deref(), lie));
+    }
     let Some(base) = &dump.base else {
         let pages = (full.data.len() as u64).div_ceil(PAGE_SIZE).div_ceil(8) as usize;
         let bitmap = (lie == IncrementalLie::PagesInFullDump).then(|| ByteBuf::from(vec![0; pages]));
@@ -422,6 +439,20 @@ fn incremental_chunk(dump: &Dump, index: u32, lie: IncrementalLie) -> Result<Chu
         _ => {}
     }
     Ok(Chunk { index, data: ByteBuf::from(data), sha256: Sha256::default(), changed_pages: Some(ByteBuf::from(bitmap)), base_ranges: None })
+}
+
+/// A chunk of a serde dump as `lie` tells it: ranges of the base (past its end, or overlapping),
+/// or a range in a full dump; the bytes the ranges leave out.
+fn serde_chunk(full: Chunk, base: Option<&[u8]>, lie: IncrementalLie) -> Chunk {
+    let base_len = base.map_or(0, |base| base.len() as u64);
+    let ranges = match lie {
+        IncrementalLie::SerdeRangesPastBase => vec![BaseRange { at: 0, from: base_len - 10, len: 20 }],
+        IncrementalLie::SerdeRangesOverlapping => vec![BaseRange { at: 0, from: 0, len: 10 }, BaseRange { at: 5, from: 100, len: 10 }],
+        _ => vec![BaseRange { at: 0, from: 0, len: 1 }],
+    };
+    let covered: usize = ranges.iter().map(|range| range.len as usize).sum();
+    let data = ByteBuf::from(full.data[covered.min(full.data.len())..].to_vec());
+    Chunk { data, sha256: Sha256::default(), base_ranges: Some(ranges), ..full }
 }
 
 #[update(manual_reply = true)]
