@@ -723,9 +723,12 @@ impl Campaign {
                 self.check(deletable, || format!("deleted {snapshot} of {id}, which is not deletable"))?;
                 self.history_mut(who).deleted.insert(snapshot);
             }
-            Err(VaultError::JobRunning { .. }) => {
+            // A restore reading it, or the app's snapshot job, which may build on it (its base).
+            Err(VaultError::JobRunning { job, .. }) => {
                 self.tally.refusals += 1;
-                self.check(!readers.is_empty(), || format!("delete of {snapshot} refused as in use, but no restore reads it"))?;
+                let snapshots_app = |info: &vault_api::service::JobInfo| info.app == id && matches!(info.kind, vault_api::service::JobKind::Snapshot { .. });
+                let in_use = readers.contains(&job) || self.env.vault().job_status(job).is_ok_and(|info| snapshots_app(&info));
+                self.check(in_use, || format!("delete of {snapshot} refused as in use by job {job}, which neither reads it nor snapshots its app"))?;
             }
             Err(VaultError::UnknownSnapshot { .. }) => {
                 self.tally.refusals += 1;
