@@ -65,11 +65,11 @@ pub fn pieces(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     /// `len` bytes from a fixed pseudo-random sequence starting at `seed`.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed;
         (0..len)
             .map(|_| {

@@ -206,17 +206,7 @@ impl BaseIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `len` bytes from a fixed pseudo-random sequence starting at `seed`.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 56) as u8
-            })
-            .collect()
-    }
+    use crate::cdc::tests::noise;
 
     /// A chunk rebuilt from its answer over `base`.
     fn rebuild(base: &[u8], data: &[u8], ranges: &[BaseRange]) -> Vec<u8> {

@@ -580,6 +580,21 @@ fn measure_incremental(mib: u64) -> Incremental {
         filled = client.fill(filled, MAX_BATCH);
     }
     let mut entries = filled;
+    println!("\nA btree app of {mib} MiB of stable memory ({filled} entries of {VALUE_SIZE} bytes), snapshot after snapshot:\n\n{INCREMENTAL_HEADER}");
+    let rows = snapshot_after_each(&env, app, &INCREMENTAL_CHANGES, |seed, change| {
+        let count = (entries * change.per_mille() / 1000).max(1);
+        match change {
+            Change::Update { .. } => client.update_random(seed as u64, count),
+            Change::Append { .. } => entries = client.append(count),
+            Change::Rewrite { .. } => unreachable!("the btree app has no notes"),
+        }
+    });
+    Incremental { mib, entries: filled, rows }
+}
+
+/// Snapshots `app`, then again after each of `changes` in turn (`make` makes the `i`-th), each
+/// snapshot measured and its row printed as it is.
+fn snapshot_after_each(env: &Env, app: Principal, changes: &[(Change, Option<Bar>)], mut make: impl FnMut(usize, Change)) -> Vec<IncrementalSnapshot> {
     let snapshot = |change: Option<Change>, bar: Option<Bar>| {
         let (job, cost) = env.measure(&[app], || env.snapshot(app));
         assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
@@ -587,22 +602,16 @@ fn measure_incremental(mib: u64) -> Incremental {
         let stored_bytes = info.stored_bytes.expect("this vault counts the bytes an app's snapshots hold");
         IncrementalSnapshot { change, bar, incremental: taken_incremental(&job), cost, stored_bytes }
     };
-    println!("\nA btree app of {mib} MiB of stable memory ({filled} entries of {VALUE_SIZE} bytes), snapshot after snapshot:\n\n{INCREMENTAL_HEADER}");
     let full = snapshot(None, None);
     println!("{}", incremental_row(&full, &full, 0));
     let mut rows = vec![full];
-    for (seed, (change, bar)) in INCREMENTAL_CHANGES.into_iter().enumerate() {
-        let count = (entries * change.per_mille() / 1000).max(1);
-        match change {
-            Change::Update { .. } => client.update_random(seed as u64, count),
-            Change::Append { .. } => entries = client.append(count),
-            Change::Rewrite { .. } => unreachable!("the btree app has no notes"),
-        }
+    for (i, &(change, bar)) in changes.iter().enumerate() {
+        make(i, change);
         let measured = snapshot(Some(change), bar);
         println!("{}", incremental_row(&measured, &rows[0], rows.last().map_or(0, |before| before.stored_bytes)));
         rows.push(measured);
     }
-    Incremental { mib, entries: filled, rows }
+    rows
 }
 
 /// The notes app's MessagePack in the serde incremental section, and with `--quick`.
@@ -634,24 +643,11 @@ fn measure_serde_incremental(mib: u64) -> Incremental {
     while held < notes {
         held = client.update::<_, (u64,)>("add_notes", (NOTES_PER_UPDATE.min(notes - held), NOTE_BODY, 1u64)).0;
     }
-    let snapshot = |change: Option<Change>, bar: Option<Bar>| {
-        let (job, cost) = env.measure(&[app], || env.snapshot(app));
-        assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
-        let info = env.vault().app_info(app).expect("app info");
-        let stored_bytes = info.stored_bytes.expect("this vault counts the bytes an app's snapshots hold");
-        IncrementalSnapshot { change, bar, incremental: taken_incremental(&job), cost, stored_bytes }
-    };
     println!("\nA notes app of {notes} notes of {NOTE_BODY} letters (about {mib} MiB of MessagePack), snapshot after snapshot:\n\n{INCREMENTAL_HEADER}");
-    let full = snapshot(None, None);
-    println!("{}", incremental_row(&full, &full, 0));
-    let mut rows = vec![full];
-    for (seed, (change, bar)) in SERDE_CHANGES.into_iter().enumerate() {
+    let rows = snapshot_after_each(&env, app, &SERDE_CHANGES, |seed, change| {
         let count = (notes * change.per_mille() / 1000).max(1);
         assert_eq!(client.update::<_, (u64,)>("edit_random", (count, seed as u64 + 1)).0, count);
-        let measured = snapshot(Some(change), bar);
-        println!("{}", incremental_row(&measured, &rows[0], rows.last().map_or(0, |before| before.stored_bytes)));
-        rows.push(measured);
-    }
+    });
     Incremental { mib, entries: notes, rows }
 }
 
