@@ -47,7 +47,7 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
             StateKind::Serde => (StateKind::Serde, serialize()?, 0, now),
         };
         let chunk_hashes = args.chunk_hashes != Some(false);
-        let indexed = kind == StateKind::Serde && !from_upgrade_save && args.content_index == Some(true);
+        let indexed = kind == StateKind::Serde && args.content_index == Some(true);
         let incremental = args.base.is_some_and(|snapshot| builds_on(&key, kind, indexed, snapshot));
         if indexed {
             content_index::clear_recorded();

@@ -9,7 +9,7 @@
 
 use candid::{Encode, Principal, Reserved};
 use vault_api::protocol::{BackupError, DumpBegin, DumpManifest, UpgradeLoad, methods};
-use vault_api::service::{JobInfo, JobPhase, RestoreArgs, SnapshotOptions, VaultError};
+use vault_api::service::{JobInfo, JobPhase, RestoreArgs, SnapshotOptions, UpdateScheduleArgs, VaultError};
 use vault_tests::*;
 
 /// Upgrades `app` with the notes module as its controller does.
@@ -143,6 +143,29 @@ fn a_snapshot_of_the_state_the_last_upgrade_saved_restores_as_it_was_then() {
 }
 
 #[test]
+fn a_snapshot_of_an_upgrade_s_save_builds_on_the_last_and_restores_as_saved() {
+    let env = Env::new();
+    let app = env.registered(AppKind::Notes, manual(), keep(5));
+    assert_eq!(env.app(app).update::<_, (u64,)>("add_notes", (8_000u64, 1_000u64, 1u64)).0, 8_000);
+    upgrade_notes(&env, app);
+    let (first, full) = env.measure(&[app], || snapshot_of_upgrade_save(&env, app));
+    assert_eq!(first.phase, JobPhase::Succeeded, "{first:?}");
+    // 1% of the notes rewritten, then saved by the next upgrade: its snapshot builds on the first.
+    assert_eq!(env.app(app).update::<_, (u64,)>("edit_random", (80u64, 5u64)).0, 80);
+    upgrade_notes(&env, app);
+    let saved = env.app(app).digest();
+    let (second, incremental) = env.measure(&[app], || snapshot_of_upgrade_save(&env, app));
+    assert_eq!(second.phase, JobPhase::Succeeded, "{second:?}");
+    let first_id = first.snapshot_id.expect("a snapshot");
+    let against = format!("incremental against snapshot {first_id}");
+    assert!(second.notes.iter().any(|n| n.contains(&against)), "{:?}", second.notes);
+    assert!(incremental.chunk_bytes * 100 < full.chunk_bytes * 5, "{} of {} bytes moved", incremental.chunk_bytes, full.chunk_bytes);
+    env.app(app).update::<_, (u64,)>("edit_random", (10u64, 6u64));
+    assert_eq!(env.restore(app, second.snapshot_id.expect("a snapshot"), None).phase, JobPhase::Succeeded);
+    assert_eq!(env.app(app).digest(), saved, "the state as the second upgrade saved it");
+}
+
+#[test]
 fn a_dump_of_the_saved_state_ends_when_a_later_upgrade_saves_anew() {
     let env = Env::new();
     let app = env.registered(AppKind::Notes, manual(), keep(5));
@@ -170,6 +193,10 @@ fn a_state_too_large_to_serialize_or_deserialize_in_one_update_is_snapshotted_an
     let limits = vault_tests::ic_harness::Limits { update_instructions: 26_000_000, ..Default::default() };
     let env = Env::with_harness(vault_tests::ic_harness::Harness::builder().with_subnets(2).with_limits(limits).build());
     let app = env.registered(AppKind::Notes, manual(), keep(5));
+    // No incrementals, so no content index: cutting and hashing a chunk for it takes more than
+    // these updates may (on the IC some 100 M instructions a chunk, of the 40 B).
+    let no_incrementals = UpdateScheduleArgs { app, schedule: None, retention: None, max_incrementals: Some(0) };
+    env.vault().service().update_schedule(no_incrementals).unwrap().expect("update_schedule");
     for n in 0..3000u64 {
         env.app(app).update::<_, (u64, u64)>("add_note", (format!("note {n}"), "x".repeat(200)));
     }

@@ -170,8 +170,9 @@ pub struct DumpBegin {
     /// than serialize the state as it is in this message, so a state larger than one update can
     /// serialize is snapshotted; none is false.
     pub from_upgrade_save: Option<bool>,
-    /// A serde dump of the state as it is: index the content of each chunk as it is read (cut
-    /// where the bytes say, each piece hashed), so that the dump may become the base of the next
+    /// A serde dump (of the state as it is, or as the last upgrade saved it): index the content of
+    /// each chunk as it is read (cut where the bytes say, each piece hashed), so that the dump
+    /// may become the base of the next
     /// (`DumpEnd::base`), against which each chunk is answered as the ranges it shares with the
     /// base's image and the bytes it does not (`Chunk::base_ranges`). None is false; ignored by a
     /// stable-memory dump, whose pages are indexed by the paged memory anyway.
