@@ -204,20 +204,18 @@ impl BaseIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::cdc::tests::noise;
 
-    /// A chunk rebuilt from its answer over `base`.
-    fn rebuild(base: &[u8], data: &[u8], ranges: &[BaseRange]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut data = data.iter().copied();
-        for range in ranges {
-            out.extend(data.by_ref().take(range.at as usize - out.len()));
-            out.extend_from_slice(&base[range.from as usize..range.from as usize + range.len as usize]);
-        }
-        out.extend(data);
-        out
+    /// A chunk rebuilt from its answer (`data` and `ranges`) over `base`, as the vault does.
+    pub fn rebuild(base: &[u8], data: &[u8], ranges: &[BaseRange]) -> Vec<u8> {
+        let len = data.len() as u64 + ranges.iter().map(|range| u64::from(range.len)).sum::<u64>();
+        let read = |from: u64, len: u32, out: &mut Vec<u8>| {
+            out.extend_from_slice(base.get(from as usize..from as usize + len as usize)?);
+            Some(())
+        };
+        vault_api::protocol::rebuild_from_ranges(len, ranges, data, read).expect("the base holds every range")
     }
 
     /// Dumps `image` in chunks of `chunk_size`, against the base index if `against_base`; the

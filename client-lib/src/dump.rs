@@ -318,14 +318,7 @@ mod tests {
 
     /// The image `answer` stands for over `base`: its ranges of the base, its bytes between.
     fn rebuilt(base: &[u8], answer: &Chunk) -> Vec<u8> {
-        let ranges = answer.base_ranges.as_ref().expect("an incremental serde chunk");
-        let (mut out, mut data) = (Vec::new(), answer.data.iter().copied());
-        for range in ranges {
-            out.extend(data.by_ref().take(range.at as usize - out.len()));
-            out.extend_from_slice(&base[range.from as usize..(range.from + range.len as u64) as usize]);
-        }
-        out.extend(data);
-        out
+        crate::content_index::tests::rebuild(base, &answer.data, answer.base_ranges.as_ref().expect("an incremental serde chunk"))
     }
 
     /// Opens `key`'s serde dump of `image`, staged as `begin` stages a serialization, with a

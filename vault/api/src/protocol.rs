@@ -47,6 +47,24 @@ use crate::manifest::{ContentHash, Sha256};
 /// the candid framing of requests and replies.
 pub const CHUNK_SIZE: u64 = 2 * 1024 * 1024 - 4096;
 
+/// The chunk of `len` bytes `ranges` (in order and apart, within the chunk: as the vault checks them) and `data` stand for, `read_base` appending the
+/// base's bytes from an offset, as many as asked; `None` if it could not.
+pub fn rebuild_from_ranges(len: u64, ranges: &[BaseRange], data: &[u8], mut read_base: impl FnMut(u64, u32, &mut Vec<u8>) -> Option<()>) -> Option<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(len as usize);
+    let mut data_at = 0;
+    for range in ranges {
+        let gap = range.at as usize - chunk.len();
+        chunk.extend_from_slice(&data[data_at..data_at + gap]);
+        data_at += gap;
+        read_base(range.from, range.len, &mut chunk)?;
+        if chunk.len() != range.at as usize + range.len as usize {
+            return None;
+        }
+    }
+    chunk.extend_from_slice(&data[data_at..]);
+    Some(chunk)
+}
+
 /// The most chunks of its base (of [`CHUNK_SIZE`]) the ranges of one chunk of an incremental serde
 /// dump may be in (`Chunk::base_ranges`): what the vault reads to rebuild the chunk.
 pub const MAX_BASE_CHUNKS: usize = 4;

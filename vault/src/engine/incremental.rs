@@ -121,27 +121,10 @@ pub fn check_ranges(len: u64, base_size: u64, ranges: &[BaseRange], data: &[u8])
     Ok(())
 }
 
-/// The chunk of `len` bytes `ranges` (checked) and `data` stand for, `read_base` appending the
-/// base's bytes from an offset, as many as asked; `None` if it could not.
-pub fn rebuild_from_ranges(len: u64, ranges: &[BaseRange], data: &[u8], mut read_base: impl FnMut(u64, u32, &mut Vec<u8>) -> Option<()>) -> Option<Vec<u8>> {
-    let mut chunk = Vec::with_capacity(len as usize);
-    let mut data_at = 0;
-    for range in ranges {
-        let gap = range.at as usize - chunk.len();
-        chunk.extend_from_slice(&data[data_at..data_at + gap]);
-        data_at += gap;
-        read_base(range.from, range.len, &mut chunk)?;
-        if chunk.len() != range.at as usize + range.len as usize {
-            return None;
-        }
-    }
-    chunk.extend_from_slice(&data[data_at..]);
-    Some(chunk)
-}
-
 #[cfg(test)]
 mod tests {
     use vault_api::Sha256;
+    use vault_api::protocol::rebuild_from_ranges;
     use vault_api::protocol::PAGE_SIZE;
     use vault_api::service::Trigger;
 

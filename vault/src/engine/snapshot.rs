@@ -144,7 +144,7 @@ fn serde_chunk(job: &JobRecord, snapshot: u64, transfer: &Transfer, base: &Base,
             return ChunkAnswer::BaseDeleted;
         }
         let mut reader = BaseReader { snapshot: base.snapshot, read: Vec::new() };
-        let rebuilt = incremental::rebuild_from_ranges(len, ranges, &chunk.data, |from, len, out| reader.read(s, from, len, out))
+        let rebuilt = vault_api::protocol::rebuild_from_ranges(len, ranges, &chunk.data, |from, len, out| reader.read(s, from, len, out))
             .expect("a complete snapshot has every chunk of its size");
         s.store_chunk(job.app, snapshot, index, &HashedChunk::new(content_hash, &rebuilt));
         ChunkAnswer::Moved(index)
