@@ -305,7 +305,6 @@ impl<M: Memory> ChunkStore<M> {
         self.locations.get(hash).map(|location| location.len)
     }
 
-    #[cfg(test)]
     /// Chunk `hash`'s references.
     pub fn refs(&self, hash: &[u8; 32]) -> Option<u32> {
         self.legacy_refs_of(hash).or_else(|| self.locations.get(hash).map(|location| location.refs))
@@ -342,9 +341,17 @@ impl<M: Memory> ChunkStore<M> {
         bytes
     }
 
-    #[cfg(test)]
-    /// Reads chunk `hash`'s bytes from `offset` into `buf`, as many as both have; how many.
+    /// Reads chunk `hash`'s bytes from `offset` into `buf`, as many as both have; how many. A
+    /// chunk stored whole here is read where its bytes are, those alone; another is got whole.
     pub fn read(&self, hash: &[u8; 32], offset: u32, buf: &mut [u8]) -> Option<usize> {
+        if self.legacy_refs_of(hash).is_none() && self.delta_of(hash).is_none() {
+            let location = self.locations.get(hash)?;
+            let n = (location.len.saturating_sub(offset) as usize).min(buf.len());
+            if n > 0 {
+                self.data.read(location.offset + u64::from(offset), &mut buf[..n]);
+            }
+            return Some(n);
+        }
         let bytes = self.get(hash)?;
         let from = bytes.get(offset as usize..).unwrap_or_default();
         let n = from.len().min(buf.len());

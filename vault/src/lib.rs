@@ -19,6 +19,7 @@ mod admin;
 mod app_client;
 mod chunk_store;
 mod engine;
+mod manifest_tree;
 pub mod memory;
 mod migration;
 mod ops;

@@ -33,6 +33,10 @@
 //!                                                              the snapshot whose image it keeps as its base
 //! 24  CHUNK_DELTAS StableBTreeMap<[u8; 32], DeltaRecord>      chunk stored as a delta -> the chunk it is over,
 //!                                                              its length, its chain's bytes and depth
+//! 25  MANIFEST_PAGES StableBTreeMap<ManifestKey, [u8; 32]>   (snapshot id, page) -> key of a page of its chunk
+//!                                                              digests, in the chunk store (`manifest_tree`)
+//! 26  SEALING     StableBTreeMap<u64, Principal>              complete snapshot id -> app: entries of MANIFESTS
+//!                                                              still to turn into pages
 //! ```
 //!
 //! Memories 9 to 12, 15, 16 and 23 are additions without a layout change: a build that does not
@@ -54,6 +58,11 @@
 //! Layout 6 adds CHUNK_DELTAS, which starts empty: a chunk of an incremental snapshot may be
 //! stored as a delta over its base's (`chunk_store`), which a build of layout 5 would serve as
 //! the chunk's bytes, so it refuses layout 6 (nothing runs in the upgrade).
+//! Layout 7 adds MANIFEST_PAGES and SEALING: a complete snapshot names its chunks through pages
+//! of digests that versions share (`manifest_tree`), where a build of layout 6 would find no
+//! manifest, so it refuses layout 7. The upgrade queues every complete snapshot in SEALING, and
+//! their entries in MANIFESTS become pages in bounded steps after it; until then they are read
+//! where they are.
 //! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
 //! the newer module): a rollback to it is refused; a build that writes layout 2 or 3 refuses a
 //! newer one the same way.
@@ -63,7 +72,7 @@
 //! the same principal.
 //!
 //! Listing an app's snapshots, streaming a snapshot's chunks and deleting them are range scans
-//! over SNAPSHOTS and MANIFESTS. A chunk's bytes are written once however many snapshots use
+//! over SNAPSHOTS, MANIFEST_PAGES and MANIFESTS. A chunk's bytes are written once however many snapshots use
 //! them; deletion releases references in bounded steps and frees the chunk's pages at zero.
 //!
 //! The records' byte layouts are in `storable/`, each pinned by a golden test.
@@ -74,7 +83,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 6;
+pub const LAYOUT_VERSION: u8 = 7;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 
@@ -103,6 +112,8 @@ pub const CHUNK_FREE_BY_SIZE: MemoryId = MemoryId::new(21);
 pub const CHUNK_FREE_BY_OFFSET: MemoryId = MemoryId::new(22);
 pub const INCREMENTAL: MemoryId = MemoryId::new(23);
 pub const CHUNK_DELTAS: MemoryId = MemoryId::new(24);
+pub const MANIFEST_PAGES: MemoryId = MemoryId::new(25);
+pub const SEALING: MemoryId = MemoryId::new(26);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

@@ -25,6 +25,9 @@
 //! - 6: adds CHUNK_DELTAS (24), which starts empty: chunks stored before are whole, so nothing
 //!   runs in the upgrade; a build of layout 5 refuses layout 6 rather than serve a delta as a
 //!   chunk's bytes.
+//! - 7: adds MANIFEST_PAGES and SEALING (25, 26): [`State::queue_sealing`] queues every complete
+//!   snapshot (each record read once), whose entries become pages after the upgrade, in steps;
+//!   a build of layout 6 refuses layout 7, whose sealed snapshots it would find no manifest of.
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
@@ -36,7 +39,7 @@ use crate::state::State;
 pub type Step = fn(&mut State);
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}, |_| {}];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}, |_| {}, State::queue_sealing];
 
 /// Migrates the stored layout to [`LAYOUT_VERSION`]; refuses one this build cannot read.
 pub fn migrate(state: &mut State) -> Result<(), LayoutError> {
@@ -57,11 +60,12 @@ mod tests {
     use vault_api::service::Trigger;
 
     use super::*;
-    use crate::memory::{APP_CHUNKS, APP_USAGE, INDEX};
+    use crate::memory::{APP_CHUNKS, APP_USAGE, INDEX, SEALING};
     use crate::state::HashedChunk;
     use crate::storable::tests::sample_app;
     use crate::storable::{
-        AppChunkKey, AppRecord, AppUsageRecord, Held, IndexKey, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey, UsageRecord,
+        AppChunkKey, AppRecord, AppUsageRecord, Held, IndexKey, PrincipalKey, RegistrantUsageRecord, SnapshotRecord, SnapshotStatus, UsageKey,
+        UsageRecord,
     };
 
     fn p(byte: u8) -> Principal {
@@ -208,6 +212,42 @@ mod tests {
         assert_eq!((after.content_hash, &after), (ContentHash::Sha256, &before));
         assert_eq!(migrated.manifest_hash(1, after.content_hash, after.size, after.chunk_size), manifest);
         assert_eq!(migrated.chunk(1, 1), Some((Sha256::of(b"bb"), b"bb".to_vec())));
+    }
+
+    #[test]
+    fn layout_6_queues_its_snapshots_whose_manifests_become_pages_after_the_upgrade() {
+        let (a, memory) = (p(1), DefaultMemoryImpl::default());
+        let mut live = State::init(memory.clone());
+        live.put_app(a, sample_app());
+        let chunks: Vec<Vec<u8>> = (0..200u32).map(|i| format!("{i:04}").into_bytes()).collect();
+        let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        complete(&mut live, a, 1, &chunks);
+        snapshot(&mut live, a, 2, &chunks, 100);
+        let read = |s: &State| (s.manifest_hash(1, ContentHash::Sha256, 800, 4), s.chunk_hashes(1, 0, 1000), s.chunk(1, 150), s.missing_chunks(2, 200));
+        let (before, held) = (read(&live), live.app_usage(a).held);
+        // The same records in layout 6: memories 25 and 26 empty.
+        live.set_layout(6);
+        drop(live);
+        let manager = MemoryManager::init(memory.clone());
+        StableBTreeMap::<u64, PrincipalKey, _>::new(manager.get(SEALING));
+        drop(manager);
+        let mut migrated = State::init(memory);
+        assert!(!migrated.sealing_pending(), "layout 6 seals nothing");
+        assert_eq!(migrate(&mut migrated), Ok(()));
+        assert!(migrated.sealing_pending(), "its complete snapshot is queued");
+        assert_eq!(read(&migrated), before, "read where it is until sealed");
+        let mut steps = 0;
+        while migrated.seal_step(1) {
+            steps += 1;
+            assert_eq!(read(&migrated), before, "and at every step");
+        }
+        assert_eq!((steps, read(&migrated)), (1, before), "two pages, the snapshot being built left as it is");
+        assert_eq!(migrated.app_usage(a).held.stored, held.stored + 200 * 32, "its pages are held as its chunks");
+        for id in [1, 2] {
+            migrated.schedule_deletion(a, id);
+        }
+        while migrated.delete_step(100) {}
+        assert_eq!(migrated.chunk_totals(), (0, 0));
     }
 
     #[test]

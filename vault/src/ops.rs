@@ -567,7 +567,10 @@ pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     }
     record.status = SnapshotStatus::Complete;
     record.duration = ic_cdk::api::time() - record.started_at;
-    with_state(|s| s.put_snapshot(app, id, record.clone()));
+    with_state(|s| {
+        s.put_snapshot(app, id, record.clone());
+        s.seal_step(crate::state::SEAL_BUDGET);
+    });
     Ok(snapshot_info(app, id, &record, with_state(|s| s.snapshot_layout(app, id))))
 }
 

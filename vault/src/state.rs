@@ -14,7 +14,8 @@ use vault_api::manifest::{ChunkFault, ManifestHasher, check_chunk, chunk_range};
 use vault_api::{ContentHash, Sha256};
 use vault_api::service::VaultError;
 
-use crate::chunk_store::{ChunkStore, ChunkStoreMemories};
+use crate::chunk_store::{ChunkStore, ChunkStoreMemories, PutOutcome, Released};
+use crate::manifest_tree::{self, page_entries, page_of};
 use crate::memory::{self, Memory};
 use crate::storable::{
     AppBase, AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IncrementalRecord, IndexKey, JobRecord, ManifestKey,
@@ -74,6 +75,8 @@ pub struct State {
     apps: StableBTreeMap<PrincipalKey, AppRecord, Memory>,
     snapshots: StableBTreeMap<SnapshotKey, SnapshotRecord, Memory>,
     manifests: StableBTreeMap<ManifestKey, [u8; 32], Memory>,
+    manifest_pages: StableBTreeMap<ManifestKey, [u8; 32], Memory>,
+    sealing: StableBTreeMap<u64, PrincipalKey, Memory>,
     chunks: ChunkStore<Memory>,
     jobs: StableBTreeMap<u64, JobRecord, Memory>,
     app_jobs: StableBTreeMap<AppJobKey, (), Memory>,
@@ -89,6 +92,10 @@ pub struct State {
     incremental: StableBTreeMap<PrincipalKey, IncrementalRecord, Memory>,
 }
 
+/// Manifest pages sealed in one message: at a snapshot's completion, and at each timer firing
+/// while any are left (some 40 M instructions a page of a full snapshot's).
+pub const SEAL_BUDGET: u32 = 32;
+
 /// Finished jobs kept in an app's log.
 pub const JOB_LOG_LENGTH: usize = 100;
 
@@ -103,6 +110,8 @@ impl State {
             apps: StableBTreeMap::init(m(memory::APPS)),
             snapshots: StableBTreeMap::init(m(memory::SNAPSHOTS)),
             manifests: StableBTreeMap::init(m(memory::MANIFESTS)),
+            manifest_pages: StableBTreeMap::init(m(memory::MANIFEST_PAGES)),
+            sealing: StableBTreeMap::init(m(memory::SEALING)),
             chunks: ChunkStore::init(ChunkStoreMemories {
                 header: m(memory::CHUNK_HEADER),
                 data: m(memory::CHUNK_BYTES),
@@ -363,7 +372,8 @@ impl State {
 
     /// Saves (or, with `None`, removes, with its state layout) a snapshot's record; a snapshot
     /// being built counts whole in what its app holds until it completes or goes, a completed one
-    /// in its app's completed snapshots, an import in progress in the index.
+    /// in its app's completed snapshots and, until its manifest is sealed, in those to seal, an
+    /// import in progress in the index.
     fn write_snapshot(&mut self, key: SnapshotKey, record: Option<SnapshotRecord>) {
         let building = |r: &Option<SnapshotRecord>| r.as_ref().filter(|r| r.status == SnapshotStatus::Building).map_or(0, |r| r.size);
         let completed = |r: &Option<SnapshotRecord>| r.as_ref().filter(|r| r.status == SnapshotStatus::Complete).map(|r| r.size);
@@ -380,6 +390,15 @@ impl State {
         self.reindex(import(&before_record), import_after);
         if before != after {
             self.adjust_held(key.app, |held| held.building = held.building.saturating_sub(before).saturating_add(after));
+        }
+        match (completed_before, completed_after) {
+            (None, Some(_)) => {
+                self.sealing.insert(key.id, PrincipalKey(key.app));
+            }
+            (Some(_), None) => {
+                self.sealing.remove(&key.id);
+            }
+            _ => {}
         }
         if completed_before != completed_after {
             let mut usage = self.app_usage(key.app);
@@ -490,10 +509,12 @@ impl State {
     fn store_chunk_over(&mut self, app: Principal, snapshot: u64, index: u32, chunk: &HashedChunk, base: Option<(Sha256, &[u8])>) {
         let (data, hash) = (chunk.data, chunk.hash);
         let key = ManifestKey { snapshot, index };
-        let replaced = match self.manifests.get(&key) {
-            Some(existing) if existing == hash.0 => return,
-            replaced => replaced,
-        };
+        // The snapshot's own entry at the index, else its page's, names the chunk there until now.
+        let own = self.manifests.get(&key);
+        let replaced = own.or_else(|| self.page_entry(snapshot, index));
+        if replaced == Some(hash.0) {
+            return;
+        }
         // Before a dump's first chunk or an import's, the reserves were checked to keep 4 GiB of
         // stable memory free, and references are counted per manifest entry (at most 2^32). The
         // new chunk is stored before the one it replaces is released: it may be a delta over it.
@@ -504,34 +525,59 @@ impl State {
         stored.expect("the stable-memory reserve has room for the chunk");
         self.manifests.insert(key, hash.0);
         self.hold_chunk(app, hash.0, data.len() as u64);
-        if let Some(replaced) = replaced {
-            self.release_chunk(app, replaced, base.map_or(data.len(), |(_, bytes)| bytes.len()) as u64);
+        // A page's entry stays referenced through the page until the snapshot is sealed.
+        if let Some(own) = own {
+            self.release_chunk(app, own, base.map_or(data.len(), |(_, bytes)| bytes.len()) as u64);
         }
     }
 
     /// Makes entries `indices` of `app`'s snapshot `to` name the chunks those of its complete
-    /// snapshot `from` name, each one reference more (no bytes are read): a snapshot built on
-    /// `from` starts as it. An index `to` has an entry at already keeps it. Whether `from` is
-    /// complete and has every one of them (if not, `to` is to be dropped).
+    /// snapshot `from` name, each one reference more (no chunk is read): a snapshot built on
+    /// `from` starts as it. A page of `from` whose entries are all in `indices` is referenced as
+    /// a page, one reference for all its entries. An index `to` has an entry at already keeps it.
+    /// Whether `from` is complete and has every one of them (if not, `to` is to be dropped).
     pub fn copy_entries(&mut self, app: Principal, from: u64, to: u64, indices: std::ops::Range<u32>) -> bool {
         let Some(record) = self.snapshot(app, from).filter(|r| r.status == SnapshotStatus::Complete) else { return false };
-        for index in indices {
-            let Some(hash) = self.manifests.get(&ManifestKey { snapshot: from, index }) else { return false };
-            let key = ManifestKey { snapshot: to, index };
-            if self.manifests.contains_key(&key) {
+        let mut index = indices.start;
+        while index < indices.end {
+            let page = page_entries(page_of(index), record.chunks);
+            if index == page.start && page.end <= indices.end && self.copy_page(app, &record, from, to, page_of(index)) {
+                index = page.end;
                 continue;
             }
-            self.chunks.add_ref(&hash).expect("a manifest entry's chunk is stored, with fewer than 2^32 references");
-            self.manifests.insert(key, hash);
-            self.hold_chunk(app, hash, chunk_len(&record, index));
+            let Some(hash) = self.entry(from, index) else { return false };
+            let key = ManifestKey { snapshot: to, index };
+            if !self.manifests.contains_key(&key) {
+                self.chunks.add_ref(&hash).expect("a manifest entry's chunk is stored, with fewer than 2^32 references");
+                self.manifests.insert(key, hash);
+                self.hold_chunk(app, hash, chunk_len(&record, index));
+            }
+            index += 1;
+        }
+        true
+    }
+
+    /// Has snapshot `to` reference page `page` of `from` (its `record`), if `from` names its
+    /// chunks there by that page alone (it is sealed there); whether it does.
+    fn copy_page(&mut self, app: Principal, record: &SnapshotRecord, from: u64, to: u64, page: u32) -> bool {
+        let Some(key) = self.manifest_pages.get(&ManifestKey { snapshot: from, index: page }) else { return false };
+        let entries = page_entries(page, record.chunks);
+        if self.manifests.range(ManifestKey { snapshot: from, index: entries.start }..ManifestKey { snapshot: from, index: entries.end }).next().is_some() {
+            return false;
+        }
+        let page_key = ManifestKey { snapshot: to, index: page };
+        if !self.manifest_pages.contains_key(&page_key) {
+            self.chunks.add_ref(&key).expect("a snapshot's page is stored, with fewer than 2^32 references");
+            self.manifest_pages.insert(page_key, key);
+            self.hold_page(app, key, record, page);
         }
         true
     }
 
     /// One more manifest entry of `app`'s names chunk `hash`, stored, of `len` bytes: at the first,
     /// the bytes it takes in the store count in what the app holds, and a delta holds its base
-    /// for the app as well (`APP_CHUNKS` counts an app's manifest entries and held deltas naming
-    /// a chunk, as the store's references count everyone's).
+    /// for the app as well (`APP_CHUNKS` counts an app's manifest entries, pages and held deltas
+    /// naming a chunk, as the store's references count everyone's).
     fn hold_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
         let mut next = Some((hash, len));
         while let Some((hash, len)) = next {
@@ -547,6 +593,22 @@ impl State {
         }
     }
 
+    /// One more page entry of `app`'s names page `key`, page `page` of snapshot `record`'s: at the
+    /// first, the page's bytes count in what the app holds, and the app holds each chunk it names.
+    fn hold_page(&mut self, app: Principal, key: [u8; 32], record: &SnapshotRecord, page: u32) {
+        let app_key = AppChunkKey { app, hash: key };
+        let refs = self.app_chunks.get(&app_key).unwrap_or(0);
+        self.app_chunks.insert(app_key, refs + 1);
+        if refs > 0 {
+            return;
+        }
+        let stored = self.chunks.stored_len(&key).expect("a snapshot's page is stored");
+        self.adjust_held(app, |held| held.stored = held.stored.saturating_add(u64::from(stored)));
+        for (index, digest) in (page_entries(page, u32::MAX).start..).zip(self.page_digests(&key)) {
+            self.hold_chunk(app, digest, chunk_len(record, index));
+        }
+    }
+
     /// A manifest entry of `app`'s naming chunk `hash` is gone: the app holds the bytes no more
     /// after its last (nor, for a delta, its base through it), the vault frees them after the last
     /// of any app. The bytes are those the chunk takes in the store where it knows them without
@@ -555,48 +617,120 @@ impl State {
     /// than its own record gives there.
     fn release_chunk(&mut self, app: Principal, hash: [u8; 32], len: u64) {
         // What the app holds through the chunk is counted off while the store still has it.
+        self.release_held(app, hash, len);
+        self.chunks.release(&hash);
+    }
+
+    /// What `app` holds through chunk `hash`, one of its holders fewer ([`Self::release_chunk`]).
+    fn release_held(&mut self, app: Principal, hash: [u8; 32], len: u64) {
         let mut next = Some((hash, len));
         while let Some((hash, len)) = next {
             let key = AppChunkKey { app, hash };
             match self.app_chunks.get(&key) {
                 Some(refs) if refs > 1 => {
                     self.app_chunks.insert(key, refs - 1);
-                    break;
+                    return;
                 }
                 Some(_) => {
                     self.app_chunks.remove(&key);
                     let stored = self.chunks.stored_len(&hash).map_or(len, u64::from);
                     self.adjust_held(app, |held| held.stored = held.stored.saturating_sub(stored));
                 }
-                None => break,
+                None => return,
             }
             next = self.chunks.delta_base(&hash).map(|base| (base, 0));
         }
-        self.chunks.release(&hash);
     }
 
-    /// Chunks of `snapshot` below `chunks` that are not stored yet (a range scan).
+    /// A page entry of `app`'s naming page `key`, page `page` of snapshot `record`'s, is gone:
+    /// after the app's last, it holds neither the page nor the chunks through it; after anyone's
+    /// last, the page goes and releases each chunk it names. The chunks released.
+    fn release_page(&mut self, app: Principal, key: [u8; 32], record: Option<&SnapshotRecord>, page: u32) -> u32 {
+        let app_key = AppChunkKey { app, hash: key };
+        let last_for_app = match self.app_chunks.get(&app_key) {
+            Some(refs) if refs > 1 => {
+                self.app_chunks.insert(app_key, refs - 1);
+                false
+            }
+            Some(_) => {
+                self.app_chunks.remove(&app_key);
+                true
+            }
+            None => false,
+        };
+        let last = self.chunks.refs(&key) == Some(1);
+        let digests = if last_for_app || last { self.page_digests(&key) } else { Vec::new() };
+        if last_for_app {
+            let stored = self.chunks.stored_len(&key).map_or(0, u64::from);
+            self.adjust_held(app, |held| held.stored = held.stored.saturating_sub(stored));
+            for (index, digest) in (page_entries(page, u32::MAX).start..).zip(&digests) {
+                self.release_held(app, *digest, record.map_or(0, |r| chunk_len(r, index)));
+            }
+        }
+        if self.chunks.release(&key) == Released::Freed {
+            for digest in &digests {
+                self.chunks.release(digest);
+            }
+        }
+        digests.len() as u32
+    }
+
+    /// The chunk digests stored page `key` holds.
+    fn page_digests(&self, key: &[u8; 32]) -> Vec<[u8; 32]> {
+        manifest_tree::digests(&self.chunks.get(key).expect("a snapshot's page is stored"))
+    }
+
+    /// Entry `index` of `snapshot`'s page there, if it has one: the chunk digest it names.
+    fn page_entry(&self, snapshot: u64, index: u32) -> Option<[u8; 32]> {
+        let key = self.manifest_pages.get(&ManifestKey { snapshot, index: page_of(index) })?;
+        let mut digest = [0; 32];
+        (self.chunks.read(&key, manifest_tree::offset_in_page(index), &mut digest)? == 32).then_some(digest)
+    }
+
+    /// Entry `index` of `snapshot`'s manifest: the chunk digest its own entry names, else its page.
+    fn entry(&self, snapshot: u64, index: u32) -> Option<[u8; 32]> {
+        self.manifests.get(&ManifestKey { snapshot, index }).or_else(|| self.page_entry(snapshot, index))
+    }
+
+    /// Entries `range` of `snapshot`'s manifest (within one page or many), each page read once:
+    /// the chunk digest each names, `None` for one that names none.
+    fn entries(&self, snapshot: u64, range: std::ops::Range<u32>) -> Vec<Option<[u8; 32]>> {
+        let mut entries = vec![None; range.len()];
+        let pages = ManifestKey { snapshot, index: page_of(range.start) }..ManifestKey { snapshot, index: page_of(range.end.saturating_sub(1)) + 1 };
+        let pages: Vec<(u32, [u8; 32])> = if range.is_empty() { Vec::new() } else { self.manifest_pages.range(pages).map(|e| (e.key().index, e.value())).collect() };
+        for (page, key) in pages {
+            for (index, digest) in (page_entries(page, u32::MAX).start..).zip(self.page_digests(&key)) {
+                if range.contains(&index) {
+                    entries[(index - range.start) as usize] = Some(digest);
+                }
+            }
+        }
+        let own = self.manifests.range(ManifestKey { snapshot, index: range.start }..ManifestKey { snapshot, index: range.end });
+        for entry in own {
+            entries[(entry.key().index - range.start) as usize] = Some(entry.value());
+        }
+        entries
+    }
+
+    /// Chunks of `snapshot` below `chunks` that are not stored yet (a page at a time).
     pub fn missing_chunks(&self, snapshot: u64, chunks: u32) -> Vec<u32> {
-        let mut present = self
-            .manifests
-            .range(ManifestKey { snapshot, index: 0 }..ManifestKey { snapshot, index: chunks })
-            .map(|e| e.key().index)
-            .peekable();
-        (0..chunks).filter(|i| present.next_if_eq(i).is_none()).collect()
+        (0..manifest_tree::pages(chunks))
+            .flat_map(|page| {
+                let range = page_entries(page, chunks);
+                let entries = self.entries(snapshot, range.clone());
+                range.zip(entries).filter(|(_, entry)| entry.is_none()).map(|(index, _)| index)
+            })
+            .collect()
     }
 
-    /// Digests of chunks `start .. start + count` of `snapshot` (a range scan).
+    /// Digests of chunks `start .. start + count` of `snapshot`, up to the first it does not have.
     pub fn chunk_hashes(&self, snapshot: u64, start: u32, count: u32) -> Vec<Sha256> {
-        let end = start.saturating_add(count);
-        self.manifests
-            .range(ManifestKey { snapshot, index: start }..ManifestKey { snapshot, index: end })
-            .map(|e| Sha256(e.value()))
-            .collect()
+        self.entries(snapshot, start..start.saturating_add(count)).into_iter().map_while(|entry| entry.map(Sha256)).collect()
     }
 
     /// Chunk `index` of `snapshot`: its digest and bytes.
     pub fn chunk(&self, snapshot: u64, index: u32) -> Option<(Sha256, Vec<u8>)> {
-        let hash = self.manifests.get(&ManifestKey { snapshot, index })?;
+        let hash = self.entry(snapshot, index)?;
         let data = self.chunks.get(&hash).expect("a manifest entry's chunk is stored");
         Some((Sha256(hash), data))
     }
@@ -605,21 +739,84 @@ impl State {
     /// any is missing.
     pub fn manifest_hash(&self, snapshot: u64, content_hash: ContentHash, size: u64, chunk_size: u64) -> Option<Sha256> {
         let mut hasher = ManifestHasher::new(content_hash, size, chunk_size);
-        let entries = self.manifests.range(ManifestKey { snapshot, index: 0 }..=ManifestKey { snapshot, index: u32::MAX });
-        for (expected, entry) in entries.enumerate() {
-            if entry.key().index as usize != expected {
-                return None;
+        let chunks = vault_api::manifest::try_chunk_count(size, chunk_size)?;
+        for page in 0..manifest_tree::pages(chunks) {
+            for entry in self.entries(snapshot, page_entries(page, chunks)) {
+                hasher.push(&Sha256(entry?));
             }
-            hasher.push(&Sha256(entry.value()));
         }
         hasher.finish()
     }
 
-    /// Distinct chunks stored and their bytes (chunks of layouts before the chunk store count
-    /// in the first only).
+    /// Distinct chunks stored and their bytes, manifest pages among them (chunks of layouts
+    /// before the chunk store count in the first only).
     pub fn chunk_totals(&self) -> (u64, u64) {
         let totals = self.chunks.totals();
         (totals.chunks + totals.legacy_chunks, totals.stored_bytes)
+    }
+
+    /// Seals at most `budget` pages of the complete snapshots whose manifests have entries of
+    /// their own (`manifest_tree`), the oldest first. Returns whether work remains.
+    pub fn seal_step(&mut self, mut budget: u32) -> bool {
+        while budget > 0 {
+            let Some((id, PrincipalKey(app))) = self.sealing.first_key_value() else { return false };
+            // Only a complete snapshot is queued (`write_snapshot`), and it names every chunk.
+            let Some(record) = self.snapshot(app, id).filter(|r| r.status == SnapshotStatus::Complete) else {
+                self.sealing.remove(&id);
+                continue;
+            };
+            if let Some(index) = self.first_own_entry(id, record.chunks) {
+                self.seal_page(app, id, &record, page_of(index));
+                budget -= 1;
+            }
+            if self.first_own_entry(id, record.chunks).is_none() {
+                self.sealing.remove(&id);
+            }
+        }
+        !self.sealing.is_empty()
+    }
+
+    /// The index of `snapshot`'s first entry of its own below `chunks`.
+    fn first_own_entry(&self, snapshot: u64, chunks: u32) -> Option<u32> {
+        self.manifests.range(ManifestKey { snapshot, index: 0 }..ManifestKey { snapshot, index: chunks }).next().map(|e| e.key().index)
+    }
+
+    /// Whether a complete snapshot's manifest is still to be sealed.
+    pub fn sealing_pending(&self) -> bool {
+        !self.sealing.is_empty()
+    }
+
+    /// Turns the entries of page `page` of `app`'s complete snapshot `id` (its `record`) into one
+    /// page: its own entries there over the page it referenced, if any. The new page is held
+    /// before what it replaces is released (they name most of the same chunks).
+    fn seal_page(&mut self, app: Principal, id: u64, record: &SnapshotRecord, page: u32) {
+        let range = page_entries(page, record.chunks);
+        let own: Vec<(u32, [u8; 32])> = self
+            .manifests
+            .range(ManifestKey { snapshot: id, index: range.start }..ManifestKey { snapshot: id, index: range.end })
+            .map(|e| (e.key().index, e.value()))
+            .collect();
+        let digests: Vec<[u8; 32]> = self.entries(id, range).into_iter().map(|e| e.expect("a complete snapshot names every chunk")).collect();
+        let bytes = digests.concat();
+        let key = manifest_tree::page_key(&bytes);
+        let page_key = ManifestKey { snapshot: id, index: page };
+        let old = self.manifest_pages.get(&page_key);
+        if old != Some(key) {
+            if self.chunks.put(key, &bytes).expect("the stable-memory reserve has room for a page") == PutOutcome::Written {
+                for digest in &digests {
+                    self.chunks.add_ref(digest).expect("a manifest entry's chunk is stored, with fewer than 2^32 references");
+                }
+            }
+            self.manifest_pages.insert(page_key, key);
+            self.hold_page(app, key, record, page);
+        }
+        for (index, digest) in own {
+            self.manifests.remove(&ManifestKey { snapshot: id, index });
+            self.release_chunk(app, digest, chunk_len(record, index));
+        }
+        if let Some(old) = old.filter(|old| *old != key) {
+            self.release_page(app, old, Some(record), page);
+        }
     }
 
     /// Marks a snapshot for deletion; its chunks are released by [`Self::delete_step`]. An app
@@ -639,23 +836,35 @@ impl State {
         }
     }
 
-    /// Releases at most `budget` chunk references of pending deletions; removes a snapshot's
-    /// record once all its chunks are released. Returns whether work remains.
+    /// Releases about `budget` chunk references of pending deletions (a page counts one and each
+    /// chunk it releases one): a snapshot's own entries first, then its pages; removes a
+    /// snapshot's record once all are released. Returns whether work remains.
     pub fn delete_step(&mut self, mut budget: u32) -> bool {
         while budget > 0 {
             let Some((id, mut deletion)) = self.deletions.first_key_value() else { return false };
             let key = SnapshotKey { app: deletion.app, id };
             let record = self.snapshots.get(&key);
             while budget > 0 && deletion.next_index < deletion.chunks {
-                let index = deletion.next_index;
-                if let Some(hash) = self.manifests.remove(&ManifestKey { snapshot: id, index }) {
-                    let len = record.as_ref().map_or(0, |r| chunk_len(r, index));
-                    self.release_chunk(deletion.app, hash, len);
-                }
-                deletion.next_index += 1;
+                let own = ManifestKey { snapshot: id, index: deletion.next_index }..ManifestKey { snapshot: id, index: deletion.chunks };
+                let Some((index, hash)) = self.manifests.range(own).next().map(|e| (e.key().index, e.value())) else {
+                    deletion.next_index = deletion.chunks;
+                    break;
+                };
+                self.manifests.remove(&ManifestKey { snapshot: id, index });
+                let len = record.as_ref().map_or(0, |r| chunk_len(r, index));
+                self.release_chunk(deletion.app, hash, len);
+                deletion.next_index = index + 1;
                 budget -= 1;
             }
-            if deletion.next_index >= deletion.chunks {
+            let pages = ManifestKey { snapshot: id, index: 0 }..=ManifestKey { snapshot: id, index: u32::MAX };
+            while budget > 0 && deletion.next_index >= deletion.chunks {
+                let Some((page, page_key)) = self.manifest_pages.range(pages.clone()).next().map(|e| (e.key().index, e.value())) else { break };
+                self.manifest_pages.remove(&ManifestKey { snapshot: id, index: page });
+                let released = self.release_page(deletion.app, page_key, record.as_ref(), page);
+                budget = budget.saturating_sub(1 + released);
+            }
+            let done = deletion.next_index >= deletion.chunks && self.manifest_pages.range(pages).next().is_none();
+            if done {
                 self.deletions.remove(&id);
                 self.write_snapshot(key, None);
             } else {
@@ -806,6 +1015,15 @@ impl State {
             for (index, hash) in entries {
                 self.hold_chunk(key.app, hash, chunk_len(&record, index));
             }
+        }
+    }
+
+    /// Builds what layout 7 adds from a layout 6's records: every complete snapshot queued for
+    /// sealing (each record read once; the sealing runs after the upgrade, in steps).
+    pub fn queue_sealing(&mut self) {
+        let complete: Vec<SnapshotKey> = self.snapshots.iter().filter(|e| e.value().status == SnapshotStatus::Complete).map(|e| *e.key()).collect();
+        for key in complete {
+            self.sealing.insert(key.id, PrincipalKey(key.app));
         }
     }
 
@@ -1342,5 +1560,137 @@ mod tests {
         assert_eq!((s.new_job_id(), s.new_job_id(), s.new_snapshot_id()), (1, 2, 1));
         let mut s = State::init(memory);
         assert_eq!(s.new_job_id(), 3);
+    }
+
+    /// Chunks of 4 bytes, `from ..` their index written out.
+    fn chunk_bytes(count: u32, from: u32) -> Vec<Vec<u8>> {
+        (from..from + count).map(|i| format!("{i:04}").into_bytes()).collect()
+    }
+
+    /// Stores `chunks` as snapshot `id` of `app()` from index `at` on.
+    fn store_all(s: &mut State, id: u64, at: u32, chunks: &[Vec<u8>]) {
+        for (index, chunk) in (at..).zip(chunks) {
+            s.store_chunk(app(), id, index, &HashedChunk::new(ContentHash::Sha256, chunk));
+        }
+    }
+
+    /// How snapshot `id`'s manifest is kept: its own entries and its pages.
+    fn kept(s: &State, id: u64) -> (usize, Vec<[u8; 32]>) {
+        let own = s.manifests.range(ManifestKey { snapshot: id, index: 0 }..=ManifestKey { snapshot: id, index: u32::MAX }).count();
+        let pages = s.manifest_pages.range(ManifestKey { snapshot: id, index: 0 }..=ManifestKey { snapshot: id, index: u32::MAX }).map(|e| e.value()).collect();
+        (own, pages)
+    }
+
+    type Read = (Option<Sha256>, Vec<Sha256>, Vec<Option<(Sha256, Vec<u8>)>>, Vec<u32>);
+
+    /// Everything a reader of snapshot `id` of `chunks` chunks of 4 bytes sees.
+    fn read_all(s: &State, id: u64, chunks: u32) -> Read {
+        let hash = s.manifest_hash(id, ContentHash::Sha256, chunks as u64 * 4, 4);
+        (hash, s.chunk_hashes(id, 0, 10_000), (0..chunks + 1).map(|i| s.chunk(id, i)).collect(), s.missing_chunks(id, chunks + 2))
+    }
+
+    /// Bytes of the pages of a manifest of `chunks` entries.
+    fn page_bytes(chunks: u32) -> u64 {
+        chunks as u64 * 32
+    }
+
+    #[test]
+    fn a_sealed_manifest_reads_as_before_in_pages_and_deletes_to_nothing() {
+        let mut s = state();
+        store_all(&mut s, 1, 0, &chunk_bytes(300, 0));
+        complete(&mut s, 1, 300);
+        let before = read_all(&s, 1, 300);
+        assert_eq!((before.1.len(), &before.3), (300, &vec![300, 301]));
+        assert_eq!((kept(&s, 1).0, s.app_usage(app()).held.stored, s.sealing_pending()), (300, 1200, true));
+        // Sealed a page a step: every step reads the same.
+        for step in 1..=3 {
+            assert_eq!(s.seal_step(1), step < 3, "step {step}");
+            assert_eq!(read_all(&s, 1, 300), before, "after step {step}");
+        }
+        assert!(!s.seal_step(1) && !s.sealing_pending());
+        let (own, pages) = kept(&s, 1);
+        assert_eq!((own, pages.len()), (0, 3), "three pages: 128, 128 and 44 entries");
+        assert_eq!(s.chunk_totals(), (303, 1200 + page_bytes(300)));
+        assert_eq!(s.app_usage(app()).held.stored, 1200 + page_bytes(300), "an app holds its pages as its chunks");
+        s.schedule_deletion(app(), 1);
+        while s.delete_step(100) {}
+        assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
+    }
+
+    #[test]
+    fn an_incremental_snapshot_adds_the_pages_it_changes_and_shares_the_rest() {
+        let mut s = state();
+        store_all(&mut s, 1, 0, &chunk_bytes(300, 0));
+        complete(&mut s, 1, 300);
+        s.seal_step(10);
+        let base = read_all(&s, 1, 300);
+        // Snapshot 2 starts as 1 (its three pages, no entry of its own), then one chunk changes.
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Building, 2, 300));
+        assert!(s.copy_entries(app(), 1, 2, 0..300));
+        assert_eq!(kept(&s, 2), (0, kept(&s, 1).1), "three page references, no entry");
+        assert_eq!(read_all(&s, 2, 300).1, base.1);
+        store_all(&mut s, 2, 130, &[b"new!".to_vec()]);
+        assert_eq!(s.chunk(2, 130).map(|c| c.1), Some(b"new!".to_vec()), "its own entry wins over the page's");
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Complete, 2, 300));
+        s.seal_step(10);
+        let (own, pages) = kept(&s, 2);
+        let base_pages = kept(&s, 1).1;
+        assert_eq!((own, pages[0] == base_pages[0], pages[1] == base_pages[1], pages[2] == base_pages[2]), (0, true, false, true));
+        assert_eq!(s.chunk_totals().0, 300 + 1 + 3 + 1, "one chunk and one page more");
+        let mut expected = base.1.clone();
+        expected[130] = Sha256::of(b"new!");
+        let incremental = read_all(&s, 2, 300);
+        assert_eq!(incremental.1, expected);
+        // The base goes: its own page 1 and chunk 130 with it; snapshot 2 reads as it did.
+        s.schedule_deletion(app(), 1);
+        while s.delete_step(7) {}
+        assert_eq!(read_all(&s, 2, 300), incremental);
+        assert_eq!(s.chunk_totals(), (300 + 3, 1200 + page_bytes(300)));
+        assert_eq!(s.app_usage(app()).held.stored, 1200 + page_bytes(300));
+        s.schedule_deletion(app(), 2);
+        while s.delete_step(7) {}
+        assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
+    }
+
+    #[test]
+    fn a_snapshot_built_on_one_not_sealed_yet_shares_its_pages_once_both_are() {
+        let mut s = state();
+        store_all(&mut s, 1, 0, &chunk_bytes(200, 0));
+        complete(&mut s, 1, 200);
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Building, 2, 201));
+        assert!(s.copy_entries(app(), 1, 2, 0..200), "entries of its own are copied as entries");
+        assert_eq!(kept(&s, 2).0, 200);
+        store_all(&mut s, 2, 200, &[b"more".to_vec()]);
+        s.put_snapshot(app(), 2, record(SnapshotStatus::Complete, 2, 201));
+        s.seal_step(10);
+        let (pages_1, pages_2) = (kept(&s, 1).1, kept(&s, 2).1);
+        assert_eq!((pages_1[0] == pages_2[0], pages_1[1] == pages_2[1]), (true, false), "the first page is the same page, stored once");
+        assert_eq!(s.chunk_totals().0, 201 + 3);
+        // Another app's identical snapshot shares the pages and holds them itself.
+        let other = Principal::from_slice(&[8; 10]);
+        for (index, chunk) in (0..).zip(chunk_bytes(200, 0)) {
+            s.store_chunk(other, 3, index, &HashedChunk::new(ContentHash::Sha256, &chunk));
+        }
+        s.put_snapshot(other, 3, record(SnapshotStatus::Complete, 3, 200));
+        s.seal_step(10);
+        assert_eq!((kept(&s, 3).1, s.chunk_totals().0), (pages_1.clone(), 201 + 3));
+        assert_eq!(s.app_usage(other).held.stored, 800 + page_bytes(200));
+        for (app, id) in [(app(), 1), (app(), 2), (other, 3)] {
+            s.schedule_deletion(app, id);
+        }
+        while s.delete_step(50) {}
+        assert_eq!(s.chunk_totals(), (0, 0));
+    }
+
+    #[test]
+    fn a_snapshot_deleted_while_it_is_sealed_releases_everything() {
+        let mut s = state();
+        store_all(&mut s, 1, 0, &chunk_bytes(300, 0));
+        complete(&mut s, 1, 300);
+        assert!(s.seal_step(1), "one page of three sealed");
+        s.schedule_deletion(app(), 1);
+        assert!(!s.seal_step(10), "a snapshot being deleted is not sealed");
+        while s.delete_step(10) {}
+        assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
     }
 }

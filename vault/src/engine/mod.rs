@@ -11,8 +11,8 @@
 //! cycles      what a batch reserves; checks before a job starts
 //! ```
 //!
-//! Each timer firing releases a bounded number of chunk references of deleted snapshots,
-//! starts the snapshots that are due, and for every job not already running a batch, starts
+//! Each timer firing releases a bounded number of chunk references of deleted snapshots, seals
+//! a bounded number of manifest pages of completed ones (`manifest_tree`), starts the snapshots that are due, and for every job not already running a batch, starts
 //! one: a phase step, or up to [`job::MAX_BATCH`] chunk calls in flight at once (as many as the
 //! vault's cycles can reserve, and 44 for all jobs together). A batch records what it achieved
 //! after its calls return (each callback is a commit point) and starts the job's next step from

@@ -13,7 +13,7 @@ use vault_api::service::{JobError, JobKind, Trigger};
 
 use super::job::{self, Event};
 use super::{cycles, steps};
-use crate::state::with_state;
+use crate::state::{SEAL_BUDGET, with_state};
 use crate::storable::JobRecord;
 
 /// Chunk references released per timer firing.
@@ -127,7 +127,7 @@ fn arm_for_waiting_work() {
     let time = now();
     let (work_now, next_due) = with_state(|s| {
         let idle_job = !idle_jobs(s, 1).is_empty();
-        (idle_job || s.deletions_pending(), next_wakeup(s))
+        (idle_job || s.deletions_pending() || s.sealing_pending(), next_wakeup(s))
     });
     if work_now {
         arm(time);
@@ -160,6 +160,7 @@ async fn tick() {
     }
     let expired = with_state(|s| s.expire_imports(time, s.config().limits.import_ttl_seconds.saturating_mul(SECOND), EXPIRE_BUDGET));
     let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET)) || expired > 0;
+    let sealing_left = with_state(|s| s.seal_step(SEAL_BUDGET));
     start_due_snapshots(time);
     let idle = with_state(|s| idle_jobs(s, JOB_STARTS + 1));
     for &job in idle.iter().take(JOB_STARTS) {
@@ -168,7 +169,7 @@ async fn tick() {
         }
     }
     let next_due = with_state(next_wakeup);
-    if deletions_left || idle.len() > JOB_STARTS {
+    if deletions_left || sealing_left || idle.len() > JOB_STARTS {
         arm(time);
     }
     if let Some(due) = next_due {

@@ -9,7 +9,7 @@ use vault_api::service::JobKind;
 
 use super::job::{self, Calls, Ctx, Effect, Event, Holdings, Next};
 use super::{cycles, incremental, restore, snapshot};
-use crate::state::with_state;
+use crate::state::{SEAL_BUDGET, with_state};
 use crate::storable::{JobRecord, Phase, Task};
 use crate::{app_client, retention};
 
@@ -129,7 +129,10 @@ fn perform(Next { job, effects, progressed }: Next) -> bool {
                         s.put_snapshot_layout(app, *id, layout);
                     }
                 }
-                &Effect::CompleteSnapshot { id, sha256, duration, transfer_cycles } => s.complete_snapshot(app, id, sha256, duration, transfer_cycles),
+                &Effect::CompleteSnapshot { id, sha256, duration, transfer_cycles } => {
+                    s.complete_snapshot(app, id, sha256, duration, transfer_cycles);
+                    s.seal_step(SEAL_BUDGET);
+                }
                 &Effect::DropSnapshot(snapshot) => s.schedule_deletion(app, snapshot),
                 Effect::FreeApp => s.free_app(app, id),
                 Effect::ApplyRetention => retention::apply(s, app),
