@@ -237,7 +237,7 @@ mod tests {
         assert!(migrated.sealing_pending(), "its complete snapshot is queued");
         assert_eq!(read(&migrated), before, "read where it is until sealed");
         let mut steps = 0;
-        while migrated.seal_step(1) {
+        while migrated.seal_step(None, 1) {
             steps += 1;
             assert_eq!(read(&migrated), before, "and at every step");
         }

@@ -569,7 +569,7 @@ pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     record.duration = ic_cdk::api::time() - record.started_at;
     with_state(|s| {
         s.put_snapshot(app, id, record.clone());
-        s.seal_step(crate::state::SEAL_BUDGET);
+        s.seal_step(Some(id), crate::state::SEAL_BUDGET);
     });
     Ok(snapshot_info(app, id, &record, with_state(|s| s.snapshot_layout(app, id))))
 }

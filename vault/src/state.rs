@@ -93,7 +93,8 @@ pub struct State {
 }
 
 /// Manifest pages sealed in one message: at a snapshot's completion, and at each timer firing
-/// while any are left (some 40 M instructions a page of a full snapshot's).
+/// while any are left (a page of a full snapshot's: 128 entries removed and released, 4 KiB
+/// written).
 pub const SEAL_BUDGET: u32 = 32;
 
 /// Finished jobs kept in an app's log.
@@ -644,7 +645,8 @@ impl State {
 
     /// A page entry of `app`'s naming page `key`, page `page` of snapshot `record`'s, is gone:
     /// after the app's last, it holds neither the page nor the chunks through it; after anyone's
-    /// last, the page goes and releases each chunk it names. The chunks released.
+    /// last, the page goes and releases each chunk it names. The chunks it named, if it read them
+    /// (for either), else 0.
     fn release_page(&mut self, app: Principal, key: [u8; 32], record: Option<&SnapshotRecord>, page: u32) -> u32 {
         let app_key = AppChunkKey { app, hash: key };
         let last_for_app = match self.app_chunks.get(&app_key) {
@@ -756,20 +758,22 @@ impl State {
     }
 
     /// Seals at most `budget` pages of the complete snapshots whose manifests have entries of
-    /// their own (`manifest_tree`), the oldest first. Returns whether work remains.
-    pub fn seal_step(&mut self, mut budget: u32) -> bool {
+    /// their own (`manifest_tree`): snapshot `first` first, if it is queued (the one just
+    /// completed: the next snapshot of its app may build on it), then the oldest. A snapshot
+    /// the chunk store has no room to seal stays as it is, read and released from its entries.
+    /// Returns whether work remains.
+    pub fn seal_step(&mut self, first: Option<u64>, mut budget: u32) -> bool {
         while budget > 0 {
-            let Some((id, PrincipalKey(app))) = self.sealing.first_key_value() else { return false };
+            let queued = first.and_then(|id| self.sealing.get(&id).map(|app| (id, app)));
+            let Some((id, PrincipalKey(app))) = queued.or_else(|| self.sealing.first_key_value()) else { return false };
+            budget -= 1;
             // Only a complete snapshot is queued (`write_snapshot`), and it names every chunk.
-            let Some(record) = self.snapshot(app, id).filter(|r| r.status == SnapshotStatus::Complete) else {
-                self.sealing.remove(&id);
-                continue;
+            let record = self.snapshot(app, id).filter(|r| r.status == SnapshotStatus::Complete);
+            let sealed = match (&record, record.as_ref().and_then(|r| self.first_own_entry(id, r.chunks))) {
+                (Some(record), Some(index)) => self.seal_page(app, id, record, page_of(index)),
+                _ => false,
             };
-            if let Some(index) = self.first_own_entry(id, record.chunks) {
-                self.seal_page(app, id, &record, page_of(index));
-                budget -= 1;
-            }
-            if self.first_own_entry(id, record.chunks).is_none() {
+            if !sealed || record.is_some_and(|r| self.first_own_entry(id, r.chunks).is_none()) {
                 self.sealing.remove(&id);
             }
         }
@@ -788,8 +792,9 @@ impl State {
 
     /// Turns the entries of page `page` of `app`'s complete snapshot `id` (its `record`) into one
     /// page: its own entries there over the page it referenced, if any. The new page is held
-    /// before what it replaces is released (they name most of the same chunks).
-    fn seal_page(&mut self, app: Principal, id: u64, record: &SnapshotRecord, page: u32) {
+    /// before what it replaces is released (they name most of the same chunks). Whether it did:
+    /// not if the chunk store has no room for the page (nothing changed).
+    fn seal_page(&mut self, app: Principal, id: u64, record: &SnapshotRecord, page: u32) -> bool {
         let range = page_entries(page, record.chunks);
         let own: Vec<(u32, [u8; 32])> = self
             .manifests
@@ -802,7 +807,8 @@ impl State {
         let page_key = ManifestKey { snapshot: id, index: page };
         let old = self.manifest_pages.get(&page_key);
         if old != Some(key) {
-            if self.chunks.put(key, &bytes).expect("the stable-memory reserve has room for a page") == PutOutcome::Written {
+            let Ok(stored) = self.chunks.put(key, &bytes) else { return false };
+            if stored == PutOutcome::Written {
                 for digest in &digests {
                     self.chunks.add_ref(digest).expect("a manifest entry's chunk is stored, with fewer than 2^32 references");
                 }
@@ -817,6 +823,7 @@ impl State {
         if let Some(old) = old.filter(|old| *old != key) {
             self.release_page(app, old, Some(record), page);
         }
+        true
     }
 
     /// Marks a snapshot for deletion; its chunks are released by [`Self::delete_step`]. An app
@@ -1604,10 +1611,10 @@ mod tests {
         assert_eq!((kept(&s, 1).0, s.app_usage(app()).held.stored, s.sealing_pending()), (300, 1200, true));
         // Sealed a page a step: every step reads the same.
         for step in 1..=3 {
-            assert_eq!(s.seal_step(1), step < 3, "step {step}");
+            assert_eq!(s.seal_step(None, 1), step < 3, "step {step}");
             assert_eq!(read_all(&s, 1, 300), before, "after step {step}");
         }
-        assert!(!s.seal_step(1) && !s.sealing_pending());
+        assert!(!s.seal_step(None, 1) && !s.sealing_pending());
         let (own, pages) = kept(&s, 1);
         assert_eq!((own, pages.len()), (0, 3), "three pages: 128, 128 and 44 entries");
         assert_eq!(s.chunk_totals(), (303, 1200 + page_bytes(300)));
@@ -1622,7 +1629,7 @@ mod tests {
         let mut s = state();
         store_all(&mut s, 1, 0, &chunk_bytes(300, 0));
         complete(&mut s, 1, 300);
-        s.seal_step(10);
+        s.seal_step(None, 10);
         let base = read_all(&s, 1, 300);
         // Snapshot 2 starts as 1 (its three pages, no entry of its own), then one chunk changes.
         s.put_snapshot(app(), 2, record(SnapshotStatus::Building, 2, 300));
@@ -1632,7 +1639,7 @@ mod tests {
         store_all(&mut s, 2, 130, &[b"new!".to_vec()]);
         assert_eq!(s.chunk(2, 130).map(|c| c.1), Some(b"new!".to_vec()), "its own entry wins over the page's");
         s.put_snapshot(app(), 2, record(SnapshotStatus::Complete, 2, 300));
-        s.seal_step(10);
+        s.seal_step(None, 10);
         let (own, pages) = kept(&s, 2);
         let base_pages = kept(&s, 1).1;
         assert_eq!((own, pages[0] == base_pages[0], pages[1] == base_pages[1], pages[2] == base_pages[2]), (0, true, false, true));
@@ -1662,7 +1669,7 @@ mod tests {
         assert_eq!(kept(&s, 2).0, 200);
         store_all(&mut s, 2, 200, &[b"more".to_vec()]);
         s.put_snapshot(app(), 2, record(SnapshotStatus::Complete, 2, 201));
-        s.seal_step(10);
+        s.seal_step(None, 10);
         let (pages_1, pages_2) = (kept(&s, 1).1, kept(&s, 2).1);
         assert_eq!((pages_1[0] == pages_2[0], pages_1[1] == pages_2[1]), (true, false), "the first page is the same page, stored once");
         assert_eq!(s.chunk_totals().0, 201 + 3);
@@ -1672,7 +1679,7 @@ mod tests {
             s.store_chunk(other, 3, index, &HashedChunk::new(ContentHash::Sha256, &chunk));
         }
         s.put_snapshot(other, 3, record(SnapshotStatus::Complete, 3, 200));
-        s.seal_step(10);
+        s.seal_step(None, 10);
         assert_eq!((kept(&s, 3).1, s.chunk_totals().0), (pages_1.clone(), 201 + 3));
         assert_eq!(s.app_usage(other).held.stored, 800 + page_bytes(200));
         for (app, id) in [(app(), 1), (app(), 2), (other, 3)] {
@@ -1683,13 +1690,26 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_just_completed_is_sealed_first() {
+        let mut s = state();
+        for id in [1, 2] {
+            store_all(&mut s, id, 0, &chunk_bytes(200, 0));
+            complete(&mut s, id, 200);
+        }
+        assert!(s.seal_step(Some(2), 2));
+        assert_eq!((kept(&s, 1).1.len(), kept(&s, 2).1.len()), (0, 2));
+        assert!(!s.seal_step(Some(2), 2), "then the others");
+        assert_eq!((kept(&s, 1).0, kept(&s, 1).1, s.chunk_totals().0), (0, kept(&s, 2).1, 200 + 2));
+    }
+
+    #[test]
     fn a_snapshot_deleted_while_it_is_sealed_releases_everything() {
         let mut s = state();
         store_all(&mut s, 1, 0, &chunk_bytes(300, 0));
         complete(&mut s, 1, 300);
-        assert!(s.seal_step(1), "one page of three sealed");
+        assert!(s.seal_step(None, 1), "one page of three sealed");
         s.schedule_deletion(app(), 1);
-        assert!(!s.seal_step(10), "a snapshot being deleted is not sealed");
+        assert!(!s.seal_step(None, 10), "a snapshot being deleted is not sealed");
         while s.delete_step(10) {}
         assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
     }

@@ -18,6 +18,8 @@ use crate::storable::{Base, IncrementalRecord, SnapshotRecord, SnapshotStatus};
 
 /// Base entries a new snapshot references in one step (each a few map operations).
 pub const COPY_BUDGET: u32 = 1024;
+// Each step starts at a page of the base's manifest, so its whole pages are referenced as pages.
+const _: () = assert!(COPY_BUDGET.is_multiple_of(crate::manifest_tree::PAGE_ENTRIES));
 
 /// Whether a snapshot may be a later one's base: an image in BLAKE3, in chunks of `CHUNK_SIZE`
 /// (so a stable-memory image's chunks are those of the dumps after it, at the same indices, hashed

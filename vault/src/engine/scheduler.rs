@@ -160,7 +160,7 @@ async fn tick() {
     }
     let expired = with_state(|s| s.expire_imports(time, s.config().limits.import_ttl_seconds.saturating_mul(SECOND), EXPIRE_BUDGET));
     let deletions_left = with_state(|s| s.delete_step(DELETE_BUDGET)) || expired > 0;
-    let sealing_left = with_state(|s| s.seal_step(SEAL_BUDGET));
+    let sealing_left = with_state(|s| s.seal_step(None, SEAL_BUDGET));
     start_due_snapshots(time);
     let idle = with_state(|s| idle_jobs(s, JOB_STARTS + 1));
     for &job in idle.iter().take(JOB_STARTS) {

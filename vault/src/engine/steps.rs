@@ -131,7 +131,7 @@ fn perform(Next { job, effects, progressed }: Next) -> bool {
                 }
                 &Effect::CompleteSnapshot { id, sha256, duration, transfer_cycles } => {
                     s.complete_snapshot(app, id, sha256, duration, transfer_cycles);
-                    s.seal_step(SEAL_BUDGET);
+                    s.seal_step(Some(id), SEAL_BUDGET);
                 }
                 &Effect::DropSnapshot(snapshot) => s.schedule_deletion(app, snapshot),
                 Effect::FreeApp => s.free_app(app, id),
