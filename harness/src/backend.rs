@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use candid::Principal;
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
-use ic_management_canister_types::CanisterSettings;
+use ic_management_canister_types::{CanisterSettings, Snapshot};
 
 use crate::harness::{Harness, MessageId};
 use crate::subnets::SubnetId;
@@ -59,6 +59,11 @@ pub trait IcBackend {
     fn get_stable_memory(&self, canister: Principal) -> Vec<u8>;
     /// The canister's log as `sender` may read it (`fetch_canister_logs`, a query call).
     fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse>;
+    /// A native snapshot of `canister`, in place of snapshot `replace` if given.
+    fn take_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, replace: Option<Vec<u8>>) -> Result<Snapshot, RejectResponse>;
+    fn load_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse>;
+    fn list_canister_snapshots(&self, canister: Principal, sender: Option<Principal>) -> Result<Vec<Snapshot>, RejectResponse>;
+    fn delete_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse>;
 
     fn create_canister(&self) -> Principal {
         self.create_canister_with_settings(None, None)
@@ -158,6 +163,18 @@ impl IcBackend for Harness {
     fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse> {
         Harness::fetch_canister_logs(self, canister, sender)
     }
+    fn take_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, replace: Option<Vec<u8>>) -> Result<Snapshot, RejectResponse> {
+        Harness::take_canister_snapshot(self, canister, sender, replace)
+    }
+    fn load_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse> {
+        Harness::load_canister_snapshot(self, canister, sender, snapshot)
+    }
+    fn list_canister_snapshots(&self, canister: Principal, sender: Option<Principal>) -> Result<Vec<Snapshot>, RejectResponse> {
+        Harness::list_canister_snapshots(self, canister, sender)
+    }
+    fn delete_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse> {
+        Harness::delete_canister_snapshot(self, canister, sender, snapshot)
+    }
 }
 
 #[cfg(feature = "pocket-ic")]
@@ -169,6 +186,11 @@ mod pocket {
 
     /// The largest chunk the management canister's chunk store takes.
     const INSTALL_CHUNK_BYTES: usize = 1 << 20;
+
+    /// PocketIC's snapshot record (of its own management types' version) as the harness's.
+    fn snapshot(s: pocket_ic::Snapshot) -> Snapshot {
+        Snapshot { id: s.id, taken_at_timestamp: s.taken_at_timestamp, total_size: s.total_size }
+    }
 
     fn reject(r: pocket_ic::RejectResponse) -> RejectResponse {
         RejectResponse {
@@ -276,6 +298,18 @@ mod pocket {
         fn fetch_canister_logs(&self, canister: Principal, sender: Principal) -> Result<Vec<LogRecord>, RejectResponse> {
             let records = PocketIc::fetch_canister_logs(self, canister, sender).map_err(reject)?;
             Ok(records.into_iter().map(|r| LogRecord { idx: r.idx, timestamp_nanos: r.timestamp_nanos, content: r.content }).collect())
+        }
+        fn take_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, replace: Option<Vec<u8>>) -> Result<Snapshot, RejectResponse> {
+            PocketIc::take_canister_snapshot(self, canister, sender, replace).map(snapshot).map_err(reject)
+        }
+        fn load_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse> {
+            PocketIc::load_canister_snapshot(self, canister, sender, snapshot).map_err(reject)
+        }
+        fn list_canister_snapshots(&self, canister: Principal, sender: Option<Principal>) -> Result<Vec<Snapshot>, RejectResponse> {
+            PocketIc::list_canister_snapshots(self, canister, sender).map(|all| all.into_iter().map(snapshot).collect()).map_err(reject)
+        }
+        fn delete_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse> {
+            PocketIc::delete_canister_snapshot(self, canister, sender, snapshot).map_err(reject)
         }
     }
 }

@@ -434,6 +434,32 @@ impl Harness {
             .collect())
     }
 
+    /// A native snapshot of `canister` taken as `sender`, in place of snapshot `replace` if given.
+    pub fn take_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, replace: Option<Vec<u8>>) -> Result<mgmt::Snapshot, RejectResponse> {
+        let args = mgmt::TakeCanisterSnapshotArgs { canister_id: canister, replace_snapshot: replace, uninstall_code: None, sender_canister_version: None };
+        self.management_candid(sender, "take_canister_snapshot", Encode!(&args)).map(|(snapshot,)| snapshot)
+    }
+
+    pub fn load_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse> {
+        let args = mgmt::LoadCanisterSnapshotArgs { canister_id: canister, snapshot_id: snapshot, sender_canister_version: None };
+        self.management_candid(sender, "load_canister_snapshot", Encode!(&args))
+    }
+
+    pub fn list_canister_snapshots(&self, canister: Principal, sender: Option<Principal>) -> Result<Vec<mgmt::Snapshot>, RejectResponse> {
+        self.management_candid(sender, "list_canister_snapshots", Encode!(&mgmt::CanisterIdRecord { canister_id: canister })).map(|(all,)| all)
+    }
+
+    pub fn delete_canister_snapshot(&self, canister: Principal, sender: Option<Principal>, snapshot: Vec<u8>) -> Result<(), RejectResponse> {
+        let args = mgmt::DeleteCanisterSnapshotArgs { canister_id: canister, snapshot_id: snapshot };
+        self.management_candid(sender, "delete_canister_snapshot", Encode!(&args))
+    }
+
+    /// A call of management method `method` as `sender` (an ingress message), its reply decoded.
+    fn management_candid<R: for<'a> candid::utils::ArgumentDecoder<'a>>(&self, sender: Option<Principal>, method: &str, payload: candid::Result<Vec<u8>>) -> Result<R, RejectResponse> {
+        let reply = self.management(user(sender), method, payload.expect("management arguments encode"))?;
+        Ok(candid::decode_args(&reply).expect("the management canister's reply decodes"))
+    }
+
     // Beyond PocketIC: what the harness can show and do because it runs in-process.
 
     /// Every log line of a canister, including traps as `[TRAP]: ...`.

@@ -44,6 +44,7 @@ mod pages;
 mod persist;
 mod query;
 mod settings;
+mod snapshots;
 mod subnets;
 mod system_api;
 mod world;

@@ -1,4 +1,5 @@
-//! The management canister `aaaaa-aa`: canister lifecycle, settings, status, info and logs.
+//! The management canister `aaaaa-aa`: canister lifecycle, settings, status, info, logs and
+//! snapshots (`snapshots`).
 //!
 //! Each method checks its caller as the IC does (controllers, canisters only, or a visibility
 //! setting) and answers with the replica's texts, its reply encoded as the IC encodes it (a
@@ -52,7 +53,7 @@ pub enum InstallMode {
 }
 
 impl World {
-    fn origin_of(&self, sender: Principal, from_canister: bool) -> mgmt::ChangeOrigin {
+    pub(crate) fn origin_of(&self, sender: Principal, from_canister: bool) -> mgmt::ChangeOrigin {
         if from_canister {
             mgmt::ChangeOrigin::FromCanister(mgmt::FromCanisterRecord {
                 canister_id: sender,
@@ -63,7 +64,7 @@ impl World {
         }
     }
 
-    fn existing(&self, id: Principal) -> Result<&CanisterState, Reject> {
+    pub(crate) fn existing(&self, id: Principal) -> Result<&CanisterState, Reject> {
         self.canisters.get(&id).ok_or_else(|| {
             Reject::system(
                 ErrorCode::CanisterNotFound,
@@ -75,7 +76,7 @@ impl World {
     }
 
     /// The canister, if `sender` controls it.
-    fn controlled(&self, id: Principal, sender: Principal) -> Result<&CanisterState, Reject> {
+    pub(crate) fn controlled(&self, id: Principal, sender: Principal) -> Result<&CanisterState, Reject> {
         let c = self.existing(id)?;
         if !c.controllers.contains(&sender) {
             let controllers: Vec<String> = c.controllers.iter().map(|p| p.to_string()).collect();
@@ -181,6 +182,24 @@ impl World {
             "update_settings" => {
                 let args: mgmt::UpdateSettingsArgs = decode(method, payload)?;
                 self.update_settings(sender, from_canister, args.canister_id, args.settings)?;
+                Ok(empty_reply())
+            }
+            "take_canister_snapshot" => {
+                let args: mgmt::TakeCanisterSnapshotArgs = decode(method, payload)?;
+                Ok(encode(&self.take_canister_snapshot(sender, &args)?))
+            }
+            "load_canister_snapshot" => {
+                let args: mgmt::LoadCanisterSnapshotArgs = decode(method, payload)?;
+                self.load_canister_snapshot(sender, from_canister, &args)?;
+                Ok(empty_reply())
+            }
+            "list_canister_snapshots" => {
+                let args: mgmt::CanisterIdRecord = decode(method, payload)?;
+                Ok(encode(&self.list_canister_snapshots(sender, args.canister_id)?))
+            }
+            "delete_canister_snapshot" => {
+                let args: mgmt::DeleteCanisterSnapshotArgs = decode(method, payload)?;
+                self.delete_canister_snapshot(sender, &args)?;
                 Ok(empty_reply())
             }
             "delete_canister" => {
@@ -374,7 +393,7 @@ impl World {
     /// The canister's heap or its memory settings changed outside a message: the low-memory
     /// hook's condition is taken again, and the hook runs now if that made it ready (on the
     /// IC it is the canister's next execution, in the same round).
-    fn wasm_memory_changed(&mut self, id: Principal) {
+    pub(crate) fn wasm_memory_changed(&mut self, id: Principal) {
         self.canisters.get_mut(&id).expect("exists").update_low_wasm_memory_hook_condition();
         self.run_low_wasm_memory_hook(id);
     }

@@ -7,6 +7,8 @@
 //! <dir>/modules/<sha256>.cwasm   its machine code, to skip compiling it again
 //! <dir>/canisters/<id>.heap      a canister's wasm memory (its logical size)
 //! <dir>/canisters/<id>.stable    its stable memory
+//! <dir>/snapshots/<id>-<n>.heap   a canister's snapshot number n: its wasm memory
+//! <dir>/snapshots/<id>-<n>.stable and its stable memory (its module is among the modules)
 //! ```
 //!
 //! Only a quiet world is saved: no message queued or in flight, no call context open (a
@@ -16,16 +18,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candid::Principal;
 use serde::{Deserialize, Serialize};
 use wasmtime::Val;
 
-use crate::canister::{self, Instance, hex};
+use crate::canister::{self, CompiledModule, Instance, hex};
 use crate::config::{CostTable, Limits};
 use crate::logs::CanisterLog;
 use crate::pages::StableMemory;
 use crate::settings::{LowMemoryHook, Settings};
+use crate::snapshots::CanisterSnapshot;
 use crate::subnets::{SubnetId, XNet};
 use crate::types::LogRecord;
 use crate::world::{CanisterMetrics, CanisterState, Status, Traffic, World};
@@ -87,6 +91,62 @@ struct SavedCanister {
     history: Vec<u8>,
     total_changes: u64,
     metrics: CanisterMetrics,
+    #[serde(default)]
+    snapshots: Vec<SavedSnapshot>,
+    #[serde(default)]
+    next_snapshot: u64,
+}
+
+/// A canister snapshot's record; its memories are files of their own, written once (a
+/// snapshot never changes, and its number is never used again).
+#[derive(Serialize, Deserialize)]
+struct SavedSnapshot {
+    number: u64,
+    taken_at: u64,
+    canister_version: u64,
+    module: String,
+    globals: Vec<SavedVal>,
+    certified_data: Vec<u8>,
+}
+
+/// Writes `module` among the modules once; its name.
+fn save_module(modules: &Path, module: &CompiledModule) -> Result<String, PersistError> {
+    let name = hex(&module.hash);
+    let path = modules.join(format!("{name}.wasm"));
+    if !path.exists() {
+        write(&path, &module.wasm)?;
+    }
+    Ok(name)
+}
+
+fn load_module(modules: &Path, name: &str) -> Result<Arc<CompiledModule>, PersistError> {
+    let wasm = read(&modules.join(format!("{name}.wasm")))?;
+    canister::compile_with_disk_cache(&wasm, Some(modules)).map_err(|e| PersistError::Format(e.to_string()))
+}
+
+fn saved_globals(values: &[Val]) -> Vec<SavedVal> {
+    values
+        .iter()
+        .map(|v| match *v {
+            Val::I32(x) => SavedVal::I32(x),
+            Val::I64(x) => SavedVal::I64(x),
+            Val::F32(x) => SavedVal::F32(x),
+            Val::F64(x) => SavedVal::F64(x),
+            ref other => panic!("a mutable global holding {other:?} cannot be saved"),
+        })
+        .collect()
+}
+
+fn loaded_globals(saved: &[SavedVal]) -> Vec<Val> {
+    saved
+        .iter()
+        .map(|v| match *v {
+            SavedVal::I32(x) => Val::I32(x),
+            SavedVal::I64(x) => Val::I64(x),
+            SavedVal::F32(x) => Val::F32(x),
+            SavedVal::F64(x) => Val::F64(x),
+        })
+        .collect()
 }
 
 /// Why a world could not be saved or loaded.
@@ -144,36 +204,41 @@ impl World {
         self.is_quiet().map_err(PersistError::Busy)?;
         let modules = dir.join("modules");
         let canisters_dir = dir.join("canisters");
-        for d in [dir, &modules, &canisters_dir] {
+        let snapshots_dir = dir.join("snapshots");
+        for d in [dir, &modules, &canisters_dir, &snapshots_dir] {
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
         let mut canisters = Vec::new();
+        let mut snapshot_files = std::collections::BTreeSet::new();
         for c in self.canisters.values_mut() {
             let (module, globals) = match &mut c.instance {
                 Some(instance) => {
-                    let module = instance.module().clone();
-                    let name = hex(&module.hash);
-                    let path = modules.join(format!("{name}.wasm"));
-                    if !path.exists() {
-                        write(&path, &module.wasm)?;
-                    }
+                    let name = save_module(&modules, instance.module())?;
                     write(&canisters_dir.join(format!("{}.heap", c.id)), instance.heap())?;
                     write(&canisters_dir.join(format!("{}.stable", c.id)), instance.stable().contents())?;
-                    let globals = instance
-                        .globals()
-                        .into_iter()
-                        .map(|v| match v {
-                            Val::I32(x) => SavedVal::I32(x),
-                            Val::I64(x) => SavedVal::I64(x),
-                            Val::F32(x) => SavedVal::F32(x),
-                            Val::F64(x) => SavedVal::F64(x),
-                            other => panic!("a mutable global holding {other:?} cannot be saved"),
-                        })
-                        .collect();
-                    (Some(name), globals)
+                    (Some(name), saved_globals(&instance.globals()))
                 }
                 None => (None, Vec::new()),
             };
+            let mut snapshots = Vec::new();
+            for (&number, snapshot) in &c.snapshots {
+                for (kind, bytes) in [("heap", &snapshot.heap), ("stable", &snapshot.stable)] {
+                    let file = format!("{}-{number}.{kind}", c.id);
+                    let path = snapshots_dir.join(&file);
+                    if !path.exists() {
+                        write(&path, bytes)?;
+                    }
+                    snapshot_files.insert(file);
+                }
+                snapshots.push(SavedSnapshot {
+                    number,
+                    taken_at: snapshot.taken_at,
+                    canister_version: snapshot.canister_version,
+                    module: save_module(&modules, &snapshot.module)?,
+                    globals: saved_globals(&snapshot.globals),
+                    certified_data: snapshot.certified_data.clone(),
+                });
+            }
             canisters.push(SavedCanister {
                 id: c.id,
                 subnet: c.subnet,
@@ -194,7 +259,16 @@ impl World {
                 history: candid::encode_one(&c.history).expect("a history encodes"),
                 total_changes: c.total_changes,
                 metrics: c.metrics.clone(),
+                snapshots,
+                next_snapshot: c.next_snapshot,
             });
+        }
+        // The files of snapshots deleted since the last save go.
+        for entry in std::fs::read_dir(&snapshots_dir).map_err(io(&snapshots_dir))? {
+            let path = entry.map_err(io(&snapshots_dir))?.path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !snapshot_files.contains(n)) {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
         }
         let saved = SavedWorld {
             format: FORMAT_VERSION,
@@ -240,27 +314,30 @@ impl World {
             }
             let mut c = CanisterState::new(s.id, s.subnet, s.controllers, s.cycles, s.settings);
             if let Some(name) = &s.module {
-                let wasm = read(&modules.join(format!("{name}.wasm")))?;
-                let module = canister::compile_with_disk_cache(&wasm, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()))?;
+                let module = load_module(&modules, name)?;
                 let mut stable = StableMemory::new(world.limits.stable_memory_bytes).map_err(io(dir))?;
                 // Memories are read from their files straight into place, with no copy on the way.
                 let (mut file, len) = open(&dir.join("canisters").join(format!("{}.stable", s.id)))?;
                 stable.load_contents(&mut file, len).map_err(PersistError::Format)?;
                 let mut instance = Instance::new(module, stable).map_err(|e| PersistError::Format(e.0.display.clone()))?;
                 let (mut heap, heap_len) = open(&dir.join("canisters").join(format!("{}.heap", s.id)))?;
-                let globals: Vec<Val> = s
-                    .globals
-                    .iter()
-                    .map(|v| match *v {
-                        SavedVal::I32(x) => Val::I32(x),
-                        SavedVal::I64(x) => Val::I64(x),
-                        SavedVal::F32(x) => Val::F32(x),
-                        SavedVal::F64(x) => Val::F64(x),
-                    })
-                    .collect();
-                instance.restore(&mut heap, heap_len, &globals).map_err(PersistError::Format)?;
+                instance.restore(&mut heap, heap_len, &loaded_globals(&s.globals)).map_err(PersistError::Format)?;
                 c.instance = Some(instance);
             }
+            for saved in &s.snapshots {
+                let memory = |kind: &str| read(&dir.join("snapshots").join(format!("{}-{}.{kind}", s.id, saved.number)));
+                let snapshot = CanisterSnapshot {
+                    taken_at: saved.taken_at,
+                    canister_version: saved.canister_version,
+                    module: load_module(&modules, &saved.module)?,
+                    heap: memory("heap")?,
+                    stable: memory("stable")?,
+                    globals: loaded_globals(&saved.globals),
+                    certified_data: saved.certified_data.clone(),
+                };
+                c.snapshots.insert(saved.number, snapshot);
+            }
+            c.next_snapshot = s.next_snapshot;
             c.status = if s.stopped { Status::Stopped } else { Status::Running };
             c.next_id = s.next_id;
             c.global_timer = s.global_timer;

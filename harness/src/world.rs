@@ -23,6 +23,7 @@ use crate::faults::Faults;
 use crate::logs::CanisterLog;
 use crate::messages::{Input, Origin, Output, Reject, Request, ResponseMessage};
 use crate::settings::{LowMemoryHook, Settings};
+use crate::snapshots::CanisterSnapshot;
 use crate::subnets::{Streams, SubnetId, XNet, XNetMessage};
 use crate::system_api::{ApiContext, Execution, Help, OutgoingCall, Response};
 use crate::types::{CallResult, ErrorCode, LogRecord, MANAGEMENT_CANISTER, RejectCode, RejectResponse};
@@ -110,6 +111,9 @@ pub struct CanisterState {
     pub(crate) total_changes: u64,
     pub(crate) queue: VecDeque<Input>,
     pub metrics: CanisterMetrics,
+    /// Its snapshots by number, and the next number.
+    pub(crate) snapshots: BTreeMap<u64, CanisterSnapshot>,
+    pub(crate) next_snapshot: u64,
 }
 
 impl CanisterState {
@@ -136,6 +140,8 @@ impl CanisterState {
             total_changes: 0,
             queue: VecDeque::new(),
             metrics: CanisterMetrics::default(),
+            snapshots: BTreeMap::new(),
+            next_snapshot: 0,
         }
     }
 

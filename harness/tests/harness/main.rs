@@ -17,6 +17,7 @@ mod management;
 mod persistence;
 mod queries;
 mod settings;
+mod snapshots;
 mod subnets;
 mod timers;
 mod upgrades;

@@ -1,5 +1,6 @@
 //! Saving an IC to a directory and loading it in another `Harness`: memories, globals,
-//! timers, controllers, history and cycles carry over, and the canisters run on.
+//! timers, controllers, history, cycles and canister snapshots carry over, and the canisters
+//! run on.
 
 use crate::common::*;
 use ic_harness::{CallMatcher, Harness};
@@ -41,6 +42,33 @@ fn a_saved_ic_loads_and_runs_on() {
     // New canisters get new ids.
     let another = probe(&ic);
     assert!(another != probe_id && another != kv_id);
+}
+
+#[test]
+fn canister_snapshots_are_saved_and_load_after_the_ic_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, kept) = {
+        let ic = Harness::new();
+        let id = probe(&ic);
+        update::<_, (u64,)>(&ic, id, "inc", ()).unwrap();
+        update::<_, ()>(&ic, id, "write_stable", (0u64, ByteBuf::from(b"then".to_vec()))).unwrap();
+        let gone = ic.take_canister_snapshot(id, Some(controller()), None).unwrap();
+        ic.save(dir.path(), 10).unwrap();
+        let kept = ic.take_canister_snapshot(id, Some(controller()), None).unwrap();
+        ic.delete_canister_snapshot(id, Some(controller()), gone.id).unwrap();
+        update::<_, (u64,)>(&ic, id, "inc", ()).unwrap();
+        ic.save(dir.path(), 10).unwrap();
+        (id, kept)
+    };
+    assert_eq!(std::fs::read_dir(dir.path().join("snapshots")).unwrap().count(), 2, "the deleted snapshot's files went");
+    let ic = Harness::load(dir.path()).unwrap();
+    assert_eq!(ic.list_canister_snapshots(id, Some(controller())).unwrap(), vec![kept.clone()]);
+    assert_eq!(counter(&ic, id), 2);
+    ic.load_canister_snapshot(id, Some(controller()), kept.id).unwrap();
+    assert_eq!(counter(&ic, id), 1, "the snapshot's heap");
+    assert_eq!(query::<_, (ByteBuf,)>(&ic, id, "read_stable", (0u64, 4u64)).unwrap().0.as_slice(), b"then");
+    let next = ic.take_canister_snapshot(id, Some(controller()), None).unwrap();
+    assert_eq!(&next.id[..8], &2u64.to_be_bytes(), "numbers go on from the saved one");
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! Native canister snapshots: take, load, list and delete, with the IC's access rules, limit,
+//! ids, errors and charges.
+
+use crate::common::*;
+use candid::Principal;
+use ic_harness::{ErrorCode, Harness, IcBackend, RejectResponse, SubnetId};
+use ic_management_canister_types::{CanisterSettings, Snapshot, SnapshotVisibility};
+use serde_bytes::ByteBuf;
+
+fn take(ic: &Harness, canister: Principal, replace: Option<&Snapshot>) -> Result<Snapshot, RejectResponse> {
+    ic.take_canister_snapshot(canister, Some(controller()), replace.map(|s| s.id.clone()))
+}
+
+fn load(ic: &Harness, sender: Principal, canister: Principal, snapshot: &[u8]) -> Result<(), RejectResponse> {
+    ic.load_canister_snapshot(canister, Some(sender), snapshot.to_vec())
+}
+
+fn list(ic: &Harness, sender: Principal, canister: Principal) -> Result<Vec<Snapshot>, RejectResponse> {
+    ic.list_canister_snapshots(canister, Some(sender))
+}
+
+fn delete(ic: &Harness, canister: Principal, snapshot: &[u8]) -> Result<(), RejectResponse> {
+    ic.delete_canister_snapshot(canister, Some(controller()), snapshot.to_vec())
+}
+
+fn write_stable(ic: &Harness, canister: Principal, data: &[u8]) {
+    update::<_, ()>(ic, canister, "write_stable", (0u64, ByteBuf::from(data.to_vec()))).unwrap();
+}
+
+fn read_stable(ic: &Harness, canister: Principal, len: u64) -> Vec<u8> {
+    query::<_, (ByteBuf,)>(ic, canister, "read_stable", (0u64, len)).unwrap().0.into_vec()
+}
+
+fn module_hash(ic: &Harness, canister: Principal) -> Option<Vec<u8>> {
+    ic.canister_status(canister, Some(controller())).unwrap().module_hash
+}
+
+#[test]
+fn a_loaded_snapshot_puts_back_the_heap_the_stable_memory_and_the_module() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    for _ in 0..3 {
+        update::<_, (u64,)>(&ic, id, "inc", ()).unwrap();
+    }
+    write_stable(&ic, id, b"before");
+    let before = module_hash(&ic, id);
+    let cycles = ic.cycle_balance(id);
+    let snapshot = take(&ic, id, None).unwrap();
+    assert_eq!((snapshot.id.len(), &snapshot.id[..8], &snapshot.id[8..]), (18, &[0u8; 8][..], id.as_slice()), "number 0, then the canister");
+    assert_eq!(snapshot.taken_at_timestamp, ic.time_nanos());
+    let stable = query::<_, (u64,)>(&ic, id, "stable_pages", ()).unwrap().0 * 65536;
+    assert!(snapshot.total_size >= stable + probe_wasm().len() as u64, "{} holds the stable memory and the module", snapshot.total_size);
+    assert!(cycles - ic.cycle_balance(id) >= 2_000_000_000 + u128::from(snapshot.total_size), "2 B instructions and one a byte");
+    assert_eq!(list(&ic, controller(), id).unwrap(), vec![snapshot.clone()]);
+
+    // Changed since: the heap, the stable memory and the module.
+    update::<_, (u64,)>(&ic, id, "inc", ()).unwrap();
+    write_stable(&ic, id, b"after!");
+    ic.upgrade_canister(id, kv_wasm(), candid::encode_one(None::<KvArgs>).unwrap(), Some(controller())).unwrap();
+    assert_ne!(module_hash(&ic, id), before);
+    load(&ic, controller(), id, &snapshot.id).unwrap();
+    assert_eq!((module_hash(&ic, id), read_stable(&ic, id, 6)), (before.clone(), b"before".to_vec()));
+    assert_eq!(update::<_, (u64,)>(&ic, id, "inc", ()).unwrap().0, 4, "the counter as it was, then one more");
+    // The load is in the canister's history, and the snapshot stays.
+    let watcher = probe(&ic);
+    let (_, hash, changes): (Vec<Principal>, Option<ByteBuf>, u64) = update(&ic, watcher, "info", (id,)).unwrap();
+    assert_eq!((hash.map(|h| h.into_vec()), changes), (before, 4), "creation, install, upgrade and load");
+    assert_eq!(list(&ic, controller(), id).unwrap().len(), 1);
+}
+
+#[test]
+fn only_controllers_take_load_and_delete_and_the_snapshot_visibility_says_who_lists() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    let snapshot = take(&ic, id, None).unwrap();
+    let refused = ic.take_canister_snapshot(id, Some(stranger()), None).unwrap_err();
+    assert_eq!(refused.error_code, ErrorCode::CanisterInvalidController);
+    assert_eq!(load(&ic, stranger(), id, &snapshot.id).unwrap_err().error_code, ErrorCode::CanisterInvalidController);
+    let refused = ic.delete_canister_snapshot(id, Some(stranger()), snapshot.id.clone()).unwrap_err();
+    assert_eq!(refused.error_code, ErrorCode::CanisterInvalidController);
+    assert_eq!(list(&ic, stranger(), id).unwrap_err().error_code, ErrorCode::CanisterInvalidController);
+    let settings = CanisterSettings { snapshot_visibility: Some(SnapshotVisibility::AllowedViewers(vec![stranger()])), ..Default::default() };
+    ic.update_canister_settings(id, Some(controller()), settings).unwrap();
+    assert_eq!(list(&ic, stranger(), id).unwrap(), vec![snapshot]);
+    assert_eq!(load(&ic, stranger(), id, &list(&ic, controller(), id).unwrap()[0].id).unwrap_err().error_code, ErrorCode::CanisterInvalidController);
+}
+
+#[test]
+fn a_canister_holds_ten_snapshots_and_a_take_may_replace_one() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    let taken: Vec<Snapshot> = (0..10).map(|_| take(&ic, id, None).unwrap()).collect();
+    let full = take(&ic, id, None).unwrap_err();
+    assert_eq!(full.error_code, ErrorCode::CanisterRejectedMessage);
+    assert!(full.reject_message.starts_with(&format!("Canister {id} has reached the maximum number of snapshots allowed: 10.")), "{}", full.reject_message);
+    let replacing = take(&ic, id, Some(&taken[3])).unwrap();
+    assert_eq!(&replacing.id[..8], &10u64.to_be_bytes(), "a new number, never one used before");
+    let listed: Vec<Vec<u8>> = list(&ic, controller(), id).unwrap().into_iter().map(|s| s.id).collect();
+    let expected: Vec<Vec<u8>> = taken.iter().filter(|s| s.id != taken[3].id).map(|s| s.id.clone()).chain([replacing.id.clone()]).collect();
+    assert_eq!(listed, expected, "in order of their numbers");
+    delete(&ic, id, &taken[0].id).unwrap();
+    assert_eq!(list(&ic, controller(), id).unwrap().len(), 9);
+    take(&ic, id, None).unwrap();
+}
+
+#[test]
+fn unknown_foreign_and_malformed_snapshot_ids_are_refused_as_the_ic_refuses_them() {
+    let ic = Harness::new();
+    let (a, b) = (probe(&ic), probe(&ic));
+    let of_b = take(&ic, b, None).unwrap();
+    let mut unknown = of_b.id.clone();
+    unknown[7] = 9;
+    let missing = delete(&ic, b, &unknown).unwrap_err();
+    assert_eq!(missing.error_code, ErrorCode::CanisterSnapshotNotFound);
+    assert!(missing.reject_message.starts_with(&format!("Could not find the snapshot ID {b}-9 for canister {b}.")), "{}", missing.reject_message);
+    let foreign = delete(&ic, a, &of_b.id).unwrap_err();
+    assert_eq!(foreign.error_code, ErrorCode::CanisterRejectedMessage);
+    assert!(foreign.reject_message.starts_with(&format!("The snapshot {b}-0 does not belong to canister {a}.")), "{}", foreign.reject_message);
+    assert_eq!(take(&ic, a, Some(&of_b)).unwrap_err().error_code, ErrorCode::CanisterRejectedMessage, "nor is it replaced");
+    let malformed = delete(&ic, b, &[1, 2, 3]).unwrap_err();
+    assert_eq!(malformed.error_code, ErrorCode::InvalidManagementPayload);
+    assert!(malformed.reject_message.contains("Invalid snapshot ID length: provided 3"), "{}", malformed.reject_message);
+    assert_eq!(list(&ic, controller(), b).unwrap(), vec![of_b], "nothing changed");
+    let empty = ic.create_canister_with_settings(Some(controller()), None);
+    let nothing = take(&ic, empty, None).unwrap_err();
+    assert_eq!((nothing.error_code, nothing.reject_message), (ErrorCode::CanisterRejectedMessage, format!("Failed to create snapshot for empty canister {empty}:")));
+}
+
+#[test]
+fn a_snapshot_loads_onto_another_canister_of_its_subnet_whose_caller_controls_both() {
+    let ic = Harness::builder().with_subnets(2).build();
+    let on = |subnet| {
+        let id = ic.create_canister_on_subnet(Some(controller()), None, SubnetId(subnet));
+        ic.install_canister(id, probe_wasm(), candid::encode_args(()).unwrap(), Some(controller()));
+        id
+    };
+    let (a, b, far) = (on(0), on(0), on(1));
+    for _ in 0..2 {
+        update::<_, (u64,)>(&ic, a, "inc", ()).unwrap();
+    }
+    let snapshot = take(&ic, a, None).unwrap();
+    load(&ic, controller(), b, &snapshot.id).unwrap();
+    assert_eq!(query::<_, (u64,)>(&ic, b, "get", ()).unwrap().0, 2, "b now holds a's state");
+    let across = load(&ic, controller(), far, &snapshot.id).unwrap_err();
+    assert_eq!(across.error_code, ErrorCode::CanisterSnapshotNotFound, "a snapshot is kept on its subnet");
+    // A caller controlling b but not a may not load a's snapshot onto b.
+    ic.set_controllers(b, Some(controller()), vec![controller(), stranger()]).unwrap();
+    let foreign = load(&ic, stranger(), b, &snapshot.id).unwrap_err();
+    assert_eq!(foreign.error_code, ErrorCode::CanisterRejectedMessage);
+    assert_eq!(
+        foreign.reject_message,
+        format!("Only a controller of the canister that snapshot {a}-0 belongs to can load it on canister {b}. Sender: {}.", stranger())
+    );
+}
