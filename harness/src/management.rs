@@ -202,6 +202,23 @@ impl World {
                 self.delete_canister_snapshot(sender, &args)?;
                 Ok(empty_reply())
             }
+            "read_canister_snapshot_metadata" => {
+                let args: mgmt::ReadCanisterSnapshotMetadataArgs = decode(method, payload)?;
+                Ok(encode(&self.read_canister_snapshot_metadata(sender, &args)?))
+            }
+            "read_canister_snapshot_data" => {
+                let args: mgmt::ReadCanisterSnapshotDataArgs = decode(method, payload)?;
+                Ok(encode(&mgmt::ReadCanisterSnapshotDataResult { chunk: self.read_canister_snapshot_data(sender, &args)? }))
+            }
+            "upload_canister_snapshot_metadata" => {
+                let args: mgmt::UploadCanisterSnapshotMetadataArgs = decode(method, payload)?;
+                Ok(encode(&self.upload_canister_snapshot_metadata(sender, &args)?))
+            }
+            "upload_canister_snapshot_data" => {
+                let args: mgmt::UploadCanisterSnapshotDataArgs = decode(method, payload)?;
+                self.upload_canister_snapshot_data(sender, &args)?;
+                Ok(empty_reply())
+            }
             "delete_canister" => {
                 let args: mgmt::CanisterIdRecord = decode(method, payload)?;
                 self.delete_canister(sender, args.canister_id)?;

@@ -7,8 +7,9 @@
 //! <dir>/modules/<sha256>.cwasm   its machine code, to skip compiling it again
 //! <dir>/canisters/<id>.heap      a canister's wasm memory (its logical size)
 //! <dir>/canisters/<id>.stable    its stable memory
-//! <dir>/snapshots/<id>-<n>.heap   a canister's snapshot number n: its wasm memory
-//! <dir>/snapshots/<id>-<n>.stable and its stable memory (its module is among the modules)
+//! <dir>/snapshots/<id>-<n>.wasm   a canister's snapshot number n: its module,
+//! <dir>/snapshots/<id>-<n>.heap   its wasm memory
+//! <dir>/snapshots/<id>-<n>.stable and its stable memory
 //! ```
 //!
 //! Only a quiet world is saved: no message queued or in flight, no call context open (a
@@ -97,16 +98,19 @@ struct SavedCanister {
     next_snapshot: u64,
 }
 
-/// A canister snapshot's record; its memories are files of their own, written once (a
-/// snapshot never changes, and its number is never used again).
+/// A canister snapshot's record; its module and memories are files of their own, written once
+/// for a taken snapshot (it never changes, and its number is never used again), at every save
+/// for an uploaded one (its upload may go on).
 #[derive(Serialize, Deserialize)]
 struct SavedSnapshot {
     number: u64,
+    uploaded: bool,
     taken_at: u64,
     canister_version: u64,
-    module: String,
     globals: Vec<SavedVal>,
     certified_data: Vec<u8>,
+    global_timer: u64,
+    low_memory_hook: LowMemoryHook,
 }
 
 /// Writes `module` among the modules once; its name.
@@ -222,21 +226,23 @@ impl World {
             };
             let mut snapshots = Vec::new();
             for (&number, snapshot) in &c.snapshots {
-                for (kind, bytes) in [("heap", &snapshot.heap), ("stable", &snapshot.stable)] {
+                for (kind, bytes) in [("wasm", &snapshot.wasm), ("heap", &snapshot.heap), ("stable", &snapshot.stable)] {
                     let file = format!("{}-{number}.{kind}", c.id);
                     let path = snapshots_dir.join(&file);
-                    if !path.exists() {
+                    if snapshot.uploaded || !path.exists() {
                         write(&path, bytes)?;
                     }
                     snapshot_files.insert(file);
                 }
                 snapshots.push(SavedSnapshot {
                     number,
+                    uploaded: snapshot.uploaded,
                     taken_at: snapshot.taken_at,
                     canister_version: snapshot.canister_version,
-                    module: save_module(&modules, &snapshot.module)?,
                     globals: saved_globals(&snapshot.globals),
                     certified_data: snapshot.certified_data.clone(),
+                    global_timer: snapshot.global_timer,
+                    low_memory_hook: snapshot.low_memory_hook,
                 });
             }
             canisters.push(SavedCanister {
@@ -326,14 +332,20 @@ impl World {
             }
             for saved in &s.snapshots {
                 let memory = |kind: &str| read(&dir.join("snapshots").join(format!("{}-{}.{kind}", s.id, saved.number)));
+                let wasm = memory("wasm")?;
+                let compile = || canister::compile_with_disk_cache(&wasm, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()));
                 let snapshot = CanisterSnapshot {
+                    uploaded: saved.uploaded,
                     taken_at: saved.taken_at,
                     canister_version: saved.canister_version,
-                    module: load_module(&modules, &saved.module)?,
+                    compiled: if saved.uploaded { None } else { Some(compile()?) },
+                    wasm,
                     heap: memory("heap")?,
                     stable: memory("stable")?,
                     globals: loaded_globals(&saved.globals),
                     certified_data: saved.certified_data.clone(),
+                    global_timer: saved.global_timer,
+                    low_memory_hook: saved.low_memory_hook,
                 };
                 c.snapshots.insert(saved.number, snapshot);
             }

@@ -1,18 +1,27 @@
 //! Native canister snapshots: `take_canister_snapshot`, `load_canister_snapshot`,
-//! `list_canister_snapshots` and `delete_canister_snapshot`, as the replica's canister manager
-//! has them.
+//! `list_canister_snapshots`, `delete_canister_snapshot`, `read_canister_snapshot_metadata`,
+//! `read_canister_snapshot_data`, `upload_canister_snapshot_metadata` and
+//! `upload_canister_snapshot_data`, as the replica's canister manager has them.
 //!
-//! A snapshot copies a canister's module, heap, stable memory, exported globals and certified
-//! data. Its subnet keeps it beside the canister, at most [`MAX_SNAPSHOTS`] a canister, and it
-//! goes with the canister. Its id is its number on the canister (u64, big-endian, never reused)
-//! followed by the canister's id, shown `<canister>-<number>` in messages.
+//! A snapshot copies a canister's module, heap, stable memory, exported globals, certified
+//! data, global timer and low-memory hook status. Its subnet keeps it beside the canister, at
+//! most [`MAX_SNAPSHOTS`] a canister, and it goes with the canister. Its id is its number on the
+//! canister (u64, big-endian, never reused) followed by the canister's id, shown
+//! `<canister>-<number>` in messages.
 //!
-//! Only controllers take, load and delete; listing follows the canister's `snapshot_visibility`.
+//! Only controllers take, load, delete and upload; listing and reading follow the canister's
+//! `snapshot_visibility`. A read is a slice of at most [`MAX_SLICE_BYTES`] of the module, the
+//! heap or the stable memory, charged to the snapshotted canister (5 M instructions and one a
+//! byte asked for) whoever reads. An upload declares the sizes and the rest of the metadata
+//! (a snapshot of zeros), then fills them in slices; only such a snapshot may be written to.
+//! The harness keeps no wasm chunk store: a snapshot's is empty, and uploading a chunk of one is
+//! refused.
 //! Neither take nor load asks for a stopped canister (the IC leaves that to its tools). A take
 //! replacing a snapshot removes it and gives the new one a new number. Loading puts back the
 //! module, heap, stable memory, globals and certified data, increments the canister version and
-//! records a `load_snapshot` change; the global timer and the low-memory hook stay as they are
-//! (the IC restores them only from uploaded snapshots). A canister may load a snapshot of
+//! records a `load_snapshot` change; the global timer and the low-memory hook stay as they are,
+//! but an uploaded snapshot's are put back (so the IC does), its globals checked against its
+//! module's. A canister may load a snapshot of
 //! another canister on its subnet whose controllers include the caller: one of a canister on
 //! another subnet is not found there. Take and load each charge the canister 2 B instructions
 //! and one more per byte of the snapshot, as cycles (the harness does not meter compiling the
@@ -24,9 +33,10 @@ use candid::Principal;
 use ic_management_canister_types as mgmt;
 use wasmtime::Val;
 
-use crate::canister::{CompiledModule, Instance};
+use crate::canister::{self, CompiledModule, Instance};
 use crate::messages::Reject;
 use crate::pages::StableMemory;
+use crate::settings::LowMemoryHook;
 use crate::types::ErrorCode;
 use crate::world::World;
 
@@ -34,6 +44,10 @@ use crate::world::World;
 pub const MAX_SNAPSHOTS: usize = 10;
 /// Instructions a take or a load costs besides one per byte of the snapshot.
 pub const SNAPSHOT_BASELINE_INSTRUCTIONS: u64 = 2_000_000_000;
+/// The most a read of snapshot data may ask for (`MAX_SLICE_SIZE_BYTES`).
+pub const MAX_SLICE_BYTES: u64 = 2_000_000;
+/// Instructions a read of snapshot data costs besides one per byte asked for.
+pub const READ_BASELINE_INSTRUCTIONS: u64 = 5_000_000;
 /// The longest snapshot id: a number and the longest principal.
 const MAX_ID_BYTES: usize = 8 + 29;
 /// Bytes a global counts for in a snapshot's size.
@@ -44,20 +58,91 @@ const DOCS: &str = "http://internetcomputer.org/docs/current/references/executio
 /// A canister's state as a snapshot keeps it.
 #[derive(Clone)]
 pub(crate) struct CanisterSnapshot {
+    /// Uploaded (its metadata, then its data) rather than taken.
+    pub(crate) uploaded: bool,
     pub(crate) taken_at: u64,
     pub(crate) canister_version: u64,
-    pub(crate) module: Arc<CompiledModule>,
+    pub(crate) wasm: Vec<u8>,
+    /// A taken snapshot's module as the canister ran it; an uploaded one's is compiled on load.
+    pub(crate) compiled: Option<Arc<CompiledModule>>,
     pub(crate) heap: Vec<u8>,
     pub(crate) stable: Vec<u8>,
     pub(crate) globals: Vec<Val>,
     pub(crate) certified_data: Vec<u8>,
+    pub(crate) global_timer: u64,
+    pub(crate) low_memory_hook: LowMemoryHook,
 }
 
 impl CanisterSnapshot {
     /// The snapshot's size as the IC counts it: memories, globals, module and certified data.
     pub(crate) fn total_size(&self) -> u64 {
         let globals = self.globals.len() as u64 * GLOBAL_BYTES;
-        (self.heap.len() + self.stable.len() + self.module.wasm.len() + self.certified_data.len()) as u64 + globals
+        (self.heap.len() + self.stable.len() + self.wasm.len() + self.certified_data.len()) as u64 + globals
+    }
+
+    fn record(&self, canister: Principal, number: u64) -> mgmt::Snapshot {
+        mgmt::Snapshot { id: snapshot_id(canister, number), taken_at_timestamp: self.taken_at, total_size: self.total_size() }
+    }
+
+    fn source(&self) -> mgmt::SnapshotSource {
+        if self.uploaded { mgmt::SnapshotSource::MetadataUpload(candid::Reserved) } else { mgmt::SnapshotSource::TakenFromCanister(candid::Reserved) }
+    }
+
+    /// The part of the snapshot a read or an upload names, and what the IC calls it.
+    fn part(&mut self, kind: Part) -> (&mut Vec<u8>, &'static str) {
+        match kind {
+            Part::Module => (&mut self.wasm, "wasm module"),
+            Part::Heap => (&mut self.heap, "main memory"),
+            Part::Stable => (&mut self.stable, "stable memory"),
+        }
+    }
+}
+
+/// A snapshot's parts that are read and uploaded by offset.
+#[derive(Clone, Copy)]
+enum Part {
+    Module,
+    Heap,
+    Stable,
+}
+
+fn invalid_slice(what: &str, offset: u64, size: u64) -> Reject {
+    Reject::system(ErrorCode::InvalidManagementPayload, format!("Invalid subslice into {what}: offset: {offset}, size: {size}"))
+}
+
+fn metadata_global(value: &Val) -> Option<mgmt::SnapshotMetadataGlobal> {
+    Some(match *value {
+        Val::I32(x) => mgmt::SnapshotMetadataGlobal::I32(x),
+        Val::I64(x) => mgmt::SnapshotMetadataGlobal::I64(x),
+        Val::F32(x) => mgmt::SnapshotMetadataGlobal::F32(f32::from_bits(x)),
+        Val::F64(x) => mgmt::SnapshotMetadataGlobal::F64(f64::from_bits(x)),
+        _ => return None,
+    })
+}
+
+fn global_value(global: &mgmt::SnapshotMetadataGlobal) -> Option<Val> {
+    Some(match global {
+        mgmt::SnapshotMetadataGlobal::I32(x) => Val::I32(*x),
+        mgmt::SnapshotMetadataGlobal::I64(x) => Val::I64(*x),
+        mgmt::SnapshotMetadataGlobal::F32(x) => Val::F32(x.to_bits()),
+        mgmt::SnapshotMetadataGlobal::F64(x) => Val::F64(x.to_bits()),
+        mgmt::SnapshotMetadataGlobal::V128(_) => return None,
+    })
+}
+
+fn hook_status(hook: LowMemoryHook) -> mgmt::OnLowWasmMemoryHookStatus {
+    match hook {
+        LowMemoryHook::ConditionNotSatisfied => mgmt::OnLowWasmMemoryHookStatus::ConditionNotSatisfied,
+        LowMemoryHook::Ready => mgmt::OnLowWasmMemoryHookStatus::Ready,
+        LowMemoryHook::Executed => mgmt::OnLowWasmMemoryHookStatus::Executed,
+    }
+}
+
+fn hook_of(status: &mgmt::OnLowWasmMemoryHookStatus) -> LowMemoryHook {
+    match status {
+        mgmt::OnLowWasmMemoryHookStatus::ConditionNotSatisfied => LowMemoryHook::ConditionNotSatisfied,
+        mgmt::OnLowWasmMemoryHookStatus::Ready => LowMemoryHook::Ready,
+        mgmt::OnLowWasmMemoryHookStatus::Executed => LowMemoryHook::Executed,
     }
 }
 
@@ -118,49 +203,65 @@ impl World {
         }
     }
 
-    /// Charges `canister` for a take or a load of a snapshot of `bytes`.
-    fn charge_snapshot(&mut self, canister: Principal, bytes: u64) {
-        let instructions = SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(bytes);
+    /// Charges `canister` for `instructions` of snapshot work.
+    fn charge_snapshot(&mut self, canister: Principal, instructions: u64) {
         let fee = self.costs.execution(instructions);
         let c = self.canisters.get_mut(&canister).expect("exists");
         c.cycles = c.cycles.saturating_sub(fee);
         c.metrics.cycles_consumed += fee;
     }
 
-    pub(crate) fn take_canister_snapshot(&mut self, sender: Principal, args: &mgmt::TakeCanisterSnapshotArgs) -> Result<mgmt::Snapshot, Reject> {
-        let id = args.canister_id;
-        self.controlled(id, sender)?;
-        let replaced = args.replace_snapshot.as_deref().map(|snapshot| self.own_snapshot(id, snapshot)).transpose()?;
-        let c = self.canisters.get_mut(&id).expect("controlled");
-        if replaced.is_none() && c.snapshots.len() >= MAX_SNAPSHOTS {
+    /// The snapshot a take or an upload replaces, if any: `canister` must have room for one more
+    /// without.
+    fn room_for_snapshot(&self, canister: Principal, replace: Option<&[u8]>) -> Result<Option<u64>, Reject> {
+        let replaced = replace.map(|snapshot| self.own_snapshot(canister, snapshot)).transpose()?;
+        if replaced.is_none() && self.canisters[&canister].snapshots.len() >= MAX_SNAPSHOTS {
             return Err(Reject::system(
                 ErrorCode::CanisterRejectedMessage,
                 format!(
-                    "Canister {id} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}.\nConsider deleting an unnecessary snapshot of the specified canister before creating a new one. See documentation: canister-snapshot-limit-exceeded"
+                    "Canister {canister} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}.\nConsider deleting an unnecessary snapshot of the specified canister before creating a new one. See documentation: canister-snapshot-limit-exceeded"
                 ),
             ));
         }
-        let Some(instance) = c.instance.as_mut() else {
-            return Err(Reject::system(ErrorCode::CanisterRejectedMessage, format!("Failed to create snapshot for empty canister {id}:")));
-        };
-        let snapshot = CanisterSnapshot {
-            taken_at: self.time,
-            canister_version: c.version,
-            module: instance.module().clone(),
-            heap: instance.heap().to_vec(),
-            stable: instance.stable().contents().to_vec(),
-            globals: instance.globals(),
-            certified_data: c.certified_data.clone(),
-        };
+        Ok(replaced)
+    }
+
+    /// Keeps `snapshot` of `canister` under a new number, in place of `replaced`, and charges for it.
+    fn keep_snapshot(&mut self, canister: Principal, replaced: Option<u64>, snapshot: CanisterSnapshot) -> mgmt::Snapshot {
+        let c = self.canisters.get_mut(&canister).expect("exists");
         if let Some(replaced) = replaced {
             c.snapshots.remove(&replaced);
         }
         let number = c.next_snapshot;
         c.next_snapshot += 1;
-        let taken = mgmt::Snapshot { id: snapshot_id(id, number), taken_at_timestamp: snapshot.taken_at, total_size: snapshot.total_size() };
+        let kept = snapshot.record(canister, number);
         c.snapshots.insert(number, snapshot);
-        self.charge_snapshot(id, taken.total_size);
-        Ok(taken)
+        self.charge_snapshot(canister, SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(kept.total_size));
+        kept
+    }
+
+    pub(crate) fn take_canister_snapshot(&mut self, sender: Principal, args: &mgmt::TakeCanisterSnapshotArgs) -> Result<mgmt::Snapshot, Reject> {
+        let id = args.canister_id;
+        self.controlled(id, sender)?;
+        let replaced = self.room_for_snapshot(id, args.replace_snapshot.as_deref())?;
+        let c = self.canisters.get_mut(&id).expect("controlled");
+        let Some(instance) = c.instance.as_mut() else {
+            return Err(Reject::system(ErrorCode::CanisterRejectedMessage, format!("Failed to create snapshot for empty canister {id}:")));
+        };
+        let snapshot = CanisterSnapshot {
+            uploaded: false,
+            taken_at: self.time,
+            canister_version: c.version,
+            wasm: instance.module().wasm.to_vec(),
+            compiled: Some(instance.module().clone()),
+            heap: instance.heap().to_vec(),
+            stable: instance.stable().contents().to_vec(),
+            globals: instance.globals(),
+            certified_data: c.certified_data.clone(),
+            global_timer: c.global_timer,
+            low_memory_hook: c.low_memory_hook,
+        };
+        Ok(self.keep_snapshot(id, replaced, snapshot))
     }
 
     pub(crate) fn load_canister_snapshot(&mut self, sender: Principal, from_canister: bool, args: &mgmt::LoadCanisterSnapshotArgs) -> Result<(), Reject> {
@@ -176,41 +277,176 @@ impl World {
                 format!("Only a controller of the canister that snapshot {} belongs to can load it on canister {id}. Sender: {sender}.", shown(of, number)),
             ));
         }
+        let module = match &snapshot.compiled {
+            Some(module) => module.clone(),
+            None => canister::compile(&snapshot.wasm).map_err(|e| {
+                Reject::system(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
+            })?,
+        };
         let mut stable = StableMemory::new(self.limits.stable_memory_bytes).expect("reserving stable memory address space");
         stable.set_contents(&snapshot.stable).map_err(|e| Reject::system(ErrorCode::CanisterContractViolation, e))?;
-        let loaded = Instance::new(snapshot.module.clone(), stable).map_err(|failed| Reject::failed(&id, &failed.0)).and_then(|mut instance| {
-            let mut heap = snapshot.heap.as_slice();
-            instance.restore(&mut heap, snapshot.heap.len() as u64, &snapshot.globals).map_err(|e| Reject::system(ErrorCode::CanisterContractViolation, e))?;
-            Ok(instance)
-        })?;
+        let mut loaded = Instance::new(module, stable).map_err(|failed| Reject::failed(&id, &failed.0))?;
+        let kinds = |values: &[Val]| values.iter().map(std::mem::discriminant).collect::<Vec<_>>();
+        if kinds(&loaded.globals()) != kinds(&snapshot.globals) {
+            return Err(Reject::system(ErrorCode::InvalidManagementPayload, "Wasm exported globals of canister module and snapshot metadata do not match."));
+        }
+        let mut heap = snapshot.heap.as_slice();
+        loaded.restore(&mut heap, snapshot.heap.len() as u64, &snapshot.globals).map_err(|e| Reject::system(ErrorCode::CanisterContractViolation, e))?;
         let origin = self.origin_of(sender, from_canister);
         let (time, total_size) = (self.time, snapshot.total_size());
         let c = self.canisters.get_mut(&id).expect("controlled");
         c.instance = Some(loaded);
-        c.certified_data = snapshot.certified_data;
+        c.certified_data = snapshot.certified_data.clone();
+        if snapshot.uploaded {
+            c.global_timer = snapshot.global_timer;
+            c.low_memory_hook = snapshot.low_memory_hook;
+        }
         c.version += 1;
         let record = mgmt::LoadSnapshotRecord {
             from_canister_id: (of != id).then_some(of),
             snapshot_id: args.snapshot_id.clone(),
             canister_version: snapshot.canister_version,
             taken_at_timestamp: snapshot.taken_at,
-            source: mgmt::SnapshotSource::TakenFromCanister(candid::Reserved),
+            source: snapshot.source(),
         };
         c.record_change(time, origin, mgmt::ChangeDetails::LoadSnapshot(record));
-        self.charge_snapshot(id, total_size);
+        self.charge_snapshot(id, SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(total_size));
         self.wasm_memory_changed(id);
         Ok(())
     }
 
-    pub(crate) fn list_canister_snapshots(&self, sender: Principal, canister: Principal) -> Result<Vec<mgmt::Snapshot>, Reject> {
+    /// Whether `sender` may list and read `canister`'s snapshots (its `snapshot_visibility`).
+    fn may_see_snapshots(&self, sender: Principal, canister: Principal) -> Result<(), Reject> {
         let c = self.existing(canister)?;
         if !c.settings.snapshot_visibility.allows(&sender, &c.controllers) {
             self.controlled(canister, sender)?;
         }
-        Ok(c.snapshots
-            .iter()
-            .map(|(&number, s)| mgmt::Snapshot { id: snapshot_id(canister, number), taken_at_timestamp: s.taken_at, total_size: s.total_size() })
-            .collect())
+        Ok(())
+    }
+
+    pub(crate) fn list_canister_snapshots(&self, sender: Principal, canister: Principal) -> Result<Vec<mgmt::Snapshot>, Reject> {
+        self.may_see_snapshots(sender, canister)?;
+        Ok(self.canisters[&canister].snapshots.iter().map(|(&number, s)| s.record(canister, number)).collect())
+    }
+
+    pub(crate) fn read_canister_snapshot_metadata(
+        &self,
+        sender: Principal,
+        args: &mgmt::ReadCanisterSnapshotMetadataArgs,
+    ) -> Result<mgmt::ReadCanisterSnapshotMetadataResult, Reject> {
+        self.may_see_snapshots(sender, args.canister_id)?;
+        let number = self.own_snapshot(args.canister_id, &args.snapshot_id)?;
+        let s = &self.canisters[&args.canister_id].snapshots[&number];
+        Ok(mgmt::ReadCanisterSnapshotMetadataResult {
+            source: Some(s.source()),
+            taken_at_timestamp: s.taken_at,
+            wasm_module_size: s.wasm.len() as u64,
+            globals: s.globals.iter().map(metadata_global).collect(),
+            wasm_memory_size: s.heap.len() as u64,
+            stable_memory_size: s.stable.len() as u64,
+            wasm_chunk_store: Vec::new(),
+            canister_version: s.canister_version,
+            certified_data: s.certified_data.clone(),
+            global_timer: Some(if s.global_timer == 0 { mgmt::CanisterTimer::Inactive } else { mgmt::CanisterTimer::Active(s.global_timer) }),
+            on_low_wasm_memory_hook_status: Some(hook_status(s.low_memory_hook)),
+        })
+    }
+
+    /// A slice of a snapshot, charged to its canister before the bounds are checked (so the IC does).
+    pub(crate) fn read_canister_snapshot_data(&mut self, sender: Principal, args: &mgmt::ReadCanisterSnapshotDataArgs) -> Result<Vec<u8>, Reject> {
+        let id = args.canister_id;
+        self.may_see_snapshots(sender, id)?;
+        let number = self.own_snapshot(id, &args.snapshot_id)?;
+        let (part, offset, size) = match &args.kind {
+            mgmt::SnapshotDataKind::WasmModule { offset, size } => (Part::Module, *offset, *size),
+            mgmt::SnapshotDataKind::WasmMemory { offset, size } => (Part::Heap, *offset, *size),
+            mgmt::SnapshotDataKind::StableMemory { offset, size } => (Part::Stable, *offset, *size),
+            mgmt::SnapshotDataKind::WasmChunk { hash } => {
+                return Err(Reject::system(
+                    ErrorCode::CanisterContractViolation,
+                    format!("Error from Wasm chunk store: WasmChunkHash {hash:02x?} not found."),
+                ));
+            }
+        };
+        if size > MAX_SLICE_BYTES {
+            return Err(Reject::system(ErrorCode::InvalidManagementPayload, format!("Requested slice too large: {size} > {MAX_SLICE_BYTES}")));
+        }
+        self.charge_snapshot(id, READ_BASELINE_INSTRUCTIONS.saturating_add(size));
+        let snapshot = self.canisters.get_mut(&id).expect("exists").snapshots.get_mut(&number).expect("found");
+        let (bytes, what) = snapshot.part(part);
+        let end = offset.checked_add(size).filter(|&end| end <= bytes.len() as u64).ok_or_else(|| invalid_slice(what, offset, size))?;
+        Ok(bytes[offset as usize..end as usize].to_vec())
+    }
+
+    /// A snapshot of zeros of the sizes `args` declares, with its metadata, to be filled in by
+    /// [`Self::upload_canister_snapshot_data`].
+    pub(crate) fn upload_canister_snapshot_metadata(
+        &mut self,
+        sender: Principal,
+        args: &mgmt::UploadCanisterSnapshotMetadataArgs,
+    ) -> Result<mgmt::UploadCanisterSnapshotMetadataResult, Reject> {
+        let id = args.canister_id;
+        self.controlled(id, sender)?;
+        let replaced = self.room_for_snapshot(id, args.replace_snapshot.as_deref())?;
+        let page = crate::pages::WASM_PAGE_SIZE;
+        let invalid = match () {
+            _ if args.wasm_module_size == 0 => Some("WasmModuleEmpty"),
+            _ if !args.wasm_memory_size.is_multiple_of(page) => Some("WasmMemoryNotPageAligned"),
+            _ if args.wasm_memory_size > crate::config::MAX_WASM_MEMORY => Some("WasmMemoryTooLarge"),
+            _ if !args.stable_memory_size.is_multiple_of(page) => Some("StableMemoryNotPageAligned"),
+            _ if args.stable_memory_size > self.limits.stable_memory_bytes => Some("StableMemoryTooLarge"),
+            _ if args.certified_data.len() > 32 => Some("CertifiedDataTooLarge"),
+            _ => None,
+        };
+        let globals: Option<Vec<Val>> = args.globals.iter().map(global_value).collect();
+        let invalid = invalid.or(globals.is_none().then_some("ExportedGlobalsInvalid"));
+        if let Some(reason) = invalid {
+            return Err(Reject::system(ErrorCode::InvalidManagementPayload, format!("Snapshot Metadata contains invalid data: {reason}")));
+        }
+        let c = &self.canisters[&id];
+        let snapshot = CanisterSnapshot {
+            uploaded: true,
+            taken_at: self.time,
+            canister_version: c.version,
+            wasm: vec![0; args.wasm_module_size as usize],
+            compiled: None,
+            heap: vec![0; args.wasm_memory_size as usize],
+            stable: vec![0; args.stable_memory_size as usize],
+            globals: globals.expect("checked"),
+            certified_data: args.certified_data.clone(),
+            global_timer: match args.global_timer {
+                Some(mgmt::CanisterTimer::Active(at)) => at,
+                _ => 0,
+            },
+            low_memory_hook: args.on_low_wasm_memory_hook_status.as_ref().map_or(c.low_memory_hook, hook_of),
+        };
+        let kept = self.keep_snapshot(id, replaced, snapshot);
+        Ok(mgmt::UploadCanisterSnapshotMetadataResult { snapshot_id: kept.id })
+    }
+
+    /// Writes a slice into an uploaded snapshot, within the sizes its metadata declared.
+    pub(crate) fn upload_canister_snapshot_data(&mut self, sender: Principal, args: &mgmt::UploadCanisterSnapshotDataArgs) -> Result<(), Reject> {
+        let id = args.canister_id;
+        self.controlled(id, sender)?;
+        let number = self.own_snapshot(id, &args.snapshot_id)?;
+        let (part, offset) = match args.kind {
+            mgmt::SnapshotDataOffset::WasmModule { offset } => (Part::Module, offset),
+            mgmt::SnapshotDataOffset::WasmMemory { offset } => (Part::Heap, offset),
+            mgmt::SnapshotDataOffset::StableMemory { offset } => (Part::Stable, offset),
+            mgmt::SnapshotDataOffset::WasmChunk => {
+                return Err(Reject::system(ErrorCode::CanisterContractViolation, "The embedded IC keeps no wasm chunk store."));
+            }
+        };
+        let snapshot = self.canisters.get_mut(&id).expect("exists").snapshots.get_mut(&number).expect("found");
+        if !snapshot.uploaded {
+            return Err(Reject::system(ErrorCode::CanisterSnapshotImmutable, "Only canister snapshots created by metadata upload can be mutated."));
+        }
+        let size = args.chunk.len() as u64;
+        let (bytes, what) = snapshot.part(part);
+        let end = offset.checked_add(size).filter(|&end| end <= bytes.len() as u64).ok_or_else(|| invalid_slice(what, offset, size))?;
+        bytes[offset as usize..end as usize].copy_from_slice(&args.chunk);
+        self.charge_snapshot(id, size);
+        Ok(())
     }
 
     pub(crate) fn delete_canister_snapshot(&mut self, sender: Principal, args: &mgmt::DeleteCanisterSnapshotArgs) -> Result<(), Reject> {

@@ -1,10 +1,15 @@
-//! Native canister snapshots: take, load, list and delete, with the IC's access rules, limit,
-//! ids, errors and charges.
+//! Native canister snapshots: take, load, list, delete, read out and upload, with the IC's
+//! access rules, limit, ids, errors and charges.
 
 use crate::common::*;
-use candid::Principal;
-use ic_harness::{ErrorCode, Harness, IcBackend, RejectResponse, SubnetId};
-use ic_management_canister_types::{CanisterSettings, Snapshot, SnapshotVisibility};
+use candid::{CandidType, Decode, Encode, Principal};
+use ic_harness::{ErrorCode, ExecutedEntry, Harness, IcBackend, RejectResponse, SubnetId};
+use ic_management_canister_types::{
+    CanisterSettings, CanisterTimer, ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult, ReadCanisterSnapshotMetadataArgs,
+    ReadCanisterSnapshotMetadataResult, Snapshot, SnapshotDataKind, SnapshotDataOffset, SnapshotMetadataGlobal, SnapshotSource, SnapshotVisibility,
+    UploadCanisterSnapshotDataArgs, UploadCanisterSnapshotMetadataArgs, UploadCanisterSnapshotMetadataResult,
+};
+use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
 fn take(ic: &Harness, canister: Principal, replace: Option<&Snapshot>) -> Result<Snapshot, RejectResponse> {
@@ -151,4 +156,123 @@ fn a_snapshot_loads_onto_another_canister_of_its_subnet_whose_caller_controls_bo
         foreign.reject_message,
         format!("Only a controller of the canister that snapshot {a}-0 belongs to can load it on canister {b}. Sender: {}.", stranger())
     );
+}
+
+/// Management method `method` as `sender`, its one result decoded.
+fn manage<A: CandidType, R: CandidType + DeserializeOwned>(ic: &Harness, sender: Principal, method: &str, args: A) -> Result<R, RejectResponse> {
+    let reply = ic.update_call(Principal::management_canister(), sender, method, Encode!(&args).unwrap())?;
+    Ok(Decode!(&reply, R).unwrap())
+}
+
+fn read(ic: &Harness, sender: Principal, canister: Principal, snapshot: &[u8], kind: SnapshotDataKind) -> Result<Vec<u8>, RejectResponse> {
+    let args = ReadCanisterSnapshotDataArgs { canister_id: canister, snapshot_id: snapshot.to_vec(), kind };
+    manage::<_, ReadCanisterSnapshotDataResult>(ic, sender, "read_canister_snapshot_data", args).map(|r| r.chunk)
+}
+
+/// A part of a snapshot read out in slices of the most a read may ask for.
+fn read_all(ic: &Harness, canister: Principal, snapshot: &[u8], len: u64, kind: fn(u64, u64) -> SnapshotDataKind) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while (bytes.len() as u64) < len {
+        let size = (len - bytes.len() as u64).min(2_000_000);
+        bytes.extend(read(ic, controller(), canister, snapshot, kind(bytes.len() as u64, size)).unwrap());
+    }
+    bytes
+}
+
+fn upload(ic: &Harness, canister: Principal, snapshot: &[u8], kind: SnapshotDataOffset, chunk: &[u8]) -> Result<(), RejectResponse> {
+    let args = UploadCanisterSnapshotDataArgs { canister_id: canister, snapshot_id: snapshot.to_vec(), kind, chunk: chunk.to_vec() };
+    manage(ic, controller(), "upload_canister_snapshot_data", args)
+}
+
+fn metadata(ic: &Harness, canister: Principal, snapshot: &[u8]) -> ReadCanisterSnapshotMetadataResult {
+    let args = ReadCanisterSnapshotMetadataArgs { canister_id: canister, snapshot_id: snapshot.to_vec() };
+    manage(ic, controller(), "read_canister_snapshot_metadata", args).unwrap()
+}
+
+/// Upload metadata for `canister` copying `from`'s, with the timer `timer`.
+fn upload_metadata(ic: &Harness, canister: Principal, from: &ReadCanisterSnapshotMetadataResult, timer: CanisterTimer) -> Result<Vec<u8>, RejectResponse> {
+    let args = UploadCanisterSnapshotMetadataArgs {
+        canister_id: canister,
+        replace_snapshot: None,
+        wasm_module_size: from.wasm_module_size,
+        globals: from.globals.iter().map(|g| g.clone().unwrap()).collect(),
+        wasm_memory_size: from.wasm_memory_size,
+        stable_memory_size: from.stable_memory_size,
+        certified_data: from.certified_data.clone(),
+        global_timer: Some(timer),
+        on_low_wasm_memory_hook_status: None,
+    };
+    manage::<_, UploadCanisterSnapshotMetadataResult>(ic, controller(), "upload_canister_snapshot_metadata", args).map(|r| r.snapshot_id)
+}
+
+#[test]
+fn a_snapshot_read_out_in_slices_and_uploaded_elsewhere_loads_as_the_original() {
+    let ic = Harness::new();
+    let (a, b) = (probe(&ic), probe(&ic));
+    for _ in 0..2 {
+        update::<_, (u64,)>(&ic, a, "inc", ()).unwrap();
+    }
+    write_stable(&ic, a, b"hello");
+    update::<_, (u64,)>(&ic, a, "grow_heap", (3u64,)).unwrap();
+    let snapshot = take(&ic, a, None).unwrap();
+    let meta = metadata(&ic, a, &snapshot.id);
+    assert!(matches!(meta.source, Some(SnapshotSource::TakenFromCanister(_))));
+    assert_eq!((meta.wasm_module_size, meta.taken_at_timestamp, meta.wasm_chunk_store.len()), (probe_wasm().len() as u64, snapshot.taken_at_timestamp, 0));
+    assert!(meta.wasm_memory_size > 3 << 20, "the heap as it grew: {}", meta.wasm_memory_size);
+    let cycles = ic.cycle_balance(a);
+    let module = read_all(&ic, a, &snapshot.id, meta.wasm_module_size, |offset, size| SnapshotDataKind::WasmModule { offset, size });
+    let heap = read_all(&ic, a, &snapshot.id, meta.wasm_memory_size, |offset, size| SnapshotDataKind::WasmMemory { offset, size });
+    let stable = read_all(&ic, a, &snapshot.id, meta.stable_memory_size, |offset, size| SnapshotDataKind::StableMemory { offset, size });
+    assert_eq!((module, &stable[..5]), (probe_wasm(), &b"hello"[..]));
+    let reads = (meta.wasm_module_size + meta.wasm_memory_size + meta.stable_memory_size).div_ceil(2_000_000);
+    assert!(cycles - ic.cycle_balance(a) >= u128::from(reads * 5_000_000 + meta.wasm_memory_size), "the reads are charged to the snapshotted canister");
+
+    // Uploaded into b, slice by slice, then loaded: b runs a's state, and its timer is the upload's.
+    let uploaded = upload_metadata(&ic, b, &meta, CanisterTimer::Active(ic.time_nanos() + 5_000_000_000)).unwrap();
+    for (kind, bytes) in [(0, probe_wasm()), (1, heap), (2, stable)] {
+        for (n, slice) in bytes.chunks(1 << 20).enumerate() {
+            let offset = (n << 20) as u64;
+            let at = [SnapshotDataOffset::WasmModule { offset }, SnapshotDataOffset::WasmMemory { offset }, SnapshotDataOffset::StableMemory { offset }];
+            upload(&ic, b, &uploaded, at[kind].clone(), slice).unwrap();
+        }
+    }
+    assert!(matches!(metadata(&ic, b, &uploaded).source, Some(SnapshotSource::MetadataUpload(_))));
+    load(&ic, controller(), b, &uploaded).unwrap();
+    assert_eq!((counter(&ic, b), read_stable(&ic, b, 5)), (2, b"hello".to_vec()));
+    ic.log_executions(true);
+    ic.advance_time(std::time::Duration::from_secs(6));
+    ic.tick();
+    let fired: Vec<Principal> = ic.take_execution_log().into_iter().filter(|r| r.entry == ExecutedEntry::System("canister_global_timer".into())).map(|r| r.canister).collect();
+    assert_eq!(fired, vec![b], "the uploaded snapshot's timer was put back; the taken one's is not");
+}
+
+#[test]
+fn reads_and_uploads_outside_what_a_snapshot_is_are_refused_and_change_nothing() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    write_stable(&ic, id, b"x");
+    let snapshot = take(&ic, id, None).unwrap();
+    let meta = metadata(&ic, id, &snapshot.id);
+    let large = read(&ic, controller(), id, &snapshot.id, SnapshotDataKind::WasmModule { offset: 0, size: 2_000_001 }).unwrap_err();
+    assert_eq!((large.error_code, large.reject_message.as_str()), (ErrorCode::InvalidManagementPayload, "Requested slice too large: 2000001 > 2000000"));
+    let past = read(&ic, controller(), id, &snapshot.id, SnapshotDataKind::StableMemory { offset: meta.stable_memory_size, size: 1 }).unwrap_err();
+    assert_eq!(past.reject_message, format!("Invalid subslice into stable memory: offset: {}, size: 1", meta.stable_memory_size));
+    let taken = upload(&ic, id, &snapshot.id, SnapshotDataOffset::StableMemory { offset: 0 }, b"y").unwrap_err();
+    assert_eq!((taken.error_code, taken.reject_message.as_str()), (ErrorCode::CanisterSnapshotImmutable, "Only canister snapshots created by metadata upload can be mutated."));
+    assert_eq!(read(&ic, controller(), id, &snapshot.id, SnapshotDataKind::StableMemory { offset: 0, size: 1 }).unwrap(), b"x");
+    assert_eq!(read(&ic, stranger(), id, &snapshot.id, SnapshotDataKind::StableMemory { offset: 0, size: 1 }).unwrap_err().error_code, ErrorCode::CanisterInvalidController);
+
+    let uploaded = upload_metadata(&ic, id, &meta, CanisterTimer::Inactive).unwrap();
+    let beyond = upload(&ic, id, &uploaded, SnapshotDataOffset::WasmMemory { offset: meta.wasm_memory_size - 1 }, b"ab").unwrap_err();
+    assert_eq!(beyond.reject_message, format!("Invalid subslice into main memory: offset: {}, size: 2", meta.wasm_memory_size - 1));
+    let unaligned = ReadCanisterSnapshotMetadataResult { wasm_memory_size: meta.wasm_memory_size + 1, ..meta.clone() };
+    let refused = upload_metadata(&ic, id, &unaligned, CanisterTimer::Inactive).unwrap_err();
+    assert_eq!(refused.reject_message, "Snapshot Metadata contains invalid data: WasmMemoryNotPageAligned");
+    // An upload whose globals are not the module's is not loaded.
+    let extra = ReadCanisterSnapshotMetadataResult { globals: [meta.globals.clone(), vec![Some(SnapshotMetadataGlobal::I64(7))]].concat(), ..meta.clone() };
+    let mismatched = upload_metadata(&ic, id, &extra, CanisterTimer::Inactive).unwrap();
+    upload(&ic, id, &mismatched, SnapshotDataOffset::WasmModule { offset: 0 }, &probe_wasm()).unwrap();
+    let inconsistent = load(&ic, controller(), id, &mismatched).unwrap_err();
+    assert_eq!(inconsistent.reject_message, "Wasm exported globals of canister module and snapshot metadata do not match.");
+    assert_eq!(read_stable(&ic, id, 1), b"x", "the canister runs as it was");
 }
