@@ -186,7 +186,7 @@ impl World {
             }
             "take_canister_snapshot" => {
                 let args: mgmt::TakeCanisterSnapshotArgs = decode(method, payload)?;
-                Ok(encode(&self.take_canister_snapshot(sender, &args)?))
+                Ok(encode(&self.take_canister_snapshot(sender, from_canister, &args)?))
             }
             "load_canister_snapshot" => {
                 let args: mgmt::LoadCanisterSnapshotArgs = decode(method, payload)?;

@@ -351,6 +351,21 @@ impl StableMemory {
         self.load_contents(&mut &data[..], data.len() as u64)
     }
 
+    /// Fills a new (empty) memory with `len` bytes, zeros but for `pages` (offset, bytes, inside
+    /// `len`), growing to fit (outside any message); only those pages are written.
+    pub fn load_sparse<'a>(&mut self, len: u64, pages: impl Iterator<Item = (u64, &'a [u8])>) -> Result<(), String> {
+        assert_eq!(self.size, 0, "a sparse load fills a new memory");
+        if self.grow(len.div_ceil(WASM_PAGE_SIZE)).is_none() {
+            return Err(format!("{len} bytes exceed the stable memory limit"));
+        }
+        let bytes = self.region.bytes_mut();
+        for (offset, data) in pages {
+            bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        }
+        self.commit();
+        Ok(())
+    }
+
     /// Replaces the contents with `len` bytes read from `reader` straight into the memory,
     /// growing to fit (outside any message).
     pub fn load_contents(&mut self, reader: &mut impl std::io::Read, len: u64) -> Result<(), String> {

@@ -9,7 +9,8 @@
 //! <dir>/canisters/<id>.stable    its stable memory
 //! <dir>/snapshots/<id>-<n>.wasm   a canister's snapshot number n: its module,
 //! <dir>/snapshots/<id>-<n>.heap   its wasm memory
-//! <dir>/snapshots/<id>-<n>.stable and its stable memory
+//! <dir>/snapshots/<id>-<n>.stable and its stable memory, each its length and the 4 KiB pages
+//!                                 that are not zeros (MessagePack)
 //! ```
 //!
 //! Only a quiet world is saved: no message queued or in flight, no call context open (a
@@ -30,7 +31,7 @@ use crate::config::{CostTable, Limits};
 use crate::logs::CanisterLog;
 use crate::pages::StableMemory;
 use crate::settings::{LowMemoryHook, Settings};
-use crate::snapshots::CanisterSnapshot;
+use crate::snapshots::{CanisterSnapshot, SnapshotBytes};
 use crate::subnets::{SubnetId, XNet};
 use crate::types::LogRecord;
 use crate::world::{CanisterMetrics, CanisterState, Status, Traffic, World};
@@ -98,9 +99,8 @@ struct SavedCanister {
     next_snapshot: u64,
 }
 
-/// A canister snapshot's record; its module and memories are files of their own, written once
-/// for a taken snapshot (it never changes, and its number is never used again), at every save
-/// for an uploaded one (its upload may go on).
+/// A canister snapshot's record; its module and memories are files of their own, written at
+/// every save (a file of that name may be another world's).
 #[derive(Serialize, Deserialize)]
 struct SavedSnapshot {
     number: u64,
@@ -228,10 +228,7 @@ impl World {
             for (&number, snapshot) in &c.snapshots {
                 for (kind, bytes) in [("wasm", &snapshot.wasm), ("heap", &snapshot.heap), ("stable", &snapshot.stable)] {
                     let file = format!("{}-{number}.{kind}", c.id);
-                    let path = snapshots_dir.join(&file);
-                    if snapshot.uploaded || !path.exists() {
-                        write(&path, bytes)?;
-                    }
+                    write(&snapshots_dir.join(&file), &rmp_serde::to_vec(bytes).map_err(|e| PersistError::Format(e.to_string()))?)?;
                     snapshot_files.insert(file);
                 }
                 snapshots.push(SavedSnapshot {
@@ -269,13 +266,6 @@ impl World {
                 next_snapshot: c.next_snapshot,
             });
         }
-        // The files of snapshots deleted since the last save go.
-        for entry in std::fs::read_dir(&snapshots_dir).map_err(io(&snapshots_dir))? {
-            let path = entry.map_err(io(&snapshots_dir))?.path();
-            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !snapshot_files.contains(n)) {
-                std::fs::remove_file(&path).map_err(io(&path))?;
-            }
-        }
         let saved = SavedWorld {
             format: FORMAT_VERSION,
             time: self.time,
@@ -294,7 +284,15 @@ impl World {
         // Written last and atomically: a world file names only memories already written.
         let tmp = dir.join("world.msgpack.tmp");
         write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, dir.join("world.msgpack")).map_err(io(dir))
+        std::fs::rename(&tmp, dir.join("world.msgpack")).map_err(io(dir))?;
+        // Then the files of snapshots deleted since the last save go.
+        for entry in std::fs::read_dir(&snapshots_dir).map_err(io(&snapshots_dir))? {
+            let path = entry.map_err(io(&snapshots_dir))?.path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !snapshot_files.contains(n)) {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads a world saved in `dir`.
@@ -331,9 +329,14 @@ impl World {
                 c.instance = Some(instance);
             }
             for saved in &s.snapshots {
-                let memory = |kind: &str| read(&dir.join("snapshots").join(format!("{}-{}.{kind}", s.id, saved.number)));
+                let memory = |kind: &str| -> Result<SnapshotBytes, PersistError> {
+                    let path = dir.join("snapshots").join(format!("{}-{}.{kind}", s.id, saved.number));
+                    let bytes: SnapshotBytes = rmp_serde::from_slice(&read(&path)?).map_err(|e| PersistError::Format(format!("{}: {e}", path.display())))?;
+                    bytes.is_well_formed().then_some(bytes).ok_or_else(|| PersistError::Format(format!("{}: pages outside the memory", path.display())))
+                };
                 let wasm = memory("wasm")?;
-                let compile = || canister::compile_with_disk_cache(&wasm, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()));
+                let module = wasm.to_vec();
+                let compile = || canister::compile_with_disk_cache(&module, Some(&modules)).map_err(|e| PersistError::Format(e.to_string()));
                 let snapshot = CanisterSnapshot {
                     uploaded: saved.uploaded,
                     taken_at: saved.taken_at,

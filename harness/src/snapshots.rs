@@ -27,6 +27,7 @@
 //! and one more per byte of the snapshot, as cycles (the harness does not meter compiling the
 //! module on load, which the IC adds).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candid::Principal;
@@ -48,12 +49,114 @@ pub const SNAPSHOT_BASELINE_INSTRUCTIONS: u64 = 2_000_000_000;
 pub const MAX_SLICE_BYTES: u64 = 2_000_000;
 /// Instructions a read of snapshot data costs besides one per byte asked for.
 pub const READ_BASELINE_INSTRUCTIONS: u64 = 5_000_000;
+/// The longest module an upload may declare (the replica's `WasmModuleTooLarge` bound).
+const MAX_UPLOADED_MODULE_BYTES: u64 = 100 << 20;
 /// The longest snapshot id: a number and the longest principal.
 const MAX_ID_BYTES: usize = 8 + 29;
 /// Bytes a global counts for in a snapshot's size.
 const GLOBAL_BYTES: u64 = 32;
 
 const DOCS: &str = "http://internetcomputer.org/docs/current/references/execution-errors";
+
+/// Bytes of a snapshot (its module, heap or stable memory) by 4 KiB page, those of zeros left
+/// out: an upload declares sizes up to the stable memory's limit and writes what it writes, the
+/// rest reading as zeros, so nothing is allocated for what holds nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SnapshotBytes {
+    len: u64,
+    /// Page index -> its bytes: `PAGE` of them, the last page's up to `len`.
+    pages: BTreeMap<u64, serde_bytes::ByteBuf>,
+}
+
+const PAGE: u64 = 4096;
+
+impl SnapshotBytes {
+    pub(crate) fn zeros(len: u64) -> Self {
+        SnapshotBytes { len, pages: BTreeMap::new() }
+    }
+
+    pub(crate) fn of(bytes: &[u8]) -> Self {
+        let pages = (0u64..)
+            .zip(bytes.chunks(PAGE as usize))
+            .filter(|(_, page)| page.iter().any(|&b| b != 0))
+            .map(|(index, page)| (index, serde_bytes::ByteBuf::from(page.to_vec())))
+            .collect();
+        SnapshotBytes { len: bytes.len() as u64, pages }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether `offset .. offset + size` is inside.
+    fn holds(&self, offset: u64, size: u64) -> bool {
+        offset.checked_add(size).is_some_and(|end| end <= self.len)
+    }
+
+    /// Bytes `offset .. offset + size`, inside.
+    fn read(&self, offset: u64, size: u64) -> Vec<u8> {
+        let mut out = vec![0; size as usize];
+        self.read_into(offset, &mut out);
+        out
+    }
+
+    fn read_into(&self, offset: u64, out: &mut [u8]) {
+        let end = offset + out.len() as u64;
+        for (&index, page) in self.pages.range(offset / PAGE..end.div_ceil(PAGE)) {
+            let start = index * PAGE;
+            let (from, to) = (start.max(offset), (start + page.len() as u64).min(end));
+            out[(from - offset) as usize..(to - offset) as usize].copy_from_slice(&page[(from - start) as usize..(to - start) as usize]);
+        }
+    }
+
+    /// Writes `data` at `offset`, inside.
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        for index in offset / PAGE..end.div_ceil(PAGE) {
+            let start = index * PAGE;
+            let page = self.pages.entry(index).or_insert_with(|| serde_bytes::ByteBuf::from(vec![0; (self.len - start).min(PAGE) as usize]));
+            let (from, to) = (start.max(offset), (start + page.len() as u64).min(end));
+            page[(from - start) as usize..(to - start) as usize].copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
+        }
+    }
+
+    /// All the bytes (a module's: at most [`MAX_UPLOADED_MODULE_BYTES`] if uploaded).
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        self.read(0, self.len)
+    }
+
+    /// The pages that are not zeros: (offset, bytes).
+    pub(crate) fn pages(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.pages.iter().map(|(&index, page)| (index * PAGE, page.as_slice()))
+    }
+
+    /// All the bytes, in order, as a reader.
+    fn reader(&self) -> impl std::io::Read + '_ {
+        BytesReader { bytes: self, at: 0 }
+    }
+
+    /// Whether the pages are as this type keeps them (a saved file may not be).
+    pub(crate) fn is_well_formed(&self) -> bool {
+        self.pages.iter().all(|(&index, page)| {
+            let start = index.checked_mul(PAGE);
+            start.is_some_and(|start| start < self.len && page.len() as u64 == (self.len - start).min(PAGE))
+        })
+    }
+}
+
+struct BytesReader<'a> {
+    bytes: &'a SnapshotBytes,
+    at: u64,
+}
+
+impl std::io::Read for BytesReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.bytes.len - self.at) as usize;
+        self.bytes.read_into(self.at, &mut buf[..n]);
+        self.at += n as u64;
+        Ok(n)
+    }
+}
 
 /// A canister's state as a snapshot keeps it.
 #[derive(Clone)]
@@ -62,11 +165,11 @@ pub(crate) struct CanisterSnapshot {
     pub(crate) uploaded: bool,
     pub(crate) taken_at: u64,
     pub(crate) canister_version: u64,
-    pub(crate) wasm: Vec<u8>,
+    pub(crate) wasm: SnapshotBytes,
     /// A taken snapshot's module as the canister ran it; an uploaded one's is compiled on load.
     pub(crate) compiled: Option<Arc<CompiledModule>>,
-    pub(crate) heap: Vec<u8>,
-    pub(crate) stable: Vec<u8>,
+    pub(crate) heap: SnapshotBytes,
+    pub(crate) stable: SnapshotBytes,
     pub(crate) globals: Vec<Val>,
     pub(crate) certified_data: Vec<u8>,
     pub(crate) global_timer: u64,
@@ -77,7 +180,7 @@ impl CanisterSnapshot {
     /// The snapshot's size as the IC counts it: memories, globals, module and certified data.
     pub(crate) fn total_size(&self) -> u64 {
         let globals = self.globals.len() as u64 * GLOBAL_BYTES;
-        (self.heap.len() + self.stable.len() + self.wasm.len() + self.certified_data.len()) as u64 + globals
+        self.heap.len() + self.stable.len() + self.wasm.len() + self.certified_data.len() as u64 + globals
     }
 
     fn record(&self, canister: Principal, number: u64) -> mgmt::Snapshot {
@@ -89,7 +192,7 @@ impl CanisterSnapshot {
     }
 
     /// The part of the snapshot a read or an upload names, and what the IC calls it.
-    fn part(&mut self, kind: Part) -> (&mut Vec<u8>, &'static str) {
+    fn part(&mut self, kind: Part) -> (&mut SnapshotBytes, &'static str) {
         match kind {
             Part::Module => (&mut self.wasm, "wasm module"),
             Part::Heap => (&mut self.heap, "main memory"),
@@ -116,6 +219,7 @@ fn metadata_global(value: &Val) -> Option<mgmt::SnapshotMetadataGlobal> {
         Val::I64(x) => mgmt::SnapshotMetadataGlobal::I64(x),
         Val::F32(x) => mgmt::SnapshotMetadataGlobal::F32(f32::from_bits(x)),
         Val::F64(x) => mgmt::SnapshotMetadataGlobal::F64(f64::from_bits(x)),
+        Val::V128(x) => mgmt::SnapshotMetadataGlobal::V128(candid::Nat::from(x.as_u128())),
         _ => return None,
     })
 }
@@ -126,7 +230,7 @@ fn global_value(global: &mgmt::SnapshotMetadataGlobal) -> Option<Val> {
         mgmt::SnapshotMetadataGlobal::I64(x) => Val::I64(*x),
         mgmt::SnapshotMetadataGlobal::F32(x) => Val::F32(x.to_bits()),
         mgmt::SnapshotMetadataGlobal::F64(x) => Val::F64(x.to_bits()),
-        mgmt::SnapshotMetadataGlobal::V128(_) => return None,
+        mgmt::SnapshotMetadataGlobal::V128(x) => Val::V128(u128::try_from(x.0.clone()).ok()?.into()),
     })
 }
 
@@ -203,12 +307,23 @@ impl World {
         }
     }
 
-    /// Charges `canister` for `instructions` of snapshot work.
-    fn charge_snapshot(&mut self, canister: Principal, instructions: u64) {
+    /// Charges `canister` for `instructions` of snapshot work, up front: one that cannot pay is
+    /// refused.
+    fn charge_snapshot(&mut self, canister: Principal, instructions: u64) -> Result<(), Reject> {
         let fee = self.costs.execution(instructions);
         let c = self.canisters.get_mut(&canister).expect("exists");
-        c.cycles = c.cycles.saturating_sub(fee);
+        if c.cycles < fee {
+            return Err(Reject::system(
+                ErrorCode::CanisterOutOfCycles,
+                format!(
+                    "Canister snapshotting failed with: `Canister {canister} is out of cycles: please top up the canister with at least {} additional cycles`",
+                    fee - c.cycles
+                ),
+            ));
+        }
+        c.cycles -= fee;
         c.metrics.cycles_consumed += fee;
+        Ok(())
     }
 
     /// The snapshot a take or an upload replaces, if any: `canister` must have room for one more
@@ -226,8 +341,9 @@ impl World {
         Ok(replaced)
     }
 
-    /// Keeps `snapshot` of `canister` under a new number, in place of `replaced`, and charges for it.
-    fn keep_snapshot(&mut self, canister: Principal, replaced: Option<u64>, snapshot: CanisterSnapshot) -> mgmt::Snapshot {
+    /// Charges for `snapshot` of `canister` and keeps it under a new number, in place of `replaced`.
+    fn keep_snapshot(&mut self, canister: Principal, replaced: Option<u64>, snapshot: CanisterSnapshot) -> Result<mgmt::Snapshot, Reject> {
+        self.charge_snapshot(canister, SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(snapshot.total_size()))?;
         let c = self.canisters.get_mut(&canister).expect("exists");
         if let Some(replaced) = replaced {
             c.snapshots.remove(&replaced);
@@ -236,11 +352,11 @@ impl World {
         c.next_snapshot += 1;
         let kept = snapshot.record(canister, number);
         c.snapshots.insert(number, snapshot);
-        self.charge_snapshot(canister, SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(kept.total_size));
-        kept
+        Ok(kept)
     }
 
-    pub(crate) fn take_canister_snapshot(&mut self, sender: Principal, args: &mgmt::TakeCanisterSnapshotArgs) -> Result<mgmt::Snapshot, Reject> {
+    /// Takes a snapshot, then uninstalls the canister's code if `args` say so.
+    pub(crate) fn take_canister_snapshot(&mut self, sender: Principal, from_canister: bool, args: &mgmt::TakeCanisterSnapshotArgs) -> Result<mgmt::Snapshot, Reject> {
         let id = args.canister_id;
         self.controlled(id, sender)?;
         let replaced = self.room_for_snapshot(id, args.replace_snapshot.as_deref())?;
@@ -252,16 +368,20 @@ impl World {
             uploaded: false,
             taken_at: self.time,
             canister_version: c.version,
-            wasm: instance.module().wasm.to_vec(),
+            wasm: SnapshotBytes::of(&instance.module().wasm),
             compiled: Some(instance.module().clone()),
-            heap: instance.heap().to_vec(),
-            stable: instance.stable().contents().to_vec(),
+            heap: SnapshotBytes::of(instance.heap()),
+            stable: SnapshotBytes::of(instance.stable().contents()),
             globals: instance.globals(),
             certified_data: c.certified_data.clone(),
             global_timer: c.global_timer,
             low_memory_hook: c.low_memory_hook,
         };
-        Ok(self.keep_snapshot(id, replaced, snapshot))
+        let taken = self.keep_snapshot(id, replaced, snapshot)?;
+        if args.uninstall_code == Some(true) {
+            self.uninstall_code(sender, from_canister, id)?;
+        }
+        Ok(taken)
     }
 
     pub(crate) fn load_canister_snapshot(&mut self, sender: Principal, from_canister: bool, args: &mgmt::LoadCanisterSnapshotArgs) -> Result<(), Reject> {
@@ -269,39 +389,19 @@ impl World {
         self.controlled(id, sender)?;
         let (of, number) = parse_id(&args.snapshot_id)?;
         let subnet = self.canisters[&id].subnet;
-        let source = self.canisters.get(&of).filter(|c| c.subnet == subnet).and_then(|c| c.snapshots.get(&number).map(|s| (s.clone(), c)));
-        let Some((snapshot, owner)) = source else { return Err(not_found(id, of, number)) };
+        let Some(owner) = self.canisters.get(&of).filter(|c| c.subnet == subnet && c.snapshots.contains_key(&number)) else {
+            return Err(not_found(id, of, number));
+        };
         if of != id && !owner.controllers.contains(&sender) {
             return Err(Reject::system(
                 ErrorCode::CanisterRejectedMessage,
                 format!("Only a controller of the canister that snapshot {} belongs to can load it on canister {id}. Sender: {sender}.", shown(of, number)),
             ));
         }
-        let module = match &snapshot.compiled {
-            Some(module) => module.clone(),
-            None => canister::compile(&snapshot.wasm).map_err(|e| {
-                Reject::system(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
-            })?,
-        };
-        let mut stable = StableMemory::new(self.limits.stable_memory_bytes).expect("reserving stable memory address space");
-        stable.set_contents(&snapshot.stable).map_err(|e| Reject::system(ErrorCode::CanisterContractViolation, e))?;
-        let mut loaded = Instance::new(module, stable).map_err(|failed| Reject::failed(&id, &failed.0))?;
-        let kinds = |values: &[Val]| values.iter().map(std::mem::discriminant).collect::<Vec<_>>();
-        if kinds(&loaded.globals()) != kinds(&snapshot.globals) {
-            return Err(Reject::system(ErrorCode::InvalidManagementPayload, "Wasm exported globals of canister module and snapshot metadata do not match."));
-        }
-        let mut heap = snapshot.heap.as_slice();
-        loaded.restore(&mut heap, snapshot.heap.len() as u64, &snapshot.globals).map_err(|e| Reject::system(ErrorCode::CanisterContractViolation, e))?;
-        let origin = self.origin_of(sender, from_canister);
-        let (time, total_size) = (self.time, snapshot.total_size());
-        let c = self.canisters.get_mut(&id).expect("controlled");
-        c.instance = Some(loaded);
-        c.certified_data = snapshot.certified_data.clone();
-        if snapshot.uploaded {
-            c.global_timer = snapshot.global_timer;
-            c.low_memory_hook = snapshot.low_memory_hook;
-        }
-        c.version += 1;
+        let snapshot = &owner.snapshots[&number];
+        let loaded = self.instance_of(id, snapshot)?;
+        let restored = snapshot.uploaded.then_some((snapshot.global_timer, snapshot.low_memory_hook));
+        let certified_data = snapshot.certified_data.clone();
         let record = mgmt::LoadSnapshotRecord {
             from_canister_id: (of != id).then_some(of),
             snapshot_id: args.snapshot_id.clone(),
@@ -309,10 +409,40 @@ impl World {
             taken_at_timestamp: snapshot.taken_at,
             source: snapshot.source(),
         };
+        self.charge_snapshot(id, SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(snapshot.total_size()))?;
+        let (origin, time) = (self.origin_of(sender, from_canister), self.time);
+        let c = self.canisters.get_mut(&id).expect("controlled");
+        c.instance = Some(loaded);
+        c.certified_data = certified_data;
+        if let Some((timer, hook)) = restored {
+            c.global_timer = timer;
+            c.low_memory_hook = hook;
+        }
+        c.version += 1;
         c.record_change(time, origin, mgmt::ChangeDetails::LoadSnapshot(record));
-        self.charge_snapshot(id, SNAPSHOT_BASELINE_INSTRUCTIONS.saturating_add(total_size));
         self.wasm_memory_changed(id);
         Ok(())
+    }
+
+    /// An instance of `snapshot`'s module over its memories and globals, for canister `id`; an
+    /// uploaded snapshot's globals must be its module's.
+    fn instance_of(&self, id: Principal, snapshot: &CanisterSnapshot) -> Result<Instance, Reject> {
+        let module = match &snapshot.compiled {
+            Some(module) => module.clone(),
+            None => canister::compile(&snapshot.wasm.to_vec()).map_err(|e| {
+                Reject::system(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
+            })?,
+        };
+        let fault = |e: String| Reject::system(ErrorCode::CanisterContractViolation, e);
+        let mut stable = StableMemory::new(self.limits.stable_memory_bytes).expect("reserving stable memory address space");
+        stable.load_sparse(snapshot.stable.len(), snapshot.stable.pages()).map_err(fault)?;
+        let mut loaded = Instance::new(module, stable).map_err(|failed| Reject::failed(&id, &failed.0))?;
+        let kinds = |values: &[Val]| values.iter().map(std::mem::discriminant).collect::<Vec<_>>();
+        if kinds(&loaded.globals()) != kinds(&snapshot.globals) {
+            return Err(Reject::system(ErrorCode::InvalidManagementPayload, "Wasm exported globals of canister module and snapshot metadata do not match."));
+        }
+        loaded.restore(&mut snapshot.heap.reader(), snapshot.heap.len(), &snapshot.globals).map_err(fault)?;
+        Ok(loaded)
     }
 
     /// Whether `sender` may list and read `canister`'s snapshots (its `snapshot_visibility`).
@@ -340,10 +470,10 @@ impl World {
         Ok(mgmt::ReadCanisterSnapshotMetadataResult {
             source: Some(s.source()),
             taken_at_timestamp: s.taken_at,
-            wasm_module_size: s.wasm.len() as u64,
+            wasm_module_size: s.wasm.len(),
             globals: s.globals.iter().map(metadata_global).collect(),
-            wasm_memory_size: s.heap.len() as u64,
-            stable_memory_size: s.stable.len() as u64,
+            wasm_memory_size: s.heap.len(),
+            stable_memory_size: s.stable.len(),
             wasm_chunk_store: Vec::new(),
             canister_version: s.canister_version,
             certified_data: s.certified_data.clone(),
@@ -371,11 +501,13 @@ impl World {
         if size > MAX_SLICE_BYTES {
             return Err(Reject::system(ErrorCode::InvalidManagementPayload, format!("Requested slice too large: {size} > {MAX_SLICE_BYTES}")));
         }
-        self.charge_snapshot(id, READ_BASELINE_INSTRUCTIONS.saturating_add(size));
+        self.charge_snapshot(id, READ_BASELINE_INSTRUCTIONS.saturating_add(size))?;
         let snapshot = self.canisters.get_mut(&id).expect("exists").snapshots.get_mut(&number).expect("found");
         let (bytes, what) = snapshot.part(part);
-        let end = offset.checked_add(size).filter(|&end| end <= bytes.len() as u64).ok_or_else(|| invalid_slice(what, offset, size))?;
-        Ok(bytes[offset as usize..end as usize].to_vec())
+        if !bytes.holds(offset, size) {
+            return Err(invalid_slice(what, offset, size));
+        }
+        Ok(bytes.read(offset, size))
     }
 
     /// A snapshot of zeros of the sizes `args` declares, with its metadata, to be filled in by
@@ -391,6 +523,7 @@ impl World {
         let page = crate::pages::WASM_PAGE_SIZE;
         let invalid = match () {
             _ if args.wasm_module_size == 0 => Some("WasmModuleEmpty"),
+            _ if args.wasm_module_size > MAX_UPLOADED_MODULE_BYTES => Some("WasmModuleTooLarge"),
             _ if !args.wasm_memory_size.is_multiple_of(page) => Some("WasmMemoryNotPageAligned"),
             _ if args.wasm_memory_size > crate::config::MAX_WASM_MEMORY => Some("WasmMemoryTooLarge"),
             _ if !args.stable_memory_size.is_multiple_of(page) => Some("StableMemoryNotPageAligned"),
@@ -408,10 +541,10 @@ impl World {
             uploaded: true,
             taken_at: self.time,
             canister_version: c.version,
-            wasm: vec![0; args.wasm_module_size as usize],
+            wasm: SnapshotBytes::zeros(args.wasm_module_size),
             compiled: None,
-            heap: vec![0; args.wasm_memory_size as usize],
-            stable: vec![0; args.stable_memory_size as usize],
+            heap: SnapshotBytes::zeros(args.wasm_memory_size),
+            stable: SnapshotBytes::zeros(args.stable_memory_size),
             globals: globals.expect("checked"),
             certified_data: args.certified_data.clone(),
             global_timer: match args.global_timer {
@@ -420,7 +553,7 @@ impl World {
             },
             low_memory_hook: args.on_low_wasm_memory_hook_status.as_ref().map_or(c.low_memory_hook, hook_of),
         };
-        let kept = self.keep_snapshot(id, replaced, snapshot);
+        let kept = self.keep_snapshot(id, replaced, snapshot)?;
         Ok(mgmt::UploadCanisterSnapshotMetadataResult { snapshot_id: kept.id })
     }
 
@@ -443,9 +576,12 @@ impl World {
         }
         let size = args.chunk.len() as u64;
         let (bytes, what) = snapshot.part(part);
-        let end = offset.checked_add(size).filter(|&end| end <= bytes.len() as u64).ok_or_else(|| invalid_slice(what, offset, size))?;
-        bytes[offset as usize..end as usize].copy_from_slice(&args.chunk);
-        self.charge_snapshot(id, size);
+        if !bytes.holds(offset, size) {
+            return Err(invalid_slice(what, offset, size));
+        }
+        self.charge_snapshot(id, size)?;
+        let snapshot = self.canisters.get_mut(&id).expect("exists").snapshots.get_mut(&number).expect("found");
+        snapshot.part(part).0.write(offset, &args.chunk);
         Ok(())
     }
 
@@ -471,5 +607,29 @@ mod tests {
         assert!(parse_id(&id[..7]).unwrap_err().user_message.contains("Invalid snapshot ID length: provided 7"));
         assert!(parse_id(&[0; 38]).unwrap_err().user_message.contains("maximum length expected 37"));
         assert_eq!(parse_id(&id[..7]).unwrap_err().error_code, ErrorCode::InvalidManagementPayload);
+    }
+
+    #[test]
+    fn snapshot_bytes_keep_only_pages_that_are_not_zeros_and_read_as_written() {
+        let mut image = vec![0u8; 3 * 4096 + 100];
+        image[5000] = 7;
+        image[3 * 4096 + 99] = 9;
+        let bytes = SnapshotBytes::of(&image);
+        assert_eq!((bytes.len(), bytes.pages().map(|(offset, page)| (offset, page.len())).collect::<Vec<_>>()), (12388, vec![(4096, 4096), (12288, 100)]));
+        assert_eq!((bytes.to_vec(), bytes.read(4999, 2)), (image.clone(), vec![0, 7]));
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut bytes.reader(), &mut read).unwrap();
+        assert_eq!(read, image);
+
+        let mut written = SnapshotBytes::zeros(1 << 40);
+        assert!(written.holds((1 << 40) - 3, 3) && !written.holds((1 << 40) - 3, 4) && !written.holds(u64::MAX, 2));
+        written.write(4090, &[1; 10]);
+        written.write((1 << 40) - 3, b"end");
+        assert_eq!((written.read(4089, 12), written.read((1 << 40) - 4, 4)), ([&[0][..], &[1; 10], &[0]].concat(), b"\0end".to_vec()));
+        assert_eq!(written.pages().count(), 3, "a terabyte declared, three pages held");
+        assert!(written.is_well_formed());
+        let mut stray = SnapshotBytes::zeros(10);
+        stray.pages.insert(1, serde_bytes::ByteBuf::from(vec![1; 4096]));
+        assert!(!stray.is_well_formed());
     }
 }

@@ -208,12 +208,13 @@ fn upload_metadata(ic: &Harness, canister: Principal, from: &ReadCanisterSnapsho
 #[test]
 fn a_snapshot_read_out_in_slices_and_uploaded_elsewhere_loads_as_the_original() {
     let ic = Harness::new();
-    let (a, b) = (probe(&ic), probe(&ic));
+    let (a, b, c) = (probe(&ic), probe(&ic), probe(&ic));
     for _ in 0..2 {
         update::<_, (u64,)>(&ic, a, "inc", ()).unwrap();
     }
     write_stable(&ic, a, b"hello");
     update::<_, (u64,)>(&ic, a, "grow_heap", (3u64,)).unwrap();
+    update::<_, ()>(&ic, a, "start_timer", (3u64,)).unwrap();
     let snapshot = take(&ic, a, None).unwrap();
     let meta = metadata(&ic, a, &snapshot.id);
     assert!(matches!(meta.source, Some(SnapshotSource::TakenFromCanister(_))));
@@ -239,11 +240,16 @@ fn a_snapshot_read_out_in_slices_and_uploaded_elsewhere_loads_as_the_original() 
     assert!(matches!(metadata(&ic, b, &uploaded).source, Some(SnapshotSource::MetadataUpload(_))));
     load(&ic, controller(), b, &uploaded).unwrap();
     assert_eq!((counter(&ic, b), read_stable(&ic, b, 5)), (2, b"hello".to_vec()));
+    // The taken snapshot, its timer armed, loaded into c: c's timer stays as it was (unset).
+    load(&ic, controller(), c, &snapshot.id).unwrap();
     ic.log_executions(true);
     ic.advance_time(std::time::Duration::from_secs(6));
     ic.tick();
-    let fired: Vec<Principal> = ic.take_execution_log().into_iter().filter(|r| r.entry == ExecutedEntry::System("canister_global_timer".into())).map(|r| r.canister).collect();
-    assert_eq!(fired, vec![b], "the uploaded snapshot's timer was put back; the taken one's is not");
+    let mut fired: Vec<Principal> = ic.take_execution_log().into_iter().filter(|r| r.entry == ExecutedEntry::System("canister_global_timer".into())).map(|r| r.canister).collect();
+    fired.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(fired, expected, "a's own timer and the uploaded snapshot's, put back in b; not the taken one's in c");
 }
 
 #[test]
@@ -275,4 +281,37 @@ fn reads_and_uploads_outside_what_a_snapshot_is_are_refused_and_change_nothing()
     let inconsistent = load(&ic, controller(), id, &mismatched).unwrap_err();
     assert_eq!(inconsistent.reject_message, "Wasm exported globals of canister module and snapshot metadata do not match.");
     assert_eq!(read_stable(&ic, id, 1), b"x", "the canister runs as it was");
+}
+
+#[test]
+fn an_upload_may_declare_all_the_stable_memory_a_canister_may_have_and_holds_what_it_wrote() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    let meta = metadata(&ic, id, &take(&ic, id, None).unwrap().id);
+    let limit = ic_harness::Limits::default().stable_memory_bytes;
+    let whole = ReadCanisterSnapshotMetadataResult { stable_memory_size: limit, ..meta };
+    let uploaded = upload_metadata(&ic, id, &whole, CanisterTimer::Inactive).unwrap();
+    upload(&ic, id, &uploaded, SnapshotDataOffset::StableMemory { offset: limit - 3 }, b"end").unwrap();
+    let tail = read(&ic, controller(), id, &uploaded, SnapshotDataKind::StableMemory { offset: limit - 4, size: 4 }).unwrap();
+    assert_eq!(tail, b"\0end");
+    let over = ReadCanisterSnapshotMetadataResult { stable_memory_size: limit + 65536, ..whole };
+    assert_eq!(upload_metadata(&ic, id, &over, CanisterTimer::Inactive).unwrap_err().reject_message, "Snapshot Metadata contains invalid data: StableMemoryTooLarge");
+}
+
+#[test]
+fn snapshot_work_is_charged_up_front_and_a_canister_that_cannot_pay_is_refused() {
+    let ic = Harness::new();
+    let id = probe(&ic);
+    let snapshot = take(&ic, id, None).unwrap();
+    let before = ic.cycle_balance(id);
+    let past = SnapshotDataKind::StableMemory { offset: u64::MAX, size: 10 };
+    assert_eq!(read(&ic, controller(), id, &snapshot.id, past).unwrap_err().error_code, ErrorCode::InvalidManagementPayload);
+    assert!(before - ic.cycle_balance(id) >= 5_000_000, "a read outside the snapshot is charged all the same");
+    // Drained below what a take costs (2 B instructions), the canister is refused and keeps its snapshots.
+    let poor = ic.create_canister_with_cycles(Some(controller()), None, 1_000_000_000);
+    ic.install_canister(poor, probe_wasm(), candid::encode_args(()).unwrap(), Some(controller()));
+    let refused = take(&ic, poor, None).unwrap_err();
+    assert_eq!(refused.error_code, ErrorCode::CanisterOutOfCycles);
+    assert!(refused.reject_message.starts_with("Canister snapshotting failed with: `Canister"), "{}", refused.reject_message);
+    assert!(list(&ic, controller(), poor).unwrap().is_empty());
 }
