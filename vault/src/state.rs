@@ -93,8 +93,9 @@ pub struct State {
 }
 
 /// Manifest pages sealed in one message: at a snapshot's completion, and at each timer firing
-/// while any are left (a page of a full snapshot's: 128 entries removed and released, 4 KiB
-/// written).
+/// while any are left. A page of a full snapshot's (128 entries removed and released, 4 KiB
+/// written) costs some 50 M instructions: a 1 GiB snapshot's four pages added 0.2 B to the
+/// vault's 20 B in the benchmark.
 pub const SEAL_BUDGET: u32 = 32;
 
 /// Finished jobs kept in an app's log.
