@@ -91,6 +91,11 @@ impl Transport for AgentTransport {
         self.runtime.block_on(call).map_err(agent_error)
     }
 
+    fn management(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let call = self.agent.update(&Principal::management_canister(), method).with_effective_canister_id(canister).with_arg(arg).call_and_wait();
+        self.runtime.block_on(call).map_err(agent_error)
+    }
+
     /// In one `install_code` message, so a module of at most the 2 MiB an ingress message holds
     /// (less the rest of the argument).
     fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError> {

@@ -27,6 +27,8 @@ pub enum OpsError {
     UpgradeFailed { target: Principal, job: u64, error: CallError },
     #[error("the upgrade of {target} did not load job {job}'s snapshot, and {target} keeps the state it had: {reason}")]
     NotLoaded { target: Principal, job: u64, reason: String },
+    #[error("{}: {reason}", .path.display())]
+    SnapshotDir { path: std::path::PathBuf, reason: String },
 }
 
 /// The vault's refusal in the command line's words: the refusals of its administration also

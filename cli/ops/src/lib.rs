@@ -1,8 +1,10 @@
 //! What the canister-vault CLI does, below its commands: the transports that reach a vault
 //! (ic-agent for real networks, the embedded IC kept in a directory), the vault's typed
-//! service, the operations that move snapshots to and from files, and the file format.
+//! service, the operations that move snapshots to and from files, the file format, and a
+//! canister's native snapshots in icp-cli's directory layout.
 
 pub mod agent;
+pub mod canister_snapshot;
 pub mod embedded;
 pub mod error;
 pub mod export;

@@ -22,6 +22,11 @@ pub trait Transport {
 
     fn query(&mut self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError>;
 
+    /// Calls management method `method` about `canister` (the call's effective canister).
+    fn management(&mut self, _canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.update(Principal::management_canister(), method, arg)
+    }
+
     /// Upgrades `canister` to `module`, its `post_upgrade` given `arg`, as a controller of it
     /// (the management canister's `install_code`). A rejected upgrade leaves it as it was.
     fn upgrade(&mut self, canister: Principal, module: Vec<u8>, arg: Vec<u8>) -> Result<(), CallError>;

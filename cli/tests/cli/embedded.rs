@@ -1,6 +1,6 @@
 //! The embedded IC's own commands on canisters from anywhere: upgrades from files, settings,
-//! logs, extra controllers, calls typed by the canister's candid interface, and output into a
-//! pipe its reader closed.
+//! logs, native snapshots, extra controllers, calls typed by the canister's candid interface,
+//! and output into a pipe its reader closed.
 
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -317,4 +317,57 @@ fn output_into_a_closed_pipe_ends_the_command_quietly() {
     }
     let (code, stderr) = into_closed_pipe(&ic, &["--json", "restore", &app, "7"], 0);
     assert_eq!(code, Some(1), "a failed command still fails: {stderr}");
+}
+
+#[test]
+fn native_snapshots_move_through_a_directory_in_icp_clis_layout_and_restore_a_canister() {
+    let ic = Ic::new();
+    let (app, other) = (ic.deploy("notes"), ic.deploy("notes"));
+    ic.call(&app, "add_note", r#"("kept", "in the snapshot")"#);
+    let digest = ic.digest(&app);
+    let taken = ic.ok(&["embedded", "snapshot", "create", &app]);
+    let id = taken["id"].as_str().unwrap().to_string();
+    assert_eq!(ic.ok(&["embedded", "snapshot", "list", &app]), serde_json::json!([taken.clone()]));
+
+    let dir = ic.path("snapshot");
+    let downloaded = ic.ok(&["embedded", "snapshot", "download", &app, &id, "-o", dir.to_str().unwrap()]);
+    for file in ["metadata.json", "wasm_module.bin", "wasm_memory.bin", "stable_memory.bin"] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    assert!(dir.join("wasm_chunk_store").is_dir());
+    let metadata: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(metadata["source"], serde_json::json!({ "taken_from_canister": null }), "icp-cli's encoding of the management types");
+    assert_eq!(metadata["stable_memory_size"], downloaded["stable_memory_size"]);
+    assert_eq!(std::fs::metadata(dir.join("wasm_memory.bin")).unwrap().len(), downloaded["wasm_memory_size"].as_u64().unwrap());
+    let again = message(&ic.err(&["embedded", "snapshot", "download", &app, &id, "-o", dir.to_str().unwrap()]));
+    assert!(again.contains("exists already"), "{again}");
+
+    // Uploaded as a snapshot of another canister and restored there; restored into the app after a change.
+    let uploaded = ic.ok(&["embedded", "snapshot", "upload", &other, "-i", dir.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_string();
+    ic.ok(&["embedded", "snapshot", "restore", &other, &uploaded]);
+    assert_eq!(ic.digest(&other), digest, "the other canister runs the app's state");
+    ic.call(&app, "add_note", r#"("lost", "after the snapshot")"#);
+    assert_ne!(ic.digest(&app), digest);
+    ic.ok(&["embedded", "snapshot", "restore", &app, &id]);
+    assert_eq!(ic.digest(&app), digest);
+    ic.ok(&["embedded", "snapshot", "delete", &app, &id]);
+    assert_eq!(ic.ok(&["embedded", "snapshot", "list", &app]), serde_json::json!([]));
+
+    // A file shorter than the metadata says is refused before anything is sent.
+    let heap = std::fs::read(dir.join("wasm_memory.bin")).unwrap();
+    std::fs::write(dir.join("wasm_memory.bin"), &heap[..heap.len() - 1]).unwrap();
+    let short = message(&ic.err(&["embedded", "snapshot", "upload", &other, "-i", dir.to_str().unwrap()]));
+    assert!(short.contains("the metadata says"), "{short}");
+    assert_eq!(ic.ok(&["embedded", "snapshot", "list", &other]).as_array().unwrap().len(), 1, "no snapshot was made of it");
+    // An upload refused part way (the embedded IC keeps no wasm chunk store) leaves no snapshot behind.
+    std::fs::write(dir.join("wasm_memory.bin"), &heap).unwrap();
+    let mut with_chunk = metadata.clone();
+    with_chunk["wasm_chunk_store"] = serde_json::json!([{ "hash": vec![7u8; 32] }]);
+    std::fs::write(dir.join("metadata.json"), serde_json::to_vec(&with_chunk).unwrap()).unwrap();
+    std::fs::write(dir.join("wasm_chunk_store").join(format!("{}.bin", "07".repeat(32))), b"chunk").unwrap();
+    let refused = message(&ic.err(&["embedded", "snapshot", "upload", &other, "-i", dir.to_str().unwrap()]));
+    assert!(refused.contains("wasm chunk store"), "{refused}");
+    assert_eq!(ic.ok(&["embedded", "snapshot", "list", &other]).as_array().unwrap().len(), 1, "the half-uploaded snapshot was deleted");
+    let unknown = message(&ic.err(&["embedded", "snapshot", "restore", &app, &id]));
+    assert!(unknown.contains("IC0305") || unknown.contains("Could not find the snapshot ID"), "{unknown}");
 }

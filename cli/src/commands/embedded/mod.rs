@@ -17,6 +17,7 @@ pub mod interface;
 pub mod logs;
 pub mod modules;
 pub mod settings;
+pub mod snapshot;
 pub mod status;
 pub mod upgrade;
 
@@ -30,6 +31,10 @@ pub enum Command {
     Logs(logs::Args),
     Advance(advance::Args),
     Status(status::Args),
+    /// A canister's native snapshots: create, list, restore, delete, and download and upload in
+    /// the directory layout of `icp canister snapshot`.
+    #[command(subcommand)]
+    Snapshot(snapshot::Command),
 }
 
 /// Runs `command` on the embedded IC in `network`'s `--embedded` directory, as `who`.
@@ -50,6 +55,7 @@ pub fn exec(command: &Command, network: &NetworkOpt, who: &IdentityOpt) -> Resul
         Command::Logs(args) => logs::exec(&ic, args),
         Command::Advance(args) => advance::exec(&mut ic, args),
         Command::Status(args) => status::exec(&ic, args),
+        Command::Snapshot(command) => snapshot::exec(&mut ic, command),
     };
     let saved = vault_ops::Transport::finish(&mut ic);
     let output = result?;
