@@ -604,7 +604,7 @@ impl World {
             version: c.version,
             settings: c.settings.definite(&c.controllers),
             module_hash: c.instance.as_ref().map(|i| i.module().hash.to_vec()),
-            memory_size: Nat::from(heap + stable),
+            memory_size: Nat::from(c.memory_bytes()),
             memory_metrics: mgmt::MemoryMetrics {
                 wasm_memory_size: Nat::from(heap),
                 stable_memory_size: Nat::from(stable),
@@ -613,12 +613,12 @@ impl World {
                 custom_sections_size: Nat::from(0u64),
                 canister_history_size: Nat::from(0u64),
                 wasm_chunk_store_size: Nat::from(0u64),
-                snapshots_size: Nat::from(0u64),
+                snapshots_size: Nat::from(c.snapshots_bytes()),
                 log_memory_store_size: Nat::from(0u64),
             },
             cycles: Nat::from(c.cycles),
             reserved_cycles: Nat::from(0u64),
-            idle_cycles_burned_per_day: Nat::from(self.costs.idle_burn_per_day(heap + stable)),
+            idle_cycles_burned_per_day: Nat::from(self.costs.idle_burn_per_day(c.memory_bytes())),
             query_stats: mgmt::QueryStats {
                 num_calls_total: Nat::from(0u64),
                 num_instructions_total: Nat::from(0u64),

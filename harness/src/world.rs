@@ -150,9 +150,14 @@ impl CanisterState {
         self.next_id
     }
 
-    /// Heap and stable memory in bytes.
+    /// Bytes the canister is billed for: its heap, its stable memory and its snapshots.
     pub fn memory_bytes(&self) -> u64 {
-        self.instance.as_ref().map_or(0, |i| i.heap_bytes() + i.stable().size_bytes())
+        self.instance.as_ref().map_or(0, |i| i.heap_bytes() + i.stable().size_bytes()) + self.snapshots_bytes()
+    }
+
+    /// Bytes of its snapshots, each as the IC counts it.
+    pub(crate) fn snapshots_bytes(&self) -> u64 {
+        self.snapshots.values().map(CanisterSnapshot::total_size).sum()
     }
 
     pub(crate) fn freezing_reserve(&self, costs: &CostTable) -> u128 {

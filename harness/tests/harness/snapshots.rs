@@ -57,6 +57,10 @@ fn a_loaded_snapshot_puts_back_the_heap_the_stable_memory_and_the_module() {
     assert!(snapshot.total_size >= stable + probe_wasm().len() as u64, "{} holds the stable memory and the module", snapshot.total_size);
     assert!(cycles - ic.cycle_balance(id) >= 2_000_000_000 + u128::from(snapshot.total_size), "2 B instructions and one a byte");
     assert_eq!(list(&ic, controller(), id).unwrap(), vec![snapshot.clone()]);
+    let status = ic.canister_status(id, Some(controller())).unwrap();
+    let (memory, metrics) = (status.memory_size, status.memory_metrics);
+    assert_eq!(metrics.snapshots_size, candid::Nat::from(snapshot.total_size), "a snapshot is the canister's memory, billed to it");
+    assert_eq!(memory, metrics.wasm_memory_size + metrics.stable_memory_size + metrics.snapshots_size);
 
     // Changed since: the heap, the stable memory and the module.
     update::<_, (u64,)>(&ic, id, "inc", ()).unwrap();
