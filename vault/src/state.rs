@@ -1597,6 +1597,18 @@ mod tests {
         (hash, s.chunk_hashes(id, 0, 10_000), (0..chunks + 1).map(|i| s.chunk(id, i)).collect(), s.missing_chunks(id, chunks + 2))
     }
 
+    /// Deletes `snapshots` in steps of `budget`; then nothing is stored and no app holds anything.
+    fn delete_to_nothing(s: &mut State, snapshots: &[(Principal, u64)], budget: u32) {
+        for &(app, id) in snapshots {
+            s.schedule_deletion(app, id);
+        }
+        while s.delete_step(budget) {}
+        assert_eq!(s.chunk_totals(), (0, 0));
+        for &(app, _) in snapshots {
+            assert_eq!(s.app_usage(app), AppUsageRecord::default());
+        }
+    }
+
     /// Bytes of the pages of a manifest of `chunks` entries.
     fn page_bytes(chunks: u32) -> u64 {
         chunks as u64 * 32
@@ -1620,9 +1632,7 @@ mod tests {
         assert_eq!((own, pages.len()), (0, 3), "three pages: 128, 128 and 44 entries");
         assert_eq!(s.chunk_totals(), (303, 1200 + page_bytes(300)));
         assert_eq!(s.app_usage(app()).held.stored, 1200 + page_bytes(300), "an app holds its pages as its chunks");
-        s.schedule_deletion(app(), 1);
-        while s.delete_step(100) {}
-        assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
+        delete_to_nothing(&mut s, &[(app(), 1)], 100);
     }
 
     #[test]
@@ -1655,9 +1665,7 @@ mod tests {
         assert_eq!(read_all(&s, 2, 300), incremental);
         assert_eq!(s.chunk_totals(), (300 + 3, 1200 + page_bytes(300)));
         assert_eq!(s.app_usage(app()).held.stored, 1200 + page_bytes(300));
-        s.schedule_deletion(app(), 2);
-        while s.delete_step(7) {}
-        assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
+        delete_to_nothing(&mut s, &[(app(), 2)], 7);
     }
 
     #[test]
@@ -1683,11 +1691,7 @@ mod tests {
         s.seal_step(None, 10);
         assert_eq!((kept(&s, 3).1, s.chunk_totals().0), (pages_1.clone(), 201 + 3));
         assert_eq!(s.app_usage(other).held.stored, 800 + page_bytes(200));
-        for (app, id) in [(app(), 1), (app(), 2), (other, 3)] {
-            s.schedule_deletion(app, id);
-        }
-        while s.delete_step(50) {}
-        assert_eq!(s.chunk_totals(), (0, 0));
+        delete_to_nothing(&mut s, &[(app(), 1), (app(), 2), (other, 3)], 50);
     }
 
     #[test]
@@ -1711,7 +1715,6 @@ mod tests {
         assert!(s.seal_step(None, 1), "one page of three sealed");
         s.schedule_deletion(app(), 1);
         assert!(!s.seal_step(None, 10), "a snapshot being deleted is not sealed");
-        while s.delete_step(10) {}
-        assert_eq!((s.chunk_totals(), s.app_usage(app())), ((0, 0), AppUsageRecord::default()));
+        delete_to_nothing(&mut s, &[(app(), 1)], 10);
     }
 }

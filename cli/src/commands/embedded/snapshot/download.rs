@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 
-use candid::Principal;
 use serde::Serialize;
 use vault_ops::canister_snapshot;
 use vault_ops::embedded::EmbeddedTransport;
 
-use super::{SnapshotId, parse_snapshot_id};
-use crate::options::parse_principal;
+use super::SnapshotArgs;
 use crate::output::{CliError, Output};
 
 /// Write a snapshot into a directory in the layout `icp canister snapshot download` writes
@@ -17,10 +15,8 @@ use crate::output::{CliError, Output};
 /// upload`) takes it. A directory that holds a snapshot already is refused.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[arg(value_parser = parse_principal)]
-    pub canister: Principal,
-    #[arg(value_parser = parse_snapshot_id)]
-    pub snapshot: SnapshotId,
+    #[command(flatten)]
+    pub target: SnapshotArgs,
     #[arg(short = 'o', long)]
     pub output: PathBuf,
 }
@@ -47,7 +43,7 @@ impl std::fmt::Display for Downloaded {
 }
 
 pub fn exec(transport: &mut EmbeddedTransport, args: &Args) -> Result<Output, CliError> {
-    let metadata = canister_snapshot::download(transport, args.canister, args.snapshot.0.clone(), &args.output)?;
+    let metadata = canister_snapshot::download(transport, args.target.canister, args.target.snapshot.0.clone(), &args.output)?;
     Ok(Output::of(&Downloaded {
         directory: args.output.clone(),
         wasm_module_size: metadata.wasm_module_size,

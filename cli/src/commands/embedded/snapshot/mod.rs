@@ -53,6 +53,30 @@ pub fn parse_snapshot_id(text: &str) -> Result<SnapshotId, String> {
         .map(SnapshotId)
 }
 
+/// A canister and one of its snapshots (or one it may load).
+#[derive(clap::Args, Debug)]
+pub struct SnapshotArgs {
+    #[arg(value_parser = crate::options::parse_principal)]
+    pub canister: candid::Principal,
+    #[arg(value_parser = parse_snapshot_id)]
+    pub snapshot: SnapshotId,
+}
+
+/// What a command did to a canister with a snapshot, in words.
+#[derive(Serialize)]
+pub struct Done {
+    pub canister: candid::Principal,
+    pub snapshot: String,
+    #[serde(skip)]
+    pub text: String,
+}
+
+impl std::fmt::Display for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}", self.text)
+    }
+}
+
 /// A snapshot as `list_canister_snapshots` and `take_canister_snapshot` answer it.
 #[derive(Serialize)]
 pub struct Snapshot {

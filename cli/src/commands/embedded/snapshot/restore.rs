@@ -1,12 +1,9 @@
 //! `vault embedded snapshot restore`: a native snapshot loaded into a canister.
 
-use candid::Principal;
-use serde::Serialize;
 use vault_ops::canister_snapshot;
 use vault_ops::embedded::EmbeddedTransport;
 
-use super::{SnapshotId, parse_snapshot_id};
-use crate::options::parse_principal;
+use super::{Done, SnapshotArgs};
 use crate::output::{CliError, Output};
 
 /// Load a snapshot into a canister: its module, heap, stable memory, globals and certified data
@@ -14,25 +11,13 @@ use crate::output::{CliError, Output};
 /// include you. Stop the canister first, as `icp canister snapshot restore` asks.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[arg(value_parser = parse_principal)]
-    pub canister: Principal,
-    #[arg(value_parser = parse_snapshot_id)]
-    pub snapshot: SnapshotId,
-}
-
-#[derive(Serialize)]
-pub struct Restored {
-    pub canister: Principal,
-    pub snapshot: String,
-}
-
-impl std::fmt::Display for Restored {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{} now runs snapshot {}", self.canister, self.snapshot)
-    }
+    #[command(flatten)]
+    pub target: SnapshotArgs,
 }
 
 pub fn exec(transport: &mut EmbeddedTransport, args: &Args) -> Result<Output, CliError> {
-    canister_snapshot::load(transport, args.canister, args.snapshot.0.clone())?;
-    Ok(Output::of(&Restored { canister: args.canister, snapshot: vault_api::hex(&args.snapshot.0) }))
+    let SnapshotArgs { canister, snapshot } = &args.target;
+    canister_snapshot::load(transport, *canister, snapshot.0.clone())?;
+    let snapshot = vault_api::hex(&snapshot.0);
+    Ok(Output::of(&Done { canister: *canister, text: format!("{canister} now runs snapshot {snapshot}"), snapshot }))
 }
