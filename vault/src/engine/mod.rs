@@ -12,9 +12,10 @@
 //! ```
 //!
 //! Each timer firing releases a bounded number of chunk references of deleted snapshots, seals
-//! a bounded number of manifest pages of completed ones (`manifest_tree`), starts the snapshots that are due, and for every job not already running a batch, starts
-//! one: a phase step, or up to [`job::MAX_BATCH`] chunk calls in flight at once (as many as the
-//! vault's cycles can reserve, and 44 for all jobs together). A batch records what it achieved
+//! a bounded number of manifest pages of completed ones (`manifest_tree`), starts the snapshots
+//! that are due, and for every job not already running a batch, starts one: a phase step, or up
+//! to [`job::MAX_BATCH`] chunk calls in flight at once (as many as the vault's cycles can
+//! reserve, and 44 for all jobs together). A batch records what it achieved
 //! after its calls return (each callback is a commit point) and starts the job's next step from
 //! there, without waiting for the timer; a step that made no progress re-arms the timer, after a
 //! back-off. Every protocol call carries the job id and is idempotent, so a batch can be repeated
@@ -25,9 +26,10 @@
 //! `max_incrementals` lead up to it: the dump asks for that base, and an app that still holds it
 //! answers each chunk with the pages that changed. The new snapshot then first references the
 //! base's chunks, [`incremental::COPY_BUDGET`] entries a step (a step without calls, one message
-//! each), so that the base may go at any time after; each chunk with no page changed keeps the
-//! base's, any other is rebuilt over it and hashed by the vault. A base deleted before its chunks
-//! are referenced fails the job; every answer that does not add up fails it with a typed error.
+//! each; a sealed page of the base's is referenced whole), so that the base may go at any time
+//! after; each chunk with no page changed keeps the base's, any other is rebuilt over it and
+//! hashed by the vault. A base deleted before its chunks are referenced fails the job; every
+//! answer that does not add up fails it with a typed error.
 //!
 //! A vault upgrade with calls outstanding is refused (`pre_upgrade` traps): stop the vault, which
 //! lets the calls in flight return and starts no new batch, then upgrade, then start it. The
