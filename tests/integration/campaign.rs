@@ -1561,7 +1561,31 @@ impl Campaign {
                 (_, None) => {}
             }
         }
-        Ok(())
+        self.delete_everything()
+    }
+
+    /// Every snapshot deleted, what each app holds comes back to nothing: each chunk, delta and
+    /// manifest page was released as often as it was held, whatever ran before.
+    fn delete_everything(&mut self) -> Checked {
+        let sources: Vec<Principal> = self.sources().into_iter().map(|who| self.principal(who)).collect();
+        for &id in &sources {
+            for snapshot in self.env.vault().list_snapshots(id).map_err(|e| e.to_string())? {
+                let result = self.request(owner(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: snapshot.id }))?;
+                self.check(result.is_ok(), || format!("deleting {} of {id} once idle: {result:?}", snapshot.id))?;
+            }
+        }
+        let held = |campaign: &Self| -> Result<Vec<Option<u64>>, String> {
+            sources.iter().map(|&id| campaign.env.vault().app_info(id).map(|info| info.stored_bytes).map_err(|e| e.to_string())).collect()
+        };
+        for _ in 0..600 {
+            if held(self)?.iter().all(|&bytes| bytes == Some(0)) {
+                return Ok(());
+            }
+            self.env.ic.advance_time(Duration::from_secs(1));
+            self.env.ic.tick();
+        }
+        let left = held(self)?;
+        self.check(false, || format!("with every snapshot deleted, {sources:?} still hold {left:?} bytes"))
     }
 
     fn snapshot_now_of(&mut self, i: usize) -> Checked {
