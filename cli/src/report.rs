@@ -65,6 +65,7 @@ pub fn kind(kind: StateKind) -> &'static str {
     match kind {
         StateKind::Serde => "serde",
         StateKind::StableMemory => "stable-memory",
+        StateKind::Native => "native",
     }
 }
 

@@ -36,6 +36,7 @@ pub fn begin(key: SessionKey, args: &DumpBegin, now: u64, state_layout: Option<u
                 let size = store::header().app_pages * WASM_PAGE_SIZE;
                 (StateKind::StableMemory, size, pages::freeze(), now)
             }
+            StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
             StateKind::Serde if from_upgrade_save => {
                 let save = serde_state::upgrade_save().ok_or_else(|| BackupError::NoUpgradeSave {
                     reason: "the app's last upgrade left no saved state to dump: its pre_upgrade calls save_for_upgrade and its \
@@ -150,6 +151,7 @@ pub fn chunk(key: SessionKey, index: u32) -> Result<Chunk, BackupError> {
     let len = (range.end - range.start) as usize;
     let data = match dump.kind {
         StateKind::StableMemory => pages::read_frozen(range.start, len),
+        StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         StateKind::Serde if dump.from_upgrade_save => {
             if serde_state::upgrade_save().is_none_or(|save| save.generation != dump.frozen_generation) {
                 return Err(BackupError::NoUpgradeSave { reason: "a later upgrade saved the state anew while it was dumped".into() });
@@ -174,6 +176,7 @@ pub fn end(key: SessionKey, base: Option<u64>, now: u64) -> Result<(), BackupErr
     let Some(dump) = session::dump(&key) else { return Ok(()) };
     let keeps = |snapshot| match dump.kind {
         StateKind::StableMemory => true,
+        StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         StateKind::Serde => dump.content_index && content_index::keep_as_base(snapshot, manifest::chunk_count(dump.size, dump.chunk_size)),
     };
     match base.filter(|&snapshot| keeps(snapshot)) {

@@ -317,6 +317,7 @@ fn kind_byte(kind: Option<StateKind>) -> u8 {
         None => 0,
         Some(StateKind::Serde) => 1,
         Some(StateKind::StableMemory) => 2,
+        Some(StateKind::Native) => unreachable!("a library app's state is serde or stable memory"),
     }
 }
 

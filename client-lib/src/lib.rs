@@ -199,6 +199,7 @@ pub mod endpoints {
         let state_bytes = match kind {
             vault_api::protocol::StateKind::StableMemory => header.app_pages * vault_api::protocol::WASM_PAGE_SIZE,
             vault_api::protocol::StateKind::Serde => header.serde_cost.0,
+            vault_api::protocol::StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         };
         Ok(BackupInfo {
             vault: header.vault,

@@ -58,6 +58,7 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
     }
     let via_upgrade = args.via_upgrade == Some(true);
     match args.state_kind {
+        StateKind::Native => return Err(BackupError::StateKindMismatch { app: serde_state::state_kind(), snapshot: StateKind::Native }),
         StateKind::StableMemory if via_upgrade => {
             return Err(BackupError::InvalidImage {
                 message: "a stable-memory image commits in one message at any size: only a serde image is restored through an upgrade".into(),
@@ -105,6 +106,7 @@ pub fn begin(key: SessionKey, args: RestoreBegin, now: u64) -> Result<(), Backup
     };
     session::open_restore(restore, || match args.state_kind {
         StateKind::StableMemory => pages::open_staged(args.size).map_err(|room| BackupError::TooLarge { size: args.size, limit: room }),
+        StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         StateKind::Serde if staging::reserve(args.size) => {
             upgrade_restore::supersede("a restore");
             Ok(())
@@ -126,6 +128,7 @@ pub fn chunk(key: SessionKey, args: RestoreChunk, now: u64) -> Result<(), Backup
         })?;
     match restore.kind {
         StateKind::StableMemory => pages::write_staged(checked.range.start, &args.data),
+        StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         StateKind::Serde => staging::staging().write(checked.range.start, &args.data),
     }
     store::with_staged(|staged| staged.insert(args.index, args.sha256.0));
@@ -181,6 +184,7 @@ pub fn commit(key: SessionKey, layout: Option<(u32, Option<u32>)>, via_upgrade: 
             pages::commit_staged(restore.size);
             memory::read_only(reload);
         }
+        StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         StateKind::Serde if via_upgrade => upgrade_restore::commit(key, restore.size, restore.sha256, restore.content_hash, ic_cdk::api::time()),
         StateKind::Serde => {
             if !serde_state::registered() {

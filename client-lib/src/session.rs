@@ -87,6 +87,7 @@ pub fn end_dump_as_base(key: &SessionKey, base: Base) {
         // The new index is kept already, in place of any before; a stable-memory base's pages go.
         StateKind::Serde if store::header().base.is_some_and(|base| base.kind == StateKind::StableMemory) => pages::release_base(),
         StateKind::Serde => {}
+        StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
     }
     store::update_header(|h| {
         h.session = Session::Idle;
@@ -105,6 +106,7 @@ pub fn drop_base() {
         match base.kind {
             StateKind::StableMemory => pages::release_base(),
             StateKind::Serde => crate::content_index::forget_base(),
+            StateKind::Native => unreachable!("a library app's state is serde or stable memory"),
         }
         store::update_header(|h| h.base = None);
     }

@@ -316,7 +316,7 @@ impl Fixture {
                 vault_methods::IMPORT_BEGIN => encode_one(self.import_args()),
                 vault_methods::IMPORT_CHUNK => encode_one(self.import_chunk()),
                 vault_methods::IMPORT_COMMIT | vault_methods::IMPORT_ABORT => encode_one(self.import_ref()),
-                vault_methods::REGISTER => encode_one(RegisterArgs { app: self.unregistered, schedule: manual(), retention: keep(3), max_incrementals: None }),
+                vault_methods::REGISTER => encode_one(RegisterArgs { app: self.unregistered, schedule: manual(), retention: keep(3), max_incrementals: None, capture: None }),
                 vault_methods::RESTORE => encode_one(RestoreArgs { app, snapshot_id: snapshot(), target: None, allow_layout_change: None, via_upgrade: None }),
                 vault_methods::SET_ADMINISTRATORS => encode_one(vec![administrator()]),
                 vault_methods::SET_ALLOWED => encode_one(SetAllowedArgs { principals: vec![controller(), stranger()], allowed: true }),

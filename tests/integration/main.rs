@@ -10,6 +10,7 @@ mod flows;
 mod fuzz;
 mod hostile;
 mod incremental;
+mod native;
 mod refusals;
 mod restores;
 mod schedule;

@@ -31,6 +31,12 @@ pub fn notes_wasm() -> Vec<u8> {
     ic_harness::build::canister_lib_wasm("notes", "notes")
 }
 
+/// A canister without the client library: a `StableBTreeMap` and a heap value (the embedded IC's
+/// `kv` test canister).
+pub fn kv_wasm() -> Vec<u8> {
+    ic_harness::build::canister_wasm("harness-test-canisters", "kv")
+}
+
 pub fn ledger_wasm() -> Vec<u8> {
     ic_harness::build::canister_lib_wasm("ledger", "ledger")
 }
@@ -90,7 +96,13 @@ impl VaultClient<'_> {
     }
 
     pub fn register(&self, app: Principal, schedule: Schedule, retention: Retention) -> VaultResult<AppInfo> {
-        Self::expect(self.service().register(RegisterArgs { app, schedule, retention, max_incrementals: None }))
+        Self::expect(self.service().register(RegisterArgs { app, schedule, retention, max_incrementals: None, capture: None }))
+    }
+
+    /// Registers `app` for capture through native snapshots.
+    pub fn register_native(&self, app: Principal, schedule: Schedule, retention: Retention, keep_running: bool) -> VaultResult<AppInfo> {
+        let capture = Some(vault_api::service::Capture::Native { keep_running });
+        Self::expect(self.service().register(RegisterArgs { app, schedule, retention, max_incrementals: None, capture }))
     }
 
     pub fn unregister(&self, app: Principal, delete_snapshots: bool) -> VaultResult<()> {
@@ -339,6 +351,16 @@ impl Env {
     pub fn stable_memory_bytes(&self, canister: Principal) -> u64 {
         let status = self.ic.canister_status(canister, Some(owner())).unwrap_or_else(|e| panic!("canister_status: {e}"));
         u64::try_from(status.memory_metrics.stable_memory_size.0).expect("a stable memory size fits 64 bits")
+    }
+
+    /// A canister without the client library running `wasm`, on `subnet`, controlled by [`owner`]
+    /// and, if `vault_controls`, by the vault.
+    pub fn deploy_without_library(&self, wasm: Vec<u8>, init_arg: Vec<u8>, subnet: SubnetId, vault_controls: bool) -> Principal {
+        let controllers = if vault_controls { vec![owner(), self.vault] } else { vec![owner()] };
+        let settings = ic_management_canister_types::CanisterSettings { controllers: Some(controllers), ..Default::default() };
+        let canister = self.ic.create_canister_on_subnet(Some(owner()), Some(settings), subnet);
+        self.ic.install_canister(canister, wasm, init_arg, Some(owner()));
+        canister
     }
 
     /// An example app with this vault set, registered with `schedule` and `retention`.

@@ -157,6 +157,35 @@ async fn call_raw<T: CandidType + DeserializeOwned>(target: Principal, method: &
 
 pub type Protocol<T> = Result<Answer<Result<T, BackupError>>, CallFailure>;
 
+/// Calls `method` of the management canister on an app's behalf (a native capture's snapshot
+/// methods, its stop and start), bounded-wait for the reads and uploads of data (the same call
+/// twice does the same) and unbounded-wait for the rest: a call that creates, loads or deletes a
+/// snapshot or stops or starts the app must not end without telling whether it ran, and the
+/// management canister always answers. A transient reject or a lost answer is a failure to
+/// retry; any other reject is the management canister's refusal (`BackupError::NativeRefused`).
+pub async fn management<A: CandidType, T: CandidType + DeserializeOwned>(method: &str, arg: &A, bounded: bool) -> Protocol<T> {
+    let payload = candid::encode_one(arg).expect("management arguments encode");
+    let request_bytes = (method.len() + payload.len()) as u64;
+    let _outstanding = Outstanding::new();
+    let call = if bounded {
+        Call::bounded_wait(Principal::management_canister(), method).change_timeout(CALL_TIMEOUT_SECONDS)
+    } else {
+        Call::unbounded_wait(Principal::management_canister(), method)
+    };
+    let response = match call.with_raw_args(&payload).await {
+        Ok(response) => response,
+        Err(CallFailed::CallRejected(r)) if !matches!(r.raw_reject_code(), 2 | 6) => {
+            let refused = BackupError::NativeRefused { method: method.to_string(), reject_code: r.raw_reject_code(), message: r.reject_message().to_string() };
+            return Ok(Answer { value: Err(refused.bounded()), request_bytes, reply_bytes: r.reject_message().len() as u64 });
+        }
+        Err(CallFailed::CallRejected(r)) => return Err(CallFailure::Rejected { code: r.raw_reject_code(), message: bounded_text(r.reject_message()) }),
+        Err(_) => return Err(CallFailure::NotSent),
+    };
+    let bytes = response.into_bytes();
+    let value: T = vault_api::decode::one(&bytes).map_err(|e| CallFailure::Undecodable(bounded_text(&e.to_string())))?;
+    Ok(Answer { value: Ok(value), request_bytes, reply_bytes: bytes.len() as u64 })
+}
+
 /// This vault instance's nonce, as the protocol's requests carry it.
 pub fn nonce() -> Option<u64> {
     Some(crate::state::with_state(|s| s.instance_nonce()))

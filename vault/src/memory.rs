@@ -37,6 +37,9 @@
 //!                                                              digests, in the chunk store (`manifest_tree`)
 //! 26  SEALING     StableBTreeMap<u64, Principal>              complete snapshot id -> app: entries of MANIFESTS
 //!                                                              still to turn into pages
+//! 27  NATIVE_APPS StableBTreeMap<Principal, NativeApp>       app captured through native snapshots -> whether it
+//!                                                              keeps running, the native snapshot the vault took last
+//! 28  NATIVE_JOBS StableBTreeMap<u64, NativeJob>             job id -> its native snapshot on the IC, the header
 //! ```
 //!
 //! Memories 9 to 12, 15, 16 and 23 are additions without a layout change: a build that does not
@@ -63,6 +66,9 @@
 //! manifest, so it refuses layout 7. The upgrade queues every complete snapshot in SEALING, and
 //! their entries in MANIFESTS become pages in bounded steps after it; until then they are read
 //! where they are.
+//! Layout 8 adds NATIVE_APPS and NATIVE_JOBS, which start empty, and state kind 3 (native) in
+//! snapshot and app records, which a build of layout 7 cannot read: it refuses layout 8 (nothing
+//! runs in the upgrade).
 //! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
 //! the newer module): a rollback to it is refused; a build that writes layout 2 or 3 refuses a
 //! newer one the same way.
@@ -83,7 +89,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 7;
+pub const LAYOUT_VERSION: u8 = 8;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 
@@ -114,6 +120,8 @@ pub const INCREMENTAL: MemoryId = MemoryId::new(23);
 pub const CHUNK_DELTAS: MemoryId = MemoryId::new(24);
 pub const MANIFEST_PAGES: MemoryId = MemoryId::new(25);
 pub const SEALING: MemoryId = MemoryId::new(26);
+pub const NATIVE_APPS: MemoryId = MemoryId::new(27);
+pub const NATIVE_JOBS: MemoryId = MemoryId::new(28);
 
 /// The memory of `id` under `manager`.
 pub fn get(manager: &MemoryManager<DefaultMemoryImpl>, id: MemoryId) -> Memory {

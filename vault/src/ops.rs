@@ -6,6 +6,7 @@ use vault_api::manifest::{ChunkFault, try_chunk_count};
 use vault_api::{ContentHash, Sha256};
 use vault_api::protocol::{CHUNK_SIZE, MAX_CHUNKS, MAX_IMAGE_BYTES, StateKind};
 use vault_api::service::{
+    Capture,
     AppInfo, ChunkRef, ImportArgs, ImportChunk, ImportInfo, JobInfo, JobKind, MAX_MANIFEST_PAGE, ManifestPage, RegisterArgs, RestoreArgs, Schedule, SnapshotInfo, SnapshotOptions, SnapshotRef, Trigger,
     UpdateScheduleArgs, VaultError,
 };
@@ -16,7 +17,7 @@ use crate::engine::{self, cycles};
 use crate::retention;
 use crate::access;
 use crate::state::{HashedChunk, State, with_state};
-use crate::storable::{AppRecord, JobRecord, RetiredRecord, SnapshotRecord, SnapshotStatus, Task};
+use crate::storable::{AppRecord, JobRecord, NativeApp, RetiredRecord, SnapshotRecord, SnapshotStatus, Task};
 
 const SECOND: u64 = 1_000_000_000;
 /// Bounds of a schedule's interval, in seconds (0: manual only).
@@ -38,8 +39,9 @@ fn next_due(schedule: &Schedule, now: u64) -> u64 {
 }
 
 pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
-    let (usage, incremental) = with_state(|s| (s.app_usage(app), s.incremental(app)));
+    let (usage, incremental, native) = with_state(|s| (s.app_usage(app), s.incremental(app), s.native_app(app)));
     let snapshots = usage.completed;
+    let capture = native.map_or(Capture::Library, |n| Capture::Native { keep_running: n.keep_running });
     AppInfo {
         app,
         registered_by: record.registered_by,
@@ -54,6 +56,7 @@ pub fn app_info(app: Principal, record: &AppRecord) -> AppInfo {
         stored_bytes: Some(usage.held.stored),
         cycles_today: Some(usage.cycles_today(ic_cdk::api::time())),
         max_incrementals: Some(incremental.max_incrementals),
+        capture: Some(capture),
     }
 }
 
@@ -111,13 +114,24 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
     }
     let administrator = access::is_administrator(caller);
     with_state(|s| may_add_app(s, caller, administrator, app))?;
-    // The app must serve the protocol, for this vault.
-    let backup = backup_info(app).await?;
+    let capture = args.capture.unwrap_or(Capture::Library);
+    let state_kind = match capture {
+        // The app must serve the protocol, for this vault.
+        Capture::Library => backup_info(app).await?.state_kind,
+        // The vault must control it (the access check has just asked the IC).
+        Capture::Native { .. } => {
+            let vault = ic_cdk::api::canister_self();
+            if !info.controllers.contains(&vault) {
+                return Err(VaultError::VaultNotAController { app, vault });
+            }
+            StateKind::Native
+        }
+    };
     let now = ic_cdk::api::time();
     let record = AppRecord {
         registered_by: caller,
         registered_at: now,
-        state_kind: backup.state_kind,
+        state_kind,
         schedule: args.schedule,
         retention: args.retention,
         next_due: next_due(&args.schedule, now),
@@ -132,6 +146,9 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
         }
         may_add_app(s, caller, administrator, app)?;
         s.put_app(app, record.clone());
+        if let Capture::Native { keep_running } = capture {
+            s.put_native_app(app, NativeApp { keep_running, taken: None });
+        }
         if let Some(max_incrementals) = args.max_incrementals {
             s.set_max_incrementals(app, max_incrementals);
         }

@@ -18,7 +18,7 @@ use crate::chunk_store::{ChunkStore, ChunkStoreMemories, PutOutcome, Released};
 use crate::manifest_tree::{self, page_entries, page_of};
 use crate::memory::{self, Memory};
 use crate::storable::{
-    AppBase, AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IncrementalRecord, IndexKey, JobRecord, ManifestKey,
+    AppBase, AppChunkKey, AppJobKey, AppRecord, AppUsageRecord, Config, Deletion, Header, Held, IncrementalRecord, IndexKey, JobRecord, ManifestKey, NativeApp, NativeJob,
     PrincipalKey, RegistrantUsageRecord, RetiredRecord, SnapshotKey, SnapshotRecord, SnapshotStatus, SuspensionRecord, UsageKey, UsageRecord,
 };
 
@@ -90,6 +90,8 @@ pub struct State {
     snapshot_layouts: StableBTreeMap<SnapshotKey, u32, Memory>,
     index: StableBTreeMap<IndexKey, (), Memory>,
     incremental: StableBTreeMap<PrincipalKey, IncrementalRecord, Memory>,
+    native_apps: StableBTreeMap<PrincipalKey, NativeApp, Memory>,
+    native_jobs: StableBTreeMap<u64, NativeJob, Memory>,
 }
 
 /// Manifest pages sealed in one message: at a snapshot's completion, and at each timer firing
@@ -136,6 +138,8 @@ impl State {
             snapshot_layouts: StableBTreeMap::init(m(memory::SNAPSHOT_LAYOUTS)),
             index: StableBTreeMap::init(m(memory::INDEX)),
             incremental: StableBTreeMap::init(m(memory::INCREMENTAL)),
+            native_apps: StableBTreeMap::init(m(memory::NATIVE_APPS)),
+            native_jobs: StableBTreeMap::init(m(memory::NATIVE_JOBS)),
         }
     }
 
@@ -192,6 +196,7 @@ impl State {
     /// Unregisters `app`. What its snapshots still hold stays charged to its registrant.
     pub fn remove_app(&mut self, app: Principal) {
         self.incremental.remove(&PrincipalKey(app));
+        self.native_apps.remove(&PrincipalKey(app));
         if let Some(record) = self.apps.remove(&PrincipalKey(app)) {
             self.reindex(app_entries(app, &record), Vec::new());
             let mut registrant = self.registrant_usage(record.registered_by);
@@ -303,6 +308,36 @@ impl State {
             self.put_app(app, record);
         }
         self.prune_job_log(app);
+    }
+
+    /// What the vault keeps of `app` if it captures it through native snapshots.
+    pub fn native_app(&self, app: Principal) -> Option<NativeApp> {
+        self.native_apps.get(&PrincipalKey(app))
+    }
+
+    pub fn put_native_app(&mut self, app: Principal, record: NativeApp) {
+        self.native_apps.insert(PrincipalKey(app), record);
+    }
+
+    /// Notes `taken` as the native snapshot the vault holds of `app` (none: it deleted it).
+    pub fn note_native_taken(&mut self, app: Principal, taken: Option<Vec<u8>>) {
+        if let Some(mut record) = self.native_app(app) {
+            record.taken = taken;
+            self.put_native_app(app, record);
+        }
+    }
+
+    /// Job `job`'s native snapshot on the IC, if it has one.
+    pub fn native_job(&self, job: u64) -> Option<NativeJob> {
+        self.native_jobs.get(&job)
+    }
+
+    pub fn put_native_job(&mut self, job: u64, record: NativeJob) {
+        self.native_jobs.insert(job, record);
+    }
+
+    pub fn remove_native_job(&mut self, job: u64) {
+        self.native_jobs.remove(&job);
     }
 
     // Administration.

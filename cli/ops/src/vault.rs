@@ -305,6 +305,7 @@ mod tests {
             schedule: Schedule { interval_seconds: 0 },
             retention: Retention { keep_last: 1, keep_daily: 0, keep_weekly: 0 },
             max_incrementals: None,
+            capture: None,
         });
         assert!(matches!(e, Err(OpsError::Call { method: "register", error: CallError::Rejected { code: 5, .. } })));
         let modes: Vec<_> = recorder.requests.iter().map(|r| r.0).collect();

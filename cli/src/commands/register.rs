@@ -1,19 +1,27 @@
 //! `vault register APP`: put an app under the vault's care.
 
 use candid::Principal;
-use vault_api::service::{RegisterArgs, Retention, Schedule};
+use vault_api::service::{Capture, RegisterArgs, Retention, Schedule};
 
 use crate::context::Context;
 use crate::options::{parse_interval, parse_principal};
 use crate::report::AppReport;
 use crate::output::{CliError, Output};
 
-/// Register an app you control with the vault (the app must have this vault set).
+/// Register an app you control with the vault: one that compiles in the client library with
+/// this vault set, or with `--native` any canister the vault is a controller of.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The app canister.
     #[arg(value_parser = parse_principal)]
     pub app: Principal,
+    /// Capture it through native canister snapshots, without the client library (the vault must
+    /// be one of its controllers).
+    #[arg(long)]
+    pub native: bool,
+    /// With `--native`: take snapshots while the app runs instead of stopping it for the take.
+    #[arg(long, requires = "native")]
+    pub keep_running: bool,
     #[command(flatten)]
     pub policy: Policy,
 }
@@ -56,6 +64,7 @@ pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
         schedule: policy.schedule(),
         retention: policy.retention(),
         max_incrementals: policy.max_incrementals,
+        capture: args.native.then_some(Capture::Native { keep_running: args.keep_running }),
     })?;
     Ok(Output::of(&AppReport::from(info)))
 }

@@ -240,6 +240,7 @@ mod tests {
     use super::*;
     use crate::manifest::ContentHash;
     use crate::protocol::StateKind;
+    use crate::service::Capture;
     use crate::service::{JobError, JobKind, JobPhase, Retention, Schedule, Trigger};
 
     /// The largest reply the IC carries: a non-replicated query's.
@@ -290,6 +291,7 @@ mod tests {
             stored_bytes: None,
             cycles_today: None,
             max_incrementals: None,
+            capture: Some(Capture::Native { keep_running: true }),
         };
         let apps = client(full_reply(info.clone())).list_apps().unwrap().unwrap();
         assert!(apps.len() > 30_000 && apps.iter().all(|a| *a == info), "{}", apps.len());

@@ -16,6 +16,7 @@ pub fn state_kind_byte(kind: StateKind) -> u8 {
     match kind {
         StateKind::Serde => 1,
         StateKind::StableMemory => 2,
+        StateKind::Native => 3,
     }
 }
 
@@ -23,6 +24,7 @@ pub fn state_kind_of(byte: u8) -> Option<StateKind> {
     match byte {
         1 => Some(StateKind::Serde),
         2 => Some(StateKind::StableMemory),
+        3 => Some(StateKind::Native),
         _ => None,
     }
 }
@@ -162,6 +164,10 @@ impl<'a> Reader<'a> {
     pub fn blob(&mut self) -> &'a [u8] {
         let len = self.u32() as usize;
         self.take(len)
+    }
+    /// The next `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        self.take(n)
     }
     pub fn rest(&mut self) -> &'a [u8] {
         self.take(self.bytes.len() - self.at)

@@ -6,6 +6,7 @@
 //! - [`service`]: the vault's own endpoints (register, schedule, snapshot, list, restore, ...).
 //! - [`client`]: a typed client of the service over any transport (the CLI's, the tests').
 //! - [`manifest`]: how an image is cut into chunks and how chunks and a snapshot are hashed (SHA-256 or BLAKE3).
+//! - [`native`]: the image of a native canister snapshot: its parts, each in whole chunks, and its metadata.
 //! - [`layout`]: the migration steps from a stored layout version to a build's.
 
 pub mod client;
@@ -13,6 +14,7 @@ pub mod codec;
 pub mod decode;
 pub mod layout;
 pub mod manifest;
+pub mod native;
 pub mod protocol;
 pub mod service;
 

@@ -117,6 +117,10 @@ pub enum StateKind {
     Serde,
     /// State in stable memory (ic-stable-structures): the image is the memory's bytes.
     StableMemory,
+    /// A whole canister, captured without the client library through a native canister snapshot
+    /// that the vault, as a controller, takes and reads out: its module, heap and stable memory,
+    /// and the snapshot's metadata (`native`).
+    Native,
 }
 
 /// What an app tells about its backup setup.
@@ -502,6 +506,11 @@ pub enum BackupError {
     InvalidVault { vault: Principal },
     #[error("the app declares state layout {app}, not the snapshot's {snapshot}: nothing was committed")]
     StateLayoutMismatch { snapshot: u32, app: u32 },
+    /// An app captured through native snapshots: the management canister refused a snapshot
+    /// method on it (the vault not a controller any more, the app's snapshot slots full, a
+    /// snapshot that does not fit, ...).
+    #[error("the management canister refused {method} (reject code {reject_code}): {message}")]
+    NativeRefused { method: String, reject_code: u32, message: String },
 }
 
 /// Characters of text from an app (a reject message, an error's message) the vault keeps.
@@ -522,6 +531,9 @@ impl BackupError {
             BackupError::InvalidImage { message } => BackupError::InvalidImage { message: bounded_text(&message) },
             BackupError::Serialization { message } => BackupError::Serialization { message: bounded_text(&message) },
             BackupError::Deserialization { message } => BackupError::Deserialization { message: bounded_text(&message) },
+            BackupError::NativeRefused { method, reject_code, message } => {
+                BackupError::NativeRefused { method: bounded_text(&method), reject_code, message: bounded_text(&message) }
+            }
             other => other,
         }
     }

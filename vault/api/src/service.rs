@@ -185,6 +185,20 @@ pub struct RegisterArgs {
     /// is [`DEFAULT_MAX_INCREMENTALS`]. A snapshot of a stable-memory app is incremental when the
     /// app still holds the image of its last one: the app sends only the pages that changed since.
     pub max_incrementals: Option<u32>,
+    /// How the vault captures the app; none is [`Capture::Library`].
+    pub capture: Option<Capture>,
+}
+
+/// How the vault captures an app's state.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capture {
+    /// The app compiles in the client library and serves the backup protocol to this vault.
+    Library,
+    /// Any canister this vault controls, through native canister snapshots: the vault stops it
+    /// (unless `keep_running`), takes a snapshot, starts it again, then reads the snapshot out
+    /// while the app serves calls. A running app's snapshot may catch it between the messages
+    /// of a call it is making (see the README).
+    Native { keep_running: bool },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +249,8 @@ pub struct AppInfo {
     /// Incremental snapshots taken at most between two full ones (none from a vault before
     /// incremental snapshots).
     pub max_incrementals: Option<u32>,
+    /// How the vault captures it (none from a vault before native capture: the library).
+    pub capture: Option<Capture>,
 }
 
 /// What started a snapshot.
@@ -478,6 +494,9 @@ pub enum VaultError {
     /// BLAKE3 snapshot and release 0.1.0's library, or a build before BLAKE3): upgrade the target.
     #[error("{target}'s client library does not verify {content_hash:?}, the snapshot's content hash: upgrade its client library to restore it")]
     ContentHashNotVerified { target: Principal, content_hash: ContentHash },
+    /// A native capture needs the vault among the app's controllers.
+    #[error("this vault ({vault}) is not a controller of {app}: add it as one (icp canister settings update {app} --add-controller {vault}) to capture it through native snapshots")]
+    VaultNotAController { app: Principal, vault: Principal },
     #[error("{target} is not registered with this vault; register it before restoring into it")]
     TargetNotRegistered { target: Principal },
     #[error("a {snapshot:?} snapshot cannot be restored into {target}, which holds {target_kind:?} state")]

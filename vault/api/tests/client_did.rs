@@ -67,7 +67,7 @@ fn the_client_calls_every_method_of_vault_did_as_declared() {
     let snapshot = SnapshotRef { app, snapshot_id };
     let (schedule, retention) = (Schedule { interval_seconds: 3600 }, Retention { keep_last: 2, keep_daily: 1, keep_weekly: 1 });
     let mut vault = ServiceClient::new(Declared::load(), Principal::from_slice(&[1; 10]));
-    refused(vault.register(RegisterArgs { app, schedule, retention, max_incrementals: Some(0) }));
+    refused(vault.register(RegisterArgs { app, schedule, retention, max_incrementals: Some(0), capture: None }));
     refused(vault.unregister(UnregisterArgs { app, delete_snapshots: true }));
     refused(vault.update_schedule(UpdateScheduleArgs { app, schedule: Some(schedule), retention: None, max_incrementals: Some(3) }));
     refused(vault.app_info(app));

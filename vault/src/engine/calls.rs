@@ -16,20 +16,39 @@ pub type Answer<T> = Result<Result<T, BackupError>, CallFailure>;
 /// Makes `calls` for `job`'s current step. `None` when the job moved on meanwhile (it
 /// finished, failed or started over): answers that arrive after that change nothing.
 pub async fn make<T, F: Future<Output = Protocol<T>>>(job: &JobRecord, calls: Vec<F>) -> Option<(JobRecord, Vec<Answer<T>>)> {
-    let (id, phase) = (job.id, job.phase());
     let results = futures::future::join_all(calls).await;
-    let mut job = job::answered(with_state(|s| s.job(id)).filter(|j| j.phase() == phase)?);
-    let answers = results
-        .into_iter()
-        .map(|result| {
-            result.map(|answer| {
-                job.calls += 1;
-                job.bytes_moved += answer.request_bytes + answer.reply_bytes;
-                answer.value
-            })
+    let mut tally = Tally::default();
+    let answers = results.into_iter().map(|result| tally.read(result)).collect();
+    Some((tally.settle(job)?, answers))
+}
+
+/// The calls a step made and the bytes they moved both ways, for a step of calls made one after
+/// another (a native capture's stop, take and start).
+#[derive(Default)]
+pub struct Tally {
+    calls: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    /// One call's outcome, counted if it was answered.
+    pub fn read<T>(&mut self, result: Protocol<T>) -> Answer<T> {
+        result.map(|answer| {
+            self.calls += 1;
+            self.bytes += answer.request_bytes + answer.reply_bytes;
+            answer.value
         })
-        .collect();
-    Some((job, answers))
+    }
+
+    /// The job as it is now, its attempt answered and the calls counted; `None` when it moved on
+    /// meanwhile.
+    pub fn settle(self, job: &JobRecord) -> Option<JobRecord> {
+        let (id, phase) = (job.id, job.phase());
+        let mut job = job::answered(with_state(|s| s.job(id)).filter(|j| j.phase() == phase)?);
+        job.calls += self.calls;
+        job.bytes_moved += self.bytes;
+        Some(job)
+    }
 }
 
 /// [`make`] for a step of one call; the event its answer makes (no answer: a failed attempt).

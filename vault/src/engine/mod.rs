@@ -39,6 +39,7 @@ mod calls;
 pub mod cycles;
 mod incremental;
 mod job;
+mod native;
 mod restore;
 mod scheduler;
 mod snapshot;

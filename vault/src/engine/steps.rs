@@ -8,7 +8,7 @@ use candid::Principal;
 use vault_api::service::JobKind;
 
 use super::job::{self, Calls, Ctx, Effect, Event, Holdings, Next};
-use super::{cycles, incremental, restore, snapshot};
+use super::{cycles, incremental, native, restore, snapshot};
 use crate::state::{SEAL_BUDGET, with_state};
 use crate::storable::{JobRecord, Phase, Task};
 use crate::{app_client, retention};
@@ -26,7 +26,16 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
         s.put_job(job.clone());
         s.spend_cycles(job.app, sent_at, CALL_BOUND * call_count(&calls) as u128);
     });
+    let native = with_state(|s| s.native_app(job.app).is_some());
     let answered = match (&job.task, calls) {
+        (Task::Snapshot { .. }, Calls::DumpBegin) if native => native::begin(&job).await,
+        (Task::Snapshot { phase: Phase::Transferring(building), .. }, Calls::DumpChunks(indices)) if native => native::chunks(&job, building, indices).await,
+        (Task::Snapshot { phase: Phase::Finishing(building), .. }, Calls::DumpEnd) if native => native::end(&job, building).await,
+        (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreBegin) if native => native::restore_begin(&job, source, snapshot_id).await,
+        (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreChunks(indices)) if native => {
+            native::restore_chunks(&job, source, snapshot_id, indices).await
+        }
+        (&Task::Restore { source, snapshot_id, .. }, Calls::RestoreCommit) if native => native::restore_commit(&job, source, snapshot_id).await,
         (Task::Snapshot { base, .. }, Calls::DumpBegin) => snapshot::begin(&job, base.map(|b| b.snapshot)).await,
         (Task::Snapshot { phase: Phase::Transferring(building), base: Some(base), .. }, Calls::CopyBase) => snapshot::copy_base(&job, building, base),
         (Task::Snapshot { phase: Phase::Transferring(building), base, .. }, Calls::DumpChunks(indices)) => {
@@ -116,7 +125,7 @@ fn base_to_ask(s: &crate::state::State, app: Principal) -> Option<crate::storabl
 }
 
 fn perform(Next { job, effects, progressed }: Next) -> bool {
-    let (id, app, kind) = (job.id, job.app, job.kind());
+    let (id, app, kind, finished) = (job.id, job.app, job.kind(), job.is_finished());
     with_state(|s| {
         s.put_job(job);
         for effect in &effects {
@@ -141,7 +150,10 @@ fn perform(Next { job, effects, progressed }: Next) -> bool {
             }
         }
     });
-    if effects.contains(&Effect::ReleaseApp) {
+    // A native job leaves a snapshot on its app until it is over, whatever its outcome.
+    if finished && with_state(|s| s.native_job(id).is_some()) {
+        ic_cdk::futures::spawn(native::release(app, id));
+    } else if effects.contains(&Effect::ReleaseApp) && with_state(|s| s.native_app(app).is_none()) {
         ic_cdk::futures::spawn(async move {
             let _ = match kind {
                 JobKind::Snapshot { .. } => app_client::dump_end(app, id, None).await,

@@ -20,6 +20,7 @@ mod fields;
 mod incremental;
 mod index;
 mod job;
+mod native;
 mod retired;
 mod usage;
 
@@ -28,6 +29,7 @@ pub use chunk::{ChunkLocation, ChunkStoreHeader, DeltaRecord, FreeExtent};
 pub use incremental::{AppBase, IncrementalRecord};
 pub use index::IndexKey;
 pub use job::{Base, Building, ChunkSet, JobRecord, Outcome, Phase, Task, Transfer};
+pub use native::{MAX_SNAPSHOT_ID, NativeApp, NativeJob};
 pub use retired::RetiredRecord;
 pub use usage::{AppChunkKey, AppUsageRecord, Held, RegistrantUsageRecord, UsageKey, UsageRecord};
 
