@@ -135,7 +135,7 @@ fn a_snapshot_fails_with_a_typed_error_and_leaves_the_app_running_when_the_ic_re
     registered(&env, dropped, false);
     env.ic.set_controllers(dropped, Some(owner()), vec![owner()]).unwrap();
     let job = env.snapshot(dropped);
-    assert_eq!(refused_by_management(&job).0, "stop_canister");
+    assert_eq!(refused_by_management(&job).0, "canister_status");
     assert!(running(&env, dropped));
     // Deleted: a snapshot asked for is refused, one due fails.
     let deleted = kv(&env, env.app_subnet, true, 10, 3);
@@ -178,4 +178,59 @@ fn an_interrupted_upload_or_a_refused_load_leaves_the_target_as_it_was_and_no_sn
     let job = env.restore(app, snapshot, None);
     assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
     assert_eq!(heap_value(&env, app), 11);
+}
+
+#[test]
+fn a_stopped_app_is_snapshotted_as_it_is_and_left_stopped() {
+    let env = Env::new();
+    let app = kv(&env, env.app_subnet, true, 50, 8);
+    registered(&env, app, false);
+    env.ic.stop_canister(app, Some(owner())).unwrap();
+    let job = env.snapshot(app);
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    assert!(job.notes.iter().any(|n| n.contains("stopped already")), "{:?}", job.notes);
+    assert!(!running(&env, app), "the vault does not start what its controllers stopped");
+}
+
+#[test]
+fn a_repeated_attempt_reads_the_snapshot_the_first_took_and_a_load_that_cannot_start_the_target_says_so() {
+    let env = Env::new();
+    let app = kv(&env, env.app_subnet, true, 50, 8);
+    registered(&env, app, false);
+    let management = || CallMatcher::to(Principal::management_canister()).from(env.vault);
+    env.ic.reject_calls(management().method("read_canister_snapshot_metadata"), RejectCode::SysTransient, "busy", Some(1));
+    let job = env.snapshot(app);
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    assert!(job.notes.iter().any(|n| n.contains("snapshotted by an earlier attempt")), "one take, one downtime: {:?}", job.notes);
+    let snapshot = env.vault().list_snapshots(app).unwrap()[0].id;
+    env.app(app).update::<_, ()>("set_heap_value", (1u64,));
+    // The load stands; the target is left stopped, and the job says so.
+    env.ic.reject_calls(management().method("start_canister"), RejectCode::CanisterError, "not now", Some(3));
+    let job = env.restore(app, snapshot, None);
+    assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+    assert!(job.notes.iter().any(|n| n.contains("could not be started again")), "{:?}", job.notes);
+    env.ic.start_canister(app, Some(owner())).unwrap();
+    assert_eq!(heap_value(&env, app), 8);
+}
+
+#[test]
+fn the_vault_refuses_to_capture_itself_and_an_import_that_is_no_native_image() {
+    let env = Env::new();
+    let refused = env.vault().register_native(env.vault, manual(), keep(5), false);
+    assert!(matches!(refused, Err(VaultError::InvalidArgument { .. })), "{refused:?}");
+    let app = kv(&env, env.app_subnet, true, 1, 1);
+    registered(&env, app, false);
+    let args = vault_api::service::ImportArgs {
+        app,
+        state_kind: StateKind::Native,
+        size: 3 * 2_093_056,
+        chunk_size: 2_093_056,
+        sha256: vault_api::Sha256([1; 32]),
+        taken_at_nanos: 1,
+        module_hash: None,
+        state_layout: None,
+        content_hash: None,
+    };
+    let refused = env.vault().service().import_begin(args).unwrap();
+    assert!(matches!(refused, Err(VaultError::InvalidManifest { .. })), "{refused:?}");
 }

@@ -121,6 +121,9 @@ pub async fn register(caller: Principal, info: CanisterInfo, args: RegisterArgs)
         // The vault must control it (the access check has just asked the IC).
         Capture::Native { .. } => {
             let vault = ic_cdk::api::canister_self();
+            if app == vault {
+                return Err(VaultError::InvalidArgument { reason: "the vault does not capture itself: it would stop itself to take the snapshot".into() });
+            }
             if !info.controllers.contains(&vault) {
                 return Err(VaultError::VaultNotAController { app, vault });
             }
@@ -459,6 +462,14 @@ pub fn import_begin(args: ImportArgs) -> Result<ImportInfo, VaultError> {
             reason: format!("the chunk size must be between 1 and {CHUNK_SIZE}, not {}", args.chunk_size),
         });
     }
+    // A native image is the vault's own form: SHA-256, in slices, no layout (its header is checked
+    // at the commit).
+    let native = (vault_api::native::NATIVE_CHUNK_SIZE, ContentHash::Sha256, None);
+    if args.state_kind == StateKind::Native && (args.chunk_size, args.content_hash(), args.state_layout) != native {
+        return Err(VaultError::InvalidManifest {
+            reason: format!("a native snapshot is in SHA-256, in chunks of {}, with no state layout", vault_api::native::NATIVE_CHUNK_SIZE),
+        });
+    }
     if let Some(reason) = engine::small_chunks(args.size, args.chunk_size) {
         return Err(VaultError::InvalidManifest { reason });
     }
@@ -582,6 +593,9 @@ pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
     if actual != record.sha256 {
         return Err(VaultError::SnapshotHashMismatch { expected: record.sha256, actual });
     }
+    if record.state_kind == StateKind::Native {
+        native_image_restorable(id, &record)?;
+    }
     record.status = SnapshotStatus::Complete;
     record.duration = ic_cdk::api::time() - record.started_at;
     with_state(|s| {
@@ -589,6 +603,16 @@ pub fn import_commit(args: SnapshotRef) -> Result<SnapshotInfo, VaultError> {
         s.seal_step(Some(id), crate::state::SEAL_BUDGET);
     });
     Ok(snapshot_info(app, id, &record, with_state(|s| s.snapshot_layout(app, id))))
+}
+
+/// Whether the native image of snapshot `id` describes itself as one the IC can take back: its
+/// header (its last chunk) makes its size, and its metadata uploads.
+fn native_image_restorable(id: u64, record: &SnapshotRecord) -> Result<(), VaultError> {
+    let last = record.chunks.checked_sub(1).and_then(|index| with_state(|s| s.chunk(id, index))).map(|(_, bytes)| bytes).unwrap_or_default();
+    vault_api::native::Layout::of_image(record.size, record.chunk_size, &last)
+        .and_then(|(_, metadata)| vault_api::native::upload_args(&metadata, Principal::anonymous(), None))
+        .map(|_| ())
+        .map_err(|reason| VaultError::InvalidManifest { reason: format!("not a native snapshot's image: {reason}") })
 }
 
 /// Drops an import in progress and its chunks.

@@ -31,6 +31,48 @@ pub const SLICE_BYTES: u64 = 2_000_000;
 const METADATA: &str = "metadata.json";
 const CHUNK_STORE: &str = "wasm_chunk_store";
 
+/// The file of a part of a snapshot in the directory layout.
+pub fn part_file(part: vault_api::native::Part) -> Option<&'static str> {
+    use vault_api::native::Part as P;
+    match part {
+        P::WasmModule => Some(Part::Module.file()),
+        P::WasmMemory => Some(Part::Heap.file()),
+        P::StableMemory => Some(Part::Stable.file()),
+        P::Header => None,
+    }
+}
+
+/// Refuses a directory that holds a snapshot, or part of one, already; makes it.
+pub fn prepare_dir(dir: &Path) -> Result<(), OpsError> {
+    let taken = [METADATA].into_iter().chain(PARTS.map(Part::file)).map(|name| dir.join(name)).find(|path| path.exists());
+    if let Some(path) = taken {
+        return Err(dir_error(&path, "exists already: download into an empty directory"));
+    }
+    std::fs::create_dir_all(dir.join(CHUNK_STORE)).map_err(|e| dir_error(dir, e))
+}
+
+/// Writes the metadata, last: a directory with it holds the whole snapshot.
+pub fn write_metadata(dir: &Path, metadata: &mgmt::ReadCanisterSnapshotMetadataResult) -> Result<(), OpsError> {
+    let path = dir.join(METADATA);
+    let json = serde_json::to_string_pretty(metadata).map_err(|e| dir_error(&path, e))?;
+    std::fs::write(&path, json).map_err(|e| dir_error(&path, e))
+}
+
+/// The metadata of the snapshot in `dir`, each part's file checked to be as long as it says.
+pub fn read_metadata(dir: &Path) -> Result<mgmt::ReadCanisterSnapshotMetadataResult, OpsError> {
+    let path = dir.join(METADATA);
+    let json = std::fs::read(&path).map_err(|e| dir_error(&path, e))?;
+    let metadata: mgmt::ReadCanisterSnapshotMetadataResult = serde_json::from_slice(&json).map_err(|e| dir_error(&path, e))?;
+    for part in PARTS {
+        let path = dir.join(part.file());
+        let len = std::fs::metadata(&path).map_err(|e| dir_error(&path, e))?.len();
+        if len != part.size(&metadata) {
+            return Err(dir_error(&path, format!("holds {len} bytes, the metadata says {}", part.size(&metadata))));
+        }
+    }
+    Ok(metadata)
+}
+
 /// The three parts of a snapshot moved by offset, with their files.
 #[derive(Clone, Copy, Debug)]
 enum Part {
@@ -82,7 +124,7 @@ fn call<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(t: &mut dyn Transpor
     candid::decode_args(&reply).map_err(|e| OpsError::Decode { method, message: e.to_string() })
 }
 
-fn dir_error(path: &Path, reason: impl std::fmt::Display) -> OpsError {
+pub(crate) fn dir_error(path: &Path, reason: impl std::fmt::Display) -> OpsError {
     OpsError::SnapshotDir { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
@@ -109,11 +151,7 @@ pub fn delete(t: &mut dyn Transport, canister: Principal, id: Vec<u8>) -> Result
 /// Writes snapshot `id` of `canister` into `dir` (created if missing; one that holds a
 /// snapshot already is refused); its metadata.
 pub fn download(t: &mut dyn Transport, canister: Principal, id: Vec<u8>, dir: &Path) -> Result<mgmt::ReadCanisterSnapshotMetadataResult, OpsError> {
-    let taken = [METADATA].into_iter().chain(PARTS.map(Part::file)).map(|name| dir.join(name)).find(|path| path.exists());
-    if let Some(path) = taken {
-        return Err(dir_error(&path, "exists already: download into an empty directory"));
-    }
-    std::fs::create_dir_all(dir.join(CHUNK_STORE)).map_err(|e| dir_error(dir, e))?;
+    prepare_dir(dir)?;
     let args = mgmt::ReadCanisterSnapshotMetadataArgs { canister_id: canister, snapshot_id: id.clone() };
     let (metadata,): (mgmt::ReadCanisterSnapshotMetadataResult,) = call(t, canister, "read_canister_snapshot_metadata", (args,))?;
     for part in PARTS {
@@ -134,10 +172,7 @@ pub fn download(t: &mut dyn Transport, canister: Principal, id: Vec<u8>, dir: &P
         let path = chunk_path(dir, &chunk.hash);
         std::fs::write(&path, &data.chunk).map_err(|e| dir_error(&path, e))?;
     }
-    // The metadata last: a directory with it holds the whole snapshot.
-    let path = dir.join(METADATA);
-    let json = serde_json::to_string_pretty(&metadata).map_err(|e| dir_error(&path, e))?;
-    std::fs::write(&path, json).map_err(|e| dir_error(&path, e))?;
+    write_metadata(dir, &metadata)?;
     Ok(metadata)
 }
 
@@ -148,18 +183,10 @@ fn chunk_path(dir: &Path, hash: &[u8]) -> PathBuf {
 /// Uploads the snapshot in `dir` as a new snapshot of `canister` (in place of `replace` if
 /// given); its id. Each file must be as long as the metadata says.
 pub fn upload(t: &mut dyn Transport, canister: Principal, dir: &Path, replace: Option<Vec<u8>>) -> Result<Vec<u8>, OpsError> {
+    let metadata = read_metadata(dir)?;
     let path = dir.join(METADATA);
-    let json = std::fs::read(&path).map_err(|e| dir_error(&path, e))?;
-    let metadata: mgmt::ReadCanisterSnapshotMetadataResult = serde_json::from_slice(&json).map_err(|e| dir_error(&path, e))?;
     let globals: Option<Vec<mgmt::SnapshotMetadataGlobal>> = metadata.globals.iter().cloned().collect();
     let globals = globals.ok_or_else(|| dir_error(&path, "a global is null: the snapshot it was read from has one that cannot be written back"))?;
-    for part in PARTS {
-        let path = dir.join(part.file());
-        let len = std::fs::metadata(&path).map_err(|e| dir_error(&path, e))?.len();
-        if len != part.size(&metadata) {
-            return Err(dir_error(&path, format!("holds {len} bytes, the metadata says {}", part.size(&metadata))));
-        }
-    }
     let chunks: Vec<PathBuf> = metadata.wasm_chunk_store.iter().map(|chunk| chunk_path(dir, &chunk.hash)).collect();
     if let Some(missing) = chunks.iter().find(|path| !path.exists()) {
         return Err(dir_error(missing, "is missing: the metadata names the chunk"));

@@ -172,7 +172,7 @@ impl Header {
     }
 
     /// Where chunk `index` starts in the file, and its length.
-    fn chunk_span(&self, index: u32) -> Result<(u64, usize), FileError> {
+    pub fn chunk_span(&self, index: u32) -> Result<(u64, usize), FileError> {
         if index >= self.chunks {
             return Err(FileError::ChunkOutOfRange { index, chunks: self.chunks });
         }

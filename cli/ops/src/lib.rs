@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod canister_snapshot;
+pub mod convert;
 pub mod embedded;
 pub mod error;
 pub mod export;

@@ -10,6 +10,7 @@ use crate::output::{CliError, Output};
 
 pub mod admin;
 pub mod cancel;
+pub mod convert;
 pub mod delete;
 pub mod demo;
 pub mod embedded;
@@ -55,6 +56,7 @@ pub enum Command {
     Export(export::Args),
     Import(import::Args),
     Verify(verify::Args),
+    Convert(convert::Args),
     /// Administer the vault: who registers apps, what each holds, suspending and evicting apps.
     #[command(subcommand)]
     Admin(admin::Command),
@@ -86,6 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::Export(args) => with_vault(&|c| export::exec(c, args)),
         Command::Import(args) => with_vault(&|c| import::exec(c, args)),
         Command::Verify(args) => verify::exec(args, &cli.output),
+        Command::Convert(args) => convert::exec(args),
         Command::Admin(command) => with_vault(&|c| admin::exec(c, command)),
         Command::Embedded(command) => embedded::exec(command, &cli.network, &cli.identity),
         // The demo tells its story with this tool's own command lines, run through this dispatch.

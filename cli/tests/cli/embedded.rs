@@ -371,3 +371,50 @@ fn native_snapshots_move_through_a_directory_in_icp_clis_layout_and_restore_a_ca
     let unknown = message(&ic.err(&["embedded", "snapshot", "restore", &app, &id]));
     assert!(unknown.contains("IC0305") || unknown.contains("Could not find the snapshot ID"), "{unknown}");
 }
+
+#[test]
+fn a_canister_captured_natively_moves_between_the_vault_and_icp_clis_directory_both_ways() {
+    let ic = Ic::new();
+    let app = ic.ok(&["embedded", "deploy", "--example", "notes", "--controller", &ic.vault])["canister"].as_str().unwrap().to_string();
+    let other = ic.deploy("notes");
+    ic.call(&app, "add_note", r#"("kept", "in the vault's native snapshot")"#);
+    let digest = ic.digest(&app);
+    let registered = ic.ok(&["register", &app, "--native", "--every", "never", "--keep-last", "5"]);
+    assert_eq!(registered["state_kind"], "native");
+    let id = ic.snapshot(&app).to_string();
+    let file = ic.path("native.cvsnap");
+    ic.ok(&["export", &app, &id, "-o", file.to_str().unwrap()]);
+    assert_eq!(ic.ok(&["verify", file.to_str().unwrap()])["state_kind"], "native");
+
+    // The vault's snapshot, as icp-cli uploads it, restores another canister.
+    let dir = ic.path("from-vault");
+    ic.ok(&["convert", file.to_str().unwrap(), "--to-dir", dir.to_str().unwrap()]);
+    let uploaded = ic.ok(&["embedded", "snapshot", "upload", &other, "-i", dir.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_string();
+    ic.ok(&["embedded", "snapshot", "restore", &other, &uploaded]);
+    assert_eq!(ic.digest(&other), digest, "the other canister runs the snapshot's state");
+    let again = message(&ic.err(&["convert", file.to_str().unwrap(), "--to-dir", dir.to_str().unwrap()]));
+    assert!(again.contains("exists already"), "{again}");
+
+    // A snapshot icp-cli downloaded imports into the vault and restores the app.
+    ic.call(&app, "add_note", r#"("second", "taken by icp")"#);
+    let second = ic.digest(&app);
+    let taken = ic.ok(&["embedded", "snapshot", "create", &app])["id"].as_str().unwrap().to_string();
+    let downloaded = ic.path("from-icp");
+    ic.ok(&["embedded", "snapshot", "download", &app, &taken, "-o", downloaded.to_str().unwrap()]);
+    let converted = ic.path("from-icp.cvsnap");
+    ic.ok(&["convert", downloaded.to_str().unwrap(), "--to-file", converted.to_str().unwrap(), "--app", &app]);
+    let imported = ic.ok(&["import", converted.to_str().unwrap(), "--app", &app])["snapshot"]["id"].as_u64().unwrap().to_string();
+    ic.call(&app, "add_note", r#"("lost", "after both")"#);
+    ic.ok(&["restore", &app, &imported]);
+    assert_eq!(ic.digest(&app), second);
+    ic.ok(&["restore", &app, &id]);
+    assert_eq!(ic.digest(&app), digest);
+
+    // A library snapshot's file is no canister snapshot.
+    let library = ic.registered("notes");
+    let library_id = ic.snapshot(&library).to_string();
+    let library_file = ic.path("library.cvsnap");
+    ic.ok(&["export", &library, &library_id, "-o", library_file.to_str().unwrap()]);
+    let refused = message(&ic.err(&["convert", library_file.to_str().unwrap(), "--to-dir", ic.path("nothing").to_str().unwrap()]));
+    assert!(refused.contains("only a native snapshot"), "{refused}");
+}

@@ -13,11 +13,12 @@
 
 use candid::Principal;
 use ic_management_canister_types::{
-    CanisterIdRecord, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs, ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult,
-    ReadCanisterSnapshotMetadataArgs, Snapshot, TakeCanisterSnapshotArgs, UploadCanisterSnapshotDataArgs, UploadCanisterSnapshotMetadataResult,
+    CanisterIdRecord, CanisterStatusType, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs, ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult,
+    ReadCanisterSnapshotMetadataArgs, Snapshot, SnapshotDataOffset, TakeCanisterSnapshotArgs, UploadCanisterSnapshotMetadataResult,
 };
 use vault_api::native::{self, Layout, NATIVE_CHUNK_SIZE, Part};
 use vault_api::protocol::{BackupError, DumpManifest, RestoreReport, StateKind};
+use serde_bytes::ByteBuf;
 use vault_api::ContentHash;
 
 use super::calls::{self, Answer, Tally};
@@ -25,6 +26,10 @@ use super::job::{self, ChunkAnswer, Event};
 use crate::app_client::{self, CallFailure};
 use crate::state::{HashedChunk, with_state};
 use crate::storable::{Building, JobRecord, NativeJob, SnapshotRecord, SnapshotStatus};
+
+/// Management calls a phase step makes at most (a take: status, stop, take, a list and a take
+/// again, and starts; a load: status, stop, load, starts), whose cycles it reserves.
+pub const MAX_STEP_CALLS: u64 = 12;
 
 /// Times the vault asks the management canister to start an app it stopped before it gives up
 /// and fails the job saying the app is stopped.
@@ -47,8 +52,46 @@ fn canister(app: Principal) -> CanisterIdRecord {
     CanisterIdRecord { canister_id: app }
 }
 
+/// `upload_canister_snapshot_data`'s argument (`UploadCanisterSnapshotDataArgs`) with its bytes
+/// as blobs, which candid encodes at once rather than byte by byte: the same bytes on the wire.
+#[derive(candid::CandidType)]
+struct UploadData {
+    canister_id: Principal,
+    snapshot_id: ByteBuf,
+    kind: SnapshotDataOffset,
+    chunk: ByteBuf,
+}
+
+/// What the vault reads of `canister_status` (a record decodes with its other fields skipped).
+#[derive(candid::CandidType, serde::Deserialize)]
+struct Status {
+    status: CanisterStatusType,
+}
+
+/// Whether the vault stops the app around a take or load: a running app, yes; one its
+/// controllers stopped stays as they left it; one stopping is refused (someone else is stopping
+/// it, and a start would undo that).
+async fn stops_it(tally: &mut Tally, app: Principal, method: &str) -> Answer<bool> {
+    let answer = tally.read(app_client::management::<_, Status>("canister_status", &canister(app), true).await);
+    answer.map(|status| match status?.status {
+        CanisterStatusType::Running => Ok(true),
+        CanisterStatusType::Stopped => Ok(false),
+        CanisterStatusType::Stopping => Err(BackupError::NativeRefused {
+            method: method.to_string(),
+            reject_code: 0,
+            message: "the canister is stopping: the vault neither stops nor starts a canister someone else is stopping".into(),
+        }),
+    })
+}
+
+/// Stops `app`; after any answer but a success, starts it again, as a stop that timed out or
+/// failed may leave it stopping.
 async fn stop(tally: &mut Tally, app: Principal) -> Answer<()> {
-    tally.read(app_client::management("stop_canister", &canister(app), false).await)
+    let answer = tally.read(app_client::management("stop_canister", &canister(app), false).await);
+    if !matches!(answer, Ok(Ok(())) | Err(CallFailure::NotSent)) {
+        let _ = start(tally, app).await;
+    }
+    answer
 }
 
 /// Starts `app`, asking again after a failure, [`START_ATTEMPTS`] times at most.
@@ -110,29 +153,17 @@ pub async fn begin(job: &JobRecord) -> Option<(JobRecord, Event)> {
 
 async fn open(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Option<Vec<u8>>) -> Result<(DumpManifest, String), Box<Event>> {
     let app = job.app;
-    let stopped_at = ic_cdk::api::time();
-    if !keep_running {
-        ended(stop(tally, app).await, dump_refused)?;
-    }
-    let snapshot = take(tally, app, taken).await;
-    if let Ok(Ok(snapshot)) = &snapshot {
-        let id = snapshot.id.clone();
-        with_state(|s| {
-            s.note_native_taken(app, Some(id.clone()));
-            s.put_native_job(job.id, NativeJob { snapshot: Some(id), header: Vec::new() });
-        });
-    }
-    if !keep_running {
-        ended(start(tally, app).await, dump_refused)?;
-    }
-    let downtime = ic_cdk::api::time().saturating_sub(stopped_at);
-    let snapshot = ended(snapshot, dump_refused)?;
-    let args = ReadCanisterSnapshotMetadataArgs { canister_id: app, snapshot_id: snapshot.id.clone() };
+    // A repeated attempt reads the snapshot an earlier one took: one take, one downtime.
+    let (snapshot_id, how) = match with_state(|s| s.native_job(job.id)).and_then(|n| n.snapshot) {
+        Some(id) => (id, "snapshotted by an earlier attempt".to_string()),
+        None => take_for(tally, job, keep_running, taken).await?,
+    };
+    let args = ReadCanisterSnapshotMetadataArgs { canister_id: app, snapshot_id: snapshot_id.clone() };
     let metadata = ended(tally.read(app_client::management::<_, native::Metadata>("read_canister_snapshot_metadata", &args, true).await), dump_refused)?;
     let header = native::encode_header(&metadata);
     let layout = Layout::new(&metadata, header.len() as u64, NATIVE_CHUNK_SIZE)
         .map_err(|message| Box::new(dump_refused(BackupError::InvalidImage { message })))?;
-    with_state(|s| s.put_native_job(job.id, NativeJob { snapshot: Some(snapshot.id), header }));
+    with_state(|s| s.put_native_job(job.id, NativeJob { snapshot: Some(snapshot_id), header }));
     let manifest = DumpManifest {
         job: job.id,
         state_kind: StateKind::Native,
@@ -145,12 +176,41 @@ async fn open(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Opt
         from_upgrade_save: None,
         content_index: None,
     };
-    let how = if keep_running { "running".to_string() } else { format!("stopped for {} ms (stop, take, start)", downtime / 1_000_000) };
     let note = format!(
         "native snapshot taken: module {} bytes, heap {} bytes, stable memory {} bytes; the app was {how}",
         layout.wasm_module, layout.wasm_memory, layout.stable_memory
     );
     Ok((manifest, note))
+}
+
+/// Takes job `job`'s snapshot of its app, stopped for the take unless it keeps running (or its
+/// controllers stopped it); the snapshot's id, and how the app was.
+async fn take_for(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Option<Vec<u8>>) -> Result<(Vec<u8>, String), Box<Event>> {
+    let app = job.app;
+    let stops = !keep_running && ended(stops_it(tally, app, "take_canister_snapshot").await, dump_refused)?;
+    let stopped_at = ic_cdk::api::time();
+    if stops {
+        ended(stop(tally, app).await, dump_refused)?;
+    }
+    let snapshot = take(tally, app, taken).await;
+    if let Ok(Ok(snapshot)) = &snapshot {
+        let id = snapshot.id.clone();
+        with_state(|s| {
+            s.note_native_taken(app, Some(id.clone()));
+            s.put_native_job(job.id, NativeJob { snapshot: Some(id), header: Vec::new() });
+        });
+    }
+    if stops {
+        ended(start(tally, app).await, dump_refused)?;
+    }
+    let downtime = ic_cdk::api::time().saturating_sub(stopped_at);
+    let snapshot = ended(snapshot, dump_refused)?;
+    let how = match (keep_running, stops) {
+        (true, _) => "running".to_string(),
+        (false, true) => format!("stopped for {} ms (stop, take, start)", downtime / 1_000_000),
+        (false, false) => "stopped already, by its controllers, and left so".to_string(),
+    };
+    Ok((snapshot.id, how))
 }
 
 /// The layout of the snapshot job `job` reads, and the native snapshot and header it reads from.
@@ -229,6 +289,12 @@ async fn delete(tally: &mut Tally, app: Principal, job: u64) -> Option<String> {
             Err(failure) => failure.to_string(),
             Ok(Ok(())) => unreachable!("a deleted snapshot is gone"),
         };
+        // Kept as the vault's snapshot of the app, unless it holds one: the next take replaces it.
+        with_state(|s| {
+            if s.native_app(app).is_some_and(|n| n.taken.is_none()) {
+                s.note_native_taken(app, Some(snapshot_id.clone()));
+            }
+        });
         return Some(format!("native snapshot {} could not be deleted ({why}): the next one replaces it", vault_api::hex(&snapshot_id)));
     }
     with_state(|s| {
@@ -309,7 +375,7 @@ pub async fn restore_chunks(job: &JobRecord, source: Principal, snapshot_id: u64
                 return Err(CallFailure::Corrupted { index });
             }
             data.truncate(len);
-            let args = UploadCanisterSnapshotDataArgs { canister_id: app, snapshot_id, kind, chunk: data };
+            let args = UploadData { canister_id: app, snapshot_id: ByteBuf::from(snapshot_id), kind, chunk: ByteBuf::from(data) };
             app_client::management::<_, ()>("upload_canister_snapshot_data", &args, true).await
         }
     });
@@ -329,26 +395,45 @@ pub async fn restore_commit(job: &JobRecord, source: Principal, snapshot_id: u64
     let Some(uploaded) = with_state(|s| s.native_job(job.id)).and_then(|n| n.snapshot) else {
         return Some((job::answered(job.clone()), Event::Committed(Err(BackupError::UnknownJob { job: job.id }), record.sha256)));
     };
-    let (app, mut tally) = (job.app, Tally::default());
-    let loaded = match stop(&mut tally, app).await {
-        Ok(Ok(())) => {
-            let args = LoadCanisterSnapshotArgs { canister_id: app, snapshot_id: uploaded, sender_canister_version: Some(ic_cdk::api::canister_version()) };
-            let loaded = tally.read(app_client::management::<_, ()>("load_canister_snapshot", &args, false).await);
-            let started = start(&mut tally, app).await;
-            match (loaded, started) {
-                (Ok(Ok(())), Ok(Err(error))) => Ok(Err(error)),
-                (Ok(Ok(())), Err(failure)) => Err(failure),
-                (loaded, _) => loaded,
-            }
-        }
-        not_stopped => not_stopped,
-    };
-    let job = tally.settle(job)?;
     let sha256 = with_state(|s| s.manifest_hash(snapshot_id, record.content_hash, record.size, record.chunk_size)).unwrap_or_default();
-    let report = |()| RestoreReport { job: job.id, state_kind: StateKind::Native, size: record.size, sha256, loads_at_upgrade: None };
+    let report = RestoreReport { job: job.id, state_kind: StateKind::Native, size: record.size, sha256, loads_at_upgrade: None };
+    if sha256 != record.sha256 {
+        // The transition refuses the mismatch: nothing is stopped or loaded.
+        return Some((job::answered(job.clone()), Event::Committed(Ok(report), record.sha256)));
+    }
+    let (app, mut tally) = (job.app, Tally::default());
+    let (loaded, unstarted) = load(&mut tally, app, uploaded).await;
+    let mut job = tally.settle(job)?;
+    if let Some(why) = unstarted {
+        job.notes.push(format!("the snapshot is loaded, but the target could not be started again ({why}): start it"));
+    }
     let event = match loaded {
-        Ok(answer) => Event::Committed(answer.map(report), record.sha256),
+        Ok(answer) => Event::Committed(answer.map(|()| report), record.sha256),
         Err(failure) => Event::CallFailed(failure),
     };
     Some((job, event))
+}
+
+/// Loads `snapshot` onto `app`, stopped for the load if it runs; the load's answer, and why the
+/// app could not be started again after it if it could not (the load stands: it is not repeated).
+async fn load(tally: &mut Tally, app: Principal, snapshot: Vec<u8>) -> (Answer<()>, Option<String>) {
+    let stops = match stops_it(tally, app, "load_canister_snapshot").await {
+        Ok(Ok(stops)) => stops,
+        Ok(Err(error)) => return (Ok(Err(error)), None),
+        Err(failure) => return (Err(failure), None),
+    };
+    if stops && let answer @ (Ok(Err(_)) | Err(_)) = stop(tally, app).await {
+        return (answer, None);
+    }
+    let args = LoadCanisterSnapshotArgs { canister_id: app, snapshot_id: snapshot, sender_canister_version: Some(ic_cdk::api::canister_version()) };
+    let loaded = tally.read(app_client::management::<_, ()>("load_canister_snapshot", &args, false).await);
+    if !stops {
+        return (loaded, None);
+    }
+    let unstarted = match start(tally, app).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(failure) => Some(failure.to_string()),
+    };
+    (loaded.clone(), unstarted.filter(|_| matches!(loaded, Ok(Ok(())))))
 }

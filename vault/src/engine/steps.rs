@@ -22,11 +22,12 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
         Err(next) => return perform(*next),
     };
     let sent_at = ic_cdk::api::time();
+    let native = with_state(|s| s.native_app(job.app).is_some());
+    let reserved = call_count(&calls, native);
     with_state(|s| {
         s.put_job(job.clone());
-        s.spend_cycles(job.app, sent_at, CALL_BOUND * call_count(&calls) as u128);
+        s.spend_cycles(job.app, sent_at, CALL_BOUND * reserved as u128);
     });
-    let native = with_state(|s| s.native_app(job.app).is_some());
     let answered = match (&job.task, calls) {
         (Task::Snapshot { .. }, Calls::DumpBegin) if native => native::begin(&job).await,
         (Task::Snapshot { phase: Phase::Transferring(building), .. }, Calls::DumpChunks(indices)) if native => native::chunks(&job, building, indices).await,
@@ -52,7 +53,7 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
     };
     match answered {
         Some((answered, event)) => {
-            spent(&job, &answered, sent_at);
+            spent(&job, &answered, sent_at, reserved);
             settle(answered, event)
         }
         None => false,
@@ -62,19 +63,21 @@ pub async fn step(job: JobRecord, calls: Calls) -> bool {
 /// The most a call may cost the vault: its request and its reply at the payload limit.
 const CALL_BOUND: u128 = 260_000 + 1_000 * 2 * app_client::MAX_PAYLOAD_BYTES as u128;
 
-fn call_count(calls: &Calls) -> u64 {
+/// Calls a step makes at most: one a chunk, one for a library app's phase, and the management
+/// calls of a native one's ([`native::MAX_STEP_CALLS`]).
+fn call_count(calls: &Calls, native: bool) -> u64 {
     if !calls.calls_app() {
         return 0;
     }
-    calls.chunks().map_or(1, |chunks| chunks.len() as u64)
+    calls.chunks().map_or(if native { native::MAX_STEP_CALLS } else { 1 }, |chunks| chunks.len() as u64)
 }
 
 /// Replaces the bound counted at `sent_at` for each call the app answered, of those that took
 /// `before` to `after`, by what it cost, in the spending of the job's app for that day. A call
 /// without an answer (rejected, lost, undecodable) stays counted at its bound: what it cost
 /// the vault is not known.
-fn spent(before: &JobRecord, after: &JobRecord, sent_at: u64) {
-    let answered = after.calls.saturating_sub(before.calls);
+fn spent(before: &JobRecord, after: &JobRecord, sent_at: u64, reserved: u64) {
+    let answered = after.calls.saturating_sub(before.calls).min(reserved);
     let bytes = after.bytes_moved.saturating_sub(before.bytes_moved);
     let refund = (CALL_BOUND * answered as u128).saturating_sub(app_client::transfer_cycles(answered, bytes));
     with_state(|s| s.refund_cycles(after.app, sent_at, refund));

@@ -41,7 +41,7 @@ impl NativeApp {
 }
 storable!(NativeApp, Bound::Bounded { max_size: 3 + MAX_SNAPSHOT_ID as u32, is_fixed_size: false });
 
-/// `NATIVE_JOBS` values, at most 2,000,073 bytes: version | snapshot (length u8, 0: none; its
+/// `NATIVE_JOBS` values, at most 2,000,070 bytes: version | snapshot (length u8, 0: none; its
 /// bytes) | header (length u32; its bytes, at most one native chunk). A running job's native
 /// snapshot on the IC: the one a snapshot job reads out, with the header the vault made of its
 /// metadata; the one a restore uploads into.
@@ -69,7 +69,9 @@ impl NativeJob {
         NativeJob { snapshot: (!snapshot.is_empty()).then_some(snapshot), header }
     }
 }
-storable!(NativeJob, Bound::Bounded { max_size: 6 + MAX_SNAPSHOT_ID as u32 + NATIVE_CHUNK_SIZE as u32, is_fixed_size: false });
+// Unbounded: the map's nodes hold small values in place and a long header in overflow pages,
+// not every entry in nodes sized for the longest.
+storable!(NativeJob, Bound::Unbounded);
 
 #[cfg(test)]
 mod tests {
