@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use canister_build::Target;
 
 /// (package, library target) of each module carried.
-const MODULES: [(&str, &str); 3] = [("canister-vault", "canister_vault"), ("notes", "notes"), ("ledger", "ledger")];
+const MODULES: [(&str, &str); 4] = [("canister-vault", "canister_vault"), ("notes", "notes"), ("ledger", "ledger"), ("plain", "plain")];
 
 fn main() {
     if let Err(e) = bundle() {

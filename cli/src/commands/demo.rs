@@ -1,7 +1,8 @@
 //! `vault demo`: the whole story on embedded ICs, told with this tool's own commands. It
 //! deploys a vault and a ledger app, lets timers take snapshots while the ledger keeps
 //! working, breaks the ledger, restores a good snapshot, exports it to a file, imports the
-//! file into a vault on another IC and restores a clone there. Every step prints the command,
+//! file into a vault on another IC and restores a clone there; then backs up and restores a
+//! canister without the client library through native snapshots. Every step prints the command,
 //! what it said and how long it took; every check that fails ends the demo with an error.
 
 use std::path::{Path, PathBuf};
@@ -195,14 +196,27 @@ pub fn exec(args: &Args, run: RunCommandLine) -> Result<Output, CliError> {
     check(restored["phase"] == "succeeded", "the clone's restore job succeeded")?;
     check(demo.digest(&elsewhere, &clone)? == *good_digest, "the clone on the other IC holds the very same ledger")?;
 
+    demo.step("A canister without the library: the vault, as one of its controllers, backs it up through native snapshots");
+    let plain = text(&demo.vault(&["embedded", "deploy", "--example", "plain", "--controller", &vault])?.json, "canister")?;
+    for entry in ["kept on the heap", "lost on an upgrade", "unless backed up"] {
+        demo.quietly(&demo.home, &["embedded", "call", &plain, "add", &format!("(\"{entry}\")")])?;
+    }
+    let kept = demo.digest(&demo.home, &plain)?;
+    demo.vault(&["register", &plain, "--native", "--every", "1d", "--keep-last", "7"])?;
+    let taken = demo.vault(&["snapshot", &plain])?.json;
+    demo.vault(&["embedded", "call", &plain, "clear", "()"])?;
+    let restored = demo.vault(&["restore", &plain, &number(&taken, "id")?.to_string()])?.json;
+    check(restored["phase"] == "succeeded", "the native restore job succeeded")?;
+    check(demo.digest(&demo.home, &plain)? == kept, "the canister's heap is back, taken and loaded as a native snapshot")?;
+
     demo.step("What it cost");
     demo.vault(&["embedded", "status"])?;
     let spent = cycles_at_start.saturating_sub(demo.vault_cycles(&demo.home, &vault)?);
     let spent_elsewhere = init::VAULT_CYCLES.saturating_sub(demo.vault_cycles(&elsewhere, &other_vault)?);
     say!(
-        "   the vault spent {:.3} TC on {} snapshots and a restore; the other IC's vault {:.3} TC on the import and the clone",
+        "   the vault spent {:.3} TC on {} snapshots and two restores; the other IC's vault {:.3} TC on the import and the clone",
         spent as f64 / 1e12,
-        digests.len(),
+        digests.len() + 1,
         spent_elsewhere as f64 / 1e12
     );
     let summary = format!("demo complete in {:.1} s", started.elapsed().as_secs_f64());

@@ -18,6 +18,8 @@ pub enum Example {
     Notes,
     /// Ledger: state in stable structures.
     Ledger,
+    /// Plain: entries on the heap, without the client library (back it up with `--native`).
+    Plain,
 }
 
 impl Example {
@@ -26,6 +28,7 @@ impl Example {
         match self {
             Example::Notes => modules::NOTES,
             Example::Ledger => modules::LEDGER,
+            Example::Plain => modules::PLAIN,
         }
     }
 }

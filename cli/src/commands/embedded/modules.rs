@@ -11,6 +11,7 @@ use crate::output::CliError;
 pub const VAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/canister_vault.wasm"));
 pub const NOTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/notes.wasm"));
 pub const LEDGER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ledger.wasm"));
+pub const PLAIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plain.wasm"));
 
 /// A module from a file (`--wasm`).
 pub fn read(path: &Path) -> Result<Vec<u8>, CliError> {
