@@ -34,6 +34,10 @@
 //! cycles (also as shares of the first's), rounds and instructions (`-- --incremental` for it
 //! alone, with `--quick` at 64 MiB, without writing the docs).
 //!
+//! *Native capture*: canisters without the library, on the heap and in stable memory, 1 MiB to
+//! 1 GiB, snapshotted and restored through native snapshots, with the app's downtime (`-- --native`
+//! for it alone, `--quick` for 1 and 16 MiB, without writing the docs).
+//!
 //! *Incremental serde snapshots*: a notes app of 1 GiB of MessagePack (notes of 1,000 letters)
 //! snapshot first, then after 0.1%, 1% and 10% of its notes rewritten, each a little longer or
 //! shorter, with the same columns (`-- --serde-incremental` for it alone, with `--quick` at
@@ -698,6 +702,101 @@ fn incremental_row(s: &IncrementalSnapshot, first_snapshot: &IncrementalSnapshot
 /// batches make at most.
 const DEFAULT_IN_FLIGHT: u32 = 16;
 
+/// The management methods that carry a native snapshot's bytes.
+const SLICE_METHODS: [&str; 2] = ["read_canister_snapshot_data", "upload_canister_snapshot_data"];
+
+/// A native capture's operation: what [`Measured`] says, and how long the app was stopped.
+struct Native {
+    heap: bool,
+    mib: u64,
+    op: &'static str,
+    image: u64,
+    downtime: Option<u64>,
+    cost: Cost,
+    slice_calls: u64,
+    slice_bytes: u64,
+    peak_rss: u64,
+}
+
+/// A canister without the library holding `mib` MiB on its heap (`plain`) or in stable memory
+/// (`kv`), in values of 1 MiB, registered natively; snapshotted, then restored into a clone.
+fn measure_native(heap: bool, mib: u64) -> Vec<Native> {
+    let env = Env::new();
+    let deploy = || {
+        let (wasm, arg) = if heap { (plain_wasm(), candid::encode_args(()).unwrap()) } else { (kv_wasm(), candid::encode_one(None::<()>).unwrap()) };
+        let canister = env.deploy_without_library(wasm, arg, env.app_subnet, true);
+        env.vault().register_native(canister, manual(), keep(1), false).expect("register");
+        canister
+    };
+    let app = deploy();
+    for key in 0..mib {
+        if heap {
+            let entry = "x".repeat(MIB as usize - 64);
+            let (_,): (u64,) = env.ic.update_candid(app, owner(), "add", (entry,)).unwrap();
+        } else {
+            let (_,): (Option<ByteBuf>,) = env.ic.update_candid(app, owner(), "put", (key, ByteBuf::from(vec![key as u8; MIB as usize - 64]))).unwrap();
+        }
+    }
+    let slices = |env: &Env| {
+        let traffic = env.ic.traffic();
+        SLICE_METHODS.iter().filter_map(|m| traffic.by_method.get(*m)).fold((0, 0), |(c, b), t| (c + t.requests, b + t.bytes))
+    };
+    let run = |op: &'static str, canister: Principal, f: &dyn Fn() -> JobInfo| {
+        let before = slices(&env);
+        reset_peak_rss();
+        let (job, cost) = env.measure(&[canister], f);
+        assert_eq!(job.phase, JobPhase::Succeeded, "{job:?}");
+        let after = slices(&env);
+        let downtime = job.notes.iter().find_map(|n| n.split("stopped for ").nth(1)?.split(' ').next()?.parse::<u64>().ok());
+        Native { heap, mib, op, image: job.bytes_total, downtime, cost, slice_calls: after.0 - before.0, slice_bytes: after.1 - before.1, peak_rss: peak_rss() }
+    };
+    let snapshot = run("snapshot", app, &|| env.snapshot(app));
+    let id = env.vault().list_snapshots(app).unwrap()[0].id;
+    let clone = deploy();
+    let restore = run("restore", clone, &|| env.restore(app, id, Some(clone)));
+    assert_eq!(env.ic.get_stable_memory(clone), env.ic.get_stable_memory(app), "the clone holds the app's stable memory");
+    vec![snapshot, restore]
+}
+
+const NATIVE_HEADER: &str = "| state | data put | image | operation | app stopped for | wall time | rounds | app instr/MiB | vault instr/MiB | calls (slice calls) | mean payload per slice call | cycles/GiB (app + vault) | peak memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+fn native_row(n: &Native) -> String {
+    let c = &n.cost;
+    let gib = n.image as f64 / (1024.0 * MIB as f64);
+    format!(
+        "| {} | {} MiB | {:.1} MiB | {} | {} | {:.2} s | {} | {:.2} M | {:.2} M | {} ({}) | {:.2} MiB | {:.3} T | {:.0} MiB |",
+        if n.heap { "native, heap" } else { "native, stable memory" },
+        n.mib,
+        n.image as f64 / MIB as f64,
+        n.op,
+        n.downtime.map_or("-".to_string(), |ms| format!("{:.0} s", ms as f64 / 1000.0)),
+        c.wall.as_secs_f64(),
+        c.rounds,
+        per_mib(c.app_instructions, n.image) / 1e6,
+        per_mib(c.vault_instructions, n.image) / 1e6,
+        c.calls,
+        n.slice_calls,
+        n.slice_bytes.checked_div(n.slice_calls).unwrap_or(0) as f64 / MIB as f64,
+        (c.app_cycles + c.vault_cycles) as f64 / gib / 1e12,
+        n.peak_rss as f64 / MIB as f64,
+    )
+}
+
+/// The native rows: heap and stable memory, at each of `sizes` MiB.
+fn measure_natives(sizes: &[u64]) -> Vec<Native> {
+    println!("\n{NATIVE_HEADER}");
+    let mut rows = Vec::new();
+    for &mib in sizes {
+        for heap in [true, false] {
+            for n in measure_native(heap, mib) {
+                println!("{}", native_row(&n));
+                rows.push(n);
+            }
+        }
+    }
+    rows
+}
+
 /// The value after flag `name`, parsed by `parse`; exits with the usage if it does not parse.
 fn flag_value<T>(args: &[String], name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     let i = args.iter().position(|a| a == name)?;
@@ -727,6 +826,10 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--incremental") {
         measure_incremental(if quick { INCREMENTAL_QUICK_MIB } else { INCREMENTAL_MIB });
+        return;
+    }
+    if args.iter().any(|a| a == "--native") {
+        measure_natives(if quick { &[1, 16] } else { &[1, 16, 256, 1024] });
         return;
     }
     if args.iter().any(|a| a == "--serde-incremental") {
@@ -776,6 +879,7 @@ fn main() {
     let large_restores = measure_large_restores(with_4gib);
     let incremental = measure_incremental(INCREMENTAL_MIB);
     let serde_incremental = measure_serde_incremental(SERDE_INCREMENTAL_MIB);
+    let natives = measure_natives(&[1, 16, 256, 1024]);
     let root = ic_harness::build::workspace_root();
     let mut md = String::from("# Benchmarks\n\nSnapshots and restores of the example apps (`ledger`: stable memory, `notes`: serde) on the embedded IC, which counts instructions and charges cycles as the IC does (13-node application subnet). A snapshot moves the app's state into the vault; a restore moves it from the vault into a fresh clone. Regenerate with `cargo bench -p vault-tests --bench costs -- --with-4gib` (the 4 GiB rows hold the app, the vault's copy and the clone in memory; without the flag they are left out).\n\n");
     let _ = writeln!(md, "{HEADER}");
@@ -809,6 +913,11 @@ fn main() {
     incremental_table(&mut md, &incremental);
     let _ = writeln!(md, "\n## Incremental serde snapshots\n\nA notes example app (`examples/notes`: a serde state, MessagePack) holding {} notes of {NOTE_BODY} pseudo-random letters, about {} MiB of MessagePack, registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each rewriting that share of the notes at pseudo-random ids with new letters, each note up to 32 bytes longer or shorter (so what follows it in the serialization moves). The vault asks a serde dump for a content index: the app cuts each chunk of its serialization where its bytes say (a gear hash, pieces of about 1.1 KiB) and records each piece's BLAKE3; once the vault stored the dump and named it the base, a dump against it answers each chunk as the ranges of it found in the base's image and the bytes of the rest, and the vault rebuilds the chunk from its copy of the base. The columns are those of the section above; the bar: after 1% of the notes rewritten, at most 5% of the first snapshot's bytes. *Stored in the vault* grows by the chunks rebuilt whole: a chunk whose bytes moved is no delta of the base's chunk at its index. `cargo bench -p vault-tests --bench costs -- --serde-incremental` measures this section alone (`--quick` with {SERDE_INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", serde_incremental.entries, serde_incremental.mib);
     incremental_table(&mut md, &serde_incremental);
+    md.push_str("\n## Native capture\n\nCanisters without the client library, registered with `--native` (the vault a controller): `plain` (`examples/plain`, entries on the heap) and `kv` (`harness/canisters`, a `StableBTreeMap` in stable memory), filled with values of 1 MiB. A *snapshot* stops the app, takes a native snapshot, starts the app, then reads the snapshot out in slices of 2,000,000 bytes (`read_canister_snapshot_data`, charged to the app: 5 M instructions and one a byte) and deletes it; a *restore* uploads the image into a fresh clone (`upload_canister_snapshot_metadata`, `upload_canister_snapshot_data`), stops it, loads it and starts it. *Image* is the vault's copy: the module, the heap and the stable memory, each padded to whole slices, and the metadata. *App stopped for* is the take alone (stop, take, start), in the embedded IC's time (a round is a second). The app's instructions include what the IC charges it for the take (2 B + 1 a byte) and the reads. `cargo bench -p vault-tests --bench costs -- --native` measures this section alone (`--quick`: 1 and 16 MiB), without writing the docs.\n\n");
+    let _ = writeln!(md, "{NATIVE_HEADER}");
+    for n in &natives {
+        let _ = writeln!(md, "{}", native_row(n));
+    }
     std::fs::write(root.join("docs/benchmarks.md"), md).expect("write docs/benchmarks.md");
     std::fs::write(root.join("docs/benchmarks.svg"), svg(&rows)).expect("write docs/benchmarks.svg");
     println!("wrote docs/benchmarks.md and docs/benchmarks.svg");

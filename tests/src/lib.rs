@@ -37,6 +37,11 @@ pub fn kv_wasm() -> Vec<u8> {
     ic_harness::build::canister_wasm("harness-test-canisters", "kv")
 }
 
+/// The `plain` example: entries on the heap, without the client library.
+pub fn plain_wasm() -> Vec<u8> {
+    ic_harness::build::canister_lib_wasm("plain", "plain")
+}
+
 pub fn ledger_wasm() -> Vec<u8> {
     ic_harness::build::canister_lib_wasm("ledger", "ledger")
 }

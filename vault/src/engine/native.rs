@@ -142,7 +142,7 @@ pub async fn begin(job: &JobRecord) -> Option<(JobRecord, Event)> {
         Ok((manifest, note)) => (Event::DumpBegun(Ok(manifest)), Some(note)),
         Err(event) => (*event, None),
     };
-    let mut job = tally.settle(job)?;
+    let Some(mut job) = tally.settle(job) else { return released_if_over(app, job.id) };
     job.notes.extend(note);
     if let Some(info) = info {
         job.module_hash = info.module_hash;
@@ -313,6 +313,15 @@ pub async fn release(app: Principal, job: u64) {
     with_state(|s| s.remove_native_job(job));
 }
 
+/// After a step whose job ended meanwhile (cancelled while its app was snapshotted, say): what the
+/// step made on the app is released now, as the job's end released what it knew of. `None`.
+fn released_if_over(app: Principal, job: u64) -> Option<(JobRecord, Event)> {
+    if with_state(|s| s.job(job)).is_none_or(|j| j.is_finished()) {
+        ic_cdk::futures::spawn(release(app, job));
+    }
+    None
+}
+
 /// The snapshot `snapshot_id` of `source` if it is still complete, with its layout and metadata
 /// (from its last chunk).
 /// A native image's layout and metadata, as its header tells them, or why it does not.
@@ -347,7 +356,7 @@ pub async fn restore_begin(job: &JobRecord, source: Principal, snapshot_id: u64)
     if let Ok(Ok(uploaded)) = &answer {
         with_state(|s| s.put_native_job(job.id, NativeJob { snapshot: Some(uploaded.snapshot_id.clone()), header: Vec::new() }));
     }
-    let job = tally.settle(job)?;
+    let Some(job) = tally.settle(job) else { return released_if_over(job.app, job.id) };
     let event = match answer {
         Ok(answer) => Event::RestoreBegun(answer.map(|_| ()), record),
         Err(failure) => Event::CallFailed(failure),
