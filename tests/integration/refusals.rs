@@ -244,7 +244,7 @@ fn an_app_refuses_an_argument_that_would_cost_more_to_decode_than_its_bytes() {
 fn an_import_chunk_the_reserves_cannot_pay_for_is_refused_before_the_vault_pays_for_it() {
     // Enough for the import to begin beside the cycles reserve, which grows with every memory the
     // vault opens (each takes a bucket of 8 MiB of stable memory).
-    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 275_000_000_000);
+    let env = Env::with_vault_cycles(ic_harness::Harness::new(), 300_000_000_000);
     let app = env.registered(AppKind::Notes, manual(), keep(3));
     let data = vec![7u8; 100];
     let chunk_hash = Sha256::of(&data);
