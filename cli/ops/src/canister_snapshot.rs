@@ -184,24 +184,11 @@ fn chunk_path(dir: &Path, hash: &[u8]) -> PathBuf {
 /// given); its id. Each file must be as long as the metadata says.
 pub fn upload(t: &mut dyn Transport, canister: Principal, dir: &Path, replace: Option<Vec<u8>>) -> Result<Vec<u8>, OpsError> {
     let metadata = read_metadata(dir)?;
-    let path = dir.join(METADATA);
-    let globals: Option<Vec<mgmt::SnapshotMetadataGlobal>> = metadata.globals.iter().cloned().collect();
-    let globals = globals.ok_or_else(|| dir_error(&path, "a global is null: the snapshot it was read from has one that cannot be written back"))?;
+    let args = vault_api::native::upload_args(&metadata, canister, replace).map_err(|reason| dir_error(&dir.join(METADATA), reason))?;
     let chunks: Vec<PathBuf> = metadata.wasm_chunk_store.iter().map(|chunk| chunk_path(dir, &chunk.hash)).collect();
     if let Some(missing) = chunks.iter().find(|path| !path.exists()) {
         return Err(dir_error(missing, "is missing: the metadata names the chunk"));
     }
-    let args = mgmt::UploadCanisterSnapshotMetadataArgs {
-        canister_id: canister,
-        replace_snapshot: replace,
-        wasm_module_size: metadata.wasm_module_size,
-        globals,
-        wasm_memory_size: metadata.wasm_memory_size,
-        stable_memory_size: metadata.stable_memory_size,
-        certified_data: metadata.certified_data.clone(),
-        global_timer: metadata.global_timer.clone(),
-        on_low_wasm_memory_hook_status: metadata.on_low_wasm_memory_hook_status.clone(),
-    };
     let (uploaded,): (mgmt::UploadCanisterSnapshotMetadataResult,) = call(t, canister, "upload_canister_snapshot_metadata", (args,))?;
     let id = uploaded.snapshot_id;
     // An upload that fails part way leaves no half-written snapshot behind (as far as the IC
