@@ -22,6 +22,8 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::Principal;
 use ic_management_canister_types as mgmt;
 
+use vault_api::native::{DATA_PARTS, Part, Span};
+
 use crate::error::OpsError;
 use crate::transport::Transport;
 
@@ -31,20 +33,23 @@ pub const SLICE_BYTES: u64 = 2_000_000;
 const METADATA: &str = "metadata.json";
 const CHUNK_STORE: &str = "wasm_chunk_store";
 
-/// The file of a part of a snapshot in the directory layout.
-pub fn part_file(part: vault_api::native::Part) -> Option<&'static str> {
-    use vault_api::native::Part as P;
+/// The file of a part of a snapshot in the directory layout (the header has none).
+pub fn part_file(part: Part) -> Option<&'static str> {
     match part {
-        P::WasmModule => Some(Part::Module.file()),
-        P::WasmMemory => Some(Part::Heap.file()),
-        P::StableMemory => Some(Part::Stable.file()),
-        P::Header => None,
+        Part::WasmModule => Some("wasm_module.bin"),
+        Part::WasmMemory => Some("wasm_memory.bin"),
+        Part::StableMemory => Some("stable_memory.bin"),
+        Part::Header => None,
     }
+}
+
+fn file(part: Part) -> &'static str {
+    part_file(part).expect("a data part has a file")
 }
 
 /// Refuses a directory that holds a snapshot, or part of one, already; makes it.
 pub fn prepare_dir(dir: &Path) -> Result<(), OpsError> {
-    let taken = [METADATA].into_iter().chain(PARTS.map(Part::file)).map(|name| dir.join(name)).find(|path| path.exists());
+    let taken = [METADATA].into_iter().chain(DATA_PARTS.map(file)).map(|name| dir.join(name)).find(|path| path.exists());
     if let Some(path) = taken {
         return Err(dir_error(&path, "exists already: download into an empty directory"));
     }
@@ -63,8 +68,8 @@ pub fn read_metadata(dir: &Path) -> Result<mgmt::ReadCanisterSnapshotMetadataRes
     let path = dir.join(METADATA);
     let json = std::fs::read(&path).map_err(|e| dir_error(&path, e))?;
     let metadata: mgmt::ReadCanisterSnapshotMetadataResult = serde_json::from_slice(&json).map_err(|e| dir_error(&path, e))?;
-    for part in PARTS {
-        let path = dir.join(part.file());
+    for part in DATA_PARTS {
+        let path = dir.join(file(part));
         let len = std::fs::metadata(&path).map_err(|e| dir_error(&path, e))?.len();
         if len != part.size(&metadata) {
             return Err(dir_error(&path, format!("holds {len} bytes, the metadata says {}", part.size(&metadata))));
@@ -73,48 +78,14 @@ pub fn read_metadata(dir: &Path) -> Result<mgmt::ReadCanisterSnapshotMetadataRes
     Ok(metadata)
 }
 
-/// The three parts of a snapshot moved by offset, with their files.
-#[derive(Clone, Copy, Debug)]
-enum Part {
-    Module,
-    Heap,
-    Stable,
+/// The read of `size` bytes of data part `part` from `offset`.
+fn slice_read(part: Part, offset: u64, size: u64) -> mgmt::SnapshotDataKind {
+    Span { part, offset, len: size }.read_kind().expect("a data part is read")
 }
 
-const PARTS: [Part; 3] = [Part::Module, Part::Heap, Part::Stable];
-
-impl Part {
-    fn file(self) -> &'static str {
-        match self {
-            Part::Module => "wasm_module.bin",
-            Part::Heap => "wasm_memory.bin",
-            Part::Stable => "stable_memory.bin",
-        }
-    }
-
-    fn size(self, metadata: &mgmt::ReadCanisterSnapshotMetadataResult) -> u64 {
-        match self {
-            Part::Module => metadata.wasm_module_size,
-            Part::Heap => metadata.wasm_memory_size,
-            Part::Stable => metadata.stable_memory_size,
-        }
-    }
-
-    fn read(self, offset: u64, size: u64) -> mgmt::SnapshotDataKind {
-        match self {
-            Part::Module => mgmt::SnapshotDataKind::WasmModule { offset, size },
-            Part::Heap => mgmt::SnapshotDataKind::WasmMemory { offset, size },
-            Part::Stable => mgmt::SnapshotDataKind::StableMemory { offset, size },
-        }
-    }
-
-    fn write(self, offset: u64) -> mgmt::SnapshotDataOffset {
-        match self {
-            Part::Module => mgmt::SnapshotDataOffset::WasmModule { offset },
-            Part::Heap => mgmt::SnapshotDataOffset::WasmMemory { offset },
-            Part::Stable => mgmt::SnapshotDataOffset::StableMemory { offset },
-        }
-    }
+/// The upload of bytes of data part `part` at `offset`.
+fn slice_upload(part: Part, offset: u64) -> mgmt::SnapshotDataOffset {
+    Span { part, offset, len: 0 }.upload_kind().expect("a data part is uploaded")
 }
 
 /// Management method `method` about `canister`, its reply decoded.
@@ -154,12 +125,12 @@ pub fn download(t: &mut dyn Transport, canister: Principal, id: Vec<u8>, dir: &P
     prepare_dir(dir)?;
     let args = mgmt::ReadCanisterSnapshotMetadataArgs { canister_id: canister, snapshot_id: id.clone() };
     let (metadata,): (mgmt::ReadCanisterSnapshotMetadataResult,) = call(t, canister, "read_canister_snapshot_metadata", (args,))?;
-    for part in PARTS {
-        let path = dir.join(part.file());
+    for part in DATA_PARTS {
+        let path = dir.join(file(part));
         let mut file = std::fs::File::create(&path).map_err(|e| dir_error(&path, e))?;
         let size = part.size(&metadata);
         for offset in (0..size).step_by(SLICE_BYTES as usize) {
-            let args = mgmt::ReadCanisterSnapshotDataArgs { canister_id: canister, snapshot_id: id.clone(), kind: part.read(offset, SLICE_BYTES.min(size - offset)) };
+            let args = mgmt::ReadCanisterSnapshotDataArgs { canister_id: canister, snapshot_id: id.clone(), kind: slice_read(part, offset, SLICE_BYTES.min(size - offset)) };
             let (slice,): (mgmt::ReadCanisterSnapshotDataResult,) = call(t, canister, "read_canister_snapshot_data", (args,))?;
             file.write_all(&slice.chunk).map_err(|e| dir_error(&path, e))?;
         }
@@ -202,14 +173,14 @@ pub fn upload(t: &mut dyn Transport, canister: Principal, dir: &Path, replace: O
 /// The data of the snapshot in `dir`, `metadata`'s, into uploaded snapshot `id`.
 fn upload_data(t: &mut dyn Transport, canister: Principal, dir: &Path, metadata: &mgmt::ReadCanisterSnapshotMetadataResult, id: &[u8], chunks: Vec<PathBuf>) -> Result<(), OpsError> {
     let mut slice = vec![0; SLICE_BYTES as usize];
-    for part in PARTS {
-        let path = dir.join(part.file());
+    for part in DATA_PARTS {
+        let path = dir.join(file(part));
         let mut file = std::fs::File::open(&path).map_err(|e| dir_error(&path, e))?;
         let size = part.size(metadata);
         for offset in (0..size).step_by(SLICE_BYTES as usize) {
             let len = SLICE_BYTES.min(size - offset) as usize;
             file.read_exact(&mut slice[..len]).map_err(|e| dir_error(&path, e))?;
-            let args = mgmt::UploadCanisterSnapshotDataArgs { canister_id: canister, snapshot_id: id.to_vec(), kind: part.write(offset), chunk: slice[..len].to_vec() };
+            let args = mgmt::UploadCanisterSnapshotDataArgs { canister_id: canister, snapshot_id: id.to_vec(), kind: slice_upload(part, offset), chunk: slice[..len].to_vec() };
             call::<_, ()>(t, canister, "upload_canister_snapshot_data", (args,))?;
         }
     }

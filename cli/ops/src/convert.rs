@@ -8,7 +8,7 @@ use std::path::Path;
 
 use candid::Principal;
 use sha2::Digest;
-use vault_api::native::{self, Layout, NATIVE_CHUNK_SIZE, Part};
+use vault_api::native::{self, DATA_PARTS, Layout, NATIVE_CHUNK_SIZE, Part};
 use vault_api::protocol::StateKind;
 use vault_api::service::Trigger;
 use vault_api::{ContentHash, Sha256};
@@ -35,7 +35,7 @@ pub fn file_to_dir(path: &Path, dir: &Path) -> Result<native::Metadata, OpsError
     let (layout, metadata) = Layout::of_image(header.size, header.chunk_size, &described).map_err(|reason| dir_error(path, reason))?;
     prepare_dir(dir)?;
     let mut parts = Vec::new();
-    for part in [Part::WasmModule, Part::WasmMemory, Part::StableMemory] {
+    for part in DATA_PARTS {
         let path = dir.join(part_file(part).expect("a part has a file"));
         parts.push((part, File::create(&path).map_err(|e| dir_error(&path, e))?));
     }

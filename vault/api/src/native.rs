@@ -37,6 +37,21 @@ pub enum Part {
     Header,
 }
 
+/// The parts that hold the canister's data, in the image's order.
+pub const DATA_PARTS: [Part; 3] = [Part::WasmModule, Part::WasmMemory, Part::StableMemory];
+
+impl Part {
+    /// Its bytes, as `metadata` says (the header is the vault's, not the canister's: none).
+    pub fn size(self, metadata: &Metadata) -> u64 {
+        match self {
+            Part::WasmModule => metadata.wasm_module_size,
+            Part::WasmMemory => metadata.wasm_memory_size,
+            Part::StableMemory => metadata.stable_memory_size,
+            Part::Header => 0,
+        }
+    }
+}
+
 /// What a chunk of the image holds: `len` bytes of `part` from `offset`, then zeros to the
 /// chunk's end (none for the header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +155,13 @@ impl Layout {
     }
 
     fn part_chunks(&self) -> [(Part, u64); 3] {
-        [(Part::WasmModule, self.wasm_module), (Part::WasmMemory, self.wasm_memory), (Part::StableMemory, self.stable_memory)]
+        let len = |part| match part {
+            Part::WasmModule => self.wasm_module,
+            Part::WasmMemory => self.wasm_memory,
+            Part::StableMemory => self.stable_memory,
+            Part::Header => self.header,
+        };
+        DATA_PARTS.map(|part| (part, len(part)))
     }
 
     fn checked_size(&self) -> Option<u64> {
@@ -154,6 +175,11 @@ impl Layout {
 
     pub fn chunks(&self) -> u32 {
         crate::manifest::chunk_count(self.size(), self.chunk_size)
+    }
+
+    /// The index of the header's chunk: the last.
+    pub fn header_chunk(&self) -> u32 {
+        self.chunks() - 1
     }
 
     /// What chunk `index` holds; `None` past the image.
@@ -228,6 +254,7 @@ mod tests {
         assert_eq!(layout.span(2), Some(Span { part: Part::WasmMemory, offset: 100_000, len: 31_072 }));
         assert_eq!(layout.span(3), Some(Span { part: Part::Header, offset: 0, len: header.len() as u64 }));
         assert_eq!(layout.span(4), None);
+        assert_eq!(layout.header_chunk(), 3);
         assert_eq!(layout.chunk(0, vec![9; 10]).len(), 100_000, "a part's last chunk is zero padded");
         assert_eq!(layout.chunk(3, header.clone()), header, "the header is the short last chunk");
         let _ = &meta;

@@ -16,7 +16,7 @@ use ic_management_canister_types::{
     CanisterIdRecord, CanisterStatusType, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs, ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult,
     ReadCanisterSnapshotMetadataArgs, Snapshot, SnapshotDataOffset, TakeCanisterSnapshotArgs, UploadCanisterSnapshotMetadataResult,
 };
-use vault_api::native::{self, Layout, NATIVE_CHUNK_SIZE, Part};
+use vault_api::native::{self, Layout, NATIVE_CHUNK_SIZE};
 use vault_api::protocol::{BackupError, DumpManifest, RestoreReport, StateKind};
 use serde_bytes::ByteBuf;
 use vault_api::ContentHash;
@@ -223,13 +223,9 @@ fn reading(job: u64, size: u64, chunk_size: u64) -> Option<(Layout, Vec<u8>, Vec
 /// Reads chunks `indices` of the native snapshot and stores each one, hashed by the vault.
 pub async fn chunks(job: &JobRecord, building: &Building, indices: Vec<u32>) -> Option<(JobRecord, Event)> {
     let transfer = &building.transfer;
-    let Some((layout, snapshot_id, header)) = reading(job.id, transfer.size, transfer.chunk_size) else {
-        // The vault lost what it read from (a record of a build before it): start over.
-        let event = Event::Chunks(vec![ChunkAnswer::Refused(BackupError::UnknownJob { job: job.id })]);
-        return Some((job::answered(job.clone()), event));
-    };
+    let Some((layout, snapshot_id, header)) = reading(job.id, transfer.size, transfer.chunk_size) else { return lost(job) };
     // The header is the vault's own: stored without a call.
-    let (header_chunks, reads): (Vec<u32>, Vec<u32>) = indices.into_iter().partition(|&i| layout.span(i).is_some_and(|s| s.part == Part::Header));
+    let (header_chunks, reads): (Vec<u32>, Vec<u32>) = indices.into_iter().partition(|&i| i == layout.header_chunk());
     let store = |index: u32, bytes: Vec<u8>| {
         let span = layout.span(index).expect("a transfer's chunks are the layout's");
         if bytes.len() as u64 != span.len {
@@ -336,6 +332,12 @@ fn restorable(source: Principal, snapshot_id: u64) -> Option<(SnapshotRecord, De
     })
 }
 
+/// Without a call, for a chunk step: the vault lost the job's native snapshot on the IC (a record
+/// of a build before it), so the job starts over, as when an app loses a dump.
+fn lost(job: &JobRecord) -> Option<(JobRecord, Event)> {
+    Some((job::answered(job.clone()), Event::Chunks(vec![ChunkAnswer::Refused(BackupError::UnknownJob { job: job.id })])))
+}
+
 fn gone(job: &JobRecord) -> Option<(JobRecord, Event)> {
     Some((job::answered(job.clone()), Event::SnapshotGone))
 }
@@ -368,11 +370,8 @@ pub async fn restore_begin(job: &JobRecord, source: Principal, snapshot_id: u64)
 /// against its digest first, without the zeros padding its part (the header is no data).
 pub async fn restore_chunks(job: &JobRecord, source: Principal, snapshot_id: u64, indices: Vec<u32>) -> Option<(JobRecord, Event)> {
     let Some((_, Ok((layout, _)))) = restorable(source, snapshot_id) else { return gone(job) };
-    let Some(uploaded) = with_state(|s| s.native_job(job.id)).and_then(|n| n.snapshot) else {
-        let event = Event::Chunks(vec![ChunkAnswer::Refused(BackupError::UnknownJob { job: job.id })]);
-        return Some((job::answered(job.clone()), event));
-    };
-    let (header_chunks, uploads): (Vec<u32>, Vec<u32>) = indices.into_iter().partition(|&i| layout.span(i).is_some_and(|s| s.part == Part::Header));
+    let Some(uploaded) = with_state(|s| s.native_job(job.id)).and_then(|n| n.snapshot) else { return lost(job) };
+    let (header_chunks, uploads): (Vec<u32>, Vec<u32>) = indices.into_iter().partition(|&i| i == layout.header_chunk());
     let calls = uploads.iter().map(|&index| {
         let kind = layout.span(index).and_then(|span| span.upload_kind()).expect("a part's chunk is uploaded");
         let len = layout.span(index).map_or(0, |span| span.len as usize);
