@@ -27,6 +27,13 @@ pub enum OpsError {
     UpgradeFailed { target: Principal, job: u64, error: CallError },
     #[error("the upgrade of {target} did not load job {job}'s snapshot, and {target} keeps the state it had: {reason}")]
     NotLoaded { target: Principal, job: u64, reason: String },
+    #[error("job {job} succeeded without naming its snapshot")]
+    Unnamed { job: u64 },
+    #[error(
+        "upgrading {app} failed: {error}. A rejected upgrade leaves a canister as it was; snapshot {snapshot}, taken just before, holds its state{}",
+        .restored.map(|job| format!(", and job {job} restored it")).unwrap_or_else(|| format!(": `vault restore {app} {snapshot}` puts it back"))
+    )]
+    UpgradeRefused { app: Principal, snapshot: u64, error: CallError, restored: Option<u64> },
     #[error("{}: {reason}", .path.display())]
     SnapshotDir { path: std::path::PathBuf, reason: String },
 }

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod error;
 pub mod export;
 pub mod file;
+pub mod guarded_upgrade;
 pub mod identity;
 pub mod import;
 pub mod progress;

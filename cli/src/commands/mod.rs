@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod snapshot;
 pub mod status;
 pub mod unregister;
+pub mod upgrade;
 pub mod verify;
 
 /// Back up Internet Computer canisters into a vault canister: register apps, take snapshots on
@@ -57,6 +58,7 @@ pub enum Command {
     Import(import::Args),
     Verify(verify::Args),
     Convert(convert::Args),
+    Upgrade(upgrade::Args),
     /// Administer the vault: who registers apps, what each holds, suspending and evicting apps.
     #[command(subcommand)]
     Admin(admin::Command),
@@ -89,6 +91,7 @@ pub fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::Import(args) => with_vault(&|c| import::exec(c, args)),
         Command::Verify(args) => verify::exec(args, &cli.output),
         Command::Convert(args) => convert::exec(args),
+        Command::Upgrade(args) => with_vault(&|c| upgrade::exec(c, args)),
         Command::Admin(command) => with_vault(&|c| admin::exec(c, command)),
         Command::Embedded(command) => embedded::exec(command, &cli.network, &cli.identity),
         // The demo tells its story with this tool's own command lines, run through this dispatch.

@@ -2,6 +2,7 @@
 
 use candid::Principal;
 use vault_api::service::SnapshotOptions;
+use vault_ops::OpsError;
 
 use crate::context::Context;
 use crate::options::parse_principal;
@@ -37,6 +38,6 @@ pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
         return Ok(Output::of(&JobReport::from(job)));
     }
     let job = vault.wait_for_job(job.id, progress)?;
-    let id = job.snapshot_id.ok_or_else(|| CliError::Invalid(format!("job {} succeeded without naming its snapshot", job.id)))?;
+    let id = job.snapshot_id.ok_or(OpsError::Unnamed { job: job.id })?;
     Ok(Output::of(&SnapshotReport::from(vault.snapshot(args.app, id)?)))
 }

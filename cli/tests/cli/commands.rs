@@ -242,3 +242,61 @@ fn the_binary_prints_json_for_scripts_and_exits_non_zero_on_errors() {
         assert!(String::from_utf8_lossy(&out.stdout).contains(command), "--help lists {command}");
     }
 }
+
+#[test]
+fn an_upgrade_runs_once_a_snapshot_is_complete_prints_its_rollback_and_offers_the_restore_when_it_fails() {
+    let ic = Ic::new();
+    let notes = ic.file("notes.wasm", modules::NOTES);
+    let trapping = ic.file("trapping.wasm", &trapping_post_upgrade());
+
+    // A library app: the snapshot holds the state, and the rollback says the module goes back first.
+    let app = ic.registered("notes");
+    ic.call(&app, "add_note", r#"("kept", "across the upgrade")"#);
+    let upgraded = ic.ok(&["upgrade", &app, "--wasm", &notes]);
+    let before = upgraded["before"]["id"].as_u64().unwrap();
+    assert_eq!(ic.snapshot_ids(&app), vec![before], "the snapshot is in the vault");
+    assert_eq!(upgraded["before"]["state_kind"], "serde");
+    assert_eq!(upgraded["restore_includes_module"], false);
+    let rollback = upgraded["rollback"].as_str().unwrap();
+    assert!(rollback.contains("back to its previous module") && rollback.ends_with(&format!("`vault restore {app} {before}`")), "{rollback}");
+    assert_eq!(upgraded["module_bytes"], modules::NOTES.len());
+    let installed = ic.ok(&["embedded", "upgrade", &app, "--wasm", &notes])["module_hash"].clone();
+    assert_eq!(upgraded["module_hash"], installed, "the hash printed is the IC's module hash");
+    let state = ic.digest(&app);
+
+    // A refused upgrade leaves the app as it was and names the snapshot taken before it.
+    let refused = message(&ic.err(&["upgrade", &app, "--wasm", &trapping]));
+    let second = *ic.snapshot_ids(&app).last().unwrap();
+    assert!(refused.contains("A rejected upgrade leaves a canister as it was"), "{refused}");
+    assert!(refused.contains(&format!("`vault restore {app} {second}` puts it back")), "{refused}");
+    assert_eq!(ic.digest(&app), state);
+    // With --restore-on-failure the snapshot is restored without asking.
+    let restored = message(&ic.err(&["upgrade", &app, "--wasm", &trapping, "--restore-on-failure"]));
+    let job: u64 = restored.rsplit("and job ").next().unwrap().split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{restored}"));
+    let job = ic.ok(&["status", "--job", &job.to_string()]);
+    assert_eq!((job["kind"].as_str(), job["phase"].as_str()), (Some("restore"), Some("succeeded")), "{job}");
+    assert_eq!(ic.digest(&app), state);
+
+    // Nothing is upgraded when no snapshot can be taken: an app the vault does not know.
+    let stranger = ic.deploy("notes");
+    ic.call(&stranger, "add_note", r#"("untouched", "no snapshot, no upgrade")"#);
+    let stranger_state = ic.digest(&stranger);
+    let unknown = message(&ic.err(&["upgrade", &stranger, "--wasm", &trapping]));
+    assert!(unknown.contains("not registered"), "{unknown}");
+    assert_eq!(ic.digest(&stranger), stranger_state);
+
+    // A native app: an upgrade that loses its heap is rolled back, module and all, by the restore printed.
+    let plain = ic.ok(&["embedded", "deploy", "--example", "plain", "--controller", &ic.vault])["canister"].as_str().unwrap().to_string();
+    ic.ok(&["register", &plain, "--native", "--every", "never", "--keep-last", "5"]);
+    ic.call(&plain, "add", r#"("held in the heap alone")"#);
+    let held = ic.call(&plain, "digest", "()");
+    let plain_wasm = ic.file("plain.wasm", modules::PLAIN);
+    let upgraded = ic.ok(&["upgrade", &plain, "--wasm", &plain_wasm]);
+    assert_eq!(upgraded["before"]["state_kind"], "native");
+    assert_eq!(upgraded["restore_includes_module"], true);
+    let before = upgraded["before"]["id"].as_u64().unwrap().to_string();
+    assert_eq!(upgraded["rollback"].as_str().unwrap(), format!("`vault restore {plain} {before}` (module, heap and stable memory)"));
+    assert_eq!(ic.call(&plain, "count", "()").trim(), "(0 : nat64)", "the upgrade dropped the heap");
+    ic.ok(&["restore", &plain, &before]);
+    assert_eq!(ic.call(&plain, "digest", "()"), held);
+}
