@@ -413,7 +413,8 @@ pub async fn restore_commit(job: &JobRecord, source: Principal, snapshot_id: u64
     let (loaded, unstarted) = load(&mut tally, app, uploaded).await;
     let mut job = tally.settle(job)?;
     if let Some(why) = unstarted {
-        job.notes.push(format!("the snapshot is loaded, but the target could not be started again ({why}): start it"));
+        let loaded = if matches!(loaded, Ok(Ok(()))) { "the snapshot is loaded, but " } else { "" };
+        job.notes.push(format!("{loaded}the target could not be started again ({why}): start it"));
     }
     let event = match loaded {
         Ok(answer) => Event::Committed(answer.map(|()| report), record.sha256),
@@ -423,7 +424,8 @@ pub async fn restore_commit(job: &JobRecord, source: Principal, snapshot_id: u64
 }
 
 /// Loads `snapshot` onto `app`, stopped for the load if it runs; the load's answer, and why the
-/// app could not be started again after it if it could not (the load stands: it is not repeated).
+/// app could not be started again after it if it could not (a load that succeeded stands: it is
+/// not repeated).
 async fn load(tally: &mut Tally, app: Principal, snapshot: Vec<u8>) -> (Answer<()>, Option<String>) {
     let stops = match stops_it(tally, app, "load_canister_snapshot").await {
         Ok(Ok(stops)) => stops,
@@ -443,5 +445,5 @@ async fn load(tally: &mut Tally, app: Principal, snapshot: Vec<u8>) -> (Answer<(
         Ok(Err(error)) => Some(error.to_string()),
         Err(failure) => Some(failure.to_string()),
     };
-    (loaded.clone(), unstarted.filter(|_| matches!(loaded, Ok(Ok(())))))
+    (loaded, unstarted)
 }
