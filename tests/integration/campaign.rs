@@ -1,7 +1,9 @@
 //! Fault campaign: seeded random sequences of app updates, snapshots, restores, deletions,
 //! vault and app upgrades, injected traps, rejects, lost and corrupted messages, timer firings,
 //! refused requests, cancelled jobs, suspended apps and limits lowered until quotas refuse, over
-//! several apps and, beside them, a hostile app whose lie changes at random. After every step
+//! several apps (library and native captures: the vault a controller, taking native snapshots,
+//! the app refusing updates while it is stopped for the take) and, beside them, a hostile app
+//! whose lie changes at random. After every step
 //! the vault and the apps are checked against a model of what they should hold (invariants 1-8
 //! of the design); a failure names the seed and the step that reproduce it.
 //!
@@ -13,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use candid::Principal;
-use ic_harness::{CallMatcher, RejectCode};
+use ic_harness::{CallMatcher, IcBackend, RejectCode};
 use ic_management_canister_types::CanisterIdRecord;
 use serde_bytes::ByteBuf;
 use vault_api::Sha256;
@@ -102,6 +104,8 @@ impl History {
 struct ModelApp {
     id: Principal,
     kind: AppKind,
+    /// Captured through native snapshots (its library unused), not its library.
+    native: bool,
     /// A restore target only: never updated, never snapshotted.
     clone: bool,
     /// Snapshotted by the vault's timer.
@@ -268,6 +272,13 @@ struct Tally {
     /// Times the limits were lowered, and snapshot jobs their quotas refused.
     lowerings: u64,
     quota_refusals: u64,
+    /// Snapshots of native apps; updates a native app refused while the vault had it stopped;
+    /// native apps a job left stopped, as its error or notes said (their controller starts them).
+    native_snapshots: u64,
+    downtime_refusals: u64,
+    left_stopped: u64,
+    /// Native snapshots left on apps at the end, their deletes made to fail.
+    native_left: u64,
 }
 
 struct Campaign {
@@ -296,6 +307,10 @@ struct Campaign {
     /// Invariant checks passed (counted through `&self`, inside closures that report).
     checks: std::cell::Cell<u64>,
     faults_before: u64,
+    /// Whether a delete of a native snapshot was made to fail: one may be left on its app.
+    delete_faulted: bool,
+    /// Native apps a job left stopped, started again by the campaign.
+    left_stopped: std::cell::Cell<u64>,
 }
 
 type Checked = Result<(), String>;
@@ -308,11 +323,32 @@ fn injected(e: &impl std::fmt::Display) -> bool {
     e.to_string().contains("injected fault")
 }
 
+/// A call refused because its canister is stopped or stopping.
+fn stopped(e: &impl std::fmt::Display) -> bool {
+    let e = e.to_string();
+    e.contains(" is stopped") || e.contains(" is stopping")
+}
+
+/// The management methods of a native capture that are bounded-wait calls, which may end in
+/// SYS_UNKNOWN or lose their response.
+const NATIVE_BOUNDED: [&str; 5] =
+    ["canister_status", "list_canister_snapshots", "read_canister_snapshot_metadata", "read_canister_snapshot_data", "upload_canister_snapshot_data"];
+/// Those that are unbounded-wait: always answered.
+const NATIVE_UNBOUNDED: [&str; 6] =
+    ["stop_canister", "start_canister", "take_canister_snapshot", "delete_canister_snapshot", "upload_canister_snapshot_metadata", "load_canister_snapshot"];
+
 const MANY_CYCLES: u128 = 1 << 100;
+
+/// Updates sent, one a round, while the vault snapshots a native app.
+const UPDATES_DURING_TAKE: u64 = 20;
+
+/// Rounds a native app may stay stopped for a take or a load, faults and retries included.
+const MAX_DOWNTIME_ROUNDS: u32 = 300;
 
 impl Campaign {
     fn new(seed: u64) -> Campaign {
-        let env = Env::with_vault_cycles(ic_harness::Harness::new(), MANY_CYCLES);
+        // Two subnets: the vault on one, the apps on the other, as a vault serves apps of any subnet.
+        let env = Env::with_vault_cycles(ic_harness::Harness::builder().with_subnets(2).build(), MANY_CYCLES);
         let hostile = HostileApp::registered(&env);
         let usual_limits = env.vault().service().admin_info().expect("admin_info").expect("the owner administers the vault").limits;
         let mut campaign = Campaign {
@@ -333,20 +369,33 @@ impl Campaign {
             vault_logs_seen: 0,
             checks: std::cell::Cell::new(0),
             faults_before: 0,
+            delete_faulted: false,
+            left_stopped: std::cell::Cell::new(0),
         };
         // Two serde apps on timers (one big enough for several chunks), a stable-memory app
-        // snapshotted on request, and a clone of each kind to restore into.
-        campaign.add_app(AppKind::Notes, schedule(1), 2, false, 2);
-        campaign.add_app(AppKind::Notes, schedule(2), 3, false, 0);
-        campaign.add_app(AppKind::Ledger, manual(), 2, false, 0);
-        campaign.add_app(AppKind::Notes, manual(), 1, true, 0);
-        campaign.add_app(AppKind::Ledger, manual(), 1, true, 0);
+        // snapshotted on request, and a clone of each kind to restore into. Natively captured:
+        // a heap app on a timer and a stable-memory app on request, and a clone of each.
+        campaign.add_app(AppKind::Notes, schedule(1), 2, false, 2, false);
+        campaign.add_app(AppKind::Notes, schedule(2), 3, false, 0, false);
+        campaign.add_app(AppKind::Ledger, manual(), 2, false, 0, false);
+        campaign.add_app(AppKind::Notes, manual(), 1, true, 0, false);
+        campaign.add_app(AppKind::Ledger, manual(), 1, true, 0, false);
+        campaign.add_app(AppKind::Notes, schedule(3), 2, false, 0, true);
+        campaign.add_app(AppKind::Ledger, manual(), 2, false, 0, true);
+        campaign.add_app(AppKind::Notes, manual(), 1, true, 0, true);
+        campaign.add_app(AppKind::Ledger, manual(), 1, true, 0, true);
         campaign.faults_before = campaign.env.ic.faults_fired();
         campaign
     }
 
-    fn add_app(&mut self, kind: AppKind, schedule: vault_api::service::Schedule, keep_last: u32, clone: bool, prefill: u64) {
-        let id = self.env.registered(kind, schedule, keep(keep_last));
+    fn add_app(&mut self, kind: AppKind, schedule: vault_api::service::Schedule, keep_last: u32, clone: bool, prefill: u64, native: bool) {
+        let id = if native {
+            let id = self.env.deploy_without_library(kind.wasm(), candid::encode_one(Some(self.env.vault)).unwrap(), self.env.app_subnet, true);
+            self.env.vault().register_native(id, schedule, keep(keep_last), false).expect("register natively");
+            id
+        } else {
+            self.env.registered(kind, schedule, keep(keep_last))
+        };
         self.env.ic.add_cycles(id, MANY_CYCLES);
         let client = self.env.app(id);
         for n in 0..prefill {
@@ -356,6 +405,7 @@ impl Campaign {
         self.apps.push(ModelApp {
             id,
             kind,
+            native,
             clone,
             scheduled: schedule.interval_seconds > 0,
             state,
@@ -368,17 +418,80 @@ impl Campaign {
         });
     }
 
-    /// The app's digest, asked again if an injected trap hit the asking.
+    /// The app's digest, asked again if an injected trap hit the asking, or a round later if
+    /// the app was stopped (a native app, for a take or a load).
     fn digest(&self, app: Principal) -> Result<Digest, String> {
         let client = self.env.app(app);
-        for _ in 0..8 {
+        let (mut trapped, mut stopped_for) = (0, 0);
+        while trapped < 8 && stopped_for < MAX_DOWNTIME_ROUNDS {
             match client.try_update::<_, (u64, ByteBuf)>("digest", ()) {
                 Ok((seq, hash)) => return Ok((seq, hash.into_vec())),
-                Err(e) if injected(&e) => continue,
+                Err(e) if injected(&e) => trapped += 1,
+                Err(e) if stopped(&e) && self.is_native(app) => {
+                    stopped_for += 1;
+                    self.wait_while_stopped(app)?;
+                }
                 Err(e) => return Err(format!("digest of {app}: {e}")),
             }
         }
-        Err(format!("digest of {app} kept trapping"))
+        Err(format!("digest of {app} kept trapping, or the app stayed stopped"))
+    }
+
+    /// The app's update count, asked a round later if the app was stopped (a native app).
+    fn seq(&self, app: Principal) -> Result<u64, String> {
+        for _ in 0..MAX_DOWNTIME_ROUNDS {
+            match self.seq_now(app)? {
+                Some(seq) => return Ok(seq),
+                None => self.wait_while_stopped(app)?,
+            }
+        }
+        Err(format!("{app} stayed stopped for {MAX_DOWNTIME_ROUNDS} rounds"))
+    }
+
+    /// The app's update count now: none while a native app is stopped.
+    fn seq_now(&self, app: Principal) -> Result<Option<u64>, String> {
+        match self.env.ic.query_candid::<_, (u64,)>(app, owner(), "seq", ()) {
+            Ok((seq,)) => Ok(Some(seq)),
+            Err(e) if stopped(&e) && self.is_native(app) => Ok(None),
+            Err(e) => Err(format!("seq of {app}: {e}")),
+        }
+    }
+
+    /// A native app is stopped: a round passes while a job of it runs; once none does, the last
+    /// one must say it left the app stopped, and the campaign starts it.
+    fn wait_while_stopped(&self, app: Principal) -> Checked {
+        let jobs = self.env.vault().list_jobs(app).map_err(|e| e.to_string())?;
+        if jobs.iter().any(|j| !finished(j)) {
+            self.next_round();
+            return Ok(());
+        }
+        let last = jobs.iter().max_by_key(|j| j.id).ok_or_else(|| format!("{app} is stopped, and no job of it ever ran"))?;
+        self.start_if_left_stopped(last)
+    }
+
+    /// Whether a job of the app runs in the vault (one the model may not have seen yet).
+    fn job_runs(&self, app: Principal) -> Result<bool, String> {
+        Ok(self.env.vault().list_jobs(app).map_err(|e| e.to_string())?.iter().any(|j| !finished(j)))
+    }
+
+    /// The answer to an ingress message, rounds a second apart until it comes.
+    fn answered(&self, message: ic_harness::MessageId) -> Option<Result<Vec<u8>, ic_harness::RejectResponse>> {
+        for _ in 0..MAX_DOWNTIME_ROUNDS {
+            if let Some(answer) = self.env.ic.ingress_status(message) {
+                return Some(answer);
+            }
+            self.next_round();
+        }
+        None
+    }
+
+    fn is_native(&self, app: Principal) -> bool {
+        self.apps.iter().any(|a| a.id == app && a.native)
+    }
+
+    fn next_round(&self) {
+        self.env.ic.advance_time(Duration::from_secs(1));
+        self.env.ic.tick();
     }
 
     /// A vault update as `caller`, sent again if an injected trap hit it (the trap rolled it
@@ -488,7 +601,8 @@ impl Campaign {
             self.raise_limits()?;
         } else {
             match self.rng.below(100) {
-                0..24 => self.update()?,
+                0..21 => self.update()?,
+                21..24 => self.update_during_take()?,
                 24..33 => self.snapshot_now()?,
                 33..37 => self.restore(false)?,
                 37..43 => self.restore(true)?,
@@ -508,6 +622,12 @@ impl Campaign {
             }
         }
         self.observe(&before)
+    }
+
+    /// The clone app `source`'s snapshots restore into: of its kind, captured as it is.
+    fn clone_of(&self, source: usize) -> usize {
+        let (kind, native) = (self.apps[source].kind, self.apps[source].native);
+        (0..self.apps.len()).find(|&i| self.apps[i].clone && self.apps[i].kind == kind && self.apps[i].native == native).expect("a clone of each kind")
     }
 
     fn main_apps(&self) -> Vec<usize> {
@@ -538,12 +658,74 @@ impl Campaign {
                 }
             }
             Err(e) if injected(&e) => {
-                let seq = self.env.app(id).seq();
+                let seq = self.seq(id)?;
                 let expected = self.apps[i].state.0;
                 self.check(seq == expected, || format!("a trapped update of {id} was not rolled back: seq {seq}, expected {expected}"))?;
             }
+            // A native app is stopped for its take (or a load): only while a job of it runs.
+            Err(e) if stopped(&e) && self.apps[i].native => {
+                let running = self.job_runs(id)? || self.apps[i].job.is_some();
+                self.check(running, || format!("{id} refused update {n} as stopped with no job of it running: {e}"))?;
+                let seq = self.seq(id)?;
+                let expected = self.apps[i].state.0;
+                self.check(seq == expected, || format!("{id} refused update {n} as stopped, yet is at seq {seq}, expected {expected}"))?;
+                self.tally.downtime_refusals += 1;
+            }
             Err(e) => return Err(format!("update {n} of {id}: {e}")),
         }
+        Ok(())
+    }
+
+    /// Updates sent to a native app on request, one a round, while the vault snapshots it:
+    /// each runs (the app running) or is refused as the app is stopped (the take), none is lost
+    /// or half run, and the snapshot holds one of the states they passed through.
+    fn update_during_take(&mut self) -> Checked {
+        let candidates: Vec<usize> = self
+            .main_apps()
+            .into_iter()
+            .filter(|&i| self.apps[i].native && !self.apps[i].scheduled && self.apps[i].job.is_none() && !self.is_suspended(self.apps[i].id))
+            .collect();
+        let Some(&i) = self.rng.pick(&candidates) else { return Ok(()) };
+        let id = self.apps[i].id;
+        let before = self.known_state(i)?;
+        let ic = &self.env.ic;
+        let request = ic.submit_call(self.env.vault, owner(), "snapshot_now", candid::encode_one(id).unwrap()).map_err(|e| e.to_string())?;
+        let mut sent = Vec::new();
+        for _ in 0..UPDATES_DURING_TAKE {
+            let n = self.apps[i].next_update;
+            self.apps[i].next_update += 1;
+            // The ledger's mint, which always runs on a running app.
+            sent.push(ic.submit_call(id, owner(), "mint", candid::encode_args((n % 5, 100 + n)).unwrap()));
+            self.next_round();
+        }
+        let job = self.answered(request).ok_or("snapshot_now was not answered")?.map_err(|e| format!("snapshot_now: {e}"))?;
+        let (job,): (VaultResult<JobInfo>,) = candid::decode_args(&job).map_err(|e| e.to_string())?;
+        let job = job.map_err(|e| format!("snapshot_now of idle {id}: {e}"))?;
+        let (mut window, mut seq, mut refused) = (vec![before.clone()], before.0, 0);
+        for submitted in sent {
+            let outcome = match submitted {
+                Ok(message) => self.answered(message).ok_or("an update was not answered")?,
+                Err(reject) => Err(reject),
+            };
+            match outcome {
+                Ok(reply) => {
+                    let (after,): (u64,) = candid::decode_args(&reply).map_err(|e| e.to_string())?;
+                    self.check(after == seq + 1, || format!("an update of {id} during its take left it at seq {after}, expected {}", seq + 1))?;
+                    seq = after;
+                    window.push((seq, Vec::new()));
+                }
+                Err(e) if stopped(&e.reject_message) => refused += 1,
+                Err(e) if injected(&e.reject_message) => {}
+                Err(e) => return Err(format!("an update of {id} during its take: {e}")),
+            }
+        }
+        self.say(format!("snapshot_now {id} with {UPDATES_DURING_TAKE} updates a round: job {}, {refused} refused as stopped", job.id));
+        let now = self.seq(id)?;
+        self.check(now == seq, || format!("{id} is at seq {now} after its updates during the take, which left it at {seq}"))?;
+        self.tally.downtime_refusals += refused;
+        self.apps[i].state = (seq, Vec::new());
+        self.apps[i].jobs_seen.insert(job.id);
+        self.apps[i].job = Some(ModelJob::Snapshot { id: job.id, window, fixed: false });
         Ok(())
     }
 
@@ -560,7 +742,7 @@ impl Campaign {
         let id = self.apps[i].id;
         // A serde app's snapshot is now and then of the state its last upgrade saved.
         let saved = self.apps[i].upgrade_saved.clone();
-        let fixed = self.apps[i].kind == AppKind::Notes && saved != Saved::Unknown && self.rng.chance(20);
+        let fixed = self.apps[i].kind == AppKind::Notes && !self.apps[i].native && saved != Saved::Unknown && self.rng.chance(20);
         let options = SnapshotOptions { full: false, from_upgrade_save: fixed.then_some(true) };
         let result = self.request(owner(), |v| v.snapshot_now_with(id, options))?;
         self.say(format!("snapshot_now {id}: {:?}", result.as_ref().map(|j| j.id)));
@@ -600,15 +782,11 @@ impl Campaign {
     fn restore(&mut self, into_clone: bool) -> Checked {
         let Some(&source) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
         let Some(&snapshot) = self.rng.pick(&self.apps[source].history.live()) else { return Ok(()) };
-        let target = if into_clone {
-            let kind = self.apps[source].kind;
-            (0..self.apps.len()).find(|&i| self.apps[i].clone && self.apps[i].kind == kind).expect("a clone of each kind")
-        } else {
-            source
-        };
+        let target = if into_clone { self.clone_of(source) } else { source };
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
         // A serde app's restore goes through its upgrade now and then; not while another waits.
-        let via_upgrade = self.apps[target].kind == AppKind::Notes && self.apps[target].upgrade_restore.is_none() && self.rng.chance(30);
+        let via_upgrade =
+            self.apps[target].kind == AppKind::Notes && !self.apps[target].native && self.apps[target].upgrade_restore.is_none() && self.rng.chance(30);
         let args = RestoreArgs {
             app: source_id,
             snapshot_id: snapshot,
@@ -846,7 +1024,7 @@ impl Campaign {
     }
 
     fn unchanged_by_upgrade(&self, i: usize) -> Checked {
-        let (id, seq, expected) = (self.apps[i].id, self.env.app(self.apps[i].id).seq(), self.apps[i].state.0);
+        let (id, seq, expected) = (self.apps[i].id, self.seq(self.apps[i].id)?, self.apps[i].state.0);
         self.check(seq == expected, || format!("the upgrade of {id} changed its seq to {seq}, expected {expected}"))
     }
 
@@ -887,7 +1065,8 @@ impl Campaign {
     /// was open and drops the base of its incremental dumps, so the vault's next calls find no job
     /// (it starts over) and its next snapshot of the app is full.
     fn change_vault_and_back(&mut self) -> Checked {
-        let Some(&i) = self.rng.pick(&self.main_apps()) else { return Ok(()) };
+        let library: Vec<usize> = self.main_apps().into_iter().filter(|&i| !self.apps[i].native).collect();
+        let Some(&i) = self.rng.pick(&library) else { return Ok(()) };
         let id = self.apps[i].id;
         self.say(format!("change the vault of {id} and back"));
         let set = |vault: Principal| -> Result<bool, String> {
@@ -920,13 +1099,32 @@ impl Campaign {
         let Some(&app) = (if !busy.is_empty() && self.rng.chance(70) { self.rng.pick(&busy) } else { self.rng.pick(&all) }) else { return };
         let ic = &self.env.ic;
         let vault = self.env.vault;
-        let dump = [methods::DUMP_BEGIN, methods::DUMP_CHUNK, methods::DUMP_END];
-        let restore = [methods::RESTORE_BEGIN, methods::RESTORE_CHUNK, methods::RESTORE_COMMIT];
-        let method = if self.rng.chance(50) { *self.rng.pick(&dump).unwrap() } else { *self.rng.pick(&restore).unwrap() };
-        let matcher = CallMatcher::to(app).method(method).from(vault);
+        let native = self.is_native(app);
+        // A native app's jobs are calls to the management canister (about every native app).
+        let (method, matcher) = if native {
+            let methods: Vec<&str> = NATIVE_BOUNDED.iter().chain(&NATIVE_UNBOUNDED).copied().collect();
+            let method = *self.rng.pick(&methods).unwrap();
+            (method, CallMatcher::to(Principal::management_canister()).method(method).from(vault))
+        } else {
+            let dump = [methods::DUMP_BEGIN, methods::DUMP_CHUNK, methods::DUMP_END];
+            let restore = [methods::RESTORE_BEGIN, methods::RESTORE_CHUNK, methods::RESTORE_COMMIT];
+            let method = if self.rng.chance(50) { *self.rng.pick(&dump).unwrap() } else { *self.rng.pick(&restore).unwrap() };
+            (method, CallMatcher::to(app).method(method).from(vault))
+        };
+        // Unbounded-wait calls are always answered: no SYS_UNKNOWN, no lost response.
+        let bounded = !native || NATIVE_BOUNDED.contains(&method);
         // Mostly a few times; now and then until cleared.
         let times = if self.rng.chance(10) { None } else { Some(1 + self.rng.below(3) as u32) };
-        let what = match self.rng.below(6) {
+        let draw = match self.rng.below(6) {
+            // The IC's streams are certified: a native capture's requests are not corrupted.
+            3 | 4 if native => 1,
+            2 if !bounded => 1,
+            draw => draw,
+        };
+        if native && method == "delete_canister_snapshot" && draw == 1 {
+            self.delete_faulted = true;
+        }
+        let what = match draw {
             0 => {
                 // The vault too: a trap rolls back one of its messages, which must not stall
                 // or lose anything.
@@ -939,7 +1137,8 @@ impl Campaign {
                 format!("trap {target} at its message {nth}")
             }
             1 => {
-                let code = *self.rng.pick(&[RejectCode::SysTransient, RejectCode::CanisterError, RejectCode::CanisterReject, RejectCode::SysUnknown]).unwrap();
+                let codes = [RejectCode::SysTransient, RejectCode::CanisterError, RejectCode::CanisterReject, RejectCode::SysUnknown];
+                let code = *self.rng.pick(&codes[..if bounded { 4 } else { 3 }]).unwrap();
                 ic.reject_calls(matcher, code, "injected reject", times);
                 format!("reject {method} to {app} with {code:?}, {times:?} times")
             }
@@ -1260,6 +1459,9 @@ impl Campaign {
         let Some(model) = self.apps[i].job.clone() else { return Ok(()) };
         let id = self.apps[i].id;
         let job = self.env.vault().job_status(model.id()).map_err(|e| format!("job {}: {e}", model.id()))?;
+        if self.apps[i].native && finished(&job) {
+            self.start_if_left_stopped(&job)?;
+        }
         let listed: Vec<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
         match (model, job.phase) {
             (ModelJob::Snapshot { window, fixed, .. }, JobPhase::Succeeded) => {
@@ -1274,6 +1476,7 @@ impl Campaign {
                 self.apps[i].history.complete(snapshot, taken_at);
                 self.apps[i].job = None;
                 self.tally.snapshots += 1;
+                self.tally.native_snapshots += self.apps[i].native as u64;
                 self.tally.incremental += incremental as u64;
                 self.tally.of_upgrade_saves += fixed as u64;
             }
@@ -1327,14 +1530,32 @@ impl Campaign {
                 self.count_failure(&job);
             }
             (ModelJob::Restore { snapshot, before, .. }, phase) => {
-                // Untouched until the commit; the commit may have run before the vault heard.
-                let seq = self.env.app(id).seq();
+                // Untouched until the commit; the commit may have run before the vault heard. A
+                // native target stopped for its load is not asked.
+                let Some(seq) = self.seq_now(id)? else { return Ok(()) };
                 let committed = self.snapshots[&snapshot].window.iter().any(|d| d.0 == seq);
                 self.check(seq == before.0 || (phase == JobPhase::Finishing && committed), || {
                     format!("{id} changed to seq {seq} before the restore of {snapshot} committed ({phase:?})")
                 })?;
             }
         }
+        Ok(())
+    }
+
+    /// A native app's job ended: the vault started the app again, or the job says it could not
+    /// (its error names `start_canister`, or its notes ask for a start); the campaign, its
+    /// controller, then starts it.
+    fn start_if_left_stopped(&self, job: &JobInfo) -> Checked {
+        let app = job.app;
+        let status = self.env.ic.canister_status(app, Some(owner())).map_err(|e| format!("status of {app}: {e}"))?.status;
+        if status == ic_management_canister_types::CanisterStatusType::Running {
+            return Ok(());
+        }
+        let start_refused = matches!(&job.error, Some(JobError::AppRefused { error: BackupError::NativeRefused { method, .. } }) if method == "start_canister");
+        let said = start_refused || job.notes.iter().any(|n| n.contains("could not be started again"));
+        self.check(said, || format!("job {} left {app} {status:?} without saying so: {job:?}", job.id))?;
+        self.env.ic.start_canister(app, Some(owner())).map_err(|e| format!("start {app}: {e}"))?;
+        self.left_stopped.set(self.left_stopped.get() + 1);
         Ok(())
     }
 
@@ -1421,7 +1642,11 @@ impl Campaign {
             return Ok(());
         }
         let id = self.apps[i].id;
-        let seq = self.env.app(id).seq();
+        // A native app stopped is stopped by a job of it.
+        let Some(seq) = self.seq_now(id)? else {
+            let running = self.job_runs(id)?;
+            return self.check(running, || format!("{id} is stopped with no job of it running"));
+        };
         let expected = self.apps[i].state.0;
         self.check(seq == expected, || format!("{id} is at seq {seq}, the model says {expected}"))?;
         // Now and then the whole state, where the model knows its hash.
@@ -1561,7 +1786,19 @@ impl Campaign {
                 (_, None) => {}
             }
         }
+        self.nothing_left_on_native_apps()?;
         self.delete_everything()
+    }
+
+    /// Idle, the vault leaves no native snapshot on the apps it captures or restored into (their
+    /// ten slots are theirs), unless a delete of one was made to fail.
+    fn nothing_left_on_native_apps(&mut self) -> Checked {
+        for app in self.apps.iter().filter(|a| a.native).map(|a| a.id).collect::<Vec<_>>() {
+            let left = self.env.ic.list_canister_snapshots(app, Some(owner())).map_err(|e| format!("snapshots of {app}: {e}"))?;
+            self.tally.native_left += left.len() as u64;
+            self.check(left.is_empty() || self.delete_faulted, || format!("{app} holds {} native snapshots once idle, no delete having failed", left.len()))?;
+        }
+        Ok(())
     }
 
     /// Every snapshot deleted, what each app holds comes back to nothing: each chunk, delta and
@@ -1598,8 +1835,7 @@ impl Campaign {
     }
 
     fn restore_into_clone(&mut self, source: usize, snapshot: u64) -> Checked {
-        let kind = self.apps[source].kind;
-        let target = (0..self.apps.len()).find(|&i| self.apps[i].clone && self.apps[i].kind == kind).expect("a clone of each kind");
+        let target = self.clone_of(source);
         let before = self.known_state(target)?;
         let (source_id, target_id) = (self.apps[source].id, self.apps[target].id);
         let args = RestoreArgs { app: source_id, snapshot_id: snapshot, target: Some(target_id), allow_layout_change: None, via_upgrade: None };
@@ -1654,6 +1890,7 @@ fn run(seed: u64, steps: u64) -> Tally {
     }
     campaign.tally.faults_fired = campaign.env.ic.faults_fired() - campaign.faults_before;
     campaign.tally.checks = campaign.checks.get();
+    campaign.tally.left_stopped = campaign.left_stopped.get();
     println!("seed {seed}: {:?}", campaign.tally);
     campaign.tally
 }
@@ -1672,7 +1909,7 @@ fn campaign(seeds: u64, steps: u64) {
     let tallies: Vec<Tally> = seeds.iter().map(|&seed| run(seed, steps)).collect();
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     println!(
-        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental, {} of an upgrade's save), {} restores ({} through an upgrade, {} loaded by it), {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals, in {:.0?}",
+        "campaign: {} seeds, {} steps, {} injected faults fired ({} traps armed in the vault), {} invariant checks passed, {} snapshots ({} incremental, {} of an upgrade's save), {} restores ({} through an upgrade, {} loaded by it), {} failed jobs ({} quota refusals), {} jobs of the hostile app ({} failed in an explained error), {} cancelled, {} suspensions, {} lowerings of the limits, {} vault upgrades, {} app upgrades, {} refusals; native apps: {} snapshots, {} updates refused while stopped, {} left stopped by a refused start, {} snapshots left by a refused delete; in {:.0?}",
         seeds.len(),
         sum(|t| t.steps),
         sum(|t| t.faults_fired),
@@ -1694,6 +1931,10 @@ fn campaign(seeds: u64, steps: u64) {
         sum(|t| t.vault_upgrades),
         sum(|t| t.app_upgrades),
         sum(|t| t.refusals),
+        sum(|t| t.native_snapshots),
+        sum(|t| t.downtime_refusals),
+        sum(|t| t.left_stopped),
+        sum(|t| t.native_left),
         started.elapsed()
     );
 }
