@@ -758,13 +758,13 @@ fn measure_native(heap: bool, mib: u64) -> Vec<Native> {
     vec![snapshot, restore]
 }
 
-const NATIVE_HEADER: &str = "| state | data put | image | operation | app stopped for | wall time | rounds | app instr/MiB | vault instr/MiB | calls (slice calls) | mean payload per slice call | cycles/GiB (app + vault) | peak memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const NATIVE_HEADER: &str = "| state | data put | image | operation | app stopped for | wall time | rounds | vault instr/MiB | calls (slice calls) | mean payload per slice call | app cycles/GiB | vault cycles/GiB | peak memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn native_row(n: &Native) -> String {
     let c = &n.cost;
     let gib = n.image as f64 / (1024.0 * MIB as f64);
     format!(
-        "| {} | {} MiB | {:.1} MiB | {} | {} | {:.2} s | {} | {:.2} M | {:.2} M | {} ({}) | {:.2} MiB | {:.3} T | {:.0} MiB |",
+        "| {} | {} MiB | {:.1} MiB | {} | {} | {:.2} s | {} | {:.2} M | {} ({}) | {:.2} MiB | {:.3} T | {:.3} T | {:.0} MiB |",
         if n.heap { "native, heap" } else { "native, stable memory" },
         n.mib,
         n.image as f64 / MIB as f64,
@@ -772,12 +772,12 @@ fn native_row(n: &Native) -> String {
         n.downtime.map_or("-".to_string(), |ms| format!("{:.0} s", ms as f64 / 1000.0)),
         c.wall.as_secs_f64(),
         c.rounds,
-        per_mib(c.app_instructions, n.image) / 1e6,
         per_mib(c.vault_instructions, n.image) / 1e6,
         c.calls,
         n.slice_calls,
         n.slice_bytes.checked_div(n.slice_calls).unwrap_or(0) as f64 / MIB as f64,
-        (c.app_cycles + c.vault_cycles) as f64 / gib / 1e12,
+        c.app_cycles as f64 / gib / 1e12,
+        c.vault_cycles as f64 / gib / 1e12,
         n.peak_rss as f64 / MIB as f64,
     )
 }
@@ -913,7 +913,7 @@ fn main() {
     incremental_table(&mut md, &incremental);
     let _ = writeln!(md, "\n## Incremental serde snapshots\n\nA notes example app (`examples/notes`: a serde state, MessagePack) holding {} notes of {NOTE_BODY} pseudo-random letters, about {} MiB of MessagePack, registered with the vault (keeping its last {INCREMENTAL_KEEP} snapshots), snapshot after snapshot: the first, then after each change in turn, each rewriting that share of the notes at pseudo-random ids with new letters, each note up to 32 bytes longer or shorter (so what follows it in the serialization moves). The vault asks a serde dump for a content index: the app cuts each chunk of its serialization where its bytes say (a gear hash, pieces of about 1.1 KiB) and records each piece's BLAKE3; once the vault stored the dump and named it the base, a dump against it answers each chunk as the ranges of it found in the base's image and the bytes of the rest, and the vault rebuilds the chunk from its copy of the base. The columns are those of the section above; the bar: after 1% of the notes rewritten, at most 5% of the first snapshot's bytes. *Stored in the vault* grows by the chunks rebuilt whole: a chunk whose bytes moved is no delta of the base's chunk at its index. `cargo bench -p vault-tests --bench costs -- --serde-incremental` measures this section alone (`--quick` with {SERDE_INCREMENTAL_QUICK_MIB} MiB), without writing the docs.\n", serde_incremental.entries, serde_incremental.mib);
     incremental_table(&mut md, &serde_incremental);
-    md.push_str("\n## Native capture\n\nCanisters without the client library, registered with `--native` (the vault a controller): `plain` (`examples/plain`, entries on the heap) and `kv` (`harness/canisters`, a `StableBTreeMap` in stable memory), filled with values of 1 MiB. A *snapshot* stops the app, takes a native snapshot, starts the app, then reads the snapshot out in slices of 2,000,000 bytes (`read_canister_snapshot_data`, charged to the app: 5 M instructions and one a byte) and deletes it; a *restore* uploads the image into a fresh clone (`upload_canister_snapshot_metadata`, `upload_canister_snapshot_data`), stops it, loads it and starts it. *Image* is the vault's copy: the module, the heap and the stable memory, each padded to whole slices, and the metadata. *App stopped for* is the take alone (stop, take, start), in the embedded IC's time (a round is a second). The app's instructions include what the IC charges it for the take (2 B + 1 a byte) and the reads. `cargo bench -p vault-tests --bench costs -- --native` measures this section alone (`--quick`: 1 and 16 MiB), without writing the docs.\n\n");
+    md.push_str("\n## Native capture\n\nCanisters without the client library, registered with `--native` (the vault a controller): `plain` (`examples/plain`, entries on the heap) and `kv` (`harness/canisters`, a `StableBTreeMap` in stable memory), filled with values of 1 MiB. A *snapshot* stops the app, takes a native snapshot, starts the app, then reads the snapshot out in slices of 2,000,000 bytes (`read_canister_snapshot_data`, charged to the app: 5 M instructions and one a byte) and deletes it; a *restore* uploads the image into a fresh clone (`upload_canister_snapshot_metadata`, `upload_canister_snapshot_data`), stops it, loads it and starts it. *Image* is the vault's copy: the module, the heap and the stable memory, each padded to whole slices, and the metadata. *App stopped for* is the take alone (stop, take, start), in the embedded IC's time (a round is a second). The IC charges the snapshot methods' instructions to the app in cycles (the take: 2 B + 1 a byte; each read: 5 M + 1 a byte), so they are in *app cycles*; for a restore, *app* is the clone, charged for the uploads (1 a byte) and the load (2 B + 1 a byte). `cargo bench -p vault-tests --bench costs -- --native` measures this section alone (`--quick`: 1 and 16 MiB), without writing the docs.\n\n");
     let _ = writeln!(md, "{NATIVE_HEADER}");
     for n in &natives {
         let _ = writeln!(md, "{}", native_row(n));

@@ -33,7 +33,7 @@ pub enum OpsError {
         "upgrading {app} failed: {error}. A rejected upgrade leaves a canister as it was; snapshot {snapshot}, taken just before, holds its state{}",
         .restored.map(|job| format!(", and job {job} restored it")).unwrap_or_else(|| format!(": `vault restore {app} {snapshot}` puts it back"))
     )]
-    UpgradeRefused { app: Principal, snapshot: u64, error: CallError, restored: Option<u64> },
+    UpgradeRefused { app: Principal, snapshot: u64, error: Box<CallError>, restored: Option<u64> },
     #[error("{}: {reason}", .path.display())]
     SnapshotDir { path: std::path::PathBuf, reason: String },
 }

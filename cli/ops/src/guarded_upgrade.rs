@@ -30,6 +30,6 @@ pub fn upgrade(vault: &mut Vault, app: Principal, module: Vec<u8>, arg: Vec<u8>,
     let module_bytes = module.len() as u64;
     match vault.upgrade(app, module, arg) {
         Ok(()) => Ok(Upgraded { before, module_hash, module_bytes }),
-        Err(error) => Err(OpsError::UpgradeRefused { app, snapshot: before.id, error, restored: None }),
+        Err(error) => Err(OpsError::UpgradeRefused { app, snapshot: before.id, error: Box::new(error), restored: None }),
     }
 }
