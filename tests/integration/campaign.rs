@@ -21,7 +21,7 @@ use serde_bytes::ByteBuf;
 use vault_api::Sha256;
 use vault_api::protocol::{BackupError, DumpBegin, RestoreBegin, StateKind, UpgradeLoad, methods};
 use vault_api::service::{
-    SnapshotOptions,
+    SnapshotOptions, UpdateScheduleArgs,
     JobError, JobInfo, JobKind, JobPhase, Limits, RestoreArgs, SnapshotInfo, SnapshotRef, SuspendArgs, Trigger, VaultError,
 };
 use vault_tests::lies::{DUMP_CALLS, HONEST, LIES, RESTORE_CALLS, lie_named};
@@ -338,6 +338,9 @@ const NATIVE_UNBOUNDED: [&str; 6] =
     ["stop_canister", "start_canister", "take_canister_snapshot", "delete_canister_snapshot", "upload_canister_snapshot_metadata", "load_canister_snapshot"];
 
 const MANY_CYCLES: u128 = 1 << 100;
+
+/// Rounds within which a step of the vault's under way makes its calls and ends.
+const STEP_ROUNDS: u32 = 60;
 
 /// Updates sent, one a round, while the vault snapshots a native app.
 const UPDATES_DURING_TAKE: u64 = 20;
@@ -1214,6 +1217,8 @@ impl Campaign {
                 other => Err(format!("{other:?}")),
             },
             Err(e) if e.reject_message.contains("injected fault") => Ok(()),
+            // A native app stopped for a take refuses everyone.
+            Err(e) if stopped(&e.reject_message) && self.is_native(app) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -1547,10 +1552,15 @@ impl Campaign {
     /// controller, then starts it.
     fn start_if_left_stopped(&self, job: &JobInfo) -> Checked {
         let app = job.app;
-        let status = self.env.ic.canister_status(app, Some(owner())).map_err(|e| format!("status of {app}: {e}"))?.status;
-        if status == ic_management_canister_types::CanisterStatusType::Running {
-            return Ok(());
+        // A job cancelled during its take ends at once; the step under way still starts the app.
+        let status = || self.env.ic.canister_status(app, Some(owner())).map(|s| s.status).map_err(|e| format!("status of {app}: {e}"));
+        for _ in 0..STEP_ROUNDS {
+            if status()? == ic_management_canister_types::CanisterStatusType::Running {
+                return Ok(());
+            }
+            self.next_round();
         }
+        let status = status()?;
         let start_refused = matches!(&job.error, Some(JobError::AppRefused { error: BackupError::NativeRefused { method, .. } }) if method == "start_canister");
         let said = start_refused || job.notes.iter().any(|n| n.contains("could not be started again"));
         self.check(said, || format!("job {} left {app} {status:?} without saying so: {job:?}", job.id))?;
@@ -1644,8 +1654,9 @@ impl Campaign {
         let id = self.apps[i].id;
         // A native app stopped is stopped by a job of it.
         let Some(seq) = self.seq_now(id)? else {
-            let running = self.job_runs(id)?;
-            return self.check(running, || format!("{id} is stopped with no job of it running"));
+            // Stopped by a job of it; or, with none running, by one that ended (cancelled during
+            // its take, say): the step under way starts it, or the job said it could not.
+            return if self.job_runs(id)? { Ok(()) } else { self.wait_while_stopped(id) };
         };
         let expected = self.apps[i].state.0;
         self.check(seq == expected, || format!("{id} is at seq {seq}, the model says {expected}"))?;
@@ -1805,7 +1816,27 @@ impl Campaign {
     /// manifest page was released as often as it was held, whatever ran before.
     fn delete_everything(&mut self) -> Checked {
         let sources: Vec<Principal> = self.sources().into_iter().map(|who| self.principal(who)).collect();
+        // No timer takes one more meanwhile.
         for &id in &sources {
+            self.request(owner(), |v| v.update_schedule(UpdateScheduleArgs { app: id, schedule: Some(manual()), retention: None, max_incrementals: None }))?
+                .map_err(|e| format!("unscheduling {id}: {e}"))?;
+        }
+        for _ in 0..MAX_DOWNTIME_ROUNDS {
+            if !sources.iter().map(|&id| self.job_runs(id)).collect::<Result<Vec<bool>, String>>()?.contains(&true) {
+                break;
+            }
+            self.next_round();
+        }
+        for &id in &sources {
+            let listed: Vec<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
+            for &snapshot in &listed {
+                let result = self.request(owner(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: snapshot }))?;
+                // The app's timer may take one more meanwhile, and its retention let this one go.
+                let now: Vec<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
+                let retired = matches!(result, Err(VaultError::UnknownSnapshot { .. })) && now.iter().any(|s| !listed.contains(s));
+                self.check(result.is_ok() || retired, || format!("deleting {snapshot} of {id} once idle: {result:?}"))?;
+            }
+            // What the timer took meanwhile goes too.
             for snapshot in self.env.vault().list_snapshots(id).map_err(|e| e.to_string())? {
                 let result = self.request(owner(), |v| v.delete_snapshot(SnapshotRef { app: id, snapshot_id: snapshot.id }))?;
                 self.check(result.is_ok(), || format!("deleting {} of {id} once idle: {result:?}", snapshot.id))?;

@@ -152,12 +152,12 @@ fn the_vault_and_its_apps_upgrade_from_the_previous_release_and_roll_back() {
     snapshot_all(&env, &mut apps, &mut taken, 3);
     newest_snapshots_are(&env, &apps, ContentHash::Blake3);
 
-    // Rolled back to 0.1.0: the vault's upgrade is refused by 0.1.0, which does not read layout 8
+    // Rolled back to 0.1.0: the vault's upgrade is refused by 0.1.0, which does not read layout 9
     // (the client library's, 6), and the vault runs on this build as before, its snapshots intact. So do the apps (see above).
     let before = states(&env, &apps);
     let this_build = module_hash(&env, env.vault);
-    let refused = try_upgrade(&env, env.vault, release_0_1_0("canister_vault")).expect_err("0.1.0 refuses layout 8");
-    assert!(refused.reject_message.contains("vault layout 8 is not supported by this build"), "{refused:?}");
+    let refused = try_upgrade(&env, env.vault, release_0_1_0("canister_vault")).expect_err("0.1.0 refuses layout 9");
+    assert!(refused.reject_message.contains("vault layout 9 is not supported by this build"), "{refused:?}");
     assert_eq!(module_hash(&env, env.vault), this_build, "the IC keeps the vault's module");
     for app in &apps {
         let rolled_back = try_upgrade(&env, app.id, previous_app(app.kind));

@@ -69,6 +69,9 @@
 //! Layout 8 adds NATIVE_APPS and NATIVE_JOBS, which start empty, and state kind 3 (native) in
 //! snapshot and app records, which a build of layout 7 cannot read: it refuses layout 8 (nothing
 //! runs in the upgrade).
+//! Layout 9 writes NATIVE_JOBS records of version 2, with the flag of an app the vault stopped
+//! for the job; version 1 records read as not stopped. A build of layout 8 cannot read version 2:
+//! it refuses layout 9 (nothing runs in the upgrade).
 //! Release 0.1.0 reads layout 1 only (its header check traps its `post_upgrade`, so the IC keeps
 //! the newer module): a rollback to it is refused; a build that writes layout 2 or 3 refuses a
 //! newer one the same way.
@@ -89,7 +92,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout above, which this build writes; stored in the header.
-pub const LAYOUT_VERSION: u8 = 8;
+pub const LAYOUT_VERSION: u8 = 9;
 /// The oldest layout this build reads; `migration` takes it up to [`LAYOUT_VERSION`].
 pub const OLDEST_LAYOUT: u8 = 1;
 

@@ -28,6 +28,10 @@
 //! - 7: adds MANIFEST_PAGES and SEALING (25, 26): [`State::queue_sealing`] queues every complete
 //!   snapshot (each record read once), whose entries become pages after the upgrade, in steps;
 //!   a build of layout 6 refuses layout 7, whose sealed snapshots it would find no manifest of.
+//! - 8: adds NATIVE_APPS and NATIVE_JOBS (27, 28), which start empty, and state kind 3 (native):
+//!   nothing runs in the upgrade; a build of layout 7 refuses layout 8.
+//! - 9: NATIVE_JOBS records of version 2, with a stop flag: version 1 ones read as not stopped, so
+//!   nothing runs in the upgrade; a build of layout 8 refuses layout 9.
 
 pub use vault_api::layout::LayoutError;
 use vault_api::layout::steps_from;
@@ -39,7 +43,7 @@ use crate::state::State;
 pub type Step = fn(&mut State);
 
 /// `STEPS[i]` migrates layout `OLDEST_LAYOUT + i` to `OLDEST_LAYOUT + i + 1`.
-const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}, |_| {}, State::queue_sealing, |_| {}];
+const STEPS: [Step; (LAYOUT_VERSION - OLDEST_LAYOUT) as usize] = [State::count_usage, State::build_index, |_| {}, |_| {}, |_| {}, State::queue_sealing, |_| {}, |_| {}];
 
 /// Migrates the stored layout to [`LAYOUT_VERSION`]; refuses one this build cannot read.
 pub fn migrate(state: &mut State) -> Result<(), LayoutError> {

@@ -332,7 +332,10 @@ impl State {
         self.native_jobs.get(&job)
     }
 
-    pub fn put_native_job(&mut self, job: u64, record: NativeJob) {
+    /// Changes job `job`'s native record (a new one if it has none) with `change`.
+    pub fn update_native_job(&mut self, job: u64, change: impl FnOnce(&mut NativeJob)) {
+        let mut record = self.native_jobs.get(&job).unwrap_or_default();
+        change(&mut record);
         self.native_jobs.insert(job, record);
     }
 

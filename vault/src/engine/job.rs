@@ -305,7 +305,7 @@ fn answers_next_calls(job: &JobRecord, event: &Event) -> bool {
     }
 }
 
-fn note(job: &mut JobRecord, note: String) {
+pub(crate) fn note(job: &mut JobRecord, note: String) {
     job.notes.push(note);
     if job.notes.len() > NOTES_KEPT {
         job.notes.drain(..job.notes.len() - NOTES_KEPT);

@@ -68,13 +68,16 @@ struct Status {
     status: CanisterStatusType,
 }
 
-/// Whether the vault stops the app around a take or load: a running app, yes; one its
+/// Whether the vault stops the app around job `job`'s take or load: a running app, yes; one its
 /// controllers stopped stays as they left it; one stopping is refused (someone else is stopping
-/// it, and a start would undo that).
-async fn stops_it(tally: &mut Tally, app: Principal, method: &str) -> Answer<bool> {
+/// it, and a start would undo that). One the vault stopped for this job (an earlier attempt was
+/// cut short before it started it again) is the vault's to start.
+async fn stops_it(tally: &mut Tally, app: Principal, job: u64, method: &str) -> Answer<bool> {
     let answer = tally.read(app_client::management::<_, Status>("canister_status", &canister(app), true).await);
+    let stopped_by_vault = with_state(|s| s.native_job(job)).is_some_and(|n| n.stopped);
     answer.map(|status| match status?.status {
         CanisterStatusType::Running => Ok(true),
+        CanisterStatusType::Stopped | CanisterStatusType::Stopping if stopped_by_vault => Ok(true),
         CanisterStatusType::Stopped => Ok(false),
         CanisterStatusType::Stopping => Err(BackupError::NativeRefused {
             method: method.to_string(),
@@ -84,24 +87,38 @@ async fn stops_it(tally: &mut Tally, app: Principal, method: &str) -> Answer<boo
     })
 }
 
-/// Stops `app`; after any answer but a success, starts it again, as a stop that timed out or
-/// failed may leave it stopping.
-async fn stop(tally: &mut Tally, app: Principal) -> Answer<()> {
+/// Stops `app` for job `job`, noted before the stop is sent (`NativeJob::stopped`); after any
+/// answer but a success, starts it again, as a stop that timed out or failed may leave it
+/// stopping.
+async fn stop(tally: &mut Tally, app: Principal, job: u64) -> Answer<()> {
+    with_state(|s| s.update_native_job(job, |n| n.stopped = true));
     let answer = tally.read(app_client::management("stop_canister", &canister(app), false).await);
-    if !matches!(answer, Ok(Ok(())) | Err(CallFailure::NotSent)) {
-        let _ = start(tally, app).await;
+    match answer {
+        Ok(Ok(())) => {}
+        Err(CallFailure::NotSent) => with_state(|s| s.update_native_job(job, |n| n.stopped = false)),
+        _ => {
+            let _ = start(tally, app, job).await;
+        }
     }
     answer
 }
 
-/// Starts `app`, asking again after a failure, [`START_ATTEMPTS`] times at most.
-async fn start(tally: &mut Tally, app: Principal) -> Answer<()> {
+/// Starts `app`, asking again after a failure, [`START_ATTEMPTS`] times at most; once started,
+/// job `job` no longer has it stopped.
+async fn start(tally: &mut Tally, app: Principal, job: u64) -> Answer<()> {
     let mut answer = tally.read(app_client::management("start_canister", &canister(app), false).await);
     for _ in 1..START_ATTEMPTS {
         if matches!(answer, Ok(Ok(()))) {
             break;
         }
         answer = tally.read(app_client::management("start_canister", &canister(app), false).await);
+    }
+    if matches!(answer, Ok(Ok(()))) {
+        with_state(|s| {
+            if s.native_job(job).is_some() {
+                s.update_native_job(job, |n| n.stopped = false);
+            }
+        });
     }
     answer
 }
@@ -163,7 +180,7 @@ async fn open(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Opt
     let header = native::encode_header(&metadata);
     let layout = Layout::new(&metadata, header.len() as u64, NATIVE_CHUNK_SIZE)
         .map_err(|message| Box::new(dump_refused(BackupError::InvalidImage { message })))?;
-    with_state(|s| s.put_native_job(job.id, NativeJob { snapshot: Some(snapshot_id), header }));
+    with_state(|s| s.update_native_job(job.id, |n| *n = NativeJob { snapshot: Some(snapshot_id), header, stopped: n.stopped }));
     let manifest = DumpManifest {
         job: job.id,
         state_kind: StateKind::Native,
@@ -187,21 +204,21 @@ async fn open(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Opt
 /// controllers stopped it); the snapshot's id, and how the app was.
 async fn take_for(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Option<Vec<u8>>) -> Result<(Vec<u8>, String), Box<Event>> {
     let app = job.app;
-    let stops = !keep_running && ended(stops_it(tally, app, "take_canister_snapshot").await, dump_refused)?;
+    let stops = !keep_running && ended(stops_it(tally, app, job.id, "take_canister_snapshot").await, dump_refused)?;
     let stopped_at = ic_cdk::api::time();
     if stops {
-        ended(stop(tally, app).await, dump_refused)?;
+        ended(stop(tally, app, job.id).await, dump_refused)?;
     }
     let snapshot = take(tally, app, taken).await;
     if let Ok(Ok(snapshot)) = &snapshot {
         let id = snapshot.id.clone();
         with_state(|s| {
             s.note_native_taken(app, Some(id.clone()));
-            s.put_native_job(job.id, NativeJob { snapshot: Some(id), header: Vec::new() });
+            s.update_native_job(job.id, |n| n.snapshot = Some(id));
         });
     }
     if stops {
-        ended(start(tally, app).await, dump_refused)?;
+        ended(start(tally, app, job.id).await, dump_refused)?;
     }
     let downtime = ic_cdk::api::time().saturating_sub(stopped_at);
     let snapshot = ended(snapshot, dump_refused)?;
@@ -215,7 +232,7 @@ async fn take_for(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken:
 
 /// The layout of the snapshot job `job` reads, and the native snapshot and header it reads from.
 fn reading(job: u64, size: u64, chunk_size: u64) -> Option<(Layout, Vec<u8>, Vec<u8>)> {
-    let NativeJob { snapshot, header } = with_state(|s| s.native_job(job))?;
+    let NativeJob { snapshot, header, .. } = with_state(|s| s.native_job(job))?;
     let (layout, _) = Layout::of_image(size, chunk_size, &header).ok()?;
     Some((layout, snapshot?, header))
 }
@@ -302,10 +319,28 @@ async fn delete(tally: &mut Tally, app: Principal, job: u64) -> Option<String> {
     None
 }
 
-/// Deletes what job `job` left on `app`, its job over: the snapshot it took or uploaded. Best
-/// effort: one left is replaced by the app's next snapshot, or shows in its snapshot list.
+/// Releases what job `job` left on `app`, its job over: starts the app if the job left it
+/// stopped, and deletes the snapshot it took or uploaded. Best effort: a snapshot left is
+/// replaced by the app's next one, or shows in its snapshot list.
 pub async fn release(app: Principal, job: u64) {
-    let _ = delete(&mut Tally::default(), app, job).await;
+    let mut tally = Tally::default();
+    if with_state(|s| s.native_job(job)).is_some_and(|n| n.stopped) {
+        let why = match start(&mut tally, app, job).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(failure) => Some(failure.to_string()),
+        };
+        // The job is over: its record says what the caller must do.
+        if let Some(why) = why {
+            with_state(|s| {
+                if let Some(mut record) = s.job(job) {
+                    job::note(&mut record, format!("the app, stopped for this job, could not be started again ({why}): start it"));
+                    s.put_job(record);
+                }
+            });
+        }
+    }
+    let _ = delete(&mut tally, app, job).await;
     with_state(|s| s.remove_native_job(job));
 }
 
@@ -356,7 +391,7 @@ pub async fn restore_begin(job: &JobRecord, source: Principal, snapshot_id: u64)
     let mut tally = Tally::default();
     let answer = tally.read(app_client::management::<_, UploadCanisterSnapshotMetadataResult>("upload_canister_snapshot_metadata", &metadata, false).await);
     if let Ok(Ok(uploaded)) = &answer {
-        with_state(|s| s.put_native_job(job.id, NativeJob { snapshot: Some(uploaded.snapshot_id.clone()), header: Vec::new() }));
+        with_state(|s| s.update_native_job(job.id, |n| n.snapshot = Some(uploaded.snapshot_id.clone())));
     }
     let Some(job) = tally.settle(job) else { return released_if_over(job.app, job.id) };
     let event = match answer {
@@ -410,7 +445,7 @@ pub async fn restore_commit(job: &JobRecord, source: Principal, snapshot_id: u64
         return Some((job::answered(job.clone()), Event::Committed(Ok(report), record.sha256)));
     }
     let (app, mut tally) = (job.app, Tally::default());
-    let (loaded, unstarted) = load(&mut tally, app, uploaded).await;
+    let (loaded, unstarted) = load(&mut tally, app, job.id, uploaded).await;
     let mut job = tally.settle(job)?;
     if let Some(why) = unstarted {
         let loaded = if matches!(loaded, Ok(Ok(()))) { "the snapshot is loaded, but " } else { "" };
@@ -426,13 +461,13 @@ pub async fn restore_commit(job: &JobRecord, source: Principal, snapshot_id: u64
 /// Loads `snapshot` onto `app`, stopped for the load if it runs; the load's answer, and why the
 /// app could not be started again after it if it could not (a load that succeeded stands: it is
 /// not repeated).
-async fn load(tally: &mut Tally, app: Principal, snapshot: Vec<u8>) -> (Answer<()>, Option<String>) {
-    let stops = match stops_it(tally, app, "load_canister_snapshot").await {
+async fn load(tally: &mut Tally, app: Principal, job: u64, snapshot: Vec<u8>) -> (Answer<()>, Option<String>) {
+    let stops = match stops_it(tally, app, job, "load_canister_snapshot").await {
         Ok(Ok(stops)) => stops,
         Ok(Err(error)) => return (Ok(Err(error)), None),
         Err(failure) => return (Err(failure), None),
     };
-    if stops && let answer @ (Ok(Err(_)) | Err(_)) = stop(tally, app).await {
+    if stops && let answer @ (Ok(Err(_)) | Err(_)) = stop(tally, app, job).await {
         return (answer, None);
     }
     let args = LoadCanisterSnapshotArgs { canister_id: app, snapshot_id: snapshot, sender_canister_version: Some(ic_cdk::api::canister_version()) };
@@ -440,7 +475,7 @@ async fn load(tally: &mut Tally, app: Principal, snapshot: Vec<u8>) -> (Answer<(
     if !stops {
         return (loaded, None);
     }
-    let unstarted = match start(tally, app).await {
+    let unstarted = match start(tally, app, job).await {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
         Err(failure) => Some(failure.to_string()),
