@@ -34,6 +34,10 @@ pub enum OpsError {
         .restored.map(|job| format!(", and job {job} restored it")).unwrap_or_else(|| format!(": `vault restore {app} {snapshot}` puts it back"))
     )]
     UpgradeRefused { app: Principal, snapshot: u64, error: Box<CallError>, restored: Option<u64> },
+    #[error(
+        "upgrading {app} got no answer ({error}): the upgrade may have run or may still run; check the app before anything else. Snapshot {snapshot}, taken just before, holds its state: `vault restore {app} {snapshot}` puts it back"
+    )]
+    UpgradeUnknown { app: Principal, snapshot: u64, error: String },
     #[error("{}: {reason}", .path.display())]
     SnapshotDir { path: std::path::PathBuf, reason: String },
 }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use vault_api::service::SnapshotInfo;
 
 use crate::error::OpsError;
+use crate::transport::CallError;
 use crate::progress::Progress;
 use crate::vault::Vault;
 
@@ -20,7 +21,8 @@ pub struct Upgraded {
 
 /// Snapshots `app`, waits until the snapshot is complete in the vault, then upgrades `app` to
 /// `module` (its `post_upgrade` given `arg`) as its controller. A refused upgrade is
-/// [`OpsError::UpgradeRefused`], which names the snapshot.
+/// [`OpsError::UpgradeRefused`], which names the snapshot; one with no answer is
+/// [`OpsError::UpgradeUnknown`].
 pub fn upgrade(vault: &mut Vault, app: Principal, module: Vec<u8>, arg: Vec<u8>, progress: &mut dyn Progress) -> Result<Upgraded, OpsError> {
     let job = vault.snapshot_now(app)?;
     let job = vault.wait_for_job(job.id, progress)?;
@@ -30,6 +32,8 @@ pub fn upgrade(vault: &mut Vault, app: Principal, module: Vec<u8>, arg: Vec<u8>,
     let module_bytes = module.len() as u64;
     match vault.upgrade(app, module, arg) {
         Ok(()) => Ok(Upgraded { before, module_hash, module_bytes }),
-        Err(error) => Err(OpsError::UpgradeRefused { app, snapshot: before.id, error: Box::new(error), restored: None }),
+        Err(error @ CallError::Rejected { .. }) => Err(OpsError::UpgradeRefused { app, snapshot: before.id, error: Box::new(error), restored: None }),
+        // No answer: the upgrade may still run, so nothing is restored over it.
+        Err(CallError::Transport(error)) => Err(OpsError::UpgradeUnknown { app, snapshot: before.id, error }),
     }
 }

@@ -90,7 +90,7 @@ pub fn exec(context: &mut Context, args: &Args) -> Result<Output, CliError> {
         }
         Err(OpsError::UpgradeRefused { app, snapshot, error, restored: None }) => {
             let refused = OpsError::UpgradeRefused { app, snapshot, error: error.clone(), restored: None };
-            if !(args.restore_on_failure || interactive && confirm(&format!("{refused}\nRestore snapshot {snapshot} into {app} now? [y/N] "))) {
+            if !(args.restore_on_failure || interactive && confirm(&format!("{refused}\nRestore snapshot {snapshot} into {app} now (what it did since is lost)? [y/N] "))) {
                 return Err(refused.into());
             }
             let restore = RestoreArgs { app, snapshot_id: snapshot, target: None, allow_layout_change: None, via_upgrade: None };

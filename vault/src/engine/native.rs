@@ -91,11 +91,13 @@ async fn stops_it(tally: &mut Tally, app: Principal, job: u64, method: &str) -> 
 /// answer but a success, starts it again, as a stop that timed out or failed may leave it
 /// stopping.
 async fn stop(tally: &mut Tally, app: Principal, job: u64) -> Answer<()> {
+    let already = with_state(|s| s.native_job(job)).is_some_and(|n| n.stopped);
     with_state(|s| s.update_native_job(job, |n| n.stopped = true));
     let answer = tally.read(app_client::management("stop_canister", &canister(app), false).await);
     match answer {
         Ok(Ok(())) => {}
-        Err(CallFailure::NotSent) => with_state(|s| s.update_native_job(job, |n| n.stopped = false)),
+        // Not sent: the app is as it was, stopped by an earlier attempt or not.
+        Err(CallFailure::NotSent) => with_state(|s| s.update_native_job(job, |n| n.stopped = already)),
         _ => {
             let _ = start(tally, app, job).await;
         }
@@ -170,10 +172,16 @@ pub async fn begin(job: &JobRecord) -> Option<(JobRecord, Event)> {
 
 async fn open(tally: &mut Tally, job: &JobRecord, keep_running: bool, taken: Option<Vec<u8>>) -> Result<(DumpManifest, String), Box<Event>> {
     let app = job.app;
-    // A repeated attempt reads the snapshot an earlier one took: one take, one downtime.
-    let (snapshot_id, how) = match with_state(|s| s.native_job(job.id)).and_then(|n| n.snapshot) {
-        Some(id) => (id, "snapshotted by an earlier attempt".to_string()),
-        None => take_for(tally, job, keep_running, taken).await?,
+    // A repeated attempt reads the snapshot an earlier one took: one take, one downtime. It
+    // starts the app first if the earlier one could not.
+    let (snapshot_id, how) = match with_state(|s| s.native_job(job.id)) {
+        Some(NativeJob { snapshot: Some(id), stopped, .. }) => {
+            if stopped {
+                ended(start(tally, app, job.id).await, dump_refused)?;
+            }
+            (id, "snapshotted by an earlier attempt".to_string())
+        }
+        _ => take_for(tally, job, keep_running, taken).await?,
     };
     let args = ReadCanisterSnapshotMetadataArgs { canister_id: app, snapshot_id: snapshot_id.clone() };
     let metadata = ended(tally.read(app_client::management::<_, native::Metadata>("read_canister_snapshot_metadata", &args, true).await), dump_refused)?;
