@@ -465,7 +465,7 @@ impl Campaign {
     fn wait_while_stopped(&self, app: Principal) -> Checked {
         let jobs = self.env.vault().list_jobs(app).map_err(|e| e.to_string())?;
         if jobs.iter().any(|j| !finished(j)) {
-            self.next_round();
+            self.env.run_for(1);
             return Ok(());
         }
         let last = jobs.iter().max_by_key(|j| j.id).ok_or_else(|| format!("{app} is stopped, and no job of it ever ran"))?;
@@ -483,18 +483,13 @@ impl Campaign {
             if let Some(answer) = self.env.ic.ingress_status(message) {
                 return Some(answer);
             }
-            self.next_round();
+            self.env.run_for(1);
         }
         None
     }
 
     fn is_native(&self, app: Principal) -> bool {
         self.apps.iter().any(|a| a.id == app && a.native)
-    }
-
-    fn next_round(&self) {
-        self.env.ic.advance_time(Duration::from_secs(1));
-        self.env.ic.tick();
     }
 
     /// A vault update as `caller`, sent again if an injected trap hit it (the trap rolled it
@@ -699,7 +694,7 @@ impl Campaign {
             self.apps[i].next_update += 1;
             // The ledger's mint, which always runs on a running app.
             sent.push(ic.submit_call(id, owner(), "mint", candid::encode_args((n % 5, 100 + n)).unwrap()));
-            self.next_round();
+            self.env.run_for(1);
         }
         let job = self.answered(request).ok_or("snapshot_now was not answered")?.map_err(|e| format!("snapshot_now: {e}"))?;
         let (job,): (VaultResult<JobInfo>,) = candid::decode_args(&job).map_err(|e| e.to_string())?;
@@ -944,8 +939,7 @@ impl Campaign {
             if running.iter().all(|&id| self.env.vault().job_status(id).is_ok_and(|j| finished(&j))) {
                 return Ok(());
             }
-            self.env.ic.advance_time(Duration::from_secs(1));
-            self.env.ic.tick();
+            self.env.run_for(1);
         }
         Err("jobs did not finish in 2,000 rounds".into())
     }
@@ -962,8 +956,7 @@ impl Campaign {
             if stopped.is_some() {
                 break;
             }
-            ic.advance_time(Duration::from_secs(1));
-            ic.tick();
+            self.env.run_for(1);
         }
         ensure(matches!(stopped, Some(Ok(_))), || format!("the vault did not stop: {stopped:?}"))?;
         // An injected trap in an upgrade hook fails the upgrade and leaves the vault as it
@@ -1558,7 +1551,7 @@ impl Campaign {
             if status()? == ic_management_canister_types::CanisterStatusType::Running {
                 return Ok(());
             }
-            self.next_round();
+            self.env.run_for(1);
         }
         let status = status()?;
         let start_refused = matches!(&job.error, Some(JobError::AppRefused { error: BackupError::NativeRefused { method, .. } }) if method == "start_canister");
@@ -1825,7 +1818,7 @@ impl Campaign {
             if !sources.iter().map(|&id| self.job_runs(id)).collect::<Result<Vec<bool>, String>>()?.contains(&true) {
                 break;
             }
-            self.next_round();
+            self.env.run_for(1);
         }
         for &id in &sources {
             let listed: Vec<u64> = self.env.vault().list_snapshots(id).map_err(|e| e.to_string())?.iter().map(|s| s.id).collect();
@@ -1849,8 +1842,7 @@ impl Campaign {
             if held(self)?.iter().all(|&bytes| bytes == Some(0)) {
                 return Ok(());
             }
-            self.env.ic.advance_time(Duration::from_secs(1));
-            self.env.ic.tick();
+            self.env.run_for(1);
         }
         let left = held(self)?;
         self.check(false, || format!("with every snapshot deleted, {sources:?} still hold {left:?} bytes"))

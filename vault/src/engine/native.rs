@@ -305,11 +305,7 @@ async fn delete(tally: &mut Tally, app: Principal, job: u64) -> Option<String> {
         _ => false,
     };
     if !gone {
-        let why = match answer {
-            Ok(Err(error)) => error.to_string(),
-            Err(failure) => failure.to_string(),
-            Ok(Ok(())) => unreachable!("a deleted snapshot is gone"),
-        };
+        let why = unanswered(answer).expect("a deleted snapshot is gone");
         // Kept as the vault's snapshot of the app, unless it holds one: the next take replaces it.
         with_state(|s| {
             if s.native_app(app).is_some_and(|n| n.taken.is_none()) {
@@ -333,11 +329,7 @@ async fn delete(tally: &mut Tally, app: Principal, job: u64) -> Option<String> {
 pub async fn release(app: Principal, job: u64) {
     let mut tally = Tally::default();
     if with_state(|s| s.native_job(job)).is_some_and(|n| n.stopped) {
-        let why = match start(&mut tally, app, job).await {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(failure) => Some(failure.to_string()),
-        };
+        let why = unanswered(start(&mut tally, app, job).await);
         // The job is over: its record says what the caller must do.
         if let Some(why) = why {
             with_state(|s| {
@@ -483,10 +475,15 @@ async fn load(tally: &mut Tally, app: Principal, job: u64, snapshot: Vec<u8>) ->
     if !stops {
         return (loaded, None);
     }
-    let unstarted = match start(tally, app, job).await {
+    let unstarted = unanswered(start(tally, app, job).await);
+    (loaded, unstarted)
+}
+
+/// Why a call that must succeed did not: its refusal or its failure; `None` on success.
+fn unanswered(answer: Answer<()>) -> Option<String> {
+    match answer {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
         Err(failure) => Some(failure.to_string()),
-    };
-    (loaded, unstarted)
+    }
 }
